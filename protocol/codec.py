@@ -1,0 +1,141 @@
+"""Message codecs, chosen per message by its AMQP content type.
+
+Decoding is strict: only plain data (maps with string keys, lists, strings, numbers,
+booleans, null) is accepted; msgpack extension types, NaN and infinities are refused,
+and nothing larger than the cap is read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final, Protocol, TypeVar
+
+import msgpack
+from pydantic import BaseModel, ValidationError
+
+from protocol.errors import DecodeError, MessageTooLarge, UnsupportedContentType
+
+MSGPACK: Final[str] = "application/msgpack"
+JSON: Final[str] = "application/json"
+DEFAULT_MAX_MESSAGE_BYTES: Final[int] = 4 * 1024 * 1024
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class Codec(Protocol):
+    content_type: str
+
+    def dumpb(self, obj: Any) -> bytes: ...
+
+    def loadb(self, data: bytes) -> Any: ...
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"msgpack extension type {code} is not allowed")
+
+
+def _check_plain(obj: Any) -> None:
+    # msgpack decodes its timestamp extension without calling ext_hook; catch it and floats like NaN here.
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise DecodeError("non-finite numbers are not allowed")
+        elif item is not None and not isinstance(item, str | int | bool):
+            raise DecodeError(f"value of type {type(item).__name__} is not allowed")
+
+
+class MsgpackCodec:
+    content_type = MSGPACK
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.max_bytes = max_bytes
+
+    def dumpb(self, obj: Any) -> bytes:
+        return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def loadb(self, data: bytes) -> Any:
+        _check_size(data, self.max_bytes)
+        try:
+            obj = msgpack.unpackb(
+                data, raw=False, strict_map_key=True, ext_hook=_refuse_ext, use_list=True
+            )
+        except DecodeError:
+            raise
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise DecodeError(f"not valid msgpack: {exc}") from exc
+        _check_plain(obj)
+        return obj
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DecodeError(f"JSON constant {name} is not allowed")
+
+
+class JsonCodec:
+    content_type = JSON
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.max_bytes = max_bytes
+
+    def dumpb(self, obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+    def loadb(self, data: bytes) -> Any:
+        _check_size(data, self.max_bytes)
+        try:
+            return json.loads(data, parse_constant=_refuse_constant)
+        except DecodeError:
+            raise
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"not valid JSON: {exc}") from exc
+
+
+def _check_size(data: bytes, max_bytes: int) -> None:
+    if len(data) > max_bytes:
+        raise MessageTooLarge(f"message of {len(data)} bytes exceeds the {max_bytes}-byte cap")
+
+
+class CodecSet:
+    """The codecs a process accepts, looked up by AMQP content type."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, default: str = MSGPACK) -> None:
+        self._codecs: dict[str, Codec] = {MSGPACK: MsgpackCodec(max_bytes), JSON: JsonCodec(max_bytes)}
+        self.default = self.for_content_type(default)
+
+    def for_content_type(self, content_type: str | None) -> Codec:
+        if content_type is None:
+            return self._codecs[MSGPACK]
+        codec = self._codecs.get(content_type.split(";", 1)[0].strip().lower())
+        if codec is None:
+            raise UnsupportedContentType(f"no codec for content type {content_type!r}")
+        return codec
+
+    def encode(self, model: BaseModel, codec: Codec | None = None) -> bytes:
+        return (codec or self.default).dumpb(model.model_dump(mode="json"))
+
+    def decode(self, cls: type[Model], body: bytes, content_type: str | None) -> Model:
+        """Decode and validate; every failure is a DecodeError that says what was wrong."""
+        try:
+            codec = self.for_content_type(content_type)
+        except UnsupportedContentType as exc:
+            raise DecodeError(str(exc)) from exc
+        obj = codec.loadb(body)
+        if not isinstance(obj, dict):
+            raise DecodeError(f"a {cls.__name__} must be a map, got {type(obj).__name__}")
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as exc:
+            raise DecodeError(f"invalid {cls.__name__}: {_summarise(exc)}") from exc
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]]
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

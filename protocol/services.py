@@ -1,0 +1,43 @@
+"""The built-in services, the job types they serve, and their queue settings.
+
+Concurrency, prefetch, rate limits and retry defaults come from the queue settings of
+the reference documents (llm 10 / embedding 20 / ingestion 5 concurrent, retries 3/5/10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class RetryDefaults:
+    max_retries: int
+    initial_delay_seconds: float
+    delay_step_seconds: float
+    max_delay_seconds: float
+
+
+@dataclass(frozen=True)
+class ServiceProfile:
+    name: str
+    job_types: tuple[str, ...]
+    concurrency: int
+    prefetch: int  # unacked messages per worker process
+    rate_limit_per_minute: int
+    retry: RetryDefaults
+
+
+BUILTIN_SERVICES: Final[dict[str, ServiceProfile]] = {
+    profile.name: profile
+    for profile in (
+        ServiceProfile("query", ("llm_request",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0)),
+        ServiceProfile("embedding", ("embedding_request",), 20, 40, 600, RetryDefaults(5, 0.2, 0.3, 3.0)),
+        ServiceProfile("ingestion", ("document_processing",), 5, 5, 50, RetryDefaults(10, 1.0, 2.0, 30.0)),
+        ServiceProfile("agent", ("agent_execution",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0)),
+    )
+}
+
+BUILTIN_JOB_TYPES: Final[dict[str, str]] = {
+    job_type: profile.name for profile in BUILTIN_SERVICES.values() for job_type in profile.job_types
+}

@@ -1,0 +1,74 @@
+"""Settings shared by every Baton process, read from the environment once, in `__main__`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
+from protocol.names import check_tenant_id
+
+DEFAULT_RABBITMQ_URL: Final[str] = "amqp://guest:guest@localhost:5672/"
+DEFAULT_REDIS_URL: Final[str] = "redis://localhost:6379/0"
+DEFAULT_ORCHESTRATOR_PORT: Final[int] = 8000
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value Baton cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    orchestrator_port: int = DEFAULT_ORCHESTRATOR_PORT
+    api_keys: Mapping[str, str] | None = None  # key -> tenant; None when BATON_API_KEYS is unset
+    admin_key: str | None = None
+    service_token: str | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return cls(
+            rabbitmq_url=env.get("RABBITMQ_URL") or DEFAULT_RABBITMQ_URL,
+            redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            orchestrator_port=_int(env, "ORCHESTRATOR_PORT", DEFAULT_ORCHESTRATOR_PORT),
+            api_keys=parse_api_keys(env["BATON_API_KEYS"]) if env.get("BATON_API_KEYS") else None,
+            admin_key=env.get("BATON_ADMIN_KEY") or None,
+            service_token=env.get("BATON_SERVICE_TOKEN") or None,
+            max_message_bytes=_int(env, "BATON_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
+        )
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """`tenant:key,tenant:key` -> {key: tenant}."""
+    keys: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tenant, sep, key = item.partition(":")
+        if not sep or not key:
+            raise SettingsError(f"BATON_API_KEYS entry {item!r} is not tenant:key")
+        try:
+            check_tenant_id(tenant)
+        except ValueError as exc:
+            raise SettingsError(f"BATON_API_KEYS: {exc}") from exc
+        if key in keys and keys[key] != tenant:
+            raise SettingsError("BATON_API_KEYS gives one key to two tenants")
+        keys[key] = tenant
+    return keys
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return value

@@ -1,0 +1,135 @@
+"""The RabbitMQ topology: every exchange and queue name, and how to declare them.
+
+Everything is durable and declared idempotently by whichever process starts first.
+The declaring code talks to a channel through the small `TopologyChannel` protocol so
+this package needs no AMQP client; aio-pika's channel satisfies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from protocol.names import check_service_name, check_tenant_id
+
+TASKS_EXCHANGE: Final[str] = "baton.tasks"
+RETRY_EXCHANGE: Final[str] = "baton.retry"
+DEAD_LETTER_EXCHANGE: Final[str] = "baton.dlx"
+EVENTS_EXCHANGE: Final[str] = "baton.events"
+CONTROL_EXCHANGE: Final[str] = "baton.control"
+
+# Shared by every orchestrator replica: each event is applied to the registry by one of them.
+ORCHESTRATOR_EVENTS_QUEUE: Final[str] = "baton.orchestrator.events"
+QUEUE_MAX_PRIORITY: Final[int] = 10
+SYSTEM_ROUTING_PREFIX: Final[str] = "_system"  # not a valid tenant id, so never a tenant's key
+
+# Headers Baton sets on messages it dead-letters itself.
+REASON_HEADER: Final[str] = "x-baton-reason"
+ERROR_HEADER: Final[str] = "x-baton-error"
+ATTEMPTS_HEADER: Final[str] = "x-baton-attempts"
+TENANT_HEADER: Final[str] = "x-baton-tenant"
+
+
+def task_queue(service: str) -> str:
+    return f"baton.{check_service_name(service)}"
+
+
+def dead_letter_queue(service: str) -> str:
+    return f"{task_queue(service)}.dead"
+
+
+def event_routing_key(tenant_id: str, service: str, event: str) -> str:
+    return f"{check_tenant_id(tenant_id)}.{check_service_name(service)}.{event}"
+
+
+def system_routing_key(service: str, kind: str) -> str:
+    """Routing key of worker announcements and heartbeats on the events exchange."""
+    return f"{SYSTEM_ROUTING_PREFIX}.{check_service_name(service)}.{kind}"
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    kind: str  # direct, topic or fanout
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    bindings: tuple[Binding, ...] = ()
+
+
+EXCHANGES: Final[tuple[ExchangeSpec, ...]] = (
+    ExchangeSpec(TASKS_EXCHANGE, "direct"),
+    ExchangeSpec(RETRY_EXCHANGE, "direct"),
+    ExchangeSpec(DEAD_LETTER_EXCHANGE, "direct"),
+    ExchangeSpec(EVENTS_EXCHANGE, "topic"),
+    ExchangeSpec(CONTROL_EXCHANGE, "fanout"),
+)
+
+
+def service_queues(service: str) -> tuple[QueueSpec, ...]:
+    """The work queue of a service and the queue its dead letters are parked in."""
+    return (
+        QueueSpec(
+            task_queue(service),
+            {
+                "x-queue-type": "classic",  # priorities need classic queues on RabbitMQ 3.x
+                "x-max-priority": QUEUE_MAX_PRIORITY,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": service,
+            },
+            (Binding(TASKS_EXCHANGE, service),),
+        ),
+        QueueSpec(
+            dead_letter_queue(service),
+            {"x-queue-type": "classic"},
+            (Binding(DEAD_LETTER_EXCHANGE, service),),
+        ),
+    )
+
+
+ORCHESTRATOR_QUEUES: Final[tuple[QueueSpec, ...]] = (
+    QueueSpec(
+        ORCHESTRATOR_EVENTS_QUEUE,
+        {"x-queue-type": "classic"},
+        (Binding(EVENTS_EXCHANGE, "#"),),
+    ),
+)
+
+
+class TopologyQueue(Protocol):
+    async def bind(self, exchange: Any, routing_key: str | None = ...) -> Any: ...
+
+
+class TopologyChannel(Protocol):
+    async def declare_exchange(self, name: str, type: Any = ..., *, durable: bool = ...) -> Any: ...
+
+    async def declare_queue(
+        self, name: str | None = ..., *, durable: bool = ..., arguments: Any = ...
+    ) -> TopologyQueue: ...
+
+
+async def declare_exchanges(channel: TopologyChannel) -> None:
+    for exchange in EXCHANGES:
+        await channel.declare_exchange(exchange.name, exchange.kind, durable=True)
+
+
+async def declare_queues(channel: TopologyChannel, queues: tuple[QueueSpec, ...]) -> None:
+    for spec in queues:
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        for binding in spec.bindings:
+            await queue.bind(binding.exchange, routing_key=binding.routing_key)
+
+
+async def declare_service(channel: TopologyChannel, service: str) -> None:
+    """Exchanges plus a service's queues; safe to call from every process, any number of times."""
+    await declare_exchanges(channel)
+    await declare_queues(channel, service_queues(service))
