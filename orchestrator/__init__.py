@@ -1,0 +1,1 @@
+"""Baton's orchestrator: HTTP API, WebSocket hub, Redis registry, task publisher, event consumer."""

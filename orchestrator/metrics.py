@@ -1,0 +1,36 @@
+"""Prometheus metrics of one orchestrator process, on its own CollectorRegistry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class OrchestratorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs_created = Counter("baton_jobs_created", "Jobs accepted", ["type"], registry=r)
+        self.jobs_finished = Counter("baton_jobs_finished", "Jobs that reached a terminal status", ["type", "status"], registry=r)
+        self.job_duration = Histogram(
+            "baton_job_duration_seconds",
+            "From creation to terminal status",
+            ["type", "status"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+            registry=r,
+        )
+        self.publish_failures = Counter("baton_publish_failures", "Task publishes that failed", ["reason"], registry=r)
+        self.events_applied = Counter("baton_events_applied", "Events applied to the registry", ["event"], registry=r)
+        self.events_dropped = Counter("baton_events_dropped", "Events not applied", ["reason"], registry=r)
+        self.queue_depth = Gauge("baton_queue_depth_messages", "Ready messages per service queue", ["queue"], registry=r)
+        self.queue_consumers = Gauge("baton_queue_consumers", "Consumers per service queue", ["queue"], registry=r)
+        self.live_workers = Gauge("baton_live_workers", "Worker processes with a recent heartbeat", ["service"], registry=r)
+        self.ws_connections = Gauge("baton_websocket_connections", "Open client WebSockets", registry=r)
+        self.ws_messages_sent = Counter("baton_websocket_messages_sent", "Messages sent to WebSocket clients", registry=r)
+        self.ws_clients_dropped = Counter(
+            "baton_websocket_clients_dropped", "Clients cut off because their buffer was full", registry=r
+        )
+        self.http_requests = Counter("baton_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.http_duration = Histogram("baton_http_request_duration_seconds", "HTTP request time", ["route"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

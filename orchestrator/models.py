@@ -1,0 +1,82 @@
+"""What the orchestrator keeps about a job, and what it tells listeners when one changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class JobRecord(BaseModel):
+    """One job in the GlobalTaskRegistry (the `orchestrator:tasks:{tenant}:{job}` hash)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    global_task_id: str
+    tenant_id: str
+    session_id: str | None = None
+    type: str
+    service: str
+    root_task_id: str
+    priority: int
+    status: str
+    created_at: str  # ISO-8601 UTC
+    updated_at: str
+    seq: int = 0
+    delegated_services: list[dict[str, Any]] = []
+    progress: dict[str, Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    context: dict[str, Any] = {}
+
+    @property
+    def job_id(self) -> str:
+        return self.global_task_id
+
+    def public(self) -> dict[str, Any]:
+        """The JSON the API and the WebSocket snapshot show."""
+        body = self.model_dump(mode="json")
+        body["job_id"] = self.global_task_id
+        return body
+
+
+class CreateStatus(StrEnum):
+    CREATED = "created"
+    EXISTING = "existing"  # same tenant, same idempotency key, same request
+    CONFLICT = "conflict"  # same tenant and key, different request
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    status: CreateStatus
+    record: JobRecord
+
+
+class CancelStatus(StrEnum):
+    CANCELLED = "cancelled"
+    ALREADY_TERMINAL = "already_terminal"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    status: CancelStatus
+    record: JobRecord | None
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """An event the registry accepted, renumbered with the job's own `seq`.
+
+    `event` is the public TaskEvent JSON (its `seq` is the job's seq); every orchestrator
+    replica receives it and forwards it to its subscribed WebSocket clients and waiters.
+    """
+
+    tenant_id: str
+    job_id: str
+    seq: int
+    status: str  # the job's status after the event
+    terminal: bool
+    event: dict[str, Any]
