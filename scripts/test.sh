@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against the real RabbitMQ and Redis (started here when they are down).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/protocol -x`.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_venv test
+ensure_services
+
+say "ruff"
+"$VENV/bin/ruff" check protocol orchestrator workers tests
+say "mypy"
+"$VENV/bin/mypy" protocol orchestrator workers
+say "pytest"
+exec "$VENV/bin/pytest" -p no:cacheprovider "$@"

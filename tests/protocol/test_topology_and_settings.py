@@ -1,0 +1,63 @@
+import pytest
+
+from protocol import Settings, SettingsError
+from protocol.settings import parse_api_keys
+from protocol.topology import (
+    EXCHANGES,
+    dead_letter_queue,
+    event_routing_key,
+    service_queues,
+    system_routing_key,
+    task_queue,
+)
+
+
+def test_service_queue_is_a_priority_queue_that_dead_letters() -> None:
+    work, dead = service_queues("query")
+    assert work.name == task_queue("query") == "baton.query"
+    assert work.arguments["x-max-priority"] == 10
+    assert work.arguments["x-dead-letter-exchange"] == "baton.dlx"
+    assert work.arguments["x-dead-letter-routing-key"] == "query"
+    assert dead.name == dead_letter_queue("query") == "baton.query.dead"
+    assert [(b.exchange, b.routing_key) for b in dead.bindings] == [("baton.dlx", "query")]
+
+
+def test_exchange_kinds() -> None:
+    assert {e.name: e.kind for e in EXCHANGES} == {
+        "baton.tasks": "direct",
+        "baton.retry": "direct",
+        "baton.dlx": "direct",
+        "baton.events": "topic",
+        "baton.control": "fanout",
+    }
+
+
+def test_routing_keys() -> None:
+    assert event_routing_key("acme", "query", "task_completed") == "acme.query.task_completed"
+    assert system_routing_key("query", "worker_heartbeat") == "_system.query.worker_heartbeat"
+    with pytest.raises(ValueError):
+        event_routing_key("a.b", "query", "x")
+    with pytest.raises(ValueError):
+        task_queue("Bad.Name")
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env(
+        {"RABBITMQ_URL": "amqp://x/", "ORCHESTRATOR_PORT": "9000", "BATON_API_KEYS": "acme:k1, beta:k2"}
+    )
+    assert settings.rabbitmq_url == "amqp://x/"
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.orchestrator_port == 9000
+    assert settings.api_keys == {"k1": "acme", "k2": "beta"}
+    assert Settings.from_env({}).api_keys is None
+
+
+@pytest.mark.parametrize("raw", ["acme", "acme:", "a.b:k", "acme:k,beta:k"])
+def test_bad_api_keys_are_refused(raw: str) -> None:
+    with pytest.raises(SettingsError):
+        parse_api_keys(raw)
+
+
+def test_bad_port_is_refused() -> None:
+    with pytest.raises(SettingsError, match="ORCHESTRATOR_PORT"):
+        Settings.from_env({"ORCHESTRATOR_PORT": "eighty"})
