@@ -10,7 +10,9 @@ class OrchestratorMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.jobs_created = Counter("baton_jobs_created", "Jobs accepted", ["type"], registry=r)
-        self.jobs_finished = Counter("baton_jobs_finished", "Jobs that reached a terminal status", ["type", "status"], registry=r)
+        self.jobs_finished = Counter(
+            "baton_jobs_finished", "Jobs that reached a terminal status", ["type", "status"], registry=r
+        )
         self.job_duration = Histogram(
             "baton_job_duration_seconds",
             "From creation to terminal status",
@@ -21,16 +23,24 @@ class OrchestratorMetrics:
         self.publish_failures = Counter("baton_publish_failures", "Task publishes that failed", ["reason"], registry=r)
         self.events_applied = Counter("baton_events_applied", "Events applied to the registry", ["event"], registry=r)
         self.events_dropped = Counter("baton_events_dropped", "Events not applied", ["reason"], registry=r)
-        self.queue_depth = Gauge("baton_queue_depth_messages", "Ready messages per service queue", ["queue"], registry=r)
+        self.queue_depth = Gauge(
+            "baton_queue_depth_messages", "Ready messages per service queue", ["queue"], registry=r
+        )
         self.queue_consumers = Gauge("baton_queue_consumers", "Consumers per service queue", ["queue"], registry=r)
-        self.live_workers = Gauge("baton_live_workers", "Worker processes with a recent heartbeat", ["service"], registry=r)
+        self.live_workers = Gauge(
+            "baton_live_workers", "Worker processes with a recent heartbeat", ["service"], registry=r
+        )
         self.ws_connections = Gauge("baton_websocket_connections", "Open client WebSockets", registry=r)
-        self.ws_messages_sent = Counter("baton_websocket_messages_sent", "Messages sent to WebSocket clients", registry=r)
+        self.ws_messages_sent = Counter(
+            "baton_websocket_messages_sent", "Messages sent to WebSocket clients", registry=r
+        )
         self.ws_clients_dropped = Counter(
             "baton_websocket_clients_dropped", "Clients cut off because their buffer was full", registry=r
         )
         self.http_requests = Counter("baton_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.http_duration = Histogram("baton_http_request_duration_seconds", "HTTP request time", ["route"], registry=r)
+        self.http_duration = Histogram(
+            "baton_http_request_duration_seconds", "HTTP request time", ["route"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

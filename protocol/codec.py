@@ -63,9 +63,7 @@ class MsgpackCodec:
     def loadb(self, data: bytes) -> Any:
         _check_size(data, self.max_bytes)
         try:
-            obj = msgpack.unpackb(
-                data, raw=False, strict_map_key=True, ext_hook=_refuse_ext, use_list=True
-            )
+            obj = msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_refuse_ext, use_list=True)
         except DecodeError:
             raise
         except (ValueError, TypeError, msgpack.UnpackException) as exc:

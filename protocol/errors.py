@@ -1,9 +1,9 @@
 """Errors of the protocol package.
 
-    ProtocolError
-    ├── DecodeError          bytes that are not a valid message
-    │   └── MessageTooLarge  bytes over the codec's size cap
-    └── UnsupportedContentType
+ProtocolError
+├── DecodeError          bytes that are not a valid message
+│   └── MessageTooLarge  bytes over the codec's size cap
+└── UnsupportedContentType
 """
 
 from __future__ import annotations

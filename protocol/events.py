@@ -113,9 +113,7 @@ def status_event(
     return TaskEvent(event=EventType.TASK_STATUS_UPDATE, data=data, **_base(envelope, seq, metadata))
 
 
-def completed_event(
-    envelope: TaskEnvelope, result: Any, seq: int, metadata: dict[str, Any] | None = None
-) -> TaskEvent:
+def completed_event(envelope: TaskEnvelope, result: Any, seq: int, metadata: dict[str, Any] | None = None) -> TaskEvent:
     return TaskEvent(event=EventType.TASK_COMPLETED, data={"result": result}, **_base(envelope, seq, metadata))
 
 
@@ -132,8 +130,6 @@ def failed_event(
     return TaskEvent(event=EventType.TASK_FAILED, data=data, **_base(envelope, seq, metadata))
 
 
-def cancelled_event(
-    envelope: TaskEnvelope, reason: str, seq: int, metadata: dict[str, Any] | None = None
-) -> TaskEvent:
+def cancelled_event(envelope: TaskEnvelope, reason: str, seq: int, metadata: dict[str, Any] | None = None) -> TaskEvent:
     data = {"status": JobStatus.CANCELLED.value, "reason": reason}
     return TaskEvent(event=EventType.TASK_CANCELLED, data=data, **_base(envelope, seq, metadata))

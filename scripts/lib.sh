@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${BATON_VENV:-$ROOT/.venv}"
-RUN_DIR="$ROOT/.run"
+RUN_DIR="${BATON_RUN_DIR:-$ROOT/.run}"
 
 say() { printf '[baton] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }

@@ -40,6 +40,7 @@ def unique() -> str:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    # Blocking pool: tests fire 100+ concurrent commands, which would exhaust a plain pool.
+    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=256))
     yield client
     await client.aclose()

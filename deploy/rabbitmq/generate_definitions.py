@@ -21,8 +21,15 @@ def definitions() -> dict[str, Any]:
         "vhosts": [{"name": "/"}],
         "permissions": [{"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
         "exchanges": [
-            {"name": e.name, "vhost": "/", "type": e.kind, "durable": True, "auto_delete": False, "internal": False,
-             "arguments": {}}
+            {
+                "name": e.name,
+                "vhost": "/",
+                "type": e.kind,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
             for e in EXCHANGES
         ],
         "queues": [
@@ -30,8 +37,14 @@ def definitions() -> dict[str, Any]:
             for q in queues
         ],
         "bindings": [
-            {"source": b.exchange, "vhost": "/", "destination": q.name, "destination_type": "queue",
-             "routing_key": b.routing_key, "arguments": {}}
+            {
+                "source": b.exchange,
+                "vhost": "/",
+                "destination": q.name,
+                "destination_type": "queue",
+                "routing_key": b.routing_key,
+                "arguments": {},
+            }
             for q in queues
             for b in q.bindings
         ],

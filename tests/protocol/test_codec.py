@@ -71,4 +71,3 @@ def test_unknown_envelope_field_is_refused() -> None:
     data = envelope().model_dump(mode="json") | {"surprise": 1}
     with pytest.raises(DecodeError, match="surprise"):
         codecs.decode(TaskEnvelope, msgpack.packb(data), MSGPACK)
-

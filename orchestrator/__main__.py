@@ -1,0 +1,68 @@
+"""`python -m orchestrator`: the orchestrator service on ORCHESTRATOR_PORT until SIGINT or SIGTERM.
+
+The only place the orchestrator reads its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
+from orchestrator.auth import DEV_TENANT, Authenticator
+from protocol.settings import Settings, SettingsError
+
+log = logging.getLogger("orchestrator")
+
+
+async def serve(settings: Settings, authenticator: Authenticator) -> None:
+    app = create_app(settings, authenticator=authenticator)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, port=settings.orchestrator_port)
+        await site.start()
+        log.info("orchestrator listening on port %d", settings.orchestrator_port)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        # Stops accepting, lets in-flight requests finish, then unwinds the cleanup contexts.
+        await runner.cleanup()
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+    authenticator, dev_key = Authenticator.from_settings(settings)
+    if dev_key is not None:
+        print(f"BATON_API_KEYS is not set; API key for tenant {DEV_TENANT!r}: {dev_key}", flush=True)
+    _run(serve(settings, authenticator))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

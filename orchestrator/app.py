@@ -1,0 +1,74 @@
+"""The orchestrator's aiohttp application: every resource started and stopped in a cleanup context.
+
+Start order (stop order is the reverse): the task publisher, then the live state (Redis,
+registry, service directory, update bus, WebSocket hub, event consumer; `orchestrator.live`),
+then the job service and health checker that use both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from orchestrator.auth import Authenticator
+from orchestrator.health import HealthChecker
+from orchestrator.http_errors import error_middleware, metrics_middleware
+from orchestrator.http_jobs import add_job_routes
+from orchestrator.http_request import MAX_BATCH_BODY_BYTES
+from orchestrator.http_state import AUTHENTICATOR, HEALTH, JOBS, METRICS, PUBLISHER
+from orchestrator.http_system import add_system_routes
+from orchestrator.jobs import JobService
+from orchestrator.live import LIVE, setup_live
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelResult
+from orchestrator.publisher import TaskPublisher
+from protocol.codec import CodecSet
+from protocol.settings import Settings
+
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+def create_app(
+    settings: Settings,
+    *,
+    metrics: OrchestratorMetrics | None = None,
+    authenticator: Authenticator | None = None,
+) -> web.Application:
+    """The application; `authenticator` is passed by `__main__`, which prints the dev key it made."""
+    metrics = metrics or OrchestratorMetrics()
+    if authenticator is None:
+        authenticator, _ = Authenticator.from_settings(settings)
+    codecs = CodecSet(settings.max_message_bytes)
+    # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().
+    app = web.Application(client_max_size=MAX_BATCH_BODY_BYTES, middlewares=[metrics_middleware, error_middleware])
+    app[METRICS] = metrics
+    app[AUTHENTICATOR] = authenticator
+    publisher = TaskPublisher(settings.rabbitmq_url, codecs)
+    app[PUBLISHER] = publisher
+
+    async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+        await publisher.start()
+        yield
+        await publisher.close()
+
+    async def cancel_job(tenant_id: str, job_id: str) -> CancelResult:
+        # Looked up per call: the job service exists only once the application has started.
+        return await app[JOBS].cancel(tenant_id, job_id)
+
+    app.cleanup_ctx.append(publisher_ctx)
+    setup_live(
+        app, settings=settings, metrics=metrics, authenticator=authenticator, cancel_job=cancel_job, codecs=codecs
+    )
+    app.cleanup_ctx.append(_jobs_ctx)
+    add_job_routes(app)
+    add_system_routes(app)
+    return app
+
+
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    live = app[LIVE]
+    publisher, metrics = app[PUBLISHER], app[METRICS]
+    app[JOBS] = JobService(live.registry, live.directory, live.bus, publisher, metrics)
+    app[HEALTH] = HealthChecker(publisher, live.registry, live.directory, metrics)
+    yield

@@ -1,0 +1,62 @@
+"""Errors of the orchestrator's job API and task publisher.
+
+    OrchestratorError
+    ├── BrokerError
+    │   ├── BrokerUnavailable   no usable connection to RabbitMQ right now (raised at once, never after a wait)
+    │   └── PublishFailed       the broker did not take a message: unroutable, nacked, or no confirm in time
+    └── JobError
+        ├── UnknownJobType      no service has announced the job type
+        ├── IdempotencyConflict the idempotency key was used before with a different request
+        └── JobNotFound         no such job for this tenant
+
+aio-pika and aiormq errors are translated into BrokerError subclasses in `orchestrator.publisher`;
+the registry's Redis errors come as `orchestrator.registry.RegistryUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class OrchestratorError(Exception):
+    """Base of the errors raised by the job API and the publisher."""
+
+
+class BrokerError(OrchestratorError):
+    """RabbitMQ did not take a message."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The publisher has no open connection or channel; callers should retry later."""
+
+
+class PublishFailed(BrokerError):
+    """The broker was reachable but did not confirm the message."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason  # unroutable, nacked, timeout or channel_error: a metric label
+
+
+class JobError(OrchestratorError):
+    """A job request that cannot be served as asked."""
+
+
+class UnknownJobType(JobError):
+    def __init__(self, job_type: str, known_types: Mapping[str, str]) -> None:
+        super().__init__(f"no service serves job type {job_type!r}")
+        self.job_type = job_type
+        self.known_types = dict(known_types)
+
+
+class IdempotencyConflict(JobError):
+    def __init__(self, idempotency_key: str, job_id: str) -> None:
+        super().__init__(f"idempotency key {idempotency_key!r} was already used for a different request")
+        self.idempotency_key = idempotency_key
+        self.job_id = job_id
+
+
+class JobNotFound(JobError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id

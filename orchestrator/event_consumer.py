@@ -1,0 +1,202 @@
+"""EventConsumer: task events and worker heartbeats from RabbitMQ into the registry and the bus.
+
+All replicas share one durable queue, so each event is applied once; the applied update is
+published on the UpdateBus for every replica's clients. Messages are handled one at a time,
+in delivery order, so a task's events reach the registry in the order they were published.
+
+Acknowledgement rules: an event is acked once its outcome is recorded (applied or dropped as
+late/duplicate); bytes that are not a valid message are acked and counted, since no retry can
+fix them; while Redis is unreachable a message is held for a short delay and then requeued,
+so nothing is lost and the consumer never spins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Final
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+    ConsumerTag,
+)
+from aio_pika.exceptions import AMQPError
+
+from orchestrator.directory import ServiceDirectory
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import JobUpdate
+from orchestrator.registry import RedisTaskRegistry, RegistryError
+from orchestrator.update_bus import UpdateBus
+from protocol.codec import CodecSet
+from protocol.control import WorkerHeartbeat
+from protocol.envelope import utc_now
+from protocol.errors import DecodeError
+from protocol.events import TaskEvent
+from protocol.topology import (
+    EVENTS_EXCHANGE,
+    ORCHESTRATOR_EVENTS_QUEUE,
+    ORCHESTRATOR_QUEUES,
+    SYSTEM_ROUTING_PREFIX,
+    Binding,
+    QueueSpec,
+    declare_exchanges,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
+
+
+class EventSink:
+    """Applies an event to the registry, counts it, and announces the update to every replica.
+
+    Shared by the AMQP consumer and by services that publish events over a WebSocket.
+    """
+
+    def __init__(self, registry: RedisTaskRegistry, bus: UpdateBus, metrics: OrchestratorMetrics) -> None:
+        self._registry = registry
+        self._bus = bus
+        self._metrics = metrics
+
+    async def accept(self, event: TaskEvent) -> JobUpdate | None:
+        """The update the event produced, or None when it was dropped; RegistryError when Redis failed."""
+        outcome = await self._registry.apply(event)
+        update = outcome.update
+        if update is None:
+            self._metrics.events_dropped.labels(reason=outcome.dropped or "unknown").inc()
+            return None
+        self._metrics.events_applied.labels(event=event.event.value).inc()
+        if update.terminal:
+            self._metrics.jobs_finished.labels(type=outcome.job_type, status=update.status).inc()
+            with contextlib.suppress(ValueError):
+                elapsed = (utc_now() - datetime.fromisoformat(outcome.created_at)).total_seconds()
+                self._metrics.job_duration.labels(type=outcome.job_type, status=update.status).observe(
+                    max(elapsed, 0.0)
+                )
+        try:
+            await self._bus.publish(update)
+        except RegistryError as exc:
+            # Applied but not announced: requeueing would only find the event stale. Clients
+            # still see the new state in the registry and in their next snapshot.
+            log.warning("job %s seq %d applied but not announced: %s", update.job_id, update.seq, exc)
+        return update
+
+
+def events_queue(name: str, exchange: str, routing_keys: tuple[str, ...]) -> QueueSpec:
+    """The shared orchestrator queue, or (tests, tools) a private one with its own bindings."""
+    if name == ORCHESTRATOR_EVENTS_QUEUE and exchange == EVENTS_EXCHANGE:
+        return ORCHESTRATOR_QUEUES[0]
+    return QueueSpec(name, {"x-queue-type": "classic"}, tuple(Binding(exchange, key) for key in routing_keys))
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        registry: RedisTaskRegistry,
+        directory: ServiceDirectory,
+        bus: UpdateBus,
+        metrics: OrchestratorMetrics,
+        codecs: CodecSet,
+        prefetch: int = 256,
+        *,
+        queue_name: str = ORCHESTRATOR_EVENTS_QUEUE,
+        exchange: str = EVENTS_EXCHANGE,
+        routing_keys: tuple[str, ...] = ("#",),
+        retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
+    ) -> None:
+        self._connection = connection
+        self._directory = directory
+        self._metrics = metrics
+        self._codecs = codecs
+        self._prefetch = prefetch
+        self._exchange = exchange
+        self._queue = events_queue(queue_name, exchange, routing_keys)
+        self._retry_delay = retry_delay
+        self._sink = EventSink(registry, bus, metrics)
+        self._channel: AbstractChannel | None = None
+        self._consuming: tuple[AbstractQueue, ConsumerTag] | None = None
+        # Deliveries wait here (at most `prefetch` of them) for the one task that handles them in order.
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self._prefetch)
+        await declare_exchanges(channel)
+        if self._exchange != EVENTS_EXCHANGE:
+            await channel.declare_exchange(self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        spec = self._queue
+        # Declared here rather than via protocol.declare_queues: the robust channel must own the
+        # queue object to restore its bindings and consumer after a reconnect.
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        for binding in spec.bindings:
+            await queue.bind(binding.exchange, routing_key=binding.routing_key)
+        self._channel = channel
+        self._task = asyncio.create_task(self._work(), name="baton-event-consumer")
+        self._consuming = (queue, await queue.consume(self._receive))
+
+    async def stop(self) -> None:
+        """Stop consuming; unsettled messages go back to the queue when the channel closes."""
+        consuming, self._consuming = self._consuming, None
+        task, self._task = self._task, None
+        channel, self._channel = self._channel, None
+        with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
+            if consuming is not None:
+                await consuming[0].cancel(consuming[1])
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
+            if channel is not None:
+                await channel.close()
+        self._inbox = asyncio.Queue()
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _work(self) -> None:
+        while True:
+            await self._handle(await self._inbox.get())
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            if message.routing_key is not None and message.routing_key.startswith(SYSTEM_ROUTING_PREFIX + "."):
+                heartbeat = self._codecs.decode(WorkerHeartbeat, message.body, message.content_type)
+                await self._directory.record_heartbeat(heartbeat)
+            else:
+                event = self._codecs.decode(TaskEvent, message.body, message.content_type)
+                await self._sink.accept(event)
+        except DecodeError as exc:
+            log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
+            self._metrics.events_dropped.labels(reason="undecodable").inc()
+        except RegistryError as exc:
+            log.warning("Redis failed (%s); requeueing %s in %.1fs", exc, message.routing_key, self._retry_delay)
+            await self._requeue_later(message)
+            return
+        except Exception:
+            # A bug must not lose the event either; the delay keeps a poison message from spinning.
+            log.exception("unexpected error handling %s; requeueing", message.routing_key)
+            await self._requeue_later(message)
+            return
+        await _settle(message.ack())
+
+    async def _requeue_later(self, message: AbstractIncomingMessage) -> None:
+        await asyncio.sleep(self._retry_delay)
+        await _settle(message.nack(requeue=True))
+
+
+async def _settle(settlement: Awaitable[None]) -> None:
+    """Await an ack or nack; if the channel is gone the broker redelivers, and the event is then stale."""
+    try:
+        await settlement
+    except (AMQPError, aio_pika.exceptions.ChannelInvalidStateError) as exc:
+        log.warning("could not settle a message: %s", exc)

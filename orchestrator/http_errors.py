@@ -1,0 +1,123 @@
+"""Every error the HTTP API answers is JSON {error, detail}: one middleware turns our errors,
+the registry's and aiohttp's own (404, 405, 413, ...) into that shape; another counts requests."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from orchestrator.errors import (
+    BrokerUnavailable,
+    IdempotencyConflict,
+    JobNotFound,
+    PublishFailed,
+    UnknownJobType,
+)
+from orchestrator.http_state import METRICS
+from orchestrator.registry import RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying when a dependency is down.
+RETRY_AFTER_BROKER: Final[int] = 5
+RETRY_AFTER_PUBLISH: Final[int] = 2
+RETRY_AFTER_REDIS: Final[int] = 5
+
+
+class ApiError(Exception):
+    """An HTTP error answer, raised by handlers and rendered by `error_middleware`."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def response(self) -> web.Response:
+        body = {"error": self.error, "detail": self.detail, **self.extra}
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def api_error_for(exc: Exception) -> ApiError | None:
+    """Our domain errors and the registry's, as HTTP answers; None for anything unexpected."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, JobNotFound):
+        return ApiError(404, "job_not_found", str(exc))
+    if isinstance(exc, UnknownJobType):
+        return ApiError(422, "unknown_job_type", str(exc), extra={"known_types": exc.known_types})
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(409, "idempotency_conflict", str(exc), extra={"job_id": exc.job_id})
+    if isinstance(exc, BrokerUnavailable):
+        return ApiError(503, "broker_unavailable", str(exc), headers={"Retry-After": str(RETRY_AFTER_BROKER)})
+    if isinstance(exc, PublishFailed):
+        return ApiError(
+            503, "publish_failed", f"{exc} ({exc.reason})", headers={"Retry-After": str(RETRY_AFTER_PUBLISH)}
+        )
+    if isinstance(exc, RegistryUnavailable):
+        return ApiError(503, "registry_unavailable", str(exc), headers={"Retry-After": str(RETRY_AFTER_REDIS)})
+    return None
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    try:
+        code = HTTPStatus(exc.status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = "http_error"
+    if exc.status == 413:
+        code = "body_too_large"
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in {"content-type", "content-length"}}
+    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    return ApiError(exc.status, code, detail, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and other non-errors pass through as aiohttp renders them
+        return _from_http_exception(exc).response()
+    except Exception as exc:
+        error = api_error_for(exc)
+        if error is None:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            error = ApiError(500, "internal_error", "unexpected server error")
+        return error.response()
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    resource = request.match_info.route.resource
+    # The route pattern, not the path: one series per route, whatever the job ids.
+    route = resource.canonical if resource is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.http_requests.labels(route=route, method=request.method, status=str(status)).inc()
+        metrics.http_duration.labels(route=route).observe(time.perf_counter() - started)

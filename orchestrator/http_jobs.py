@@ -1,0 +1,188 @@
+"""The /jobs routes: create (one, a batch, an agent run), read, list, result, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from orchestrator.http_errors import ApiError, api_error_for
+from orchestrator.http_request import (
+    MAX_BATCH_BODY_BYTES,
+    read_json,
+    request_id,
+    require_tenant,
+    validate,
+    validate_query,
+    validation_details,
+)
+from orchestrator.http_schemas import (
+    AgentExecuteRequest,
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    JobAccepted,
+    JobCreateRequest,
+    JobList,
+    JobListQuery,
+    JobResult,
+    JobSpec,
+)
+from orchestrator.http_state import JOBS
+from orchestrator.jobs import NewJob, Submission
+from orchestrator.models import CancelStatus, JobRecord
+from protocol.events import JobStatus
+
+
+def tracking_url(job_id: str) -> str:
+    return f"/jobs/{job_id}"
+
+
+def websocket_url(job_id: str) -> str:
+    return f"/ws/jobs/{job_id}"
+
+
+def accepted_body(submission: Submission) -> dict[str, Any]:
+    record = submission.record
+    body = JobAccepted(
+        job_id=record.job_id,
+        status=JobStatus(record.status),
+        tracking_url=tracking_url(record.job_id),
+        websocket_url=websocket_url(record.job_id),
+        created_at=record.created_at,
+        created=submission.created,
+        result=record.result if record.status == JobStatus.COMPLETED else None,
+        error=record.error if submission.terminal else None,
+    )
+    return body.model_dump(mode="json")
+
+
+def submission_response(submission: Submission) -> web.Response:
+    """200 once the job is terminal (an idempotent replay or a `wait` that saw the end), else 202.
+
+    A job that failed within `wait` is still a 200: the request to run it succeeded, and the
+    body says how the job ended (status and error), as GET /jobs/{id} would.
+    """
+    return web.json_response(accepted_body(submission), status=200 if submission.terminal else 202)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    body = validate(JobCreateRequest, await read_json(request))
+    submission = await request.app[JOBS].submit(
+        tenant_id, body.to_job(), request_id=request_id(request), wait=body.wait
+    )
+    return submission_response(submission)
+
+
+async def execute_agent(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    agent_id = request.match_info["agent_id"]
+    body = validate(AgentExecuteRequest, await read_json(request))
+    submission = await request.app[JOBS].submit(
+        tenant_id, body.to_job(agent_id), request_id=request_id(request), wait=body.wait
+    )
+    return submission_response(submission)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    batch = validate(BatchRequest, await read_json(request, MAX_BATCH_BODY_BYTES))
+    items: list[BatchItem | None] = [None] * len(batch.jobs)
+    valid: list[tuple[int, NewJob]] = []
+    for index, raw in enumerate(batch.jobs):
+        try:
+            valid.append((index, JobSpec.model_validate(raw).to_job()))
+        except ValidationError as exc:
+            items[index] = BatchItem(index=index, error="validation_error", detail=validation_details(exc))
+    outcomes = await request.app[JOBS].submit_many(tenant_id, [job for _, job in valid], request_id=request_id(request))
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        items[index] = _batch_item(index, outcome)
+    done = [item for item in items if item is not None]
+    accepted = sum(1 for item in done if item.job_id is not None)
+    response = BatchResponse(jobs=done, accepted=accepted, rejected=len(done) - accepted)
+    return web.json_response(response.model_dump(mode="json", exclude_none=True))
+
+
+def _batch_item(index: int, outcome: Submission | Exception) -> BatchItem:
+    if isinstance(outcome, Submission):
+        record = outcome.record
+        return BatchItem(index=index, job_id=record.job_id, status=JobStatus(record.status), created=outcome.created)
+    error = api_error_for(outcome)
+    if error is None:
+        raise outcome  # a bug, not a bad item: let the error middleware log it and answer 500
+    return BatchItem(index=index, error=error.error, detail=error.detail)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    record = await request.app[JOBS].get(tenant_id, request.match_info["job_id"])
+    return web.json_response(record.public())
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    query = validate_query(JobListQuery, request.query)
+    records, total = await request.app[JOBS].list_jobs(
+        tenant_id,
+        status=query.status.value if query.status else None,
+        type=query.type,
+        session_id=query.session_id,
+        offset=query.offset,
+        limit=query.limit,
+    )
+    page = {"jobs": [r.public() for r in records], "total": total, "offset": query.offset, "limit": query.limit}
+    return web.json_response(JobList.model_validate(page).model_dump(mode="json"))
+
+
+async def get_result(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    record = await request.app[JOBS].get(tenant_id, request.match_info["job_id"])
+    status = JobStatus(record.status)
+    if status is JobStatus.COMPLETED:
+        body = JobResult(job_id=record.job_id, status=status, result=record.result)
+        return web.json_response(body.model_dump(mode="json"))
+    if record.status in {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}:
+        raise _ended_without_result(record)
+    running = JobResult(job_id=record.job_id, status=status, progress=record.progress)
+    return web.json_response(running.model_dump(mode="json"), status=202)
+
+
+def _ended_without_result(record: JobRecord) -> ApiError:
+    error = record.error or {}
+    detail = error.get("error") or error.get("reason") or f"the job ended with status {record.status}"
+    return ApiError(
+        409,
+        f"job_{record.status}",
+        detail,
+        extra={"job_id": record.job_id, "status": record.status, "job_error": record.error},
+    )
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    tenant_id = require_tenant(request)
+    job_id = request.match_info["job_id"]
+    result = await request.app[JOBS].cancel(tenant_id, job_id)
+    if result.status is CancelStatus.NOT_FOUND or result.record is None:
+        raise ApiError(404, "job_not_found", f"job {job_id} not found")
+    if result.status is CancelStatus.ALREADY_TERMINAL:
+        raise ApiError(
+            409,
+            "job_already_terminal",
+            f"job {job_id} already ended with status {result.record.status}",
+            extra={"job_id": job_id, "status": result.record.status},
+        )
+    return web.json_response({"job_id": job_id, "status": JobStatus.CANCELLED.value})
+
+
+def add_job_routes(app: web.Application) -> None:
+    # /jobs/batch and /jobs/agent/... come before /jobs/{job_id} routes of the same shape.
+    app.router.add_post("/jobs", create_job)
+    app.router.add_get("/jobs", list_jobs)
+    app.router.add_post("/jobs/batch", create_batch)
+    app.router.add_post("/jobs/agent/{agent_id}/execute", execute_agent)
+    app.router.add_get("/jobs/{job_id}", get_job)
+    app.router.add_get("/jobs/{job_id}/status", get_job)
+    app.router.add_get("/jobs/{job_id}/result", get_result)
+    app.router.add_post("/jobs/{job_id}/cancel", cancel_job)

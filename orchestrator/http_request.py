@@ -1,0 +1,91 @@
+"""Reading a request: who is calling (tenant), its JSON body within a size cap, validated by a model."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.http_errors import ApiError
+from orchestrator.http_state import AUTHENTICATOR
+
+MAX_BODY_BYTES: Final[int] = 1024 * 1024
+MAX_BATCH_BODY_BYTES: Final[int] = 16 * 1024 * 1024  # a thousand jobs of ~16 KiB each
+REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def require_tenant(request: web.Request) -> str:
+    """The tenant of the request's API key; 401 without a valid key, 403 for keys with no tenant."""
+    principal = request.app[AUTHENTICATOR].authenticate(request)
+    if principal is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or invalid API key: send Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": 'Bearer realm="baton"'},
+        )
+    if principal.tenant_id is None:
+        raise ApiError(403, "forbidden", "this route needs a tenant's API key, not the admin key or a service token")
+    return principal.tenant_id
+
+
+def request_id(request: web.Request) -> str:
+    value = request.headers.get(REQUEST_ID_HEADER, "").strip()
+    return value[:128] if value else str(uuid.uuid4())
+
+
+async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The parsed JSON body; 413 past `max_bytes` (checked before reading when the length is declared)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    # Chunked bodies declare no length: read up to the cap and stop there.
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+    if not body:
+        raise ApiError(400, "invalid_json", "the request needs a JSON body")
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+
+
+def validate(model: type[Model], data: Any) -> Model:
+    """`data` as `model`; 422 with pydantic's error list otherwise."""
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_error", f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", validation_details(exc)) from exc
+
+
+def validate_query(model: type[Model], query: Mapping[str, str]) -> Model:
+    try:
+        return model.model_validate(dict(query))
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", validation_details(exc)) from exc
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    # Without context and url: contexts may hold exception objects, which JSON cannot carry.
+    return [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the request body exceeds {max_bytes} bytes")

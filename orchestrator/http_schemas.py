@@ -1,0 +1,226 @@
+"""Request and response bodies of the HTTP API; the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from orchestrator.jobs import NewJob
+from protocol.envelope import ContextIds
+from protocol.events import JobStatus
+from protocol.names import JOB_TYPE_PATTERN
+from protocol.priorities import resolve_priority
+
+MAX_WAIT_SECONDS: Final[float] = 60.0
+MAX_BATCH_ITEMS: Final[int] = 1000
+MAX_PAGE_SIZE: Final[int] = 200
+MAX_TIMEOUT_MS: Final[int] = 7 * 24 * 3600 * 1000
+
+
+def _priority_value(value: Any) -> int:
+    if value is not None and not isinstance(value, int | str):
+        raise ValueError("priority must be a name or an integer 0-9")
+    return resolve_priority(value)  # refuses booleans, out-of-range numbers and unknown names
+
+
+Priority = Annotated[
+    int | Literal["high", "medium", "low"] | None,
+    BeforeValidator(_priority_value),
+    Field(description="high (9), medium (5, the default), low (1), or an integer 0-9"),
+]
+
+
+class JobSpec(BaseModel):
+    """One job as a client describes it (an item of POST /jobs/batch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern=JOB_TYPE_PATTERN, description="job type, e.g. llm_request")
+    payload: dict[str, Any] = Field(default_factory=dict, description="the job type's own input")
+    priority: Priority = None
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    context: ContextIds = Field(
+        default_factory=ContextIds, description="ids propagated to every task; request_id defaults to X-Request-Id"
+    )
+    timeout_ms: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS, description="deadline, from now")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="the same key and body within the job TTL return the same job; another body answers 409",
+    )
+
+    def to_job(self) -> NewJob:
+        return NewJob(
+            type=self.type,
+            payload=self.payload,
+            priority=resolve_priority(self.priority),
+            session_id=self.session_id,
+            context=self.context,
+            timeout_ms=self.timeout_ms,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+class WaitOption(BaseModel):
+    wait: float | None = Field(
+        default=None,
+        ge=0,
+        description=f"seconds to wait for the outcome (at most {MAX_WAIT_SECONDS:g}; larger values are capped)",
+    )
+
+    @field_validator("wait")
+    @classmethod
+    def _cap_wait(cls, value: float | None) -> float | None:
+        return None if value is None else min(value, MAX_WAIT_SECONDS)
+
+
+class JobCreateRequest(JobSpec, WaitOption):
+    """POST /jobs."""
+
+
+class AgentExecuteRequest(WaitOption):
+    """POST /jobs/agent/{agent_id}/execute: an agent_execution job; `agent_id` goes to payload and context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | None = Field(default=None, description="the user's message to the agent")
+    payload: dict[str, Any] = Field(default_factory=dict, description="more agent input, merged into the payload")
+    priority: Priority = None
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    context: ContextIds = Field(default_factory=ContextIds)
+    timeout_ms: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+    def to_job(self, agent_id: str) -> NewJob:
+        payload = {**self.payload, "agent_id": agent_id}
+        if self.input is not None:
+            payload["input"] = self.input
+        return NewJob(
+            type="agent_execution",
+            payload=payload,
+            priority=resolve_priority(self.priority),
+            session_id=self.session_id,
+            context=self.context.model_copy(update={"agent_id": agent_id}),
+            timeout_ms=self.timeout_ms,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+class BatchRequest(BaseModel):
+    """POST /jobs/batch: items are validated one by one, so one bad item does not reject the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[Any] = Field(
+        min_length=1, max_length=MAX_BATCH_ITEMS, description="JobSpec objects (the POST /jobs body without wait)"
+    )
+
+
+class JobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: JobStatus | None = None
+    type: str | None = Field(default=None, pattern=JOB_TYPE_PATTERN)
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a stable machine-readable code")
+    detail: Any = Field(description="what went wrong, for humans (422: pydantic's error list)")
+
+
+class UnknownJobTypeBody(ErrorBody):
+    known_types: dict[str, str] = Field(description="job type -> service")
+
+
+class JobAccepted(BaseModel):
+    """202 while the job runs; 200 once terminal (from an idempotent replay or within `wait`)."""
+
+    job_id: str
+    status: JobStatus
+    tracking_url: str
+    websocket_url: str
+    created_at: str
+    created: bool = Field(description="false when an idempotency key returned an earlier job")
+    result: Any = Field(default=None, description="set when status is completed")
+    error: dict[str, Any] | None = Field(default=None, description="set when failed, cancelled or timed_out")
+
+
+class JobView(BaseModel):
+    """The registry record of a job."""
+
+    job_id: str
+    global_task_id: str
+    tenant_id: str
+    session_id: str | None
+    type: str
+    service: str
+    root_task_id: str
+    priority: int
+    status: JobStatus
+    created_at: str
+    updated_at: str
+    seq: int
+    delegated_services: list[dict[str, Any]]
+    progress: dict[str, Any] | None
+    result: Any
+    error: dict[str, Any] | None
+    context: dict[str, Any]
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    total: int
+    offset: int
+    limit: int
+
+
+class JobResult(BaseModel):
+    job_id: str
+    status: JobStatus
+    result: Any = None
+    progress: dict[str, Any] | None = None
+
+
+class JobFailedBody(ErrorBody):
+    job_id: str
+    status: JobStatus
+    job_error: dict[str, Any] | None
+
+
+class CancelResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+
+
+class BatchItem(BaseModel):
+    index: int
+    job_id: str | None = None
+    status: JobStatus | None = None
+    created: bool | None = None
+    error: str | None = None
+    detail: Any = None
+
+
+class BatchResponse(BaseModel):
+    jobs: list[BatchItem]
+    accepted: int
+    rejected: int
+
+
+class ServiceHealth(BaseModel):
+    queue: str
+    messages: int | None = Field(description="ready messages; null when unknown (broker down, queue missing)")
+    consumers: int | None
+    live_workers: int | None
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok", "unavailable"]
+    broker: Literal["up", "down"]
+    redis: Literal["up", "down"]
+    services: dict[str, ServiceHealth]

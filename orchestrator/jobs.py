@@ -1,0 +1,256 @@
+"""Creating, waiting for and cancelling jobs: the logic behind the HTTP routes and the WebSocket cancel.
+
+A job is recorded in the registry BEFORE its envelope is published, so no event of it can
+arrive for an unknown job; when the publish fails the record is discarded again and the
+caller gets a `BrokerError` to answer 503 with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.directory import ServiceDirectory
+from orchestrator.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    IdempotencyConflict,
+    JobNotFound,
+    PublishFailed,
+    UnknownJobType,
+)
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord
+from orchestrator.registry import RedisTaskRegistry, RegistryUnavailable, created_update
+from orchestrator.update_bus import UpdateBus
+from protocol.control import CancelCommand
+from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
+from protocol.events import TERMINAL_STATUSES, JobStatus
+
+log = logging.getLogger(__name__)
+
+# How many jobs of one batch are in flight at once (registry write + publish awaiting its confirm).
+BATCH_CONCURRENCY = 64
+
+
+class JobPublisher(Protocol):
+    """What the job service needs from the broker (TaskPublisher)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish_task(self, envelope: TaskEnvelope) -> None: ...
+
+    async def publish_cancel(self, command: CancelCommand) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job request, whatever route it came through."""
+
+    type: str
+    payload: dict[str, Any]
+    priority: int
+    session_id: str | None = None
+    context: ContextIds = field(default_factory=ContextIds)
+    timeout_ms: int | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What makes two requests with one idempotency key "the same request".
+
+        The request id is left out: it traces one HTTP call, and a client retrying the same
+        request usually sends a new one.
+        """
+        canonical = {
+            "type": self.type,
+            "payload": self.payload,
+            "priority": self.priority,
+            "session_id": self.session_id,
+            "context": self.context.model_dump(exclude={"request_id"}, exclude_none=True),
+            "timeout_ms": self.timeout_ms,
+        }
+        raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: JobRecord  # the latest state known when the call returns
+    created: bool  # False when an idempotency key found an earlier job
+
+    @property
+    def terminal(self) -> bool:
+        return self.record.status in TERMINAL_STATUSES
+
+
+class JobService:
+    def __init__(
+        self,
+        registry: RedisTaskRegistry,
+        directory: ServiceDirectory,
+        bus: UpdateBus,
+        publisher: JobPublisher,
+        metrics: OrchestratorMetrics,
+    ) -> None:
+        self._registry = registry
+        self._directory = directory
+        self._bus = bus
+        self._publisher = publisher
+        self._metrics = metrics
+
+    async def submit(self, tenant_id: str, job: NewJob, *, request_id: str, wait: float | None = None) -> Submission:
+        """Create (or find by idempotency key) a job; with `wait`, hold on until it ends or `wait` passes."""
+        service = await self._service_for(job.type)
+        job_id = new_id()
+        if not wait:
+            return await self._create(tenant_id, job_id, service, job, request_id)
+        # Watch before creating, so an outcome that comes before we start waiting is not missed.
+        with self._bus.watch(tenant_id, job_id) as watch:
+            submission = await self._create(tenant_id, job_id, service, job, request_id)
+            if submission.created:
+                await watch.terminal(wait)
+                return Submission(await self._reload(submission.record), created=True)
+        if submission.terminal:
+            return submission
+        return Submission(await self.wait_for(tenant_id, submission.record.job_id, wait), created=False)
+
+    async def submit_many(
+        self, tenant_id: str, jobs: Sequence[NewJob], *, request_id: str
+    ) -> list[Submission | Exception]:
+        """Each job independently, many at once, so their publish confirms overlap."""
+        if not self._publisher.connected:
+            # Refuse the whole batch at once rather than create and discard every job.
+            raise BrokerUnavailable("no connection to RabbitMQ")
+        limit = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+        async def one(job: NewJob) -> Submission:
+            async with limit:
+                return await self.submit(tenant_id, job, request_id=request_id)
+
+        results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
+        out: list[Submission | Exception] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+            out.append(result)
+        return out
+
+    async def get(self, tenant_id: str, job_id: str) -> JobRecord:
+        record = await self._registry.get(tenant_id, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    async def list_jobs(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        session_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[JobRecord], int]:
+        return await self._registry.list_jobs(
+            tenant_id, status=status, type=type, session_id=session_id, offset=offset, limit=limit
+        )
+
+    async def wait_for(self, tenant_id: str, job_id: str, seconds: float) -> JobRecord:
+        """The job once terminal, or its state when `seconds` run out."""
+        with self._bus.watch(tenant_id, job_id) as watch:
+            record = await self.get(tenant_id, job_id)
+            if record.status not in TERMINAL_STATUSES and await watch.terminal(seconds) is not None:
+                record = await self.get(tenant_id, job_id)
+        return record
+
+    async def cancel(self, tenant_id: str, job_id: str, reason: str = "cancelled by client") -> CancelResult:
+        result, update = await self._registry.cancel(tenant_id, job_id, reason)
+        if result.status is not CancelStatus.CANCELLED:
+            return result
+        # The registry already says cancelled (terminal), so late events of the job are dropped
+        # whatever happens next; the broadcast stops work that is running or still queued.
+        try:
+            command = CancelCommand(tenant_id=tenant_id, global_task_id=job_id, reason=reason)
+            await self._publisher.publish_cancel(command)
+        except BrokerError as exc:
+            self._metrics.publish_failures.labels(reason="cancel").inc()
+            log.warning("job %s cancelled but the cancel broadcast failed: %s", job_id, exc)
+        if update is not None:
+            await self._bus.publish(update)
+        return result
+
+    async def _service_for(self, job_type: str) -> str:
+        service = await self._directory.service_for(job_type)
+        if service is None:
+            raise UnknownJobType(job_type, await self._directory.known_job_types())
+        return service
+
+    async def _create(self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> Submission:
+        envelope = build_envelope(tenant_id, job_id, service, job, request_id)
+        record = record_for(envelope)
+        key = job.idempotency_key
+        fingerprint = job.fingerprint() if key else None
+        created = await self._registry.create(record, idempotency_key=key, fingerprint=fingerprint)
+        if created.status is CreateStatus.CONFLICT:
+            raise IdempotencyConflict(key or "", created.record.job_id)
+        if created.status is CreateStatus.EXISTING:
+            return Submission(created.record, created=False)
+        try:
+            await self._publisher.publish_task(envelope)
+        except BrokerError as exc:
+            reason = exc.reason if isinstance(exc, PublishFailed) else "broker_unavailable"
+            self._metrics.publish_failures.labels(reason=reason).inc()
+            await self._registry.discard(tenant_id, job_id)
+            raise
+        self._metrics.jobs_created.labels(type=job.type).inc()
+        try:
+            # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists.
+            await self._bus.publish(created_update(created.record))
+        except RegistryUnavailable as exc:
+            log.warning("job %s created but its announcement failed: %s", job_id, exc)
+        return Submission(created.record, created=True)
+
+    async def _reload(self, record: JobRecord) -> JobRecord:
+        return await self._registry.get(record.tenant_id, record.job_id) or record
+
+
+def build_envelope(tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> TaskEnvelope:
+    context = job.context if job.context.request_id else job.context.model_copy(update={"request_id": request_id})
+    now = utc_now()
+    return TaskEnvelope(
+        global_task_id=job_id,
+        tenant_id=tenant_id,
+        session_id=job.session_id,
+        type=job.type,
+        service=service,
+        priority=job.priority,
+        created_at=now,
+        deadline=TaskEnvelope.deadline_for(job.timeout_ms, now),
+        context=context,
+        metadata=TaskMetadata(source="api", user_id=context.user_id, timeout_ms=job.timeout_ms),
+        payload=job.payload,
+    )
+
+
+def record_for(envelope: TaskEnvelope) -> JobRecord:
+    created_at = envelope.created_at.isoformat()
+    return JobRecord(
+        global_task_id=envelope.global_task_id,
+        tenant_id=envelope.tenant_id,
+        session_id=envelope.session_id,
+        type=envelope.type,
+        service=envelope.service,
+        root_task_id=envelope.task_id,
+        priority=envelope.priority,
+        status=JobStatus.QUEUED.value,
+        created_at=created_at,
+        updated_at=created_at,
+        seq=1,
+        context=envelope.context.model_dump(exclude_none=True),
+    )

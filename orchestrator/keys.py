@@ -1,0 +1,62 @@
+"""Every Redis key, key prefix and pub/sub channel the orchestrator uses, in one place.
+
+Tenant ids never contain ':' (protocol.names), so `{tenant}:{rest}` keys cannot collide
+across tenants; a job id is always the last part of its key.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from protocol.events import JobStatus
+
+PREFIX: Final[str] = "orchestrator"
+
+# Registry (DESIGN "Redis GlobalTaskRegistry").
+SYSTEM_NOTIFICATIONS: Final[str] = f"{PREFIX}:system:notifications"
+TASK_UPDATES_CHANNEL: Final[str] = f"{PREFIX}:task_updates"
+
+# Service directory: job type -> service, and worker liveness per service.
+ROUTES: Final[str] = f"{PREFIX}:routes"
+ANNOUNCED_SERVICES: Final[str] = f"{PREFIX}:services"
+
+# Status indexes are passed to the Lua scripts in this fixed order.
+STATUS_ORDER: Final[tuple[str, ...]] = tuple(status.value for status in JobStatus)
+
+
+def job(tenant_id: str, job_id: str) -> str:
+    """The job hash."""
+    return f"{PREFIX}:tasks:{tenant_id}:{job_id}"
+
+
+def session(tenant_id: str, session_id: str) -> str:
+    """Sorted set of a session's job ids, scored by creation time (ms)."""
+    return f"{PREFIX}:session:{tenant_id}:{session_id}"
+
+
+def tenant_jobs(tenant_id: str) -> str:
+    """Sorted set of all the tenant's job ids, scored by creation time (ms): the listing index."""
+    return f"{PREFIX}:jobs:{tenant_id}"
+
+
+def tenant_jobs_by_status(tenant_id: str, status: str) -> str:
+    return f"{PREFIX}:jobs:{tenant_id}:status:{status}"
+
+
+def tenant_jobs_by_type(tenant_id: str, job_type: str) -> str:
+    return f"{PREFIX}:jobs:{tenant_id}:type:{job_type}"
+
+
+def status_indexes(tenant_id: str) -> list[str]:
+    """One index per job status, in STATUS_ORDER."""
+    return [tenant_jobs_by_status(tenant_id, status) for status in STATUS_ORDER]
+
+
+def idempotency(tenant_id: str, key: str) -> str:
+    """Hash {job_id, fingerprint} of the job an idempotency key created."""
+    return f"{PREFIX}:idempotency:{tenant_id}:{key}"
+
+
+def workers(service: str) -> str:
+    """Hash worker_id -> {seen_at, heartbeat} of a service's worker processes."""
+    return f"{PREFIX}:workers:{service}"

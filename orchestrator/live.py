@@ -1,0 +1,176 @@
+"""The live half of the orchestrator, started and stopped with the aiohttp application.
+
+One cleanup context starts, in order, the Redis client, the registry and directory, the
+update bus, the WebSocket hub, the AMQP connection and the event consumer, and unwinds
+them in reverse: sockets are closed with GOING_AWAY first, so clients reconnect elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Final
+
+import aio_pika
+import redis.asyncio as aioredis
+import redis.exceptions as redis_exc
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import AMQPError
+from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from orchestrator.auth import Authenticator
+from orchestrator.directory import ServiceDirectory
+from orchestrator.event_consumer import EventConsumer
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelResult
+from orchestrator.registry import RedisTaskRegistry
+from orchestrator.update_bus import UpdateBus
+from orchestrator.ws_hub import WebSocketHub
+from orchestrator.ws_routes import add_ws_routes
+from protocol.codec import CodecSet
+from protocol.settings import Settings
+
+REDIS_HEALTH_CHECK_SECONDS: Final[int] = 15
+REDIS_SOCKET_TIMEOUT_SECONDS: Final[float] = 5.0
+REDIS_MAX_CONNECTIONS: Final[int] = 256
+AMQP_CONNECT_TIMEOUT_SECONDS: Final[float] = 5.0
+AMQP_RETRY_FIRST_SECONDS: Final[float] = 1.0
+AMQP_RETRY_MAX_SECONDS: Final[float] = 30.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveState:
+    redis: aioredis.Redis
+    registry: RedisTaskRegistry
+    directory: ServiceDirectory
+    bus: UpdateBus
+    hub: WebSocketHub
+    consumer: asyncio.Task[tuple[AbstractRobustConnection, EventConsumer]]  # done once RabbitMQ answered
+
+
+async def start_consumer(
+    settings: Settings,
+    registry: RedisTaskRegistry,
+    directory: ServiceDirectory,
+    bus: UpdateBus,
+    metrics: OrchestratorMetrics,
+    codecs: CodecSet,
+) -> tuple[AbstractRobustConnection, EventConsumer]:
+    connection = await connect_robust_eventually(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}")
+    consumer = EventConsumer(connection, registry, directory, bus, metrics, codecs)
+    try:
+        await consumer.start()
+    except BaseException:
+        await connection.close()
+        raise
+    return connection, consumer
+
+
+async def stop_consumer(task: asyncio.Task[tuple[AbstractRobustConnection, EventConsumer]]) -> None:
+    if not task.done():
+        task.cancel()
+    try:
+        connection, consumer = await task
+    except asyncio.CancelledError:
+        return
+    except Exception:
+        log.exception("the event consumer failed to start")
+        return
+    await consumer.stop()
+    await connection.close()
+
+
+LIVE: Final = web.AppKey("baton_live", LiveState)
+
+
+def make_redis(url: str) -> aioredis.Redis:
+    """A client that survives short Redis blips: commands are retried on connection errors
+    with a short backoff, and idle connections are checked before use. The pool blocks when
+    all connections are busy (a burst of requests waits) instead of failing with an error."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[redis_exc.ConnectionError, redis_exc.TimeoutError],
+    )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def connect_robust_eventually(url: str, connection_name: str) -> AbstractRobustConnection:
+    """The first connect of a robust connection, retried with backoff until the broker answers.
+
+    aio-pika reconnects a robust connection only once it has connected; the orchestrator must
+    also start (and report the broker down on /health) while RabbitMQ is not there yet."""
+    delay = AMQP_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return await aio_pika.connect_robust(
+                url, timeout=AMQP_CONNECT_TIMEOUT_SECONDS, client_properties={"connection_name": connection_name}
+            )
+        except (AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+            log.warning("event consumer cannot reach RabbitMQ (%s); retrying in %.0f s", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, AMQP_RETRY_MAX_SECONDS)
+
+
+def setup_live(
+    app: web.Application,
+    *,
+    settings: Settings,
+    metrics: OrchestratorMetrics,
+    authenticator: Authenticator,
+    cancel_job: Callable[[str, str], Awaitable[CancelResult]],
+    codecs: CodecSet,
+) -> None:
+    async def live_context(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            redis = make_redis(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            registry = RedisTaskRegistry(redis)
+            directory = ServiceDirectory(redis)
+            bus = UpdateBus(redis)
+            await bus.start()
+            stack.push_async_callback(bus.stop)
+            hub = WebSocketHub(metrics)
+            stack.callback(bus.add_listener(hub.dispatch))
+            consumer_task = asyncio.create_task(
+                start_consumer(settings, registry, directory, bus, metrics, codecs), name="baton-event-consumer-start"
+            )
+            stack.push_async_callback(stop_consumer, consumer_task)
+            stack.push_async_callback(hub.close_all)
+            app[LIVE] = LiveState(redis, registry, directory, bus, hub, consumer_task)
+            yield
+
+    async def close_sockets(app: web.Application) -> None:
+        # aiohttp waits for open handlers before running cleanup contexts; WebSocket handlers
+        # only end when their socket closes, so close them at shutdown already.
+        live = app.get(LIVE)
+        if live is not None:
+            await live.hub.close_all()
+
+    app.cleanup_ctx.append(live_context)
+    app.on_shutdown.append(close_sockets)
+    add_ws_routes(
+        app,
+        authenticator=authenticator,
+        cancel_job=cancel_job,
+        metrics=metrics,
+        live=_live_state,
+        max_message_bytes=settings.max_message_bytes,
+    )
+
+
+def _live_state(app: web.Application) -> LiveState:
+    return app[LIVE]

@@ -1,0 +1,249 @@
+"""The orchestrator's publishing side of RabbitMQ: task envelopes, cancel broadcasts, queue stats.
+
+One robust connection of its own (consumers live on another connection, so a slow consumer
+never holds up a publish). Publishes wait for the broker's confirm with `mandatory` set, so an
+unroutable or nacked message is an error, never a silent loss. When the connection is down the
+publisher refuses at once instead of waiting for the reconnect: HTTP callers get a fast 503.
+aio-pika and aiormq errors do not leave this module; they become `BrokerError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aio_pika
+import aiormq
+import aiormq.abc
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+
+from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
+from protocol.codec import CodecSet
+from protocol.control import CancelCommand
+from protocol.envelope import TaskEnvelope
+from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchanges, declare_service
+
+log = logging.getLogger(__name__)
+
+APP_ID = "baton-orchestrator"
+# Errors aio-pika, aiormq and the socket layer raise when the link or a channel breaks.
+_LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    messages: int  # ready messages
+    consumers: int
+
+
+@dataclass(frozen=True)
+class _Link:
+    connection: AbstractRobustConnection
+    channel: AbstractRobustChannel  # publisher confirms, returns raise
+    topology: AbstractRobustChannel  # declarations: a refused declare must not close the publish channel
+    tasks: AbstractExchange
+    control: AbstractExchange
+
+
+class TaskPublisher:
+    def __init__(
+        self,
+        url: str,
+        codecs: CodecSet,
+        *,
+        publish_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        reconnect_interval: float = 2.0,
+        max_reconnect_interval: float = 30.0,
+        connection_name: str | None = None,
+    ) -> None:
+        self._url = url
+        self._codecs = codecs
+        self._publish_timeout = publish_timeout
+        self._connect_timeout = connect_timeout
+        self._reconnect_interval = reconnect_interval
+        self._max_reconnect_interval = max_reconnect_interval
+        self._connection_name = connection_name or f"baton-orchestrator-publish-{os.getpid()}"
+        self._link: _Link | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._declared: set[str] = set()
+        self._declare_lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        link = self._link
+        return (
+            link is not None
+            and link.connection.connected.is_set()
+            and not link.channel.is_closed
+            and not link.topology.is_closed
+        )
+
+    async def start(self) -> None:
+        """Connect once now; when the broker is down, keep trying in the background instead of failing.
+
+        The orchestrator must come up (and say "broker down" on /health) without RabbitMQ; once the
+        first connection is made, aio-pika's robust connection takes over reconnecting.
+        """
+        if not await self._try_connect(log_failure=True):
+            self._connector = asyncio.create_task(self._connect_until_done(), name="baton-publisher-connect")
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
+            self._connector = None
+        link, self._link = self._link, None
+        if link is not None:
+            await link.connection.close()
+
+    async def publish_task(self, envelope: TaskEnvelope) -> None:
+        """Publish to `baton.tasks` with routing key = service; returns once the broker confirmed it."""
+        link = self._require_link()
+        await self._ensure_service(link, envelope.service)
+        codec = self._codecs.default
+        message = aio_pika.Message(
+            self._codecs.encode(envelope, codec),
+            content_type=codec.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=envelope.priority,
+            message_id=envelope.task_id,
+            correlation_id=envelope.global_task_id,
+            timestamp=envelope.created_at,
+            type=envelope.type,
+            app_id=APP_ID,
+        )
+        try:
+            await self._publish(link.tasks, message, envelope.service, mandatory=True)
+        except PublishFailed as exc:
+            if exc.reason == "unroutable":
+                # The queue was deleted behind our back: declare it again on the next publish.
+                self._declared.discard(envelope.service)
+            raise
+
+    async def publish_cancel(self, command: CancelCommand) -> None:
+        """Broadcast on `baton.control`; not mandatory, since no worker running is not an error."""
+        link = self._require_link()
+        codec = self._codecs.default
+        message = aio_pika.Message(
+            self._codecs.encode(command, codec),
+            content_type=codec.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=command.global_task_id,
+            type=command.kind,
+            app_id=APP_ID,
+        )
+        await self._publish(link.control, message, "", mandatory=False)
+
+    async def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats | None]:
+        """Ready messages and consumers per queue (None when the queue does not exist).
+
+        Passive declares only: inspecting must never create a queue. A missing queue makes the
+        broker close the channel, so this uses short-lived plain channels of the underlying
+        connection rather than a robust channel, which would try to restore itself.
+        """
+        link = self._require_link()
+        transport = link.connection.transport
+        if transport is None:
+            raise BrokerUnavailable("no connection to RabbitMQ")
+        raw = transport.connection
+        stats: dict[str, QueueStats | None] = {}
+        try:
+            channel = await raw.channel(publisher_confirms=False)
+            try:
+                for name in queues:
+                    try:
+                        ok = await channel.queue_declare(name, passive=True)
+                    except aiormq.exceptions.ChannelNotFoundEntity:
+                        stats[name] = None
+                        channel = await raw.channel(publisher_confirms=False)
+                        continue
+                    stats[name] = QueueStats(messages=ok.message_count or 0, consumers=ok.consumer_count or 0)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        except _LINK_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot inspect queues: {exc}") from exc
+        return stats
+
+    def _require_link(self) -> _Link:
+        link = self._link
+        if link is None or not self.connected:
+            raise BrokerUnavailable("no connection to RabbitMQ")
+        return link
+
+    async def _ensure_service(self, link: _Link, service: str) -> None:
+        if service in self._declared:
+            return
+        # One lock for all services: declarations are rare, and a batch of a thousand jobs for a
+        # new service must declare its queues once, not a thousand times.
+        async with self._declare_lock:
+            if service in self._declared:
+                return
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    await declare_service(link.topology, service)
+            except TimeoutError as exc:
+                raise PublishFailed("timeout", f"declaring the queues of {service!r} timed out") from exc
+            except _LINK_ERRORS as exc:
+                raise self._translate(exc, f"declaring the queues of {service!r} failed") from exc
+            self._declared.add(service)
+
+    async def _publish(
+        self, exchange: AbstractExchange, message: aio_pika.Message, key: str, *, mandatory: bool
+    ) -> None:
+        try:
+            # The timeout covers the whole call: a robust channel first waits for its connection.
+            async with asyncio.timeout(self._publish_timeout):
+                await exchange.publish(message, key, mandatory=mandatory)
+        except aiormq.exceptions.PublishError as exc:
+            raise PublishFailed("unroutable", f"no queue is bound for routing key {key!r}") from exc
+        except aiormq.exceptions.DeliveryError as exc:
+            raise PublishFailed("nacked", "the broker refused the message") from exc
+        except TimeoutError as exc:
+            raise PublishFailed("timeout", f"no confirm within {self._publish_timeout:g} s") from exc
+        except _LINK_ERRORS as exc:
+            raise self._translate(exc, "publish failed") from exc
+
+    def _translate(self, exc: BaseException, what: str) -> BrokerError:
+        if not self.connected:
+            return BrokerUnavailable(f"{what}: connection to RabbitMQ lost ({exc})")
+        return PublishFailed("channel_error", f"{what}: {exc}")
+
+    async def _connect_until_done(self) -> None:
+        delay = self._reconnect_interval
+        while True:
+            await asyncio.sleep(delay)
+            if await self._try_connect(log_failure=False):
+                log.info("publisher connected to RabbitMQ")
+                return
+            delay = min(delay * 2, self._max_reconnect_interval)
+
+    async def _try_connect(self, *, log_failure: bool) -> bool:
+        try:
+            connection = await aio_pika.connect_robust(
+                self._url,
+                timeout=self._connect_timeout,
+                client_properties={"connection_name": self._connection_name},
+                reconnect_interval=self._reconnect_interval,
+            )
+        except (*_LINK_ERRORS, TimeoutError) as exc:
+            if log_failure:
+                log.warning("RabbitMQ unreachable (%s); publishing refused until it is back", exc)
+            return False
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                topology = await connection.channel(publisher_confirms=False)
+                await declare_exchanges(topology)
+                tasks = await channel.get_exchange(TASKS_EXCHANGE, ensure=False)
+                control = await channel.get_exchange(CONTROL_EXCHANGE, ensure=False)
+        except (*_LINK_ERRORS, TimeoutError) as exc:
+            log.warning("RabbitMQ connected but channel setup failed: %s", exc)
+            await connection.close()
+            return False
+        self._link = _Link(connection, channel, topology, tasks, control)
+        return True

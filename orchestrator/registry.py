@@ -1,0 +1,392 @@
+"""RedisTaskRegistry: the GlobalTaskRegistry of jobs, in Redis hashes changed by Lua scripts.
+
+Errors (redis-py's are translated here, at the boundary):
+
+    RegistryError            Redis refused a command (a bug or a misconfigured server)
+    └── RegistryUnavailable  Redis cannot be reached right now; retry later (HTTP 503)
+
+The client must be created with `decode_responses=False` (the default).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_exc
+
+from orchestrator import keys, registry_scripts
+from orchestrator.models import (
+    CancelResult,
+    CancelStatus,
+    CreateResult,
+    CreateStatus,
+    JobRecord,
+    JobUpdate,
+)
+from protocol.envelope import utc_now
+from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+
+DEFAULT_TTL_SECONDS: Final[int] = 24 * 3600
+JSON_FIELDS: Final[frozenset[str]] = frozenset({"delegated_services", "progress", "result", "error", "context"})
+# How many index entries older than the TTL one listing checks against their job hashes.
+_SWEEP_BATCH: Final[int] = 500
+
+
+class RegistryError(Exception):
+    """Redis refused a registry command."""
+
+
+class RegistryUnavailable(RegistryError):
+    """Redis cannot be reached; the operation may be retried later."""
+
+
+@contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Translate redis-py errors raised inside the block into ours."""
+    try:
+        yield
+    except (redis_exc.ConnectionError, redis_exc.TimeoutError, redis_exc.ReadOnlyError, OSError) as exc:
+        raise RegistryUnavailable(f"Redis is unavailable ({action}): {exc}") from exc
+    except redis_exc.RedisError as exc:
+        raise RegistryError(f"Redis refused {action}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """What apply() did with an event: the update it produced, or why it dropped the event."""
+
+    update: JobUpdate | None
+    dropped: str | None = None  # unknown_job, job_terminal, stale, invalid_status
+    job_type: str = ""
+    created_at: str = ""
+
+
+def created_update(record: JobRecord) -> JobUpdate:
+    """The announcement of a new job: task_status_update{status: queued} with seq 1."""
+    event = TaskEvent(
+        event=EventType.TASK_STATUS_UPDATE,
+        service=record.service,
+        task_id=record.root_task_id,
+        global_task_id=record.global_task_id,
+        tenant_id=record.tenant_id,
+        timestamp=datetime.fromisoformat(record.created_at),
+        seq=1,
+        data={"status": JobStatus.QUEUED.value},
+    )
+    return JobUpdate(
+        tenant_id=record.tenant_id,
+        job_id=record.global_task_id,
+        seq=1,
+        status=JobStatus.QUEUED.value,
+        terminal=False,
+        event=event.model_dump(mode="json"),
+    )
+
+
+class RedisTaskRegistry:
+    def __init__(self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._create = redis.register_script(registry_scripts.CREATE)
+        self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
+        self._cancel = redis.register_script(registry_scripts.CANCEL)
+        self._discard = redis.register_script(registry_scripts.DISCARD)
+        self._release_idempotency = redis.register_script(registry_scripts.RELEASE_IDEMPOTENCY)
+
+    async def ping(self) -> None:
+        with redis_errors("ping"):
+            await self._redis.ping()
+
+    async def create(
+        self, record: JobRecord, idempotency_key: str | None = None, fingerprint: str | None = None
+    ) -> CreateResult:
+        """Store a new job atomically; with an idempotency key, a repeat gets the first job back."""
+        record = _with_root_entry(record)
+        tenant = record.tenant_id
+        fields = _to_hash(record)
+        if idempotency_key is not None:
+            fields["idempotency_key"] = idempotency_key
+        script_keys = [*_status_keys(tenant, record.job_id), keys.tenant_jobs_by_type(tenant, record.type)]
+        if record.session_id is not None:
+            script_keys.append(keys.session(tenant, record.session_id))
+        if idempotency_key is not None:
+            script_keys.append(keys.idempotency(tenant, idempotency_key))
+        args: list[Any] = [
+            self._ttl,
+            _score(record.created_at),
+            record.job_id,
+            record.status,
+            "1" if record.session_id is not None else "0",
+            "1" if idempotency_key is not None else "0",
+            fingerprint or "",
+        ]
+        for name, value in fields.items():
+            args.extend((name, value))
+        # A held key may name a job that expired or was discarded meanwhile: free it and retry once.
+        for _ in range(2):
+            with redis_errors("creating a job"):
+                reply = await self._create(keys=script_keys, args=args)
+            outcome, job_id = _text(reply[0]), _text(reply[1])
+            if outcome == "created":
+                return CreateResult(CreateStatus.CREATED, record)
+            stored = await self.get(tenant, job_id)
+            if stored is not None:
+                status = CreateStatus.EXISTING if outcome == "existing" else CreateStatus.CONFLICT
+                return CreateResult(status, stored)
+            if idempotency_key is not None:
+                with redis_errors("freeing an idempotency key"):
+                    await self._release_idempotency(keys=[keys.idempotency(tenant, idempotency_key)], args=[job_id])
+        raise RegistryError(f"job {record.job_id} could not be created: its idempotency key keeps changing")
+
+    async def discard(self, tenant_id: str, job_id: str) -> None:
+        """Undo a create whose publish failed: the job, its index entries and its idempotency key."""
+        job_key = keys.job(tenant_id, job_id)
+        with redis_errors("discarding a job"):
+            job_type, session_id, idempotency_key = await self._redis.hmget(
+                job_key, ["type", "session_id", "idempotency_key"]
+            )
+            if job_type is None:
+                return
+            script_keys = [*_status_keys(tenant_id, job_id), keys.tenant_jobs_by_type(tenant_id, _text(job_type))]
+            if session_id is not None:
+                script_keys.append(keys.session(tenant_id, _text(session_id)))
+            if idempotency_key is not None:
+                script_keys.append(keys.idempotency(tenant_id, _text(idempotency_key)))
+            await self._discard(
+                keys=script_keys,
+                args=[job_id, "1" if session_id is not None else "0", "1" if idempotency_key is not None else "0"],
+            )
+
+    async def get(self, tenant_id: str, job_id: str) -> JobRecord | None:
+        with redis_errors("reading a job"):
+            raw = await self._redis.hgetall(keys.job(tenant_id, job_id))
+        return _from_hash(raw) if raw else None
+
+    async def list_jobs(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        session_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[JobRecord], int]:
+        """A page of the tenant's jobs, newest first, and how many match in total."""
+        indexes = []
+        if status is not None:
+            indexes.append(keys.tenant_jobs_by_status(tenant_id, status))
+        if type is not None:
+            indexes.append(keys.tenant_jobs_by_type(tenant_id, type))
+        if session_id is not None:
+            indexes.append(keys.session(tenant_id, session_id))
+        if not indexes:
+            indexes.append(keys.tenant_jobs(tenant_id))
+        offset, limit = max(offset, 0), max(limit, 0)
+        with redis_errors("listing jobs"):
+            await self._sweep(tenant_id, indexes)
+            # Index entries whose job hash is gone are pruned as they are met, then the page is re-read.
+            while True:
+                ids, total = await self._page(indexes, offset, limit)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for job_id in ids:
+                        pipe.hgetall(keys.job(tenant_id, job_id))
+                    hashes = await pipe.execute() if ids else []
+                missing = [job_id for job_id, raw in zip(ids, hashes, strict=True) if not raw]
+                if not missing:
+                    return [_from_hash(raw) for raw in hashes], total
+                await self._prune(tenant_id, indexes, missing)
+
+    async def apply_event(self, event: TaskEvent) -> JobUpdate | None:
+        return (await self.apply(event)).update
+
+    async def apply(self, event: TaskEvent) -> ApplyOutcome:
+        """Apply one event atomically; late, repeated and after-terminal events are dropped."""
+        try:
+            task_status = _task_status(event)
+        except ValueError:
+            return ApplyOutcome(None, "invalid_status")
+        progress, result, error = "", "", ""
+        if task_status in TERMINAL_STATUSES:
+            if task_status == JobStatus.COMPLETED:
+                result = json.dumps(event.data.get("result"))
+            elif task_status == JobStatus.CANCELLED:
+                error = json.dumps({"reason": event.data.get("reason"), "status": task_status})
+            else:
+                error = json.dumps(
+                    {
+                        "error": event.data.get("error"),
+                        "error_type": event.data.get("error_type"),
+                        "attempts": event.data.get("attempts"),
+                        "status": task_status,
+                    }
+                )
+        elif isinstance(event.data.get("progress"), dict):
+            progress = json.dumps(event.data["progress"])
+        job_id = event.global_task_id
+        with redis_errors("applying an event"):
+            reply = await self._apply(
+                keys=_status_keys(event.tenant_id, job_id),
+                args=[
+                    job_id,
+                    event.task_id,
+                    event.seq,
+                    task_status,
+                    event.service,
+                    self._ttl,
+                    utc_now().isoformat(),
+                    progress,
+                    result,
+                    error,
+                ],
+            )
+        outcome = _text(reply[0])
+        if outcome != "applied":
+            return ApplyOutcome(None, outcome)
+        job_seq, job_status = int(reply[1]), _text(reply[2])
+        body = event.model_dump(mode="json")
+        body["seq"] = job_seq
+        update = JobUpdate(
+            tenant_id=event.tenant_id,
+            job_id=job_id,
+            seq=job_seq,
+            status=job_status,
+            terminal=job_status in TERMINAL_STATUSES,
+            event=body,
+        )
+        return ApplyOutcome(update, None, _text(reply[3]), _text(reply[4]))
+
+    async def cancel(self, tenant_id: str, job_id: str, reason: str) -> tuple[CancelResult, JobUpdate | None]:
+        """Mark a queued or running job cancelled (terminal); the update announces it."""
+        error = json.dumps({"reason": reason, "status": JobStatus.CANCELLED.value})
+        with redis_errors("cancelling a job"):
+            reply = await self._cancel(
+                keys=_status_keys(tenant_id, job_id),
+                args=[job_id, self._ttl, utc_now().isoformat(), error],
+            )
+        outcome = _text(reply[0])
+        if outcome == "not_found":
+            return CancelResult(CancelStatus.NOT_FOUND, None), None
+        record = _from_hash(_pairs(reply[1]))
+        if outcome == "already_terminal":
+            return CancelResult(CancelStatus.ALREADY_TERMINAL, record), None
+        event = TaskEvent(
+            event=EventType.TASK_CANCELLED,
+            service=record.service,
+            task_id=record.root_task_id,
+            global_task_id=record.global_task_id,
+            tenant_id=record.tenant_id,
+            timestamp=datetime.fromisoformat(record.updated_at),
+            seq=record.seq,
+            data={"status": JobStatus.CANCELLED.value, "reason": reason},
+            metadata={"source": "orchestrator"},
+        )
+        update = JobUpdate(
+            tenant_id=tenant_id,
+            job_id=job_id,
+            seq=record.seq,
+            status=JobStatus.CANCELLED.value,
+            terminal=True,
+            event=event.model_dump(mode="json"),
+        )
+        return CancelResult(CancelStatus.CANCELLED, record), update
+
+    async def _page(self, indexes: Sequence[str], offset: int, limit: int) -> tuple[list[str], int]:
+        if limit == 0:
+            return [], await self._count(indexes)
+        if len(indexes) == 1:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zcard(indexes[0])
+                pipe.zrevrange(indexes[0], offset, offset + limit - 1)
+                total, ids = await pipe.execute()
+            return [_text(i) for i in ids], int(total)
+        pairs: list[Any] = await self._redis.zinter(list(indexes), aggregate="MAX", withscores=True)
+        ordered = sorted(((float(score), _text(member)) for member, score in pairs), reverse=True)
+        return [member for _, member in ordered[offset : offset + limit]], len(ordered)
+
+    async def _count(self, indexes: Sequence[str]) -> int:
+        if len(indexes) == 1:
+            return int(await self._redis.zcard(indexes[0]))
+        return len(await self._redis.zinter(list(indexes)))
+
+    async def _sweep(self, tenant_id: str, indexes: Sequence[str]) -> None:
+        """Prune index entries created over a TTL ago whose job hash has expired, so totals stay true."""
+        cutoff = (time.time() - self._ttl) * 1000
+        for index in indexes:
+            found: list[Any] = await self._redis.zrangebyscore(index, "-inf", cutoff, 0, _SWEEP_BATCH)
+            old = [_text(i) for i in found]
+            if not old:
+                continue
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in old:
+                    pipe.exists(keys.job(tenant_id, job_id))
+                alive = await pipe.execute()
+            gone = [job_id for job_id, exists in zip(old, alive, strict=True) if not exists]
+            if gone:
+                await self._prune(tenant_id, indexes, gone)
+
+    async def _prune(self, tenant_id: str, indexes: Sequence[str], job_ids: Sequence[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index in {*indexes, keys.tenant_jobs(tenant_id), *keys.status_indexes(tenant_id)}:
+                pipe.zrem(index, *job_ids)
+            await pipe.execute()
+
+
+def _status_keys(tenant_id: str, job_id: str) -> list[str]:
+    """KEYS shared by the scripts: the job, the tenant index, the status indexes in order."""
+    return [keys.job(tenant_id, job_id), keys.tenant_jobs(tenant_id), *keys.status_indexes(tenant_id)]
+
+
+def _task_status(event: TaskEvent) -> str:
+    """The status this event moves its task to; ValueError when the event names an unknown one."""
+    if event.event is EventType.WORKFLOW_COMPLETED:
+        return JobStatus.COMPLETED.value
+    if event.event is EventType.WORKFLOW_FAILED:
+        return JobStatus(event.data.get("status", JobStatus.FAILED)).value
+    return event.status.value
+
+
+def _with_root_entry(record: JobRecord) -> JobRecord:
+    if any(entry.get("task_id") == record.root_task_id for entry in record.delegated_services):
+        return record
+    root = {"service": record.service, "task_id": record.root_task_id, "status": record.status}
+    return record.model_copy(update={"delegated_services": [root, *record.delegated_services]})
+
+
+def _score(created_at: str) -> int:
+    return int(datetime.fromisoformat(created_at).timestamp() * 1000)
+
+
+def _to_hash(record: JobRecord) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in record.model_dump(mode="json").items():
+        if name in JSON_FIELDS:
+            fields[name] = json.dumps(value)
+        elif value is not None:
+            fields[name] = str(value)
+    return fields
+
+
+def _from_hash(raw: dict[Any, Any]) -> JobRecord:
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _text(key)
+        if name not in JobRecord.model_fields:
+            continue  # per-task seqs, idempotency key: registry bookkeeping
+        data[name] = json.loads(value) if name in JSON_FIELDS else _text(value)
+    return JobRecord.model_validate(data)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

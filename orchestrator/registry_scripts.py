@@ -1,0 +1,165 @@
+"""The Lua scripts that make every registry change atomic.
+
+Each script takes the job hash as KEYS[1]; the per-tenant indexes follow, the seven status
+indexes always in `keys.STATUS_ORDER`, so every key a script touches is declared. Scripts
+answer with a status word first: Python maps it, the scripts never raise on a normal outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from orchestrator.keys import STATUS_ORDER
+from protocol.events import TERMINAL_STATUSES
+
+_TERMINAL_TABLE = "{" + ", ".join(f"['{status}'] = true" for status in sorted(TERMINAL_STATUSES)) + "}"
+# Position of a status's index in KEYS, given the status indexes start at KEYS[3].
+_STATUS_KEY_TABLE = "{" + ", ".join(f"['{status}'] = {i + 3}" for i, status in enumerate(STATUS_ORDER)) + "}"
+
+_COMMON = f"""
+local TERMINAL = {_TERMINAL_TABLE}
+local STATUS_KEY = {_STATUS_KEY_TABLE}
+
+-- Keep a job's entry in exactly one status index, scored by its creation time.
+local function move_status(job_id, from, to, ttl)
+  if from == to then return end
+  local score = redis.call('ZSCORE', KEYS[STATUS_KEY[from]], job_id)
+  if not score then score = redis.call('ZSCORE', KEYS[2], job_id) or 0 end
+  redis.call('ZREM', KEYS[STATUS_KEY[from]], job_id)
+  redis.call('ZADD', KEYS[STATUS_KEY[to]], score, job_id)
+  redis.call('EXPIRE', KEYS[STATUS_KEY[to]], ttl)
+end
+"""
+
+# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash]
+# ARGV: ttl, score, job_id, status, has_session, has_idempotency, fingerprint, field, value, ...
+CREATE: Final[str] = (
+    _COMMON
+    + """
+local ttl, score, job_id, status = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local next_key = 11
+local session_key, idem_key
+if ARGV[5] == '1' then session_key = KEYS[next_key]; next_key = next_key + 1 end
+if ARGV[6] == '1' then idem_key = KEYS[next_key] end
+local fingerprint = ARGV[7]
+
+if idem_key then
+  local held = redis.call('HMGET', idem_key, 'job_id', 'fingerprint')
+  if held[1] then
+    if held[2] == fingerprint then return {'existing', held[1]} end
+    return {'conflict', held[1]}
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate', job_id} end
+
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('EXPIRE', KEYS[1], ttl)
+for _, key in ipairs({KEYS[2], KEYS[STATUS_KEY[status]], KEYS[10], session_key}) do
+  redis.call('ZADD', key, score, job_id)
+  redis.call('EXPIRE', key, ttl)
+end
+if idem_key then
+  redis.call('HSET', idem_key, 'job_id', job_id, 'fingerprint', fingerprint)
+  redis.call('EXPIRE', idem_key, ttl)
+end
+return {'created', job_id}
+"""
+)
+
+# KEYS: job, all-jobs index, 7 status indexes
+# ARGV: job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error
+# (progress, result and error are JSON text, '' when the event carries none)
+APPLY_EVENT: Final[str] = (
+    _COMMON
+    + """
+local job_id, task_id, seq, task_status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local ttl = tonumber(ARGV[6])
+local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at')
+if not cur[1] then return {'unknown_job'} end
+if TERMINAL[cur[1]] then return {'job_terminal'} end
+
+-- The producer's seq, per task: later attempts start higher, so a retry is never "stale".
+local seq_field = 'task_seq:' .. task_id
+local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
+if seq <= last then return {'stale'} end
+
+local delegated = cjson.decode(cur[4] or '[]')
+local found = false
+for _, entry in ipairs(delegated) do
+  if entry['task_id'] == task_id then
+    entry['status'] = task_status
+    found = true
+    break
+  end
+end
+if not found then
+  table.insert(delegated, {service = ARGV[5], task_id = task_id, status = task_status})
+end
+
+local job_status = cur[1]
+local job_seq = tonumber(cur[3] or '0') + 1
+local fields = {seq_field, ARGV[3], 'delegated_services', cjson.encode(delegated),
+                'seq', tostring(job_seq), 'updated_at', ARGV[7]}
+-- Only the root task moves the job; child tasks are tracked in delegated_services.
+if task_id == cur[2] then
+  move_status(job_id, job_status, task_status, ttl)
+  job_status = task_status
+  table.insert(fields, 'status'); table.insert(fields, task_status)
+  if ARGV[8] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[8]) end
+  if ARGV[9] ~= '' then table.insert(fields, 'result'); table.insert(fields, ARGV[9]) end
+  if ARGV[10] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[10]) end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
+"""
+)
+
+# KEYS: job, all-jobs index, 7 status indexes
+# ARGV: job_id, ttl, updated_at, error JSON
+CANCEL: Final[str] = (
+    _COMMON
+    + """
+local job_id, ttl = ARGV[1], tonumber(ARGV[2])
+local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services')
+if not cur[1] then return {'not_found'} end
+if TERMINAL[cur[1]] then return {'already_terminal', redis.call('HGETALL', KEYS[1])} end
+
+-- Workers get the CancelCommand; their own task_cancelled events will find the job terminal.
+local delegated = cjson.decode(cur[3] or '[]')
+for _, entry in ipairs(delegated) do
+  if not TERMINAL[entry['status']] then entry['status'] = 'cancelled' end
+end
+local job_seq = tonumber(cur[2] or '0') + 1
+move_status(job_id, cur[1], 'cancelled', ttl)
+local fields = {'status', 'cancelled', 'seq', tostring(job_seq), 'updated_at', ARGV[3], 'error', ARGV[4]}
+if #delegated > 0 then
+  table.insert(fields, 'delegated_services'); table.insert(fields, cjson.encode(delegated))
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ttl)
+return {'cancelled', redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash]
+# ARGV: job_id, has_session, has_idempotency
+DISCARD: Final[str] = """
+local job_id = ARGV[1]
+redis.call('DEL', KEYS[1])
+for i = 2, 10 do redis.call('ZREM', KEYS[i], job_id) end
+local next_key = 11
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[next_key], job_id); next_key = next_key + 1 end
+-- Free the idempotency key only if it still names this job.
+if ARGV[3] == '1' and redis.call('HGET', KEYS[next_key], 'job_id') == job_id then
+  redis.call('DEL', KEYS[next_key])
+end
+return 1
+"""
+
+# KEYS: idempotency hash; ARGV: job_id. Frees a key whose job expired or was discarded.
+RELEASE_IDEMPOTENCY: Final[str] = """
+if redis.call('HGET', KEYS[1], 'job_id') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

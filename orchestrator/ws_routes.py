@@ -1,0 +1,317 @@
+"""The WebSocket routes (DESIGN "WebSockets"): /ws/task_updates, /ws/jobs/{job_id}, /ws/{execution_id}.
+
+A client authenticates with `Authorization: Bearer`, `?token=`, or a first message
+{"type": "auth", "token": ...} within 10 s, and then speaks JSON:
+
+    client -> server                               server -> client
+    {"type": "subscribe", "job_ids": [...]}        {"type": "job_snapshot", "job_id", "seq", "job"}, then events
+    {"type": "subscribe", "all": true}             events of every job of the tenant
+    {"type": "unsubscribe", "job_ids"|"all"}       (nothing)
+    {"type": "cancel_job", "job_id": ...}          {"type": "cancel_result", "job_id", "status"}
+    {"type": "ping"}                               {"type": "pong"}
+    anything wrong                                 {"type": "error", "error", "detail"}; the socket stays open
+
+Events are the TaskEvent JSON with the job's seq. A service-token connection may publish
+TaskEvent JSON (no "type" field) and gets {"type": "event_ack", ...}; it cannot subscribe.
+Another tenant's job is answered exactly like a job that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol, TypeGuard
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import ValidationError
+
+from orchestrator.auth import Authenticator, Principal
+from orchestrator.event_consumer import EventSink
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelResult
+from orchestrator.registry import RedisTaskRegistry, RegistryError
+from orchestrator.update_bus import UpdateBus
+from orchestrator.ws_hub import ClientConnection, WebSocketHub
+from protocol.events import TaskEvent
+
+AUTH_TIMEOUT_SECONDS: Final[float] = 10.0
+HEARTBEAT_SECONDS: Final[float] = 30.0
+MAX_JOB_IDS_PER_MESSAGE: Final[int] = 1000
+MAX_JOBS_PER_CONNECTION: Final[int] = 10_000
+MAX_JOB_ID_LENGTH: Final[int] = 128
+
+CLOSE_UNAUTHORIZED: Final[int] = 4401
+CLOSE_FORBIDDEN: Final[int] = 4403
+CLOSE_NOT_FOUND: Final[int] = 4404
+
+CancelJob = Callable[[str, str], Awaitable[CancelResult]]
+
+
+class LiveParts(Protocol):
+    """What the routes need from the running live state (orchestrator.live.LiveState)."""
+
+    @property
+    def registry(self) -> RedisTaskRegistry: ...
+
+    @property
+    def bus(self) -> UpdateBus: ...
+
+    @property
+    def hub(self) -> WebSocketHub: ...
+
+
+class ClientError(Exception):
+    """A client message the server answers with an error message; the socket stays open."""
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+
+
+class WebSocketEndpoint:
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        cancel_job: CancelJob,
+        metrics: OrchestratorMetrics,
+        live: Callable[[web.Application], LiveParts],
+        max_message_bytes: int,
+        auth_timeout: float = AUTH_TIMEOUT_SECONDS,
+    ) -> None:
+        self._auth = authenticator
+        self._cancel_job = cancel_job
+        self._metrics = metrics
+        self._live = live
+        self._max_message_bytes = max_message_bytes
+        self._auth_timeout = auth_timeout
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        # Order matters: the fixed path must win over /ws/{execution_id}.
+        router.add_get("/ws/task_updates", self.task_updates)
+        router.add_get("/ws/jobs/{job_id}", self.one_job)
+        router.add_get("/ws/{execution_id}", self.one_execution)
+
+    async def task_updates(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, None)
+
+    async def one_job(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, request.match_info["job_id"])
+
+    async def one_execution(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, request.match_info["execution_id"])
+
+    async def _serve(self, request: web.Request, job_id: str | None) -> web.StreamResponse:
+        principal = self._auth.authenticate(request)
+        if principal is None and _offers_credentials(request):
+            return web.json_response({"error": "unauthorized", "detail": "invalid API key"}, status=401)
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=self._max_message_bytes, compress=False)
+        await ws.prepare(request)
+        if principal is None:
+            principal = await self._authenticate_by_message(ws)
+            if principal is None:
+                return ws
+        if principal.is_admin or (principal.is_service and job_id is not None):
+            await ws.close(code=CLOSE_FORBIDDEN, message=b"this key cannot follow jobs")
+            return ws
+        parts = self._live(request.app)
+        conn = parts.hub.connect(ws, principal.tenant_id)
+        try:
+            conn.send(
+                {
+                    "type": "connection_established",
+                    "connection_id": conn.id,
+                    "tenant_id": principal.tenant_id,
+                    "role": "service" if principal.is_service else "client",
+                }
+            )
+            if job_id is not None:
+                try:
+                    if not await self._subscribe_jobs(parts, conn, [job_id], report_missing=False):
+                        conn.close_after_flush(CLOSE_NOT_FOUND, "job not found")
+                except RegistryError:
+                    conn.close_after_flush(WSCloseCode.TRY_AGAIN_LATER, "job registry unavailable")
+            async for msg in ws:
+                if conn.closed:
+                    continue  # closing: only the client's close frame matters now
+                if msg.type is WSMsgType.TEXT:
+                    await self._on_text(parts, conn, principal, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    conn.send(_error("bad_message", "send JSON in text frames"))
+        finally:
+            await parts.hub.disconnect(conn)
+        return ws
+
+    async def _authenticate_by_message(self, ws: web.WebSocketResponse) -> Principal | None:
+        """Browsers without a token in the URL send {"type": "auth", "token": ...} first."""
+        try:
+            msg = await ws.receive(timeout=self._auth_timeout)
+        except TimeoutError:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication timed out")
+            return None
+        principal = None
+        if msg.type is WSMsgType.TEXT:
+            try:
+                body = _parse(msg.data)
+            except ClientError:
+                body = None
+            if isinstance(body, dict) and body.get("type") == "auth" and isinstance(body.get("token"), str):
+                principal = self._auth.principal_for(body["token"])
+        if principal is None and not ws.closed:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication required")
+        return principal
+
+    async def _on_text(self, parts: LiveParts, conn: ClientConnection, principal: Principal, data: str) -> None:
+        try:
+            body = _parse(data)
+            if not isinstance(body, dict):
+                raise ClientError("bad_message", "a message must be a JSON object")
+            kind = body.get("type")
+            if kind is None and principal.is_service and "event" in body:
+                await self._publish_event(parts, conn, body)
+            elif kind == "ping":
+                conn.send({"type": "pong"})
+            elif kind in ("subscribe", "unsubscribe", "cancel_job"):
+                if conn.tenant_id is None:
+                    raise ClientError("forbidden", "a service connection cannot follow or cancel jobs")
+                if kind == "subscribe":
+                    await self._subscribe(parts, conn, body)
+                elif kind == "unsubscribe":
+                    self._unsubscribe(parts.hub, conn, body)
+                else:
+                    await self._cancel(conn, body)
+            elif kind == "auth":
+                raise ClientError("bad_message", "already authenticated")
+            else:
+                raise ClientError("unknown_type", f"unknown message type {kind!r}")
+        except ClientError as exc:
+            conn.send(_error(exc.error, exc.detail))
+        except RegistryError:
+            conn.send(_error("unavailable", "the job registry is unavailable; retry shortly"))
+
+    async def _subscribe(self, parts: LiveParts, conn: ClientConnection, body: dict[str, Any]) -> None:
+        if body.get("all") is True:
+            parts.hub.subscribe_all(conn)
+        if "job_ids" in body:
+            job_ids = _job_ids(body)
+            if len(conn.jobs | set(job_ids)) > MAX_JOBS_PER_CONNECTION:
+                raise ClientError("too_many_subscriptions", f"at most {MAX_JOBS_PER_CONNECTION} jobs per connection")
+            await self._subscribe_jobs(parts, conn, job_ids, report_missing=True)
+        elif body.get("all") is not True:
+            raise ClientError("bad_message", 'subscribe needs "job_ids": [...] or "all": true')
+
+    async def _subscribe_jobs(
+        self, parts: LiveParts, conn: ClientConnection, job_ids: list[str], *, report_missing: bool
+    ) -> bool:
+        """Snapshot then live for each job; False when one was not found (or not the tenant's)."""
+        tenant_id = conn.tenant_id
+        if tenant_id is None:
+            return False
+        for job_id in job_ids:
+            parts.hub.begin_snapshot(conn, job_id)
+        all_found = True
+        for index, job_id in enumerate(job_ids):
+            try:
+                record = await parts.registry.get(tenant_id, job_id)
+            except RegistryError:
+                for pending in job_ids[index:]:
+                    parts.hub.abort_snapshot(conn, pending)
+                raise
+            if record is None:
+                parts.hub.abort_snapshot(conn, job_id)
+                all_found = False
+                if report_missing:
+                    conn.send(_error("not_found", f"job {job_id} not found"))
+                continue
+            snapshot = {"type": "job_snapshot", "job_id": job_id, "seq": record.seq, "job": record.public()}
+            parts.hub.finish_snapshot(conn, job_id, record.seq, snapshot)
+        return all_found
+
+    def _unsubscribe(self, hub: WebSocketHub, conn: ClientConnection, body: dict[str, Any]) -> None:
+        if body.get("all") is True:
+            hub.unsubscribe_all(conn)
+        if "job_ids" in body:
+            for job_id in _job_ids(body):
+                hub.unsubscribe_job(conn, job_id)
+        elif body.get("all") is not True:
+            raise ClientError("bad_message", 'unsubscribe needs "job_ids": [...] or "all": true')
+
+    async def _cancel(self, conn: ClientConnection, body: dict[str, Any]) -> None:
+        job_id = body.get("job_id")
+        if not _is_job_id(job_id) or conn.tenant_id is None:
+            raise ClientError("bad_message", 'cancel_job needs "job_id"')
+        result = await self._cancel_job(conn.tenant_id, job_id)
+        conn.send({"type": "cancel_result", "job_id": job_id, "status": result.status.value})
+
+    async def _publish_event(self, parts: LiveParts, conn: ClientConnection, body: dict[str, Any]) -> None:
+        try:
+            event = TaskEvent.model_validate(body)
+        except ValidationError as exc:
+            raise ClientError("invalid_event", _summarise(exc)) from exc
+        update = await EventSink(parts.registry, parts.bus, self._metrics).accept(event)
+        conn.send(
+            {
+                "type": "event_ack",
+                "task_id": event.task_id,
+                "seq": event.seq,
+                "applied": update is not None,
+                "job_seq": update.seq if update is not None else None,
+            }
+        )
+
+
+def add_ws_routes(
+    app: web.Application,
+    *,
+    authenticator: Authenticator,
+    cancel_job: CancelJob,
+    metrics: OrchestratorMetrics,
+    live: Callable[[web.Application], LiveParts],
+    max_message_bytes: int,
+) -> WebSocketEndpoint:
+    endpoint = WebSocketEndpoint(
+        authenticator=authenticator,
+        cancel_job=cancel_job,
+        metrics=metrics,
+        live=live,
+        max_message_bytes=max_message_bytes,
+    )
+    endpoint.add_routes(app.router)
+    return endpoint
+
+
+def _offers_credentials(request: web.Request) -> bool:
+    return bool(request.headers.get("Authorization") or request.query.get("token"))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse(data: str) -> Any:
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)  # NaN/Infinity would poison stored JSON
+    except ValueError as exc:
+        raise ClientError("bad_message", f"not valid JSON: {exc}") from exc
+
+
+def _job_ids(body: dict[str, Any]) -> list[str]:
+    job_ids = body.get("job_ids")
+    if not isinstance(job_ids, list) or not all(_is_job_id(j) for j in job_ids):
+        raise ClientError("bad_message", '"job_ids" must be a list of job id strings')
+    if len(job_ids) > MAX_JOB_IDS_PER_MESSAGE:
+        raise ClientError("bad_message", f"at most {MAX_JOB_IDS_PER_MESSAGE} job ids per message")
+    return list(dict.fromkeys(job_ids))
+
+
+def _is_job_id(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= MAX_JOB_ID_LENGTH
+
+
+def _error(error: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "error": error, "detail": detail}
+
+
+def _summarise(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])

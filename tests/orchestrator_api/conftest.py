@@ -1,0 +1,189 @@
+"""An orchestrator on the real RabbitMQ and Redis, with two uuid tenants and a uuid service.
+
+The service and its job type are announced through ServiceDirectory.record_heartbeat, as a
+worker would, so no test touches the built-in queues; every queue and Redis key a test makes
+is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractConnection
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator import keys
+from orchestrator.app import create_app
+from orchestrator.live import LIVE
+from protocol.codec import CodecSet
+from protocol.control import WorkerHeartbeat
+from protocol.envelope import TaskEnvelope, utc_now
+from protocol.events import TaskEvent
+from protocol.settings import Settings
+from protocol.topology import EVENTS_EXCHANGE, dead_letter_queue, event_routing_key, task_queue
+
+Client = TestClient[web.Request, web.Application]
+
+
+@dataclass
+class Api:
+    client: Client
+    app: web.Application
+    tenant_a: str
+    tenant_b: str
+    headers_a: dict[str, str]
+    headers_b: dict[str, str]
+    service: str
+    job_type: str
+    amqp: AbstractConnection
+    codecs: CodecSet
+
+    async def announce(self) -> None:
+        heartbeat = WorkerHeartbeat(
+            worker_id=f"test-{self.service}",
+            service=self.service,
+            job_types=[self.job_type],
+            concurrency=1,
+            in_flight=0,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=utc_now(),
+            interval_seconds=30,
+        )
+        await self.app[LIVE].directory.record_heartbeat(heartbeat)
+
+    async def queued_envelopes(self) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, TaskEnvelope]]:
+        """Every message in the service queue, taken off it."""
+        channel = await self.amqp.channel()
+        try:
+            queue = await channel.declare_queue(task_queue(self.service), passive=True)
+            found = []
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                found.append((message, self.codecs.decode(TaskEnvelope, message.body, message.content_type)))
+            return found
+        finally:
+            await channel.close()
+
+    async def queue_depth(self) -> int:
+        """Ready messages in the service queue; 0 while it does not exist yet."""
+        channel = await self.amqp.channel()
+        try:
+            queue = await channel.declare_queue(task_queue(self.service), passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0
+        try:
+            return queue.declaration_result.message_count or 0
+        finally:
+            await channel.close()
+
+    async def emit(self, event: TaskEvent) -> None:
+        """Publish a task event as a worker would."""
+        channel = await self.amqp.channel(publisher_confirms=True)
+        try:
+            exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
+            message = aio_pika.Message(
+                self.codecs.encode(event),
+                content_type=self.codecs.default.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await exchange.publish(message, event_routing_key(event.tenant_id, event.service, event.event))
+        finally:
+            await channel.close()
+
+
+def _settings(rabbitmq_url: str, redis_url: str, keys_to_tenants: dict[str, str]) -> Settings:
+    return Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url, api_keys=keys_to_tenants)
+
+
+async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:
+    doomed = [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}:*", count=1000)]
+    doomed += [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}", count=1000)]
+    if doomed:
+        await redis.delete(*doomed)
+
+
+@asynccontextmanager
+async def _serve(app: web.Application) -> AsyncIterator[Client]:
+    # Started before the client exists, so an app that fails to start leaves no open session behind.
+    server = TestServer(app)
+    try:
+        await server.start_server()
+    except BaseException:
+        await server.close()
+        raise
+    async with TestClient(server) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+    tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
+    key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
+    service, job_type = f"svc-{unique}", f"job_{unique}"
+    app = create_app(_settings(rabbitmq_url, redis_url, {key_a: tenant_a, key_b: tenant_b}))
+    # A plain connection: a channel closed by a failed passive declare must stay closed.
+    amqp = await aio_pika.connect(rabbitmq_url, client_properties={"connection_name": f"test-api-{unique}"})
+    try:
+        async with _serve(app) as client:
+            api = Api(
+                client=client,
+                app=app,
+                tenant_a=tenant_a,
+                tenant_b=tenant_b,
+                headers_a={"Authorization": f"Bearer {key_a}"},
+                headers_b={"Authorization": f"Bearer {key_b}"},
+                service=service,
+                job_type=job_type,
+                amqp=amqp,
+                codecs=CodecSet(),
+            )
+            await api.announce()
+            yield api
+    finally:
+        channel = await amqp.channel()
+        for queue in (task_queue(service), dead_letter_queue(service)):
+            await channel.queue_delete(queue)
+        await amqp.close()
+        for tenant in (tenant_a, tenant_b):
+            await _forget_tenant(redis_client, tenant)
+        await redis_client.hdel(keys.ROUTES, job_type)
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
+        await redis_client.delete(keys.workers(service))
+
+
+@pytest.fixture
+async def api_without_broker(redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+    """The orchestrator with RABBITMQ_URL pointing at a closed port."""
+    tenant = f"tc-{unique}"
+    key = f"key-c-{unique}"
+    service, job_type = f"svc-{unique}", f"job_{unique}"
+    app = create_app(_settings("amqp://guest:guest@127.0.0.1:1/", redis_url, {key: tenant}))
+    try:
+        async with _serve(app) as client:
+            api = Api(
+                client=client,
+                app=app,
+                tenant_a=tenant,
+                tenant_b=tenant,
+                headers_a={"Authorization": f"Bearer {key}"},
+                headers_b={"Authorization": f"Bearer {key}"},
+                service=service,
+                job_type=job_type,
+                amqp=None,  # type: ignore[arg-type]
+                codecs=CodecSet(),
+            )
+            await api.announce()
+            yield api
+    finally:
+        await _forget_tenant(redis_client, tenant)
+        await redis_client.hdel(keys.ROUTES, job_type)
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
+        await redis_client.delete(keys.workers(service))

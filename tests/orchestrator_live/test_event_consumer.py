@@ -1,0 +1,216 @@
+"""EventConsumer end to end: TaskEvents on baton.events -> registry -> update bus listeners."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from orchestrator import keys
+from orchestrator.directory import ServiceDirectory
+from orchestrator.event_consumer import EventConsumer
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import JobUpdate
+from orchestrator.registry import RedisTaskRegistry
+from orchestrator.update_bus import UpdateBus
+from protocol.codec import JSON, MSGPACK, CodecSet
+from protocol.control import WorkerHeartbeat
+from protocol.envelope import utc_now
+from protocol.events import EventType, TaskEvent
+from protocol.topology import event_routing_key, system_routing_key
+from tests.orchestrator_live.conftest import event_for, eventually, make_record
+
+CODECS = CodecSet()
+
+
+@dataclass
+class Rig:
+    connection: AbstractRobustConnection
+    publisher: AbstractChannel
+    registry: RedisTaskRegistry
+    directory: ServiceDirectory
+    bus: UpdateBus
+    metrics: OrchestratorMetrics
+    updates: list[JobUpdate]
+    queue_name: str
+    exchange: str
+
+    def consumer(self, registry: RedisTaskRegistry | None = None) -> EventConsumer:
+        return EventConsumer(
+            self.connection,
+            registry or self.registry,
+            self.directory,
+            self.bus,
+            self.metrics,
+            CODECS,
+            prefetch=16,
+            queue_name=self.queue_name,
+            exchange=self.exchange,
+            routing_keys=("#",),
+            retry_delay=0.2,
+        )
+
+    async def publish(self, routing_key: str, body: bytes, content_type: str = MSGPACK) -> None:
+        exchange = await self.publisher.get_exchange(self.exchange)
+        message = aio_pika.Message(body, content_type=content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await exchange.publish(message, routing_key=routing_key)
+
+    async def publish_event(self, event: TaskEvent, content_type: str = MSGPACK) -> None:
+        body = CODECS.encode(event, CODECS.for_content_type(content_type))
+        await self.publish(event_routing_key(event.tenant_id, event.service, event.event), body, content_type)
+
+
+@pytest.fixture
+async def rig(rabbitmq_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Rig]:
+    connection = await aio_pika.connect_robust(
+        rabbitmq_url, client_properties={"connection_name": f"test-orchestrator-live-{unique}"}
+    )
+    publisher = await connection.channel()
+    bus = UpdateBus(redis_client, channel=f"test:task_updates:{unique}")
+    await bus.start()
+    updates: list[JobUpdate] = []
+    bus.add_listener(updates.append)
+    # A private exchange: the orchestrators other tests run consume everything on baton.events and
+    # would apply these events first (the registry is shared), racing this test's consumer.
+    queue_name, exchange = f"test.orchestrator.events.{unique}", f"test.events.{unique}"
+    yield Rig(
+        connection,
+        publisher,
+        RedisTaskRegistry(redis_client, ttl_seconds=600),
+        ServiceDirectory(redis_client),
+        bus,
+        OrchestratorMetrics(),
+        updates,
+        queue_name,
+        exchange,
+    )
+    await bus.stop()
+    await publisher.queue_delete(queue_name)
+    await publisher.exchange_delete(exchange)
+    await connection.close()
+    await redis_client.srem(keys.ANNOUNCED_SERVICES, f"svc-{unique}")
+    await redis_client.hdel(keys.ROUTES, f"type-{unique}")
+    await redis_client.delete(keys.workers(f"svc-{unique}"))
+
+
+def sample(metric: OrchestratorMetrics, name: str, **labels: str) -> float:
+    return metric.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_events_flow_to_the_registry_and_listeners(rig: Rig, tenant: str) -> None:
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+        await rig.publish_event(
+            event_for(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress={"percentage": 50.0}), JSON
+        )
+        await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 3, result={"ok": True}))
+        await eventually(lambda: len(rig.updates) == 3)
+    finally:
+        await consumer.stop()
+    assert [u.seq for u in rig.updates] == [2, 3, 4]
+    assert rig.updates[-1].terminal and rig.updates[-1].event["data"] == {"result": {"ok": True}}
+    stored = await rig.registry.get(tenant, record.job_id)
+    assert stored is not None and stored.status == "completed" and stored.result == {"ok": True}
+    labels = {"type": "llm_request", "status": "completed"}
+    assert sample(rig.metrics, "baton_jobs_finished_total", **labels) == 1
+    assert sample(rig.metrics, "baton_job_duration_seconds_count", **labels) == 1
+    assert sample(rig.metrics, "baton_events_applied_total", event="task_status_update") == 2
+
+
+async def test_undecodable_messages_are_dropped_and_do_not_block(rig: Rig, tenant: str) -> None:
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        await rig.publish(f"{tenant}.query.task_completed", b"\xc1 not msgpack")
+        await rig.publish(f"{tenant}.query.task_completed", b'{"event": "nope"}', JSON)
+        await rig.publish(f"{tenant}.query.task_completed", b"<xml/>", "text/xml")
+        await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+        await eventually(lambda: len(rig.updates) == 1)
+    finally:
+        await consumer.stop()
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="undecodable") == 3
+    # Acked, not parked: nothing is left in the queue.
+    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
+    assert queue.declaration_result.message_count == 0
+
+
+async def test_stale_events_are_acked_and_counted(rig: Rig, tenant: str) -> None:
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        running = event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+        await rig.publish_event(running)
+        await rig.publish_event(running)
+        await rig.publish_event(event_for(make_record(tenant), EventType.TASK_STATUS_UPDATE, 1, status="running"))
+        await eventually(lambda: sample(rig.metrics, "baton_events_dropped_total", reason="unknown_job") == 1)
+    finally:
+        await consumer.stop()
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 1
+    assert len(rig.updates) == 1
+
+
+async def test_heartbeats_reach_the_directory(rig: Rig, unique: str) -> None:
+    service = f"svc-{unique}"
+    hb = WorkerHeartbeat(
+        worker_id="w-1",
+        service=service,
+        job_types=[f"type-{unique}"],
+        concurrency=2,
+        in_flight=0,
+        hostname="h",
+        pid=7,
+        started_at=utc_now(),
+        interval_seconds=30,
+    )
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        await rig.publish(system_routing_key(service, "worker_heartbeat"), CODECS.encode(hb))
+
+        async def routed() -> bool:
+            return await rig.directory.service_for(f"type-{unique}") == service
+
+        await eventually(routed)
+    finally:
+        await consumer.stop()
+    assert [w.worker_id for w in await rig.directory.live_workers(service)] == ["w-1"]
+
+
+async def test_redis_outage_requeues_and_loses_nothing(rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture) -> None:
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    broken = rig.consumer(RedisTaskRegistry(dead))
+    await broken.start()
+    try:
+        await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+        await asyncio.sleep(0.7)  # a few held-then-requeued rounds, 0.2 s apart
+    finally:
+        await broken.stop()
+        await dead.aclose()
+    assert rig.updates == []
+    requeues = [r for r in caplog.records if "requeueing" in r.getMessage()]
+    assert 1 <= len(requeues) <= 5  # held between attempts, not spinning
+    healthy = rig.consumer()
+    await healthy.start()
+    try:
+        await eventually(lambda: len(rig.updates) == 1)
+    finally:
+        await healthy.stop()
+    stored = await rig.registry.get(tenant, record.job_id)
+    assert stored is not None and stored.status == "running"

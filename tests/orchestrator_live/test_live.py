@@ -1,0 +1,70 @@
+"""setup_live wired into a real aiohttp app: startup, an event end to end, shutdown with GOING_AWAY.
+
+This app consumes the shared baton.orchestrator.events queue like any orchestrator replica, so
+the event below may be applied by another replica running meanwhile; either way it reaches this
+replica's client through the shared update channel, which is what the design promises.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aio_pika
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator.auth import Authenticator
+from orchestrator.live import LIVE, setup_live
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelResult, CancelStatus
+from protocol.codec import CodecSet
+from protocol.events import EventType
+from protocol.settings import Settings
+from protocol.topology import EVENTS_EXCHANGE, event_routing_key
+from tests.orchestrator_live.conftest import event_for, make_record
+
+
+async def test_live_state_end_to_end(rabbitmq_url: str, redis_url: str, tenant: str, unique: str) -> None:
+    codecs = CodecSet()
+
+    async def cancel_job(tenant_id: str, job_id: str) -> CancelResult:
+        return CancelResult(CancelStatus.NOT_FOUND, None)
+
+    app = web.Application()
+    key = f"key-{unique}"
+    setup_live(
+        app,
+        settings=Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url),
+        metrics=OrchestratorMetrics(),
+        authenticator=Authenticator({key: tenant}, admin_key=None, service_token=None),
+        cancel_job=cancel_job,
+        codecs=codecs,
+    )
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        live = app[LIVE]
+        await live.registry.ping()
+        record = make_record(tenant)
+        await live.registry.create(record)
+        ws = await client.ws_connect(f"/ws/jobs/{record.job_id}", headers={"Authorization": f"Bearer {key}"})
+        assert json.loads((await ws.receive(timeout=5)).data)["type"] == "connection_established"
+        assert json.loads((await ws.receive(timeout=5)).data)["type"] == "job_snapshot"
+
+        event = event_for(record, EventType.TASK_COMPLETED, 1, result={"n": 1})
+        connection = await aio_pika.connect_robust(
+            rabbitmq_url, client_properties={"connection_name": f"test-live-{unique}"}
+        )
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+            message = aio_pika.Message(codecs.encode(event), content_type=codecs.default.content_type)
+            await exchange.publish(message, routing_key=event_routing_key(tenant, "query", "task_completed"))
+        update = json.loads((await ws.receive(timeout=10)).data)
+        assert update["event"] == "task_completed" and update["seq"] == 2 and update["data"] == {"result": {"n": 1}}
+
+        await client.server.close()  # on_shutdown, then the cleanup context unwinds
+        msg = await ws.receive(timeout=5)
+        assert msg.type is WSMsgType.CLOSE and msg.data == WSCloseCode.GOING_AWAY
+    finally:
+        await client.close()

@@ -1,0 +1,103 @@
+"""UpdateBus across two instances (two replicas) on the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from orchestrator.models import JobUpdate
+from orchestrator.update_bus import UpdateBus
+from tests.orchestrator_live.conftest import eventually
+
+
+@pytest.fixture
+async def replicas(redis_url: str, unique: str) -> AsyncIterator[tuple[UpdateBus, UpdateBus]]:
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    buses = [UpdateBus(client, channel=f"test:task_updates:{unique}") for client in clients]
+    for bus in buses:
+        await bus.start()
+    yield buses[0], buses[1]
+    for bus in buses:
+        await bus.stop()
+    for client in clients:
+        await client.aclose()
+
+
+def update(tenant: str, job: str, seq: int, *, terminal: bool = False) -> JobUpdate:
+    status = "completed" if terminal else "running"
+    event = {"event": "task_completed" if terminal else "task_status_update", "seq": seq, "data": {"r": "é"}}
+    return JobUpdate(tenant_id=tenant, job_id=job, seq=seq, status=status, terminal=terminal, event=event)
+
+
+async def test_an_update_reaches_listeners_of_both_replicas(replicas: tuple[UpdateBus, UpdateBus]) -> None:
+    first, second = replicas
+    got: tuple[list[JobUpdate], list[JobUpdate]] = ([], [])
+    first.add_listener(got[0].append)
+    remove = second.add_listener(got[1].append)
+    sent = update("t", "j", 2)
+    await first.publish(sent)
+    await eventually(lambda: bool(got[0] and got[1]))
+    assert got == ([sent], [sent])
+    remove()
+    await first.publish(update("t", "j", 3))
+    await eventually(lambda: len(got[0]) == 2)
+    assert len(got[1]) == 1
+
+
+async def test_a_watch_on_another_replica_gets_the_terminal_update(replicas: tuple[UpdateBus, UpdateBus]) -> None:
+    first, second = replicas
+    with second.watch("t", "job-1") as watch:
+        await first.publish(update("t", "job-1", 2))
+        await first.publish(update("t", "job-2", 3, terminal=True))
+        await first.publish(update("t", "job-1", 4, terminal=True))
+        done = await watch.terminal(5)
+    assert done is not None and done.seq == 4 and done.terminal
+
+
+async def test_a_watch_times_out_with_none(replicas: tuple[UpdateBus, UpdateBus]) -> None:
+    async with replicas[0].watch("t", "never") as watch:
+        assert await watch.terminal(0.1) is None
+
+
+async def test_a_failing_listener_does_not_starve_the_others(replicas: tuple[UpdateBus, UpdateBus]) -> None:
+    first, _ = replicas
+    got: list[JobUpdate] = []
+
+    def broken(_: JobUpdate) -> None:
+        raise RuntimeError("listener bug")
+
+    first.add_listener(broken)
+    first.add_listener(got.append)
+    await first.publish(update("t", "j", 2))
+    await eventually(lambda: bool(got))
+
+
+async def test_the_subscription_comes_back_after_its_connection_is_killed(redis_url: str, unique: str) -> None:
+    name = f"bus-{unique}"
+    listener_client = aioredis.Redis.from_url(redis_url, client_name=name)
+    admin = aioredis.Redis.from_url(redis_url)
+    bus = UpdateBus(listener_client, channel=f"test:task_updates:{unique}")
+    got: list[JobUpdate] = []
+    bus.add_listener(got.append)
+    await bus.start()
+    try:
+        ours = [c for c in await admin.client_list(_type="pubsub") if c.get("name") == name]
+        assert len(ours) == 1
+        await admin.client_kill_filter(_id=ours[0]["id"])
+        # Publish until the resubscribed bus hears one: none may be lost once it is back.
+        async with asyncio.timeout(10):
+            seq = 1
+            while not got:
+                seq += 1
+                await UpdateBus(admin, channel=f"test:task_updates:{unique}").publish(update("t", "j", seq))
+                await asyncio.sleep(0.05)
+        assert bus.subscribed
+        now = [c for c in await admin.client_list(_type="pubsub") if c.get("name") == name]
+        assert [c["id"] for c in now] != [ours[0]["id"]]  # it really is a new subscription
+    finally:
+        await bus.stop()
+        await listener_client.aclose()
+        await admin.aclose()

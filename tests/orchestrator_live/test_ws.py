@@ -1,0 +1,314 @@
+"""The WebSocket routes and hub on a real aiohttp server, with the real registry and update bus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator.auth import Authenticator
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelResult, JobRecord, JobUpdate
+from orchestrator.registry import RedisTaskRegistry
+from orchestrator.update_bus import UpdateBus
+from orchestrator.ws_hub import SLOW_CONSUMER_CODE, WebSocketHub
+from orchestrator.ws_routes import WebSocketEndpoint
+from protocol.events import EventType
+from tests.orchestrator_live.conftest import event_for, make_record
+
+SERVICE_TOKEN = "service-token-for-tests"
+
+
+@dataclass
+class Parts:
+    registry: RedisTaskRegistry
+    bus: UpdateBus
+    hub: WebSocketHub
+
+
+class SlowSnapshots(RedisTaskRegistry):
+    """A registry whose reads take a while, before or after reading, to widen the snapshot race."""
+
+    delay_before = 0.0
+    delay_after = 0.0
+
+    async def get(self, tenant_id: str, job_id: str) -> JobRecord | None:
+        await asyncio.sleep(self.delay_before)
+        record = await super().get(tenant_id, job_id)
+        await asyncio.sleep(self.delay_after)
+        return record
+
+
+@dataclass
+class Server:
+    client: TestClient[Any, Any]
+    parts: Parts
+    registry: SlowSnapshots
+    metrics: OrchestratorMetrics
+    tenant: str
+    other: str
+    key: str
+    other_key: str
+
+    async def connect(self, path: str = "/ws/task_updates", key: str | None = None) -> aiohttp.ClientWebSocketResponse:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        ws = await self.client.ws_connect(path, headers=headers)
+        hello = await receive(ws)
+        assert hello["type"] == "connection_established"
+        return ws
+
+    async def job(self) -> JobRecord:
+        record = make_record(self.tenant)
+        await self.registry.create(record)
+        return record
+
+    async def emit(self, record: JobRecord, kind: EventType, seq: int, **data: Any) -> JobUpdate:
+        update = await self.registry.apply_event(event_for(record, kind, seq, **data))
+        assert update is not None
+        await self.parts.bus.publish(update)
+        return update
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    msg = await ws.receive(timeout=5)
+    assert msg.type is WSMsgType.TEXT, msg
+    body: dict[str, Any] = json.loads(msg.data)
+    return body
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, *, skip_text: bool = False) -> int:
+    """The close code the server sent (the client's own close_code also reflects its reply)."""
+    while (msg := await ws.receive(timeout=10)).type is WSMsgType.TEXT and skip_text:
+        pass
+    assert msg.type is WSMsgType.CLOSE, msg
+    return int(msg.data)
+
+
+async def nothing_more(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_json({"type": "ping"})
+    assert await receive(ws) == {"type": "pong"}  # everything sent before the pong has been read
+
+
+@pytest.fixture
+async def server(redis_client: aioredis.Redis, tenant: str, unique: str) -> AsyncIterator[Server]:
+    metrics = OrchestratorMetrics()
+    registry = SlowSnapshots(redis_client, ttl_seconds=600)
+    bus = UpdateBus(redis_client, channel=f"test:task_updates:{unique}")
+    hub = WebSocketHub(metrics, client_buffer=8)
+    parts = Parts(registry, bus, hub)
+    other = f"{tenant}-b"
+    key, other_key = f"key-{unique}", f"other-{unique}"
+    authenticator = Authenticator({key: tenant, other_key: other}, admin_key=None, service_token=SERVICE_TOKEN)
+
+    async def cancel_job(tenant_id: str, job_id: str) -> CancelResult:
+        result, update = await registry.cancel(tenant_id, job_id, "cancelled over the socket")
+        if update is not None:
+            await bus.publish(update)
+        return result
+
+    endpoint = WebSocketEndpoint(
+        authenticator=authenticator,
+        cancel_job=cancel_job,
+        metrics=metrics,
+        live=lambda app: parts,
+        max_message_bytes=1 << 20,
+        auth_timeout=0.3,
+    )
+    app = web.Application()
+    endpoint.add_routes(app.router)
+    await bus.start()
+    remove = bus.add_listener(hub.dispatch)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    yield Server(client, parts, registry, metrics, tenant, other, key, other_key)
+    await hub.close_all()
+    await client.close()
+    remove()
+    await bus.stop()
+
+
+async def test_auth_by_header_query_and_first_message(server: Server) -> None:
+    ws = await server.connect()
+    await ws.close()
+    ws = await server.client.ws_connect(f"/ws/task_updates?token={server.key}")
+    assert (await receive(ws))["tenant_id"] == server.tenant
+    await ws.close()
+    ws = await server.client.ws_connect("/ws/task_updates")
+    await ws.send_json({"type": "auth", "token": server.other_key})
+    hello = await receive(ws)
+    assert hello["type"] == "connection_established" and hello["tenant_id"] == server.other
+    assert hello["connection_id"]
+    await ws.close()
+
+
+async def test_bad_credentials_are_refused(server: Server) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await server.client.ws_connect("/ws/task_updates", headers={"Authorization": "Bearer wrong"})
+    assert refused.value.status == 401
+    ws = await server.client.ws_connect("/ws/task_updates")
+    await ws.send_json({"type": "auth", "token": "wrong"})
+    assert await closed_with(ws) == 4401
+    silent = await server.client.ws_connect("/ws/task_updates")
+    assert await closed_with(silent) == 4401
+
+
+async def test_snapshot_then_live_in_order(server: Server) -> None:
+    record = await server.job()
+    await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id]})
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "job_snapshot" and snapshot["seq"] == 2 and snapshot["job_id"] == record.job_id
+    assert snapshot["job"]["status"] == "running" and snapshot["job"]["job_id"] == record.job_id
+    await server.emit(record, EventType.TASK_COMPLETED, 2, result="done")
+    event = await receive(ws)
+    assert event["event"] == "task_completed" and event["seq"] == 3 and event["data"] == {"result": "done"}
+    await nothing_more(ws)
+
+
+@pytest.mark.parametrize("read_first", [True, False], ids=["events-after-read", "events-before-read"])
+async def test_updates_racing_the_snapshot_are_neither_lost_nor_repeated(server: Server, read_first: bool) -> None:
+    record = await server.job()
+    ws = await server.connect()
+    server.registry.delay_after, server.registry.delay_before = (0.4, 0.0) if read_first else (0.0, 0.4)
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id]})
+    await asyncio.sleep(0.1)  # the snapshot read is under way
+    await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    await server.emit(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress={"percentage": 10.0})
+    server.registry.delay_after = server.registry.delay_before = 0.0
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "job_snapshot"
+    seqs = [snapshot["seq"]]
+    while seqs[-1] < 3:
+        seqs.append((await receive(ws))["seq"])
+    assert seqs == ([1, 2, 3] if read_first else [3])
+    await server.emit(record, EventType.TASK_COMPLETED, 3, result=1)
+    assert (await receive(ws))["seq"] == 4
+    await nothing_more(ws)
+
+
+async def test_all_subscription_and_tenant_isolation(server: Server) -> None:
+    mine = await server.connect()
+    theirs = await server.connect(key=server.other_key)
+    await mine.send_json({"type": "subscribe", "all": True})
+    await theirs.send_json({"type": "subscribe", "all": True})
+    await nothing_more(mine)
+    await nothing_more(theirs)
+    record = await server.job()
+    await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    assert (await receive(mine))["global_task_id"] == record.job_id
+
+    await theirs.send_json({"type": "subscribe", "job_ids": [record.job_id]})
+    assert await receive(theirs) == {"type": "error", "error": "not_found", "detail": f"job {record.job_id} not found"}
+    await theirs.send_json({"type": "cancel_job", "job_id": record.job_id})
+    assert (await receive(theirs))["status"] == "not_found"
+    await nothing_more(theirs)  # their "all" saw nothing of this tenant
+
+    sneaky = await server.client.ws_connect(
+        f"/ws/jobs/{record.job_id}", headers={"Authorization": f"Bearer {server.other_key}"}
+    )
+    assert (await receive(sneaky))["type"] == "connection_established"
+    assert await closed_with(sneaky) == 4404
+
+
+async def test_job_routes_subscribe_to_their_job(server: Server) -> None:
+    record = await server.job()
+    for path in (f"/ws/jobs/{record.job_id}", f"/ws/{record.job_id}"):
+        ws = await server.connect(path)
+        snapshot = await receive(ws)
+        assert snapshot["type"] == "job_snapshot" and snapshot["job"]["status"] == "queued"
+        await ws.close()
+    missing = await server.connect("/ws/jobs/no-such-job")
+    assert await closed_with(missing) == 4404
+
+
+async def test_cancel_over_the_socket(server: Server) -> None:
+    record = await server.job()
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id]})
+    assert (await receive(ws))["type"] == "job_snapshot"
+    await ws.send_json({"type": "cancel_job", "job_id": record.job_id})
+    replies = [await receive(ws), await receive(ws)]
+    assert {"type": "cancel_result", "job_id": record.job_id, "status": "cancelled"} in replies
+    event = next(r for r in replies if r.get("event"))
+    assert event["event"] == "task_cancelled" and event["seq"] == 2
+    await ws.send_json({"type": "cancel_job", "job_id": record.job_id})
+    assert (await receive(ws))["status"] == "already_terminal"
+
+
+async def test_bad_messages_get_errors_and_the_socket_stays(server: Server) -> None:
+    ws = await server.connect()
+    await ws.send_str("{not json")
+    assert (await receive(ws))["error"] == "bad_message"
+    await ws.send_json({"type": "dance"})
+    assert (await receive(ws))["error"] == "unknown_type"
+    await ws.send_json([1, 2])
+    assert (await receive(ws))["error"] == "bad_message"
+    await ws.send_json({"type": "subscribe", "job_ids": "not-a-list"})
+    assert (await receive(ws))["error"] == "bad_message"
+    await ws.send_bytes(b"\x00")
+    assert (await receive(ws))["error"] == "bad_message"
+    await nothing_more(ws)
+
+
+async def test_a_service_publishes_events_over_the_socket(server: Server) -> None:
+    record = await server.job()
+    client = await server.connect()
+    await client.send_json({"type": "subscribe", "job_ids": [record.job_id]})
+    assert (await receive(client))["type"] == "job_snapshot"
+    service = await server.client.ws_connect("/ws/task_updates", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    assert (await receive(service))["role"] == "service"
+    event = event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    await service.send_str(event.model_dump_json())
+    assert await receive(service) == {
+        "type": "event_ack",
+        "task_id": record.root_task_id,
+        "seq": 1,
+        "applied": True,
+        "job_seq": 2,
+    }
+    assert (await receive(client))["seq"] == 2
+    await service.send_str(event.model_dump_json())
+    assert (await receive(service))["applied"] is False
+    await service.send_json({"event": "task_completed"})
+    assert (await receive(service))["error"] == "invalid_event"
+    await service.send_json({"type": "subscribe", "all": True})
+    assert (await receive(service))["error"] == "forbidden"
+
+
+async def test_a_slow_client_is_cut_off_without_slowing_a_fast_one(server: Server) -> None:
+    fast = await server.connect()
+    slow = await server.connect()
+    for ws in (fast, slow):
+        await ws.send_json({"type": "subscribe", "all": True})
+        await nothing_more(ws) if ws is fast else await asyncio.sleep(0.1)
+    padding = "x" * 512 * 1024
+    started = time.monotonic()
+    sent = 0
+    # The slow client never reads: once the socket buffers fill, its 8-message queue overflows.
+    while server.metrics.registry.get_sample_value("baton_websocket_clients_dropped_total") == 0:
+        sent += 1
+        assert sent < 400, "the slow client was never cut off"
+        event = {"event": "task_status_update", "global_task_id": "j", "seq": sent, "data": {"pad": padding}}
+        server.parts.hub.dispatch(
+            JobUpdate(tenant_id=server.tenant, job_id="j", seq=sent, status="running", terminal=False, event=event)
+        )
+        assert (await receive(fast))["seq"] == sent
+    assert time.monotonic() - started < 20
+    await nothing_more(fast)
+    assert await closed_with(slow, skip_text=True) == SLOW_CONSUMER_CODE
+
+
+async def test_shutdown_closes_sockets_going_away(server: Server) -> None:
+    ws = await server.connect()
+    await server.parts.hub.close_all()
+    assert await closed_with(ws) == WSCloseCode.GOING_AWAY

@@ -1,0 +1,49 @@
+"""Fixtures of the worker tests: a broker connection and uuid-named services whose queues are deleted after."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from protocol.topology import declare_exchanges
+from tests.workers.helpers import delete_service_queues
+
+
+@pytest.fixture
+async def amqp(rabbitmq_url: str, request: pytest.FixtureRequest) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(
+        rabbitmq_url, client_properties={"connection_name": f"tests.workers:{request.node.name}"}
+    )
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
+    channel = await amqp.channel()
+    await declare_exchanges(channel)
+    yield channel
+
+
+@pytest.fixture
+async def service_names(amqp: AbstractRobustConnection, unique: str) -> AsyncIterator[Callable[[str], str]]:
+    """`service_names("a")` -> a uuid service name; its queues are deleted at teardown."""
+    made: list[str] = []
+
+    def make(label: str = "svc") -> str:
+        name = f"t-{label}-{unique}"
+        made.append(name)
+        return name
+
+    yield make
+    cleanup = await amqp.channel()
+    await delete_service_queues(cleanup, *made)
+    await cleanup.close()
+
+
+@pytest.fixture
+def service(service_names: Callable[[str], str]) -> str:
+    return service_names("svc")

@@ -1,0 +1,75 @@
+"""Settings from the environment and the `python -m workers` target loader."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.settings import SettingsError
+from workers import ConfigurationError, Worker, WorkerSettings
+from workers.__main__ import load_worker
+from workers.runtime import WorkerRuntime
+
+
+def test_settings_from_env() -> None:
+    settings = WorkerSettings.from_env(
+        {
+            "RABBITMQ_URL": "amqp://u:p@broker:5672/",
+            "BATON_WORKER_CONCURRENCY": "3",
+            "BATON_SHUTDOWN_GRACE_SECONDS": "12.5",
+            "BATON_HEARTBEAT_SECONDS": "2",
+            "BATON_HTTP_RETRIES": "0",
+            "LLM_BASE_URL": "http://llm:8000/v1/",
+            "LLM_API_KEY": "secret",
+            "LLM_MODEL": "tiny",
+        }
+    )
+    assert settings.rabbitmq_url == "amqp://u:p@broker:5672/"
+    assert (settings.concurrency, settings.prefetch, settings.http_retries) == (3, None, 0)
+    assert (settings.shutdown_grace_seconds, settings.heartbeat_seconds) == (12.5, 2.0)
+    assert (settings.llm.base_url, settings.llm.api_key, settings.llm.model) == ("http://llm:8000/v1", "secret", "tiny")
+    assert "secret" not in repr(settings)
+
+
+def test_defaults_and_bad_values() -> None:
+    defaults = WorkerSettings.from_env({})
+    assert (defaults.shutdown_grace_seconds, defaults.heartbeat_seconds, defaults.llm.base_url) == (30.0, 5.0, None)
+    with pytest.raises(SettingsError, match="BATON_SHUTDOWN_GRACE_SECONDS"):
+        WorkerSettings.from_env({"BATON_SHUTDOWN_GRACE_SECONDS": "soon"})
+    with pytest.raises(SettingsError, match="BATON_WORKER_CONCURRENCY"):
+        WorkerSettings.from_env({"BATON_WORKER_CONCURRENCY": "0"})
+
+
+def test_concurrency_override_scales_prefetch() -> None:
+    worker = Worker("svc", concurrency=20, prefetch=40)
+
+    @worker.handler("job")
+    async def job(payload: dict[str, object], ctx: object) -> None:
+        return None
+
+    runtime = WorkerRuntime(worker, WorkerSettings(concurrency=5))
+    assert (runtime.concurrency, runtime.prefetch) == (5, 10)
+    assert WorkerRuntime(worker, WorkerSettings()).prefetch == 40
+
+
+@pytest.mark.parametrize(
+    ("name", "job_type", "concurrency"),
+    [("query", "llm_request", 10), ("embedding", "embedding_request", 20), ("ingestion", "document_processing", 5),
+     ("agent", "agent_execution", 10)],
+)
+def test_builtin_targets(name: str, job_type: str, concurrency: int) -> None:
+    worker = load_worker(name)
+    assert (worker.service, worker.job_types, worker.concurrency) == (name, [job_type], concurrency)
+
+
+def test_module_attr_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_TEST_SERVICE", "from-factory")
+    assert load_worker("tests.workers.sample_app:build").service == "from-factory"
+    assert load_worker("workers.services.embedding:worker").service == "embedding"
+    with pytest.raises(ConfigurationError, match="not a built-in"):
+        load_worker("nonsense")
+    with pytest.raises(ConfigurationError, match="cannot import"):
+        load_worker("no.such.module:worker")
+    with pytest.raises(ConfigurationError, match="no attribute"):
+        load_worker("workers.services.embedding:missing")
+    with pytest.raises(ConfigurationError, match=r"not a workers\.Worker"):
+        load_worker("workers.services.embedding:MAX_TEXTS")

@@ -1,0 +1,210 @@
+"""The worker runtime against the real RabbitMQ: events, failures, deadlines, dead letters, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import msgpack
+import pytest
+from aio_pika.abc import AbstractChannel
+from pydantic import BaseModel
+
+from protocol.codec import JSON, MSGPACK
+from protocol.envelope import utc_now
+from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus
+from protocol.topology import ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue, task_queue
+from tests.workers.helpers import CODECS, Tap, envelope, publish_raw, publish_task, running
+from workers import PermanentError, TaskContext, Worker
+
+pytestmark = pytest.mark.integration
+
+
+class Numbers(BaseModel):
+    a: int
+    b: int
+
+
+class Sum(BaseModel):
+    total: int
+
+
+def adder(service: str, calls: list[Any] | None = None) -> Worker:
+    worker = Worker(service, concurrency=4)
+
+    @worker.handler("add")
+    async def add(payload: Numbers, ctx: TaskContext) -> Sum:
+        if calls is not None:
+            calls.append(payload)
+        await ctx.progress(25, "started", current_task="adding")
+        await ctx.progress(75, "almost", estimated_remaining_seconds=0.1, custom_data={"k": 1})
+        return Sum(total=payload.a + payload.b)
+
+    @worker.handler("explode")
+    async def explode(payload: dict[str, Any], ctx: TaskContext) -> None:
+        if payload.get("permanent"):
+            raise PermanentError("not with this input")
+        raise RuntimeError("boom: " + str(payload.get("why")))
+
+    @worker.handler("sleep")
+    async def sleep(payload: dict[str, Any], ctx: TaskContext) -> str:
+        await asyncio.sleep(float(payload["seconds"]))
+        return "slept"
+
+    return worker
+
+
+@pytest.mark.parametrize("content_type", [MSGPACK, JSON])
+async def test_completed_task_emits_running_progress_completed_in_seq_order(
+    rabbitmq_url: str, channel: AbstractChannel, service: str, content_type: str
+) -> None:
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(adder(service), rabbitmq_url):
+        task = envelope(service, "add", {"a": 2, "b": 3}, tenant_id="tenant-x")
+        await publish_task(channel, task, content_type=content_type)
+        events = await tap.task_events(task.task_id)
+
+    assert [e.event for e in events] == [EventType.TASK_STATUS_UPDATE] * 3 + [EventType.TASK_COMPLETED]
+    assert [e.data.get("status") for e in events[:3]] == ["running"] * 3
+    assert "progress" not in events[0].data
+    assert events[1].data["progress"] == {"percentage": 25.0, "message": "started", "current_task": "adding"}
+    assert events[2].data["progress"]["custom_data"] == {"k": 1}
+    assert events[3].data == {"result": {"total": 5}}
+    seqs = [e.seq for e in events]
+    assert seqs == [ATTEMPT_SEQ_STRIDE + n for n in (1, 2, 3, 4)]
+    assert {(e.tenant_id, e.service, e.global_task_id) for e in events} == {("tenant-x", service, task.global_task_id)}
+    queue = await channel.declare_queue(task_queue(service), passive=True)
+    assert queue.declaration_result.message_count == 0  # acked
+
+
+async def test_payload_failing_its_model_fails_with_validation_error(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    calls: list[Any] = []
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(adder(service, calls), rabbitmq_url):
+        task = envelope(service, "add", {"a": "not a number"})
+        await publish_task(channel, task)
+        events = await tap.task_events(task.task_id)
+
+    assert [e.event for e in events] == [EventType.TASK_FAILED]
+    data = events[0].data
+    assert data["error_type"] == "ValidationError"
+    assert data["status"] == "failed"
+    assert data["attempts"] == 1
+    assert "payload does not match Numbers" in data["error"]
+    assert "a: Input should be a valid integer" in data["error"] and "b: Field required" in data["error"]
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "error_type", "error"),
+    [({"why": "bad luck"}, "RuntimeError", "boom: bad luck"), ({"permanent": True}, "PermanentError", "not with")],
+)
+async def test_handler_exception_fails_the_task(
+    rabbitmq_url: str, channel: AbstractChannel, service: str, payload: dict[str, Any], error_type: str, error: str
+) -> None:
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(adder(service), rabbitmq_url):
+        task = envelope(service, "explode", payload)
+        await publish_task(channel, task)
+        events = await tap.task_events(task.task_id)
+
+    assert [e.event for e in events] == [EventType.TASK_STATUS_UPDATE, EventType.TASK_FAILED]
+    assert events[-1].data["error_type"] == error_type
+    assert events[-1].data["error"].startswith(error)
+    assert events[-1].status is JobStatus.FAILED
+
+
+async def test_expired_task_times_out_without_running(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    calls: list[Any] = []
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(adder(service, calls), rabbitmq_url):
+        task = envelope(service, "add", {"a": 1, "b": 1}, deadline=utc_now() - timedelta(seconds=1))
+        await publish_task(channel, task)
+        events = await tap.task_events(task.task_id)
+
+    assert [e.event for e in events] == [EventType.TASK_FAILED]
+    assert events[0].data["status"] == "timed_out"
+    assert events[0].data["error_type"] == "DeadlineExceeded"
+    assert calls == []
+
+
+async def test_deadline_passing_while_running_times_out(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(adder(service), rabbitmq_url):
+        task = envelope(service, "sleep", {"seconds": 30}, deadline=utc_now() + timedelta(milliseconds=700))
+        await publish_task(channel, task)
+        events = await tap.task_events(task.task_id)
+
+    assert [e.event for e in events] == [EventType.TASK_STATUS_UPDATE, EventType.TASK_FAILED]
+    assert events[-1].status is JobStatus.TIMED_OUT
+
+
+async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_keeps_serving(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(adder(service), rabbitmq_url, max_message_bytes=4096):
+        await publish_raw(channel, service, b"\xc1\xc1 definitely not msgpack", message_id="garbage")
+        await publish_raw(channel, service, msgpack.packb({"tenant_id": "tenant-z", "nope": 1}), message_id="schema")
+        await publish_raw(channel, service, b"hello", content_type="text/plain", message_id="foreign",
+                          headers={"x-origin": "test"})
+        big = envelope(service, "add", {"a": 1, "b": 2, "padding": "x" * 8000})
+        await publish_raw(channel, service, CODECS.encode(big), message_id="big")
+        unknown = envelope(service, "no_such_type", {}, tenant_id="tenant-u")
+        await publish_task(channel, unknown)
+        wrong = envelope("elsewhere", "add", {"a": 1, "b": 2})
+        await publish_raw(channel, service, CODECS.encode(wrong), message_id="wrong")
+
+        good = envelope(service, "add", {"a": 20, "b": 22})
+        await publish_task(channel, good)
+        events = await tap.task_events(good.task_id)
+        assert events[-1].data == {"result": {"total": 42}}
+
+        dead = await channel.declare_queue(dead_letter_queue(service), passive=True)
+        parked: dict[str, Any] = {}
+        for _ in range(6):
+            message = await dead.get(timeout=5, fail=True)
+            assert message is not None
+            parked[message.message_id or ""] = message
+            await message.ack()
+
+    reasons = {key: m.headers[REASON_HEADER] for key, m in parked.items()}
+    assert reasons == {
+        "garbage": "invalid_envelope",
+        "schema": "invalid_envelope",
+        "foreign": "unsupported_content_type",
+        "big": "message_too_large",
+        unknown.task_id: "unknown_job_type",
+        "wrong": "wrong_service",
+    }
+    assert parked["schema"].headers[TENANT_HEADER] == "tenant-z"
+    assert parked[unknown.task_id].headers[TENANT_HEADER] == "tenant-u"
+    assert TENANT_HEADER not in parked["garbage"].headers
+    assert "not valid msgpack" in str(parked["garbage"].headers[ERROR_HEADER])
+    assert parked["foreign"].headers["x-origin"] == "test"
+    assert parked["foreign"].body == b"hello" and parked["foreign"].content_type == "text/plain"
+    assert tap.drain_events() == []  # nothing was published for the parked messages
+
+
+async def test_heartbeat_announces_job_types_and_says_goodbye(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    tap = await Tap.open(channel, f"_system.{service}.worker_heartbeat")
+    async with running(adder(service), rabbitmq_url, heartbeat_seconds=0.3) as runtime:
+        first = await tap.next_heartbeat()
+        second = await tap.next_heartbeat()
+    last = await tap.next_heartbeat()
+    while not last.stopping:
+        last = await tap.next_heartbeat()
+
+    assert first.worker_id == runtime.worker_id == second.worker_id == last.worker_id
+    assert sorted(first.job_types) == ["add", "explode", "sleep"]
+    assert (first.service, first.concurrency, first.in_flight, first.stopping) == (service, 4, 0, False)
+    assert second.timestamp > first.timestamp

@@ -1,0 +1,145 @@
+"""Built-in handlers without a broker: a TaskContext over in-memory seams (progress, child calls)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from protocol.envelope import TaskEnvelope
+from protocol.events import Progress
+from workers import LlmSettings, TaskContext, WorkerSettings
+from workers.http import ContextHttpClient, HttpPolicy, context_headers
+from workers.services import embedding, ingestion, query
+from workers.services.hashing import embed
+
+
+class Recorder:
+    """The progress seam: keeps what a handler reported."""
+
+    def __init__(self) -> None:
+        self.updates: list[Progress] = []
+
+    async def __call__(self, progress: Progress) -> None:
+        self.updates.append(progress)
+
+
+class EmbeddingCaller:
+    """The child-call seam, answering embedding requests with the real embedding handler."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+
+    async def call(self, parent: TaskEnvelope, service: str, job_type: str, payload: Mapping[str, Any], *,
+                   timeout_seconds: float, retries: int, priority: int | None) -> Any:
+        self.calls.append((service, job_type, len(payload["texts"])))
+        request = embedding.EmbeddingRequest.model_validate(payload)
+        return (await embedding.embed_texts(request, context(parent, {}))).model_dump()
+
+
+def envelope(job_type: str, payload: dict[str, Any]) -> TaskEnvelope:
+    return TaskEnvelope(global_task_id="job-1", tenant_id="tenant-a", type=job_type, service="svc", payload=payload)
+
+
+def context(env: TaskEnvelope, session: Any, settings: WorkerSettings | None = None,
+            recorder: Recorder | None = None, caller: EmbeddingCaller | None = None) -> TaskContext:
+    return TaskContext(
+        env,
+        settings=settings or WorkerSettings(),
+        http=ContextHttpClient(session, context_headers(env), HttpPolicy()),
+        report_progress=recorder or Recorder(),
+        caller=caller or EmbeddingCaller(),
+    )
+
+
+@pytest.mark.parametrize(("dimensions", "inline"), [(64, True), (1024, False)])
+async def test_ingestion_chunks_embeds_in_batches_and_reports_progress(dimensions: int, inline: bool) -> None:
+    text = "\n\n".join(f"Section {i}. " + "Some words about the section. " * 8 for i in range(20))
+    request = ingestion.DocumentProcessingRequest(text=text, chunk_size=300, chunk_overlap=50,
+                                                  dimensions=dimensions, batch_size=8)
+    env = envelope("document_processing", request.model_dump())
+    recorder, caller = Recorder(), EmbeddingCaller()
+    ctx = context(env, None, recorder=recorder, caller=caller)
+    handler = ingestion.make_handler("emb-service")
+
+    result = await handler(request, ctx)
+
+    count = result["chunk_count"]
+    assert count == len(result["chunks"]) > 16
+    assert caller.calls[0] == ("emb-service", "embedding_request", 8)
+    assert sum(n for *_, n in caller.calls) == count
+    assert [p.percentage for p in recorder.updates][-1] == pytest.approx(95)
+    assert result["vectors_included"] is inline
+    first = result["chunks"][0]
+    vector = embed(text[first["start"] : first["end"]], dimensions)
+    if inline:
+        assert first["vector"] == pytest.approx(vector)
+    else:
+        assert "vector" not in first and first["vector_digest"] == ingestion.vector_digest(vector)
+        assert len(first["preview"]) <= ingestion.PREVIEW_CHARS
+
+
+def test_ingestion_payload_rules() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ingestion.DocumentProcessingRequest(text="a", document="b")
+    with pytest.raises(ValueError, match="empty"):
+        ingestion.DocumentProcessingRequest(text="   ")
+    with pytest.raises(ValueError, match="smaller than chunk_size"):
+        ingestion.DocumentProcessingRequest(text="a", chunk_size=100, chunk_overlap=100)
+
+
+@pytest.fixture
+async def llm_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    requests: list[dict[str, Any]] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        requests.append({"body": body, "auth": request.headers.get("Authorization"),
+                         "tenant": request.headers.get("X-Tenant-Id")})
+        if body["model"] == "broken":
+            return web.json_response({"error": "no such model"}, status=404)
+        return web.json_response({"model": body["model"], "usage": {"total_tokens": 3},
+                                  "choices": [{"message": {"role": "assistant", "content": "42"},
+                                               "finish_reason": "stop"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/v1", requests
+    await runner.cleanup()
+
+
+async def test_query_calls_an_openai_compatible_endpoint(llm_server: tuple[str, list[dict[str, Any]]]) -> None:
+    base_url, requests = llm_server
+    settings = WorkerSettings(llm=LlmSettings(base_url=base_url, api_key="k", model="m-default"))
+    request = query.LlmRequest(prompt="meaning of life?", system="be brief", temperature=0.1)
+    async with aiohttp.ClientSession() as session:
+        answer = await query.answer_query(request, context(envelope("llm_request", {}), session, settings))
+        with pytest.raises(query.LlmError, match="answered 404"):
+            await query.answer_query(query.LlmRequest(prompt="x", model="broken"),
+                                     context(envelope("llm_request", {}), session, settings))
+
+    assert answer == {"answer": "42", "model": "m-default", "finish_reason": "stop", "usage": {"total_tokens": 3}}
+    sent = requests[0]
+    assert sent["auth"] == "Bearer k" and sent["tenant"] == "tenant-a"
+    assert sent["body"] == {
+        "model": "m-default", "temperature": 0.1,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "meaning of life?"}],
+    }
+
+
+async def test_query_without_a_model_answers_locally_and_says_so() -> None:
+    request = query.LlmRequest(messages=[{"role": "user", "content": "hello there"}])  # type: ignore[list-item]
+    answer = await query.answer_query(request, context(envelope("llm_request", {}), None))
+    assert answer["model"] == "baton-local" and "LLM_BASE_URL" in answer["note"]
+    assert "hello there" in answer["answer"]
+    assert answer == await query.answer_query(request, context(envelope("llm_request", {}), None))
+    with pytest.raises(ValueError, match="exactly one"):
+        query.LlmRequest()

@@ -1,0 +1,48 @@
+"""Baton workers: the Worker SDK, its runtime, and the built-in services.
+
+    from workers import Worker, TaskContext
+
+    worker = Worker("echo", concurrency=8)
+
+    @worker.handler("echo_request")
+    async def echo(payload: EchoIn, ctx: TaskContext) -> dict: ...
+
+Run with `python -m workers mypackage.echo:worker`.
+"""
+
+from workers.config import LlmSettings, WorkerSettings
+from workers.context import TaskContext
+from workers.errors import (
+    BrokerError,
+    ConfigurationError,
+    HttpConnectionError,
+    HttpError,
+    HttpStatusError,
+    PermanentError,
+    ServiceCallError,
+    ServiceCallTimeout,
+    UnroutableError,
+    WorkerError,
+)
+from workers.http import ContextHttpClient, HttpResponse
+from workers.sdk import HandlerSpec, Worker
+
+__all__ = [
+    "BrokerError",
+    "ConfigurationError",
+    "ContextHttpClient",
+    "HandlerSpec",
+    "HttpConnectionError",
+    "HttpError",
+    "HttpResponse",
+    "HttpStatusError",
+    "LlmSettings",
+    "PermanentError",
+    "ServiceCallError",
+    "ServiceCallTimeout",
+    "TaskContext",
+    "UnroutableError",
+    "Worker",
+    "WorkerError",
+    "WorkerSettings",
+]

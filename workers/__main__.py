@@ -1,0 +1,87 @@
+"""`python -m workers <service>` (a built-in: query, embedding, ingestion, agent) or
+`python -m workers package.module:attr` (a user's Worker, or a zero-argument function returning one).
+
+The only place a worker process reads its environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from protocol.settings import SettingsError
+from workers.config import WorkerSettings
+from workers.errors import ConfigurationError
+from workers.runtime import run_worker
+from workers.sdk import Worker
+from workers.services import BUILTIN_MODULES
+
+log = logging.getLogger("workers")
+
+
+def load_worker(target: str) -> Worker:
+    """A built-in service name, or `module:attr` naming a Worker (or a factory returning one)."""
+    if ":" not in target:
+        if target not in BUILTIN_MODULES:
+            raise ConfigurationError(
+                f"{target!r} is not a built-in service ({', '.join(sorted(BUILTIN_MODULES))}) nor module:attr"
+            )
+        module_name, attr = BUILTIN_MODULES[target], "worker"
+    else:
+        module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, Worker) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, Worker):
+        raise ConfigurationError(f"{target} is a {type(obj).__name__}, not a workers.Worker")
+    return obj
+
+
+def configure_logging(level_name: str) -> None:
+    level = logging.getLevelName(level_name.upper())
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level if isinstance(level, int) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    # aio-pika logs every reconnect attempt with a traceback; one line is enough.
+    logging.getLogger("aio_pika").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("aiormq").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers", description="Run one Baton worker process.")
+    parser.add_argument("target", help="built-in service (query, embedding, ingestion, agent) or module:attr")
+    args = parser.parse_args(argv)
+    configure_logging(os.environ.get("BATON_LOG_LEVEL", "INFO"))
+    try:
+        settings = WorkerSettings.from_env(os.environ)
+        worker = load_worker(args.target)
+    except (SettingsError, ConfigurationError) as exc:
+        log.error("%s", exc)
+        return 2
+    return run(run_worker(worker, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

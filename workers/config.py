@@ -1,0 +1,88 @@
+"""The worker process settings: one frozen object, built once in `__main__` and passed down."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
+from protocol.settings import DEFAULT_RABBITMQ_URL, Settings, SettingsError
+
+DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
+DEFAULT_HEARTBEAT_SECONDS: Final[float] = 5.0
+DEFAULT_HTTP_TIMEOUT_SECONDS: Final[float] = 30.0
+DEFAULT_HTTP_RETRIES: Final[int] = 2
+DEFAULT_LLM_MODEL: Final[str] = "gpt-4o-mini"
+DEFAULT_LLM_TIMEOUT_SECONDS: Final[float] = 120.0
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """An OpenAI-compatible chat completions endpoint; without `base_url` the query service answers locally."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str = DEFAULT_LLM_MODEL
+    timeout_seconds: float = DEFAULT_LLM_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    concurrency: int | None = None  # overrides the Worker's own when set
+    prefetch: int | None = None
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    http_timeout_seconds: float = DEFAULT_HTTP_TIMEOUT_SECONDS
+    http_retries: int = DEFAULT_HTTP_RETRIES
+    llm: LlmSettings = field(default_factory=LlmSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
+        """Shared settings plus the worker's own variables; call it from `__main__` only."""
+        shared = Settings.from_env(env)
+        http_retries = _optional_int(env, "BATON_HTTP_RETRIES", allow_zero=True)
+        return cls(
+            rabbitmq_url=shared.rabbitmq_url,
+            max_message_bytes=shared.max_message_bytes,
+            concurrency=_optional_int(env, "BATON_WORKER_CONCURRENCY"),
+            prefetch=_optional_int(env, "BATON_WORKER_PREFETCH"),
+            shutdown_grace_seconds=_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE_SECONDS),
+            heartbeat_seconds=_float(env, "BATON_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
+            http_timeout_seconds=_float(env, "BATON_HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS),
+            http_retries=DEFAULT_HTTP_RETRIES if http_retries is None else http_retries,
+            llm=LlmSettings(
+                base_url=(env.get("LLM_BASE_URL") or "").rstrip("/") or None,
+                api_key=env.get("LLM_API_KEY") or None,
+                model=env.get("LLM_MODEL") or DEFAULT_LLM_MODEL,
+                timeout_seconds=_float(env, "LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS),
+            ),
+        )
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, allow_zero: bool = False) -> int | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(f"{name} must be {'zero or more' if allow_zero else 'positive'}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive")
+    return value

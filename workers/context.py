@@ -1,0 +1,151 @@
+"""TaskContext: what a handler sees of its task and of the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata
+from protocol.events import Progress
+from workers.config import WorkerSettings
+from workers.http import ContextHttpClient
+
+
+class ProgressReporter(Protocol):
+    """Publishes a progress update of the task; the runtime's seam for `ctx.progress`."""
+
+    async def __call__(self, progress: Progress) -> None: ...
+
+
+class ChildCaller(Protocol):
+    """Runs a child task on another service and returns its result; the seam for `ctx.call_service`."""
+
+    async def call(
+        self,
+        parent: TaskEnvelope,
+        service: str,
+        job_type: str,
+        payload: Mapping[str, Any],
+        *,
+        timeout_seconds: float,
+        retries: int,
+        priority: int | None,
+    ) -> Any: ...
+
+
+class TaskContext:
+    """The task a handler runs: its ids, propagated context, progress reporting and calls out."""
+
+    def __init__(
+        self,
+        envelope: TaskEnvelope,
+        *,
+        settings: WorkerSettings,
+        http: ContextHttpClient,
+        report_progress: ProgressReporter,
+        caller: ChildCaller,
+    ) -> None:
+        self._envelope = envelope
+        self._settings = settings
+        self._http = http
+        self._report_progress = report_progress
+        self._caller = caller
+
+    def __repr__(self) -> str:
+        return f"TaskContext(task_id={self.task_id!r}, type={self._envelope.type!r}, tenant_id={self.tenant_id!r})"
+
+    @property
+    def envelope(self) -> TaskEnvelope:
+        return self._envelope
+
+    @property
+    def tenant_id(self) -> str:
+        return self._envelope.tenant_id
+
+    @property
+    def task_id(self) -> str:
+        return self._envelope.task_id
+
+    @property
+    def global_task_id(self) -> str:
+        return self._envelope.global_task_id
+
+    @property
+    def session_id(self) -> str | None:
+        return self._envelope.session_id
+
+    @property
+    def attempt(self) -> int:
+        return self._envelope.attempt
+
+    @property
+    def deadline(self) -> datetime | None:
+        return self._envelope.deadline
+
+    @property
+    def context(self) -> ContextIds:
+        return self._envelope.context
+
+    @property
+    def metadata(self) -> TaskMetadata:
+        return self._envelope.metadata
+
+    @property
+    def settings(self) -> WorkerSettings:
+        """The process settings (e.g. `settings.llm`), filled by the runtime from the environment."""
+        return self._settings
+
+    @property
+    def http(self) -> ContextHttpClient:
+        """An HTTP client whose requests carry this task's context ids as headers."""
+        return self._http
+
+    async def progress(
+        self,
+        percentage: float,
+        message: str | None = None,
+        *,
+        current_task: str | None = None,
+        estimated_remaining_seconds: float | None = None,
+        custom_data: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish a task_status_update with progress; percentage is clamped to 0-100.
+
+        Progress is advisory: if the broker cannot take it right now the runtime logs it
+        and the handler carries on.
+        """
+        await self._report_progress(
+            Progress(
+                percentage=min(100.0, max(0.0, float(percentage))),
+                message=message,
+                current_task=current_task,
+                estimated_remaining_seconds=(
+                    None if estimated_remaining_seconds is None else max(0.0, estimated_remaining_seconds)
+                ),
+                custom_data=custom_data,
+            )
+        )
+
+    async def call_service(
+        self,
+        service: str,
+        job_type: str,
+        payload: Mapping[str, Any] | BaseModel,
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        priority: int | None = None,
+    ) -> Any:
+        """Run `job_type` on `service` as a child task of this one and return its result.
+
+        Raises ServiceCallError when the child fails or is cancelled, ServiceCallTimeout when
+        no answer came within `timeout` seconds on the first try and on each of `retries`
+        republished tries (only timeouts are retried: a child that answered has answered).
+        """
+        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
+        return await self._caller.call(
+            self._envelope, service, job_type, body, timeout_seconds=timeout, retries=retries, priority=priority
+        )

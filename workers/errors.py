@@ -1,0 +1,79 @@
+"""Errors of the workers package.
+
+    WorkerError
+    ├── ConfigurationError       a Worker or its settings cannot be used as given
+    ├── BrokerError              RabbitMQ refused or lost an operation (aio-pika/aiormq errors, translated)
+    │   └── UnroutableError      a mandatory message had no queue to go to
+    ├── PermanentError           raised by a handler: the task fails and is never retried
+    ├── ServiceCallError         a child task (ctx.call_service) failed or was cancelled
+    │   └── ServiceCallTimeout   no answer from the child within the timeout, after every retry
+    └── HttpError                an outgoing call through ctx.http failed
+        ├── HttpConnectionError  no response: connection error or timeout, after every retry
+        └── HttpStatusError      raise_for_status() on a non-2xx response
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base of every error raised by `workers`."""
+
+
+class ConfigurationError(WorkerError):
+    """A Worker, handler or setting is not usable."""
+
+
+class BrokerError(WorkerError):
+    """A RabbitMQ operation failed; the cause is the aio-pika/aiormq error."""
+
+
+class UnroutableError(BrokerError):
+    """The broker returned a mandatory message: no queue is bound for its routing key."""
+
+
+class PermanentError(WorkerError):
+    """Raise from a handler to fail the task for good: retrying cannot help."""
+
+
+class ServiceCallError(WorkerError):
+    """The child task of `ctx.call_service` did not complete."""
+
+    def __init__(self, service: str, job_type: str, error: str, error_type: str) -> None:
+        super().__init__(f"{service}/{job_type} failed: {error_type}: {error}")
+        self.service = service
+        self.job_type = job_type
+        self.error = error
+        self.error_type = error_type
+
+
+class ServiceCallTimeout(ServiceCallError):
+    """The child task did not answer within the timeout on any attempt."""
+
+    def __init__(self, service: str, job_type: str, timeout: float, attempts: int) -> None:
+        super().__init__(
+            service,
+            job_type,
+            f"no answer within {timeout:g} s after {attempts} attempt(s)",
+            "ServiceCallTimeout",
+        )
+        self.timeout = timeout
+        self.attempts = attempts
+
+
+class HttpError(WorkerError):
+    """An outgoing HTTP call failed."""
+
+
+class HttpConnectionError(HttpError):
+    """The request got no response (connection error or timeout)."""
+
+
+class HttpStatusError(HttpError):
+    """The response status is not 2xx."""
+
+    def __init__(self, method: str, url: str, status: int, body_excerpt: str) -> None:
+        super().__init__(f"{method} {url} answered {status}: {body_excerpt}")
+        self.method = method
+        self.url = url
+        self.status = status
+        self.body_excerpt = body_excerpt

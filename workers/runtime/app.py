@@ -1,0 +1,180 @@
+"""WorkerRuntime: wires the pieces for one Worker in one process, starts them, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import uuid
+
+import aiohttp
+from aio_pika.abc import AbstractRobustConnection
+
+from protocol.codec import CodecSet
+from protocol.topology import declare_service
+from workers.config import WorkerSettings
+from workers.errors import BrokerError, ConfigurationError
+from workers.http import HttpPolicy
+from workers.runtime.broker import BROKER_ERRORS, AmqpPublisher, connect, open_channel, redact
+from workers.runtime.consumer import TaskConsumer
+from workers.runtime.control import CancelledJobs, ControlListener
+from workers.runtime.dead_letters import DeadLetterer
+from workers.runtime.events import EventPublisher
+from workers.runtime.executions import Executions
+from workers.runtime.failures import FailurePolicy
+from workers.runtime.heartbeat import Heartbeat
+from workers.runtime.replies import ChildTaskCaller, ReplyRouter
+from workers.runtime.runner import RunnerDeps, TaskRunner
+from workers.runtime.shutdown import stop_on_signals
+from workers.sdk import Worker
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id(service: str) -> str:
+    return f"{service}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def _scaled_prefetch(worker: Worker, concurrency: int) -> int:
+    """The Worker's prefetch, scaled by the same factor when the concurrency was overridden."""
+    return max(1, math.ceil(worker.prefetch * concurrency / worker.concurrency))
+
+
+class WorkerRuntime:
+    """Runs one Worker: `await start()`, then `await stop()` (or `async with`)."""
+
+    def __init__(self, worker: Worker, settings: WorkerSettings, *, worker_id: str | None = None) -> None:
+        if not worker.handlers:
+            raise ConfigurationError(f"worker {worker.service!r} has no handlers")
+        self.worker = worker
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id(worker.service)
+        self.concurrency = settings.concurrency or worker.concurrency
+        self.prefetch = settings.prefetch or _scaled_prefetch(worker, self.concurrency)
+        self.executions = Executions()
+        self._codecs = CodecSet(max_bytes=settings.max_message_bytes)
+        self._connection: AbstractRobustConnection | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._consumer: TaskConsumer | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._stopped = False
+
+    async def __aenter__(self) -> WorkerRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.executions)
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start(self) -> None:
+        service = self.worker.service
+        self._connection = await connect(self.settings.rabbitmq_url, f"baton-worker:{self.worker_id}")
+        consume_channel = await open_channel(self._connection, prefetch=self.prefetch, confirms=False)
+        publish_channel = await open_channel(self._connection)
+        try:
+            await declare_service(publish_channel, service)
+        except BROKER_ERRORS as exc:
+            raise BrokerError(f"cannot declare the topology of {service!r}: {exc}") from exc
+
+        amqp = AmqpPublisher(publish_channel)
+        await amqp.start()
+        events = EventPublisher(amqp, self._codecs)
+        router = ReplyRouter(f"baton.reply.{self.worker_id}", self._codecs)
+        await router.start(consume_channel)
+        cancelled = CancelledJobs()
+        await ControlListener(f"baton.control.{self.worker_id}", self._codecs, cancelled, self.executions).start(
+            consume_channel
+        )
+        self._http = aiohttp.ClientSession()
+        runner = TaskRunner(
+            RunnerDeps(
+                worker=self.worker,
+                settings=self.settings,
+                events=events,
+                dead_letters=DeadLetterer(amqp, service),
+                executions=self.executions,
+                cancelled=cancelled,
+                caller=ChildTaskCaller(amqp, router, self._codecs),
+                http_session=self._http,
+                http_policy=HttpPolicy(
+                    timeout_seconds=self.settings.http_timeout_seconds, max_retries=self.settings.http_retries
+                ),
+                failures=FailurePolicy(),
+            )
+        )
+        self._heartbeat = Heartbeat(
+            worker_id=self.worker_id,
+            worker=self.worker,
+            concurrency=self.concurrency,
+            interval_seconds=self.settings.heartbeat_seconds,
+            in_flight=lambda: self.in_flight,
+            events=events,
+        )
+        self._consumer = TaskConsumer(service, runner, self.executions, self.concurrency)
+        await self._consumer.start(consume_channel)
+        await self._heartbeat.start()
+        log.info(
+            "worker %s serving %s on %s (concurrency %d, prefetch %d) via %s",
+            self.worker_id,
+            ", ".join(self.worker.job_types),
+            self._consumer.queue_name,
+            self.concurrency,
+            self.prefetch,
+            redact(self.settings.rabbitmq_url),
+        )
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Drain (in-flight tasks finish within the grace period, the rest are requeued), say goodbye, close."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+        try:
+            if self._consumer is not None:
+                await self._consumer.stop(grace)
+            if self._heartbeat is not None:
+                await self._heartbeat.stop()
+        finally:
+            await self._close()
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._connection is not None:
+            try:
+                await self._connection.close()
+            except BROKER_ERRORS as exc:
+                log.warning("closing the broker connection failed: %s", exc)
+            self._connection = None
+
+
+async def run_worker(worker: Worker, settings: WorkerSettings) -> int:
+    """The process's main coroutine: run until SIGTERM/SIGINT, then stop gracefully; the exit code."""
+    stop_requested = asyncio.Event()
+    runtime = WorkerRuntime(worker, settings)
+    with stop_on_signals(stop_requested.set):
+        try:
+            await runtime.start()
+        except BrokerError as exc:
+            log.error("cannot start worker %s: %s", worker.service, exc)
+            return 1
+        try:
+            await stop_requested.wait()
+        finally:
+            await runtime.stop()
+    return 0

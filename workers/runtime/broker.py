@@ -1,0 +1,95 @@
+"""The AMQP boundary: connecting, and publishing with confirms.
+
+aio-pika and aiormq errors stop here and become BrokerError / UnroutableError, so the rest
+of the runtime handles one error tree.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from protocol.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, TASKS_EXCHANGE, declare_service
+from workers.errors import BrokerError, UnroutableError
+
+log = logging.getLogger(__name__)
+
+# What a broker operation raises when the link or the channel is gone: aiormq's error tree,
+# its channel-state RuntimeError, and socket errors/timeouts (TimeoutError is an OSError).
+BROKER_ERRORS: Final = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError)
+
+PUBLISH_TIMEOUT_SECONDS: Final[float] = 10.0
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def connect(url: str, connection_name: str) -> AbstractRobustConnection:
+    """A robust connection: it reconnects and restores channels, queues and consumers by itself."""
+    try:
+        return await aio_pika.connect_robust(url, client_properties={"connection_name": connection_name})
+    except BROKER_ERRORS as exc:
+        raise BrokerError(f"cannot connect to RabbitMQ at {redact(url)}: {exc}") from exc
+
+
+async def open_channel(
+    connection: AbstractRobustConnection, *, prefetch: int | None = None, confirms: bool = True
+) -> AbstractChannel:
+    try:
+        channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
+        if prefetch is not None:
+            await channel.set_qos(prefetch_count=prefetch)
+    except BROKER_ERRORS as exc:
+        raise BrokerError(f"cannot open a channel: {exc}") from exc
+    return channel
+
+
+class AmqpPublisher:
+    """Publishes on its own confirming channel; returns once the broker has confirmed."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._declared_services: set[str] = set()
+
+    async def start(self) -> None:
+        try:
+            for name in (TASKS_EXCHANGE, EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE):
+                self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+        except BROKER_ERRORS as exc:
+            raise BrokerError(f"cannot open the exchanges: {exc}") from exc
+        self._exchanges[""] = self._channel.default_exchange
+
+    async def ensure_service(self, service: str) -> None:
+        """Declare a service's queues once per process, so a task published to it is never unroutable."""
+        if service in self._declared_services:
+            return
+        try:
+            await declare_service(self._channel, service)
+        except BROKER_ERRORS as exc:
+            raise BrokerError(f"cannot declare the queues of service {service!r}: {exc}") from exc
+        self._declared_services.add(service)
+
+    async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool) -> None:
+        """Publish and wait for the confirm; `exchange` "" is the default exchange."""
+        try:
+            await self._exchanges[exchange].publish(
+                message, routing_key, mandatory=mandatory, timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        except aiormq.exceptions.PublishError as exc:
+            raise UnroutableError(f"no queue for {routing_key!r} on exchange {exchange or '(default)'!r}") from exc
+        except BROKER_ERRORS as exc:
+            raise BrokerError(
+                f"publish to {exchange or '(default)'!r} with key {routing_key!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc

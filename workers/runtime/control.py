@@ -1,0 +1,70 @@
+"""Listening on baton.control: cancellations broadcast by the orchestrator."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from protocol.codec import CodecSet
+from protocol.control import CancelCommand
+from protocol.envelope import TaskEnvelope
+from protocol.errors import DecodeError
+from protocol.topology import CONTROL_EXCHANGE
+from workers.errors import BrokerError
+from workers.runtime.broker import BROKER_ERRORS
+from workers.runtime.executions import Executions
+from workers.runtime.lru import BoundedMap
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REMEMBERED_CANCELS: Final[int] = 10_000
+
+
+class CancelledJobs:
+    """Jobs cancelled recently (bounded): a task of one of them that is delivered later never starts."""
+
+    def __init__(self, capacity: int = DEFAULT_REMEMBERED_CANCELS) -> None:
+        self._jobs: BoundedMap[tuple[str, str], str] = BoundedMap(capacity)
+
+    def add(self, command: CancelCommand) -> None:
+        self._jobs.put((command.tenant_id, command.global_task_id), command.reason)
+
+    def reason_for(self, envelope: TaskEnvelope) -> str | None:
+        return self._jobs.get((envelope.tenant_id, envelope.global_task_id))
+
+
+class ControlListener:
+    """An exclusive, auto-delete queue of this process bound to the baton.control fanout."""
+
+    def __init__(self, queue_name: str, codecs: CodecSet, cancelled: CancelledJobs, executions: Executions) -> None:
+        self.queue_name = queue_name
+        self._codecs = codecs
+        self._cancelled = cancelled
+        self._executions = executions
+        self._queue: AbstractQueue | None = None
+
+    async def start(self, channel: AbstractChannel) -> None:
+        try:
+            self._queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
+            await self._queue.bind(CONTROL_EXCHANGE, routing_key="")
+            await self._queue.consume(self._on_message, no_ack=True)
+        except BROKER_ERRORS as exc:
+            raise BrokerError(f"cannot listen on {CONTROL_EXCHANGE}: {exc}") from exc
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            command = self._codecs.decode(CancelCommand, message.body, message.content_type)
+        except DecodeError as exc:
+            # Other broadcast kinds may come later; an old worker ignores what it does not know.
+            log.debug("ignoring control message: %s", exc)
+            return
+        self.apply(command)
+
+    def apply(self, command: CancelCommand) -> None:
+        # Remember first: a task registered after this line sees the cancel before it starts.
+        self._cancelled.add(command)
+        stopped = self._executions.stop_job(command.tenant_id, command.global_task_id, command.reason)
+        if stopped:
+            log.debug("cancelled %d running task(s) of job %s", stopped, command.global_task_id)

@@ -1,0 +1,99 @@
+"""Publishing what a worker says: task events, replies to callers, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import aio_pika
+from aio_pika import DeliveryMode
+
+from protocol.codec import CodecSet
+from protocol.control import WorkerHeartbeat
+from protocol.events import TaskEvent
+from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing_key
+from workers.errors import BrokerError
+from workers.runtime.broker import AmqpPublisher
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KIND: Final[str] = "worker_heartbeat"
+# Outcome publishing rides out a short broker hiccup (the robust connection reconnects in
+# seconds) before giving the message back to the queue.
+OUTCOME_RETRY_DELAYS: Final[Sequence[float]] = (0.5, 1.0, 2.0, 4.0)
+
+
+class EventPublisher:
+    def __init__(self, amqp: AmqpPublisher, codecs: CodecSet) -> None:
+        self._amqp = amqp
+        self._codecs = codecs
+
+    @property
+    def codecs(self) -> CodecSet:
+        return self._codecs
+
+    def encode(self, event: TaskEvent) -> bytes:
+        return self._codecs.encode(event)
+
+    async def publish_event(self, event: TaskEvent, body: bytes | None = None) -> None:
+        """Publish on baton.events; not mandatory: no subscriber is not an error."""
+        message = self._message(body if body is not None else self.encode(event), event.task_id, event.global_task_id)
+        await self._amqp.publish(
+            EVENTS_EXCHANGE,
+            event_routing_key(event.tenant_id, event.service, event.event.value),
+            message,
+            mandatory=False,
+        )
+
+    async def publish_reply(self, reply_to: str, event: TaskEvent, body: bytes | None = None) -> None:
+        """The outcome, sent straight to the calling worker's reply queue."""
+        message = self._message(body if body is not None else self.encode(event), event.task_id, event.global_task_id)
+        message.delivery_mode = DeliveryMode.NOT_PERSISTENT  # the reply queue is exclusive and transient
+        await self._amqp.publish("", reply_to, message, mandatory=False)
+
+    async def publish_outcome(self, event: TaskEvent, reply_to: str | None, body: bytes | None = None) -> bool:
+        """Publish a terminal event (and the reply, if the task has a caller); False when it could not be.
+
+        Only the event's confirm decides: a reply is a courtesy to the caller, who has its own timeout.
+        """
+        if body is None:
+            body = self.encode(event)
+        for delay in (*OUTCOME_RETRY_DELAYS, None):
+            try:
+                await self.publish_event(event, body)
+                break
+            except BrokerError as exc:
+                if delay is None:
+                    log.error("giving up publishing %s of task %s: %s", event.event.value, event.task_id, exc)
+                    return False
+                log.warning("publishing %s of task %s failed, retrying in %.1f s: %s",
+                            event.event.value, event.task_id, delay, exc)
+                await asyncio.sleep(delay)
+        if reply_to:
+            try:
+                await self.publish_reply(reply_to, event, body)
+            except BrokerError as exc:
+                log.warning("reply of task %s to %s lost: %s", event.task_id, reply_to, exc)
+        return True
+
+    async def publish_heartbeat(self, heartbeat: WorkerHeartbeat) -> None:
+        message = aio_pika.Message(
+            self._codecs.encode(heartbeat),
+            content_type=self._codecs.default.content_type,
+            delivery_mode=DeliveryMode.NOT_PERSISTENT,  # a stale heartbeat is worthless after a broker restart
+            type=HEARTBEAT_KIND,
+        )
+        await self._amqp.publish(
+            EVENTS_EXCHANGE, system_routing_key(heartbeat.service, HEARTBEAT_KIND), message, mandatory=False
+        )
+
+    def _message(self, body: bytes, task_id: str, global_task_id: str) -> aio_pika.Message:
+        return aio_pika.Message(
+            body,
+            content_type=self._codecs.default.content_type,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=task_id,
+            correlation_id=global_task_id,
+        )

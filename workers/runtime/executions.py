@@ -1,0 +1,120 @@
+"""The tasks this process is running right now, and the one way to interrupt them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from protocol.envelope import TaskEnvelope, utc_now
+
+
+class StopReason(StrEnum):
+    CANCELLED = "cancelled"  # the job was cancelled: report task_cancelled
+    SHUTDOWN = "shutdown"  # the process is stopping: give the message back to the queue
+
+
+class Interrupted(Exception):
+    """The handler was stopped on purpose; `reason` says why and `detail` what the requester said."""
+
+    def __init__(self, reason: StopReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class DeadlineExceeded(Exception):
+    """The handler was still running when the task's deadline passed."""
+
+
+class Execution:
+    """One task being handled; created before the handler starts so a cancel can never slip in between."""
+
+    def __init__(self, envelope: TaskEnvelope) -> None:
+        self.envelope = envelope
+        self._task: asyncio.Task[Any] | None = None
+        self._stop: tuple[StopReason, str] | None = None
+
+    @property
+    def stop_requested(self) -> tuple[StopReason, str] | None:
+        return self._stop
+
+    def stop(self, reason: StopReason, detail: str) -> None:
+        if self._stop is None:
+            self._stop = (reason, detail)
+        if self._task is not None:
+            self._task.cancel()
+
+    async def run(self, handler: Awaitable[Any]) -> Any:
+        """Run the handler in its own task, bounded by the deadline.
+
+        Raises Interrupted after stop(), DeadlineExceeded when the deadline passes; the
+        handler's own exceptions pass through.
+        """
+        if self._stop is not None:
+            _close(handler)
+            raise Interrupted(*self._stop)
+        self._task = asyncio.ensure_future(handler)
+        try:
+            async with asyncio.timeout(_remaining(self.envelope.deadline)) as scope:
+                return await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._stop is not None and (current is None or not current.cancelling()):
+                raise Interrupted(*self._stop) from None
+            raise
+        except TimeoutError:
+            if scope.expired():
+                raise DeadlineExceeded(f"deadline {self.envelope.deadline} passed while running") from None
+            raise
+
+
+def _remaining(deadline: datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, (deadline - utc_now()).total_seconds())
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()  # never started: close it so Python does not warn "coroutine was never awaited"
+
+
+class Executions:
+    """The in-flight executions of this process, by task id."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, Execution] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def __iter__(self) -> Iterator[Execution]:
+        return iter(list(self._running.values()))
+
+    def add(self, envelope: TaskEnvelope) -> Execution:
+        execution = Execution(envelope)
+        self._running[envelope.task_id] = execution
+        return execution
+
+    def remove(self, execution: Execution) -> None:
+        if self._running.get(execution.envelope.task_id) is execution:
+            del self._running[execution.envelope.task_id]
+
+    def stop_job(self, tenant_id: str, global_task_id: str, detail: str) -> int:
+        """Cancel every running task of one job; returns how many were stopped."""
+        matched = [
+            e
+            for e in self._running.values()
+            if e.envelope.global_task_id == global_task_id and e.envelope.tenant_id == tenant_id
+        ]
+        for execution in matched:
+            execution.stop(StopReason.CANCELLED, detail)
+        return len(matched)
+
+    def stop_all(self, reason: StopReason, detail: str) -> None:
+        for execution in list(self._running.values()):
+            execution.stop(reason, detail)

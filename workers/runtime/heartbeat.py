@@ -1,0 +1,84 @@
+"""Periodic WorkerHeartbeat: liveness, load and the job types this process serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime
+
+from protocol.control import WorkerHeartbeat
+from protocol.envelope import utc_now
+from workers.errors import BrokerError
+from workers.runtime.events import EventPublisher
+from workers.sdk import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        worker: Worker,
+        concurrency: int,
+        interval_seconds: float,
+        in_flight: Callable[[], int],
+        events: EventPublisher,
+    ) -> None:
+        self._worker_id = worker_id
+        self._worker = worker
+        self._concurrency = concurrency
+        self._interval = interval_seconds
+        self._in_flight = in_flight
+        self._events = events
+        self._started_at: datetime = utc_now()
+        self._hostname = socket.gethostname()
+        self._task: asyncio.Task[None] | None = None
+
+    def build(self, *, stopping: bool = False) -> WorkerHeartbeat:
+        return WorkerHeartbeat(
+            worker_id=self._worker_id,
+            service=self._worker.service,
+            job_types=self._worker.job_types,
+            concurrency=self._concurrency,
+            in_flight=self._in_flight(),
+            hostname=self._hostname,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            interval_seconds=self._interval,
+            stopping=stopping,
+        )
+
+    async def start(self) -> None:
+        """Announce now (so the job types are routable at once), then every interval."""
+        await self.beat()
+        self._task = asyncio.create_task(self._loop(), name=f"heartbeat:{self._worker.service}")
+
+    async def stop(self) -> None:
+        """Stop the loop and say goodbye, so the directory does not wait for the beat to go stale."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.beat(stopping=True)
+
+    async def beat(self, *, stopping: bool = False) -> None:
+        try:
+            await self._events.publish_heartbeat(self.build(stopping=stopping))
+        except BrokerError as exc:
+            log.warning("heartbeat not published: %s", exc)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.beat()
+            except Exception:
+                # A bug here must not silently end the heartbeats (the worker would look dead).
+                log.exception("heartbeat failed")

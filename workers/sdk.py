@@ -1,0 +1,134 @@
+"""The Worker SDK: a service name, its concurrency, and one async handler per job type.
+
+    worker = Worker("echo", concurrency=8)
+
+    @worker.handler("echo_request")
+    async def echo(payload: EchoIn, ctx: TaskContext) -> dict: ...
+
+A handler's first parameter annotation is the payload model: the runtime validates the
+envelope's payload against it (a pydantic model, or anything pydantic's TypeAdapter accepts,
+such as `dict[str, Any]`) before the handler runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
+from pydantic.errors import PydanticSchemaGenerationError
+
+from protocol.names import JOB_TYPE_PATTERN, check_service_name
+from workers.errors import ConfigurationError
+
+HandlerFunc = Callable[..., Awaitable[Any]]
+F = TypeVar("F", bound=HandlerFunc)
+
+_JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """One registered handler and the adapter that validates its payload."""
+
+    job_type: str
+    func: HandlerFunc
+    payload_type: Any
+    adapter: TypeAdapter[Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def parse_payload(self, payload: Mapping[str, Any]) -> Any:
+        """The payload as the handler's model; raises pydantic.ValidationError."""
+        return self.adapter.validate_python(payload)
+
+
+class Worker:
+    """A service: its queue is `baton.<service>`; `concurrency` handlers run at once per process."""
+
+    def __init__(self, service: str, *, concurrency: int = 10, prefetch: int | None = None) -> None:
+        try:
+            self.service = check_service_name(service)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        if prefetch is not None and prefetch < 1:
+            raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+        self.concurrency = concurrency
+        # Unacked messages held per process; by default exactly what can run, so no task
+        # waits in one process while another process is idle.
+        self.prefetch = prefetch if prefetch is not None else concurrency
+        self._handlers: dict[str, HandlerSpec] = {}
+
+    def __repr__(self) -> str:
+        return f"Worker({self.service!r}, job_types={list(self._handlers)}, concurrency={self.concurrency})"
+
+    @property
+    def handlers(self) -> Mapping[str, HandlerSpec]:
+        return MappingProxyType(self._handlers)
+
+    @property
+    def job_types(self) -> list[str]:
+        return list(self._handlers)
+
+    def handler_for(self, job_type: str) -> HandlerSpec | None:
+        return self._handlers.get(job_type)
+
+    def handler(self, job_type: str) -> Callable[[F], F]:
+        """Register `async def f(payload: Model, ctx: TaskContext)` for `job_type`."""
+        if not _JOB_TYPE_RE.match(job_type):
+            raise ConfigurationError(f"job type {job_type!r} must match {JOB_TYPE_PATTERN}")
+
+        def register(func: F) -> F:
+            if job_type in self._handlers:
+                raise ConfigurationError(
+                    f"job type {job_type!r} already has a handler on service {self.service!r}: "
+                    f"{self._handlers[job_type].name}"
+                )
+            payload_type = payload_annotation(func)
+            try:
+                adapter: TypeAdapter[Any] = TypeAdapter(payload_type)
+            except PydanticSchemaGenerationError as exc:
+                raise ConfigurationError(
+                    f"handler {func.__qualname__}: payload type {payload_type!r} cannot be validated: {exc}"
+                ) from exc
+            self._handlers[job_type] = HandlerSpec(job_type, func, payload_type, adapter)
+            return func
+
+        return register
+
+
+def payload_annotation(func: HandlerFunc) -> Any:
+    """The annotation of the handler's first parameter, resolved with typing.get_type_hints."""
+    if not inspect.iscoroutinefunction(func):
+        raise ConfigurationError(f"handler {getattr(func, '__qualname__', func)!r} must be an `async def` function")
+    params = [
+        p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(params) != 2:
+        raise ConfigurationError(f"handler {func.__qualname__} must take exactly (payload, ctx)")
+    try:
+        hints = typing.get_type_hints(func)
+    except NameError as exc:
+        # Models defined inside a function are invisible to get_type_hints under
+        # `from __future__ import annotations`; say so rather than guessing.
+        raise ConfigurationError(
+            f"handler {func.__qualname__}: cannot resolve its annotations ({exc}); "
+            "define the payload model at module level"
+        ) from exc
+    if params[0].name not in hints:
+        raise ConfigurationError(
+            f"handler {func.__qualname__}: annotate its first parameter with the payload model "
+            "(or dict[str, Any] for the raw payload)"
+        )
+    return hints[params[0].name]
