@@ -26,15 +26,16 @@ class ServiceProfile:
     prefetch: int  # unacked messages per worker process
     rate_limit_per_minute: int
     retry: RetryDefaults
+    time_limit_seconds: float  # a handler running longer is cancelled, and the attempt fails
 
 
 BUILTIN_SERVICES: Final[dict[str, ServiceProfile]] = {
     profile.name: profile
     for profile in (
-        ServiceProfile("query", ("llm_request",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0)),
-        ServiceProfile("embedding", ("embedding_request",), 20, 40, 600, RetryDefaults(5, 0.2, 0.3, 3.0)),
-        ServiceProfile("ingestion", ("document_processing",), 5, 5, 50, RetryDefaults(10, 1.0, 2.0, 30.0)),
-        ServiceProfile("agent", ("agent_execution",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0)),
+        ServiceProfile("query", ("llm_request",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0), 120.0),
+        ServiceProfile("embedding", ("embedding_request",), 20, 40, 600, RetryDefaults(5, 0.2, 0.3, 3.0), 60.0),
+        ServiceProfile("ingestion", ("document_processing",), 5, 5, 50, RetryDefaults(10, 1.0, 2.0, 30.0), 1800.0),
+        ServiceProfile("agent", ("agent_execution",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0), 600.0),
     )
 }
 

@@ -21,6 +21,21 @@ CONTROL_EXCHANGE: Final[str] = "baton.control"
 # Shared by every orchestrator replica: each event is applied to the registry by one of them.
 ORCHESTRATOR_EVENTS_QUEUE: Final[str] = "baton.orchestrator.events"
 QUEUE_MAX_PRIORITY: Final[int] = 10
+# Delayed retries wait in one queue per (service, delay tier): a per-message TTL in a single queue
+# would let a long delay at the head hold back the short ones behind it. A backoff is rounded to a tier.
+RETRY_DELAY_TIERS_MS: Final[tuple[int, ...]] = (
+    100,
+    250,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    300_000,
+    1_800_000,
+)
 SYSTEM_ROUTING_PREFIX: Final[str] = "_system"  # not a valid tenant id, so never a tenant's key
 
 # Headers Baton sets on messages it dead-letters itself.
@@ -36,6 +51,20 @@ def task_queue(service: str) -> str:
 
 def dead_letter_queue(service: str) -> str:
     return f"{task_queue(service)}.dead"
+
+
+def retry_queue(service: str, delay_ms: int) -> str:
+    return f"{task_queue(service)}.retry.{delay_ms}"
+
+
+def retry_routing_key(service: str, delay_ms: int) -> str:
+    return f"{check_service_name(service)}.{delay_ms}"
+
+
+def retry_tier(delay_seconds: float) -> int:
+    """The delay tier (ms) closest to a wanted delay."""
+    wanted = max(0.0, delay_seconds * 1000)
+    return min(RETRY_DELAY_TIERS_MS, key=lambda tier: abs(tier - wanted))
 
 
 def event_routing_key(tenant_id: str, service: str, event: str) -> str:
@@ -76,7 +105,7 @@ EXCHANGES: Final[tuple[ExchangeSpec, ...]] = (
 
 
 def service_queues(service: str) -> tuple[QueueSpec, ...]:
-    """The work queue of a service and the queue its dead letters are parked in."""
+    """The work queue of a service, the queue its dead letters are parked in, and its retry delay queues."""
     return (
         QueueSpec(
             task_queue(service),
@@ -92,6 +121,19 @@ def service_queues(service: str) -> tuple[QueueSpec, ...]:
             dead_letter_queue(service),
             {"x-queue-type": "classic"},
             (Binding(DEAD_LETTER_EXCHANGE, service),),
+        ),
+        *(
+            QueueSpec(
+                retry_queue(service, delay_ms),
+                {
+                    "x-queue-type": "classic",
+                    "x-message-ttl": delay_ms,
+                    "x-dead-letter-exchange": TASKS_EXCHANGE,
+                    "x-dead-letter-routing-key": service,
+                },
+                (Binding(RETRY_EXCHANGE, retry_routing_key(service, delay_ms)),),
+            )
+            for delay_ms in RETRY_DELAY_TIERS_MS
         ),
     )
 
