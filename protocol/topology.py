@@ -8,6 +8,7 @@ this package needs no AMQP client; aio-pika's channel satisfies it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from protocol.names import check_service_name, check_tenant_id
@@ -43,6 +44,21 @@ REASON_HEADER: Final[str] = "x-baton-reason"
 ERROR_HEADER: Final[str] = "x-baton-error"
 ATTEMPTS_HEADER: Final[str] = "x-baton-attempts"
 TENANT_HEADER: Final[str] = "x-baton-tenant"
+ERROR_TYPE_HEADER: Final[str] = "x-baton-error-type"
+JOB_ID_HEADER: Final[str] = "x-baton-job-id"
+DEAD_AT_HEADER: Final[str] = "x-baton-dead-at"
+
+
+class DeadLetterReason(StrEnum):
+    """The `x-baton-reason` header of a message Baton parked in `baton.<service>.dead`."""
+
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INVALID_ENVELOPE = "invalid_envelope"
+    UNKNOWN_JOB_TYPE = "unknown_job_type"
+    WRONG_SERVICE = "wrong_service"
+    PIPELINE_ERROR = "pipeline_error"  # a valid envelope whose processing crashed the runtime
+    MAX_RETRIES_EXCEEDED = "max_retries_exceeded"
 
 
 def task_queue(service: str) -> str:

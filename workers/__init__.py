@@ -25,6 +25,7 @@ from workers.errors import (
     WorkerError,
 )
 from workers.http import ContextHttpClient, HttpResponse
+from workers.retry import RetryPolicy
 from workers.sdk import HandlerSpec, Worker
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "HttpStatusError",
     "LlmSettings",
     "PermanentError",
+    "RetryPolicy",
     "ServiceCallError",
     "ServiceCallTimeout",
     "TaskContext",

@@ -1,15 +1,15 @@
 """Errors of the workers package.
 
-    WorkerError
-    ├── ConfigurationError       a Worker or its settings cannot be used as given
-    ├── BrokerError              RabbitMQ refused or lost an operation (aio-pika/aiormq errors, translated)
-    │   └── UnroutableError      a mandatory message had no queue to go to
-    ├── PermanentError           raised by a handler: the task fails and is never retried
-    ├── ServiceCallError         a child task (ctx.call_service) failed or was cancelled
-    │   └── ServiceCallTimeout   no answer from the child within the timeout, after every retry
-    └── HttpError                an outgoing call through ctx.http failed
-        ├── HttpConnectionError  no response: connection error or timeout, after every retry
-        └── HttpStatusError      raise_for_status() on a non-2xx response
+WorkerError
+├── ConfigurationError       a Worker or its settings cannot be used as given
+├── BrokerError              RabbitMQ refused or lost an operation (aio-pika/aiormq errors, translated)
+│   └── UnroutableError      a mandatory message had no queue to go to
+├── PermanentError           raised by a handler: the task fails and is never retried
+├── ServiceCallError         a child task (ctx.call_service) failed or was cancelled
+│   └── ServiceCallTimeout   no answer from the child within the timeout, after every retry
+└── HttpError                an outgoing call through ctx.http failed
+    ├── HttpConnectionError  no response: connection error or timeout, after every retry
+    └── HttpStatusError      raise_for_status() on a non-2xx response
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
     worker = Worker("echo", concurrency=8)
 
-    @worker.handler("echo_request")
+    @worker.handler("echo_request", retry=RetryPolicy(max_retries=5), time_limit=60)
     async def echo(payload: EchoIn, ctx: TaskContext) -> dict: ...
+
+Retry policy and time limit: the handler's, else the Worker's, else the defaults (3 retries
+from 0.5 s up to 10 s; 300 s). A handler running past its time limit is cancelled and the
+attempt fails with `TimeLimitExceeded`, which is retried like any other error.
 
 A handler's first parameter annotation is the payload model: the runtime validates the
 envelope's payload against it (a pydantic model, or anything pydantic's TypeAdapter accepts,
@@ -18,18 +22,21 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
 from protocol.names import JOB_TYPE_PATTERN, check_service_name
 from workers.errors import ConfigurationError
+from workers.retry import RetryPolicy
 
 HandlerFunc = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=HandlerFunc)
 
 _JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
+
+DEFAULT_TIME_LIMIT_SECONDS: Final[float] = 300.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class HandlerSpec:
     func: HandlerFunc
     payload_type: Any
     adapter: TypeAdapter[Any]
+    retry: RetryPolicy | None = None  # None: the Worker's
+    time_limit: float | None = None  # seconds; None: the Worker's
 
     @property
     def name(self) -> str:
@@ -53,7 +62,15 @@ class HandlerSpec:
 class Worker:
     """A service: its queue is `baton.<service>`; `concurrency` handlers run at once per process."""
 
-    def __init__(self, service: str, *, concurrency: int = 10, prefetch: int | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        concurrency: int = 10,
+        prefetch: int | None = None,
+        retry: RetryPolicy | None = None,
+        time_limit: float | None = None,
+    ) -> None:
         try:
             self.service = check_service_name(service)
         except ValueError as exc:
@@ -66,6 +83,8 @@ class Worker:
         # Unacked messages held per process; by default exactly what can run, so no task
         # waits in one process while another process is idle.
         self.prefetch = prefetch if prefetch is not None else concurrency
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.time_limit = _check_time_limit(time_limit) if time_limit is not None else DEFAULT_TIME_LIMIT_SECONDS
         self._handlers: dict[str, HandlerSpec] = {}
 
     def __repr__(self) -> str:
@@ -82,10 +101,19 @@ class Worker:
     def handler_for(self, job_type: str) -> HandlerSpec | None:
         return self._handlers.get(job_type)
 
-    def handler(self, job_type: str) -> Callable[[F], F]:
+    def retry_for(self, spec: HandlerSpec) -> RetryPolicy:
+        return spec.retry if spec.retry is not None else self.retry
+
+    def time_limit_for(self, spec: HandlerSpec) -> float:
+        return spec.time_limit if spec.time_limit is not None else self.time_limit
+
+    def handler(
+        self, job_type: str, *, retry: RetryPolicy | None = None, time_limit: float | None = None
+    ) -> Callable[[F], F]:
         """Register `async def f(payload: Model, ctx: TaskContext)` for `job_type`."""
         if not _JOB_TYPE_RE.match(job_type):
             raise ConfigurationError(f"job type {job_type!r} must match {JOB_TYPE_PATTERN}")
+        limit = None if time_limit is None else _check_time_limit(time_limit)
 
         def register(func: F) -> F:
             if job_type in self._handlers:
@@ -100,10 +128,16 @@ class Worker:
                 raise ConfigurationError(
                     f"handler {func.__qualname__}: payload type {payload_type!r} cannot be validated: {exc}"
                 ) from exc
-            self._handlers[job_type] = HandlerSpec(job_type, func, payload_type, adapter)
+            self._handlers[job_type] = HandlerSpec(job_type, func, payload_type, adapter, retry, limit)
             return func
 
         return register
+
+
+def _check_time_limit(seconds: float) -> float:
+    if not seconds > 0:
+        raise ConfigurationError(f"time_limit must be a positive number of seconds, got {seconds}")
+    return float(seconds)
 
 
 def payload_annotation(func: HandlerFunc) -> Any:
@@ -111,9 +145,7 @@ def payload_annotation(func: HandlerFunc) -> Any:
     if not inspect.iscoroutinefunction(func):
         raise ConfigurationError(f"handler {getattr(func, '__qualname__', func)!r} must be an `async def` function")
     params = [
-        p
-        for p in inspect.signature(func).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p for p in inspect.signature(func).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     if len(params) != 2:
         raise ConfigurationError(f"handler {func.__qualname__} must take exactly (payload, ctx)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,9 +20,9 @@ from protocol.topology import (
     EVENTS_EXCHANGE,
     SYSTEM_ROUTING_PREFIX,
     TASKS_EXCHANGE,
-    dead_letter_queue,
-    task_queue,
+    service_queues,
 )
+from tests.services import LOCAL_REDIS_URL
 from workers.config import WorkerSettings
 from workers.runtime import WorkerRuntime
 from workers.sdk import Worker
@@ -39,8 +40,14 @@ async def publish_task(
     channel: AbstractChannel, env: TaskEnvelope, *, content_type: str = MSGPACK, reply_to: str | None = None
 ) -> None:
     codec = CODECS.for_content_type(content_type)
-    await publish_raw(channel, env.service, CODECS.encode(env, codec), content_type=content_type,
-                      message_id=env.task_id, reply_to=reply_to)
+    await publish_raw(
+        channel,
+        env.service,
+        CODECS.encode(env, codec),
+        content_type=content_type,
+        message_id=env.task_id,
+        reply_to=reply_to,
+    )
 
 
 async def publish_raw(
@@ -55,7 +62,11 @@ async def publish_raw(
 ) -> None:
     exchange = await channel.get_exchange(TASKS_EXCHANGE, ensure=False)
     message = aio_pika.Message(
-        body, content_type=content_type, message_id=message_id, reply_to=reply_to, headers=headers,
+        body,
+        content_type=content_type,
+        message_id=message_id,
+        reply_to=reply_to,
+        headers=headers,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
     await exchange.publish(message, service, mandatory=True)
@@ -133,6 +144,8 @@ class Tap:
 def settings(rabbitmq_url: str, **overrides: Any) -> WorkerSettings:
     overrides.setdefault("heartbeat_seconds", 30.0)
     overrides.setdefault("shutdown_grace_seconds", 5.0)
+    # What the `redis_url` fixture resolves to; tests about the ledger pass that fixture explicitly.
+    overrides.setdefault("redis_url", os.environ.get("REDIS_URL") or LOCAL_REDIS_URL)
     return WorkerSettings(rabbitmq_url=rabbitmq_url, **overrides)
 
 
@@ -147,6 +160,7 @@ async def running(worker: Worker, rabbitmq_url: str, **overrides: Any) -> AsyncI
 
 
 async def delete_service_queues(channel: AbstractChannel, *services: str) -> None:
+    """Every queue `declare_service` makes for these services: work, dead letters and each retry delay queue."""
     for service in services:
-        for name in (task_queue(service), dead_letter_queue(service)):
-            await channel.queue_delete(name, if_unused=False, if_empty=False)
+        for spec in service_queues(service):
+            await channel.queue_delete(spec.name, if_unused=False, if_empty=False)

@@ -31,9 +31,16 @@ async def test_ingestion_embeds_chunks_through_the_embedding_service(
     tap = await Tap.open(channel, f"*.{ingest_service}.*")
     async with running(embed_worker, rabbitmq_url), running(ingest_worker, rabbitmq_url):
         task = envelope(
-            ingest_service, "document_processing",
-            {"document": DOCUMENT, "title": "doc", "chunk_size": 300, "chunk_overlap": 60, "dimensions": 64,
-             "batch_size": 4},
+            ingest_service,
+            "document_processing",
+            {
+                "document": DOCUMENT,
+                "title": "doc",
+                "chunk_size": 300,
+                "chunk_overlap": 60,
+                "dimensions": 64,
+                "batch_size": 4,
+            },
         )
         await publish_task(channel, task)
         events = await tap.task_events(task.task_id, within=20)
@@ -59,7 +66,9 @@ async def test_agent_asks_the_query_service_which_answers_locally_without_a_mode
     tap = await Tap.open(channel, f"*.{agent_service}.*")
     async with running(query_worker, rabbitmq_url), running(agent_worker, rabbitmq_url):
         task = envelope(
-            agent_service, "agent_execution", {"message": "What is Baton?"},
+            agent_service,
+            "agent_execution",
+            {"message": "What is Baton?"},
             context=ContextIds(agent_id="helper", conversation_id="conv-1"),
         )
         await publish_task(channel, task)

@@ -15,7 +15,7 @@ from protocol.envelope import ContextIds
 from protocol.events import EventType
 from protocol.topology import task_queue
 from tests.workers.helpers import Tap, envelope, publish_cancel, publish_task, running
-from workers import ServiceCallError, ServiceCallTimeout, TaskContext, Worker
+from workers import RetryPolicy, ServiceCallError, ServiceCallTimeout, TaskContext, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,8 @@ class Question(BaseModel):
 
 
 def callee(service: str) -> Worker:
-    worker = Worker(service)
+    # One quick retry: the final failure still reaches the caller, so reply_to survives the retry.
+    worker = Worker(service, retry=RetryPolicy(max_retries=1, initial_delay_seconds=0.1, max_delay_seconds=0.1))
 
     @worker.handler("square")
     async def square(payload: Question, ctx: TaskContext) -> dict[str, Any]:
@@ -110,7 +111,10 @@ def caller(service: str, target: str) -> Worker:
     async def ask(payload: dict[str, Any], ctx: TaskContext) -> Any:
         try:
             return await ctx.call_service(
-                payload.get("target", target), "square", {"n": payload["n"]}, timeout=payload.get("timeout", 10),
+                payload.get("target", target),
+                "square",
+                {"n": payload["n"]},
+                timeout=payload.get("timeout", 10),
                 retries=payload.get("retries", 0),
             )
         except ServiceCallTimeout as exc:
@@ -145,13 +149,17 @@ async def test_call_service_between_two_workers(
         lost_events = await tap.task_events(lost.task_id)
 
     assert ok_events[-1].data["result"] == {
-        "square": 49, "global_task_id": ok.global_task_id, "parent": ok.task_id, "request_id": "req-1"
+        "square": 49,
+        "global_task_id": ok.global_task_id,
+        "parent": ok.task_id,
+        "request_id": "req-1",
     }
     # The child's outcome also flows on baton.events, under the same job and tenant.
     assert (child_done.global_task_id, child_done.tenant_id) == (ok.global_task_id, ok.tenant_id)
     assert child_done.task_id != ok.task_id and child_done.data["result"]["square"] == 49
     assert failing_events[-1].data["result"] == {
-        "failed": "negative numbers have no place here", "error_type": "ValueError"
+        "failed": "negative numbers have no place here",
+        "error_type": "ValueError",
     }
     assert lost_events[-1].data["result"] == {"timeout": 2, "error_type": "ServiceCallTimeout"}
     absent_queue = await channel.declare_queue(task_queue(absent), passive=True)
@@ -201,7 +209,11 @@ async def test_ctx_http_carries_the_context_headers(
     tap = await Tap.open(channel, f"*.{service}.*")
     async with running(worker, rabbitmq_url):
         task = envelope(
-            service, "fetch", {}, tenant_id="tenant-h", session_id="sess-1",
+            service,
+            "fetch",
+            {},
+            tenant_id="tenant-h",
+            session_id="sess-1",
             context=ContextIds(agent_id="agent-9", request_id="req-9", user_id="user-9"),
         )
         await publish_task(channel, task)

@@ -14,6 +14,8 @@ def test_settings_from_env() -> None:
     settings = WorkerSettings.from_env(
         {
             "RABBITMQ_URL": "amqp://u:p@broker:5672/",
+            "REDIS_URL": "redis://ledger:6379/2",
+            "BATON_CONSUMER_TIMEOUT_SECONDS": "7200",
             "BATON_WORKER_CONCURRENCY": "3",
             "BATON_SHUTDOWN_GRACE_SECONDS": "12.5",
             "BATON_HEARTBEAT_SECONDS": "2",
@@ -24,6 +26,7 @@ def test_settings_from_env() -> None:
         }
     )
     assert settings.rabbitmq_url == "amqp://u:p@broker:5672/"
+    assert (settings.redis_url, settings.consumer_timeout_seconds) == ("redis://ledger:6379/2", 7200.0)
     assert (settings.concurrency, settings.prefetch, settings.http_retries) == (3, None, 0)
     assert (settings.shutdown_grace_seconds, settings.heartbeat_seconds) == (12.5, 2.0)
     assert (settings.llm.base_url, settings.llm.api_key, settings.llm.model) == ("http://llm:8000/v1", "secret", "tiny")
@@ -53,8 +56,12 @@ def test_concurrency_override_scales_prefetch() -> None:
 
 @pytest.mark.parametrize(
     ("name", "job_type", "concurrency"),
-    [("query", "llm_request", 10), ("embedding", "embedding_request", 20), ("ingestion", "document_processing", 5),
-     ("agent", "agent_execution", 10)],
+    [
+        ("query", "llm_request", 10),
+        ("embedding", "embedding_request", 20),
+        ("ingestion", "document_processing", 5),
+        ("agent", "agent_execution", 10),
+    ],
 )
 def test_builtin_targets(name: str, job_type: str, concurrency: int) -> None:
     worker = load_worker(name)

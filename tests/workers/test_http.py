@@ -16,7 +16,11 @@ from workers.http import ContextHttpClient, HttpPolicy, context_headers
 
 def test_context_headers_carry_every_id() -> None:
     envelope = TaskEnvelope(
-        global_task_id="job-1", tenant_id="tenant-a", session_id="s-1", type="t", service="svc",
+        global_task_id="job-1",
+        tenant_id="tenant-a",
+        session_id="s-1",
+        type="t",
+        service="svc",
         context=ContextIds(agent_id="ag", conversation_id="conv", collection_id="col", user_id="u", request_id="r"),
     )
     assert context_headers(envelope) == {

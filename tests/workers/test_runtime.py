@@ -14,9 +14,17 @@ from pydantic import BaseModel
 from protocol.codec import JSON, MSGPACK
 from protocol.envelope import utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus
-from protocol.topology import ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue, task_queue
+from protocol.topology import (
+    ATTEMPTS_HEADER,
+    ERROR_HEADER,
+    JOB_ID_HEADER,
+    REASON_HEADER,
+    TENANT_HEADER,
+    dead_letter_queue,
+    task_queue,
+)
 from tests.workers.helpers import CODECS, Tap, envelope, publish_raw, publish_task, running
-from workers import PermanentError, TaskContext, Worker
+from workers import PermanentError, RetryPolicy, TaskContext, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +49,7 @@ def adder(service: str, calls: list[Any] | None = None) -> Worker:
         await ctx.progress(75, "almost", estimated_remaining_seconds=0.1, custom_data={"k": 1})
         return Sum(total=payload.a + payload.b)
 
-    @worker.handler("explode")
+    @worker.handler("explode", retry=RetryPolicy(max_retries=0))  # retries: see test_retries.py
     async def explode(payload: dict[str, Any], ctx: TaskContext) -> None:
         if payload.get("permanent"):
             raise PermanentError("not with this input")
@@ -115,6 +123,10 @@ async def test_handler_exception_fails_the_task(
     assert events[-1].data["error_type"] == error_type
     assert events[-1].data["error"].startswith(error)
     assert events[-1].status is JobStatus.FAILED
+    dead = await channel.declare_queue(dead_letter_queue(service), passive=True)
+    parked = await dead.get(fail=False)
+    # A retryable error with no retries left is parked; a permanent one is not.
+    assert (parked is not None) == (error_type == "RuntimeError")
 
 
 async def test_expired_task_times_out_without_running(
@@ -153,8 +165,9 @@ async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_kee
     async with running(adder(service), rabbitmq_url, max_message_bytes=4096):
         await publish_raw(channel, service, b"\xc1\xc1 definitely not msgpack", message_id="garbage")
         await publish_raw(channel, service, msgpack.packb({"tenant_id": "tenant-z", "nope": 1}), message_id="schema")
-        await publish_raw(channel, service, b"hello", content_type="text/plain", message_id="foreign",
-                          headers={"x-origin": "test"})
+        await publish_raw(
+            channel, service, b"hello", content_type="text/plain", message_id="foreign", headers={"x-origin": "test"}
+        )
         big = envelope(service, "add", {"a": 1, "b": 2, "padding": "x" * 8000})
         await publish_raw(channel, service, CODECS.encode(big), message_id="big")
         unknown = envelope(service, "no_such_type", {}, tenant_id="tenant-u")
@@ -166,6 +179,8 @@ async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_kee
         await publish_task(channel, good)
         events = await tap.task_events(good.task_id)
         assert events[-1].data == {"result": {"total": 42}}
+        # A valid envelope nobody here can run is parked, and its job failed.
+        unknown_events = await tap.task_events(unknown.task_id)
 
         dead = await channel.declare_queue(dead_letter_queue(service), passive=True)
         parked: dict[str, Any] = {}
@@ -190,7 +205,12 @@ async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_kee
     assert "not valid msgpack" in str(parked["garbage"].headers[ERROR_HEADER])
     assert parked["foreign"].headers["x-origin"] == "test"
     assert parked["foreign"].body == b"hello" and parked["foreign"].content_type == "text/plain"
-    assert tap.drain_events() == []  # nothing was published for the parked messages
+    assert [(e.event, e.data["error_type"], e.data["status"]) for e in unknown_events] == [
+        (EventType.TASK_FAILED, "UnknownJobType", "failed")
+    ]
+    assert parked[unknown.task_id].headers[JOB_ID_HEADER] == unknown.global_task_id
+    assert parked[unknown.task_id].headers[ATTEMPTS_HEADER] == 1
+    assert tap.drain_events() == []  # nothing else was published for the parked messages
 
 
 async def test_heartbeat_announces_job_types_and_says_goodbye(

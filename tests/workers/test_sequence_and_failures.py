@@ -1,38 +1,32 @@
-"""Event sequence numbers and failure classification."""
+"""Event sequence numbers, failure classification, RetryPolicy backoff and time limit resolution."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus
-from workers import PermanentError
-from workers.runtime.failures import Failure, FailurePolicy
+from protocol.services import BUILTIN_SERVICES
+from protocol.topology import retry_tier
+from workers import ConfigurationError, PermanentError, RetryPolicy, Worker
+from workers.runtime.failures import Failure
+from workers.runtime.limits import TimeLimits
 from workers.runtime.sequence import EventSequence
+from workers.services import builtin_worker
 
 
 def make(attempt: int = 1) -> TaskEnvelope:
     return TaskEnvelope(global_task_id="job", tenant_id="t", type="x", service="svc", attempt=attempt)
 
 
-def test_first_delivery_counts_from_the_attempt_base() -> None:
+def test_a_delivery_counts_from_its_attempt_base_and_a_redelivery_from_the_next() -> None:
     seq = EventSequence.for_delivery(make(attempt=2), redelivered=False)
     assert [seq.next(), seq.next()] == [2 * ATTEMPT_SEQ_STRIDE + 1, 2 * ATTEMPT_SEQ_STRIDE + 2]
-
-
-def test_redeliveries_start_above_earlier_runs_of_the_same_attempt() -> None:
-    envelope = make()
-    first_run = EventSequence.for_delivery(envelope, redelivered=False)
-    last_of_first = max(first_run.next() for _ in range(50))
-    early = EventSequence.for_delivery(envelope, redelivered=True, now=envelope.created_at + timedelta(seconds=2))
-    later = EventSequence.for_delivery(envelope, redelivered=True, now=envelope.created_at + timedelta(seconds=9))
-    early_first, later_first = early.next(), later.next()
-    assert last_of_first < early_first < later_first < 2 * ATTEMPT_SEQ_STRIDE
-    far = EventSequence.for_delivery(envelope, redelivered=True, now=envelope.created_at + timedelta(days=30))
-    assert far.next() < 2 * ATTEMPT_SEQ_STRIDE  # never spills into the next attempt's range
+    # Events for a redelivered attempt (cancelled, dead-lettered) land above anything its interrupted run emitted.
+    assert EventSequence.for_delivery(make(attempt=2), redelivered=True).next() == 3 * ATTEMPT_SEQ_STRIDE + 1
 
 
 class Model(BaseModel):
@@ -51,10 +45,90 @@ def test_failures_from_exceptions_and_validation() -> None:
     assert failure.error == (
         "payload does not match Model: n: Input should be a valid integer, unable to parse string as an integer"
     )
+    assert (Failure.time_limit("slow").error_type, Failure.time_limit("slow").retryable) == ("TimeLimitExceeded", True)
+    assert not Failure.deadline("late").retryable
 
 
-def test_policy_reports_a_final_failure_event() -> None:
-    envelope = make(attempt=3)
-    event = FailurePolicy().outcome(envelope, Failure.deadline("too late"), seq=7)
+def test_failure_event_is_final_and_counts_the_attempts() -> None:
+    event = Failure.deadline("too late").event(make(attempt=3), seq=7)
     assert event.data == {"error": "too late", "error_type": "DeadlineExceeded", "attempts": 3, "status": "timed_out"}
     assert event.status is JobStatus.TIMED_OUT and event.seq == 7
+
+
+def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
+    policy = RetryPolicy(max_retries=5, initial_delay_seconds=0.5, max_delay_seconds=3.0)
+    assert [policy.delay_seconds(a, rand=lambda: 0.5) for a in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert policy.delay_seconds(1, rand=lambda: 0.0) == pytest.approx(0.4)
+    assert policy.delay_seconds(1, rand=lambda: 1.0) == pytest.approx(0.6)
+    assert policy.delay_seconds(10**6, rand=lambda: 0.5) == 3.0  # no overflow on absurd attempt numbers
+    assert all(0.4 <= policy.delay_seconds(1) <= 0.6 for _ in range(200))
+    assert retry_tier(policy.delay_seconds(1, rand=lambda: 0.0)) == 500  # ±20% of a tier stays on that tier
+    assert [policy.allows_another_attempt(a) for a in (1, 5, 6)] == [True, True, False]
+    assert not RetryPolicy(max_retries=0).allows_another_attempt(1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_retries": -1},
+        {"initial_delay_seconds": 0},
+        {"initial_delay_seconds": 2, "max_delay_seconds": 1},
+        {"jitter": 1.0},
+    ],
+)
+def test_unusable_policies_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigurationError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_policy_and_time_limit_resolve_handler_then_worker_then_defaults() -> None:
+    worker = Worker("svc", retry=RetryPolicy(max_retries=7), time_limit=50)
+    plain = Worker("plain")
+
+    @worker.handler("own", retry=RetryPolicy(max_retries=1), time_limit=5)
+    @plain.handler("own")
+    async def own(payload: dict[str, int], ctx: object) -> None:
+        return None
+
+    @worker.handler("inherits")
+    async def inherits(payload: dict[str, int], ctx: object) -> None:
+        return None
+
+    assert worker.retry_for(worker.handlers["own"]).max_retries == 1
+    assert worker.retry_for(worker.handlers["inherits"]).max_retries == 7
+    assert (worker.time_limit_for(worker.handlers["own"]), worker.time_limit_for(worker.handlers["inherits"])) == (
+        5,
+        50,
+    )
+    assert plain.retry_for(plain.handlers["own"]) == RetryPolicy(3, 0.5, 10.0)
+    assert plain.time_limit_for(plain.handlers["own"]) == 300.0
+    with pytest.raises(ConfigurationError, match="time_limit"):
+        worker.handler("bad", time_limit=0)
+
+
+def test_builtin_services_take_their_profile() -> None:
+    worker = builtin_worker("ingestion")
+    profile = BUILTIN_SERVICES["ingestion"]
+    assert worker.retry == RetryPolicy(
+        profile.retry.max_retries, profile.retry.initial_delay_seconds, profile.retry.max_delay_seconds
+    )
+    assert worker.time_limit == profile.time_limit_seconds
+
+
+def test_time_limits_are_capped_below_the_consumer_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    worker = Worker("svc", time_limit=100)
+
+    @worker.handler("long", time_limit=5000)
+    async def long(payload: dict[str, int], ctx: object) -> None:
+        return None
+
+    @worker.handler("short")
+    async def short(payload: dict[str, int], ctx: object) -> None:
+        return None
+
+    with caplog.at_level(logging.WARNING, logger="workers.runtime.limits"):
+        limits = TimeLimits(worker, consumer_timeout_seconds=1800)
+    assert (limits.for_job_type("long"), limits.for_job_type("short")) == (1740, 100)
+    assert len(caplog.records) == 1 and "capped to 1740 s" in caplog.records[0].getMessage()
+    # A delivery that waited for a slot has that much less before the broker's timeout.
+    assert limits.budget("long", received_at=-1e9) == 0.0

@@ -33,8 +33,17 @@ class EmbeddingCaller:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, int]] = []
 
-    async def call(self, parent: TaskEnvelope, service: str, job_type: str, payload: Mapping[str, Any], *,
-                   timeout_seconds: float, retries: int, priority: int | None) -> Any:
+    async def call(
+        self,
+        parent: TaskEnvelope,
+        service: str,
+        job_type: str,
+        payload: Mapping[str, Any],
+        *,
+        timeout_seconds: float,
+        retries: int,
+        priority: int | None,
+    ) -> Any:
         self.calls.append((service, job_type, len(payload["texts"])))
         request = embedding.EmbeddingRequest.model_validate(payload)
         return (await embedding.embed_texts(request, context(parent, {}))).model_dump()
@@ -44,8 +53,13 @@ def envelope(job_type: str, payload: dict[str, Any]) -> TaskEnvelope:
     return TaskEnvelope(global_task_id="job-1", tenant_id="tenant-a", type=job_type, service="svc", payload=payload)
 
 
-def context(env: TaskEnvelope, session: Any, settings: WorkerSettings | None = None,
-            recorder: Recorder | None = None, caller: EmbeddingCaller | None = None) -> TaskContext:
+def context(
+    env: TaskEnvelope,
+    session: Any,
+    settings: WorkerSettings | None = None,
+    recorder: Recorder | None = None,
+    caller: EmbeddingCaller | None = None,
+) -> TaskContext:
     return TaskContext(
         env,
         settings=settings or WorkerSettings(),
@@ -58,8 +72,9 @@ def context(env: TaskEnvelope, session: Any, settings: WorkerSettings | None = N
 @pytest.mark.parametrize(("dimensions", "inline"), [(64, True), (1024, False)])
 async def test_ingestion_chunks_embeds_in_batches_and_reports_progress(dimensions: int, inline: bool) -> None:
     text = "\n\n".join(f"Section {i}. " + "Some words about the section. " * 8 for i in range(20))
-    request = ingestion.DocumentProcessingRequest(text=text, chunk_size=300, chunk_overlap=50,
-                                                  dimensions=dimensions, batch_size=8)
+    request = ingestion.DocumentProcessingRequest(
+        text=text, chunk_size=300, chunk_overlap=50, dimensions=dimensions, batch_size=8
+    )
     env = envelope("document_processing", request.model_dump())
     recorder, caller = Recorder(), EmbeddingCaller()
     ctx = context(env, None, recorder=recorder, caller=caller)
@@ -97,13 +112,18 @@ async def llm_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     async def completions(request: web.Request) -> web.Response:
         body = await request.json()
-        requests.append({"body": body, "auth": request.headers.get("Authorization"),
-                         "tenant": request.headers.get("X-Tenant-Id")})
+        requests.append(
+            {"body": body, "auth": request.headers.get("Authorization"), "tenant": request.headers.get("X-Tenant-Id")}
+        )
         if body["model"] == "broken":
             return web.json_response({"error": "no such model"}, status=404)
-        return web.json_response({"model": body["model"], "usage": {"total_tokens": 3},
-                                  "choices": [{"message": {"role": "assistant", "content": "42"},
-                                               "finish_reason": "stop"}]})
+        return web.json_response(
+            {
+                "model": body["model"],
+                "usage": {"total_tokens": 3},
+                "choices": [{"message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
@@ -123,14 +143,16 @@ async def test_query_calls_an_openai_compatible_endpoint(llm_server: tuple[str, 
     async with aiohttp.ClientSession() as session:
         answer = await query.answer_query(request, context(envelope("llm_request", {}), session, settings))
         with pytest.raises(query.LlmError, match="answered 404"):
-            await query.answer_query(query.LlmRequest(prompt="x", model="broken"),
-                                     context(envelope("llm_request", {}), session, settings))
+            await query.answer_query(
+                query.LlmRequest(prompt="x", model="broken"), context(envelope("llm_request", {}), session, settings)
+            )
 
     assert answer == {"answer": "42", "model": "m-default", "finish_reason": "stop", "usage": {"total_tokens": 3}}
     sent = requests[0]
     assert sent["auth"] == "Bearer k" and sent["tenant"] == "tenant-a"
     assert sent["body"] == {
-        "model": "m-default", "temperature": 0.1,
+        "model": "m-default",
+        "temperature": 0.1,
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "meaning of life?"}],
     }
 

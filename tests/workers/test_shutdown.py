@@ -23,9 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def start_worker(
-    rabbitmq_url: str, service_names: Callable[[str], str]
-) -> AsyncIterator[Callable[..., object]]:
+async def start_worker(rabbitmq_url: str, service_names: Callable[[str], str]) -> AsyncIterator[Callable[..., object]]:
     # Depends on service_names so the processes are gone before their queues are deleted.
     processes: list[asyncio.subprocess.Process] = []
 
@@ -38,8 +36,13 @@ async def start_worker(
             "BATON_HEARTBEAT_SECONDS": "30",
         }
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", "tests.workers.sample_app:build",
-            cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "workers",
+            "tests.workers.sample_app:build",
+            cwd=ROOT,
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
         )
         processes.append(process)
         return process

@@ -17,16 +17,19 @@ from protocol.topology import declare_service
 from workers.config import WorkerSettings
 from workers.errors import BrokerError, ConfigurationError
 from workers.http import HttpPolicy
+from workers.runtime.attempt import AttemptDeps, AttemptRunner
 from workers.runtime.broker import BROKER_ERRORS, AmqpPublisher, connect, open_channel, redact
 from workers.runtime.consumer import TaskConsumer
 from workers.runtime.control import CancelledJobs, ControlListener
 from workers.runtime.dead_letters import DeadLetterer
 from workers.runtime.events import EventPublisher
 from workers.runtime.executions import Executions
-from workers.runtime.failures import FailurePolicy
 from workers.runtime.heartbeat import Heartbeat
+from workers.runtime.ledger import TaskLedger
+from workers.runtime.limits import TimeLimits
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
-from workers.runtime.runner import RunnerDeps, TaskRunner
+from workers.runtime.retries import Rescheduler
+from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner
 from workers.runtime.shutdown import stop_on_signals
 from workers.sdk import Worker
 
@@ -54,7 +57,11 @@ class WorkerRuntime:
         self.concurrency = settings.concurrency or worker.concurrency
         self.prefetch = settings.prefetch or _scaled_prefetch(worker, self.concurrency)
         self.executions = Executions()
+        # Resolved here, so a capped time limit is reported when the worker starts, not on its first task.
+        self.time_limits = TimeLimits(worker, settings.consumer_timeout_seconds)
+        self.stats = RunnerStats()
         self._codecs = CodecSet(max_bytes=settings.max_message_bytes)
+        self._ledger: TaskLedger | None = None
         self._connection: AbstractRobustConnection | None = None
         self._http: aiohttp.ClientSession | None = None
         self._consumer: TaskConsumer | None = None
@@ -99,12 +106,11 @@ class WorkerRuntime:
             consume_channel
         )
         self._http = aiohttp.ClientSession()
-        runner = TaskRunner(
-            RunnerDeps(
-                worker=self.worker,
+        self._ledger = TaskLedger(self.settings.redis_url)
+        attempts = AttemptRunner(
+            AttemptDeps(
                 settings=self.settings,
                 events=events,
-                dead_letters=DeadLetterer(amqp, service),
                 executions=self.executions,
                 cancelled=cancelled,
                 caller=ChildTaskCaller(amqp, router, self._codecs),
@@ -112,8 +118,21 @@ class WorkerRuntime:
                 http_policy=HttpPolicy(
                     timeout_seconds=self.settings.http_timeout_seconds, max_retries=self.settings.http_retries
                 ),
-                failures=FailurePolicy(),
             )
+        )
+        runner = TaskRunner(
+            RunnerDeps(
+                worker=self.worker,
+                codecs=self._codecs,
+                events=events,
+                attempts=attempts,
+                dead_letters=DeadLetterer(amqp, service),
+                rescheduler=Rescheduler(amqp, self._codecs),
+                ledger=self._ledger,
+                limits=self.time_limits,
+                cancelled=cancelled,
+            ),
+            self.stats,
         )
         self._heartbeat = Heartbeat(
             worker_id=self.worker_id,
@@ -155,6 +174,9 @@ class WorkerRuntime:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._ledger is not None:
+            await self._ledger.close()
+            self._ledger = None
         if self._connection is not None:
             try:
                 await self._connection.close()

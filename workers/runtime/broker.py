@@ -14,7 +14,13 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from protocol.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, TASKS_EXCHANGE, declare_service
+from protocol.topology import (
+    DEAD_LETTER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    RETRY_EXCHANGE,
+    TASKS_EXCHANGE,
+    declare_service,
+)
 from workers.errors import BrokerError, UnroutableError
 
 log = logging.getLogger(__name__)
@@ -65,7 +71,7 @@ class AmqpPublisher:
 
     async def start(self) -> None:
         try:
-            for name in (TASKS_EXCHANGE, EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE):
+            for name in (TASKS_EXCHANGE, RETRY_EXCHANGE, EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE):
                 self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
         except BROKER_ERRORS as exc:
             raise BrokerError(f"cannot open the exchanges: {exc}") from exc

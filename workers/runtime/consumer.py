@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
@@ -52,24 +53,33 @@ class TaskConsumer:
             raise BrokerError(f"cannot consume {spec.name}: {exc}") from exc
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.create_task(self._handle(message), name=f"task:{message.message_id}")
+        # The broker's consumer timeout runs from delivery, so the time limit budget does too.
+        task = asyncio.create_task(self._handle(message, time.monotonic()), name=f"task:{message.message_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, message: AbstractIncomingMessage, received_at: float) -> None:
         if not await self._acquire():
             await acks.requeue(message)  # delivered but never started: another process takes it
             return
         try:
-            await self._runner.process(message)
-        except Exception:
+            await self._runner.process(message, received_at)
+        except Exception as exc:
             # A bug in the pipeline (not the handler, whose errors are outcomes): log it and park the
             # message rather than requeue it into a hot loop; the worker keeps serving.
             log.exception("processing message %s failed", message.message_id)
             if not message.processed:
-                await acks.reject(message)
+                await self._quarantine(message, exc)
         finally:
             await self._release()
+
+    async def _quarantine(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        try:
+            await self._runner.quarantine(message, exc)
+        except Exception:
+            log.exception("parking message %s failed; rejecting it", message.message_id)
+            if not message.processed:
+                await acks.reject(message)
 
     async def _acquire(self) -> bool:
         async with self._slots:

@@ -1,4 +1,7 @@
-"""Parking a message this worker cannot run in `baton.<service>.dead`, with the reason in headers."""
+"""Parking a message in `baton.<service>.dead`, with why in its headers.
+
+The body is kept byte for byte as it was received, so a replay is the task as it was sent.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,22 @@ import aio_pika
 from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractIncomingMessage
 
-from protocol.topology import DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER, TENANT_HEADER
+from protocol.envelope import utc_now
+from protocol.topology import (
+    ATTEMPTS_HEADER,
+    DEAD_AT_HEADER,
+    DEAD_LETTER_EXCHANGE,
+    ERROR_HEADER,
+    ERROR_TYPE_HEADER,
+    JOB_ID_HEADER,
+    REASON_HEADER,
+    TENANT_HEADER,
+)
 from workers.runtime.broker import AmqpPublisher
+from workers.runtime.failures import clip
 from workers.runtime.intake import Rejection
+
+# Not (yet) in protocol.topology: see the report; the orchestrator's dead-letter API reads them by these names.
 
 _MAX_ERROR_HEADER_CHARS: Final[int] = 1000
 
@@ -28,9 +44,15 @@ class DeadLetterer:
         """
         headers: dict[str, Any] = dict(message.headers or {})
         headers[REASON_HEADER] = rejection.reason.value
-        headers[ERROR_HEADER] = rejection.error[:_MAX_ERROR_HEADER_CHARS]
+        headers[ERROR_HEADER] = clip(rejection.error, _MAX_ERROR_HEADER_CHARS)
+        headers[DEAD_AT_HEADER] = utc_now().isoformat()
         if rejection.tenant_id is not None:
             headers[TENANT_HEADER] = rejection.tenant_id
+        if rejection.envelope is not None:
+            headers[TENANT_HEADER] = rejection.envelope.tenant_id
+            headers[JOB_ID_HEADER] = rejection.envelope.global_task_id
+            headers[ATTEMPTS_HEADER] = rejection.envelope.attempt
+            headers[ERROR_TYPE_HEADER] = rejection.error_type
         parked = aio_pika.Message(
             message.body,
             headers=headers,

@@ -68,8 +68,13 @@ class EventPublisher:
                 if delay is None:
                     log.error("giving up publishing %s of task %s: %s", event.event.value, event.task_id, exc)
                     return False
-                log.warning("publishing %s of task %s failed, retrying in %.1f s: %s",
-                            event.event.value, event.task_id, delay, exc)
+                log.warning(
+                    "publishing %s of task %s failed, retrying in %.1f s: %s",
+                    event.event.value,
+                    event.task_id,
+                    delay,
+                    exc,
+                )
                 await asyncio.sleep(delay)
         if reply_to:
             try:

@@ -29,6 +29,10 @@ class DeadlineExceeded(Exception):
     """The handler was still running when the task's deadline passed."""
 
 
+class TimeLimitExceeded(Exception):
+    """The handler ran longer than its time limit (this attempt fails; a retry may follow)."""
+
+
 class Execution:
     """One task being handled; created before the handler starts so a cancel can never slip in between."""
 
@@ -47,18 +51,20 @@ class Execution:
         if self._task is not None:
             self._task.cancel()
 
-    async def run(self, handler: Awaitable[Any]) -> Any:
-        """Run the handler in its own task, bounded by the deadline.
+    async def run(self, handler: Awaitable[Any], time_limit: float) -> Any:
+        """Run the handler in its own task, bounded by the deadline and the time limit (seconds).
 
-        Raises Interrupted after stop(), DeadlineExceeded when the deadline passes; the
-        handler's own exceptions pass through.
+        Raises Interrupted after stop(), DeadlineExceeded when the deadline passes first,
+        TimeLimitExceeded when the time limit does; the handler's own exceptions pass through.
         """
         if self._stop is not None:
             _close(handler)
             raise Interrupted(*self._stop)
+        remaining = _remaining(self.envelope.deadline)
+        deadline_first = remaining is not None and remaining <= time_limit
         self._task = asyncio.ensure_future(handler)
         try:
-            async with asyncio.timeout(_remaining(self.envelope.deadline)) as scope:
+            async with asyncio.timeout(remaining if deadline_first else time_limit) as scope:
                 return await self._task
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -66,9 +72,11 @@ class Execution:
                 raise Interrupted(*self._stop) from None
             raise
         except TimeoutError:
-            if scope.expired():
+            if not scope.expired():
+                raise
+            if deadline_first:
                 raise DeadlineExceeded(f"deadline {self.envelope.deadline} passed while running") from None
-            raise
+            raise TimeLimitExceeded(f"still running after the time limit of {time_limit:g} s") from None
 
 
 def _remaining(deadline: datetime | None) -> float | None:

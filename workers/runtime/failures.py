@@ -1,8 +1,6 @@
-"""What a failure is, and what to do about it: the one place that decides a failed task's fate.
+"""What a failed attempt is: its error, its type, and whether another attempt could help.
 
-Today every failure is final (a task_failed event). Retries slot in here: a RetryPolicy
-turns a retryable Failure of an attempt below its limit into a republish plus a
-`retrying` status event, and nothing else in the runtime changes.
+Whether it gets one is the RetryPolicy's call (workers.retry); the runner applies it.
 """
 
 from __future__ import annotations
@@ -16,11 +14,13 @@ from protocol.envelope import TaskEnvelope
 from protocol.events import JobStatus, TaskEvent, failed_event
 from workers.errors import PermanentError
 
-_MAX_ERROR_CHARS: Final[int] = 2000
+MAX_ERROR_CHARS: Final[int] = 2000
 _MAX_VALIDATION_ITEMS: Final[int] = 5
 
 VALIDATION_ERROR: Final[str] = "ValidationError"
 DEADLINE_EXCEEDED: Final[str] = "DeadlineExceeded"
+TIME_LIMIT_EXCEEDED: Final[str] = "TimeLimitExceeded"
+WORKER_LOST: Final[str] = "WorkerLost"
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Failure:
     def from_exception(cls, exc: BaseException) -> Failure:
         """A handler's exception; PermanentError (and its subclasses) are never retryable."""
         message = str(exc) or repr(exc)
-        return cls(_clip(message), type(exc).__name__, retryable=not isinstance(exc, PermanentError))
+        return cls(clip(message), type(exc).__name__, retryable=not isinstance(exc, PermanentError))
 
     @classmethod
     def invalid_payload(cls, model: object, exc: ValidationError) -> Failure:
@@ -46,17 +46,21 @@ class Failure:
         return cls(detail, DEADLINE_EXCEEDED, JobStatus.TIMED_OUT, retryable=False)
 
     @classmethod
+    def time_limit(cls, detail: str) -> Failure:
+        return cls(detail, TIME_LIMIT_EXCEEDED)
+
+    @classmethod
+    def worker_lost(cls, attempt: int) -> Failure:
+        """A delivery came back unsettled: its run died with its worker or its connection."""
+        return cls(f"attempt {attempt} did not finish (worker crash, lost connection or shutdown)", WORKER_LOST)
+
+    @classmethod
     def permanent(cls, error: str, error_type: str) -> Failure:
-        return cls(_clip(error), error_type, retryable=False)
+        return cls(clip(error), error_type, retryable=False)
 
-
-class FailurePolicy:
-    """Turns a Failure into the event that reports it."""
-
-    def outcome(self, envelope: TaskEnvelope, failure: Failure, seq: int) -> TaskEvent:
-        return failed_event(
-            envelope, error=failure.error, error_type=failure.error_type, seq=seq, status=failure.status
-        )
+    def event(self, envelope: TaskEnvelope, seq: int) -> TaskEvent:
+        """The final task_failed event reporting this failure."""
+        return failed_event(envelope, error=self.error, error_type=self.error_type, seq=seq, status=self.status)
 
 
 def summarise_validation(exc: ValidationError) -> str:
@@ -68,5 +72,5 @@ def summarise_validation(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _clip(message: str) -> str:
-    return message if len(message) <= _MAX_ERROR_CHARS else message[: _MAX_ERROR_CHARS - 1] + "…"
+def clip(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"

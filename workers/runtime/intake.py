@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -12,26 +11,26 @@ from protocol.codec import Codec, CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError, MessageTooLarge, ProtocolError, UnsupportedContentType
 from protocol.names import TENANT_ID_PATTERN
+from protocol.topology import DeadLetterReason
 from workers.sdk import HandlerSpec, Worker
 
 _TENANT_RE = re.compile(TENANT_ID_PATTERN)
 
 
-class RejectReason(StrEnum):
-    """The `x-baton-reason` header of a message this worker dead-lettered."""
-
-    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
-    MESSAGE_TOO_LARGE = "message_too_large"
-    INVALID_ENVELOPE = "invalid_envelope"
-    UNKNOWN_JOB_TYPE = "unknown_job_type"
-    WRONG_SERVICE = "wrong_service"
-
-
 @dataclass(frozen=True)
 class Rejection:
-    reason: RejectReason
+    reason: DeadLetterReason
     error: str
     tenant_id: str | None = None
+    envelope: TaskEnvelope | None = None  # set when the body was a valid envelope: its job is then failed
+    last_error_type: str | None = None  # of the last attempt's failure, when there was one
+
+    @property
+    def error_type(self) -> str:
+        """The last attempt's error type, else the reason in CamelCase (UnknownJobType, ...)."""
+        if self.last_error_type is not None:
+            return self.last_error_type
+        return "".join(word.title() for word in self.reason.value.split("_"))
 
 
 @dataclass(frozen=True)
@@ -44,26 +43,28 @@ def classify(message: AbstractIncomingMessage, worker: Worker, codecs: CodecSet)
     try:
         codec = codecs.for_content_type(message.content_type)
     except UnsupportedContentType as exc:
-        return Rejection(RejectReason.UNSUPPORTED_CONTENT_TYPE, str(exc))
+        return Rejection(DeadLetterReason.UNSUPPORTED_CONTENT_TYPE, str(exc))
     try:
         envelope = codecs.decode(TaskEnvelope, message.body, message.content_type)
     except MessageTooLarge as exc:
-        return Rejection(RejectReason.MESSAGE_TOO_LARGE, str(exc))
+        return Rejection(DeadLetterReason.MESSAGE_TOO_LARGE, str(exc))
     except DecodeError as exc:
-        return Rejection(RejectReason.INVALID_ENVELOPE, str(exc), _tenant_hint(codec, message.body))
+        return Rejection(DeadLetterReason.INVALID_ENVELOPE, str(exc), _tenant_hint(codec, message.body))
     if envelope.service != worker.service:
         return Rejection(
-            RejectReason.WRONG_SERVICE,
+            DeadLetterReason.WRONG_SERVICE,
             f"envelope is for service {envelope.service!r}, this queue is {worker.service!r}",
             envelope.tenant_id,
+            envelope,
         )
     handler = worker.handler_for(envelope.type)
     if handler is None:
         return Rejection(
-            RejectReason.UNKNOWN_JOB_TYPE,
+            DeadLetterReason.UNKNOWN_JOB_TYPE,
             f"service {worker.service!r} has no handler for job type {envelope.type!r}; "
             f"it serves {sorted(worker.job_types)}",
             envelope.tenant_id,
+            envelope,
         )
     return Accepted(envelope, handler)
 

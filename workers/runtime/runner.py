@@ -1,8 +1,14 @@
-"""Running one delivery end to end: intake, checks, handler, outcome event, ack.
+"""One delivery end to end: intake, the delivery ledger, one attempt, and settling the message.
 
-Order of one task: task_status_update{running} -> progress updates -> one outcome
-(task_completed | task_failed | task_cancelled). The message is acked only after the
-outcome event is confirmed by the broker; if it cannot be, the message is requeued.
+Order of one attempt: task_status_update{running} -> progress updates -> one outcome:
+task_completed | task_cancelled | task_failed (final) | task_status_update{retrying} with the
+next attempt published to a delay queue | task_failed after the task is parked as a dead letter.
+The message is acked only after what replaces it (outcome event, next attempt, dead letter) is
+confirmed by the broker; if that cannot be, the message is requeued.
+
+A message that comes back redelivered is never run in place: its earlier run may have had
+effects, and its events used that attempt's seq range. It becomes the next attempt (or a dead
+letter once the attempts are used up), so a crash loop ends parked rather than spinning.
 """
 
 from __future__ import annotations
@@ -11,39 +17,44 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
-from protocol.events import JobStatus, Progress, TaskEvent, cancelled_event, completed_event, status_event
-from workers.config import WorkerSettings
-from workers.context import ChildCaller, TaskContext
+from protocol.errors import DecodeError
+from protocol.events import JobStatus, cancelled_event, status_event
+from protocol.topology import DeadLetterReason
 from workers.errors import BrokerError
-from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime import acks
+from workers.runtime.attempt import AttemptFailed, AttemptRunner, Outcome
 from workers.runtime.control import CancelledJobs
 from workers.runtime.dead_letters import DeadLetterer
 from workers.runtime.events import EventPublisher
-from workers.runtime.executions import DeadlineExceeded, Execution, Executions, Interrupted, StopReason
-from workers.runtime.failures import Failure, FailurePolicy
+from workers.runtime.failures import Failure
 from workers.runtime.intake import Accepted, Rejection, classify
+from workers.runtime.ledger import LedgerState, TaskLedger
+from workers.runtime.limits import TimeLimits
 from workers.runtime.lru import BoundedMap
+from workers.runtime.retries import Rescheduler
 from workers.runtime.sequence import EventSequence
 from workers.sdk import Worker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REMEMBERED_TASKS: Final[int] = 10_000
+CANCELLED_REASON: Final[str] = "job cancelled"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    event: TaskEvent
-    body: bytes | None = None  # already encoded (and size-checked), when the runner had to encode it
+@dataclass
+class RunnerStats:
+    """What the runner did besides running handlers; read by tests and logs."""
+
+    duplicates_skipped: int = 0  # done per the ledger: acked without running
+    redeliveries_republished: int = 0
+    retries_scheduled: int = 0
+    dead_lettered: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,77 +62,181 @@ class RunnerDeps:
     """What the runner talks to; built once by the runtime."""
 
     worker: Worker
-    settings: WorkerSettings
+    codecs: CodecSet
     events: EventPublisher
+    attempts: AttemptRunner
     dead_letters: DeadLetterer
-    executions: Executions
+    rescheduler: Rescheduler
+    ledger: TaskLedger
+    limits: TimeLimits
     cancelled: CancelledJobs
-    caller: ChildCaller
-    http_session: aiohttp.ClientSession
-    http_policy: HttpPolicy
-    failures: FailurePolicy
 
 
 class TaskRunner:
-    def __init__(self, deps: RunnerDeps) -> None:
+    def __init__(self, deps: RunnerDeps, stats: RunnerStats) -> None:
         self._d = deps
-        self._codecs = deps.events.codecs
-        # Tasks whose outcome this process already published: a redelivery after a lost ack
-        # is acked without running the handler a second time.
+        self.stats = stats
+        # Tasks whose outcome this process published: the fast path before asking the ledger.
         self._finished: BoundedMap[str, bool] = BoundedMap(DEFAULT_REMEMBERED_TASKS)
-        self._in_progress: dict[str, asyncio.Future[bool]] = {}
+        self._in_progress: dict[tuple[str, int], asyncio.Future[bool]] = {}
 
-    async def process(self, message: AbstractIncomingMessage) -> None:
-        verdict = classify(message, self._d.worker, self._codecs)
+    async def process(self, message: AbstractIncomingMessage, received_at: float) -> None:
+        verdict = classify(message, self._d.worker, self._d.codecs)
         if isinstance(verdict, Rejection):
-            await self._park(message, verdict)
+            await self.park(message, verdict)
             return
         task_id = verdict.envelope.task_id
         if task_id in self._finished:
             log.debug("task %s already finished in this process; acking the redelivery", task_id)
             await acks.ack(message)
             return
-        running = self._in_progress.get(task_id)
+        # Per attempt: the next attempt of a task may arrive while this one is still being settled.
+        key = (task_id, verdict.envelope.attempt)
+        running = self._in_progress.get(key)
         if running is not None:
             # Redelivered after a channel loss while the first copy still runs here (its ack will
-            # fail): settle this copy with that run's result instead of running the handler twice.
+            # fail): settle this copy as that run settles, instead of running the handler twice.
             log.debug("task %s redelivered while running here; waiting for the running copy", task_id)
             await (acks.ack(message) if await asyncio.shield(running) else acks.requeue(message))
             return
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._in_progress[task_id] = done
+        settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._in_progress[key] = settled
         try:
-            published = await self._run_and_publish(verdict, message)
-            done.set_result(published)
+            settled.set_result(await self._deliver(verdict, message, received_at))
         finally:
-            del self._in_progress[task_id]
-            if not done.done():
-                done.set_result(False)
+            del self._in_progress[key]
+            if not settled.done():
+                settled.set_result(False)
 
-    async def _run_and_publish(self, verdict: Accepted, message: AbstractIncomingMessage) -> bool:
-        """Run the task, publish its outcome and settle the message; True when the outcome was published."""
-        task_id = verdict.envelope.task_id
+    async def _deliver(self, accepted: Accepted, message: AbstractIncomingMessage, received_at: float) -> bool:
+        """True when what follows this delivery (outcome, next attempt or dead letter) is published:
+        a copy of it is then acked; False when the message went back to the queue."""
+        envelope = accepted.envelope
+        redelivered = bool(message.redelivered)
+        reason = self._d.cancelled.reason_for(envelope)
+        state = LedgerState.CANCELLED if reason is not None else await self._d.ledger.check(envelope)
+        if state is LedgerState.DONE:
+            self.stats.duplicates_skipped += 1
+            log.debug("task %s already done per the ledger; acking without running", envelope.task_id)
+            self._finished.put(envelope.task_id, True)
+            await acks.ack(message)
+            return True
+        if state is LedgerState.CANCELLED:
+            seq = EventSequence.for_delivery(envelope, redelivered=redelivered)
+            return await self._finish(
+                message, Outcome(cancelled_event(envelope, reason or CANCELLED_REASON, seq.next()))
+            )
+        if redelivered:
+            return await self._redelivered(accepted, message)
         started = time.monotonic()
-        outcome = await self._execute(verdict, redelivered=bool(message.redelivered))
-        if outcome is None:
-            log.debug("task %s interrupted by shutdown; requeued", task_id)
+        result = await self._d.attempts.run(accepted, self._d.limits.budget(envelope.type, received_at))
+        log.debug(
+            "task %s (%s) attempt %d ran %.3f s",
+            envelope.task_id,
+            envelope.type,
+            envelope.attempt,
+            time.monotonic() - started,
+        )
+        if result is None:
+            log.debug("task %s interrupted by shutdown; requeued", envelope.task_id)
             await acks.requeue(message)
             return False
+        if isinstance(result, Outcome):
+            return await self._finish(message, result)
+        return await self._failed(accepted, message, result)
+
+    async def _failed(self, accepted: Accepted, message: AbstractIncomingMessage, failed: AttemptFailed) -> bool:
+        envelope, failure = accepted.envelope, failed.failure
+        if not failure.retryable:
+            return await self._finish(message, Outcome(failure.event(envelope, failed.seq.next())))
+        policy = self._d.worker.retry_for(accepted.handler)
+        if not policy.allows_another_attempt(envelope.attempt):
+            return await self._bury(message, envelope, failure, failed.seq)
+        try:
+            delay = await self._d.rescheduler.later(message, envelope, policy.delay_seconds(envelope.attempt))
+        except BrokerError as exc:
+            # Requeued, it comes back redelivered and becomes the next attempt without the delay.
+            log.warning("retry of task %s not scheduled (%s); requeueing it", envelope.task_id, exc)
+            await acks.requeue(message)
+            return False
+        self.stats.retries_scheduled += 1
+        retrying = status_event(envelope, JobStatus.RETRYING, failed.seq.next())
+        data = {
+            **retrying.data,
+            "next_attempt": envelope.attempt + 1,
+            "delay_seconds": delay,
+            "error": failure.error,
+            "error_type": failure.error_type,
+        }
+        await self._d.attempts.publish_advisory(retrying.model_copy(update={"data": data}))
+        log.info(
+            "task %s attempt %d failed (%s); attempt %d in %.1f s",
+            envelope.task_id,
+            envelope.attempt,
+            failure.error_type,
+            envelope.attempt + 1,
+            delay,
+        )
+        await acks.ack(message)
+        return True
+
+    async def _redelivered(self, accepted: Accepted, message: AbstractIncomingMessage) -> bool:
+        envelope = accepted.envelope
+        if not self._d.worker.retry_for(accepted.handler).allows_another_attempt(envelope.attempt):
+            seq = EventSequence.for_delivery(envelope, redelivered=True)
+            return await self._bury(message, envelope, Failure.worker_lost(envelope.attempt), seq)
+        try:
+            await self._d.rescheduler.now(message, envelope)
+        except BrokerError as exc:
+            log.warning("redelivered task %s not republished (%s); requeueing it", envelope.task_id, exc)
+            await acks.requeue(message)
+            return False
+        self.stats.redeliveries_republished += 1
+        log.info(
+            "task %s attempt %d was redelivered; republished as attempt %d",
+            envelope.task_id,
+            envelope.attempt,
+            envelope.attempt + 1,
+        )
+        await acks.ack(message)
+        return True
+
+    async def _bury(
+        self, message: AbstractIncomingMessage, envelope: TaskEnvelope, failure: Failure, seq: EventSequence
+    ) -> bool:
+        """The last attempt failed: park the task as received, then fail its job."""
+        rejection = Rejection(
+            DeadLetterReason.MAX_RETRIES_EXCEEDED, failure.error, envelope.tenant_id, envelope, failure.error_type
+        )
+        try:
+            await self._d.dead_letters.park(message, rejection)
+        except BrokerError as exc:
+            log.warning("task %s not dead-lettered (%s); requeueing it", envelope.task_id, exc)
+            await acks.requeue(message)
+            return False
+        self.stats.dead_lettered += 1
+        log.warning(
+            "task %s dead-lettered after %d attempt(s): %s: %s",
+            envelope.task_id,
+            envelope.attempt,
+            failure.error_type,
+            failure.error,
+        )
+        return await self._finish(message, Outcome(failure.event(envelope, seq.next())))
+
+    async def _finish(self, message: AbstractIncomingMessage, outcome: Outcome) -> bool:
+        """Publish the outcome, record the task as done, ack."""
         if not await self._d.events.publish_outcome(outcome.event, message.reply_to, outcome.body):
             await acks.requeue(message)
             return False
-        self._finished.put(task_id, True)
+        await self._d.ledger.mark_done(outcome.event.task_id)
+        self._finished.put(outcome.event.task_id, True)
         await acks.ack(message)
-        log.debug(
-            "task %s (%s) %s in %.3f s",
-            task_id,
-            verdict.envelope.type,
-            outcome.event.status.value,
-            time.monotonic() - started,
-        )
+        log.debug("task %s settled: %s", outcome.event.task_id, outcome.event.status.value)
         return True
 
-    async def _park(self, message: AbstractIncomingMessage, rejection: Rejection) -> None:
+    async def park(self, message: AbstractIncomingMessage, rejection: Rejection) -> None:
+        """Dead-letter a message this worker cannot run; a valid envelope's job is failed too."""
         log.warning("dead-lettering message %s: %s: %s", message.message_id, rejection.reason.value, rejection.error)
         try:
             await self._d.dead_letters.park(message, rejection)
@@ -130,79 +245,21 @@ class TaskRunner:
             log.error("could not park message %s with its reason (%s); rejecting it", message.message_id, exc)
             await acks.reject(message)
             return
-        await acks.ack(message)
+        self.stats.dead_lettered += 1
+        envelope = rejection.envelope
+        if envelope is None:
+            await acks.ack(message)  # nothing decodable: no job to tell
+            return
+        seq = EventSequence.for_delivery(envelope, redelivered=bool(message.redelivered))
+        failure = Failure.permanent(rejection.error, rejection.error_type)
+        await self._finish(message, Outcome(failure.event(envelope, seq.next())))
 
-    async def _execute(self, accepted: Accepted, *, redelivered: bool) -> Outcome | None:
-        """The outcome to publish, or None when the message must go back to the queue."""
-        envelope, handler = accepted.envelope, accepted.handler
-        seq = EventSequence.for_delivery(envelope, redelivered=redelivered)
-        execution = self._d.executions.add(envelope)
+    async def quarantine(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        """The pipeline itself crashed on this message: park it instead of requeueing it into a hot loop."""
         try:
-            reason = self._d.cancelled.reason_for(envelope)
-            if reason is not None:
-                return Outcome(cancelled_event(envelope, reason, seq.next()))
-            if envelope.is_expired():
-                failure = Failure.deadline(f"deadline {envelope.deadline} passed before the task started")
-                return Outcome(self._d.failures.outcome(envelope, failure, seq.next()))
-            try:
-                payload = handler.parse_payload(envelope.payload)
-            except ValidationError as exc:
-                failure = Failure.invalid_payload(handler.payload_type, exc)
-                return Outcome(self._d.failures.outcome(envelope, failure, seq.next()))
-            await self._publish_progress_event(status_event(envelope, JobStatus.RUNNING, seq.next()))
-            return await self._run_handler(execution, handler.func, payload, seq)
-        finally:
-            self._d.executions.remove(execution)
-
-    async def _run_handler(self, execution: Execution, func: Any, payload: Any, seq: EventSequence) -> Outcome | None:
-        envelope = execution.envelope
-        ctx = self._context(envelope, seq)
-        try:
-            result = await execution.run(func(payload, ctx))
-        except Interrupted as stop:
-            if stop.reason is StopReason.SHUTDOWN:
-                return None
-            return Outcome(cancelled_event(envelope, stop.detail, seq.next()))
-        except DeadlineExceeded as exc:
-            return Outcome(self._d.failures.outcome(envelope, Failure.deadline(str(exc)), seq.next()))
-        except Exception as exc:
-            log.debug("handler of task %s (%s) raised", envelope.task_id, envelope.type, exc_info=True)
-            return Outcome(self._d.failures.outcome(envelope, Failure.from_exception(exc), seq.next()))
-        return self._completed(envelope, result, seq)
-
-    def _completed(self, envelope: TaskEnvelope, result: Any, seq: EventSequence) -> Outcome:
-        try:
-            # Pydantic's JSON conventions: models and dataclasses dumped, NaN/Infinity as null.
-            data = to_jsonable_python(result, inf_nan_mode="null")
-        except PydanticSerializationError as exc:
-            failure = Failure.permanent(f"result of type {type(result).__name__} is not serialisable: {exc}",
-                                        "ResultNotSerializable")
-            return Outcome(self._d.failures.outcome(envelope, failure, seq.next()))
-        event = completed_event(envelope, data, seq.next())
-        body = self._d.events.encode(event)
-        if len(body) > self._d.settings.max_message_bytes:
-            failure = Failure.permanent(
-                f"result encodes to {len(body)} bytes, over the {self._d.settings.max_message_bytes}-byte message cap",
-                "ResultTooLarge",
-            )
-            return Outcome(self._d.failures.outcome(envelope, failure, event.seq))
-        return Outcome(event, body)
-
-    def _context(self, envelope: TaskEnvelope, seq: EventSequence) -> TaskContext:
-        async def report_progress(progress: Progress) -> None:
-            await self._publish_progress_event(status_event(envelope, JobStatus.RUNNING, seq.next(), progress))
-
-        return TaskContext(
-            envelope,
-            settings=self._d.settings,
-            http=ContextHttpClient(self._d.http_session, context_headers(envelope), self._d.http_policy),
-            report_progress=report_progress,
-            caller=self._d.caller,
-        )
-
-    async def _publish_progress_event(self, event: TaskEvent) -> None:
-        """Running/progress events are advisory: a broker hiccup must not fail the task."""
-        try:
-            await self._d.events.publish_event(event)
-        except BrokerError as exc:
-            log.warning("status event of task %s not published: %s", event.task_id, exc)
+            envelope: TaskEnvelope | None = self._d.codecs.decode(TaskEnvelope, message.body, message.content_type)
+        except DecodeError:
+            envelope = None
+        error = f"{type(exc).__name__}: {exc}"
+        tenant = envelope.tenant_id if envelope is not None else None
+        await self.park(message, Rejection(DeadLetterReason.PIPELINE_ERROR, error, tenant, envelope))

@@ -47,8 +47,9 @@ class _Steps:
 
     def finish(self, name: str, **details: Any) -> None:
         now = time.monotonic()
-        self.done.append({"name": name, "status": "completed", "duration_ms": round((now - self._started) * 1000, 1),
-                          **details})
+        self.done.append(
+            {"name": name, "status": "completed", "duration_ms": round((now - self._started) * 1000, 1), **details}
+        )
         self._started = now
 
 

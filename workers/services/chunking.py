@@ -64,9 +64,7 @@ def _pack(units: list[_Span], size: int, overlap: int) -> list[_Span]:
             break
         k = j + 1
         while (
-            k - 1 > i
-            and units[j].end - units[k - 1].start <= overlap
-            and units[j + 1].end - units[k - 1].start <= size
+            k - 1 > i and units[j].end - units[k - 1].start <= overlap and units[j + 1].end - units[k - 1].start <= size
         ):
             k -= 1
         i = k

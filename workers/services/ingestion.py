@@ -90,8 +90,9 @@ def make_handler(embedding_service: str) -> Any:
             )
             batch_vectors = answer.get("vectors") if isinstance(answer, dict) else None
             if not isinstance(batch_vectors, list) or len(batch_vectors) != len(batch):
-                raise PermanentError(f"the embedding service answered {len(batch_vectors or [])} vectors "
-                                     f"for {len(batch)} chunks")
+                raise PermanentError(
+                    f"the embedding service answered {len(batch_vectors or [])} vectors for {len(batch)} chunks"
+                )
             vectors.extend(batch_vectors)
             model = answer.get("model")
             await ctx.progress(

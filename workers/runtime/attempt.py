@@ -1,0 +1,143 @@
+"""Running one attempt of a task: checks, the running event, the handler, and what came of it.
+
+An attempt ends in an Outcome (a terminal event to publish: completed or cancelled), an
+AttemptFailed (the runner decides between retry, dead letter and final failure), or None
+when the process is shutting down and the message must go back to its queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from protocol.envelope import TaskEnvelope
+from protocol.events import JobStatus, Progress, TaskEvent, cancelled_event, completed_event, status_event
+from workers.config import WorkerSettings
+from workers.context import ChildCaller, TaskContext
+from workers.errors import BrokerError
+from workers.http import ContextHttpClient, HttpPolicy, context_headers
+from workers.runtime.control import CancelledJobs
+from workers.runtime.events import EventPublisher
+from workers.runtime.executions import (
+    DeadlineExceeded,
+    Execution,
+    Executions,
+    Interrupted,
+    StopReason,
+    TimeLimitExceeded,
+)
+from workers.runtime.failures import Failure
+from workers.runtime.intake import Accepted
+from workers.runtime.sequence import EventSequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event: TaskEvent
+    body: bytes | None = None  # already encoded (and size-checked), when the runner had to encode it
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    failure: Failure
+    seq: EventSequence  # the attempt's sequence, for the events that report the failure
+
+
+@dataclass(frozen=True)
+class AttemptDeps:
+    settings: WorkerSettings
+    events: EventPublisher
+    executions: Executions
+    cancelled: CancelledJobs
+    caller: ChildCaller
+    http_session: aiohttp.ClientSession
+    http_policy: HttpPolicy
+
+
+class AttemptRunner:
+    def __init__(self, deps: AttemptDeps) -> None:
+        self._d = deps
+
+    async def run(self, accepted: Accepted, time_limit: float) -> Outcome | AttemptFailed | None:
+        envelope, handler = accepted.envelope, accepted.handler
+        seq = EventSequence(envelope.attempt)
+        execution = self._d.executions.add(envelope)
+        try:
+            # Checked after registering: a cancel broadcast from now on stops the execution instead.
+            reason = self._d.cancelled.reason_for(envelope)
+            if reason is not None:
+                return Outcome(cancelled_event(envelope, reason, seq.next()))
+            if envelope.is_expired():
+                return AttemptFailed(
+                    Failure.deadline(f"deadline {envelope.deadline} passed before the task started"), seq
+                )
+            try:
+                payload = handler.parse_payload(envelope.payload)
+            except ValidationError as exc:
+                return AttemptFailed(Failure.invalid_payload(handler.payload_type, exc), seq)
+            await self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next()))
+            return await self._run_handler(execution, handler.func, payload, seq, time_limit)
+        finally:
+            self._d.executions.remove(execution)
+
+    async def _run_handler(
+        self, execution: Execution, func: Any, payload: Any, seq: EventSequence, time_limit: float
+    ) -> Outcome | AttemptFailed | None:
+        envelope = execution.envelope
+        ctx = self._context(envelope, seq)
+        try:
+            result = await execution.run(func(payload, ctx), time_limit)
+        except Interrupted as stop:
+            if stop.reason is StopReason.SHUTDOWN:
+                return None
+            return Outcome(cancelled_event(envelope, stop.detail, seq.next()))
+        except DeadlineExceeded as exc:
+            return AttemptFailed(Failure.deadline(str(exc)), seq)
+        except TimeLimitExceeded as exc:
+            log.warning("task %s (%s) attempt %d: %s", envelope.task_id, envelope.type, envelope.attempt, exc)
+            return AttemptFailed(Failure.time_limit(str(exc)), seq)
+        except Exception as exc:
+            log.debug("handler of task %s (%s) raised", envelope.task_id, envelope.type, exc_info=True)
+            return AttemptFailed(Failure.from_exception(exc), seq)
+        return self._completed(envelope, result, seq)
+
+    def _completed(self, envelope: TaskEnvelope, result: Any, seq: EventSequence) -> Outcome | AttemptFailed:
+        try:
+            # Pydantic's JSON conventions: models and dataclasses dumped, NaN/Infinity as null.
+            data = to_jsonable_python(result, inf_nan_mode="null")
+        except PydanticSerializationError as exc:
+            error = f"result of type {type(result).__name__} is not serialisable: {exc}"
+            return AttemptFailed(Failure.permanent(error, "ResultNotSerializable"), seq)
+        event = completed_event(envelope, data, seq.next())
+        body = self._d.events.encode(event)
+        cap = self._d.settings.max_message_bytes
+        if len(body) > cap:
+            error = f"result encodes to {len(body)} bytes, over the {cap}-byte message cap"
+            return AttemptFailed(Failure.permanent(error, "ResultTooLarge"), seq)
+        return Outcome(event, body)
+
+    def _context(self, envelope: TaskEnvelope, seq: EventSequence) -> TaskContext:
+        async def report_progress(progress: Progress) -> None:
+            await self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next(), progress))
+
+        return TaskContext(
+            envelope,
+            settings=self._d.settings,
+            http=ContextHttpClient(self._d.http_session, context_headers(envelope), self._d.http_policy),
+            report_progress=report_progress,
+            caller=self._d.caller,
+        )
+
+    async def publish_advisory(self, event: TaskEvent) -> None:
+        """Running, progress and retrying events: a broker hiccup must not fail the task."""
+        try:
+            await self._d.events.publish_event(event)
+        except BrokerError as exc:
+            log.warning("status event of task %s not published: %s", event.task_id, exc)
