@@ -17,13 +17,14 @@ from aiohttp import web
 
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
 from orchestrator.auth import DEV_TENANT, Authenticator
+from orchestrator.sweeper import SweeperSettings
 from protocol.settings import Settings, SettingsError
 
 log = logging.getLogger("orchestrator")
 
 
-async def serve(settings: Settings, authenticator: Authenticator) -> None:
-    app = create_app(settings, authenticator=authenticator)
+async def serve(settings: Settings, authenticator: Authenticator, sweeper: SweeperSettings) -> None:
+    app = create_app(settings, authenticator=authenticator, sweeper=sweeper)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
@@ -54,13 +55,14 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env(os.environ)
+        sweeper = SweeperSettings.from_env(os.environ)
     except SettingsError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
     authenticator, dev_key = Authenticator.from_settings(settings)
     if dev_key is not None:
         print(f"BATON_API_KEYS is not set; API key for tenant {DEV_TENANT!r}: {dev_key}", flush=True)
-    _run(serve(settings, authenticator))
+    _run(serve(settings, authenticator, sweeper))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Start order (stop order is the reverse): the task publisher, then the live state (Redis,
 registry, service directory, update bus, WebSocket hub, event consumer; `orchestrator.live`),
-then the job service and health checker that use both.
+then the job service, health checker, dead-letter service and sweeper that use both.
 """
 
 from __future__ import annotations
@@ -12,17 +12,22 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from orchestrator.auth import Authenticator
+from orchestrator.dead_letter_service import DeadLetterService
+from orchestrator.dead_letters import DeadLetterQueues
 from orchestrator.health import HealthChecker
+from orchestrator.http_dead_letters import add_dead_letter_routes
 from orchestrator.http_errors import error_middleware, metrics_middleware
 from orchestrator.http_jobs import add_job_routes
 from orchestrator.http_request import MAX_BATCH_BODY_BYTES
-from orchestrator.http_state import AUTHENTICATOR, HEALTH, JOBS, METRICS, PUBLISHER
+from orchestrator.http_state import AUTHENTICATOR, DEAD_LETTERS, HEALTH, JOBS, METRICS, PUBLISHER
 from orchestrator.http_system import add_system_routes
 from orchestrator.jobs import JobService
-from orchestrator.live import LIVE, setup_live
+from orchestrator.live import LIVE, live_status, setup_live
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
 from orchestrator.publisher import TaskPublisher
+from orchestrator.recovery import JobRecovery
+from orchestrator.sweeper import Sweeper, SweeperSettings
 from protocol.codec import CodecSet
 from protocol.settings import Settings
 
@@ -34,8 +39,10 @@ def create_app(
     *,
     metrics: OrchestratorMetrics | None = None,
     authenticator: Authenticator | None = None,
+    sweeper: SweeperSettings | None = None,
 ) -> web.Application:
     """The application; `authenticator` is passed by `__main__`, which prints the dev key it made."""
+    sweeper_settings = sweeper or SweeperSettings()
     metrics = metrics or OrchestratorMetrics()
     if authenticator is None:
         authenticator, _ = Authenticator.from_settings(settings)
@@ -60,15 +67,22 @@ def create_app(
     setup_live(
         app, settings=settings, metrics=metrics, authenticator=authenticator, cancel_job=cancel_job, codecs=codecs
     )
-    app.cleanup_ctx.append(_jobs_ctx)
+
+    async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+        live = app[LIVE]
+        app[JOBS] = JobService(live.registry, live.directory, live.bus, publisher, metrics)
+        app[HEALTH] = HealthChecker(
+            publisher, live.registry, live.directory, metrics, live_status=lambda: live_status(live)
+        )
+        recovery = JobRecovery(live.redis)
+        app[DEAD_LETTERS] = DeadLetterService(DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus)
+        sweeper = Sweeper(live.redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings)
+        await sweeper.start()
+        yield
+        await sweeper.stop()
+
+    app.cleanup_ctx.append(jobs_ctx)
     add_job_routes(app)
+    add_dead_letter_routes(app)
     add_system_routes(app)
     return app
-
-
-async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    live = app[LIVE]
-    publisher, metrics = app[PUBLISHER], app[METRICS]
-    app[JOBS] = JobService(live.registry, live.directory, live.bus, publisher, metrics)
-    app[HEALTH] = HealthChecker(publisher, live.registry, live.directory, metrics)
-    yield

@@ -16,8 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 import aio_pika
 from aio_pika.abc import (
@@ -36,7 +35,6 @@ from orchestrator.registry import RedisTaskRegistry, RegistryError
 from orchestrator.update_bus import UpdateBus
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
-from protocol.envelope import utc_now
 from protocol.errors import DecodeError
 from protocol.events import TaskEvent
 from protocol.topology import (
@@ -52,6 +50,10 @@ from protocol.topology import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
+_STOP_TIMEOUT_SECONDS: Final[float] = 5.0
+
+ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
+BusState = Literal["subscribed", "resubscribing"]
 
 
 class EventSink:
@@ -74,12 +76,7 @@ class EventSink:
             return None
         self._metrics.events_applied.labels(event=event.event.value).inc()
         if update.terminal:
-            self._metrics.jobs_finished.labels(type=outcome.job_type, status=update.status).inc()
-            with contextlib.suppress(ValueError):
-                elapsed = (utc_now() - datetime.fromisoformat(outcome.created_at)).total_seconds()
-                self._metrics.job_duration.labels(type=outcome.job_type, status=update.status).observe(
-                    max(elapsed, 0.0)
-                )
+            self._metrics.job_finished(outcome.job_type, update.status, outcome.created_at)
         try:
             await self._bus.publish(update)
         except RegistryError as exc:
@@ -143,6 +140,16 @@ class EventConsumer:
         self._task = asyncio.create_task(self._work(), name="baton-event-consumer")
         self._consuming = (queue, await queue.consume(self._receive))
 
+    @property
+    def state(self) -> ConsumerState:
+        """consuming, or reconnecting while the robust connection restores the channel and consumer."""
+        channel = self._channel
+        if self._consuming is None or channel is None:
+            return "stopped"
+        if self._connection.connected.is_set() and not channel.is_closed:
+            return "consuming"
+        return "reconnecting"
+
     async def stop(self) -> None:
         """Stop consuming; unsettled messages go back to the queue when the channel closes."""
         consuming, self._consuming = self._consuming, None
@@ -153,8 +160,10 @@ class EventConsumer:
                 await consuming[0].cancel(consuming[1])
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: shutdown must not hang on a handler stuck in a dependency call.
+            done, _ = await asyncio.wait({task}, timeout=_STOP_TIMEOUT_SECONDS)
+            if not done:
+                log.warning("the event consumer did not stop within %.0f s", _STOP_TIMEOUT_SECONDS)
         with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
             if channel is not None:
                 await channel.close()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from orchestrator.directory import ServiceDirectory
 from orchestrator.errors import BrokerError
 from orchestrator.http_schemas import HealthReport, ServiceHealth
+from orchestrator.live import LiveStatus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.publisher import QueueStats, TaskPublisher
 from orchestrator.registry import RedisTaskRegistry, RegistryError
@@ -32,7 +34,10 @@ class HealthChecker:
         directory: ServiceDirectory,
         metrics: OrchestratorMetrics,
         timeout: float = CHECK_TIMEOUT_SECONDS,
+        *,
+        live_status: Callable[[], LiveStatus],
     ) -> None:
+        self._live_status = live_status
         self._publisher = publisher
         self._registry = registry
         self._directory = directory
@@ -56,10 +61,15 @@ class HealthChecker:
                 consumers=queue_stats.consumers if queue_stats else None,
                 live_workers=live.get(service),
             )
+        state = self._live_status()
+        down = [name for name, up in (("broker", broker_up), ("redis", redis_up)) if not up]
         return HealthReport(
-            status="ok" if broker_up and redis_up else "unavailable",
+            status="unavailable" if down else "ok",
             broker="up" if broker_up else "down",
             redis="up" if redis_up else "down",
+            down=down,
+            event_consumer=state.event_consumer,
+            update_bus=state.update_bus,
             services=by_service,
         )
 

@@ -10,6 +10,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.auth import Principal
 from orchestrator.http_errors import ApiError
 from orchestrator.http_state import AUTHENTICATOR
 
@@ -20,8 +21,8 @@ REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def require_tenant(request: web.Request) -> str:
-    """The tenant of the request's API key; 401 without a valid key, 403 for keys with no tenant."""
+def require_principal(request: web.Request) -> Principal:
+    """The caller; 401 without a valid key."""
     principal = request.app[AUTHENTICATOR].authenticate(request)
     if principal is None:
         raise ApiError(
@@ -30,6 +31,12 @@ def require_tenant(request: web.Request) -> str:
             "missing or invalid API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": 'Bearer realm="baton"'},
         )
+    return principal
+
+
+def require_tenant(request: web.Request) -> str:
+    """The tenant of the request's API key; 401 without a valid key, 403 for keys with no tenant."""
+    principal = require_principal(request)
     if principal.tenant_id is None:
         raise ApiError(403, "forbidden", "this route needs a tenant's API key, not the admin key or a service token")
     return principal.tenant_id

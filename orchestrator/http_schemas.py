@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.event_consumer import BusState, ConsumerState
 from orchestrator.jobs import NewJob
 from protocol.envelope import ContextIds
 from protocol.events import JobStatus
@@ -170,6 +171,7 @@ class JobView(BaseModel):
     result: Any
     error: dict[str, Any] | None
     context: dict[str, Any]
+    attempt: int = Field(description="the root task's attempt: grows with every retry and replay")
 
 
 class JobList(BaseModel):
@@ -223,4 +225,77 @@ class HealthReport(BaseModel):
     status: Literal["ok", "unavailable"]
     broker: Literal["up", "down"]
     redis: Literal["up", "down"]
+    down: list[str] = Field(default_factory=list, description="the dependencies that are down: broker, redis")
+    event_consumer: ConsumerState = Field(description="this replica's consumer of baton.orchestrator.events")
+    update_bus: BusState = Field(description="this replica's Redis pub/sub")
     services: dict[str, ServiceHealth]
+
+
+MAX_DEAD_LETTER_PAGE: Final[int] = 1000
+
+
+class DeadLetterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offset: int = Field(default=0, ge=0, description="visible parked tasks to skip")
+    limit: int = Field(default=100, ge=1, le=MAX_DEAD_LETTER_PAGE)
+
+
+class DeadLetterEntry(BaseModel):
+    task_id: str | None
+    job_id: str | None
+    tenant_id: str | None
+    type: str | None
+    reason: str | None = Field(description="why it was parked (x-baton-reason, or RabbitMQ's own reason)")
+    attempts: int | None
+    error: str | None
+    error_type: str | None
+    dead_at: str | None
+    decodable: bool = Field(description="false when the body is not a task envelope: it cannot be replayed")
+    decode_error: str | None
+
+
+class DeadLetterList(BaseModel):
+    service: str
+    queue: str
+    entries: list[DeadLetterEntry]
+    matched: int = Field(description="visible parked tasks seen by this scan")
+    scanned: int = Field(description="messages read from the queue (all tenants')")
+    truncated: bool = Field(description="the scan stopped at its bound; more may be parked")
+    offset: int
+    limit: int
+
+
+class ReplayRequest(BaseModel):
+    """Exactly one of `task_ids` and `all`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_BATCH_ITEMS
+    )
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> ReplayRequest:
+        if (self.task_ids is not None) == self.all:
+            raise ValueError('give either "task_ids": [...] or "all": true')
+        return self
+
+
+class ReplayedTask(BaseModel):
+    task_id: str
+    job_id: str
+    attempt: int
+
+
+class ReplayItemError(BaseModel):
+    task_id: str | None
+    error: str = Field(description="not_found, undecodable, duplicate, job_not_found, job_<status>, publish_failed")
+    detail: str
+
+
+class ReplayResponse(BaseModel):
+    replayed: list[ReplayedTask]
+    errors: list[ReplayItemError]
+    truncated: bool = Field(description="the scan stopped at its bound; run the replay again for the rest")

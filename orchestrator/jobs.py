@@ -44,7 +44,7 @@ class JobPublisher(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def publish_task(self, envelope: TaskEnvelope) -> None: ...
+    async def publish_task(self, envelope: TaskEnvelope, *, reply_to: str | None = None) -> None: ...
 
     async def publish_cancel(self, command: CancelCommand) -> None: ...
 
@@ -170,11 +170,19 @@ class JobService:
         return record
 
     async def cancel(self, tenant_id: str, job_id: str, reason: str = "cancelled by client") -> CancelResult:
+        """Cancel a queued or running job.
+
+        The registry decides atomically between this cancel and a racing outcome event: exactly one
+        wins, and the result says which (ALREADY_TERMINAL carries the record with the real status).
+        """
         result, update = await self._registry.cancel(tenant_id, job_id, reason)
         if result.status is not CancelStatus.CANCELLED:
             return result
-        # The registry already says cancelled (terminal), so late events of the job are dropped
-        # whatever happens next; the broadcast stops work that is running or still queued.
+        if result.record is not None:
+            self._metrics.job_finished(result.record.type, JobStatus.CANCELLED.value, result.record.created_at)
+        # The registry already says cancelled (terminal) and the job's cancelled ledger key is set
+        # with it, so late events are dropped and a queued task is never started, whatever happens
+        # next; the broadcast stops work that is running right now.
         try:
             command = CancelCommand(tenant_id=tenant_id, global_task_id=job_id, reason=reason)
             await self._publisher.publish_cancel(command)
@@ -253,4 +261,6 @@ def record_for(envelope: TaskEnvelope) -> JobRecord:
         updated_at=created_at,
         seq=1,
         context=envelope.context.model_dump(exclude_none=True),
+        attempt=envelope.attempt,
+        envelope=envelope.model_dump(mode="json"),
     )

@@ -29,6 +29,11 @@ def job(tenant_id: str, job_id: str) -> str:
     return f"{PREFIX}:tasks:{tenant_id}:{job_id}"
 
 
+def script_keys(tenant_id: str, job_id: str) -> list[str]:
+    """The KEYS every registry script starts with: the job, the tenant index, the status indexes in order."""
+    return [job(tenant_id, job_id), tenant_jobs(tenant_id), *status_indexes(tenant_id)]
+
+
 def session(tenant_id: str, session_id: str) -> str:
     """Sorted set of a session's job ids, scored by creation time (ms)."""
     return f"{PREFIX}:session:{tenant_id}:{session_id}"
@@ -55,6 +60,16 @@ def status_indexes(tenant_id: str) -> list[str]:
 def idempotency(tenant_id: str, key: str) -> str:
     """Hash {job_id, fingerprint} of the job an idempotency key created."""
     return f"{PREFIX}:idempotency:{tenant_id}:{key}"
+
+
+def sweeper_lock() -> str:
+    """The lock the replica that sweeps stuck jobs holds (one replica at a time)."""
+    return f"{PREFIX}:sweeper:lock"
+
+
+def tenant_status_pattern(status: str) -> str:
+    """SCAN pattern of every tenant's index of jobs in one status."""
+    return f"{PREFIX}:jobs:*:status:{status}"
 
 
 def workers(service: str) -> str:

@@ -26,7 +26,7 @@ from redis.backoff import ExponentialBackoff
 
 from orchestrator.auth import Authenticator
 from orchestrator.directory import ServiceDirectory
-from orchestrator.event_consumer import EventConsumer
+from orchestrator.event_consumer import BusState, ConsumerState, EventConsumer
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
 from orchestrator.registry import RedisTaskRegistry
@@ -89,6 +89,24 @@ async def stop_consumer(task: asyncio.Task[tuple[AbstractRobustConnection, Event
 
 
 LIVE: Final = web.AppKey("baton_live", LiveState)
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    event_consumer: ConsumerState
+    update_bus: BusState
+
+
+def live_status(live: LiveState) -> LiveStatus:
+    task = live.consumer
+    consumer: ConsumerState
+    if not task.done():
+        consumer = "connecting"
+    elif task.cancelled() or task.exception() is not None:
+        consumer = "failed"
+    else:
+        consumer = task.result()[1].state
+    return LiveStatus(consumer, "subscribed" if live.bus.subscribed else "resubscribing")
 
 
 def make_redis(url: str) -> aioredis.Redis:

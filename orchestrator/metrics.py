@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -20,6 +23,7 @@ class OrchestratorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
             registry=r,
         )
+        self.jobs_swept = Counter("baton_jobs_swept", "Stuck jobs the sweeper resolved", ["action"], registry=r)
         self.publish_failures = Counter("baton_publish_failures", "Task publishes that failed", ["reason"], registry=r)
         self.events_applied = Counter("baton_events_applied", "Events applied to the registry", ["event"], registry=r)
         self.events_dropped = Counter("baton_events_dropped", "Events not applied", ["reason"], registry=r)
@@ -41,6 +45,13 @@ class OrchestratorMetrics:
         self.http_duration = Histogram(
             "baton_http_request_duration_seconds", "HTTP request time", ["route"], registry=r
         )
+
+    def job_finished(self, job_type: str, status: str, created_at: str) -> None:
+        """Count a job that reached a terminal status, and the time since its creation (ISO-8601)."""
+        self.jobs_finished.labels(type=job_type, status=status).inc()
+        with contextlib.suppress(ValueError):
+            elapsed = (datetime.now(UTC) - datetime.fromisoformat(created_at)).total_seconds()
+            self.job_duration.labels(type=job_type, status=status).observe(max(elapsed, 0.0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,6 +30,9 @@ class JobRecord(BaseModel):
     result: Any = None
     error: dict[str, Any] | None = None
     context: dict[str, Any] = {}
+    attempt: int = 1  # of the root task: grows with every retry and replay
+    # The root task's envelope as last published (JSON), so the sweeper and replay can publish it again.
+    envelope: dict[str, Any] | None = None
 
     @property
     def job_id(self) -> str:
@@ -37,7 +40,7 @@ class JobRecord(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """The JSON the API and the WebSocket snapshot show."""
-        body = self.model_dump(mode="json")
+        body = self.model_dump(mode="json", exclude={"envelope"})
         body["job_id"] = self.global_task_id
         return body
 

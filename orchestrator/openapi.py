@@ -18,6 +18,8 @@ from orchestrator.http_schemas import (
     BatchRequest,
     BatchResponse,
     CancelResponse,
+    DeadLetterList,
+    DeadLetterQuery,
     ErrorBody,
     HealthReport,
     JobAccepted,
@@ -28,6 +30,8 @@ from orchestrator.http_schemas import (
     JobResult,
     JobSpec,
     JobView,
+    ReplayRequest,
+    ReplayResponse,
     UnknownJobTypeBody,
 )
 
@@ -157,6 +161,44 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             404: _NOT_FOUND,
             409: Response("the job already ended; `status` says how", ErrorBody),
         },
+    ),
+    Operation(
+        "get",
+        "/dead-letters/{service}",
+        "List a service's parked tasks (baton.<service>.dead)",
+        {
+            200: Response("one page of parked tasks", DeadLetterList),
+            401: _UNAUTHORIZED,
+            403: Response("a service token", ErrorBody),
+            404: Response("not a valid service name", ErrorBody),
+            422: _INVALID,
+            503: _UNAVAILABLE,
+        },
+        query=DeadLetterQuery,
+        tags=("dead letters",),
+        description="A tenant sees its own parked tasks; the admin key sees every tenant's, undecodable "
+        "messages included. The queue is read without removing anything; one scan is bounded in "
+        "messages and time (`truncated` says when it stopped early).",
+    ),
+    Operation(
+        "post",
+        "/dead-letters/{service}/replay",
+        "Replay parked tasks as new attempts of their jobs",
+        {
+            200: Response("the tasks replayed, and per-item errors", ReplayResponse),
+            400: _BAD_JSON,
+            401: _UNAUTHORIZED,
+            403: Response("a service token", ErrorBody),
+            404: Response("not a valid service name", ErrorBody),
+            422: _INVALID,
+            503: _UNAVAILABLE,
+        },
+        body=ReplayRequest,
+        tags=("dead letters",),
+        description="Each selected parked task is published again with attempt + 1 (confirmed) and then "
+        "removed from the dead-letter queue; its job goes back to `queued`, and the new attempt's events "
+        "reach the job's subscribers. Undecodable messages, and tasks of completed or cancelled jobs, "
+        "are not replayed (per-item errors).",
     ),
     Operation(
         "get",

@@ -10,9 +10,11 @@ aio-pika and aiormq errors do not leave this module; they become `BrokerError`s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aio_pika
@@ -29,6 +31,7 @@ from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchange
 log = logging.getLogger(__name__)
 
 APP_ID = "baton-orchestrator"
+_STATS_CHUNK = 40  # queues inspected per channel
 # Errors aio-pika, aiormq and the socket layer raise when the link or a channel breaks.
 _LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 
@@ -100,8 +103,11 @@ class TaskPublisher:
         if link is not None:
             await link.connection.close()
 
-    async def publish_task(self, envelope: TaskEnvelope) -> None:
-        """Publish to `baton.tasks` with routing key = service; returns once the broker confirmed it."""
+    async def publish_task(self, envelope: TaskEnvelope, *, reply_to: str | None = None) -> None:
+        """Publish to `baton.tasks` with routing key = service; returns once the broker confirmed it.
+
+        `reply_to` is kept when a child task is published again (its caller waits on that queue).
+        """
         link = self._require_link()
         await self._ensure_service(link, envelope.service)
         codec = self._codecs.default
@@ -115,6 +121,7 @@ class TaskPublisher:
             timestamp=envelope.created_at,
             type=envelope.type,
             app_id=APP_ID,
+            reply_to=reply_to,
         )
         try:
             await self._publish(link.tasks, message, envelope.service, mandatory=True)
@@ -138,36 +145,64 @@ class TaskPublisher:
         )
         await self._publish(link.control, message, "", mandatory=False)
 
+    @asynccontextmanager
+    async def raw_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
+        """A short-lived plain channel of the publishing connection, closed on exit.
+
+        For work a robust channel must not restore after a failure: passive declares, basic.get
+        with manual acks (closing the channel hands every unsettled message back to its queue).
+        """
+        channel = await self._plain_channel()
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(*_LINK_ERRORS):
+                    await channel.close()
+
     async def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats | None]:
         """Ready messages and consumers per queue (None when the queue does not exist).
 
         Passive declares only: inspecting must never create a queue. A missing queue makes the
-        broker close the channel, so this uses short-lived plain channels of the underlying
-        connection rather than a robust channel, which would try to restore itself.
+        broker close the channel, so this uses short-lived plain channels rather than a robust
+        one, which would try to restore itself. Queues are asked in chunks on parallel channels:
+        with hundreds of services, one declare after another would take too long.
         """
-        link = self._require_link()
-        transport = link.connection.transport
-        if transport is None:
-            raise BrokerUnavailable("no connection to RabbitMQ")
-        raw = transport.connection
+        chunks = [queues[i : i + _STATS_CHUNK] for i in range(0, len(queues), _STATS_CHUNK)]
         stats: dict[str, QueueStats | None] = {}
-        try:
-            channel = await raw.channel(publisher_confirms=False)
+        for part in await asyncio.gather(*(self._chunk_stats(chunk) for chunk in chunks)):
+            stats.update(part)
+        return {name: stats[name] for name in queues}
+
+    async def _chunk_stats(self, queues: Sequence[str]) -> dict[str, QueueStats | None]:
+        stats: dict[str, QueueStats | None] = {}
+        async with self.raw_channel() as first:
+            channel = first
             try:
                 for name in queues:
                     try:
                         ok = await channel.queue_declare(name, passive=True)
                     except aiormq.exceptions.ChannelNotFoundEntity:
                         stats[name] = None
-                        channel = await raw.channel(publisher_confirms=False)
+                        channel = await self._plain_channel()
                         continue
                     stats[name] = QueueStats(messages=ok.message_count or 0, consumers=ok.consumer_count or 0)
+            except _LINK_ERRORS as exc:
+                raise BrokerUnavailable(f"cannot inspect queues: {exc}") from exc
             finally:
-                if not channel.is_closed:
-                    await channel.close()
-        except _LINK_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot inspect queues: {exc}") from exc
+                if channel is not first and not channel.is_closed:
+                    with contextlib.suppress(*_LINK_ERRORS):
+                        await channel.close()
         return stats
+
+    async def _plain_channel(self) -> aiormq.abc.AbstractChannel:
+        transport = self._require_link().connection.transport
+        if transport is None:
+            raise BrokerUnavailable("no connection to RabbitMQ")
+        try:
+            return await transport.connection.channel(publisher_confirms=False)
+        except _LINK_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot open a channel: {exc}") from exc
 
     def _require_link(self) -> _Link:
         link = self._link

@@ -30,11 +30,12 @@ from orchestrator.models import (
     JobRecord,
     JobUpdate,
 )
+from orchestrator.registry_codec import from_hash, pairs, score, text, to_hash
+from protocol import ledger
 from protocol.envelope import utc_now
-from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
 
 DEFAULT_TTL_SECONDS: Final[int] = 24 * 3600
-JSON_FIELDS: Final[frozenset[str]] = frozenset({"delegated_services", "progress", "result", "error", "context"})
 # How many index entries older than the TTL one listing checks against their job hashes.
 _SWEEP_BATCH: Final[int] = 500
 
@@ -110,17 +111,17 @@ class RedisTaskRegistry:
         """Store a new job atomically; with an idempotency key, a repeat gets the first job back."""
         record = _with_root_entry(record)
         tenant = record.tenant_id
-        fields = _to_hash(record)
+        fields = to_hash(record)
         if idempotency_key is not None:
             fields["idempotency_key"] = idempotency_key
-        script_keys = [*_status_keys(tenant, record.job_id), keys.tenant_jobs_by_type(tenant, record.type)]
+        script_keys = [*keys.script_keys(tenant, record.job_id), keys.tenant_jobs_by_type(tenant, record.type)]
         if record.session_id is not None:
             script_keys.append(keys.session(tenant, record.session_id))
         if idempotency_key is not None:
             script_keys.append(keys.idempotency(tenant, idempotency_key))
         args: list[Any] = [
             self._ttl,
-            _score(record.created_at),
+            score(record.created_at),
             record.job_id,
             record.status,
             "1" if record.session_id is not None else "0",
@@ -133,7 +134,7 @@ class RedisTaskRegistry:
         for _ in range(2):
             with redis_errors("creating a job"):
                 reply = await self._create(keys=script_keys, args=args)
-            outcome, job_id = _text(reply[0]), _text(reply[1])
+            outcome, job_id = text(reply[0]), text(reply[1])
             if outcome == "created":
                 return CreateResult(CreateStatus.CREATED, record)
             stored = await self.get(tenant, job_id)
@@ -154,11 +155,11 @@ class RedisTaskRegistry:
             )
             if job_type is None:
                 return
-            script_keys = [*_status_keys(tenant_id, job_id), keys.tenant_jobs_by_type(tenant_id, _text(job_type))]
+            script_keys = [*keys.script_keys(tenant_id, job_id), keys.tenant_jobs_by_type(tenant_id, text(job_type))]
             if session_id is not None:
-                script_keys.append(keys.session(tenant_id, _text(session_id)))
+                script_keys.append(keys.session(tenant_id, text(session_id)))
             if idempotency_key is not None:
-                script_keys.append(keys.idempotency(tenant_id, _text(idempotency_key)))
+                script_keys.append(keys.idempotency(tenant_id, text(idempotency_key)))
             await self._discard(
                 keys=script_keys,
                 args=[job_id, "1" if session_id is not None else "0", "1" if idempotency_key is not None else "0"],
@@ -167,7 +168,7 @@ class RedisTaskRegistry:
     async def get(self, tenant_id: str, job_id: str) -> JobRecord | None:
         with redis_errors("reading a job"):
             raw = await self._redis.hgetall(keys.job(tenant_id, job_id))
-        return _from_hash(raw) if raw else None
+        return from_hash(raw) if raw else None
 
     async def list_jobs(
         self,
@@ -201,7 +202,7 @@ class RedisTaskRegistry:
                     hashes = await pipe.execute() if ids else []
                 missing = [job_id for job_id, raw in zip(ids, hashes, strict=True) if not raw]
                 if not missing:
-                    return [_from_hash(raw) for raw in hashes], total
+                    return [from_hash(raw) for raw in hashes], total
                 await self._prune(tenant_id, indexes, missing)
 
     async def apply_event(self, event: TaskEvent) -> JobUpdate | None:
@@ -233,7 +234,7 @@ class RedisTaskRegistry:
         job_id = event.global_task_id
         with redis_errors("applying an event"):
             reply = await self._apply(
-                keys=_status_keys(event.tenant_id, job_id),
+                keys=keys.script_keys(event.tenant_id, job_id),
                 args=[
                     job_id,
                     event.task_id,
@@ -245,12 +246,13 @@ class RedisTaskRegistry:
                     progress,
                     result,
                     error,
+                    _attempt_of(event),
                 ],
             )
-        outcome = _text(reply[0])
+        outcome = text(reply[0])
         if outcome != "applied":
             return ApplyOutcome(None, outcome)
-        job_seq, job_status = int(reply[1]), _text(reply[2])
+        job_seq, job_status = int(reply[1]), text(reply[2])
         body = event.model_dump(mode="json")
         body["seq"] = job_seq
         update = JobUpdate(
@@ -261,20 +263,24 @@ class RedisTaskRegistry:
             terminal=job_status in TERMINAL_STATUSES,
             event=body,
         )
-        return ApplyOutcome(update, None, _text(reply[3]), _text(reply[4]))
+        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
 
     async def cancel(self, tenant_id: str, job_id: str, reason: str) -> tuple[CancelResult, JobUpdate | None]:
-        """Mark a queued or running job cancelled (terminal); the update announces it."""
+        """Mark a queued or running job cancelled (terminal); the update announces it.
+
+        The job's cancelled ledger key is set in the same atomic step, so a worker that is handed a
+        task of the job later (after a restart, when the broadcast is long gone) never starts it.
+        """
         error = json.dumps({"reason": reason, "status": JobStatus.CANCELLED.value})
         with redis_errors("cancelling a job"):
             reply = await self._cancel(
-                keys=_status_keys(tenant_id, job_id),
-                args=[job_id, self._ttl, utc_now().isoformat(), error],
+                keys=[*keys.script_keys(tenant_id, job_id), ledger.cancelled_key(tenant_id, job_id)],
+                args=[job_id, self._ttl, utc_now().isoformat(), error, ledger.LEDGER_TTL_SECONDS, reason],
             )
-        outcome = _text(reply[0])
+        outcome = text(reply[0])
         if outcome == "not_found":
             return CancelResult(CancelStatus.NOT_FOUND, None), None
-        record = _from_hash(_pairs(reply[1]))
+        record = from_hash(pairs(reply[1]))
         if outcome == "already_terminal":
             return CancelResult(CancelStatus.ALREADY_TERMINAL, record), None
         event = TaskEvent(
@@ -306,9 +312,9 @@ class RedisTaskRegistry:
                 pipe.zcard(indexes[0])
                 pipe.zrevrange(indexes[0], offset, offset + limit - 1)
                 total, ids = await pipe.execute()
-            return [_text(i) for i in ids], int(total)
+            return [text(i) for i in ids], int(total)
         pairs: list[Any] = await self._redis.zinter(list(indexes), aggregate="MAX", withscores=True)
-        ordered = sorted(((float(score), _text(member)) for member, score in pairs), reverse=True)
+        ordered = sorted(((float(score), text(member)) for member, score in pairs), reverse=True)
         return [member for _, member in ordered[offset : offset + limit]], len(ordered)
 
     async def _count(self, indexes: Sequence[str]) -> int:
@@ -321,7 +327,7 @@ class RedisTaskRegistry:
         cutoff = (time.time() - self._ttl) * 1000
         for index in indexes:
             found: list[Any] = await self._redis.zrangebyscore(index, "-inf", cutoff, 0, _SWEEP_BATCH)
-            old = [_text(i) for i in found]
+            old = [text(i) for i in found]
             if not old:
                 continue
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -339,9 +345,13 @@ class RedisTaskRegistry:
             await pipe.execute()
 
 
-def _status_keys(tenant_id: str, job_id: str) -> list[str]:
-    """KEYS shared by the scripts: the job, the tenant index, the status indexes in order."""
-    return [keys.job(tenant_id, job_id), keys.tenant_jobs(tenant_id), *keys.status_indexes(tenant_id)]
+def _attempt_of(event: TaskEvent) -> int:
+    """The task attempt an event belongs to: its own word for it, else what its seq encodes."""
+    for name in ("attempt", "attempts"):
+        value = event.data.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return event.seq // ATTEMPT_SEQ_STRIDE
 
 
 def _task_status(event: TaskEvent) -> str:
@@ -358,35 +368,3 @@ def _with_root_entry(record: JobRecord) -> JobRecord:
         return record
     root = {"service": record.service, "task_id": record.root_task_id, "status": record.status}
     return record.model_copy(update={"delegated_services": [root, *record.delegated_services]})
-
-
-def _score(created_at: str) -> int:
-    return int(datetime.fromisoformat(created_at).timestamp() * 1000)
-
-
-def _to_hash(record: JobRecord) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for name, value in record.model_dump(mode="json").items():
-        if name in JSON_FIELDS:
-            fields[name] = json.dumps(value)
-        elif value is not None:
-            fields[name] = str(value)
-    return fields
-
-
-def _from_hash(raw: dict[Any, Any]) -> JobRecord:
-    data: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = _text(key)
-        if name not in JobRecord.model_fields:
-            continue  # per-task seqs, idempotency key: registry bookkeeping
-        data[name] = json.loads(value) if name in JSON_FIELDS else _text(value)
-    return JobRecord.model_validate(data)
-
-
-def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

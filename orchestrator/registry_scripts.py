@@ -67,14 +67,15 @@ return {'created', job_id}
 )
 
 # KEYS: job, all-jobs index, 7 status indexes
-# ARGV: job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error
-# (progress, result and error are JSON text, '' when the event carries none)
+# ARGV: job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt
+# (progress, result and error are JSON text, '' when the event carries none; attempt 0 when unknown)
 APPLY_EVENT: Final[str] = (
     _COMMON
     + """
 local job_id, task_id, seq, task_status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local ttl = tonumber(ARGV[6])
-local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at')
+local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at',
+                      'attempt')
 if not cur[1] then return {'unknown_job'} end
 if TERMINAL[cur[1]] then return {'job_terminal'} end
 
@@ -108,6 +109,8 @@ if task_id == cur[2] then
   if ARGV[8] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[8]) end
   if ARGV[9] ~= '' then table.insert(fields, 'result'); table.insert(fields, ARGV[9]) end
   if ARGV[10] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[10]) end
+  local attempt = tonumber(ARGV[11] or '0')
+  if attempt > tonumber(cur[7] or '1') then table.insert(fields, 'attempt'); table.insert(fields, tostring(attempt)) end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
@@ -116,8 +119,8 @@ return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes
-# ARGV: job_id, ttl, updated_at, error JSON
+# KEYS: job, all-jobs index, 7 status indexes, the job's cancelled ledger key
+# ARGV: job_id, ttl, updated_at, error JSON, ledger ttl, ledger value
 CANCEL: Final[str] = (
     _COMMON
     + """
@@ -139,7 +142,80 @@ if #delegated > 0 then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
+-- In the same step as the status: no worker can see the job cancelled in one place and not the other.
+redis.call('SET', KEYS[10], ARGV[6], 'EX', tonumber(ARGV[5]))
 return {'cancelled', redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+# KEYS: job, all-jobs index, 7 status indexes, the task's done ledger key, the job's cancelled ledger key
+# ARGV: job_id, task_id, attempt, attempt seq stride, ttl, updated_at, envelope JSON, expected job seq ('' = any)
+# A new attempt of a task (a replayed dead letter, or a lost message published again): the root task
+# puts the job back to `queued` (also from failed or timed_out); a child task may only be replayed
+# while its job is open. Answers 'retry' with the lowest usable attempt when the one given would
+# number its events at or below ones already seen (they would be dropped as stale).
+REOPEN: Final[str] = (
+    _COMMON
+    + """
+local job_id, task_id, attempt, stride = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services')
+if not cur[1] then return {'not_found', ''} end
+if ARGV[8] ~= '' and cur[3] ~= ARGV[8] then return {'changed', cur[1]} end
+if cur[1] == 'completed' or cur[1] == 'cancelled' then return {'refused', cur[1]} end
+local is_root = task_id == cur[2]
+if not is_root and TERMINAL[cur[1]] then return {'refused', cur[1]} end
+local last = tonumber(redis.call('HGET', KEYS[1], 'task_seq:' .. task_id) or '-1')
+if attempt * stride <= last then return {'retry', tostring(math.floor(last / stride) + 1)} end
+
+local delegated = cjson.decode(cur[4] or '[]')
+local found = false
+for _, entry in ipairs(delegated) do
+  if entry['task_id'] == task_id then entry['status'] = 'queued'; found = true; break end
+end
+if not found then table.insert(delegated, {service = 'unknown', task_id = task_id, status = 'queued'}) end
+local job_seq = tonumber(cur[3] or '0') + 1
+local fields = {'seq', tostring(job_seq), 'updated_at', ARGV[6], 'delegated_services', cjson.encode(delegated)}
+if is_root then
+  move_status(job_id, cur[1], 'queued', ttl)
+  for _, f in ipairs({'status', 'queued', 'attempt', tostring(attempt), 'envelope', ARGV[7]}) do
+    table.insert(fields, f)
+  end
+  redis.call('HDEL', KEYS[1], 'error', 'result', 'progress')
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ttl)
+-- The earlier attempt's outcome and a sweeper's "never run" must not stop the new attempt.
+redis.call('DEL', KEYS[10], KEYS[11])
+return {'reopened', redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+# KEYS: job, all-jobs index, 7 status indexes, the job's cancelled ledger key
+# ARGV: job_id, expected job seq, ttl, updated_at, error JSON, ledger ttl, ledger value
+# The sweeper's verdict on a stuck job: failed, unless an event moved it since it looked.
+FAIL_STUCK: Final[str] = (
+    _COMMON
+    + """
+local job_id, ttl = ARGV[1], tonumber(ARGV[3])
+local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services')
+if not cur[1] then return {'not_found'} end
+if TERMINAL[cur[1]] then return {'terminal'} end
+if cur[2] ~= ARGV[2] then return {'changed'} end
+local delegated = cjson.decode(cur[3] or '[]')
+for _, entry in ipairs(delegated) do
+  if not TERMINAL[entry['status']] then entry['status'] = 'failed' end
+end
+local job_seq = tonumber(cur[2] or '0') + 1
+move_status(job_id, cur[1], 'failed', ttl)
+local fields = {'status', 'failed', 'seq', tostring(job_seq), 'updated_at', ARGV[4], 'error', ARGV[5]}
+if #delegated > 0 then
+  table.insert(fields, 'delegated_services'); table.insert(fields, cjson.encode(delegated))
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('SET', KEYS[10], ARGV[7], 'EX', tonumber(ARGV[6]))
+return {'failed', redis.call('HGETALL', KEYS[1])}
 """
 )
 

@@ -7,7 +7,7 @@ A client authenticates with `Authorization: Bearer`, `?token=`, or a first messa
     {"type": "subscribe", "job_ids": [...]}        {"type": "job_snapshot", "job_id", "seq", "job"}, then events
     {"type": "subscribe", "all": true}             events of every job of the tenant
     {"type": "unsubscribe", "job_ids"|"all"}       (nothing)
-    {"type": "cancel_job", "job_id": ...}          {"type": "cancel_result", "job_id", "status"}
+    {"type": "cancel_job", "job_id": ...}          {"type": "cancel_result", "job_id", "status", "job_status"}
     {"type": "ping"}                               {"type": "pong"}
     anything wrong                                 {"type": "error", "error", "detail"}; the socket stays open
 
@@ -242,7 +242,9 @@ class WebSocketEndpoint:
         if not _is_job_id(job_id) or conn.tenant_id is None:
             raise ClientError("bad_message", 'cancel_job needs "job_id"')
         result = await self._cancel_job(conn.tenant_id, job_id)
-        conn.send({"type": "cancel_result", "job_id": job_id, "status": result.status.value})
+        # `job_status` is how the job ended: "cancelled", or what won the race (e.g. "completed").
+        job_status = result.record.status if result.record is not None else None
+        conn.send({"type": "cancel_result", "job_id": job_id, "status": result.status.value, "job_status": job_status})
 
     async def _publish_event(self, parts: LiveParts, conn: ClientConnection, body: dict[str, Any]) -> None:
         try:

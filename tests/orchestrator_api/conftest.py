@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,12 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from orchestrator import keys
 from orchestrator.app import create_app
 from orchestrator.live import LIVE
+from orchestrator.sweeper import SweeperSettings
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import TaskEvent
 from protocol.settings import Settings
-from protocol.topology import EVENTS_EXCHANGE, dead_letter_queue, event_routing_key, task_queue
+from protocol.topology import EVENTS_EXCHANGE, event_routing_key, service_queues, task_queue
 
 Client = TestClient[web.Request, web.Application]
 
@@ -99,8 +100,15 @@ class Api:
             await channel.close()
 
 
-def _settings(rabbitmq_url: str, redis_url: str, keys_to_tenants: dict[str, str]) -> Settings:
-    return Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url, api_keys=keys_to_tenants)
+def _settings(
+    rabbitmq_url: str, redis_url: str, keys_to_tenants: dict[str, str], admin_key: str | None = None
+) -> Settings:
+    return Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url, api_keys=keys_to_tenants, admin_key=admin_key)
+
+
+def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
+    """A sweeper that only ever looks at the test's own tenants, with its own lock."""
+    return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
 
 
 async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:
@@ -123,12 +131,23 @@ async def _serve(app: web.Application) -> AsyncIterator[Client]:
         yield client
 
 
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def serve_api(
+    rabbitmq_url: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    unique: str,
+    sweeper: Callable[[frozenset[str]], SweeperSettings] | None = None,
+) -> AsyncIterator[Api]:
+    """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after."""
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
     service, job_type = f"svc-{unique}", f"job_{unique}"
-    app = create_app(_settings(rabbitmq_url, redis_url, {key_a: tenant_a, key_b: tenant_b}))
+    tenants = frozenset({tenant_a, tenant_b})
+    app = create_app(
+        _settings(rabbitmq_url, redis_url, {key_a: tenant_a, key_b: tenant_b}, admin_key=f"admin-{unique}"),
+        sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
+    )
     # A plain connection: a channel closed by a failed passive declare must stay closed.
     amqp = await aio_pika.connect(rabbitmq_url, client_properties={"connection_name": f"test-api-{unique}"})
     try:
@@ -149,14 +168,20 @@ async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, u
             yield api
     finally:
         channel = await amqp.channel()
-        for queue in (task_queue(service), dead_letter_queue(service)):
-            await channel.queue_delete(queue)
+        for spec in service_queues(service):
+            await channel.queue_delete(spec.name)
         await amqp.close()
         for tenant in (tenant_a, tenant_b):
             await _forget_tenant(redis_client, tenant)
         await redis_client.hdel(keys.ROUTES, job_type)
         await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
-        await redis_client.delete(keys.workers(service))
+        await redis_client.delete(keys.workers(service), f"test:sweeper:{unique}")
+
+
+@pytest.fixture
+async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
+        yield api
 
 
 @pytest.fixture
@@ -165,7 +190,10 @@ async def api_without_broker(redis_url: str, redis_client: aioredis.Redis, uniqu
     tenant = f"tc-{unique}"
     key = f"key-c-{unique}"
     service, job_type = f"svc-{unique}", f"job_{unique}"
-    app = create_app(_settings("amqp://guest:guest@127.0.0.1:1/", redis_url, {key: tenant}))
+    app = create_app(
+        _settings("amqp://guest:guest@127.0.0.1:1/", redis_url, {key: tenant}),
+        sweeper=quiet_sweeper(unique, frozenset({tenant})),
+    )
     try:
         async with _serve(app) as client:
             api = Api(

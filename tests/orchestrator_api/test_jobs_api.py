@@ -288,6 +288,8 @@ async def test_every_protected_route_needs_a_key(api: Api) -> None:
         ("GET", "/jobs/x/status"),
         ("GET", "/jobs/x/result"),
         ("POST", "/jobs/x/cancel"),
+        ("GET", f"/dead-letters/{api.service}"),
+        ("POST", f"/dead-letters/{api.service}/replay"),
     ]
     for headers in ({}, {"Authorization": "Bearer not-a-key"}):
         for method, path in routes:

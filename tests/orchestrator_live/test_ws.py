@@ -238,7 +238,12 @@ async def test_cancel_over_the_socket(server: Server) -> None:
     assert (await receive(ws))["type"] == "job_snapshot"
     await ws.send_json({"type": "cancel_job", "job_id": record.job_id})
     replies = [await receive(ws), await receive(ws)]
-    assert {"type": "cancel_result", "job_id": record.job_id, "status": "cancelled"} in replies
+    assert {
+        "type": "cancel_result",
+        "job_id": record.job_id,
+        "status": "cancelled",
+        "job_status": "cancelled",
+    } in replies
     event = next(r for r in replies if r.get("event"))
     assert event["event"] == "task_cancelled" and event["seq"] == 2
     await ws.send_json({"type": "cancel_job", "job_id": record.job_id})

@@ -1,0 +1,230 @@
+"""Reading a service's dead-letter queue `baton.<service>.dead` without losing a message.
+
+AMQP has no "peek": messages are taken with basic.get (manual ack) on a channel of their own,
+looked at, and every one not acked is handed back (nack with requeue, then the channel closes,
+which would requeue anything left anyway). One browse per service at a time in this process,
+and each browse is bounded in messages and time, so a huge queue cannot hold a request forever.
+
+What a parked message says about itself comes from Baton's headers (set by the worker that
+parked it), from RabbitMQ's own dead-lettering headers (`x-first-death-reason`), and from the
+envelope in its body when that decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import aiormq
+import aiormq.abc
+from pamqp.commands import Basic
+
+from orchestrator.errors import BrokerUnavailable
+from orchestrator.publisher import TaskPublisher
+from protocol.codec import CodecSet
+from protocol.envelope import TaskEnvelope
+from protocol.errors import DecodeError
+from protocol.topology import (
+    ATTEMPTS_HEADER,
+    DEAD_AT_HEADER,
+    ERROR_HEADER,
+    ERROR_TYPE_HEADER,
+    JOB_ID_HEADER,
+    REASON_HEADER,
+    TENANT_HEADER,
+    dead_letter_queue,
+)
+
+DEFAULT_MAX_SCAN: Final[int] = 10_000
+DEFAULT_SCAN_SECONDS: Final[float] = 10.0
+_GET_TIMEOUT_SECONDS: Final[float] = 5.0
+_LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One parked message, as far as it can be understood."""
+
+    delivery_tag: int
+    envelope: TaskEnvelope | None  # None when the body does not decode
+    decode_error: str | None
+    reply_to: str | None
+    task_id: str | None
+    job_id: str | None
+    tenant_id: str | None
+    type: str | None
+    reason: str | None
+    attempts: int | None
+    error: str | None
+    error_type: str | None
+    dead_at: str | None
+
+    @property
+    def decodable(self) -> bool:
+        return self.envelope is not None
+
+    def visible_to(self, tenant_id: str | None) -> bool:
+        """The admin (None) sees everything; a tenant only what is provably its own."""
+        return tenant_id is None or self.tenant_id == tenant_id
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "job_id": self.job_id,
+            "tenant_id": self.tenant_id,
+            "type": self.type,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "error": self.error,
+            "error_type": self.error_type,
+            "dead_at": self.dead_at,
+            "decodable": self.decodable,
+            "decode_error": self.decode_error,
+        }
+
+
+def parse_dead_letter(delivery_tag: int, properties: Any, body: bytes, codecs: CodecSet) -> DeadLetter:
+    headers: Mapping[str, Any] = properties.headers or {}
+    envelope: TaskEnvelope | None = None
+    decode_error: str | None = None
+    try:
+        envelope = codecs.decode(TaskEnvelope, body, properties.content_type)
+    except DecodeError as exc:
+        decode_error = str(exc)
+    attempts = _int(headers.get(ATTEMPTS_HEADER))
+    return DeadLetter(
+        delivery_tag=delivery_tag,
+        envelope=envelope,
+        decode_error=decode_error,
+        reply_to=properties.reply_to,
+        task_id=envelope.task_id if envelope else _str(properties.message_id),
+        job_id=envelope.global_task_id if envelope else _str(headers.get(JOB_ID_HEADER) or properties.correlation_id),
+        # The decoded envelope is what a replay would run, so its tenant decides; the header
+        # speaks only for bodies that do not decode.
+        tenant_id=envelope.tenant_id if envelope else _str(headers.get(TENANT_HEADER)),
+        type=envelope.type if envelope else _str(properties.message_type),
+        reason=_str(headers.get(REASON_HEADER)) or _str(headers.get("x-first-death-reason")),
+        attempts=attempts if attempts is not None else (envelope.attempt if envelope else None),
+        error=_str(headers.get(ERROR_HEADER)),
+        error_type=_str(headers.get(ERROR_TYPE_HEADER)),
+        dead_at=_str(headers.get(DEAD_AT_HEADER)) or _death_time(headers),
+    )
+
+
+class DeadLetterBrowse:
+    """One pass over a dead-letter queue: take messages one by one, ack the ones dealt with."""
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, queue: str, codecs: CodecSet, limit: int, until: float):
+        self._channel = channel
+        self._queue = queue
+        self._codecs = codecs
+        self._limit = limit
+        self._until = until
+        self.scanned = 0
+        self.truncated = False  # stopped at the message or time bound with messages left
+        self._last_tag = 0
+
+    async def letters(self) -> AsyncIterator[DeadLetter]:
+        while True:
+            if self.scanned >= self._limit or time.monotonic() >= self._until:
+                self.truncated = True
+                return
+            try:
+                got = await self._channel.basic_get(self._queue, no_ack=False, timeout=_GET_TIMEOUT_SECONDS)
+            except _LINK_ERRORS as exc:
+                raise BrokerUnavailable(f"reading {self._queue} failed: {exc}") from exc
+            delivery = got.delivery
+            if not isinstance(delivery, Basic.GetOk):
+                return  # GetEmpty: nothing left
+            tag = delivery.delivery_tag or 0
+            self.scanned += 1
+            self._last_tag = tag
+            yield parse_dead_letter(tag, got.header.properties, got.body, self._codecs)
+
+    async def ack(self, letter: DeadLetter) -> None:
+        try:
+            await self._channel.basic_ack(letter.delivery_tag)
+        except _LINK_ERRORS as exc:
+            raise BrokerUnavailable(f"acking a message of {self._queue} failed: {exc}") from exc
+
+    async def hand_back(self) -> None:
+        """Requeue every message taken and not acked (they keep their place in the queue)."""
+        if self._last_tag and not self._channel.is_closed:
+            with contextlib.suppress(*_LINK_ERRORS):
+                await self._channel.basic_nack(self._last_tag, multiple=True, requeue=True)
+
+
+class DeadLetterQueues:
+    def __init__(
+        self,
+        publisher: TaskPublisher,
+        codecs: CodecSet,
+        *,
+        max_scan: int = DEFAULT_MAX_SCAN,
+        scan_seconds: float = DEFAULT_SCAN_SECONDS,
+    ) -> None:
+        self._publisher = publisher
+        self._codecs = codecs
+        self._max_scan = max_scan
+        self._scan_seconds = scan_seconds
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def browse(self, service: str) -> AsyncIterator[DeadLetterBrowse | None]:
+        """A browse of the service's dead letters (None when the queue does not exist).
+
+        Browses of one service wait for each other: a message held by one browse is invisible
+        to another, which would then list a partial queue.
+        """
+        queue = dead_letter_queue(service)
+        lock = self._locks.setdefault(service, asyncio.Lock())
+        async with lock, self._publisher.raw_channel() as channel:
+            try:
+                await channel.queue_declare(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                yield None
+                return
+            except _LINK_ERRORS as exc:
+                raise BrokerUnavailable(f"cannot inspect {queue}: {exc}") from exc
+            browse = DeadLetterBrowse(
+                channel, queue, self._codecs, self._max_scan, time.monotonic() + self._scan_seconds
+            )
+            try:
+                yield browse
+            finally:
+                await browse.hand_back()
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(_str(value) or "")
+    except ValueError:
+        return None
+
+
+def _death_time(headers: Mapping[str, Any]) -> str | None:
+    """When RabbitMQ itself dead-lettered the message (its x-death header), if it did."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        return _str(deaths[0].get("time"))
+    return None

@@ -1,0 +1,176 @@
+"""JobRecovery: the registry operations that bring a job back from trouble.
+
+- `reopen`: a new attempt of one of the job's tasks is about to be published (a replayed dead
+  letter, or a message the broker lost): the job goes back to `queued` with a seq that keeps
+  growing, so the new attempt's events are applied and reach the job's subscribers.
+- `fail_stuck`: the sweeper's verdict on a job no worker will ever finish; the job's cancelled
+  ledger key is set with it, so a late delivery of its task is never run.
+- `stale_jobs`: open jobs of one status, created before a time, for the sweeper to look at.
+
+Every change is one Lua script (`registry_scripts`), so it cannot interleave with an event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+
+from orchestrator import keys, registry_scripts
+from orchestrator.models import JobRecord, JobUpdate
+from orchestrator.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
+from orchestrator.registry_codec import from_hash, pairs, text
+from protocol import ledger
+from protocol.envelope import TaskEnvelope, utc_now
+from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+
+STUCK_ERROR_TYPE: Final[str] = "Stuck"
+# Reopening retries with a higher attempt when the one asked for is already used; a few rounds
+# are plenty (each round jumps past the highest attempt seen).
+_REOPEN_ROUNDS: Final[int] = 3
+
+
+class ReopenStatus(StrEnum):
+    REOPENED = "reopened"
+    NOT_FOUND = "not_found"  # the job expired or never existed
+    REFUSED = "refused"  # completed or cancelled (or a child of a finished job): never run again
+    CHANGED = "changed"  # an event moved the job since the caller looked (sweeper only)
+
+
+@dataclass(frozen=True)
+class ReopenResult:
+    status: ReopenStatus
+    job_status: str = ""  # the job's status that refused or changed it
+    record: JobRecord | None = None
+    envelope: TaskEnvelope | None = None  # the attempt to publish, when reopened
+    update: JobUpdate | None = None  # what subscribers are told, when reopened
+
+
+class JobRecovery:
+    def __init__(self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._reopen = redis.register_script(registry_scripts.REOPEN)
+        self._fail_stuck = redis.register_script(registry_scripts.FAIL_STUCK)
+
+    async def reopen(
+        self, envelope: TaskEnvelope, *, reason: str, min_attempt: int | None = None, expected_seq: int | None = None
+    ) -> ReopenResult:
+        """Open the job for a new attempt of `envelope`'s task, numbered at least `min_attempt`
+        (default: the envelope's attempt + 1) and above every attempt the registry has seen."""
+        tenant_id, job_id, task_id = envelope.tenant_id, envelope.global_task_id, envelope.task_id
+        attempt = min_attempt if min_attempt is not None else envelope.attempt + 1
+        for _ in range(_REOPEN_ROUNDS):
+            attempt_envelope = envelope.model_copy(update={"attempt": attempt})
+            with redis_errors("reopening a job"):
+                reply = await self._reopen(
+                    keys=[
+                        *keys.script_keys(tenant_id, job_id),
+                        ledger.done_key(task_id),
+                        ledger.cancelled_key(tenant_id, job_id),
+                    ],
+                    args=[
+                        job_id,
+                        task_id,
+                        attempt,
+                        ATTEMPT_SEQ_STRIDE,
+                        self._ttl,
+                        utc_now().isoformat(),
+                        json.dumps(attempt_envelope.model_dump(mode="json")),
+                        "" if expected_seq is None else str(expected_seq),
+                    ],
+                )
+            outcome = text(reply[0])
+            if outcome == "retry":
+                attempt = max(attempt + 1, int(text(reply[1])))
+                continue
+            if outcome != ReopenStatus.REOPENED:
+                return ReopenResult(ReopenStatus(outcome), job_status=text(reply[1]))
+            record = from_hash(pairs(reply[1]))
+            event = TaskEvent(
+                event=EventType.TASK_STATUS_UPDATE,
+                service=envelope.service,
+                task_id=task_id,
+                global_task_id=job_id,
+                tenant_id=tenant_id,
+                timestamp=datetime.fromisoformat(record.updated_at),
+                seq=record.seq,
+                data={"status": JobStatus.QUEUED.value, "attempt": attempt, "reason": reason},
+                metadata={"source": "orchestrator"},
+            )
+            update = _update(record, event)
+            return ReopenResult(ReopenStatus.REOPENED, record.status, record, attempt_envelope, update)
+        raise RegistryError(f"job {job_id}: no attempt number above the ones seen for task {task_id}")
+
+    async def fail_stuck(self, record: JobRecord, reason: str) -> JobUpdate | None:
+        """Fail a job that is still exactly as `record` saw it; None when it moved on meanwhile."""
+        error = {"error": reason, "error_type": STUCK_ERROR_TYPE, "attempts": record.attempt, "status": "failed"}
+        with redis_errors("failing a stuck job"):
+            reply = await self._fail_stuck(
+                keys=[
+                    *keys.script_keys(record.tenant_id, record.job_id),
+                    ledger.cancelled_key(record.tenant_id, record.job_id),
+                ],
+                args=[
+                    record.job_id,
+                    str(record.seq),
+                    self._ttl,
+                    utc_now().isoformat(),
+                    json.dumps(error),
+                    ledger.LEDGER_TTL_SECONDS,
+                    reason,
+                ],
+            )
+        if text(reply[0]) != "failed":
+            return None
+        failed = from_hash(pairs(reply[1]))
+        event = TaskEvent(
+            event=EventType.TASK_FAILED,
+            service=failed.service,
+            task_id=failed.root_task_id,
+            global_task_id=failed.job_id,
+            tenant_id=failed.tenant_id,
+            timestamp=datetime.fromisoformat(failed.updated_at),
+            seq=failed.seq,
+            data=error,
+            metadata={"source": "orchestrator"},
+        )
+        return _update(failed, event)
+
+    async def tenants_with(self, status: str) -> list[str]:
+        """Tenants that have jobs in `status` (a SCAN over their status indexes)."""
+        prefix, suffix = f"{keys.PREFIX}:jobs:", f":status:{status}"
+        found: set[str] = set()
+        with redis_errors("finding tenants"):
+            async for key in self._redis.scan_iter(match=keys.tenant_status_pattern(status), count=1000):
+                name = text(key)
+                if name.startswith(prefix) and name.endswith(suffix):
+                    found.add(name[len(prefix) : -len(suffix)])
+        return sorted(found)
+
+    async def stale_jobs(self, tenant_id: str, status: str, created_before: float, limit: int) -> list[JobRecord]:
+        """Up to `limit` of the tenant's jobs in `status` created before `created_before` (epoch s), oldest first."""
+        index = keys.tenant_jobs_by_status(tenant_id, status)
+        with redis_errors("finding stale jobs"):
+            found: list[Any] = await self._redis.zrangebyscore(index, "-inf", created_before * 1000, 0, limit)
+            job_ids = [text(i) for i in found]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hgetall(keys.job(tenant_id, job_id))
+                hashes = await pipe.execute()
+        return [record for raw in hashes if raw and (record := from_hash(raw)).status == status]
+
+
+def _update(record: JobRecord, event: TaskEvent) -> JobUpdate:
+    return JobUpdate(
+        tenant_id=record.tenant_id,
+        job_id=record.job_id,
+        seq=record.seq,
+        status=record.status,
+        terminal=record.status in TERMINAL_STATUSES,
+        event=event.model_dump(mode="json"),
+    )

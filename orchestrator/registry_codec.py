@@ -1,0 +1,46 @@
+"""How a JobRecord is laid out in its Redis hash: plain fields as text, structured ones as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from orchestrator.models import JobRecord
+
+JSON_FIELDS: Final[frozenset[str]] = frozenset(
+    {"delegated_services", "progress", "result", "error", "context", "envelope"}
+)
+
+
+def score(created_at: str) -> int:
+    return int(datetime.fromisoformat(created_at).timestamp() * 1000)
+
+
+def to_hash(record: JobRecord) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in record.model_dump(mode="json").items():
+        if name in JSON_FIELDS:
+            fields[name] = json.dumps(value)
+        elif value is not None:
+            fields[name] = str(value)
+    return fields
+
+
+def from_hash(raw: dict[Any, Any]) -> JobRecord:
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = text(key)
+        if name not in JobRecord.model_fields:
+            continue  # per-task seqs, idempotency key: registry bookkeeping
+        data[name] = json.loads(value) if name in JSON_FIELDS else text(value)
+    return JobRecord.model_validate(data)
+
+
+def pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,268 @@
+"""Sweeper: resolves jobs that no worker will ever finish.
+
+Every replica runs one, but only the holder of a Redis lock (with expiry, renewed each round)
+sweeps, so one replica at a time does the work and another takes over within the lock's
+lifetime when it dies. A round looks at jobs that have been `queued`, or `running`/`retrying`,
+for longer than their bound without an event:
+
+- queued, a live worker for the service, and no message for it anywhere in the service's
+  queues (work queue and retry delay queues): the message was lost, so the stored envelope is
+  published again as a new attempt;
+- queued or running with no live worker for the service: the job fails with error_type
+  "Stuck", and its cancelled ledger key is set so a late delivery of its task never runs.
+
+Everything else is left alone: a backlog is not a loss, and a long handler with a live worker
+is bounded by the worker's own time limit. Each verdict is applied only if the job is still
+exactly as the sweeper saw it (same seq), so an event arriving meanwhile wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import redis.asyncio as aioredis
+
+from orchestrator import keys
+from orchestrator.directory import ServiceDirectory
+from orchestrator.errors import BrokerError
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import JobRecord, JobUpdate
+from orchestrator.publisher import TaskPublisher
+from orchestrator.recovery import JobRecovery, ReopenStatus
+from orchestrator.registry import RegistryError, redis_errors
+from orchestrator.update_bus import UpdateBus
+from protocol.control import CancelCommand
+from protocol.envelope import TaskEnvelope, utc_now
+from protocol.events import JobStatus
+from protocol.settings import SettingsError
+from protocol.topology import RETRY_DELAY_TIERS_MS, retry_queue, task_queue
+
+log = logging.getLogger(__name__)
+
+LOST_MESSAGE_REASON: Final[str] = "republished: the task message was lost"
+
+# KEYS: lock; ARGV: token, ttl ms. Take the lock, or extend it when this replica holds it already.
+_LEAD: Final[str] = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+# KEYS: lock; ARGV: token. Let go only of our own lock.
+_RELEASE: Final[str] = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class SweeperSettings:
+    interval_seconds: float = 30.0
+    running_stale_seconds: float = 600.0  # running or retrying with no event for this long
+    queued_stale_seconds: float = 3600.0
+    batch: int = 500  # jobs looked at per tenant and status per round
+    # None: every tenant. A set restricts sweeping (a canary, or a test sharing Redis with others).
+    tenants: frozenset[str] | None = None
+    lock_key: str = field(default_factory=keys.sweeper_lock)
+
+    @property
+    def lock_ttl_seconds(self) -> float:
+        """Long enough to cover a round and the pause after it, so the holder keeps the lock."""
+        return max(3 * self.interval_seconds, 10.0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
+        return cls(
+            interval_seconds=_seconds(env, "BATON_SWEEP_INTERVAL_SECONDS", cls.interval_seconds),
+            running_stale_seconds=_seconds(env, "BATON_STUCK_RUNNING_SECONDS", cls.running_stale_seconds),
+            queued_stale_seconds=_seconds(env, "BATON_STUCK_QUEUED_SECONDS", cls.queued_stale_seconds),
+        )
+
+
+@dataclass
+class SweepReport:
+    failed: list[str] = field(default_factory=list)  # job ids
+    republished: list[str] = field(default_factory=list)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        recovery: JobRecovery,
+        directory: ServiceDirectory,
+        publisher: TaskPublisher,
+        bus: UpdateBus,
+        metrics: OrchestratorMetrics,
+        settings: SweeperSettings,
+    ) -> None:
+        self._redis = redis
+        self._recovery = recovery
+        self._directory = directory
+        self._publisher = publisher
+        self._bus = bus
+        self._metrics = metrics
+        self._settings = settings
+        self._token = secrets.token_hex(16)
+        self._lead = redis.register_script(_LEAD)
+        self._release = redis.register_script(_RELEASE)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="baton-sweeper")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Hand the lock over at once rather than after its expiry.
+        with contextlib.suppress(RegistryError), redis_errors("releasing the sweeper lock"):
+            await self._release(keys=[self._settings.lock_key], args=[self._token])
+
+    async def lead(self) -> bool:
+        """Whether this replica sweeps this round (takes or renews the lock)."""
+        ttl_ms = int(self._settings.lock_ttl_seconds * 1000)
+        with redis_errors("taking the sweeper lock"):
+            return bool(await self._lead(keys=[self._settings.lock_key], args=[self._token, ttl_ms]))
+
+    async def sweep_once(self) -> SweepReport:
+        """One round over every stale job; the caller must hold the lock (see `lead`)."""
+        report = SweepReport()
+        round_ = _Round()
+        bounds = (
+            (JobStatus.QUEUED, self._settings.queued_stale_seconds),
+            (JobStatus.RUNNING, self._settings.running_stale_seconds),
+            (JobStatus.RETRYING, self._settings.running_stale_seconds),
+        )
+        for status, bound in bounds:
+            now = time.time()
+            tenants = self._settings.tenants
+            for tenant in sorted(tenants) if tenants is not None else await self._recovery.tenants_with(status):
+                for record in await self._recovery.stale_jobs(tenant, status, now - bound, self._settings.batch):
+                    idle = _idle_seconds(record)
+                    if idle >= bound:
+                        await self._resolve(record, idle, round_, report)
+        return report
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await self.lead():
+                    report = await self.sweep_once()
+                    if report.failed or report.republished:
+                        log.info(
+                            "sweeper: failed %d stuck jobs, republished %d", len(report.failed), len(report.republished)
+                        )
+            except (RegistryError, BrokerError) as exc:
+                log.warning("sweeper round skipped: %s", exc)
+            except Exception:
+                log.exception("sweeper round failed")  # the next round must still happen
+            await asyncio.sleep(self._settings.interval_seconds)
+
+    async def _resolve(self, record: JobRecord, idle: float, round_: _Round, report: SweepReport) -> None:
+        service = record.service
+        if service not in round_.live:
+            round_.live[service] = len(await self._directory.live_workers(service))
+        live = round_.live[service]
+        if record.status == JobStatus.QUEUED and live:
+            if service not in round_.pending:
+                round_.pending[service] = await self._pending_messages(service)
+            if round_.pending[service] != 0:
+                return  # waiting behind a backlog, or the broker cannot tell: not lost
+            if await self._republish(record):
+                report.republished.append(record.job_id)
+            return
+        if live:
+            return  # a worker is there; its time limit bounds a long handler
+        reason = f"no live worker for service {service!r}; {record.status} for {idle:.0f} s without an event"
+        if await self._fail(record, reason):
+            report.failed.append(record.job_id)
+
+    async def _pending_messages(self, service: str) -> int | None:
+        """Messages of the service in its work and retry queues; None when the broker cannot say."""
+        queues = [task_queue(service), *(retry_queue(service, ms) for ms in RETRY_DELAY_TIERS_MS)]
+        try:
+            stats = await self._publisher.queue_stats(queues)
+        except BrokerError as exc:
+            log.warning("sweeper: cannot count %s's messages: %s", service, exc)
+            return None
+        return sum(s.messages for s in stats.values() if s is not None)
+
+    async def _republish(self, record: JobRecord) -> bool:
+        if record.envelope is None:
+            return await self._fail(record, "the task message was lost and the job has no stored envelope")
+        envelope = TaskEnvelope.model_validate(record.envelope)
+        reopened = await self._recovery.reopen(envelope, reason=LOST_MESSAGE_REASON, expected_seq=record.seq)
+        if reopened.status is not ReopenStatus.REOPENED or reopened.envelope is None:
+            return False  # an event moved the job meanwhile
+        await self._announce(reopened.update)
+        try:
+            await self._publisher.publish_task(reopened.envelope)
+        except BrokerError as exc:
+            log.warning("sweeper: job %s reopened but its task was not published: %s", record.job_id, exc)
+            return False
+        self._metrics.jobs_swept.labels(action="republished").inc()
+        return True
+
+    async def _fail(self, record: JobRecord, reason: str) -> bool:
+        update = await self._recovery.fail_stuck(record, reason)
+        if update is None:
+            return False
+        self._metrics.jobs_swept.labels(action="failed").inc()
+        self._metrics.job_finished(record.type, JobStatus.FAILED.value, record.created_at)
+        await self._announce(update)
+        try:
+            # The ledger key already stops a later delivery; this stops a handler still running somewhere.
+            await self._publisher.publish_cancel(
+                CancelCommand(tenant_id=record.tenant_id, global_task_id=record.job_id, reason=reason)
+            )
+        except BrokerError as exc:
+            log.warning("sweeper: cancel broadcast for job %s failed: %s", record.job_id, exc)
+        return True
+
+    async def _announce(self, update: JobUpdate | None) -> None:
+        if update is None:
+            return
+        try:
+            await self._bus.publish(update)
+        except RegistryError as exc:
+            log.warning("sweeper: job %s changed but not announced: %s", update.job_id, exc)
+
+
+@dataclass
+class _Round:
+    """What one round learned per service, asked once per round."""
+
+    live: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, int | None] = field(default_factory=dict)
+
+
+def _idle_seconds(record: JobRecord) -> float:
+    try:
+        return (utc_now() - datetime.fromisoformat(record.updated_at)).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return value

@@ -1,0 +1,85 @@
+"""The sweeper: a stale running job with no worker fails; a queued job whose message was lost is republished."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from orchestrator import keys
+from orchestrator.sweeper import SweeperSettings
+from protocol import ledger
+from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
+from tests.orchestrator_api.conftest import Api, serve_api
+from tests.orchestrator_reliability.conftest import until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def swept(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+    def settings(tenants: frozenset[str]) -> SweeperSettings:
+        return SweeperSettings(
+            interval_seconds=0.2,
+            running_stale_seconds=1.0,
+            queued_stale_seconds=1.0,
+            tenants=tenants,
+            lock_key=f"test:sweeper:{unique}",
+        )
+
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, sweeper=settings) as api:
+        yield api
+
+
+async def _create(api: Api) -> str:
+    response = await api.client.post("/jobs", json={"type": api.job_type}, headers=api.headers_a)
+    assert response.status == 202, await response.text()
+    return str((await response.json())["job_id"])
+
+
+async def test_stale_running_job_without_workers_fails(swept: Api, redis_client: aioredis.Redis) -> None:
+    api = swept
+    await redis_client.delete(keys.workers(api.service))  # the announced worker is gone
+    job_id = await _create(api)
+    [(_, envelope)] = await api.queued_envelopes()
+    await api.emit(status_event(envelope, JobStatus.RUNNING, ATTEMPT_SEQ_STRIDE + 1))
+
+    async def failed() -> bool:
+        record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
+        return bool(record["status"] == "failed")
+
+    await until(failed)
+    record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
+    assert record["error"]["error_type"] == "Stuck"
+    assert "no live worker" in record["error"]["error"]
+    assert await redis_client.exists(ledger.cancelled_key(api.tenant_a, job_id)) == 1
+    assert await api.queue_depth() == 0  # failed, not republished
+
+
+async def test_queued_job_whose_message_was_lost_is_republished(swept: Api) -> None:
+    api = swept  # the announced worker is live (30 s heartbeat interval)
+    job_id = await _create(api)
+    [(_, lost)] = await api.queued_envelopes()  # taken off the queue: the broker "lost" it
+
+    async def republished() -> bool:
+        return await api.queue_depth() > 0
+
+    await until(republished)
+    [(message, envelope)] = await api.queued_envelopes()
+    assert (envelope.task_id, envelope.global_task_id, envelope.attempt) == (lost.task_id, job_id, 2)
+    assert envelope.payload == lost.payload
+    assert message.message_id == lost.task_id
+    record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
+    assert (record["status"], record["attempt"]) == ("queued", 2)
+
+
+async def test_queued_job_behind_a_backlog_is_left_alone(swept: Api) -> None:
+    api = swept
+    job_id = await _create(api)
+    assert await api.queue_depth() == 1
+    await asyncio.sleep(2.0)  # the sweeper runs every 0.2 s with a 1 s bound: several rounds
+    record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
+    assert (record["status"], record["attempt"]) == ("queued", 1)
+    assert await api.queue_depth() == 1
