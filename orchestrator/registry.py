@@ -64,7 +64,7 @@ class ApplyOutcome:
     """What apply() did with an event: the update it produced, or why it dropped the event."""
 
     update: JobUpdate | None
-    dropped: str | None = None  # unknown_job, job_terminal, stale, invalid_status
+    dropped: str | None = None  # unknown_job, job_terminal, task_terminal, stale, invalid_status
     job_type: str = ""
     created_at: str = ""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from orchestrator.keys import STATUS_ORDER
-from protocol.events import TERMINAL_STATUSES
+from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES
 
 _TERMINAL_TABLE = "{" + ", ".join(f"['{status}'] = true" for status in sorted(TERMINAL_STATUSES)) + "}"
 # Position of a status's index in KEYS, given the status indexes start at KEYS[3].
@@ -18,6 +18,7 @@ _STATUS_KEY_TABLE = "{" + ", ".join(f"['{status}'] = {i + 3}" for i, status in e
 
 _COMMON = f"""
 local TERMINAL = {_TERMINAL_TABLE}
+local STRIDE = {ATTEMPT_SEQ_STRIDE}
 local STATUS_KEY = {_STATUS_KEY_TABLE}
 
 -- Keep a job's entry in exactly one status index, scored by its creation time.
@@ -82,24 +83,30 @@ if TERMINAL[cur[1]] then return {'job_terminal'} end
 -- The producer's seq, per task: later attempts start higher, so a retry is never "stale".
 local seq_field = 'task_seq:' .. task_id
 local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
-if seq <= last then return {'stale'} end
+local same_attempt = math.floor(seq / STRIDE) <= math.floor(last / STRIDE)
+-- A task's outcome is applied even when a later-numbered event of the same attempt (a progress
+-- report that overtook it) got here first: only a task that already ended drops it.
+if seq <= last and not TERMINAL[task_status] then return {'stale'} end
 
 local delegated = cjson.decode(cur[4] or '[]')
-local found = false
+local found = nil
 for _, entry in ipairs(delegated) do
   if entry['task_id'] == task_id then
-    entry['status'] = task_status
-    found = true
+    found = entry
     break
   end
 end
-if not found then
+if found and TERMINAL[found['status']] and same_attempt then return {'task_terminal'} end
+if found then
+  found['status'] = task_status
+else
   table.insert(delegated, {service = ARGV[5], task_id = task_id, status = task_status})
 end
+if seq < last then seq = last end
 
 local job_status = cur[1]
 local job_seq = tonumber(cur[3] or '0') + 1
-local fields = {seq_field, ARGV[3], 'delegated_services', cjson.encode(delegated),
+local fields = {seq_field, string.format('%d', seq), 'delegated_services', cjson.encode(delegated),
                 'seq', tostring(job_seq), 'updated_at', ARGV[7]}
 -- Only the root task moves the job; child tasks are tracked in delegated_services.
 if task_id == cur[2] then

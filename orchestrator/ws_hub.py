@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 SLOW_CONSUMER_CODE: Final[int] = 4008
 SLOW_CONSUMER_REASON: Final[bytes] = b"slow consumer: message buffer full"
 _CLOSE_TIMEOUT_SECONDS: Final[float] = 5.0
+FINISHED_JOBS_REMEMBERED: Final[int] = 100_000  # ~10 MB at most; a stale update trails its job by milliseconds
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -157,6 +159,10 @@ class WebSocketHub:
         self._connections: set[ClientConnection] = set()
         self._by_job: dict[tuple[str, str], set[ClientConnection]] = {}
         self._by_tenant: dict[str, set[ClientConnection]] = {}
+        # Final seq of recently finished jobs, shared by every client of this process: an update
+        # that arrives after its job's terminal one (the API's "queued" announcement racing a fast
+        # worker, a second replica's copy) is older by definition, whoever follows the job.
+        self._finished: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     def connect(self, ws: web.WebSocketResponse, tenant_id: str | None) -> ClientConnection:
         conn = ClientConnection(self, ws, tenant_id, self._client_buffer)
@@ -217,6 +223,13 @@ class WebSocketHub:
 
     def dispatch(self, update: JobUpdate) -> None:
         """UpdateBus listener: hand the update to every local follower, encoded once."""
+        key = (update.tenant_id, update.job_id)
+        if update.seq <= self._finished.get(key, 0):
+            return
+        if update.terminal:
+            self._finished[key] = update.seq
+            if len(self._finished) > FINISHED_JOBS_REMEMBERED:
+                self._finished.popitem(last=False)
         followers = self._by_job.get((update.tenant_id, update.job_id), set()) | self._by_tenant.get(
             update.tenant_id, set()
         )

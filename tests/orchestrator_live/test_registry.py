@@ -160,6 +160,36 @@ async def test_stale_duplicate_and_after_terminal_events_are_dropped(registry: R
     assert stored.progress is None
 
 
+async def test_an_outcome_overtaken_by_a_later_progress_report_still_ends_the_job(
+    registry: RedisTaskRegistry, tenant: str
+) -> None:
+    record = make_record(tenant)
+    await registry.create(record)
+    overtaking = event_for(record, EventType.TASK_STATUS_UPDATE, 6, progress={"percentage": 99.0}, **RUNNING)
+    assert await registry.apply_event(overtaking) is not None
+    done = await registry.apply_event(event_for(record, EventType.TASK_COMPLETED, 5, result="ok"))
+    assert done is not None and done.terminal and done.status == "completed"
+    assert await registry.apply_event(event_for(record, EventType.TASK_COMPLETED, 5, result="again")) is None
+    stored = await registry.get(tenant, record.job_id)
+    assert stored is not None and stored.result == "ok" and stored.seq == 3
+
+
+async def test_a_child_outcome_is_final_within_its_attempt(registry: RedisTaskRegistry, tenant: str) -> None:
+    record = make_record(tenant, job_type="agent_execution", service="agent")
+    await registry.create(record)
+    child = new_id()
+    progress = event_for(record, EventType.TASK_STATUS_UPDATE, 4, task_id=child, service="query", **RUNNING)
+    assert await registry.apply_event(progress) is not None
+    failed = event_for(
+        record, EventType.TASK_FAILED, 3, task_id=child, service="query", error="x", error_type="E", status="failed"
+    )
+    assert await registry.apply_event(failed) is not None
+    completed = event_for(record, EventType.TASK_COMPLETED, 5, task_id=child, service="query", result="late")
+    assert await registry.apply_event(completed) is None
+    stored = await registry.get(tenant, record.job_id)
+    assert stored is not None and stored.delegated_services[-1]["status"] == "failed"
+
+
 async def test_a_retry_attempt_is_not_stale(registry: RedisTaskRegistry, tenant: str) -> None:
     record = make_record(tenant)
     await registry.create(record)

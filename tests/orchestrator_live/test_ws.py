@@ -317,3 +317,20 @@ async def test_shutdown_closes_sockets_going_away(server: Server) -> None:
     ws = await server.connect()
     await server.parts.hub.close_all()
     assert await closed_with(ws) == WSCloseCode.GOING_AWAY
+
+
+async def test_an_update_older_than_the_terminal_one_never_reaches_all_subscribers(server: Server) -> None:
+    # The API's "queued" announcement (seq 1) can arrive after a fast worker's terminal event.
+    watcher = await server.connect()
+    await watcher.send_json({"type": "subscribe", "all": True})
+    await nothing_more(watcher)
+
+    def update(seq: int, status: str, terminal: bool) -> JobUpdate:
+        event = {"event": "task_status_update", "global_task_id": "late", "seq": seq, "data": {"status": status}}
+        return JobUpdate(tenant_id=server.tenant, job_id="late", seq=seq, status=status, terminal=terminal, event=event)
+
+    server.parts.hub.dispatch(update(3, "completed", True))
+    server.parts.hub.dispatch(update(1, "queued", False))
+    server.parts.hub.dispatch(update(3, "completed", True))
+    assert (await receive(watcher))["seq"] == 3
+    await nothing_more(watcher)
