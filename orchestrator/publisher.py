@@ -23,6 +23,7 @@ import aiormq.abc
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
+from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
@@ -57,7 +58,7 @@ class TaskPublisher:
         url: str,
         codecs: CodecSet,
         *,
-        publish_timeout: float = 5.0,
+        publish_timeout: float = 1.5,
         connect_timeout: float = 5.0,
         reconnect_interval: float = 2.0,
         max_reconnect_interval: float = 30.0,
@@ -74,6 +75,7 @@ class TaskPublisher:
         self._connector: asyncio.Task[None] | None = None
         self._declared: set[str] = set()
         self._declare_lock = asyncio.Lock()
+        self._stall = StallGuard(self._probe_link, probe_timeout=publish_timeout, interval=1.0)
 
     @property
     def connected(self) -> bool:
@@ -95,6 +97,7 @@ class TaskPublisher:
             self._connector = asyncio.create_task(self._connect_until_done(), name="baton-publisher-connect")
 
     async def close(self) -> None:
+        await self._stall.close()
         if self._connector is not None:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
@@ -208,7 +211,16 @@ class TaskPublisher:
         link = self._link
         if link is None or not self.connected:
             raise BrokerUnavailable("no connection to RabbitMQ")
+        if self._stall.stalled:
+            raise BrokerUnavailable("the link to RabbitMQ is stalled (no confirm in time)")
         return link
+
+    async def _probe_link(self) -> None:
+        """One round trip to the broker: a passive declare of the tasks exchange."""
+        link = self._link
+        if link is None:
+            raise BrokerUnavailable("no connection to RabbitMQ")
+        await link.topology.get_exchange(TASKS_EXCHANGE, ensure=True)
 
     async def _ensure_service(self, link: _Link, service: str) -> None:
         if service in self._declared:
@@ -239,6 +251,7 @@ class TaskPublisher:
         except aiormq.exceptions.DeliveryError as exc:
             raise PublishFailed("nacked", "the broker refused the message") from exc
         except TimeoutError as exc:
+            self._stall.trip()
             raise PublishFailed("timeout", f"no confirm within {self._publish_timeout:g} s") from exc
         except _LINK_ERRORS as exc:
             raise self._translate(exc, "publish failed") from exc

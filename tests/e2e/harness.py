@@ -89,9 +89,9 @@ class BatonSystem:
         self.processes.append(process)
         return process
 
-    async def start_orchestrator(self, name: str = "orchestrator", port: int | None = None) -> str:
+    async def start_orchestrator(self, name: str = "orchestrator", port: int | None = None, **env: str) -> str:
         port = port or free_port()
-        process = self.spawn(name, ["-m", "orchestrator"], ORCHESTRATOR_PORT=str(port))
+        process = self.spawn(name, ["-m", "orchestrator"], ORCHESTRATOR_PORT=str(port), **env)
         base_url = f"http://127.0.0.1:{port}"
         await wait_healthy(base_url, process)
         return base_url
