@@ -1,0 +1,273 @@
+"""Baton side by side with the raw aio-pika limit and with Celery, on this machine's RabbitMQ and Redis.
+
+    bash tests/bench/run.sh [--json results.json] [--quick] [--backlog-large 100000] ...
+
+(run.sh makes the benchmark's own venv with the `bench` extra, then runs `python -m tests.bench`.)
+Starts only its own processes, all on 127.0.0.1: the raw worker, Baton's orchestrator and worker
+(`python -m orchestrator`, `python -m workers tests.bench.noop_worker:worker`) and one Celery worker.
+Every queue, exchange and Redis key it makes is removed at the end (Celery's results: Redis db 15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from tests.bench.baton_runs import BatonBench
+from tests.bench.baton_scale import backlog, websocket_fanout
+from tests.bench.celery_peer import CeleryPeer
+from tests.bench.common import NOOP_SERVICE, delete_matching, delete_service_queues, progress, raise_fd_limit
+from tests.bench.profiling import Profiler, render
+from tests.bench.raw_limit import RawLimit
+from tests.bench.report import Row, ratio, table, write_json
+from tests.e2e.harness import ROOT, BatonSystem, Tenant
+from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
+
+WARMUP_JOBS = 200
+BACKLOG_LARGE_DEFAULT = 20_000  # 100k takes several minutes to create and drain on 2 cores: --backlog-large 100000
+TENANT_PARTS = ("warmup", "single", "batch", "profile", "backlog-small", "backlog-large", "fanout")
+LATENCY_MODES = (("single", 0.0), ("batch", 0.1))  # batch mode: one POST /jobs/batch every 100 ms
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the table and every figure as JSON here")
+    parser.add_argument("--jobs", type=int, default=3000, help="jobs per full-speed run (default 3000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests or publishes in flight (default 64)")
+    parser.add_argument("--batch-size", type=int, default=250, help="jobs per POST /jobs/batch at full speed")
+    parser.add_argument("--latency-seconds", type=float, default=8.0, help="how long each offered rate lasts")
+    parser.add_argument("--rates", default="300,500", help="offered rates for Baton's latency (jobs/s)")
+    parser.add_argument("--limit-rate", type=float, default=300.0, help="offered rate for the limit's latency")
+    parser.add_argument("--backlog-small", type=int, default=1000)
+    parser.add_argument("--backlog-large", type=int, default=BACKLOG_LARGE_DEFAULT)
+    parser.add_argument("--ws-clients", type=int, default=5000, help="WebSocket clients to ramp to (default 5000)")
+    parser.add_argument("--celery-pool", default="threads", help="the Celery worker's --pool (default threads)")
+    parser.add_argument("--celery-concurrency", type=int, default=16)
+    parser.add_argument("--profile", type=float, default=0.0, help="py-spy the Baton processes for N s under load")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a few hundred jobs per part")
+    parser.add_argument("--timeout", type=float, default=300.0, help="the most any one part waits for its jobs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs, args.latency_seconds, args.backlog_small, args.backlog_large = 300, 1.0, 200, 600
+        args.ws_clients = min(args.ws_clients, 300)
+    args.rate_list = [float(r) for r in args.rates.split(",") if r]
+    return args
+
+
+def ws_steps(target: int) -> list[int]:
+    steps = [s for s in (100, 500, 1000, 2000, 5000, 10_000) if s < target]
+    return [*steps, target]
+
+
+async def run_limit(args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any]) -> None:
+    progress("limit: raw aio-pika round trip")
+    limit = RawLimit(*urls, root=str(ROOT))
+    await limit.start()
+    try:
+        await limit.full_speed(WARMUP_JOBS, args.concurrency, args.timeout)
+        speed = await limit.full_speed(args.jobs, args.concurrency, args.timeout)
+        latency = await limit.at_rate(round(args.limit_rate * args.latency_seconds), args.limit_rate, args.timeout)
+        speed["redis_stored"] = await limit.stored()
+    finally:
+        await limit.close()
+    results["limit"] = {"full_speed": speed, "latency": latency}
+    rows += [
+        ("limit (raw aio-pika)", "full speed: jobs/s", speed["jobs_per_s"]),
+        ("limit (raw aio-pika)", f"full speed: jobs / lost ({speed['jobs']})", speed["lost"]),
+        ("limit (raw aio-pika)", f"at {latency['rate']:.0f}/s: p50 ms", latency["p50_ms"]),
+        ("limit (raw aio-pika)", f"at {latency['rate']:.0f}/s: p99 ms", latency["p99_ms"]),
+    ]
+
+
+async def run_baton(
+    args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any], notes: list[str]
+) -> None:
+    run = os.urandom(5).hex()
+    parts = [*TENANT_PARTS, *(f"lat-{mode}-{rate:.0f}" for mode, _ in LATENCY_MODES for rate in args.rate_list)]
+    # API keys are read when the orchestrator starts, so every run's tenant is made up front.
+    tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in parts}
+    system = BatonSystem(*urls, list(tenants.values()))
+    redis = aioredis.Redis.from_url(urls[1])
+    try:
+        base_url = await system.start_orchestrator()
+        connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            bench = BatonBench(system, base_url, session)
+            await bench.start_worker()
+            progress("baton: warm-up, then full speed with POST /jobs")
+            await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
+            single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
+            progress("baton: full speed with POST /jobs/batch")
+            batch = await bench.full_speed(
+                tenants["batch"], args.jobs, args.batch_size, max(2, args.concurrency // 16), args.timeout
+            )
+            results["baton"] = {"single": single, "batch": batch, "latency": []}
+            if args.profile > 0:
+                # A run of its own, so that sampling never slows the measured ones.
+                progress(f"baton: py-spy on the orchestrator and the worker for {args.profile:.0f} s under load")
+                async with Profiler.maybe(args.profile, system, results):
+                    await bench.full_speed(tenants["profile"], args.jobs, 1, args.concurrency, args.timeout)
+            rows += [
+                ("baton single (POST /jobs)", "full speed: jobs/s", single["jobs_per_s"]),
+                ("baton single (POST /jobs)", "full speed: POST rate/s", single["create_rate"]),
+                ("baton single (POST /jobs)", f"lost / registry ok ({single['jobs']})", _health(single)),
+                ("baton batch (POST /jobs/batch)", "full speed: jobs/s", batch["jobs_per_s"]),
+                ("baton batch (POST /jobs/batch)", "full speed: create rate/s", batch["create_rate"]),
+                ("baton batch (POST /jobs/batch)", f"lost / registry ok ({batch['jobs']})", _health(batch)),
+            ]
+            for mode, every in LATENCY_MODES:
+                for rate in args.rate_list:
+                    tenant = tenants[f"lat-{mode}-{rate:.0f}"]
+                    jobs = round(rate * args.latency_seconds)
+                    progress(f"baton: latency, {mode}, {rate:.0f} jobs/s offered")
+                    measured = await bench.at_rate(tenant, jobs, rate, every, args.timeout)
+                    results["baton"]["latency"].append({"mode": mode, **measured})
+                    part = f"baton {mode} latency"
+                    rows += [
+                        (
+                            part,
+                            f"at {rate:.0f}/s: p50 / p99 ms",
+                            f"{measured['p50_ms']:.1f} / {measured['p99_ms']:.1f}",
+                        ),
+                        (part, f"at {rate:.0f}/s: done rate/s", measured["done_rate"]),
+                    ]
+                    if measured["done_rate"] < 0.9 * rate:
+                        notes.append(
+                            f"baton {mode} at {rate:.0f}/s offered finished only {measured['done_rate']:.0f}/s: "
+                            "over capacity, so its latency is queueing and grows with the run's length"
+                        )
+            progress(f"baton: backlogs of {args.backlog_small:,} and {args.backlog_large:,} jobs")
+            small = await backlog(bench, redis, tenants["backlog-small"], args.backlog_small, args.timeout)
+            # Bounded, but long enough for a slow drain of the large backlog (50 jobs/s).
+            drain_timeout = max(args.timeout, args.backlog_large / 50)
+            large = await backlog(bench, redis, tenants["backlog-large"], args.backlog_large, drain_timeout)
+            results["baton"]["backlog"] = {"small": small, "large": large}
+            for label, measured in (("small", small), ("large", large)):
+                part = f"baton backlog {measured['jobs']:,} queued"
+                rows += [
+                    (part, "create: jobs/s", measured["create_rate"]),
+                    (part, "Redis bytes/job (its keys)", measured["redis_bytes_per_job"]),
+                    (part, "Redis used_memory delta/job", measured["redis_used_memory_delta_per_job"]),
+                    (part, "worker start to 1st done s", measured["worker_start_to_first_s"]),
+                    (part, "drain: ms/job", measured["drain_ms_per_job"]),
+                    (part, "drain: jobs/s", measured["drain_rate"]),
+                    (part, "registry ok", measured["registry_ok"]),
+                ]
+                if label == "large" and measured["jobs"] < 100_000:
+                    notes.append(
+                        f"the large backlog is {measured['jobs']:,} jobs, not 100k, to keep the run short; "
+                        "`--backlog-large 100000` measures 100k (several minutes on 2 cores)"
+                    )
+            progress(f"baton: WebSocket fan-out to {args.ws_clients:,} clients")
+            fanout = await websocket_fanout(
+                bench, tenants["fanout"], ws_steps(args.ws_clients), step_timeout=120, delivery_timeout=args.timeout
+            )
+            results["baton"]["websocket_fanout"] = fanout
+            rows += [
+                (
+                    "baton WebSocket fan-out",
+                    "clients held (target)",
+                    f"{fanout['clients_held']:,} ({fanout['target_clients']:,})",
+                ),
+                (
+                    "baton WebSocket fan-out",
+                    "orchestrator RSS MiB before / held",
+                    f"{fanout['rss_before_mib']:.0f} / {fanout['rss_held_mib']:.0f}",
+                ),
+                ("baton WebSocket fan-out", "RSS KiB per connection", fanout["rss_kib_per_client"]),
+                ("baton WebSocket fan-out", "terminal events delivered", fanout["delivered"]),
+                ("baton WebSocket fan-out", "worker start + delivery s", fanout["delivery_s"]),
+            ]
+    except BaseException:
+        print(system.logs(), file=sys.stderr)
+        raise
+    finally:
+        system.close()
+        for tenant in tenants.values():
+            await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")
+        await redis.aclose()
+        await delete_service_queues(urls[0], NOOP_SERVICE)
+
+
+def _health(measured: dict[str, Any]) -> str:
+    return f"{measured['lost']} / {measured['registry_ok']}"
+
+
+def run_celery(args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any]) -> None:
+    progress("celery: full speed")
+    peer = CeleryPeer(*urls, root=str(ROOT), pool=args.celery_pool, concurrency=args.celery_concurrency)
+    peer.start()
+    try:
+        peer.run(WARMUP_JOBS, publishers=8, timeout=args.timeout)
+        measured = peer.run(args.jobs, publishers=8, timeout=args.timeout)
+    finally:
+        peer.close()
+    results["celery"] = measured
+    rows += [
+        (f"celery 5 ({measured['pool']})", "full speed: jobs/s", measured["jobs_per_s"]),
+        (f"celery 5 ({measured['pool']})", f"full speed: lost ({measured['jobs']})", measured["lost"]),
+    ]
+
+
+async def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    urls = (os.environ.get("RABBITMQ_URL") or LOCAL_RABBITMQ_URL, os.environ.get("REDIS_URL") or LOCAL_REDIS_URL)
+    fd_limit = raise_fd_limit(args.ws_clients * 2 + 1024)
+    rows: list[Row] = []
+    results: dict[str, Any] = {}
+    notes: list[str] = []
+    started = time.perf_counter()
+    await run_limit(args, urls, rows, results)
+    await run_baton(args, urls, rows, results, notes)
+    await asyncio.to_thread(run_celery, args, urls, rows, results)
+    limit_rate = results["limit"]["full_speed"]["jobs_per_s"]
+    batch_rate = results["baton"]["batch"]["jobs_per_s"]
+    single_rate = results["baton"]["single"]["jobs_per_s"]
+    celery_rate = results["celery"]["jobs_per_s"]
+    ratios = {
+        "baton_batch/limit": ratio(batch_rate, limit_rate),
+        "baton_single/limit": ratio(single_rate, limit_rate),
+        "baton_batch/celery": ratio(batch_rate, celery_rate),
+        "baton_single/celery": ratio(single_rate, celery_rate),
+    }
+    results["ratios"] = ratios
+    rows += [("ratios (jobs/s, this run)", name, value) for name, value in ratios.items()]
+    notes += [
+        f"jobs per full-speed run: {args.jobs:,}; {args.concurrency} requests/publishes in flight; "
+        f"batches of {args.batch_size}; latency runs last {args.latency_seconds:.0f} s each "
+        "(batch mode: one batch per 100 ms)",
+        "Baton: done = terminal event on a WebSocket client, and the registry lists every job completed at the end",
+        "Baton's worker publishes 2 events per job (running, completed); the limit publishes 1",
+        "Redis bytes/job (its keys): summed MEMORY USAGE of the tenant's registry keys once created; "
+        "the used_memory delta also counts whatever other Redis users did meanwhile",
+        f"open-files limit of this process and its children: {fd_limit}",
+        f"the whole run took {time.perf_counter() - started:.0f} s",
+    ]
+    print(table(rows, notes))
+    if "profile" in results:
+        print("\n" + render(results["profile"]))
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        write_json(args.json, rows, results, notes, settings)
+        print(f"\nJSON: {args.json}")
+    return 0
+
+
+def run(argv: list[str]) -> int:
+    try:
+        import uvloop  # the client side runs on the same loop as Baton's processes, when it is installed
+    except ImportError:
+        return asyncio.run(main(argv))
+    return uvloop.run(main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,169 @@
+"""Baton's side: the real orchestrator and worker processes, driven over HTTP and watched over WebSockets.
+
+A job counts as done when its terminal event reached a WebSocket client; at the end of every run the
+registry must also list every job of the run's tenant as completed (GET /jobs?status=completed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from tests.bench.common import NOOP_SERVICE, NOOP_TYPE, bounded, latency_summary, paced, wait_until
+from tests.bench.ws_client import JobWatcher
+from tests.e2e.harness import BatonSystem, Process, Tenant, wait_for_workers
+
+NOOP_WORKER = "tests.bench.noop_worker:worker"
+MAX_BATCH = 1000
+REGISTRY_TIMEOUT_SECONDS = 30.0
+
+
+class BenchFailure(RuntimeError):
+    """The system under test answered something a correct run never does."""
+
+
+@dataclass
+class BatonBench:
+    system: BatonSystem
+    base_url: str
+    session: aiohttp.ClientSession
+    worker: Process | None = None
+
+    @property
+    def orchestrator_pid(self) -> int:
+        return next(p.popen.pid for p in self.system.processes if p.name == "orchestrator")
+
+    async def start_worker(self) -> None:
+        if self.worker is None:
+            self.worker = self.system.start_worker(NOOP_WORKER, name="worker")
+            await wait_for_workers(self.base_url, [NOOP_SERVICE])
+
+    async def stop_worker(self) -> None:
+        """SIGTERM the worker and wait: it finishes what it holds and announces it is stopping."""
+        if self.worker is None:
+            return
+        worker, self.worker = self.worker, None
+        worker.popen.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(worker.popen.wait, 20)
+        except subprocess.TimeoutExpired:
+            worker.popen.kill()
+            await asyncio.to_thread(worker.popen.wait)
+        self.system.processes.remove(worker)
+
+    # -- creating jobs ---------------------------------------------------------------------------
+
+    async def post_one(self, tenant: Tenant, i: int) -> list[tuple[str, float]]:
+        t0 = time.perf_counter()
+        body: dict[str, Any] = {"type": NOOP_TYPE, "payload": {"n": i}}
+        async with self.session.post(f"{self.base_url}/jobs", json=body, headers=tenant.headers) as response:
+            if response.status != 202:
+                raise BenchFailure(f"POST /jobs answered {response.status}: {await response.text()}")
+            return [((await response.json())["job_id"], t0)]
+
+    async def post_batch(self, tenant: Tenant, first: int, size: int) -> list[tuple[str, float]]:
+        t0 = time.perf_counter()
+        body = {"jobs": [{"type": NOOP_TYPE, "payload": {"n": first + i}} for i in range(size)]}
+        async with self.session.post(f"{self.base_url}/jobs/batch", json=body, headers=tenant.headers) as response:
+            if response.status != 200:
+                raise BenchFailure(f"POST /jobs/batch answered {response.status}: {await response.text()}")
+            answer = await response.json()
+        if answer["rejected"]:
+            raise BenchFailure(f"POST /jobs/batch rejected {answer['rejected']} jobs: {answer['jobs'][:3]}")
+        return [(item["job_id"], t0) for item in answer["jobs"]]
+
+    async def create(self, tenant: Tenant, jobs: int, batch: int, concurrency: int) -> dict[str, float]:
+        """Creates `jobs` jobs, one per POST (batch=1) or `batch` per POST /jobs/batch; job id -> POST start."""
+        if batch <= 1:
+            parts = await bounded(jobs, concurrency, lambda i: self.post_one(tenant, i))
+        else:
+            sizes = [min(batch, jobs - first) for first in range(0, jobs, batch)]
+            parts = await bounded(len(sizes), concurrency, lambda k: self.post_batch(tenant, k * batch, sizes[k]))
+        return {job_id: t0 for part in parts for job_id, t0 in part}
+
+    # -- checking ---------------------------------------------------------------------------------
+
+    async def registry_count(self, tenant: Tenant, status: str = "completed") -> int:
+        params = {"status": status, "limit": "1"}
+        async with self.session.get(f"{self.base_url}/jobs", params=params, headers=tenant.headers) as response:
+            if response.status != 200:
+                raise BenchFailure(f"GET /jobs answered {response.status}: {await response.text()}")
+            return int((await response.json())["total"])
+
+    async def wait_registry(self, tenant: Tenant, jobs: int, timeout: float, poll: float = 0.25) -> int:
+        """Polls the registry until it lists `jobs` completed jobs of the tenant; returns the last count."""
+        deadline = time.monotonic() + timeout
+        while True:
+            count = await self.registry_count(tenant)
+            if count >= jobs or time.monotonic() > deadline:
+                return count
+            await asyncio.sleep(poll)
+
+    async def _finish(
+        self, watcher: JobWatcher, tenant: Tenant, started: dict[str, float], timeout: float
+    ) -> dict[str, Any]:
+        ids = set(started)
+        await wait_until(lambda: ids <= watcher.terminal.keys(), timeout, watcher.changed)
+        seen = ids & watcher.terminal.keys()
+        registry = await self.wait_registry(tenant, len(ids), REGISTRY_TIMEOUT_SECONDS)
+        return {
+            "jobs": len(ids),
+            "lost": len(ids - seen),
+            "not_completed": len(ids & watcher.failed.keys()),
+            "registry_completed": registry,
+            "registry_ok": registry == len(ids),
+            "ws_cut_off": watcher.cut_off,
+        }
+
+    # -- the runs ------------------------------------------------------------------------------------
+
+    async def full_speed(
+        self, tenant: Tenant, jobs: int, batch: int, concurrency: int, timeout: float
+    ) -> dict[str, Any]:
+        watcher = await JobWatcher.connect(self.session, self.base_url, tenant.headers)
+        try:
+            t0 = time.perf_counter()
+            started = await self.create(tenant, jobs, batch, concurrency)
+            created = time.perf_counter() - t0
+            outcome = await self._finish(watcher, tenant, started, timeout)
+            last = max((watcher.terminal[j] for j in started if j in watcher.terminal), default=time.perf_counter())
+        finally:
+            await watcher.close()
+        return {**outcome, "create_rate": jobs / created, "jobs_per_s": jobs / (last - t0)}
+
+    async def at_rate(
+        self, tenant: Tenant, jobs: int, rate: float, batch_every: float, timeout: float
+    ) -> dict[str, Any]:
+        """Offers `rate` jobs/s: one POST /jobs per job (batch_every=0), or a batch every `batch_every` s."""
+        watcher = await JobWatcher.connect(self.session, self.base_url, tenant.headers)
+        try:
+            t0 = time.perf_counter()
+            if batch_every <= 0:
+                parts = await paced(jobs, rate, lambda i: self.post_one(tenant, i))
+            else:
+                per_batch = max(1, round(rate * batch_every))
+                sizes = [min(per_batch, jobs - first) for first in range(0, jobs, per_batch)]
+                parts = await paced(
+                    len(sizes), rate / per_batch, lambda k: self.post_batch(tenant, k * per_batch, sizes[k])
+                )
+            offered_for = time.perf_counter() - t0
+            started = {job_id: t for part in parts for job_id, t in part}
+            outcome = await self._finish(watcher, tenant, started, timeout)
+            latencies = [watcher.terminal[j] - t for j, t in started.items() if j in watcher.terminal]
+            last = max((watcher.terminal[j] for j in started if j in watcher.terminal), default=time.perf_counter())
+        finally:
+            await watcher.close()
+        achieved = len(latencies) / (last - t0)
+        return {
+            **outcome,
+            "rate": rate,
+            "offered_rate": jobs / offered_for,
+            "done_rate": achieved,
+            **latency_summary(latencies),
+        }
