@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from protocol.events import TERMINAL_STATUSES, EventType, TaskEvent
 
 
 class JobRecord(BaseModel):
@@ -83,3 +86,35 @@ class JobUpdate:
     status: str  # the job's status after the event
     terminal: bool
     event: dict[str, Any]
+
+
+def record_update(
+    record: JobRecord,
+    kind: EventType,
+    data: dict[str, Any],
+    *,
+    task_id: str | None = None,
+    service: str | None = None,
+    at: str | None = None,
+) -> JobUpdate:
+    """An update the orchestrator itself makes about a job (created, cancelled, reopened, failed as stuck),
+    numbered with the record's seq and stating the record's status."""
+    event = TaskEvent(
+        event=kind,
+        service=service or record.service,
+        task_id=task_id or record.root_task_id,
+        global_task_id=record.global_task_id,
+        tenant_id=record.tenant_id,
+        timestamp=datetime.fromisoformat(at or record.updated_at),
+        seq=record.seq,
+        data=data,
+        metadata={"source": "orchestrator"},
+    )
+    return JobUpdate(
+        tenant_id=record.tenant_id,
+        job_id=record.global_task_id,
+        seq=record.seq,
+        status=record.status,
+        terminal=record.status in TERMINAL_STATUSES,
+        event=event.model_dump(mode="json"),
+    )

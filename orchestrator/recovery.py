@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 
 from orchestrator import keys, registry_scripts
-from orchestrator.models import JobRecord, JobUpdate
+from orchestrator.models import JobRecord, JobUpdate, record_update
 from orchestrator.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
 from orchestrator.registry_codec import from_hash, pairs, text
 from protocol import ledger
 from protocol.envelope import TaskEnvelope, utc_now
-from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus
 
 STUCK_ERROR_TYPE: Final[str] = "Stuck"
 # Reopening retries with a higher attempt when the one asked for is already used; a few rounds
@@ -91,18 +90,13 @@ class JobRecovery:
             if outcome != ReopenStatus.REOPENED:
                 return ReopenResult(ReopenStatus(outcome), job_status=text(reply[1]))
             record = from_hash(pairs(reply[1]))
-            event = TaskEvent(
-                event=EventType.TASK_STATUS_UPDATE,
-                service=envelope.service,
+            update = record_update(
+                record,
+                EventType.TASK_STATUS_UPDATE,
+                {"status": JobStatus.QUEUED.value, "attempt": attempt, "reason": reason},
                 task_id=task_id,
-                global_task_id=job_id,
-                tenant_id=tenant_id,
-                timestamp=datetime.fromisoformat(record.updated_at),
-                seq=record.seq,
-                data={"status": JobStatus.QUEUED.value, "attempt": attempt, "reason": reason},
-                metadata={"source": "orchestrator"},
+                service=envelope.service,
             )
-            update = _update(record, event)
             return ReopenResult(ReopenStatus.REOPENED, record.status, record, attempt_envelope, update)
         raise RegistryError(f"job {job_id}: no attempt number above the ones seen for task {task_id}")
 
@@ -128,18 +122,7 @@ class JobRecovery:
         if text(reply[0]) != "failed":
             return None
         failed = from_hash(pairs(reply[1]))
-        event = TaskEvent(
-            event=EventType.TASK_FAILED,
-            service=failed.service,
-            task_id=failed.root_task_id,
-            global_task_id=failed.job_id,
-            tenant_id=failed.tenant_id,
-            timestamp=datetime.fromisoformat(failed.updated_at),
-            seq=failed.seq,
-            data=error,
-            metadata={"source": "orchestrator"},
-        )
-        return _update(failed, event)
+        return record_update(failed, EventType.TASK_FAILED, error)
 
     async def tenants_with(self, status: str) -> list[str]:
         """Tenants that have jobs in `status` (a SCAN over their status indexes)."""
@@ -163,14 +146,3 @@ class JobRecovery:
                     pipe.hgetall(keys.job(tenant_id, job_id))
                 hashes = await pipe.execute()
         return [record for raw in hashes if raw and (record := from_hash(raw)).status == status]
-
-
-def _update(record: JobRecord, event: TaskEvent) -> JobUpdate:
-    return JobUpdate(
-        tenant_id=record.tenant_id,
-        job_id=record.job_id,
-        seq=record.seq,
-        status=record.status,
-        terminal=record.status in TERMINAL_STATUSES,
-        event=event.model_dump(mode="json"),
-    )

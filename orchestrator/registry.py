@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -29,6 +28,7 @@ from orchestrator.models import (
     CreateStatus,
     JobRecord,
     JobUpdate,
+    record_update,
 )
 from orchestrator.registry_codec import from_hash, pairs, score, text, to_hash
 from protocol import ledger
@@ -71,24 +71,7 @@ class ApplyOutcome:
 
 def created_update(record: JobRecord) -> JobUpdate:
     """The announcement of a new job: task_status_update{status: queued} with seq 1."""
-    event = TaskEvent(
-        event=EventType.TASK_STATUS_UPDATE,
-        service=record.service,
-        task_id=record.root_task_id,
-        global_task_id=record.global_task_id,
-        tenant_id=record.tenant_id,
-        timestamp=datetime.fromisoformat(record.created_at),
-        seq=1,
-        data={"status": JobStatus.QUEUED.value},
-    )
-    return JobUpdate(
-        tenant_id=record.tenant_id,
-        job_id=record.global_task_id,
-        seq=1,
-        status=JobStatus.QUEUED.value,
-        terminal=False,
-        event=event.model_dump(mode="json"),
-    )
+    return record_update(record, EventType.TASK_STATUS_UPDATE, {"status": JobStatus.QUEUED.value}, at=record.created_at)
 
 
 class RedisTaskRegistry:
@@ -283,24 +266,8 @@ class RedisTaskRegistry:
         record = from_hash(pairs(reply[1]))
         if outcome == "already_terminal":
             return CancelResult(CancelStatus.ALREADY_TERMINAL, record), None
-        event = TaskEvent(
-            event=EventType.TASK_CANCELLED,
-            service=record.service,
-            task_id=record.root_task_id,
-            global_task_id=record.global_task_id,
-            tenant_id=record.tenant_id,
-            timestamp=datetime.fromisoformat(record.updated_at),
-            seq=record.seq,
-            data={"status": JobStatus.CANCELLED.value, "reason": reason},
-            metadata={"source": "orchestrator"},
-        )
-        update = JobUpdate(
-            tenant_id=tenant_id,
-            job_id=job_id,
-            seq=record.seq,
-            status=JobStatus.CANCELLED.value,
-            terminal=True,
-            event=event.model_dump(mode="json"),
+        update = record_update(
+            record, EventType.TASK_CANCELLED, {"status": JobStatus.CANCELLED.value, "reason": reason}
         )
         return CancelResult(CancelStatus.CANCELLED, record), update
 
