@@ -1,8 +1,10 @@
 """EventConsumer: task events and worker heartbeats from RabbitMQ into the registry and the bus.
 
 All replicas share one durable queue, so each event is applied once; the applied update is
-published on the UpdateBus for every replica's clients. Messages are handled one at a time,
-in delivery order, so a task's events reach the registry in the order they were published.
+published on the UpdateBus for every replica's clients. Messages are spread over a few lanes by
+job (the AMQP correlation_id): one job's events are handled one at a time in delivery order, so a
+task's events reach the registry in the order they were published, while other jobs' events
+proceed in parallel instead of waiting for each Redis round trip in turn.
 
 Acknowledgement rules: an event is acked once its outcome is recorded (applied or dropped as
 late/duplicate); bytes that are not a valid message are acked and counted, since no retry can
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Awaitable
 from typing import Final, Literal
 
@@ -50,6 +53,7 @@ from protocol.topology import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
+DEFAULT_LANES: Final[int] = 8
 _STOP_TIMEOUT_SECONDS: Final[float] = 5.0
 
 ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
@@ -108,6 +112,7 @@ class EventConsumer:
         exchange: str = EVENTS_EXCHANGE,
         routing_keys: tuple[str, ...] = ("#",),
         retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
+        lanes: int = DEFAULT_LANES,
     ) -> None:
         self._connection = connection
         self._directory = directory
@@ -120,9 +125,9 @@ class EventConsumer:
         self._sink = EventSink(registry, bus, metrics)
         self._channel: AbstractChannel | None = None
         self._consuming: tuple[AbstractQueue, ConsumerTag] | None = None
-        # Deliveries wait here (at most `prefetch` of them) for the one task that handles them in order.
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        # Deliveries wait in their job's lane (at most `prefetch` in all) for the task that handles it.
+        self._lanes: list[asyncio.Queue[AbstractIncomingMessage]] = [asyncio.Queue() for _ in range(max(1, lanes))]
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         channel = await self._connection.channel()
@@ -137,7 +142,10 @@ class EventConsumer:
         for binding in spec.bindings:
             await queue.bind(binding.exchange, routing_key=binding.routing_key)
         self._channel = channel
-        self._task = asyncio.create_task(self._work(), name="baton-event-consumer")
+        self._tasks = [
+            asyncio.create_task(self._work(lane), name=f"baton-event-consumer-{n}")
+            for n, lane in enumerate(self._lanes)
+        ]
         self._consuming = (queue, await queue.consume(self._receive))
 
     @property
@@ -153,28 +161,31 @@ class EventConsumer:
     async def stop(self) -> None:
         """Stop consuming; unsettled messages go back to the queue when the channel closes."""
         consuming, self._consuming = self._consuming, None
-        task, self._task = self._task, None
+        tasks, self._tasks = self._tasks, []
         channel, self._channel = self._channel, None
         with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
             if consuming is not None:
                 await consuming[0].cancel(consuming[1])
-        if task is not None:
-            task.cancel()
+        if tasks:
+            for task in tasks:
+                task.cancel()
             # Bounded: shutdown must not hang on a handler stuck in a dependency call.
-            done, _ = await asyncio.wait({task}, timeout=_STOP_TIMEOUT_SECONDS)
-            if not done:
+            _, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT_SECONDS)
+            if pending:
                 log.warning("the event consumer did not stop within %.0f s", _STOP_TIMEOUT_SECONDS)
         with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
             if channel is not None:
                 await channel.close()
-        self._inbox = asyncio.Queue()
+        self._lanes = [asyncio.Queue() for _ in self._lanes]
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
-        self._inbox.put_nowait(message)
+        # Workers set correlation_id = job id on every event; heartbeats have none and share lane 0.
+        key = message.correlation_id or ""
+        self._lanes[zlib.crc32(key.encode()) % len(self._lanes) if key else 0].put_nowait(message)
 
-    async def _work(self) -> None:
+    async def _work(self, lane: asyncio.Queue[AbstractIncomingMessage]) -> None:
         while True:
-            await self._handle(await self._inbox.get())
+            await self._handle(await lane.get())
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 import pytest
@@ -27,8 +28,17 @@ from tests.faults.private_services import PrivateRabbitMQ
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(420)]
 
-JOBS = 600
 RATE = 40.0
+RECOVERY_WINDOW_SECONDS = 20.0
+
+
+async def keep_posting(poster: Poster, body: dict[str, Any], rate: float, stop: asyncio.Event) -> None:
+    """POSTs `rate` jobs a second, each on its own, until told to stop."""
+    tasks = []
+    while not stop.is_set():
+        tasks.append(asyncio.create_task(poster.post(body)))
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks)
 
 
 async def test_rabbitmq_killed_and_restarted_loses_no_accepted_job(
@@ -46,14 +56,20 @@ async def test_rabbitmq_killed_and_restarted_loses_no_accepted_job(
         await wait_for_workers(base_url, ["faults"])
         async with aiohttp.ClientSession() as session:
             poster = Poster(session, base_url, tenant)
-            bodies = [fault_job(run, redis_url, 30) for _ in range(JOBS)]
-            posting = asyncio.create_task(poster.post_at_rate(bodies, RATE))
+            stop = asyncio.Event()
+            posting = asyncio.create_task(keep_posting(poster, fault_job(run, redis_url, 30), RATE, stop))
             await asyncio.sleep(3)
             await asyncio.to_thread(broker.kill)
             killed_at = time.perf_counter()
             await asyncio.sleep(2)
             await asyncio.to_thread(broker.start)
             back_at = time.perf_counter()
+            while time.perf_counter() - back_at < RECOVERY_WINDOW_SECONDS:
+                if any(t >= back_at for t in poster.accepted.values()):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)  # a little steady traffic after recovery
+            stop.set()
             await posting
             first_accept_after = min((t for t in poster.accepted.values() if t >= back_at), default=None)
             statuses = await wait_until_terminal(session, base_url, tenant, list(poster.accepted), timeout=90)
@@ -62,7 +78,7 @@ async def test_rabbitmq_killed_and_restarted_loses_no_accepted_job(
         reconnect = None if first_accept_after is None else first_accept_after - back_at
         report(
             "rabbitmq_restart",
-            posted=JOBS,
+            posted=len(poster.accepted) + len(poster.refused),
             accepted=len(poster.accepted),
             refused=len(poster.refused),
             refused_statuses=sorted({r[1] for r in poster.refused}),

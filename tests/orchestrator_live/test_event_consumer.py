@@ -57,14 +57,22 @@ class Rig:
             retry_delay=0.2,
         )
 
-    async def publish(self, routing_key: str, body: bytes, content_type: str = MSGPACK) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, content_type: str = MSGPACK, correlation_id: str | None = None
+    ) -> None:
         exchange = await self.publisher.get_exchange(self.exchange)
-        message = aio_pika.Message(body, content_type=content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        message = aio_pika.Message(
+            body,
+            content_type=content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=correlation_id,
+        )
         await exchange.publish(message, routing_key=routing_key)
 
     async def publish_event(self, event: TaskEvent, content_type: str = MSGPACK) -> None:
         body = CODECS.encode(event, CODECS.for_content_type(content_type))
-        await self.publish(event_routing_key(event.tenant_id, event.service, event.event), body, content_type)
+        key = event_routing_key(event.tenant_id, event.service, event.event)
+        await self.publish(key, body, content_type, correlation_id=event.global_task_id)  # as workers do
 
 
 @pytest.fixture
@@ -126,6 +134,28 @@ async def test_events_flow_to_the_registry_and_listeners(rig: Rig, tenant: str) 
     assert sample(rig.metrics, "baton_jobs_finished_total", **labels) == 1
     assert sample(rig.metrics, "baton_job_duration_seconds_count", **labels) == 1
     assert sample(rig.metrics, "baton_events_applied_total", event="task_status_update") == 2
+
+
+async def test_each_jobs_events_stay_in_order_while_jobs_proceed_in_parallel(rig: Rig, tenant: str) -> None:
+    records = [make_record(tenant) for _ in range(12)]
+    for record in records:
+        await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        for seq in range(1, 21):  # interleaved: job 0 seq 1, job 1 seq 1, ..., job 0 seq 2, ...
+            for record in records:
+                progress = {"percentage": float(seq)}
+                await rig.publish_event(
+                    event_for(record, EventType.TASK_STATUS_UPDATE, seq, status="running", progress=progress)
+                )
+        await eventually(lambda: len(rig.updates) == 12 * 20)
+    finally:
+        await consumer.stop()
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0  # none overtaken within a job
+    for record in records:
+        stored = await rig.registry.get(tenant, record.job_id)
+        assert stored is not None and stored.seq == 21 and stored.progress == {"percentage": 20.0}
 
 
 async def test_undecodable_messages_are_dropped_and_do_not_block(rig: Rig, tenant: str) -> None:
