@@ -2,8 +2,9 @@
 
 At-least-once delivery means a task can come back after a crash; these small keys let any
 worker tell, before running it, that it must not run:
-- `baton:ledger:done:{task_id}`: set by the worker that published the task's outcome, just before
-  it acks. A redelivered task with this key is acked without running again.
+- `baton:ledger:done:{task_id}`: the highest attempt of the task whose outcome a worker published,
+  set just before it acks. A delivery of that attempt or an older one is acked without running
+  again; a replay (a newer attempt) runs.
 - `baton:ledger:cancelled:{tenant_id}:{global_task_id}`: set by the orchestrator when a job is
   cancelled, before it broadcasts the cancel; a delivered task of that job is never started,
   also after a worker or broker restart (the broadcast alone is lost on restart).

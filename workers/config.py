@@ -11,6 +11,7 @@ from protocol.settings import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, Settings,
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
 DEFAULT_HEARTBEAT_SECONDS: Final[float] = 5.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final[float] = 10.0
 DEFAULT_HTTP_TIMEOUT_SECONDS: Final[float] = 30.0
 DEFAULT_HTTP_RETRIES: Final[int] = 2
 DEFAULT_LLM_MODEL: Final[str] = "gpt-4o-mini"
@@ -38,6 +39,7 @@ class WorkerSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     concurrency: int | None = None  # overrides the Worker's own when set
     prefetch: int | None = None
+    connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS  # per RabbitMQ connection attempt
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     http_timeout_seconds: float = DEFAULT_HTTP_TIMEOUT_SECONDS
@@ -56,6 +58,7 @@ class WorkerSettings:
             max_message_bytes=shared.max_message_bytes,
             concurrency=_optional_int(env, "BATON_WORKER_CONCURRENCY"),
             prefetch=_optional_int(env, "BATON_WORKER_PREFETCH"),
+            connect_timeout_seconds=_float(env, "BATON_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT_SECONDS),
             shutdown_grace_seconds=_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE_SECONDS),
             heartbeat_seconds=_float(env, "BATON_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
             http_timeout_seconds=_float(env, "BATON_HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS),

@@ -21,6 +21,7 @@ from protocol.topology import (
     SYSTEM_ROUTING_PREFIX,
     TASKS_EXCHANGE,
     service_queues,
+    task_queue,
 )
 from tests.services import LOCAL_REDIS_URL
 from workers.config import WorkerSettings
@@ -37,7 +38,12 @@ def envelope(service: str, job_type: str, payload: dict[str, Any], **fields: Any
 
 
 async def publish_task(
-    channel: AbstractChannel, env: TaskEnvelope, *, content_type: str = MSGPACK, reply_to: str | None = None
+    channel: AbstractChannel,
+    env: TaskEnvelope,
+    *,
+    content_type: str = MSGPACK,
+    reply_to: str | None = None,
+    priority: int | None = None,
 ) -> None:
     codec = CODECS.for_content_type(content_type)
     await publish_raw(
@@ -47,6 +53,7 @@ async def publish_task(
         content_type=content_type,
         message_id=env.task_id,
         reply_to=reply_to,
+        priority=priority,
     )
 
 
@@ -59,6 +66,7 @@ async def publish_raw(
     message_id: str | None = None,
     reply_to: str | None = None,
     headers: dict[str, Any] | None = None,
+    priority: int | None = None,
 ) -> None:
     exchange = await channel.get_exchange(TASKS_EXCHANGE, ensure=False)
     message = aio_pika.Message(
@@ -67,6 +75,7 @@ async def publish_raw(
         message_id=message_id,
         reply_to=reply_to,
         headers=headers,
+        priority=priority,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
     await exchange.publish(message, service, mandatory=True)
@@ -164,3 +173,18 @@ async def delete_service_queues(channel: AbstractChannel, *services: str) -> Non
     for service in services:
         for spec in service_queues(service):
             await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+
+
+async def wait_for_ready(channel: AbstractChannel, service: str, count: int = 0, within: float = 10.0) -> None:
+    """Until the service's work queue holds `count` ready messages (0: every one went out to a consumer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        # On the underlying channel: a robust one answers a passive declare of a known queue from its cache.
+        underlay = await channel.get_underlay_channel()
+        ready = (await underlay.queue_declare(task_queue(service), passive=True)).message_count
+        if ready == count:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"{ready} message(s) ready on the queue of {service}, not {count}")
+        await asyncio.sleep(0.05)

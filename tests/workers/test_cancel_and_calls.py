@@ -19,6 +19,8 @@ from workers import RetryPolicy, ServiceCallError, ServiceCallTimeout, TaskConte
 
 pytestmark = pytest.mark.integration
 
+UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
+
 
 def waiter(service: str, started: asyncio.Event, calls: list[str]) -> Worker:
     worker = Worker(service, concurrency=2)
@@ -65,13 +67,14 @@ async def test_cancel_of_another_tenants_job_id_does_not_touch_the_task(
         assert runtime.in_flight == 1
 
 
-async def test_a_task_of_a_cancelled_job_never_starts(
+async def test_a_task_of_a_cancelled_job_never_starts_when_redis_cannot_tell(
     rabbitmq_url: str, channel: AbstractChannel, service: str
 ) -> None:
     started = asyncio.Event()
     calls: list[str] = []
     tap = await Tap.open(channel, f"*.{service}.*")
-    async with running(waiter(service, started, calls), rabbitmq_url):
+    # No ledger to ask: the remembered broadcast decides alone.
+    async with running(waiter(service, started, calls), rabbitmq_url, redis_url=UNREACHABLE_REDIS_URL):
         await publish_cancel(channel, "tenant-c", "job-cancelled-early")
         await asyncio.sleep(0.2)  # the broadcast reaches the worker before the task does
         task = envelope(service, "wait", {}, tenant_id="tenant-c", global_task_id="job-cancelled-early")
@@ -80,6 +83,41 @@ async def test_a_task_of_a_cancelled_job_never_starts(
 
     assert [e.event for e in events] == [EventType.TASK_CANCELLED]
     assert calls == []
+
+
+async def test_a_remembered_cancel_does_not_swallow_an_attempt_of_a_reopened_job(
+    rabbitmq_url: str, redis_url: str, channel: AbstractChannel, service: str, unique: str
+) -> None:
+    """The sweeper fails a stuck job and broadcasts a cancel; a dead-letter replay then reopens the
+    job (deleting its cancelled ledger key) and publishes the next attempt, which must run."""
+    calls: list[str] = []
+    tap = await Tap.open(channel, f"*.{service}.*")
+    job_id = f"job-reopened-{unique}"
+    async with running(quick(service, calls), rabbitmq_url, redis_url=redis_url):
+        await publish_cancel(channel, "tenant-c", job_id)
+        await asyncio.sleep(0.2)  # remembered before the replay arrives
+        replay = envelope(service, "quick", {}, tenant_id="tenant-c", global_task_id=job_id, attempt=2)
+        await publish_task(channel, replay)
+        events = await tap.task_events(replay.task_id)
+        # Forgotten for good: the next task of the job runs too, also past the check before the handler.
+        later = envelope(service, "quick", {}, tenant_id="tenant-c", global_task_id=job_id)
+        await publish_task(channel, later)
+        later_events = await tap.task_events(later.task_id)
+
+    assert [e.event for e in events] == [EventType.TASK_STATUS_UPDATE, EventType.TASK_COMPLETED]
+    assert later_events[-1].event is EventType.TASK_COMPLETED
+    assert calls == [replay.task_id, later.task_id]
+
+
+def quick(service: str, calls: list[str]) -> Worker:
+    worker = Worker(service)
+
+    @worker.handler("quick")
+    async def run(payload: dict[str, Any], ctx: TaskContext) -> str:
+        calls.append(ctx.task_id)
+        return "done"
+
+    return worker
 
 
 class Question(BaseModel):

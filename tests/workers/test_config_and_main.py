@@ -17,6 +17,7 @@ def test_settings_from_env() -> None:
             "REDIS_URL": "redis://ledger:6379/2",
             "BATON_CONSUMER_TIMEOUT_SECONDS": "7200",
             "BATON_WORKER_CONCURRENCY": "3",
+            "BATON_CONNECT_TIMEOUT_SECONDS": "2.5",
             "BATON_SHUTDOWN_GRACE_SECONDS": "12.5",
             "BATON_HEARTBEAT_SECONDS": "2",
             "BATON_HTTP_RETRIES": "0",
@@ -29,6 +30,7 @@ def test_settings_from_env() -> None:
     assert (settings.redis_url, settings.consumer_timeout_seconds) == ("redis://ledger:6379/2", 7200.0)
     assert (settings.concurrency, settings.prefetch, settings.http_retries) == (3, None, 0)
     assert (settings.shutdown_grace_seconds, settings.heartbeat_seconds) == (12.5, 2.0)
+    assert settings.connect_timeout_seconds == 2.5
     assert (settings.llm.base_url, settings.llm.api_key, settings.llm.model) == ("http://llm:8000/v1", "secret", "tiny")
     assert "secret" not in repr(settings)
 
@@ -36,6 +38,7 @@ def test_settings_from_env() -> None:
 def test_defaults_and_bad_values() -> None:
     defaults = WorkerSettings.from_env({})
     assert (defaults.shutdown_grace_seconds, defaults.heartbeat_seconds, defaults.llm.base_url) == (30.0, 5.0, None)
+    assert defaults.connect_timeout_seconds == 10.0
     with pytest.raises(SettingsError, match="BATON_SHUTDOWN_GRACE_SECONDS"):
         WorkerSettings.from_env({"BATON_SHUTDOWN_GRACE_SECONDS": "soon"})
     with pytest.raises(SettingsError, match="BATON_WORKER_CONCURRENCY"):

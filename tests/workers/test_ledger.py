@@ -17,8 +17,9 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key, done_key
 from protocol.topology import ERROR_TYPE_HEADER, REASON_HEADER, dead_letter_queue, declare_service, task_queue
-from tests.workers.helpers import Tap, envelope, publish_task, running
+from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for_ready
 from workers import RetryPolicy, TaskContext, Worker
+from workers.runtime.ledger import LedgerState, TaskLedger
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +207,75 @@ async def test_tasks_complete_while_redis_is_unreachable(
     assert sorted(calls) == sorted((t.task_id, 1) for t in tasks)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "running tasks without it" in warnings[0]  # rate-limited
+
+
+async def test_a_later_attempt_of_a_task_done_in_the_ledger_runs(
+    rabbitmq_url: str,
+    redis_url: str,
+    channel: AbstractChannel,
+    service: str,
+    redis_client: aioredis.Redis,
+    ledger_keys: list[str],
+) -> None:
+    """A dead-letter replay sends the same task id with a higher attempt: only copies of the
+    attempt the ledger holds (or earlier ones) are duplicates."""
+    calls: list[tuple[str, int]] = []
+    tap = await Tap.open(channel, f"*.{service}.*")
+    task = envelope(service, "record", {})
+    ledger_keys.append(done_key(task.task_id))
+    await redis_client.set(done_key(task.task_id), b"2", ex=60)
+    async with running(recorder(service, calls), rabbitmq_url, redis_url=redis_url) as runtime:
+        await publish_task(channel, task.model_copy(update={"attempt": 2}))  # a copy of the done attempt
+        await publish_task(channel, task.model_copy(update={"attempt": 3}))
+        events = await tap.task_events(task.task_id)
+        assert runtime.stats.duplicates_skipped == 1
+
+    assert calls == [(task.task_id, 3)]
+    assert events[-1].data == {"result": 3}
+    assert await redis_client.get(done_key(task.task_id)) == b"3"
+
+
+async def test_a_replayed_attempt_runs_in_the_process_that_finished_the_first(
+    rabbitmq_url: str,
+    redis_url: str,
+    channel: AbstractChannel,
+    service: str,
+    redis_client: aioredis.Redis,
+    ledger_keys: list[str],
+) -> None:
+    calls: list[tuple[str, int]] = []
+    tap = await Tap.open(channel, f"*.{service}.*")
+    task = envelope(service, "record", {})
+    ledger_keys.append(done_key(task.task_id))
+    async with running(recorder(service, calls), rabbitmq_url, redis_url=redis_url):
+        await publish_task(channel, task)
+        assert (await tap.task_events(task.task_id))[-1].data == {"result": 1}
+        # What the orchestrator's replay does: reopen (which deletes the done key), publish attempt 2.
+        await redis_client.delete(done_key(task.task_id))
+        await publish_task(channel, task.model_copy(update={"attempt": 2}))
+        replayed = await tap.task_events(task.task_id)
+        # A late copy of attempt 1 is still a duplicate for this process's own memory.
+        await redis_client.delete(done_key(task.task_id))
+        await publish_task(channel, task)
+        await wait_for_ready(channel, service)
+
+    assert calls == [(task.task_id, 1), (task.task_id, 2)]
+    assert replayed[-1].data == {"result": 2}
+    assert tap.drain_events() == []
+    queue = await channel.declare_queue(task_queue(service), passive=True)
+    assert queue.declaration_result.message_count == 0
+
+
+async def test_the_done_attempt_only_grows(redis_url: str, ledger_keys: list[str]) -> None:
+    task = envelope("svc", "record", {})
+    ledger_keys.append(done_key(task.task_id))
+    ledger = TaskLedger(redis_url)
+    try:
+        await ledger.mark_done(task.task_id, 3)
+        await ledger.mark_done(task.task_id, 2)  # a late duplicate of an older attempt finishing
+        states = [await ledger.check(task.model_copy(update={"attempt": n})) for n in (1, 3, 4)]
+    finally:
+        await ledger.close()
+
+    assert states == [LedgerState.DONE, LedgerState.DONE, LedgerState.CLEAR]
+    assert ledger.errors == 0

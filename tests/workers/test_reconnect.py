@@ -1,9 +1,11 @@
-"""Surviving a lost broker link: a TCP proxy between the worker and RabbitMQ is cut mid-task."""
+"""Surviving a lost broker link (a TCP proxy between the worker and RabbitMQ is cut mid-task),
+and giving up on a broker that accepts the connection but never answers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,8 +15,9 @@ from aio_pika.abc import AbstractChannel
 
 from protocol.events import EventType
 from protocol.topology import task_queue
-from tests.workers.helpers import Tap, envelope, publish_task, running
+from tests.workers.helpers import Tap, envelope, publish_task, running, settings
 from workers import TaskContext, Worker
+from workers.runtime import run_worker
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +104,34 @@ async def test_a_cut_link_is_restored_and_the_task_completes_once(
     assert [e.event for e in tap.drain_events()] == []  # and published nothing more
     queue = await channel.declare_queue(task_queue(service), passive=True)
     assert queue.declaration_result.message_count == 0  # every copy was acked
+
+
+async def test_start_gives_up_on_a_broker_that_never_answers(service: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A socket that is accepted and then left silent (a wedged broker, a black-holing proxy)."""
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    worker = Worker(service)
+
+    @worker.handler("never")
+    async def never(payload: dict[str, Any], ctx: TaskContext) -> None:
+        return None
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="workers.runtime.app"):
+            code = await asyncio.wait_for(
+                run_worker(worker, settings(f"amqp://guest:guest@127.0.0.1:{port}/", connect_timeout_seconds=0.3)),
+                10,
+            )
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    assert code == 1  # the process exits with a clear reason instead of hanging
+    assert f"no answer from RabbitMQ at amqp://guest:***@127.0.0.1:{port}/ within 0.3 s" in caplog.text

@@ -171,7 +171,7 @@ async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_kee
         big = envelope(service, "add", {"a": 1, "b": 2, "padding": "x" * 8000})
         await publish_raw(channel, service, CODECS.encode(big), message_id="big")
         unknown = envelope(service, "no_such_type", {}, tenant_id="tenant-u")
-        await publish_task(channel, unknown)
+        await publish_task(channel, unknown, reply_to=f"baton.reply.caller-{service}", priority=7)
         wrong = envelope("elsewhere", "add", {"a": 1, "b": 2})
         await publish_raw(channel, service, CODECS.encode(wrong), message_id="wrong")
 
@@ -210,6 +210,8 @@ async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_kee
     ]
     assert parked[unknown.task_id].headers[JOB_ID_HEADER] == unknown.global_task_id
     assert parked[unknown.task_id].headers[ATTEMPTS_HEADER] == 1
+    # A replay restores the properties too: a child task's answer still finds its caller.
+    assert (parked[unknown.task_id].reply_to, parked[unknown.task_id].priority) == (f"baton.reply.caller-{service}", 7)
     assert tap.drain_events() == []  # nothing else was published for the parked messages
 
 

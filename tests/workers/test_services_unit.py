@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -67,6 +68,36 @@ def context(
         report_progress=recorder or Recorder(),
         caller=caller or EmbeddingCaller(),
     )
+
+
+async def _longest_stall(done: asyncio.Event) -> float:
+    """Ticks on the event loop until `done`; the longest gap between two ticks (s)."""
+    loop = asyncio.get_running_loop()
+    worst, last = 0.0, loop.time()
+    while not done.is_set():
+        await asyncio.sleep(0.005)
+        now = loop.time()
+        worst, last = max(worst, now - last), now
+    return worst
+
+
+async def test_embedding_a_large_request_leaves_the_event_loop_free() -> None:
+    """Heartbeats, cancels and acks of the process run on the loop while the hashing runs."""
+    texts = [" ".join(f"word{i} token{j}" for j in range(30)) for i in range(600)]
+    request = embedding.EmbeddingRequest(texts=texts, dimensions=4096)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    ticker = asyncio.create_task(_longest_stall(done))
+    await asyncio.sleep(0)  # the ticker is running before the embedding starts
+    started = loop.time()
+    result = await embedding.embed_texts(request, context(envelope("embedding_request", {}), None))
+    elapsed = loop.time() - started
+    done.set()
+    stall = await ticker
+
+    assert result.count == 600 and result.vectors[599] == pytest.approx(embed(texts[599], 4096))
+    assert elapsed > 0.2  # enough work to tell a blocked loop from a free one
+    assert stall < elapsed / 4, f"the loop stalled {stall:.3f} s in {elapsed:.3f} s of embedding"
 
 
 @pytest.mark.parametrize(("dimensions", "inline"), [(64, True), (1024, False)])

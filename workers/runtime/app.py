@@ -88,7 +88,9 @@ class WorkerRuntime:
 
     async def _start(self) -> None:
         service = self.worker.service
-        self._connection = await connect(self.settings.rabbitmq_url, f"baton-worker:{self.worker_id}")
+        self._connection = await connect(
+            self.settings.rabbitmq_url, f"baton-worker:{self.worker_id}", self.settings.connect_timeout_seconds
+        )
         consume_channel = await open_channel(self._connection, prefetch=self.prefetch, confirms=False)
         publish_channel = await open_channel(self._connection)
         try:

@@ -41,10 +41,18 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def connect(url: str, connection_name: str) -> AbstractRobustConnection:
-    """A robust connection: it reconnects and restores channels, queues and consumers by itself."""
+async def connect(url: str, connection_name: str, timeout_seconds: float) -> AbstractRobustConnection:
+    """A robust connection: it reconnects and restores channels, queues and consumers by itself.
+
+    `timeout_seconds` bounds each connection attempt (TCP, AMQP handshake, first channel): a
+    broker that accepts the socket but never speaks would otherwise hang the start for good.
+    """
     try:
-        return await aio_pika.connect_robust(url, client_properties={"connection_name": connection_name})
+        return await aio_pika.connect_robust(
+            url, client_properties={"connection_name": connection_name}, timeout=timeout_seconds
+        )
+    except TimeoutError as exc:
+        raise BrokerError(f"no answer from RabbitMQ at {redact(url)} within {timeout_seconds:g} s") from exc
     except BROKER_ERRORS as exc:
         raise BrokerError(f"cannot connect to RabbitMQ at {redact(url)}: {exc}") from exc
 

@@ -60,7 +60,8 @@ class TaskConsumer:
 
     async def _handle(self, message: AbstractIncomingMessage, received_at: float) -> None:
         if not await self._acquire():
-            await acks.requeue(message)  # delivered but never started: another process takes it
+            # Delivered but never started: another process takes it, as the same attempt.
+            await self._runner.hand_back(message)
             return
         try:
             await self._runner.process(message, received_at)
@@ -96,7 +97,8 @@ class TaskConsumer:
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop taking messages, let running handlers finish within the grace period, then cancel
-        the rest (their messages are requeued)."""
+        the rest (their messages are requeued: an interrupted attempt). Deliveries still waiting
+        for a slot are handed back unchanged, as they never started."""
         await self._cancel_consumer()
         async with self._slots:
             self._stopping = True

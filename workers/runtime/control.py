@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -23,16 +24,37 @@ DEFAULT_REMEMBERED_CANCELS: Final[int] = 10_000
 
 
 class CancelledJobs:
-    """Jobs cancelled recently (bounded): a task of one of them that is delivered later never starts."""
+    """Jobs whose cancel broadcast this process received recently (bounded), with when it arrived.
+
+    A remembered cancel stands in for the Redis ledger, it does not outrank it. The orchestrator
+    sets a job's cancelled key before it broadcasts, and deletes it when it reopens the job (a
+    dead-letter replay of a job the sweeper had failed and cancelled). So when the ledger, read
+    after a broadcast arrived, has no cancelled key, the job was reopened since: `forget_stale`
+    drops the cancel and the replayed attempt runs. The memory alone decides only when Redis
+    cannot answer, and for a broadcast that arrives after the ledger was read (then it is news).
+
+    Not scoped by `issued_at` against the envelope's `created_at`: a replayed attempt keeps its
+    task's `created_at` (the orchestrator copies the envelope with the attempt raised), so it would
+    still look older than the cancel; and the two stamps come from different machines' clocks.
+    """
 
     def __init__(self, capacity: int = DEFAULT_REMEMBERED_CANCELS) -> None:
-        self._jobs: BoundedMap[tuple[str, str], str] = BoundedMap(capacity)
+        self._jobs: BoundedMap[tuple[str, str], tuple[str, float]] = BoundedMap(capacity)
 
     def add(self, command: CancelCommand) -> None:
-        self._jobs.put((command.tenant_id, command.global_task_id), command.reason)
+        self._jobs.put((command.tenant_id, command.global_task_id), (command.reason, time.monotonic()))
 
     def reason_for(self, envelope: TaskEnvelope) -> str | None:
-        return self._jobs.get((envelope.tenant_id, envelope.global_task_id))
+        entry = self._jobs.get((envelope.tenant_id, envelope.global_task_id))
+        return entry[0] if entry is not None else None
+
+    def forget_stale(self, envelope: TaskEnvelope, ledger_read_at: float) -> None:
+        """The ledger, read from `ledger_read_at` (monotonic) on, says the job is not cancelled:
+        drop a cancel of it that arrived before that read, as the job was reopened since."""
+        key = (envelope.tenant_id, envelope.global_task_id)
+        entry = self._jobs.get(key)
+        if entry is not None and entry[1] < ledger_read_at:
+            self._jobs.pop(key)
 
 
 class ControlListener:

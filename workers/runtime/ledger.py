@@ -1,4 +1,8 @@
-"""The delivery ledger in Redis (protocol.ledger): was this task already finished, or its job cancelled?
+"""The delivery ledger in Redis (protocol.ledger): was this attempt already finished, or its job cancelled?
+
+A done key holds the highest attempt of the task whose outcome was published. A delivery is a
+duplicate only when its attempt is at or below that number: a dead-letter replay or a sweeper's
+republish sends the same task id with a higher attempt, and that one must run.
 
 The ledger narrows at-least-once delivery, it does not gate it: when Redis is slow or down the
 worker logs a (rate-limited) warning and runs the task anyway, so every call here is bounded by
@@ -33,9 +37,20 @@ WARNING_INTERVAL_SECONDS: Final[float] = 30.0
 _REDIS_ERRORS: Final = (RedisError, OSError, TimeoutError)
 
 
+# Raise a done key's attempt, never lower it: a late duplicate of an older attempt finishing
+# after a newer one must not reopen the newer one to its own redeliveries.
+_MARK_DONE: Final[str] = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+"""
+
+
 class LedgerState(StrEnum):
-    UNKNOWN = "unknown"  # neither key, or Redis could not tell: run it
-    DONE = "done"
+    CLEAR = "clear"  # Redis answered: this attempt is not done and the job is not cancelled
+    UNKNOWN = "unknown"  # Redis could not tell: run it (at-least-once)
+    DONE = "done"  # this attempt, or a later one, already published its outcome
     CANCELLED = "cancelled"
 
 
@@ -51,6 +66,7 @@ class TaskLedger:
             )
         except ValueError as exc:
             raise ConfigurationError(f"REDIS_URL is not usable: {exc}") from exc
+        self._mark_done = self._redis.register_script(_MARK_DONE)
         self._timeout = timeout_seconds
         self._skip_until = 0.0
         self._last_warning = 0.0
@@ -71,19 +87,21 @@ class TaskLedger:
         except _REDIS_ERRORS as exc:
             self._failed("check", exc)
             return LedgerState.UNKNOWN
-        if done is not None:
+        done_attempt = _attempt(done)
+        if done_attempt is not None and envelope.attempt <= done_attempt:
             return LedgerState.DONE
         if cancelled is not None:
             return LedgerState.CANCELLED
-        return LedgerState.UNKNOWN
+        return LedgerState.CLEAR
 
-    async def mark_done(self, task_id: str) -> None:
-        """Record that the task's outcome is published; a redelivery of it is then acked unrun."""
+    async def mark_done(self, task_id: str, attempt: int) -> None:
+        """Record that this attempt's outcome is published; a redelivery of it (or of an earlier
+        attempt) is then acked unrun."""
         if self._skipping():
             return
         try:
             async with asyncio.timeout(self._timeout * 2):
-                await self._redis.set(done_key(task_id), b"1", ex=LEDGER_TTL_SECONDS)
+                await self._mark_done(keys=[done_key(task_id)], args=[attempt, LEDGER_TTL_SECONDS])
         except _REDIS_ERRORS as exc:
             self._failed("mark_done", exc)
 
@@ -107,3 +125,15 @@ class TaskLedger:
         )
         self._last_warning = now
         self._suppressed = 0
+
+
+def _attempt(raw: bytes | str | None) -> int | None:
+    """The attempt a done key holds; None for no key, or a value that is not a number (then the
+    task runs: a spare run is what at-least-once allows, a lost one is not)."""
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        log.warning("delivery ledger: done key holds %r, not an attempt number; ignoring it", raw)
+        return None

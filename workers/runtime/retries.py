@@ -1,4 +1,5 @@
-"""Putting a task back on its way as its next attempt: after a backoff, or at once.
+"""Putting a task back on its way: as its next attempt (after a backoff, or at once), or as it
+came when this process never started it.
 
 A delayed attempt waits in the service's delay queue of the nearest tier on `baton.retry`;
 its TTL dead-letters it back to `baton.tasks`. Either way the next attempt is published
@@ -17,6 +18,7 @@ from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.topology import RETRY_EXCHANGE, TASKS_EXCHANGE, retry_routing_key, retry_tier
 from workers.runtime.broker import AmqpPublisher
+from workers.runtime.messages import copy_of
 
 # Headers the broker adds when it dead-letters: copying them would make them grow with every attempt.
 _BROKER_DEATH_HEADERS: Final[tuple[str, ...]] = ("x-death", "x-first-death-", "x-last-death-")
@@ -43,6 +45,10 @@ class Rescheduler:
         await self._amqp.publish(
             TASKS_EXCHANGE, envelope.service, self._next_attempt(message, envelope), mandatory=True
         )
+
+    async def as_received(self, message: AbstractIncomingMessage, service: str) -> None:
+        """Publish the delivery unchanged (body, attempt and properties) to the service's work queue."""
+        await self._amqp.publish(TASKS_EXCHANGE, service, copy_of(message), mandatory=True)
 
     def _next_attempt(self, message: AbstractIncomingMessage, envelope: TaskEnvelope) -> aio_pika.Message:
         # Same content type as received, so a JSON producer's task stays JSON.

@@ -9,6 +9,13 @@ confirmed by the broker; if that cannot be, the message is requeued.
 A message that comes back redelivered is never run in place: its earlier run may have had
 effects, and its events used that attempt's seq range. It becomes the next attempt (or a dead
 letter once the attempts are used up), so a crash loop ends parked rather than spinning.
+The broker cannot tell a started delivery from one that only waited in this process's prefetch
+buffer: after a crash (kill -9, OOM) both come back redelivered, so the prefetched-but-unstarted
+ones use up an attempt too. A graceful stop avoids that: `hand_back` publishes each delivery
+that never started as it came (same attempt) before acking it.
+
+Duplicates are told by (task_id, attempt): a dead-letter replay or a sweeper's republish sends
+the same task id with a higher attempt, which must run even though an earlier attempt finished.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class RunnerStats:
     """What the runner did besides running handlers; read by tests and logs."""
 
     duplicates_skipped: int = 0  # done per the ledger: acked without running
+    handed_back: int = 0  # never started before a graceful stop: published again as they came
     redeliveries_republished: int = 0
     retries_scheduled: int = 0
     dead_lettered: int = 0
@@ -76,8 +84,9 @@ class TaskRunner:
     def __init__(self, deps: RunnerDeps, stats: RunnerStats) -> None:
         self._d = deps
         self.stats = stats
-        # Tasks whose outcome this process published: the fast path before asking the ledger.
-        self._finished: BoundedMap[str, bool] = BoundedMap(DEFAULT_REMEMBERED_TASKS)
+        # Task id -> the highest attempt whose outcome this process published (or found done in the
+        # ledger): the fast path before asking the ledger.
+        self._finished: BoundedMap[str, int] = BoundedMap(DEFAULT_REMEMBERED_TASKS)
         self._in_progress: dict[tuple[str, int], asyncio.Future[bool]] = {}
 
     async def process(self, message: AbstractIncomingMessage, received_at: float) -> None:
@@ -85,13 +94,14 @@ class TaskRunner:
         if isinstance(verdict, Rejection):
             await self.park(message, verdict)
             return
-        task_id = verdict.envelope.task_id
-        if task_id in self._finished:
-            log.debug("task %s already finished in this process; acking the redelivery", task_id)
+        task_id, attempt = verdict.envelope.task_id, verdict.envelope.attempt
+        finished = self._finished.get(task_id)
+        if finished is not None and attempt <= finished:
+            log.debug("task %s attempt %d already finished in this process; acking the copy", task_id, attempt)
             await acks.ack(message)
             return
         # Per attempt: the next attempt of a task may arrive while this one is still being settled.
-        key = (task_id, verdict.envelope.attempt)
+        key = (task_id, attempt)
         running = self._in_progress.get(key)
         if running is not None:
             # Redelivered after a channel loss while the first copy still runs here (its ack will
@@ -113,18 +123,24 @@ class TaskRunner:
         a copy of it is then acked; False when the message went back to the queue."""
         envelope = accepted.envelope
         redelivered = bool(message.redelivered)
-        reason = self._d.cancelled.reason_for(envelope)
-        state = LedgerState.CANCELLED if reason is not None else await self._d.ledger.check(envelope)
+        ledger_read_at = time.monotonic()
+        state = await self._d.ledger.check(envelope)
         if state is LedgerState.DONE:
             self.stats.duplicates_skipped += 1
-            log.debug("task %s already done per the ledger; acking without running", envelope.task_id)
-            self._finished.put(envelope.task_id, True)
+            log.debug(
+                "task %s attempt %d already done per the ledger; acking it unrun", envelope.task_id, envelope.attempt
+            )
+            self._remember_finished(envelope)
             await acks.ack(message)
             return True
-        if state is LedgerState.CANCELLED:
+        if state is LedgerState.CLEAR:
+            # The ledger outranks a remembered broadcast (see CancelledJobs): the job was reopened.
+            self._d.cancelled.forget_stale(envelope, ledger_read_at)
+        reason = self._d.cancelled.reason_for(envelope)
+        if state is LedgerState.CANCELLED or reason is not None:
             seq = EventSequence.for_delivery(envelope, redelivered=redelivered)
             return await self._finish(
-                message, Outcome(cancelled_event(envelope, reason or CANCELLED_REASON, seq.next()))
+                message, envelope, Outcome(cancelled_event(envelope, reason or CANCELLED_REASON, seq.next()))
             )
         if redelivered:
             return await self._redelivered(accepted, message)
@@ -142,13 +158,13 @@ class TaskRunner:
             await acks.requeue(message)
             return False
         if isinstance(result, Outcome):
-            return await self._finish(message, result)
+            return await self._finish(message, envelope, result)
         return await self._failed(accepted, message, result)
 
     async def _failed(self, accepted: Accepted, message: AbstractIncomingMessage, failed: AttemptFailed) -> bool:
         envelope, failure = accepted.envelope, failed.failure
         if not failure.retryable:
-            return await self._finish(message, Outcome(failure.event(envelope, failed.seq.next())))
+            return await self._finish(message, envelope, Outcome(failure.event(envelope, failed.seq.next())))
         policy = self._d.worker.retry_for(accepted.handler)
         if not policy.allows_another_attempt(envelope.attempt):
             return await self._bury(message, envelope, failure, failed.seq)
@@ -222,15 +238,15 @@ class TaskRunner:
             failure.error_type,
             failure.error,
         )
-        return await self._finish(message, Outcome(failure.event(envelope, seq.next())))
+        return await self._finish(message, envelope, Outcome(failure.event(envelope, seq.next())))
 
-    async def _finish(self, message: AbstractIncomingMessage, outcome: Outcome) -> bool:
-        """Publish the outcome, record the task as done, ack."""
+    async def _finish(self, message: AbstractIncomingMessage, envelope: TaskEnvelope, outcome: Outcome) -> bool:
+        """Publish the outcome, record the attempt as done, ack."""
         if not await self._d.events.publish_outcome(outcome.event, message.reply_to, outcome.body):
             await acks.requeue(message)
             return False
-        await self._d.ledger.mark_done(outcome.event.task_id)
-        self._finished.put(outcome.event.task_id, True)
+        await self._d.ledger.mark_done(envelope.task_id, envelope.attempt)
+        self._remember_finished(envelope)
         await acks.ack(message)
         log.debug("task %s settled: %s", outcome.event.task_id, outcome.event.status.value)
         return True
@@ -252,7 +268,34 @@ class TaskRunner:
             return
         seq = EventSequence.for_delivery(envelope, redelivered=bool(message.redelivered))
         failure = Failure.permanent(rejection.error, rejection.error_type)
-        await self._finish(message, Outcome(failure.event(envelope, seq.next())))
+        await self._finish(message, envelope, Outcome(failure.event(envelope, seq.next())))
+
+    def _remember_finished(self, envelope: TaskEnvelope) -> None:
+        finished = self._finished.get(envelope.task_id)
+        self._finished.put(envelope.task_id, max(envelope.attempt, finished or 0))
+
+    async def hand_back(self, message: AbstractIncomingMessage) -> None:
+        """A delivery that never started when the process stops gracefully: back to the queue
+        without using up an attempt.
+
+        A nack with requeue would flag it redelivered, and the next worker would take it for a
+        crashed run (the next attempt, or WorkerLost when none is left). So it is published again
+        as it came (confirmed), then acked. One that came flagged already stands for an interrupted
+        run of its attempt and is requeued as such; so is one whose publish fails (kept, at the
+        cost of an attempt). Should the ack fail after the publish, both copies come back: the
+        flagged one as the next attempt (at-least-once).
+        """
+        if message.redelivered:
+            await acks.requeue(message)
+            return
+        try:
+            await self._d.rescheduler.as_received(message, self._d.worker.service)
+        except BrokerError as exc:
+            log.warning("unstarted message %s not handed back (%s); requeueing it", message.message_id, exc)
+            await acks.requeue(message)
+            return
+        self.stats.handed_back += 1
+        await acks.ack(message)
 
     async def quarantine(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         """The pipeline itself crashed on this message: park it instead of requeueing it into a hot loop."""

@@ -1,6 +1,14 @@
-"""The `embedding` service: `embedding_request` -> feature-hashing vectors (see workers.services.hashing)."""
+"""The `embedding` service: `embedding_request` -> feature-hashing vectors (see workers.services.hashing).
+
+Hashing is pure-Python CPU work (up to 2048 texts x 4096 dimensions per request): each batch runs
+in a thread, so the event loop keeps serving heartbeats, cancels, acks and other handlers.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,6 +18,8 @@ from workers.services import builtin_worker
 from workers.services.hashing import DEFAULT_DIMENSIONS, MODEL_NAME, embed
 
 MAX_TEXTS = 2048
+# Small enough that a cancel waits for at most one batch (a few ms to ~0.1 s at 4096 dimensions).
+TEXTS_PER_THREAD_BATCH: Final[int] = 32
 
 
 class EmbeddingRequest(BaseModel):
@@ -26,8 +36,15 @@ class EmbeddingResult(BaseModel):
     vectors: list[list[float]]
 
 
+def _embed_batch(texts: Sequence[str], dimensions: int) -> list[list[float]]:
+    return [embed(text, dimensions) for text in texts]
+
+
 async def embed_texts(payload: EmbeddingRequest, ctx: TaskContext) -> EmbeddingResult:
-    vectors = [embed(text, payload.dimensions) for text in payload.texts]
+    vectors: list[list[float]] = []
+    for first in range(0, len(payload.texts), TEXTS_PER_THREAD_BATCH):
+        batch = payload.texts[first : first + TEXTS_PER_THREAD_BATCH]
+        vectors.extend(await asyncio.to_thread(_embed_batch, batch, payload.dimensions))
     return EmbeddingResult(model=MODEL_NAME, dimensions=payload.dimensions, count=len(vectors), vectors=vectors)
 
 

@@ -2,7 +2,8 @@
 
 The document is split (workers.services.chunking), then embedded through child tasks
 (`ctx.call_service("embedding", "embedding_request", ...)`) in batches, with progress
-after each batch.
+after each batch. Chunking and building the result are CPU work on the whole document: they
+run in a thread, so the event loop keeps serving heartbeats, cancels and other handlers.
 
 Result size: full vectors are returned while chunks x dimensions stays within
 INLINE_VECTOR_FLOATS (64 chunks of 256 dimensions, about 150 kB of msgpack). Above that
@@ -14,6 +15,7 @@ which is the wrong place for megabytes of floats.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 from typing import Any, Final
@@ -73,9 +75,13 @@ def _chunk_entry(chunk: Chunk, vector: list[float], inline: bool) -> dict[str, A
     return entry
 
 
+def _chunk_entries(chunks: list[Chunk], vectors: list[list[float]], inline: bool) -> list[dict[str, Any]]:
+    return [_chunk_entry(c, v, inline) for c, v in zip(chunks, vectors, strict=True)]
+
+
 def make_handler(embedding_service: str) -> Any:
     async def process_document(payload: DocumentProcessingRequest, ctx: TaskContext) -> dict[str, Any]:
-        chunks = chunk_text(payload.content, payload.chunk_size, payload.chunk_overlap)
+        chunks = await asyncio.to_thread(chunk_text, payload.content, payload.chunk_size, payload.chunk_overlap)
         total = len(chunks)
         await ctx.progress(10, f"split into {total} chunks", current_task="chunking")
         vectors: list[list[float]] = []
@@ -102,6 +108,7 @@ def make_handler(embedding_service: str) -> Any:
                 custom_data={"chunks_done": len(vectors), "chunks_total": total},
             )
         inline = total * payload.dimensions <= INLINE_VECTOR_FLOATS
+        entries = await asyncio.to_thread(_chunk_entries, chunks, vectors, inline)
         return {
             "title": payload.title,
             "characters": len(payload.content),
@@ -109,7 +116,7 @@ def make_handler(embedding_service: str) -> Any:
             "dimensions": payload.dimensions,
             "embedding_model": model,
             "vectors_included": inline,
-            "chunks": [_chunk_entry(c, v, inline) for c, v in zip(chunks, vectors, strict=True)],
+            "chunks": entries,
         }
 
     return process_document
