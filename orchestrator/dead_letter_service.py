@@ -4,6 +4,8 @@ A tenant sees and replays only its own parked tasks; the admin (tenant None) see
 undecodable ones included. A replay is a NEW attempt of the same task of the same job: the job
 is reopened in the registry first (so the new attempt's events are applied), then the envelope
 is published with attempt + 1 and confirmed, and only then is the parked copy acked away.
+Only a task that failed or timed out is replayed: one whose job is queued, running or retrying
+may be running right now (an earlier attempt parked, a later one live), and would run twice.
 """
 
 from __future__ import annotations
@@ -102,11 +104,20 @@ class DeadLetterService:
             report.fail(letter.task_id, "job_not_found", f"job {envelope.global_task_id} is gone (expired?)")
             return
         if reopened.status is not ReopenStatus.REOPENED or reopened.envelope is None:
-            report.fail(
-                letter.task_id,
-                f"job_{reopened.job_status}",
-                f"job {envelope.global_task_id} is {reopened.job_status}: its task is not run again",
-            )
+            if reopened.task_status:
+                report.fail(
+                    letter.task_id,
+                    f"task_{reopened.task_status}",
+                    f"task {envelope.task_id} of job {envelope.global_task_id} is {reopened.task_status}: "
+                    "only a failed or timed-out task is run again",
+                )
+            else:
+                report.fail(
+                    letter.task_id,
+                    f"job_{reopened.job_status}",
+                    f"job {envelope.global_task_id} is {reopened.job_status}: its task is not run again "
+                    "(a root task needs a failed or timed-out job, a child task an open job)",
+                )
             return
         if reopened.update is not None:
             try:
@@ -116,9 +127,13 @@ class DeadLetterService:
         try:
             await self._publisher.publish_task(reopened.envelope, reply_to=letter.reply_to)
         except BrokerError as exc:
-            # The job stays queued with this attempt's envelope stored; the parked copy stays too,
-            # so a later replay (or the sweeper, seeing the queue empty) can publish it again.
-            report.fail(letter.task_id, "publish_failed", str(exc))
+            # The job stays queued with this attempt's envelope stored, so the sweeper publishes it
+            # again if its queue turns out empty; the parked copy stays (replays of it are refused
+            # while the job is queued, so the attempt cannot run twice).
+            if exc.maybe_sent:
+                report.fail(letter.task_id, "publish_unconfirmed", f"{exc}; the new attempt may still run")
+            else:
+                report.fail(letter.task_id, "publish_failed", str(exc))
             return
         await browse.ack(letter)
         report.replayed.append(

@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ import aiormq
 import aiormq.abc
 from pamqp.commands import Basic
 
+from orchestrator.amqp_connect import LINK_ERRORS
 from orchestrator.errors import BrokerUnavailable
 from orchestrator.publisher import TaskPublisher
 from protocol.codec import CodecSet
@@ -44,7 +45,7 @@ from protocol.topology import (
 DEFAULT_MAX_SCAN: Final[int] = 10_000
 DEFAULT_SCAN_SECONDS: Final[float] = 10.0
 _GET_TIMEOUT_SECONDS: Final[float] = 5.0
-_LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError, TimeoutError)
+_LINK_ERRORS = (*LINK_ERRORS, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ class DeadLetterQueues:
         self._codecs = codecs
         self._max_scan = max_scan
         self._scan_seconds = scan_seconds
-        self._locks: dict[str, asyncio.Lock] = {}
+        # A service's entry lives while a browse holds or awaits its lock, then goes: any name
+        # can come in a URL, and a map of every name ever asked for would only grow.
+        self._turns: dict[str, _Turn] = {}
 
     @asynccontextmanager
     async def browse(self, service: str) -> AsyncIterator[DeadLetterBrowse | None]:
@@ -183,8 +186,7 @@ class DeadLetterQueues:
         to another, which would then list a partial queue.
         """
         queue = dead_letter_queue(service)
-        lock = self._locks.setdefault(service, asyncio.Lock())
-        async with lock, self._publisher.raw_channel() as channel:
+        async with self._turn(service), self._publisher.raw_channel() as channel:
             try:
                 await channel.queue_declare(queue, passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
@@ -199,6 +201,25 @@ class DeadLetterQueues:
                 yield browse
             finally:
                 await browse.hand_back()
+
+    @asynccontextmanager
+    async def _turn(self, service: str) -> AsyncIterator[None]:
+        """Hold the service's browse lock; the last one out removes it."""
+        turn = self._turns.setdefault(service, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[service]
+
+
+@dataclass
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # browses holding or awaiting the lock
 
 
 def _str(value: Any) -> str | None:

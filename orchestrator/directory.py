@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from orchestrator import keys
 from orchestrator.registry import redis_errors
+from orchestrator.registry_codec import text
 from protocol.control import WorkerHeartbeat
 from protocol.services import BUILTIN_JOB_TYPES, BUILTIN_SERVICES
 
@@ -83,14 +84,14 @@ class ServiceDirectory:
         # A type announced to another replica within the cache window: ask Redis itself.
         with redis_errors("resolving a job type"):
             raw = await self._redis.hget(keys.ROUTES, job_type)
-        return _text(raw) if raw is not None else None
+        return text(raw) if raw is not None else None
 
     async def known_job_types(self) -> dict[str, str]:
         return {**await self._announced_routes(), **BUILTIN_JOB_TYPES}
 
     async def services(self) -> list[str]:
         with redis_errors("listing services"):
-            announced = {_text(s) for s in await self._redis.smembers(keys.ANNOUNCED_SERVICES)}
+            announced = {text(s) for s in await self._redis.smembers(keys.ANNOUNCED_SERVICES)}
         return sorted(announced | set(BUILTIN_SERVICES) | set((await self._announced_routes()).values()))
 
     async def live_workers(self, service: str) -> list[WorkerHeartbeat]:
@@ -123,10 +124,6 @@ class ServiceDirectory:
         if time.monotonic() - self._routes_read_at > self._cache_seconds:
             with redis_errors("reading routes"):
                 raw = await self._redis.hgetall(keys.ROUTES)
-            self._routes = {_text(k): _text(v) for k, v in raw.items()}
+            self._routes = {text(k): text(v) for k, v in raw.items()}
             self._routes_read_at = time.monotonic()
         return self._routes
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

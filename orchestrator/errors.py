@@ -1,9 +1,10 @@
 """Errors of the orchestrator's job API and task publisher.
 
     OrchestratorError
-    ├── BrokerError
+    ├── BrokerError             `maybe_sent`: whether the broker may have taken the message after all
     │   ├── BrokerUnavailable   no usable connection to RabbitMQ right now (raised at once, never after a wait)
-    │   └── PublishFailed       the broker did not take a message: unroutable, nacked, or no confirm in time
+    │   ├── PublishFailed       the broker did not take a message: unroutable, nacked, or no confirm in time
+    │   └── PublishUncertain    a job's envelope may have been queued: the job is kept and may still run
     └── JobError
         ├── UnknownJobType      no service has announced the job type
         ├── IdempotencyConflict the idempotency key was used before with a different request
@@ -23,7 +24,16 @@ class OrchestratorError(Exception):
 
 
 class BrokerError(OrchestratorError):
-    """RabbitMQ did not take a message."""
+    """RabbitMQ did not confirm a message.
+
+    `maybe_sent` is False only when the broker certainly does not hold the message: it was
+    refused (unroutable, nacked) or never sent (no connection, a stalled link, a failed declare).
+    After a confirm timeout or a link that broke mid-publish it is True: the message may be queued.
+    """
+
+    def __init__(self, detail: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(detail)
+        self.maybe_sent = maybe_sent
 
 
 class BrokerUnavailable(BrokerError):
@@ -33,9 +43,21 @@ class BrokerUnavailable(BrokerError):
 class PublishFailed(BrokerError):
     """The broker was reachable but did not confirm the message."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
+    def __init__(self, reason: str, detail: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(detail, maybe_sent=maybe_sent)
         self.reason = reason  # unroutable, nacked, timeout or channel_error: a metric label
+
+
+class PublishUncertain(BrokerError):
+    """A new job's envelope may or may not have reached its queue.
+
+    The job is kept (queued, with its idempotency key): if the broker took the message it runs
+    and is tracked as usual; if not, the sweeper publishes it again once it finds the queue empty.
+    """
+
+    def __init__(self, job_id: str, cause: BrokerError) -> None:
+        super().__init__(f"job {job_id} was recorded but its publish is unconfirmed: {cause}", maybe_sent=True)
+        self.job_id = job_id
 
 
 class JobError(OrchestratorError):

@@ -17,6 +17,7 @@ from orchestrator.errors import (
     IdempotencyConflict,
     JobNotFound,
     PublishFailed,
+    PublishUncertain,
     UnknownJobType,
 )
 from orchestrator.http_state import METRICS
@@ -64,6 +65,18 @@ def api_error_for(exc: Exception) -> ApiError | None:
         return ApiError(422, "unknown_job_type", str(exc), extra={"known_types": exc.known_types})
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", str(exc), extra={"job_id": exc.job_id})
+    if isinstance(exc, PublishUncertain):
+        detail = (
+            f"the broker did not confirm job {exc.job_id} in time; the job may still run: track it at "
+            f"/jobs/{exc.job_id}, or retry with the same idempotency key to get this job back"
+        )
+        return ApiError(
+            503,
+            "publish_unconfirmed",
+            detail,
+            headers={"Retry-After": str(RETRY_AFTER_PUBLISH)},
+            extra={"job_id": exc.job_id},
+        )
     if isinstance(exc, BrokerUnavailable):
         return ApiError(503, "broker_unavailable", str(exc), headers={"Retry-After": str(RETRY_AFTER_BROKER)})
     if isinstance(exc, PublishFailed):

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from orchestrator.errors import PublishUncertain
 from orchestrator.http_errors import ApiError, api_error_for
 from orchestrator.http_request import (
     MAX_BATCH_BODY_BYTES,
@@ -100,7 +101,7 @@ async def create_batch(request: web.Request) -> web.Response:
     for (index, _), outcome in zip(valid, outcomes, strict=True):
         items[index] = _batch_item(index, outcome)
     done = [item for item in items if item is not None]
-    accepted = sum(1 for item in done if item.job_id is not None)
+    accepted = sum(1 for item in done if item.error is None)
     response = BatchResponse(jobs=done, accepted=accepted, rejected=len(done) - accepted)
     return web.json_response(response.model_dump(mode="json", exclude_none=True))
 
@@ -112,7 +113,9 @@ def _batch_item(index: int, outcome: Submission | Exception) -> BatchItem:
     error = api_error_for(outcome)
     if error is None:
         raise outcome  # a bug, not a bad item: let the error middleware log it and answer 500
-    return BatchItem(index=index, error=error.error, detail=error.detail)
+    # An unconfirmed publish names the job it kept: the item may still run and can be tracked.
+    job_id = outcome.job_id if isinstance(outcome, PublishUncertain) else None
+    return BatchItem(index=index, job_id=job_id, error=error.error, detail=error.detail)
 
 
 async def get_job(request: web.Request) -> web.Response:

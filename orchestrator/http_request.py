@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
@@ -10,6 +9,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import strict_json
 from orchestrator.auth import Principal
 from orchestrator.http_errors import ApiError
 from orchestrator.http_state import AUTHENTICATOR
@@ -60,7 +60,7 @@ async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> An
     if not body:
         raise ApiError(400, "invalid_json", "the request needs a JSON body")
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return strict_json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
 
@@ -88,10 +88,6 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
         {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _too_large(max_bytes: int) -> ApiError:

@@ -134,6 +134,14 @@ class ErrorBody(BaseModel):
     detail: Any = Field(description="what went wrong, for humans (422: pydantic's error list)")
 
 
+class UnavailableBody(ErrorBody):
+    job_id: str | None = Field(
+        default=None,
+        description="publish_unconfirmed only: the job was kept and may still run; follow it, or retry with the "
+        "same idempotency key to get it back",
+    )
+
+
 class UnknownJobTypeBody(ErrorBody):
     known_types: dict[str, str] = Field(description="job type -> service")
 
@@ -291,7 +299,10 @@ class ReplayedTask(BaseModel):
 
 class ReplayItemError(BaseModel):
     task_id: str | None
-    error: str = Field(description="not_found, undecodable, duplicate, job_not_found, job_<status>, publish_failed")
+    error: str = Field(
+        description="not_found, undecodable, duplicate, job_not_found, job_<status>, task_<status>, "
+        "publish_failed, publish_unconfirmed"
+    )
     detail: str
 
 

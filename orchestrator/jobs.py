@@ -1,8 +1,12 @@
 """Creating, waiting for and cancelling jobs: the logic behind the HTTP routes and the WebSocket cancel.
 
 A job is recorded in the registry BEFORE its envelope is published, so no event of it can
-arrive for an unknown job; when the publish fails the record is discarded again and the
-caller gets a `BrokerError` to answer 503 with.
+arrive for an unknown job. When the broker certainly did not take the envelope (refused, or
+never sent) the record is discarded again and the caller gets the `BrokerError` to answer 503
+with. When it may have taken it (no confirm in time, a link broken mid-publish) the record and
+its idempotency key are kept, so the task is tracked if it runs and a retry with the same key
+finds this job instead of running the work twice; the caller gets `PublishUncertain` naming
+the job, and the sweeper publishes the task again if its message turns out to be lost.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from orchestrator.errors import (
     IdempotencyConflict,
     JobNotFound,
     PublishFailed,
+    PublishUncertain,
     UnknownJobType,
 )
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord
+from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord, JobUpdate
 from orchestrator.registry import RedisTaskRegistry, RegistryUnavailable, created_update
 from orchestrator.update_bus import UpdateBus
 from protocol.control import CancelCommand
@@ -190,7 +195,7 @@ class JobService:
             self._metrics.publish_failures.labels(reason="cancel").inc()
             log.warning("job %s cancelled but the cancel broadcast failed: %s", job_id, exc)
         if update is not None:
-            await self._bus.publish(update)
+            await self._announce(update)
         return result
 
     async def _service_for(self, job_type: str) -> str:
@@ -214,15 +219,24 @@ class JobService:
         except BrokerError as exc:
             reason = exc.reason if isinstance(exc, PublishFailed) else "broker_unavailable"
             self._metrics.publish_failures.labels(reason=reason).inc()
-            await self._registry.discard(tenant_id, job_id)
-            raise
+            if not exc.maybe_sent:
+                await self._registry.discard(tenant_id, job_id)
+                raise
+            log.warning("job %s kept: its task may have been queued (%s)", job_id, exc)
+            self._metrics.jobs_created.labels(type=job.type).inc()
+            await self._announce(created_update(created.record))
+            raise PublishUncertain(job_id, exc) from exc
         self._metrics.jobs_created.labels(type=job.type).inc()
-        try:
-            # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists.
-            await self._bus.publish(created_update(created.record))
-        except RegistryUnavailable as exc:
-            log.warning("job %s created but its announcement failed: %s", job_id, exc)
+        # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists.
+        await self._announce(created_update(created.record))
         return Submission(created.record, created=True)
+
+    async def _announce(self, update: JobUpdate) -> None:
+        """Publish an update of a change already saved; a failure is logged, never the caller's error."""
+        try:
+            await self._bus.publish(update)
+        except RegistryUnavailable as exc:
+            log.warning("job %s changed (%s) but the update was not announced: %s", update.job_id, update.status, exc)
 
     async def _reload(self, record: JobRecord) -> JobRecord:
         return await self._registry.get(record.tenant_id, record.job_id) or record

@@ -15,17 +15,17 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Final
 
-import aio_pika
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 from aio_pika.abc import AbstractRobustConnection
-from aio_pika.exceptions import AMQPError
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from orchestrator.amqp_connect import connect_robust, retry_with_backoff
 from orchestrator.auth import Authenticator
 from orchestrator.directory import ServiceDirectory
+from orchestrator.errors import BrokerUnavailable
 from orchestrator.event_consumer import BusState, ConsumerState, EventConsumer
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
@@ -131,16 +131,15 @@ async def connect_robust_eventually(url: str, connection_name: str) -> AbstractR
 
     aio-pika reconnects a robust connection only once it has connected; the orchestrator must
     also start (and report the broker down on /health) while RabbitMQ is not there yet."""
-    delay = AMQP_RETRY_FIRST_SECONDS
-    while True:
+
+    async def attempt() -> AbstractRobustConnection | None:
         try:
-            return await aio_pika.connect_robust(
-                url, timeout=AMQP_CONNECT_TIMEOUT_SECONDS, client_properties={"connection_name": connection_name}
-            )
-        except (AMQPError, ConnectionError, OSError, TimeoutError) as exc:
-            log.warning("event consumer cannot reach RabbitMQ (%s); retrying in %.0f s", exc, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, AMQP_RETRY_MAX_SECONDS)
+            return await connect_robust(url, connection_name, timeout=AMQP_CONNECT_TIMEOUT_SECONDS)
+        except BrokerUnavailable as exc:
+            log.warning("event consumer: %s; retrying", exc)
+            return None
+
+    return await retry_with_backoff(attempt, first_delay=AMQP_RETRY_FIRST_SECONDS, max_delay=AMQP_RETRY_MAX_SECONDS)
 
 
 def setup_live(

@@ -32,6 +32,7 @@ from orchestrator.http_schemas import (
     JobView,
     ReplayRequest,
     ReplayResponse,
+    UnavailableBody,
     UnknownJobTypeBody,
 )
 
@@ -76,7 +77,11 @@ _CREATE_RESPONSES: Final[dict[int, Response]] = {
     409: Response("the idempotency key was used with a different body", ErrorBody),
     413: _TOO_LARGE,
     422: Response("invalid body, or a job type no service serves (with the known types)", UnknownJobTypeBody),
-    503: _UNAVAILABLE,
+    503: Response(
+        "RabbitMQ or Redis is down, or the broker did not confirm (publish_unconfirmed: the job was kept and may "
+        "still run, see job_id); see Retry-After",
+        UnavailableBody,
+    ),
 }
 _WS_RESPONSES: Final[dict[int, Response]] = {
     101: Response("switching to the WebSocket protocol"),

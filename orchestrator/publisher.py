@@ -4,7 +4,9 @@ One robust connection of its own (consumers live on another connection, so a slo
 never holds up a publish). Publishes wait for the broker's confirm with `mandatory` set, so an
 unroutable or nacked message is an error, never a silent loss. When the connection is down the
 publisher refuses at once instead of waiting for the reconnect: HTTP callers get a fast 503.
-aio-pika and aiormq errors do not leave this module; they become `BrokerError`s.
+aio-pika and aiormq errors do not leave this module; they become `BrokerError`s, with
+`maybe_sent` set when the message may have reached the broker (no confirm in time, or the link
+broke while the message was on its way): a caller must then not assume the message is lost.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
+from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, retry_with_backoff
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
 from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
@@ -33,8 +36,6 @@ log = logging.getLogger(__name__)
 
 APP_ID = "baton-orchestrator"
 _STATS_CHUNK = 40  # queues inspected per channel
-# Errors aio-pika, aiormq and the socket layer raise when the link or a channel breaks.
-_LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class TaskPublisher:
         The orchestrator must come up (and say "broker down" on /health) without RabbitMQ; once the
         first connection is made, aio-pika's robust connection takes over reconnecting.
         """
-        if not await self._try_connect(log_failure=True):
+        self._link = await self._open_link(log_failure=True)
+        if self._link is None:
             self._connector = asyncio.create_task(self._connect_until_done(), name="baton-publisher-connect")
 
     async def close(self) -> None:
@@ -160,7 +162,7 @@ class TaskPublisher:
             yield channel
         finally:
             if not channel.is_closed:
-                with contextlib.suppress(*_LINK_ERRORS):
+                with contextlib.suppress(*LINK_ERRORS):
                     await channel.close()
 
     async def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats | None]:
@@ -190,11 +192,11 @@ class TaskPublisher:
                         channel = await self._plain_channel()
                         continue
                     stats[name] = QueueStats(messages=ok.message_count or 0, consumers=ok.consumer_count or 0)
-            except _LINK_ERRORS as exc:
+            except LINK_ERRORS as exc:
                 raise BrokerUnavailable(f"cannot inspect queues: {exc}") from exc
             finally:
                 if channel is not first and not channel.is_closed:
-                    with contextlib.suppress(*_LINK_ERRORS):
+                    with contextlib.suppress(*LINK_ERRORS):
                         await channel.close()
         return stats
 
@@ -204,7 +206,7 @@ class TaskPublisher:
             raise BrokerUnavailable("no connection to RabbitMQ")
         try:
             return await transport.connection.channel(publisher_confirms=False)
-        except _LINK_ERRORS as exc:
+        except LINK_ERRORS as exc:
             raise BrokerUnavailable(f"cannot open a channel: {exc}") from exc
 
     def _require_link(self) -> _Link:
@@ -235,8 +237,8 @@ class TaskPublisher:
                     await declare_service(link.topology, service)
             except TimeoutError as exc:
                 raise PublishFailed("timeout", f"declaring the queues of {service!r} timed out") from exc
-            except _LINK_ERRORS as exc:
-                raise self._translate(exc, f"declaring the queues of {service!r} failed") from exc
+            except LINK_ERRORS as exc:
+                raise self._translate(exc, f"declaring the queues of {service!r} failed", maybe_sent=False) from exc
             self._declared.add(service)
 
     async def _publish(
@@ -252,36 +254,38 @@ class TaskPublisher:
             raise PublishFailed("nacked", "the broker refused the message") from exc
         except TimeoutError as exc:
             self._stall.trip()
-            raise PublishFailed("timeout", f"no confirm within {self._publish_timeout:g} s") from exc
-        except _LINK_ERRORS as exc:
-            raise self._translate(exc, "publish failed") from exc
+            # The message may be on the wire or queued already, its confirm late or lost.
+            raise PublishFailed("timeout", f"no confirm within {self._publish_timeout:g} s", maybe_sent=True) from exc
+        except LINK_ERRORS as exc:
+            # Broken while publishing: whether the broker got the message first cannot be told.
+            raise self._translate(exc, "publish failed", maybe_sent=True) from exc
 
-    def _translate(self, exc: BaseException, what: str) -> BrokerError:
+    def _translate(self, exc: BaseException, what: str, *, maybe_sent: bool) -> BrokerError:
         if not self.connected:
-            return BrokerUnavailable(f"{what}: connection to RabbitMQ lost ({exc})")
-        return PublishFailed("channel_error", f"{what}: {exc}")
+            return BrokerUnavailable(f"{what}: connection to RabbitMQ lost ({exc})", maybe_sent=maybe_sent)
+        return PublishFailed("channel_error", f"{what}: {exc}", maybe_sent=maybe_sent)
 
     async def _connect_until_done(self) -> None:
-        delay = self._reconnect_interval
-        while True:
-            await asyncio.sleep(delay)
-            if await self._try_connect(log_failure=False):
-                log.info("publisher connected to RabbitMQ")
-                return
-            delay = min(delay * 2, self._max_reconnect_interval)
+        self._link = await retry_with_backoff(
+            lambda: self._open_link(log_failure=False),
+            first_delay=self._reconnect_interval,
+            max_delay=self._max_reconnect_interval,
+            wait_first=True,
+        )
+        log.info("publisher connected to RabbitMQ")
 
-    async def _try_connect(self, *, log_failure: bool) -> bool:
+    async def _open_link(self, *, log_failure: bool) -> _Link | None:
         try:
-            connection = await aio_pika.connect_robust(
+            connection = await connect_robust(
                 self._url,
+                self._connection_name,
                 timeout=self._connect_timeout,
-                client_properties={"connection_name": self._connection_name},
                 reconnect_interval=self._reconnect_interval,
             )
-        except (*_LINK_ERRORS, TimeoutError) as exc:
+        except BrokerUnavailable as exc:
             if log_failure:
-                log.warning("RabbitMQ unreachable (%s); publishing refused until it is back", exc)
-            return False
+                log.warning("%s; publishing refused until it is back", exc)
+            return None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -289,9 +293,8 @@ class TaskPublisher:
                 await declare_exchanges(topology)
                 tasks = await channel.get_exchange(TASKS_EXCHANGE, ensure=False)
                 control = await channel.get_exchange(CONTROL_EXCHANGE, ensure=False)
-        except (*_LINK_ERRORS, TimeoutError) as exc:
+        except (*LINK_ERRORS, TimeoutError) as exc:
             log.warning("RabbitMQ connected but channel setup failed: %s", exc)
             await connection.close()
-            return False
-        self._link = _Link(connection, channel, topology, tasks, control)
-        return True
+            return None
+        return _Link(connection, channel, topology, tasks, control)

@@ -2,7 +2,10 @@
 
 - `reopen`: a new attempt of one of the job's tasks is about to be published (a replayed dead
   letter, or a message the broker lost): the job goes back to `queued` with a seq that keeps
-  growing, so the new attempt's events are applied and reach the job's subscribers.
+  growing, so the new attempt's events are applied and reach the job's subscribers, while
+  late events of older attempts are dropped. Only a task that provably does not run gets a
+  new attempt: a replay needs a failed or timed-out task, the sweeper a job still queued
+  exactly as it saw it. Otherwise the task could run twice at once.
 - `fail_stuck`: the sweeper's verdict on a job no worker will ever finish; the job's cancelled
   ledger key is set with it, so a late delivery of its task is never run.
 - `stale_jobs`: open jobs of one status, created before a time, for the sweeper to look at.
@@ -36,7 +39,7 @@ _REOPEN_ROUNDS: Final[int] = 3
 class ReopenStatus(StrEnum):
     REOPENED = "reopened"
     NOT_FOUND = "not_found"  # the job expired or never existed
-    REFUSED = "refused"  # completed or cancelled (or a child of a finished job): never run again
+    REFUSED = "refused"  # the task may be running, or ended for good: see job_status and task_status
     CHANGED = "changed"  # an event moved the job since the caller looked (sweeper only)
 
 
@@ -44,6 +47,7 @@ class ReopenStatus(StrEnum):
 class ReopenResult:
     status: ReopenStatus
     job_status: str = ""  # the job's status that refused or changed it
+    task_status: str = ""  # a child task's own status that refused it
     record: JobRecord | None = None
     envelope: TaskEnvelope | None = None  # the attempt to publish, when reopened
     update: JobUpdate | None = None  # what subscribers are told, when reopened
@@ -54,13 +58,17 @@ class JobRecovery:
         self._redis = redis
         self._ttl = ttl_seconds
         self._reopen = redis.register_script(registry_scripts.REOPEN)
-        self._fail_stuck = redis.register_script(registry_scripts.FAIL_STUCK)
+        self._finish = redis.register_script(registry_scripts.FINISH_JOB)
 
     async def reopen(
         self, envelope: TaskEnvelope, *, reason: str, min_attempt: int | None = None, expected_seq: int | None = None
     ) -> ReopenResult:
         """Open the job for a new attempt of `envelope`'s task, numbered at least `min_attempt`
-        (default: the envelope's attempt + 1) and above every attempt the registry has seen."""
+        (default: the envelope's attempt + 1) and above every attempt the registry has seen.
+
+        Without `expected_seq` this is a replay of a parked task (it must have failed or timed
+        out); with it, the sweeper republishing a lost message (the job must be queued and
+        unchanged since the sweeper read it at that seq)."""
         tenant_id, job_id, task_id = envelope.tenant_id, envelope.global_task_id, envelope.task_id
         attempt = min_attempt if min_attempt is not None else envelope.attempt + 1
         for _ in range(_REOPEN_ROUNDS):
@@ -88,7 +96,8 @@ class JobRecovery:
                 attempt = max(attempt + 1, int(text(reply[1])))
                 continue
             if outcome != ReopenStatus.REOPENED:
-                return ReopenResult(ReopenStatus(outcome), job_status=text(reply[1]))
+                task_status = text(reply[2]) if len(reply) > 2 else ""
+                return ReopenResult(ReopenStatus(outcome), job_status=text(reply[1]), task_status=task_status)
             record = from_hash(pairs(reply[1]))
             update = record_update(
                 record,
@@ -97,20 +106,23 @@ class JobRecovery:
                 task_id=task_id,
                 service=envelope.service,
             )
-            return ReopenResult(ReopenStatus.REOPENED, record.status, record, attempt_envelope, update)
+            return ReopenResult(
+                ReopenStatus.REOPENED, job_status=record.status, record=record, envelope=attempt_envelope, update=update
+            )
         raise RegistryError(f"job {job_id}: no attempt number above the ones seen for task {task_id}")
 
     async def fail_stuck(self, record: JobRecord, reason: str) -> JobUpdate | None:
         """Fail a job that is still exactly as `record` saw it; None when it moved on meanwhile."""
         error = {"error": reason, "error_type": STUCK_ERROR_TYPE, "attempts": record.attempt, "status": "failed"}
         with redis_errors("failing a stuck job"):
-            reply = await self._fail_stuck(
+            reply = await self._finish(
                 keys=[
                     *keys.script_keys(record.tenant_id, record.job_id),
                     ledger.cancelled_key(record.tenant_id, record.job_id),
                 ],
                 args=[
                     record.job_id,
+                    JobStatus.FAILED.value,
                     str(record.seq),
                     self._ttl,
                     utc_now().isoformat(),
@@ -119,7 +131,7 @@ class JobRecovery:
                     reason,
                 ],
             )
-        if text(reply[0]) != "failed":
+        if text(reply[0]) != "finished":
             return None
         failed = from_hash(pairs(reply[1]))
         return record_update(failed, EventType.TASK_FAILED, error)

@@ -80,7 +80,7 @@ class RedisTaskRegistry:
         self._ttl = ttl_seconds
         self._create = redis.register_script(registry_scripts.CREATE)
         self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
-        self._cancel = redis.register_script(registry_scripts.CANCEL)
+        self._finish = redis.register_script(registry_scripts.FINISH_JOB)
         self._discard = redis.register_script(registry_scripts.DISCARD)
         self._release_idempotency = redis.register_script(registry_scripts.RELEASE_IDEMPOTENCY)
 
@@ -189,6 +189,7 @@ class RedisTaskRegistry:
                 await self._prune(tenant_id, indexes, missing)
 
     async def apply_event(self, event: TaskEvent) -> JobUpdate | None:
+        """`apply` for callers that only want the update (None when the event was dropped)."""
         return (await self.apply(event)).update
 
     async def apply(self, event: TaskEvent) -> ApplyOutcome:
@@ -256,15 +257,24 @@ class RedisTaskRegistry:
         """
         error = json.dumps({"reason": reason, "status": JobStatus.CANCELLED.value})
         with redis_errors("cancelling a job"):
-            reply = await self._cancel(
+            reply = await self._finish(
                 keys=[*keys.script_keys(tenant_id, job_id), ledger.cancelled_key(tenant_id, job_id)],
-                args=[job_id, self._ttl, utc_now().isoformat(), error, ledger.LEDGER_TTL_SECONDS, reason],
+                args=[
+                    job_id,
+                    JobStatus.CANCELLED.value,
+                    "",
+                    self._ttl,
+                    utc_now().isoformat(),
+                    error,
+                    ledger.LEDGER_TTL_SECONDS,
+                    reason,
+                ],
             )
         outcome = text(reply[0])
         if outcome == "not_found":
             return CancelResult(CancelStatus.NOT_FOUND, None), None
         record = from_hash(pairs(reply[1]))
-        if outcome == "already_terminal":
+        if outcome == "terminal":
             return CancelResult(CancelStatus.ALREADY_TERMINAL, record), None
         update = record_update(
             record, EventType.TASK_CANCELLED, {"status": JobStatus.CANCELLED.value, "reason": reason}

@@ -83,7 +83,10 @@ if TERMINAL[cur[1]] then return {'job_terminal'} end
 -- The producer's seq, per task: later attempts start higher, so a retry is never "stale".
 local seq_field = 'task_seq:' .. task_id
 local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
-local same_attempt = math.floor(seq / STRIDE) <= math.floor(last / STRIDE)
+-- Anything from an attempt older than the latest one seen (or reopened) is history, its
+-- outcome included: it must not end the job under the attempt that runs now.
+local seq_attempt, last_attempt = math.floor(seq / STRIDE), math.floor(last / STRIDE)
+if seq_attempt < last_attempt then return {'stale'} end
 -- A task's outcome is applied even when a later-numbered event of the same attempt (a progress
 -- report that overtook it) got here first: only a task that already ended drops it.
 if seq <= last and not TERMINAL[task_status] then return {'stale'} end
@@ -96,7 +99,7 @@ for _, entry in ipairs(delegated) do
     break
   end
 end
-if found and TERMINAL[found['status']] and same_attempt then return {'task_terminal'} end
+if found and TERMINAL[found['status']] and seq_attempt == last_attempt then return {'task_terminal'} end
 if found then
   found['status'] = task_status
 else
@@ -126,63 +129,53 @@ return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes, the job's cancelled ledger key
-# ARGV: job_id, ttl, updated_at, error JSON, ledger ttl, ledger value
-CANCEL: Final[str] = (
-    _COMMON
-    + """
-local job_id, ttl = ARGV[1], tonumber(ARGV[2])
-local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services')
-if not cur[1] then return {'not_found'} end
-if TERMINAL[cur[1]] then return {'already_terminal', redis.call('HGETALL', KEYS[1])} end
-
--- Workers get the CancelCommand; their own task_cancelled events will find the job terminal.
-local delegated = cjson.decode(cur[3] or '[]')
-for _, entry in ipairs(delegated) do
-  if not TERMINAL[entry['status']] then entry['status'] = 'cancelled' end
-end
-local job_seq = tonumber(cur[2] or '0') + 1
-move_status(job_id, cur[1], 'cancelled', ttl)
-local fields = {'status', 'cancelled', 'seq', tostring(job_seq), 'updated_at', ARGV[3], 'error', ARGV[4]}
-if #delegated > 0 then
-  table.insert(fields, 'delegated_services'); table.insert(fields, cjson.encode(delegated))
-end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ttl)
--- In the same step as the status: no worker can see the job cancelled in one place and not the other.
-redis.call('SET', KEYS[10], ARGV[6], 'EX', tonumber(ARGV[5]))
-return {'cancelled', redis.call('HGETALL', KEYS[1])}
-"""
-)
-
 # KEYS: job, all-jobs index, 7 status indexes, the task's done ledger key, the job's cancelled ledger key
-# ARGV: job_id, task_id, attempt, attempt seq stride, ttl, updated_at, envelope JSON, expected job seq ('' = any)
-# A new attempt of a task (a replayed dead letter, or a lost message published again): the root task
-# puts the job back to `queued` (also from failed or timed_out); a child task may only be replayed
-# while its job is open. Answers 'retry' with the lowest usable attempt when the one given would
-# number its events at or below ones already seen (they would be dropped as stale).
+# ARGV: job_id, task_id, attempt, attempt seq stride, ttl, updated_at, envelope JSON, expected job seq ('' = a replay)
+# A new attempt of a task, about to be published. Only a task that is provably not running may get one:
+# - a replayed dead letter (no expected seq): a root task's job only from failed or timed_out; a child
+#   task only while its job is open and its own entry says failed or timed_out;
+# - a lost message published again (the sweeper, with the job seq it saw): a root task's job still queued.
+# Anything else is 'refused' with the job's status (and the child's). Answers 'retry' with the lowest
+# usable attempt when the one given would number its events at or below ones already seen (they would
+# be dropped as stale). The task's seq floor moves to the new attempt, so events of older attempts
+# (a late outcome, a redelivered one) are dropped from now on instead of ending the new attempt's job.
 REOPEN: Final[str] = (
     _COMMON
     + """
 local job_id, task_id, attempt, stride = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
-local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services')
+local REPLAYABLE = {['failed'] = true, ['timed_out'] = true}
+local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'service')
 if not cur[1] then return {'not_found', ''} end
-if ARGV[8] ~= '' and cur[3] ~= ARGV[8] then return {'changed', cur[1]} end
-if cur[1] == 'completed' or cur[1] == 'cancelled' then return {'refused', cur[1]} end
 local is_root = task_id == cur[2]
-if not is_root and TERMINAL[cur[1]] then return {'refused', cur[1]} end
-local last = tonumber(redis.call('HGET', KEYS[1], 'task_seq:' .. task_id) or '-1')
+local delegated = cjson.decode(cur[4] or '[]')
+local found = nil
+for _, entry in ipairs(delegated) do
+  if entry['task_id'] == task_id then found = entry; break end
+end
+if ARGV[8] ~= '' then
+  if cur[3] ~= ARGV[8] then return {'changed', cur[1]} end
+  if not is_root or cur[1] ~= 'queued' then return {'refused', cur[1]} end
+elseif is_root then
+  if not REPLAYABLE[cur[1]] then return {'refused', cur[1]} end
+else
+  if TERMINAL[cur[1]] then return {'refused', cur[1]} end
+  if not found or not REPLAYABLE[found['status']] then
+    return {'refused', cur[1], found and found['status'] or 'unknown'}
+  end
+end
+local seq_field = 'task_seq:' .. task_id
+local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
 if attempt * stride <= last then return {'retry', tostring(math.floor(last / stride) + 1)} end
 
-local delegated = cjson.decode(cur[4] or '[]')
-local found = false
-for _, entry in ipairs(delegated) do
-  if entry['task_id'] == task_id then entry['status'] = 'queued'; found = true; break end
+if found then
+  found['status'] = 'queued'
+else
+  table.insert(delegated, {service = cur[5] or 'unknown', task_id = task_id, status = 'queued'})
 end
-if not found then table.insert(delegated, {service = 'unknown', task_id = task_id, status = 'queued'}) end
 local job_seq = tonumber(cur[3] or '0') + 1
-local fields = {'seq', tostring(job_seq), 'updated_at', ARGV[6], 'delegated_services', cjson.encode(delegated)}
+local fields = {'seq', tostring(job_seq), 'updated_at', ARGV[6], 'delegated_services', cjson.encode(delegated),
+                seq_field, string.format('%d', attempt * stride)}
 if is_root then
   move_status(job_id, cur[1], 'queued', ttl)
   for _, f in ipairs({'status', 'queued', 'attempt', tostring(attempt), 'envelope', ARGV[7]}) do
@@ -199,30 +192,34 @@ return {'reopened', redis.call('HGETALL', KEYS[1])}
 )
 
 # KEYS: job, all-jobs index, 7 status indexes, the job's cancelled ledger key
-# ARGV: job_id, expected job seq, ttl, updated_at, error JSON, ledger ttl, ledger value
-# The sweeper's verdict on a stuck job: failed, unless an event moved it since it looked.
-FAIL_STUCK: Final[str] = (
+# ARGV: job_id, final status, expected job seq ('' = any), ttl, updated_at, error JSON, ledger ttl, ledger value
+# Ends an open job from outside its tasks: a client's cancel (cancelled) or the sweeper's verdict on a
+# stuck job (failed, only if no event moved the job since the sweeper looked). Its open tasks get the
+# same status, and the job's cancelled ledger key is set in the same step as the status, so no worker
+# can see the job ended in one place and not the other, nor start a delivery of its tasks later.
+# Answers 'finished' or 'terminal' with the job's hash, 'not_found', or 'changed'.
+FINISH_JOB: Final[str] = (
     _COMMON
     + """
-local job_id, ttl = ARGV[1], tonumber(ARGV[3])
+local job_id, final, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services')
 if not cur[1] then return {'not_found'} end
-if TERMINAL[cur[1]] then return {'terminal'} end
-if cur[2] ~= ARGV[2] then return {'changed'} end
+if TERMINAL[cur[1]] then return {'terminal', redis.call('HGETALL', KEYS[1])} end
+if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return {'changed'} end
 local delegated = cjson.decode(cur[3] or '[]')
 for _, entry in ipairs(delegated) do
-  if not TERMINAL[entry['status']] then entry['status'] = 'failed' end
+  if not TERMINAL[entry['status']] then entry['status'] = final end
 end
 local job_seq = tonumber(cur[2] or '0') + 1
-move_status(job_id, cur[1], 'failed', ttl)
-local fields = {'status', 'failed', 'seq', tostring(job_seq), 'updated_at', ARGV[4], 'error', ARGV[5]}
+move_status(job_id, cur[1], final, ttl)
+local fields = {'status', final, 'seq', tostring(job_seq), 'updated_at', ARGV[5], 'error', ARGV[6]}
 if #delegated > 0 then
   table.insert(fields, 'delegated_services'); table.insert(fields, cjson.encode(delegated))
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('SET', KEYS[10], ARGV[7], 'EX', tonumber(ARGV[6]))
-return {'failed', redis.call('HGETALL', KEYS[1])}
+redis.call('SET', KEYS[10], ARGV[8], 'EX', tonumber(ARGV[7]))
+return {'finished', redis.call('HGETALL', KEYS[1])}
 """
 )
 

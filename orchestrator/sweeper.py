@@ -5,14 +5,16 @@ sweeps, so one replica at a time does the work and another takes over within the
 lifetime when it dies. A round looks at jobs that have been `queued`, or `running`/`retrying`,
 for longer than their bound without an event:
 
-- queued, a live worker for the service, and no message for it anywhere in the service's
+- queued, a live worker for the service, and no ready message anywhere in the service's
   queues (work queue and retry delay queues): the message was lost, so the stored envelope is
   published again as a new attempt;
-- queued or running with no live worker for the service: the job fails with error_type
-  "Stuck", and its cancelled ledger key is set so a late delivery of its task never runs.
+- running or retrying with no live worker for the service: the worker died with the task, so
+  the job fails with error_type "Stuck", and its cancelled ledger key is set so a late
+  delivery of its task never runs.
 
-Everything else is left alone: a backlog is not a loss, and a long handler with a live worker
-is bounded by the worker's own time limit. Each verdict is applied only if the job is still
+Everything else is left alone: a backlog is not a loss, a queued job whose service has no
+worker right now waits in its queue for one (DESIGN "Routing"), and a long handler with a live
+worker is bounded by the worker's own time limit. Each verdict is applied only if the job is still
 exactly as the sweeper saw it (same seq), so an event arriving meanwhile wins.
 """
 
@@ -175,7 +177,9 @@ class Sweeper:
         if service not in round_.live:
             round_.live[service] = len(await self._directory.live_workers(service))
         live = round_.live[service]
-        if record.status == JobStatus.QUEUED and live:
+        if record.status == JobStatus.QUEUED:
+            if not live:
+                return  # waits in its queue for a worker; whether its message is lost is asked once one is live
             if service not in round_.pending:
                 round_.pending[service] = await self._pending_messages(service)
             if round_.pending[service] != 0:

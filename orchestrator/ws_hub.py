@@ -4,7 +4,10 @@ Each client has a bounded queue and one writer task, so a slow client only fills
 queue; when it is full the client is cut off (close code 4008, "slow consumer") and nobody
 else waits. An update is encoded once and the same text goes to every subscriber.
 
-Per client and job the hub remembers the last seq sent and drops anything not newer. When a
+Per client and job the hub remembers the last seq sent and drops anything not newer: for every
+job the client subscribed to by id (their number is capped by the routes), and for the most
+recent few thousand jobs it follows only through "all" (their number is not capped, and a job
+whose terminal update never came would otherwise stay for the connection's lifetime). When a
 client subscribes to a job, that job's live updates are held until its snapshot is queued,
 then only those newer than the snapshot are released: no gap, no duplicate.
 """
@@ -31,6 +34,9 @@ SLOW_CONSUMER_CODE: Final[int] = 4008
 SLOW_CONSUMER_REASON: Final[bytes] = b"slow consumer: message buffer full"
 _CLOSE_TIMEOUT_SECONDS: Final[float] = 5.0
 FINISHED_JOBS_REMEMBERED: Final[int] = 100_000  # ~10 MB at most; a stale update trails its job by milliseconds
+# Per client: last seqs of jobs followed only through "all" (~200 KB at most; an idle client holds none).
+# A job pushed out is one nothing was heard of for thousands of other jobs' updates.
+ALL_JOBS_REMEMBERED: Final[int] = 2048
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -48,7 +54,14 @@ class _Close:
 class ClientConnection:
     """One client socket: its queue, writer, subscriptions and per-job last seq."""
 
-    def __init__(self, hub: WebSocketHub, ws: web.WebSocketResponse, tenant_id: str | None, buffer: int) -> None:
+    def __init__(
+        self,
+        hub: WebSocketHub,
+        ws: web.WebSocketResponse,
+        tenant_id: str | None,
+        buffer: int,
+        all_jobs_remembered: int = ALL_JOBS_REMEMBERED,
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.tenant_id = tenant_id
         self.ws = ws
@@ -58,7 +71,9 @@ class ClientConnection:
         self._hub = hub
         self._buffer = buffer
         self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=buffer)
-        self._last_seq: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}  # jobs subscribed to by id
+        self._all_seq: OrderedDict[str, int] = OrderedDict()  # jobs followed only through "all", oldest first
+        self._all_jobs_remembered = all_jobs_remembered
         self._held: dict[str, list[tuple[int, str]]] = {}
         self._writer = asyncio.create_task(self._write(), name=f"baton-ws-writer-{self.id}")
         self._closer: asyncio.Task[Any] | None = None
@@ -93,13 +108,20 @@ class ClientConnection:
             if len(held) > self._buffer:
                 self._cut_off()
             return
-        if update.seq <= self._last_seq.get(job_id, 0):
-            return
-        if update.terminal and job_id not in self.jobs:
-            # Followed only through "all": nothing newer will come, so forget it.
-            self._last_seq.pop(job_id, None)
-        else:
+        if job_id in self.jobs:
+            if update.seq <= self._last_seq.get(job_id, 0):
+                return
             self._last_seq[job_id] = update.seq
+        else:
+            if update.seq <= self._all_seq.get(job_id, 0):
+                return
+            if update.terminal:
+                self._all_seq.pop(job_id, None)  # nothing newer will come, so forget it
+            else:
+                self._all_seq[job_id] = update.seq
+                self._all_seq.move_to_end(job_id)
+                if len(self._all_seq) > self._all_jobs_remembered:
+                    self._all_seq.popitem(last=False)
         self.send_text(text)
 
     def hold(self, job_id: str) -> None:
@@ -108,7 +130,7 @@ class ClientConnection:
     def release(self, job_id: str, seq: int, snapshot: str) -> None:
         """Queue the snapshot at `seq`, then the held updates newer than it, in order."""
         held = self._held.pop(job_id, [])
-        last = max(self._last_seq.get(job_id, 0), seq)
+        last = max(self._last_seq.get(job_id, 0), self._all_seq.pop(job_id, 0), seq)
         self.send_text(snapshot)
         for update_seq, text in sorted(held, key=lambda item: item[0]):
             if update_seq > last:
@@ -119,6 +141,7 @@ class ClientConnection:
     def forget(self, job_id: str) -> None:
         self._held.pop(job_id, None)
         self._last_seq.pop(job_id, None)
+        self._all_seq.pop(job_id, None)
 
     async def stop(self, code: int | None = None, reason: bytes = b"") -> None:
         """Stop writing and, with a code, close the socket."""
@@ -153,9 +176,12 @@ class ClientConnection:
 
 
 class WebSocketHub:
-    def __init__(self, metrics: OrchestratorMetrics, client_buffer: int = 1000) -> None:
+    def __init__(
+        self, metrics: OrchestratorMetrics, client_buffer: int = 1000, all_jobs_remembered: int = ALL_JOBS_REMEMBERED
+    ) -> None:
         self.metrics = metrics
         self._client_buffer = client_buffer
+        self._all_jobs_remembered = all_jobs_remembered
         self._connections: set[ClientConnection] = set()
         self._by_job: dict[tuple[str, str], set[ClientConnection]] = {}
         self._by_tenant: dict[str, set[ClientConnection]] = {}
@@ -165,7 +191,7 @@ class WebSocketHub:
         self._finished: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     def connect(self, ws: web.WebSocketResponse, tenant_id: str | None) -> ClientConnection:
-        conn = ClientConnection(self, ws, tenant_id, self._client_buffer)
+        conn = ClientConnection(self, ws, tenant_id, self._client_buffer, self._all_jobs_remembered)
         self._connections.add(conn)
         self.metrics.ws_connections.inc()
         return conn

@@ -18,13 +18,13 @@ Another tenant's job is answered exactly like a job that does not exist.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeGuard
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
+from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
 from orchestrator.event_consumer import EventSink
 from orchestrator.metrics import OrchestratorMetrics
@@ -287,13 +287,9 @@ def _offers_credentials(request: web.Request) -> bool:
     return bool(request.headers.get("Authorization") or request.query.get("token"))
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _parse(data: str) -> Any:
     try:
-        return json.loads(data, parse_constant=_refuse_constant)  # NaN/Infinity would poison stored JSON
+        return strict_json.loads(data)
     except ValueError as exc:
         raise ClientError("bad_message", f"not valid JSON: {exc}") from exc
 

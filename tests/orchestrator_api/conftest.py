@@ -138,14 +138,20 @@ async def serve_api(
     redis_client: aioredis.Redis,
     unique: str,
     sweeper: Callable[[frozenset[str]], SweeperSettings] | None = None,
+    app_rabbitmq_url: str | None = None,
 ) -> AsyncIterator[Api]:
-    """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after."""
+    """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
+
+    `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy.
+    """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
     service, job_type = f"svc-{unique}", f"job_{unique}"
     tenants = frozenset({tenant_a, tenant_b})
     app = create_app(
-        _settings(rabbitmq_url, redis_url, {key_a: tenant_a, key_b: tenant_b}, admin_key=f"admin-{unique}"),
+        _settings(
+            app_rabbitmq_url or rabbitmq_url, redis_url, {key_a: tenant_a, key_b: tenant_b}, admin_key=f"admin-{unique}"
+        ),
         sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
     )
     # A plain connection: a channel closed by a failed passive declare must stay closed.

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
 
-from orchestrator.errors import BrokerUnavailable
+from orchestrator.errors import BrokerUnavailable, PublishFailed
 from orchestrator.publisher import TaskPublisher
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
-from protocol.topology import dead_letter_queue, task_queue
+from protocol.topology import service_queues, task_queue
+from tests.faults.tcp_proxy import TcpProxy
 
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
 
@@ -27,8 +30,9 @@ async def test_without_a_broker_it_starts_and_refuses_at_once() -> None:
     await publisher.start()
     try:
         assert not publisher.connected
-        with pytest.raises(BrokerUnavailable):
+        with pytest.raises(BrokerUnavailable) as refused:
             await publisher.publish_task(_envelope("echo"))
+        assert refused.value.maybe_sent is False  # nothing was sent: the caller may undo the job
         with pytest.raises(BrokerUnavailable):
             await publisher.publish_cancel(CancelCommand(tenant_id="t1", global_task_id="job-1"))
         with pytest.raises(BrokerUnavailable):
@@ -68,7 +72,53 @@ async def test_publishes_confirmed_envelopes_and_reports_queues(rabbitmq_url: st
     finally:
         await publisher.close()
         channel = await connection.channel()
-        for name in (task_queue(service), dead_letter_queue(service)):
+        for name in (spec.name for spec in service_queues(service)):
             await channel.queue_delete(name)
         await connection.close()
     assert not publisher.connected
+
+
+@pytest.mark.integration
+async def test_a_refused_publish_is_known_unsent(rabbitmq_url: str, unique: str) -> None:
+    service = f"pub-{unique}"
+    publisher = TaskPublisher(rabbitmq_url, CodecSet(), connection_name=f"test-publisher-{unique}")
+    await publisher.start()
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        await publisher.publish_task(_envelope(service))  # declares the queues
+        channel = await connection.channel()
+        await channel.queue_delete(task_queue(service))
+        with pytest.raises(PublishFailed) as unroutable:
+            await publisher.publish_task(_envelope(service))
+        assert (unroutable.value.reason, unroutable.value.maybe_sent) == ("unroutable", False)
+    finally:
+        await publisher.close()
+        channel = await connection.channel()
+        for name in (spec.name for spec in service_queues(service)):
+            await channel.queue_delete(name)
+        await connection.close()
+
+
+@pytest.mark.integration
+async def test_a_broker_that_answers_late_is_connected_in_the_background(rabbitmq_url: str, unique: str) -> None:
+    target = urlsplit(rabbitmq_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    await proxy.start()
+    proxy.blackhole()  # connects, but the broker never answers
+    url = f"amqp://{target.username}:{target.password}@127.0.0.1:{proxy.port}/"
+    publisher = TaskPublisher(
+        url, CodecSet(), connect_timeout=0.3, reconnect_interval=0.05, connection_name=f"test-late-{unique}"
+    )
+    try:
+        await publisher.start()
+        assert not publisher.connected
+        await asyncio.sleep(0.5)  # a few attempts time out meanwhile
+        assert not publisher.connected
+        proxy.heal()
+        deadline = time.monotonic() + 10
+        while not publisher.connected:
+            assert time.monotonic() < deadline, "never connected once the broker answered"
+            await asyncio.sleep(0.05)
+    finally:
+        await publisher.close()
+        await proxy.close()

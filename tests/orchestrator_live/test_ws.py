@@ -22,10 +22,12 @@ from orchestrator.registry import RedisTaskRegistry
 from orchestrator.update_bus import UpdateBus
 from orchestrator.ws_hub import SLOW_CONSUMER_CODE, WebSocketHub
 from orchestrator.ws_routes import WebSocketEndpoint
+from protocol.envelope import new_id
 from protocol.events import EventType
 from tests.orchestrator_live.conftest import event_for, make_record
 
 SERVICE_TOKEN = "service-token-for-tests"
+ALL_JOBS_REMEMBERED = 4  # per client, of the jobs it follows only through "all"
 
 
 @dataclass
@@ -103,7 +105,7 @@ async def server(redis_client: aioredis.Redis, tenant: str, unique: str) -> Asyn
     metrics = OrchestratorMetrics()
     registry = SlowSnapshots(redis_client, ttl_seconds=600)
     bus = UpdateBus(redis_client, channel=f"test:task_updates:{unique}")
-    hub = WebSocketHub(metrics, client_buffer=8)
+    hub = WebSocketHub(metrics, client_buffer=8, all_jobs_remembered=ALL_JOBS_REMEMBERED)
     parts = Parts(registry, bus, hub)
     other = f"{tenant}-b"
     key, other_key = f"key-{unique}", f"other-{unique}"
@@ -254,6 +256,9 @@ async def test_bad_messages_get_errors_and_the_socket_stays(server: Server) -> N
     ws = await server.connect()
     await ws.send_str("{not json")
     assert (await receive(ws))["error"] == "bad_message"
+    await ws.send_str('{"type": "ping", "n": NaN}')  # Python's json would take it; JSON does not
+    refused = await receive(ws)
+    assert refused["error"] == "bad_message" and "NaN" in refused["detail"]
     await ws.send_json({"type": "dance"})
     assert (await receive(ws))["error"] == "unknown_type"
     await ws.send_json([1, 2])
@@ -334,3 +339,22 @@ async def test_an_update_older_than_the_terminal_one_never_reaches_all_subscribe
     server.parts.hub.dispatch(update(3, "completed", True))
     assert (await receive(watcher))["seq"] == 3
     await nothing_more(watcher)
+
+
+async def test_a_client_following_all_remembers_only_its_most_recent_jobs(server: Server) -> None:
+    ws = await server.connect()
+    subscribed = await server.job()
+    await ws.send_json({"type": "subscribe", "job_ids": [subscribed.job_id]})
+    assert (await receive(ws))["type"] == "job_snapshot"
+    await ws.send_json({"type": "subscribe", "all": True})
+    await nothing_more(ws)
+    hub = server.parts.hub
+    [conn] = hub._connections
+    # Jobs whose terminal update never reaches this replica: each would otherwise stay for good.
+    others = [new_id() for _ in range(ALL_JOBS_REMEMBERED + 2)]
+    for job_id in others:
+        event = {"event": "task_status_update", "global_task_id": job_id, "seq": 2}
+        hub.dispatch(JobUpdate(server.tenant, job_id, seq=2, status="running", terminal=False, event=event))
+        assert (await receive(ws))["global_task_id"] == job_id
+    assert list(conn._all_seq) == others[-ALL_JOBS_REMEMBERED:]
+    assert subscribed.job_id in conn._last_seq  # a job subscribed to by id is never pushed out

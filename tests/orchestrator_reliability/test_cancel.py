@@ -8,10 +8,15 @@ from typing import Any
 import aio_pika
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from orchestrator.event_consumer import EventSink
-from orchestrator.http_state import METRICS
+from orchestrator.http_state import METRICS, PUBLISHER
+from orchestrator.jobs import JobService
 from orchestrator.live import LIVE
+from orchestrator.models import CancelStatus
+from orchestrator.update_bus import UpdateBus
 from protocol import ledger
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
@@ -92,3 +97,21 @@ async def test_cancel_racing_completion_ends_in_exactly_one_terminal_state(
             assert not cancelled_key_set
         winners[record.status] += 1
     assert sum(winners.values()) == len(jobs)
+
+
+async def test_a_saved_cancel_is_reported_even_when_its_announcement_fails(
+    api: Api, redis_client: aioredis.Redis
+) -> None:
+    job_id = await _create(api)
+    live = api.app[LIVE]
+    # Redis answers for the registry but the pub/sub publish fails: a blip between the two calls.
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    try:
+        jobs = JobService(live.registry, live.directory, UpdateBus(dead), api.app[PUBLISHER], api.app[METRICS])
+        result = await jobs.cancel(api.tenant_a, job_id)
+    finally:
+        await dead.aclose()
+    assert result.status is CancelStatus.CANCELLED
+    record = await live.registry.get(api.tenant_a, job_id)
+    assert record is not None and record.status == "cancelled"
+    assert await redis_client.exists(ledger.cancelled_key(api.tenant_a, job_id)) == 1

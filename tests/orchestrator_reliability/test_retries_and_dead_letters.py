@@ -7,6 +7,8 @@ from typing import Any
 import aio_pika
 import pytest
 
+from orchestrator.dead_letters import DeadLetterQueues
+from orchestrator.http_state import PUBLISHER
 from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, failed_event, status_event
 from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
@@ -179,3 +181,42 @@ async def test_replay_publishes_a_new_attempt_and_reopens_the_job(api: Api) -> N
     assert [r["task_id"] for r in (await again.json())["replayed"]] == [theirs.task_id]
     bad = await api.client.post(f"/dead-letters/{api.service}/replay", json={}, headers=api.headers_a)
     assert bad.status == 422
+
+
+async def test_replay_never_runs_a_task_whose_job_is_still_live(api: Api) -> None:
+    """An earlier attempt parked while a later one runs: replaying it would run the task twice at once."""
+    job_id = await _create(api, api.headers_a)
+    [(_, envelope)] = await api.queued_envelopes()
+    await _park(api, api.codecs.encode(envelope), {TENANT_HEADER: api.tenant_a, ATTEMPTS_HEADER: 1}, envelope.task_id)
+    replay = {"task_ids": [envelope.task_id]}
+
+    queued = await (
+        await api.client.post(f"/dead-letters/{api.service}/replay", json=replay, headers=api.headers_a)
+    ).json()
+    assert queued["replayed"] == []
+    assert [(e["task_id"], e["error"]) for e in queued["errors"]] == [(envelope.task_id, "job_queued")]
+    assert "is queued" in queued["errors"][0]["detail"]
+
+    await api.emit(status_event(envelope.next_attempt(), JobStatus.RUNNING, 2 * SEQ + 1))
+
+    async def running() -> bool:
+        return (await _record(api, job_id))["status"] == "running"
+
+    await until(running)
+    before = await _record(api, job_id)
+    body = await (
+        await api.client.post(f"/dead-letters/{api.service}/replay", json=replay, headers=api.headers_a)
+    ).json()
+    assert [(e["task_id"], e["error"]) for e in body["errors"]] == [(envelope.task_id, "job_running")]
+    assert await api.queue_depth() == 0  # nothing published
+    assert await _dead_depth(api) == 1  # still parked
+    assert await _record(api, job_id) == before
+
+
+async def test_a_browse_lock_lives_only_while_it_is_used(api: Api) -> None:
+    queues = DeadLetterQueues(api.app[PUBLISHER], api.codecs)
+    for name in ("no-such-service-1", "no-such-service-2", api.service):
+        async with queues.browse(name) as browse:
+            assert browse is None  # no dead-letter queue declared for any of them yet
+            assert list(queues._turns) == [name]
+    assert queues._turns == {}  # names from URLs leave nothing behind

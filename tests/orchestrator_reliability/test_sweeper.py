@@ -83,3 +83,15 @@ async def test_queued_job_behind_a_backlog_is_left_alone(swept: Api) -> None:
     record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
     assert (record["status"], record["attempt"]) == ("queued", 1)
     assert await api.queue_depth() == 1
+
+
+async def test_queued_job_without_a_live_worker_waits_for_one(swept: Api, redis_client: aioredis.Redis) -> None:
+    """DESIGN "Routing": a job whose service has no worker running right now waits in its queue."""
+    api = swept
+    await redis_client.delete(keys.workers(api.service))
+    job_id = await _create(api)
+    await asyncio.sleep(2.0)  # the sweeper runs every 0.2 s with a 1 s bound: several rounds
+    record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
+    assert (record["status"], record["attempt"]) == ("queued", 1)
+    assert await redis_client.exists(ledger.cancelled_key(api.tenant_a, job_id)) == 0
+    assert await api.queue_depth() == 1

@@ -1,0 +1,51 @@
+"""Opening the orchestrator's robust RabbitMQ connections, the first time included.
+
+aio-pika reconnects a robust connection only once it has connected; the orchestrator must also
+start (and report the broker down on /health) while RabbitMQ is not there yet, so both of its
+connections (publishing and consuming) retry their first connect with `retry_with_backoff`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustConnection
+
+from orchestrator.errors import BrokerUnavailable
+
+# Errors aio-pika, aiormq and the socket layer raise when the link or a channel breaks.
+LINK_ERRORS: Final = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+
+T = TypeVar("T")
+
+
+async def connect_robust(
+    url: str, connection_name: str, *, timeout: float, reconnect_interval: float | None = None
+) -> AbstractRobustConnection:
+    """One connect attempt; BrokerUnavailable when the broker does not answer in time."""
+    options: dict[str, Any] = {} if reconnect_interval is None else {"reconnect_interval": reconnect_interval}
+    try:
+        connection: AbstractRobustConnection = await aio_pika.connect_robust(
+            url, timeout=timeout, client_properties={"connection_name": connection_name}, **options
+        )
+        return connection
+    except (*LINK_ERRORS, TimeoutError) as exc:
+        raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
+
+
+async def retry_with_backoff(
+    attempt: Callable[[], Awaitable[T | None]], *, first_delay: float, max_delay: float, wait_first: bool = False
+) -> T:
+    """Call `attempt` until it returns something other than None, doubling the pause up to `max_delay`."""
+    delay = first_delay
+    if wait_first:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+    while (result := await attempt()) is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+    return result
