@@ -59,7 +59,8 @@ class TaskPublisher:
         url: str,
         codecs: CodecSet,
         *,
-        publish_timeout: float = 1.5,
+        publish_timeout: float = 10.0,
+        stall_after: float = 1.5,
         connect_timeout: float = 5.0,
         reconnect_interval: float = 2.0,
         max_reconnect_interval: float = 30.0,
@@ -76,7 +77,7 @@ class TaskPublisher:
         self._connector: asyncio.Task[None] | None = None
         self._declared: set[str] = set()
         self._declare_lock = asyncio.Lock()
-        self._stall = StallGuard(self._probe_link, probe_timeout=publish_timeout, interval=1.0)
+        self._stall = StallGuard(self._probe_link, stall_after=stall_after, probe_timeout=stall_after, interval=1.0)
 
     @property
     def connected(self) -> bool:
@@ -233,8 +234,7 @@ class TaskPublisher:
             if service in self._declared:
                 return
             try:
-                async with asyncio.timeout(self._publish_timeout):
-                    await declare_service(link.topology, service)
+                await self._stall.guard(declare_service(link.topology, service), self._publish_timeout)
             except TimeoutError as exc:
                 raise PublishFailed("timeout", f"declaring the queues of {service!r} timed out") from exc
             except LINK_ERRORS as exc:
@@ -245,17 +245,16 @@ class TaskPublisher:
         self, exchange: AbstractExchange, message: aio_pika.Message, key: str, *, mandatory: bool
     ) -> None:
         try:
-            # The timeout covers the whole call: a robust channel first waits for its connection.
-            async with asyncio.timeout(self._publish_timeout):
-                await exchange.publish(message, key, mandatory=mandatory)
+            # Covers the whole call (a robust channel first waits for its connection); fails early when
+            # the link goes silent, not merely when a busy broker confirms late.
+            await self._stall.guard(exchange.publish(message, key, mandatory=mandatory), self._publish_timeout)
         except aiormq.exceptions.PublishError as exc:
             raise PublishFailed("unroutable", f"no queue is bound for routing key {key!r}") from exc
         except aiormq.exceptions.DeliveryError as exc:
             raise PublishFailed("nacked", "the broker refused the message") from exc
         except TimeoutError as exc:
-            self._stall.trip()
             # The message may be on the wire or queued already, its confirm late or lost.
-            raise PublishFailed("timeout", f"no confirm within {self._publish_timeout:g} s", maybe_sent=True) from exc
+            raise PublishFailed("timeout", str(exc), maybe_sent=True) from exc
         except LINK_ERRORS as exc:
             # Broken while publishing: whether the broker got the message first cannot be told.
             raise self._translate(exc, "publish failed", maybe_sent=True) from exc
