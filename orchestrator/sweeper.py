@@ -44,7 +44,7 @@ from orchestrator.update_bus import UpdateBus
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import JobStatus
-from protocol.settings import SettingsError
+from protocol.settings import env_float
 from protocol.topology import RETRY_DELAY_TIERS_MS, retry_queue, task_queue
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,9 @@ class SweeperSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
         return cls(
-            interval_seconds=_seconds(env, "BATON_SWEEP_INTERVAL_SECONDS", cls.interval_seconds),
-            running_stale_seconds=_seconds(env, "BATON_STUCK_RUNNING_SECONDS", cls.running_stale_seconds),
-            queued_stale_seconds=_seconds(env, "BATON_STUCK_QUEUED_SECONDS", cls.queued_stale_seconds),
+            interval_seconds=env_float(env, "BATON_SWEEP_INTERVAL_SECONDS", cls.interval_seconds),
+            running_stale_seconds=env_float(env, "BATON_STUCK_RUNNING_SECONDS", cls.running_stale_seconds),
+            queued_stale_seconds=env_float(env, "BATON_STUCK_QUEUED_SECONDS", cls.queued_stale_seconds),
         )
 
 
@@ -257,16 +257,3 @@ def _idle_seconds(record: JobRecord) -> float:
         return (utc_now() - datetime.fromisoformat(record.updated_at)).total_seconds()
     except ValueError:
         return 0.0
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a number") from exc
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive")
-    return value

@@ -33,11 +33,11 @@ class Settings:
         return cls(
             rabbitmq_url=env.get("RABBITMQ_URL") or DEFAULT_RABBITMQ_URL,
             redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
-            orchestrator_port=_int(env, "ORCHESTRATOR_PORT", DEFAULT_ORCHESTRATOR_PORT),
+            orchestrator_port=env_int(env, "ORCHESTRATOR_PORT", DEFAULT_ORCHESTRATOR_PORT),
             api_keys=parse_api_keys(env["BATON_API_KEYS"]) if env.get("BATON_API_KEYS") else None,
             admin_key=env.get("BATON_ADMIN_KEY") or None,
             service_token=env.get("BATON_SERVICE_TOKEN") or None,
-            max_message_bytes=_int(env, "BATON_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
+            max_message_bytes=env_int(env, "BATON_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
         )
 
 
@@ -61,14 +61,34 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive integer variable, or `default` when unset or empty."""
+    value = env_optional_int(env, name)
+    return default if value is None else value
+
+
+def env_optional_int(env: Mapping[str, str], name: str, *, allow_zero: bool = False) -> int | None:
     raw = env.get(name)
     if not raw:
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name}={raw!r} is not an integer") from exc
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(f"{name} must be {'zero or more' if allow_zero else 'positive'}")
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number variable, or `default` when unset or empty."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if not value > 0:  # also refuses NaN
         raise SettingsError(f"{name} must be positive")
     return value

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
-from protocol.settings import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, Settings, SettingsError
+from protocol.settings import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, Settings, env_float, env_optional_int
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
 DEFAULT_HEARTBEAT_SECONDS: Final[float] = 5.0
@@ -51,49 +51,23 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
         """Shared settings plus the worker's own variables; call it from `__main__` only."""
         shared = Settings.from_env(env)
-        http_retries = _optional_int(env, "BATON_HTTP_RETRIES", allow_zero=True)
+        http_retries = env_optional_int(env, "BATON_HTTP_RETRIES", allow_zero=True)
         return cls(
             rabbitmq_url=shared.rabbitmq_url,
             redis_url=shared.redis_url,
             max_message_bytes=shared.max_message_bytes,
-            concurrency=_optional_int(env, "BATON_WORKER_CONCURRENCY"),
-            prefetch=_optional_int(env, "BATON_WORKER_PREFETCH"),
-            connect_timeout_seconds=_float(env, "BATON_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT_SECONDS),
-            shutdown_grace_seconds=_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE_SECONDS),
-            heartbeat_seconds=_float(env, "BATON_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
-            http_timeout_seconds=_float(env, "BATON_HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS),
+            concurrency=env_optional_int(env, "BATON_WORKER_CONCURRENCY"),
+            prefetch=env_optional_int(env, "BATON_WORKER_PREFETCH"),
+            connect_timeout_seconds=env_float(env, "BATON_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT_SECONDS),
+            shutdown_grace_seconds=env_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE_SECONDS),
+            heartbeat_seconds=env_float(env, "BATON_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
+            http_timeout_seconds=env_float(env, "BATON_HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS),
             http_retries=DEFAULT_HTTP_RETRIES if http_retries is None else http_retries,
-            consumer_timeout_seconds=_float(env, "BATON_CONSUMER_TIMEOUT_SECONDS", DEFAULT_CONSUMER_TIMEOUT_SECONDS),
+            consumer_timeout_seconds=env_float(env, "BATON_CONSUMER_TIMEOUT_SECONDS", DEFAULT_CONSUMER_TIMEOUT_SECONDS),
             llm=LlmSettings(
                 base_url=(env.get("LLM_BASE_URL") or "").rstrip("/") or None,
                 api_key=env.get("LLM_API_KEY") or None,
                 model=env.get("LLM_MODEL") or DEFAULT_LLM_MODEL,
-                timeout_seconds=_float(env, "LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS),
+                timeout_seconds=env_float(env, "LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS),
             ),
         )
-
-
-def _optional_int(env: Mapping[str, str], name: str, *, allow_zero: bool = False) -> int | None:
-    raw = env.get(name)
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
-    if value < 0 or (value == 0 and not allow_zero):
-        raise SettingsError(f"{name} must be {'zero or more' if allow_zero else 'positive'}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a number") from exc
-    if not value > 0:
-        raise SettingsError(f"{name} must be positive")
-    return value
