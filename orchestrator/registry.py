@@ -30,6 +30,7 @@ from orchestrator.models import (
     JobUpdate,
     record_update,
 )
+from orchestrator.redis_batch import PipelineBatcher
 from orchestrator.registry_codec import from_hash, pairs, score, text, to_hash
 from protocol import ledger
 from protocol.envelope import utc_now
@@ -80,6 +81,7 @@ class RedisTaskRegistry:
         self._ttl = ttl_seconds
         self._create = redis.register_script(registry_scripts.CREATE)
         self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
+        self._batch = PipelineBatcher(redis)
         self._finish = redis.register_script(registry_scripts.FINISH_JOB)
         self._discard = redis.register_script(registry_scripts.DISCARD)
         self._release_idempotency = redis.register_script(registry_scripts.RELEASE_IDEMPOTENCY)
@@ -216,23 +218,23 @@ class RedisTaskRegistry:
         elif isinstance(event.data.get("progress"), dict):
             progress = json.dumps(event.data["progress"])
         job_id = event.global_task_id
+        apply_args: list[str | int] = [
+            job_id,
+            event.task_id,
+            event.seq,
+            task_status,
+            event.service,
+            self._ttl,
+            utc_now().isoformat(),
+            progress,
+            result,
+            error,
+            _attempt_of(event),
+        ]
+        script_keys = keys.script_keys(event.tenant_id, job_id)
         with redis_errors("applying an event"):
-            reply = await self._apply(
-                keys=keys.script_keys(event.tenant_id, job_id),
-                args=[
-                    job_id,
-                    event.task_id,
-                    event.seq,
-                    task_status,
-                    event.service,
-                    self._ttl,
-                    utc_now().isoformat(),
-                    progress,
-                    result,
-                    error,
-                    _attempt_of(event),
-                ],
-            )
+            # Concurrent events (one per lane) share a pipeline round trip.
+            reply = await self._batch.run(lambda pipe: self._apply(keys=script_keys, args=apply_args, client=pipe))
         outcome = text(reply[0])
         if outcome != "applied":
             return ApplyOutcome(None, outcome)

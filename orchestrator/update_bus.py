@@ -22,6 +22,7 @@ import redis.exceptions as redis_exc
 
 from orchestrator import keys
 from orchestrator.models import JobUpdate
+from orchestrator.redis_batch import PipelineBatcher
 from orchestrator.registry import redis_errors
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,13 @@ class UpdateBus:
         self._watches: dict[tuple[str, str], set[JobWatch]] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._batch = PipelineBatcher(redis)
 
     async def publish(self, update: JobUpdate) -> None:
+        """Publish once Redis took it; updates published meanwhile share one pipeline, in call order."""
+        body = encode_update(update)
         with redis_errors("publishing a job update"):
-            await self._redis.publish(self._channel, encode_update(update))
+            await self._batch.run(lambda pipe: pipe.publish(self._channel, body))
 
     def add_listener(self, fn: Listener) -> Callable[[], None]:
         """Call `fn` with every update this replica receives; returns the remover."""
