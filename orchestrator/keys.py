@@ -13,7 +13,6 @@ from protocol.events import JobStatus
 PREFIX: Final[str] = "orchestrator"
 
 # Registry (DESIGN "Redis GlobalTaskRegistry").
-SYSTEM_NOTIFICATIONS: Final[str] = f"{PREFIX}:system:notifications"
 TASK_UPDATES_CHANNEL: Final[str] = f"{PREFIX}:task_updates"
 
 # Service directory: job type -> service, and worker liveness per service.

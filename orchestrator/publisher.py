@@ -121,13 +121,11 @@ class TaskPublisher:
             self._codecs.encode(envelope, codec),
             content_type=codec.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            priority=envelope.priority,
-            message_id=envelope.task_id,
-            correlation_id=envelope.global_task_id,
             timestamp=envelope.created_at,
             type=envelope.type,
             app_id=APP_ID,
             reply_to=reply_to,
+            **envelope.amqp_properties(),
         )
         try:
             await self._publish(link.tasks, message, envelope.service, mandatory=True)

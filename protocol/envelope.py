@@ -114,5 +114,10 @@ class TaskEnvelope(BaseModel):
             payload=payload,
         )
 
+    def amqp_properties(self) -> dict[str, Any]:
+        """The AMQP properties every message carrying this task has (DESIGN: message_id is the task id,
+        correlation_id the job id, and the priority is the AMQP priority)."""
+        return {"message_id": self.task_id, "correlation_id": self.global_task_id, "priority": self.priority}
+
     def next_attempt(self) -> TaskEnvelope:
         return self.model_copy(update={"attempt": self.attempt + 1})

@@ -102,3 +102,8 @@ def test_event_statuses() -> None:
     assert timed_out.status is JobStatus.TIMED_OUT and timed_out.is_terminal
     assert timed_out.data["attempts"] == 2
     assert cancelled_event(env, "user", 6).status is JobStatus.CANCELLED
+
+
+def test_amqp_properties_follow_the_contract() -> None:
+    env = make(priority=9)
+    assert env.amqp_properties() == {"message_id": env.task_id, "correlation_id": "job", "priority": 9}

@@ -4,6 +4,7 @@ message to a consumer on a live channel (at-least-once), so it is logged and not
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -12,30 +13,24 @@ from workers.runtime.broker import BROKER_ERRORS
 log = logging.getLogger(__name__)
 
 
-async def ack(message: AbstractIncomingMessage) -> bool:
+async def _settle(message: AbstractIncomingMessage, settlement: Awaitable[None], what: str) -> bool:
     try:
-        await message.ack()
+        await settlement
     except BROKER_ERRORS as exc:
-        log.warning("ack of message %s failed (%r); the broker will redeliver it", message.message_id, exc)
+        log.warning("%s of message %s failed (%r); the broker will redeliver it", what, message.message_id, exc)
         return False
     return True
+
+
+async def ack(message: AbstractIncomingMessage) -> bool:
+    return await _settle(message, message.ack(), "ack")
 
 
 async def requeue(message: AbstractIncomingMessage) -> bool:
     """Give the message back to its queue for another consumer."""
-    try:
-        await message.nack(requeue=True)
-    except BROKER_ERRORS as exc:
-        log.warning("requeue of message %s failed (%r); the broker will redeliver it", message.message_id, exc)
-        return False
-    return True
+    return await _settle(message, message.nack(requeue=True), "requeue")
 
 
 async def reject(message: AbstractIncomingMessage) -> bool:
     """Refuse the message for good: the queue's dead-letter exchange parks it."""
-    try:
-        await message.reject(requeue=False)
-    except BROKER_ERRORS as exc:
-        log.warning("reject of message %s failed (%r); the broker will redeliver it", message.message_id, exc)
-        return False
-    return True
+    return await _settle(message, message.reject(requeue=False), "reject")

@@ -109,10 +109,8 @@ class ChildTaskCaller:
             self._codecs.encode(child),
             content_type=self._codecs.default.content_type,
             delivery_mode=DeliveryMode.PERSISTENT,
-            priority=child.priority,
-            message_id=child.task_id,
-            correlation_id=child.global_task_id,
             reply_to=self._router.queue_name,
+            **child.amqp_properties(),
         )
         await self._amqp.publish(TASKS_EXCHANGE, child.service, message, mandatory=True)
 

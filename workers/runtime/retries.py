@@ -62,8 +62,6 @@ class Rescheduler:
             headers=headers or None,
             content_type=codec.content_type,
             delivery_mode=DeliveryMode.PERSISTENT,
-            priority=following.priority,
-            message_id=following.task_id,
-            correlation_id=following.global_task_id,
             reply_to=message.reply_to,
+            **following.amqp_properties(),
         )
