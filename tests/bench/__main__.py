@@ -52,7 +52,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--celery-pool", default="threads", help="the Celery worker's --pool (default threads)")
     parser.add_argument("--celery-concurrency", type=int, default=16)
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy the Baton processes for N s under load")
+    parser.add_argument("--profile-batch", action="store_true", help="profile the batch route instead of single POSTs")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few hundred jobs per part")
+    parser.add_argument(
+        "--speed-only", action="store_true", help="only the full-speed runs and their CPU (limit, Baton, Celery)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="the most any one part waits for its jobs")
     args = parser.parse_args(argv)
     if args.quick:
@@ -113,8 +117,9 @@ async def run_baton(
             if args.profile > 0:
                 # A run of its own, so that sampling never slows the measured ones.
                 progress(f"baton: py-spy on the orchestrator and the worker for {args.profile:.0f} s under load")
+                size, in_flight = (args.batch_size, 4) if args.profile_batch else (1, args.concurrency)
                 async with Profiler.maybe(args.profile, system, results):
-                    await bench.full_speed(tenants["profile"], args.jobs, 1, args.concurrency, args.timeout)
+                    await bench.full_speed(tenants["profile"], args.jobs * 3, size, in_flight, args.timeout)
             rows += [
                 ("baton single (POST /jobs)", "full speed: jobs/s", single["jobs_per_s"]),
                 ("baton single (POST /jobs)", "full speed: POST rate/s", single["create_rate"]),
@@ -123,6 +128,8 @@ async def run_baton(
                 ("baton batch (POST /jobs/batch)", "full speed: create rate/s", batch["create_rate"]),
                 ("baton batch (POST /jobs/batch)", f"lost / registry ok ({batch['jobs']})", _health(batch)),
             ]
+            if args.speed_only:
+                return
             for mode, every in LATENCY_MODES:
                 for rate in args.rate_list:
                     tenant = tenants[f"lat-{mode}-{rate:.0f}"]
@@ -197,6 +204,20 @@ async def run_baton(
         await delete_service_queues(urls[0], NOOP_SERVICE)
 
 
+def cpu_rows(results: dict[str, Any]) -> list[Row]:
+    """CPU ms per job of every process, for each full-speed run: where the two cores went."""
+    runs = {
+        "limit": results["limit"]["full_speed"],
+        "baton single": results["baton"]["single"],
+        "baton batch": results["baton"]["batch"],
+    }
+    rows: list[Row] = []
+    for run, measured in runs.items():
+        spent = measured["cpu_ms_per_job"]
+        rows += [(f"CPU ms/job, {run}", process, spent[process]) for process in spent]
+    return rows
+
+
 def _health(measured: dict[str, Any]) -> str:
     return f"{measured['lost']} / {measured['registry_ok']}"
 
@@ -240,6 +261,7 @@ async def main(argv: list[str]) -> int:
     }
     results["ratios"] = ratios
     rows += [("ratios (jobs/s, this run)", name, value) for name, value in ratios.items()]
+    rows += cpu_rows(results)
     notes += [
         f"jobs per full-speed run: {args.jobs:,}; {args.concurrency} requests/publishes in flight; "
         f"batches of {args.batch_size}; latency runs last {args.latency_seconds:.0f} s each "

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from tests.bench.common import NOOP_SERVICE, NOOP_TYPE, bounded, latency_summary, paced, wait_until
+from tests.bench.cpu import CpuMeter
 from tests.bench.ws_client import JobWatcher
 from tests.e2e.harness import BatonSystem, Process, Tenant, wait_for_workers
 
@@ -127,15 +128,19 @@ class BatonBench:
         self, tenant: Tenant, jobs: int, batch: int, concurrency: int, timeout: float
     ) -> dict[str, Any]:
         watcher = await JobWatcher.connect(self.session, self.base_url, tenant.headers)
+        assert self.worker is not None
+        meter = CpuMeter({"orchestrator": self.orchestrator_pid, "worker": self.worker.popen.pid})
         try:
+            meter.start()
             t0 = time.perf_counter()
             started = await self.create(tenant, jobs, batch, concurrency)
             created = time.perf_counter() - t0
             outcome = await self._finish(watcher, tenant, started, timeout)
             last = max((watcher.terminal[j] for j in started if j in watcher.terminal), default=time.perf_counter())
+            cpu = meter.per_job(jobs)
         finally:
             await watcher.close()
-        return {**outcome, "create_rate": jobs / created, "jobs_per_s": jobs / (last - t0)}
+        return {**outcome, "create_rate": jobs / created, "jobs_per_s": jobs / (last - t0), "cpu_ms_per_job": cpu}
 
     async def at_rate(
         self, tenant: Tenant, jobs: int, rate: float, batch_every: float, timeout: float

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from tests.bench.common import NOOP_TYPE, bounded, latency_summary, paced, run_id, wait_until
+from tests.bench.cpu import CpuMeter
 from tests.bench.raw_topology import RawNames, RawTopology, declare_topology, delete_topology, envelope, task_message
 
 READY_TIMEOUT_SECONDS = 20.0
@@ -90,12 +91,21 @@ class RawLimit:
         return len(ids - self.done.keys())
 
     async def full_speed(self, jobs: int, concurrency: int, timeout: float) -> dict[str, Any]:
+        assert self._worker is not None
+        meter = CpuMeter({"raw worker": self._worker.pid})
+        meter.start()
         t0 = time.perf_counter()
         started = dict(await bounded(jobs, concurrency, self._publish))
         published = time.perf_counter() - t0
         lost = await self._wait(set(started), timeout)
         finished = max((self.done[j] for j in started if j in self.done), default=time.perf_counter())
-        return {"jobs": jobs, "lost": lost, "publish_rate": jobs / published, "jobs_per_s": jobs / (finished - t0)}
+        return {
+            "jobs": jobs,
+            "lost": lost,
+            "publish_rate": jobs / published,
+            "jobs_per_s": jobs / (finished - t0),
+            "cpu_ms_per_job": meter.per_job(jobs),
+        }
 
     async def at_rate(self, jobs: int, rate: float, timeout: float) -> dict[str, Any]:
         started = dict(await paced(jobs, rate, self._publish))
