@@ -29,6 +29,7 @@ from orchestrator.errors import BrokerUnavailable
 from orchestrator.event_consumer import BusState, ConsumerState, EventConsumer
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
+from orchestrator.redis_batch import PipelineBatcher
 from orchestrator.registry import RedisTaskRegistry
 from orchestrator.update_bus import UpdateBus
 from orchestrator.ws_hub import WebSocketHub
@@ -155,9 +156,11 @@ def setup_live(
         async with AsyncExitStack() as stack:
             redis = make_redis(settings.redis_url)
             stack.push_async_callback(redis.aclose)
-            registry = RedisTaskRegistry(redis)
+            # One batcher: a lane's event application and another's update publish share a round trip.
+            batcher = PipelineBatcher(redis)
+            registry = RedisTaskRegistry(redis, batcher=batcher)
             directory = ServiceDirectory(redis)
-            bus = UpdateBus(redis)
+            bus = UpdateBus(redis, batcher=batcher)
             await bus.start()
             stack.push_async_callback(bus.stop)
             hub = WebSocketHub(metrics)

@@ -4,17 +4,23 @@ Under load many coroutines each wait on their own round trip (an event applied, 
 published). The batcher queues the commands given while a pipeline is in flight and sends them
 together in the next one, in call order; each caller gets its own reply or error, untranslated
 (callers translate redis-py errors at their boundary as before).
+
+Lua scripts go in by SHA (EVALSHA) rather than as redis-py Script objects: a pipeline holding a
+Script first asks SCRIPT EXISTS, one more round trip per pipeline. The rare NOSCRIPT (a Redis
+restarted or flushed since) is answered by running that one call as a Script, which loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 Command = Callable[[Pipeline], object]  # may return an awaitable that queues the command
 
@@ -32,6 +38,13 @@ class PipelineBatcher:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="baton-redis-batch")
         return await reply
+
+    async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a registered Lua script in the next pipeline; its reply, or the error it raised."""
+        try:
+            return await self.run(lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            return await script(keys=list(keys), args=list(args))
 
     async def _flush(self) -> None:
         while self._pending:

@@ -76,12 +76,15 @@ def created_update(record: JobRecord) -> JobUpdate:
 
 
 class RedisTaskRegistry:
-    def __init__(self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS, batcher: PipelineBatcher | None = None
+    ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._create = redis.register_script(registry_scripts.CREATE)
         self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
-        self._batch = PipelineBatcher(redis)
+        # Concurrent creates and event applications share pipeline round trips (with the bus, when shared).
+        self._batch = batcher or PipelineBatcher(redis)
         self._finish = redis.register_script(registry_scripts.FINISH_JOB)
         self._discard = redis.register_script(registry_scripts.DISCARD)
         self._release_idempotency = redis.register_script(registry_scripts.RELEASE_IDEMPOTENCY)
@@ -118,7 +121,7 @@ class RedisTaskRegistry:
         # A held key may name a job that expired or was discarded meanwhile: free it and retry once.
         for _ in range(2):
             with redis_errors("creating a job"):
-                reply = await self._create(keys=script_keys, args=args)
+                reply = await self._batch.script(self._create, script_keys, args)
             outcome, job_id = text(reply[0]), text(reply[1])
             if outcome == "created":
                 return CreateResult(CreateStatus.CREATED, record)
@@ -233,8 +236,7 @@ class RedisTaskRegistry:
         ]
         script_keys = keys.script_keys(event.tenant_id, job_id)
         with redis_errors("applying an event"):
-            # Concurrent events (one per lane) share a pipeline round trip.
-            reply = await self._batch.run(lambda pipe: self._apply(keys=script_keys, args=apply_args, client=pipe))
+            reply = await self._batch.script(self._apply, script_keys, apply_args)
         outcome = text(reply[0])
         if outcome != "applied":
             return ApplyOutcome(None, outcome)

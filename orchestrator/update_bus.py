@@ -5,12 +5,17 @@ included) receives it on its single subscription and hands it to local listeners
 WebSocket hub) and to local waiters (`POST /jobs` with `wait`). Pub/sub keeps nothing:
 updates published while a replica is disconnected never reach it; the registry stays the
 source of truth (clients get a fresh snapshot when they subscribe again).
+
+Updates published while a PUBLISH is in flight go out together as one message (a msgpack list):
+under load that is one pub/sub message per Redis round trip instead of one per update, for
+Redis and for every replica's reader. A reader also takes a single update (a map).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -19,6 +24,7 @@ from typing import Any, Final
 import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
+from redis.asyncio.client import Pipeline
 
 from orchestrator import keys
 from orchestrator.models import JobUpdate
@@ -34,8 +40,8 @@ _RETRY_MAX_SECONDS: Final[float] = 5.0
 _START_WAIT_SECONDS: Final[float] = 5.0
 
 
-def encode_update(update: JobUpdate) -> bytes:
-    body = {
+def update_body(update: JobUpdate) -> dict[str, Any]:
+    return {
         "tenant_id": update.tenant_id,
         "job_id": update.job_id,
         "seq": update.seq,
@@ -43,11 +49,17 @@ def encode_update(update: JobUpdate) -> bytes:
         "terminal": update.terminal,
         "event": update.event,
     }
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def decode_update(data: bytes) -> JobUpdate:
+def decode_updates(data: bytes) -> list[JobUpdate]:
+    """One pub/sub message: a list of updates, or one update on its own."""
     body = msgpack.unpackb(data, raw=False)
+    if isinstance(body, list):
+        return [_update_from(item) for item in body]
+    return [_update_from(body)]
+
+
+def _update_from(body: dict[str, Any]) -> JobUpdate:
     return JobUpdate(
         tenant_id=str(body["tenant_id"]),
         job_id=str(body["job_id"]),
@@ -56,6 +68,16 @@ def decode_update(data: bytes) -> JobUpdate:
         terminal=bool(body["terminal"]),
         event=dict(body["event"]),
     )
+
+
+def _publish(pipe: Pipeline, *, channel: str, body: bytes) -> object:
+    return pipe.publish(channel, body)
+
+
+def _fail(waiting: asyncio.Future[None] | None, exc: Exception) -> None:
+    if waiting is not None and not waiting.done():
+        waiting.set_exception(exc)
+        waiting.exception()  # its callers re-raise it; none may be left "never retrieved"
 
 
 class JobWatch:
@@ -97,20 +119,50 @@ class JobWatch:
 
 
 class UpdateBus:
-    def __init__(self, redis: aioredis.Redis, channel: str = keys.TASK_UPDATES_CHANNEL) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, channel: str = keys.TASK_UPDATES_CHANNEL, batcher: PipelineBatcher | None = None
+    ) -> None:
         self._redis = redis
         self._channel = channel
         self._listeners: list[Listener] = []
         self._watches: dict[tuple[str, str], set[JobWatch]] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._batch = PipelineBatcher(redis)
+        self._batch = batcher or PipelineBatcher(redis)
+        self._outgoing: list[dict[str, Any]] = []
+        self._sent: asyncio.Future[None] | None = None  # resolved once the PUBLISH carrying _outgoing is done
+        self._sender: asyncio.Task[None] | None = None
 
     async def publish(self, update: JobUpdate) -> None:
-        """Publish once Redis took it; updates published meanwhile share one pipeline, in call order."""
-        body = encode_update(update)
+        """Publish once Redis took it; updates published meanwhile share one message, in call order."""
+        self._outgoing.append(update_body(update))
+        if self._sent is None:
+            self._sent = asyncio.get_running_loop().create_future()
+        sent = self._sent
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all(), name="baton-update-bus-publish")
         with redis_errors("publishing a job update"):
-            await self._batch.run(lambda pipe: pipe.publish(self._channel, body))
+            await asyncio.shield(sent)
+
+    async def _send_all(self) -> None:
+        """One PUBLISH at a time, each carrying every update published since the last one."""
+        sent: asyncio.Future[None] | None = None
+        try:
+            while self._outgoing:
+                await asyncio.sleep(0)  # let the updates of this loop turn join
+                batch, self._outgoing = self._outgoing, []
+                sent, self._sent = self._sent, None
+                assert sent is not None
+                body = msgpack.packb(batch[0] if len(batch) == 1 else batch, use_bin_type=True)
+                try:
+                    await self._batch.run(functools.partial(_publish, channel=self._channel, body=body))
+                except Exception as exc:
+                    _fail(sent, exc)
+                else:
+                    sent.set_result(None)
+        except asyncio.CancelledError:
+            _fail(sent, redis_exc.ConnectionError("the update bus stopped"))  # stop() releases the rest
+            raise
 
     def add_listener(self, fn: Listener) -> Callable[[], None]:
         """Call `fn` with every update this replica receives; returns the remover."""
@@ -135,6 +187,13 @@ class UpdateBus:
             log.warning("update bus not subscribed yet; retrying in the background")
 
     async def stop(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        # Cancelled before it ever ran, the sender had no chance to release them.
+        _fail(self._sent, redis_exc.ConnectionError("the update bus stopped"))
+        self._outgoing, self._sent = [], None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -180,11 +239,12 @@ class UpdateBus:
             if message is None or message.get("type") != "message":
                 continue
             try:
-                update = decode_update(message["data"])
+                updates = decode_updates(message["data"])
             except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
                 log.warning("ignoring an undecodable job update: %s", exc)
                 continue
-            self._deliver(update)
+            for update in updates:
+                self._deliver(update)
 
     def _deliver(self, update: JobUpdate) -> None:
         for watch in list(self._watches.get((update.tenant_id, update.job_id), ())):

@@ -63,3 +63,39 @@ async def test_a_lone_command_is_sent_at_once(redis_client: aioredis.Redis) -> N
     batcher = PipelineBatcher(redis_client)
     async with asyncio.timeout(2):
         assert await batcher.run(lambda pipe: pipe.ping()) is True
+
+
+async def _script_exists_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_script|exists", {}).get("calls", 0))
+
+
+async def test_scripts_go_by_sha_without_an_existence_check_per_pipeline(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    """A redis-py Script in a pipeline asks SCRIPT EXISTS first: one more round trip each time."""
+    key = f"test:batch:{unique}:script"
+    script = redis_client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    batcher = PipelineBatcher(redis_client)
+    await script(keys=[key], args=[0])  # loaded once, as a registering caller would
+    before = await _script_exists_calls(redis_client)
+    try:
+        replies = await asyncio.gather(*(batcher.script(script, [key], [1]) for _ in range(100)))
+    finally:
+        await redis_client.delete(key)
+    assert sorted(replies) == list(range(1, 101))
+    assert await _script_exists_calls(redis_client) == before
+
+
+async def test_a_script_redis_forgot_is_loaded_again(redis_client: aioredis.Redis, unique: str) -> None:
+    """After a Redis restart (or SCRIPT FLUSH) EVALSHA answers NOSCRIPT: the call still succeeds."""
+    key = f"test:batch:{unique}:flushed"
+    script = redis_client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1]) + 1000")
+    batcher = PipelineBatcher(redis_client)
+    await redis_client.script_flush()
+    try:
+        replies = await asyncio.gather(*(batcher.script(script, [key], [1]) for _ in range(5)))
+        assert await batcher.script(script, [key], [1]) == 1006  # loaded again: by SHA from now on
+    finally:
+        await redis_client.delete(key)
+    assert sorted(replies) == [1001, 1002, 1003, 1004, 1005]

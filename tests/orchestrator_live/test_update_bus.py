@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgpack
 import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.models import JobUpdate
-from orchestrator.update_bus import UpdateBus
+from orchestrator.registry import RegistryUnavailable
+from orchestrator.update_bus import UpdateBus, update_body
 from tests.orchestrator_live.conftest import eventually
 
 
@@ -101,3 +103,69 @@ async def test_the_subscription_comes_back_after_its_connection_is_killed(redis_
         await bus.stop()
         await listener_client.aclose()
         await admin.aclose()
+
+
+async def test_updates_published_together_share_one_message_in_order(redis_url: str, unique: str) -> None:
+    channel = f"test:task_updates:{unique}"
+    client, raw = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    bus = UpdateBus(client, channel=channel)
+    got: list[JobUpdate] = []
+    bus.add_listener(got.append)
+    await bus.start()
+    messages: list[bytes] = []
+    async with raw.pubsub(ignore_subscribe_messages=True) as watcher:
+        await watcher.subscribe(channel)
+        try:
+            sent = [update("t", f"j{i % 7}", i) for i in range(300)]
+            await asyncio.gather(*(bus.publish(u) for u in sent))
+            await eventually(lambda: len(got) == 300)
+            quiet_until = asyncio.get_running_loop().time() + 0.5
+            while asyncio.get_running_loop().time() < quiet_until:  # (None also stands for the subscribe reply)
+                message = await watcher.get_message(timeout=0.1)
+                if message is not None:
+                    messages.append(message["data"])
+        finally:
+            await bus.stop()
+            await client.aclose()
+            await raw.aclose()
+    assert got == sent  # every update, once, in the order they were published
+    assert 1 <= len(messages) < 30  # not one pub/sub message per update
+
+
+async def test_a_single_update_from_an_older_replica_is_still_read(replicas: tuple[UpdateBus, UpdateBus]) -> None:
+    """A replica that publishes one map per update (the earlier format) is understood."""
+    first, _ = replicas
+    got: list[JobUpdate] = []
+    first.add_listener(got.append)
+    sent = update("t", "old", 5, terminal=True)
+    await first._redis.publish(first._channel, msgpack.packb(update_body(sent), use_bin_type=True))
+    await eventually(lambda: bool(got))
+    assert got == [sent]
+
+
+async def test_a_publish_while_redis_is_gone_fails_every_caller_and_none_hangs() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.3)
+    bus = UpdateBus(dead, channel="test:task_updates:dead")
+    try:
+        async with asyncio.timeout(5):
+            outcomes = await asyncio.gather(
+                *(bus.publish(update("t", "j", i)) for i in range(20)), return_exceptions=True
+            )
+    finally:
+        await bus.stop()
+        await dead.aclose()
+    assert all(isinstance(outcome, RegistryUnavailable) for outcome in outcomes), outcomes
+
+
+async def test_stopping_the_bus_releases_a_waiting_publisher(redis_url: str, unique: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    bus = UpdateBus(client, channel=f"test:task_updates:{unique}")
+    waiting = asyncio.ensure_future(bus.publish(update("t", "j", 2)))
+    await asyncio.sleep(0)  # the publish is waiting; its sender has not run yet
+    await bus.stop()
+    try:
+        async with asyncio.timeout(2):
+            with pytest.raises(RegistryUnavailable):
+                await waiting
+    finally:
+        await client.aclose()
