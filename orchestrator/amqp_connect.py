@@ -3,6 +3,8 @@
 aio-pika reconnects a robust connection only once it has connected; the orchestrator must also
 start (and report the broker down on /health) while RabbitMQ is not there yet, so both of its
 connections (publishing and consuming) retry their first connect with `retry_with_backoff`.
+Their sockets send the frames written in one loop turn as one write (protocol.coalescing), through
+aiormq's TransportFactory hook; aio-pika hands it to aiormq on every reconnect.
 """
 
 from __future__ import annotations
@@ -14,13 +16,38 @@ from typing import Any, Final, TypeVar
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustConnection
+from aiormq.connection import TCPTransportFactory, TLSTransportFactory
+from yarl import URL
 
 from orchestrator.errors import BrokerUnavailable
+from protocol.coalescing import CoalescingTransport, coalesce_writes
 
 # Errors aio-pika, aiormq and the socket layer raise when the link or a channel breaks.
 LINK_ERRORS: Final = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 
 T = TypeVar("T")
+
+
+class CoalescingTransportFactory(aiormq.TransportFactory):
+    def __init__(self) -> None:
+        self.current: CoalescingTransport | None = None  # of the latest (re)connect
+
+    async def create(self, url: URL, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        plain = TLSTransportFactory() if url.scheme == "amqps" else TCPTransportFactory()
+        reader, writer = await plain.create(url, **kwargs)
+        coalescing = coalesce_writes(reader, writer)
+        self.current = coalescing.transport  # type: ignore[assignment]
+        return reader, coalescing
+
+
+class CoalescingRobustConnection(aio_pika.RobustConnection):
+    """A robust connection whose every (re)connect uses the coalescing transport."""
+
+    def __init__(self, url: URL, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        # self.kwargs is what aio-pika hands to aiormq.connect on every (re)connect.
+        self.transport_factory = CoalescingTransportFactory()
+        self.kwargs["transport_factory"] = self.transport_factory
 
 
 async def connect_robust(
@@ -30,7 +57,11 @@ async def connect_robust(
     options: dict[str, Any] = {} if reconnect_interval is None else {"reconnect_interval": reconnect_interval}
     try:
         connection: AbstractRobustConnection = await aio_pika.connect_robust(
-            url, timeout=timeout, client_properties={"connection_name": connection_name}, **options
+            url,
+            timeout=timeout,
+            client_properties={"connection_name": connection_name},
+            connection_class=CoalescingRobustConnection,
+            **options,
         )
         return connection
     except (*LINK_ERRORS, TimeoutError) as exc:

@@ -1,19 +1,24 @@
 """The AMQP boundary: connecting, and publishing with confirms.
 
 aio-pika and aiormq errors stop here and become BrokerError / UnroutableError, so the rest
-of the runtime handles one error tree.
+of the runtime handles one error tree. The socket sends the frames written in one loop turn as
+one write (protocol.coalescing): events, acks and replies of concurrent tasks share sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiormq.connection import TCPTransportFactory, TLSTransportFactory
+from yarl import URL
 
+from protocol.coalescing import coalesce_writes
 from protocol.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
@@ -41,6 +46,19 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class _CoalescingTransportFactory(aiormq.TransportFactory):
+    async def create(self, url: URL, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        plain = TLSTransportFactory() if url.scheme == "amqps" else TCPTransportFactory()
+        reader, writer = await plain.create(url, **kwargs)
+        return reader, coalesce_writes(reader, writer)
+
+
+class _CoalescingRobustConnection(aio_pika.RobustConnection):
+    def __init__(self, url: URL, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.kwargs["transport_factory"] = _CoalescingTransportFactory()  # used by every (re)connect
+
+
 async def connect(url: str, connection_name: str, timeout_seconds: float) -> AbstractRobustConnection:
     """A robust connection: it reconnects and restores channels, queues and consumers by itself.
 
@@ -49,7 +67,10 @@ async def connect(url: str, connection_name: str, timeout_seconds: float) -> Abs
     """
     try:
         return await aio_pika.connect_robust(
-            url, client_properties={"connection_name": connection_name}, timeout=timeout_seconds
+            url,
+            client_properties={"connection_name": connection_name},
+            timeout=timeout_seconds,
+            connection_class=_CoalescingRobustConnection,
         )
     except TimeoutError as exc:
         raise BrokerError(f"no answer from RabbitMQ at {redact(url)} within {timeout_seconds:g} s") from exc
