@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aio_pika
 import pytest
+import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from protocol.topology import declare_exchanges
@@ -47,3 +48,12 @@ async def service_names(amqp: AbstractRobustConnection, unique: str) -> AsyncIte
 @pytest.fixture
 def service(service_names: Callable[[str], str]) -> str:
     return service_names("svc")
+
+
+@pytest.fixture
+async def ledger_keys(redis_client: aioredis.Redis) -> AsyncIterator[list[str]]:
+    """Keys a test sets or makes the ledger set; deleted at teardown (never a flush)."""
+    keys: list[str] = []
+    yield keys
+    if keys:
+        await redis_client.delete(*keys)

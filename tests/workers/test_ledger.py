@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from workers.runtime.ledger import LedgerState, TaskLedger
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def ledger_keys(redis_client: aioredis.Redis) -> AsyncIterator[list[str]]:
-    """Keys a test sets or makes the worker set; deleted at teardown (never a flush)."""
-    keys: list[str] = []
-    yield keys
-    if keys:
-        await redis_client.delete(*keys)
 
 
 def recorder(service: str, calls: list[tuple[str, int]]) -> Worker:

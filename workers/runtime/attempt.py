@@ -7,6 +7,7 @@ when the process is shutting down and the message must go back to its queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -82,8 +83,20 @@ class AttemptRunner:
                 payload = handler.parse_payload(envelope.payload)
             except ValidationError as exc:
                 return AttemptFailed(Failure.invalid_payload(handler.payload_type, exc), seq)
-            await self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next()))
-            return await self._run_handler(execution, handler.func, payload, seq, time_limit)
+            # The running event's confirm is awaited alongside the handler, not before it: the
+            # handler starts one broker round trip sooner. Its progress events go out after it on
+            # the same channel, and no outcome is returned before it has settled.
+            running = asyncio.create_task(
+                self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next())),
+                name=f"running-event:{envelope.task_id}",
+            )
+            try:
+                result = await self._run_handler(execution, handler.func, payload, seq, time_limit)
+            except BaseException:
+                await _abandon(running)
+                raise
+            await running  # cancelled with this task, should it be cancelled while waiting
+            return result
         finally:
             self._d.executions.remove(execution)
 
@@ -141,3 +154,12 @@ class AttemptRunner:
             await self._d.events.publish_event(event)
         except BrokerError as exc:
             log.warning("status event of task %s not published: %s", event.task_id, exc)
+
+
+async def _abandon(publish: asyncio.Task[None]) -> None:
+    """The attempt ended abnormally (cancelled, or a bug): stop the running event's publish and
+    wait until it has, so it never outlives its attempt."""
+    publish.cancel()
+    await asyncio.wait([publish])
+    if not publish.cancelled():
+        publish.exception()  # retrieved: the attempt's own error is the one that propagates

@@ -8,6 +8,11 @@ The ledger narrows at-least-once delivery, it does not gate it: when Redis is sl
 worker logs a (rate-limited) warning and runs the task anyway, so every call here is bounded by
 a short timeout and after a failure Redis is left alone for a moment instead of being asked
 again for every delivery.
+
+A worker runs up to its prefetch of deliveries at once, each asking the ledger twice. Concurrent
+calls share round trips: while one is in flight, the calls that arrive wait and go together in
+the next (all checks as one MGET, all marks as one script call). A call made while nothing is in
+flight is sent at once, so a lone delivery pays what it did without coalescing.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -37,14 +43,22 @@ WARNING_INTERVAL_SECONDS: Final[float] = 30.0
 _REDIS_ERRORS: Final = (RedisError, OSError, TimeoutError)
 
 
-# Raise a done key's attempt, never lower it: a late duplicate of an older attempt finishing
-# after a newer one must not reopen the newer one to its own redeliveries.
+# Raise each done key's attempt, never lower it: a late duplicate of an older attempt finishing
+# after a newer one must not reopen the newer one to its own redeliveries. KEYS are done keys,
+# ARGV[1] the TTL and ARGV[i + 1] the attempt for KEYS[i]; a key given twice keeps the higher.
 _MARK_DONE: Final[str] = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('GET', key) or '0') or 0
+  if tonumber(ARGV[i + 1]) > current then
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+  end
 end
 """
+
+_Raw = bytes | str | None
+_Item = TypeVar("_Item")
+_Reply = TypeVar("_Reply")
+_Result = TypeVar("_Result")
 
 
 class LedgerState(StrEnum):
@@ -52,6 +66,94 @@ class LedgerState(StrEnum):
     UNKNOWN = "unknown"  # Redis could not tell: run it (at-least-once)
     DONE = "done"  # this attempt, or a later one, already published its outcome
     CANCELLED = "cancelled"
+
+
+class _BackingOff(Exception):
+    """A batch that came due while Redis is left alone after a failure: answered without asking it."""
+
+
+class _Coalescer(Generic[_Item, _Reply]):
+    """At most one round trip in flight; the calls that arrive meanwhile go together in the next.
+
+    Nagle-free: a call made while nothing is in flight is sent at once, in the caller's own task.
+    When a round trip ends and calls are waiting, one background task sends them as one batch
+    (and the next, until none wait). `send` answers a batch with one reply per item, in order,
+    or raises, and then every caller in the batch gets that error.
+    """
+
+    def __init__(self, send: Callable[[list[_Item]], Awaitable[list[_Reply]]], name: str) -> None:
+        self._send = send
+        self._name = name
+        self._waiting: list[tuple[_Item, asyncio.Future[_Reply]]] = []
+        self._busy = False
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: _Item, timeout: float) -> _Reply:
+        """The reply to `item`; TimeoutError when a waiting call saw no answer within `timeout` s
+        (a call sent at once is bounded by `send` itself)."""
+        if not self._busy:
+            self._busy = True
+            try:
+                return (await self._send([item]))[0]
+            finally:
+                self._next()
+        reply: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, reply))
+        try:
+            async with asyncio.timeout(timeout):
+                return await reply
+        except BaseException:
+            if reply.done() and not reply.cancelled():
+                reply.exception()  # answered just as this caller gave up: retrieved, so never logged
+            raise
+
+    async def close(self) -> None:
+        """Stop sending; calls still waiting get a ConnectionError (their callers answer UNKNOWN)."""
+        drainer = self._drainer
+        if drainer is not None:
+            drainer.cancel()
+            await asyncio.wait([drainer])
+        self._fail(self._waiting, ConnectionError("delivery ledger closed"))
+        self._waiting = []
+
+    def _next(self) -> None:
+        if self._waiting:
+            self._drainer = asyncio.create_task(self._drain(), name=self._name)
+        else:
+            self._busy = False
+
+    async def _drain(self) -> None:
+        batch: list[tuple[_Item, asyncio.Future[_Reply]]] = []
+        try:
+            while self._waiting:
+                # Callers that gave up (timed out) are left out: their answer has no one to go to.
+                batch = [entry for entry in self._waiting if not entry[1].done()]
+                self._waiting = []
+                if batch:
+                    await self._answer(batch)
+        except asyncio.CancelledError:  # closed: the batch in flight is not answered
+            self._fail(batch, ConnectionError("delivery ledger closed"))
+            raise
+        finally:
+            self._busy = False
+            self._drainer = None
+
+    async def _answer(self, batch: list[tuple[_Item, asyncio.Future[_Reply]]]) -> None:
+        try:
+            replies = await self._send([item for item, _ in batch])
+            answered = list(zip(batch, replies, strict=True))
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        for (_, reply), value in answered:
+            if not reply.done():
+                reply.set_result(value)
+
+    @staticmethod
+    def _fail(batch: list[tuple[_Item, asyncio.Future[_Reply]]], error: BaseException) -> None:
+        for _, reply in batch:
+            if not reply.done():
+                reply.set_exception(error)
 
 
 class TaskLedger:
@@ -68,22 +170,27 @@ class TaskLedger:
             raise ConfigurationError(f"REDIS_URL is not usable: {exc}") from exc
         self._mark_done = self._redis.register_script(_MARK_DONE)
         self._timeout = timeout_seconds
+        self._checks: _Coalescer[tuple[str, str], tuple[_Raw, _Raw]] = _Coalescer(self._read, "baton-ledger-checks")
+        self._marks: _Coalescer[tuple[str, int], None] = _Coalescer(self._write, "baton-ledger-marks")
         self._skip_until = 0.0
         self._last_warning = 0.0
         self._suppressed = 0
         self.errors = 0
 
     async def close(self) -> None:
+        await self._checks.close()
+        await self._marks.close()
         await self._redis.aclose()
 
     async def check(self, envelope: TaskEnvelope) -> LedgerState:
-        """One MGET of the task's done key and its job's cancelled key."""
+        """The task's done key and its job's cancelled key, read in one MGET with any concurrent checks."""
         if self._skipping():
             return LedgerState.UNKNOWN
         keys = (done_key(envelope.task_id), cancelled_key(envelope.tenant_id, envelope.global_task_id))
         try:
-            async with asyncio.timeout(self._timeout * 2):
-                done, cancelled = await self._redis.mget(keys)
+            done, cancelled = await self._checks.submit(keys, self._timeout * 2)
+        except _BackingOff:
+            return LedgerState.UNKNOWN
         except _REDIS_ERRORS as exc:
             self._failed("check", exc)
             return LedgerState.UNKNOWN
@@ -100,10 +207,35 @@ class TaskLedger:
         if self._skipping():
             return
         try:
-            async with asyncio.timeout(self._timeout * 2):
-                await self._mark_done(keys=[done_key(task_id)], args=[attempt, LEDGER_TTL_SECONDS])
+            await self._marks.submit((done_key(task_id), attempt), self._timeout * 2)
+        except _BackingOff:
+            return
         except _REDIS_ERRORS as exc:
             self._failed("mark_done", exc)
+
+    async def _read(self, batch: list[tuple[str, str]]) -> list[tuple[_Raw, _Raw]]:
+        """One MGET of every key in the batch, split back per call."""
+        values = await self._round_trip(lambda: self._redis.mget([key for keys in batch for key in keys]))
+        return list(zip(values[::2], values[1::2], strict=True))
+
+    async def _write(self, batch: list[tuple[str, int]]) -> list[None]:
+        """One script call raising every done key in the batch."""
+        keys = [key for key, _ in batch]
+        args = [LEDGER_TTL_SECONDS, *(attempt for _, attempt in batch)]
+        await self._round_trip(lambda: self._mark_done(keys=keys, args=args))
+        return [None] * len(batch)
+
+    async def _round_trip(self, command: Callable[[], Awaitable[_Result]]) -> _Result:
+        """One command, bounded by the timeout. A failure starts the backoff at once, before its
+        callers wake up: a batch that came due meanwhile is then answered without asking Redis."""
+        if self._skipping():
+            raise _BackingOff
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                return await command()
+        except _REDIS_ERRORS:
+            self._skip_until = time.monotonic() + LEDGER_BACKOFF_SECONDS
+            raise
 
     def _skipping(self) -> bool:
         return time.monotonic() < self._skip_until

@@ -1,0 +1,157 @@
+"""The running event's confirm is awaited alongside the handler: the handler starts without waiting
+for it, and the outcome never goes out before it has settled.
+
+The real worker on the real broker; the running event's publish is held back after it went out
+(a confirm that is slow to come) by wrapping EventPublisher.publish_event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractChannel
+
+from protocol.events import EventType, TaskEvent
+from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for_ready
+from workers import TaskContext, Worker
+from workers.errors import BrokerError
+from workers.runtime import consumer
+from workers.runtime.events import EventPublisher
+
+pytestmark = pytest.mark.integration
+
+
+def _is_running(event: TaskEvent) -> bool:
+    return event.event is EventType.TASK_STATUS_UPDATE and "progress" not in event.data
+
+
+def _label(event: TaskEvent) -> str:
+    if event.event is EventType.TASK_STATUS_UPDATE:
+        return "progress" if "progress" in event.data else "running"
+    return event.event.value
+
+
+class Publishes:
+    """Wraps EventPublisher.publish_event: logs each publish's start and end; the running event's
+    publish returns (its confirm arrives) only once `confirm` is set, or fails with `fail_running`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.log: list[str] = []
+        self.confirm = asyncio.Event()
+        self.fail_running: BrokerError | None = None
+        self.running_cancelled = asyncio.Event()
+        real = EventPublisher.publish_event
+
+        async def publish_event(publisher: EventPublisher, event: TaskEvent, body: bytes | None = None) -> None:
+            label = _label(event)
+            self.log.append(f"start {label}")
+            if _is_running(event) and self.fail_running is not None:
+                await self.confirm.wait()
+                self.log.append(f"failed {label}")
+                raise self.fail_running
+            await real(publisher, event, body)
+            if _is_running(event):
+                try:
+                    await self.confirm.wait()
+                except asyncio.CancelledError:
+                    self.running_cancelled.set()
+                    raise
+            self.log.append(f"done {label}")
+
+        monkeypatch.setattr(EventPublisher, "publish_event", publish_event)
+
+
+def stepper(service: str, started: asyncio.Event, returned: asyncio.Event) -> Worker:
+    worker = Worker(service)
+
+    @worker.handler("step")
+    async def step(payload: dict[str, Any], ctx: TaskContext) -> str:
+        started.set()
+        await ctx.progress(50, "half way")
+        returned.set()
+        return "stepped"
+
+    @worker.handler("stubborn")
+    async def stubborn(payload: dict[str, Any], ctx: TaskContext) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if payload.get("swallow"):
+                await asyncio.sleep(30)  # ignores the shutdown's cancel: cancelled again, harder
+            raise
+        return "never"
+
+    return worker
+
+
+async def test_the_handler_starts_before_the_running_event_is_confirmed_and_the_outcome_waits_for_it(
+    rabbitmq_url: str, channel: AbstractChannel, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publishes = Publishes(monkeypatch)
+    started, returned = asyncio.Event(), asyncio.Event()
+    tap = await Tap.open(channel, f"*.{service}.*")
+    task = envelope(service, "step", {})
+    async with running(stepper(service, started, returned), rabbitmq_url):
+        await publish_task(channel, task)
+        await asyncio.wait_for(started.wait(), 10)
+        assert publishes.log[0] == "start running" and "done running" not in publishes.log  # sent, unconfirmed
+        await asyncio.wait_for(returned.wait(), 10)
+        await asyncio.sleep(0.3)  # the outcome would have gone out by now, were it not waiting
+        assert "start task_completed" not in publishes.log
+        publishes.confirm.set()
+        events = await tap.task_events(task.task_id)
+
+    assert [_label(e) for e in events] == ["running", "progress", "task_completed"]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert publishes.log.index("done running") < publishes.log.index("start task_completed")
+
+
+async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes_after_it(
+    rabbitmq_url: str,
+    channel: AbstractChannel,
+    service: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publishes = Publishes(monkeypatch)
+    publishes.fail_running = BrokerError("channel closed by the test")
+    started, returned = asyncio.Event(), asyncio.Event()
+    tap = await Tap.open(channel, f"*.{service}.*")
+    task = envelope(service, "step", {})
+    with caplog.at_level(logging.WARNING, logger="workers.runtime.attempt"):
+        async with running(stepper(service, started, returned), rabbitmq_url):
+            await publish_task(channel, task)
+            await asyncio.wait_for(returned.wait(), 10)
+            await asyncio.sleep(0.1)
+            assert "start task_completed" not in publishes.log
+            publishes.confirm.set()
+            events = await tap.task_events(task.task_id)
+
+    assert [_label(e) for e in events] == ["progress", "task_completed"]
+    assert publishes.log.index("failed running") < publishes.log.index("start task_completed")
+    assert any("not published" in r.getMessage() and task.task_id in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["interrupted", "ignores-cancel"])
+async def test_a_running_event_never_confirmed_does_not_outlive_its_attempt_at_shutdown(
+    rabbitmq_url: str, channel: AbstractChannel, service: str, monkeypatch: pytest.MonkeyPatch, swallow: bool
+) -> None:
+    """Interrupted, the attempt waits for the running event, and is cancelled with that wait after
+    the unwind period; a handler that ignores the shutdown's cancel is cancelled with the attempt,
+    which then cancels the running event's publish. Either way the message goes back to its queue."""
+    monkeypatch.setattr(consumer, "CANCEL_UNWIND_SECONDS", 0.3)
+    publishes = Publishes(monkeypatch)
+    started = asyncio.Event()
+    task = envelope(service, "stubborn", {"swallow": swallow})
+    async with running(stepper(service, started, asyncio.Event()), rabbitmq_url) as runtime:
+        await publish_task(channel, task)
+        await asyncio.wait_for(started.wait(), 10)
+        await runtime.stop(grace_seconds=0.1)
+
+    await asyncio.wait_for(publishes.running_cancelled.wait(), 5)
+    assert not any(entry.startswith("start task_") for entry in publishes.log)  # no outcome
+    await wait_for_ready(channel, service, count=1)  # unacked: back in the queue
