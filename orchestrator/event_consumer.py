@@ -53,7 +53,8 @@ from protocol.topology import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
-DEFAULT_LANES: Final[int] = 8
+# Each lane waits a Redis round trip per event; more lanes put more events in each pipeline.
+DEFAULT_LANES: Final[int] = 32
 _STOP_TIMEOUT_SECONDS: Final[float] = 5.0
 
 ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
@@ -72,7 +73,8 @@ class EventSink:
         self._metrics = metrics
 
     async def accept(self, event: TaskEvent) -> JobUpdate | None:
-        """The update the event produced, or None when it was dropped; RegistryError when Redis failed."""
+        """The update the event produced (its announcement under way), or None when it was dropped;
+        RegistryError when Redis failed."""
         outcome = await self._registry.apply(event)
         update = outcome.update
         if update is None:
@@ -81,12 +83,10 @@ class EventSink:
         self._metrics.events_applied.labels(event=event.event.value).inc()
         if update.terminal:
             self._metrics.job_finished(outcome.job_type, update.status, outcome.created_at)
-        try:
-            await self._bus.publish(update)
-        except RegistryError as exc:
-            # Applied but not announced: requeueing would only find the event stale. Clients
-            # still see the new state in the registry and in their next snapshot.
-            log.warning("job %s seq %d applied but not announced: %s", update.job_id, update.seq, exc)
+        # Not awaited: the update's place in the bus's order is taken now, and waiting for the
+        # PUBLISH would only hold this lane's next event back a round trip. Should it fail, the
+        # event stays applied: requeueing would only find it stale.
+        self._bus.announce(update)
         return update
 
 

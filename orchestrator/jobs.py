@@ -31,7 +31,7 @@ from orchestrator.errors import (
 )
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord, JobUpdate
-from orchestrator.registry import RedisTaskRegistry, RegistryUnavailable, created_update
+from orchestrator.registry import RedisTaskRegistry, created_update
 from orchestrator.update_bus import UpdateBus
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
@@ -195,7 +195,7 @@ class JobService:
             self._metrics.publish_failures.labels(reason="cancel").inc()
             log.warning("job %s cancelled but the cancel broadcast failed: %s", job_id, exc)
         if update is not None:
-            await self._announce(update)
+            self._announce(update)
         return result
 
     async def _service_for(self, job_type: str) -> str:
@@ -224,19 +224,17 @@ class JobService:
                 raise
             log.warning("job %s kept: its task may have been queued (%s)", job_id, exc)
             self._metrics.jobs_created.labels(type=job.type).inc()
-            await self._announce(created_update(created.record))
+            self._announce(created_update(created.record))
             raise PublishUncertain(job_id, exc) from exc
         self._metrics.jobs_created.labels(type=job.type).inc()
         # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists.
-        await self._announce(created_update(created.record))
+        self._announce(created_update(created.record))
         return Submission(created.record, created=True)
 
-    async def _announce(self, update: JobUpdate) -> None:
-        """Publish an update of a change already saved; a failure is logged, never the caller's error."""
-        try:
-            await self._bus.publish(update)
-        except RegistryUnavailable as exc:
-            log.warning("job %s changed (%s) but the update was not announced: %s", update.job_id, update.status, exc)
+    def _announce(self, update: JobUpdate) -> None:
+        """Announce a change already saved, without waiting: the answer to the client does not
+        depend on it, and the bus logs a failure."""
+        self._bus.announce(update)
 
     async def _reload(self, record: JobRecord) -> JobRecord:
         return await self._registry.get(record.tenant_id, record.job_id) or record

@@ -135,14 +135,19 @@ class UpdateBus:
 
     async def publish(self, update: JobUpdate) -> None:
         """Publish once Redis took it; updates published meanwhile share one message, in call order."""
+        with redis_errors("publishing a job update"):
+            await asyncio.shield(self.announce(update))
+
+    def announce(self, update: JobUpdate) -> asyncio.Future[None]:
+        """Queue the update for the next PUBLISH without waiting for it: its place in the order is
+        taken at once. A failed PUBLISH is logged here; the returned future (redis-py's error,
+        untranslated) is for callers that want to know."""
         self._outgoing.append(update_body(update))
         if self._sent is None:
             self._sent = asyncio.get_running_loop().create_future()
-        sent = self._sent
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_all(), name="baton-update-bus-publish")
-        with redis_errors("publishing a job update"):
-            await asyncio.shield(sent)
+        return self._sent
 
     async def _send_all(self) -> None:
         """One PUBLISH at a time, each carrying every update published since the last one."""
@@ -157,6 +162,8 @@ class UpdateBus:
                 try:
                     await self._batch.run(functools.partial(_publish, channel=self._channel, body=body))
                 except Exception as exc:
+                    # The changes are saved; clients see them in the registry and their next snapshot.
+                    log.warning("%d job update(s) saved but not announced: %s", len(batch), exc)
                     _fail(sent, exc)
                 else:
                     sent.set_result(None)

@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 
 from orchestrator import keys
 from orchestrator.directory import ServiceDirectory
-from orchestrator.event_consumer import EventConsumer
+from orchestrator.event_consumer import EventConsumer, EventSink
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
 from orchestrator.registry import RedisTaskRegistry
@@ -244,3 +244,23 @@ async def test_redis_outage_requeues_and_loses_nothing(rig: Rig, tenant: str, ca
         await healthy.stop()
     stored = await rig.registry.get(tenant, record.job_id)
     assert stored is not None and stored.status == "running"
+
+
+async def test_an_event_whose_update_cannot_be_announced_stays_applied(
+    rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bus's PUBLISH is not awaited by the lane: its failure is logged, the event is applied once."""
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    silent_bus = UpdateBus(dead, channel="test:task_updates:nowhere")
+    sink = EventSink(rig.registry, silent_bus, rig.metrics)
+    try:
+        update = await sink.accept(event_for(record, EventType.TASK_COMPLETED, 1, result={"ok": True}))
+        assert update is not None and update.terminal
+        await eventually(lambda: any("not announced" in r.getMessage() for r in caplog.records))
+    finally:
+        await silent_bus.stop()
+        await dead.aclose()
+    stored = await rig.registry.get(tenant, record.job_id)
+    assert stored is not None and stored.status == "completed" and stored.result == {"ok": True}

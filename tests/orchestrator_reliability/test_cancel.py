@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 
 from orchestrator.event_consumer import EventSink
 from orchestrator.http_state import METRICS, PUBLISHER
-from orchestrator.jobs import JobService
+from orchestrator.jobs import JobService, NewJob
 from orchestrator.live import LIVE
 from orchestrator.models import CancelStatus
 from orchestrator.update_bus import UpdateBus
@@ -106,12 +106,38 @@ async def test_a_saved_cancel_is_reported_even_when_its_announcement_fails(
     live = api.app[LIVE]
     # Redis answers for the registry but the pub/sub publish fails: a blip between the two calls.
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    bus = UpdateBus(dead)
     try:
-        jobs = JobService(live.registry, live.directory, UpdateBus(dead), api.app[PUBLISHER], api.app[METRICS])
+        jobs = JobService(live.registry, live.directory, bus, api.app[PUBLISHER], api.app[METRICS])
         result = await jobs.cancel(api.tenant_a, job_id)
     finally:
+        await bus.stop()
         await dead.aclose()
     assert result.status is CancelStatus.CANCELLED
     record = await live.registry.get(api.tenant_a, job_id)
     assert record is not None and record.status == "cancelled"
     assert await redis_client.exists(ledger.cancelled_key(api.tenant_a, job_id)) == 1
+
+
+async def test_a_created_job_is_answered_without_waiting_for_its_announcement(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The "queued" announcement is not on the POST's path: a failing pub/sub publish is only logged."""
+    live = api.app[LIVE]
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    bus = UpdateBus(dead)
+    try:
+        jobs = JobService(live.registry, live.directory, bus, api.app[PUBLISHER], api.app[METRICS])
+        async with asyncio.timeout(0.4):  # less than the dead link's own connect timeout
+            submission = await jobs.submit(
+                api.tenant_a, NewJob(type=api.job_type, payload={}, priority=5), request_id="r"
+            )
+        assert submission.created
+        record = await live.registry.get(api.tenant_a, submission.record.job_id)
+        assert record is not None and record.status == "queued"
+        async with asyncio.timeout(5):
+            while not any("not announced" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        await bus.stop()
+        await dead.aclose()
