@@ -35,6 +35,7 @@ WARMUP_JOBS = 200
 BACKLOG_LARGE_DEFAULT = 20_000  # 100k takes several minutes to create and drain on 2 cores: --backlog-large 100000
 TENANT_PARTS = ("warmup", "single", "batch", "profile", "backlog-small", "backlog-large", "fanout")
 LATENCY_MODES = (("single", 0.0), ("batch", 0.1))  # batch mode: one POST /jobs/batch every 100 ms
+SKIPPABLE = ("latency", "backlog", "fanout")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,7 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile-batch", action="store_true", help="profile the batch route instead of single POSTs")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few hundred jobs per part")
     parser.add_argument(
-        "--speed-only", action="store_true", help="only the full-speed runs and their CPU (limit, Baton, Celery)"
+        "--skip",
+        default="",
+        help=f"comma-separated Baton parts to leave out, of: {','.join(SKIPPABLE)} (the full-speed runs always go)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="the most any one part waits for its jobs")
     args = parser.parse_args(argv)
@@ -63,6 +66,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.jobs, args.latency_seconds, args.backlog_small, args.backlog_large = 300, 1.0, 200, 600
         args.ws_clients = min(args.ws_clients, 300)
     args.rate_list = [float(r) for r in args.rates.split(",") if r]
+    args.skipped = {part for part in args.skip.split(",") if part}
+    if args.skipped - set(SKIPPABLE):
+        parser.error(f"--skip takes {','.join(SKIPPABLE)}, not {','.join(sorted(args.skipped - set(SKIPPABLE)))}")
     return args
 
 
@@ -128,9 +134,7 @@ async def run_baton(
                 ("baton batch (POST /jobs/batch)", "full speed: create rate/s", batch["create_rate"]),
                 ("baton batch (POST /jobs/batch)", f"lost / registry ok ({batch['jobs']})", _health(batch)),
             ]
-            if args.speed_only:
-                return
-            for mode, every in LATENCY_MODES:
+            for mode, every in LATENCY_MODES if "latency" not in args.skipped else ():
                 for rate in args.rate_list:
                     tenant = tenants[f"lat-{mode}-{rate:.0f}"]
                     jobs = round(rate * args.latency_seconds)
@@ -151,48 +155,10 @@ async def run_baton(
                             f"baton {mode} at {rate:.0f}/s offered finished only {measured['done_rate']:.0f}/s: "
                             "over capacity, so its latency is queueing and grows with the run's length"
                         )
-            progress(f"baton: backlogs of {args.backlog_small:,} and {args.backlog_large:,} jobs")
-            small = await backlog(bench, redis, tenants["backlog-small"], args.backlog_small, args.timeout)
-            # Bounded, but long enough for a slow drain of the large backlog (50 jobs/s).
-            drain_timeout = max(args.timeout, args.backlog_large / 50)
-            large = await backlog(bench, redis, tenants["backlog-large"], args.backlog_large, drain_timeout)
-            results["baton"]["backlog"] = {"small": small, "large": large}
-            for label, measured in (("small", small), ("large", large)):
-                part = f"baton backlog {measured['jobs']:,} queued"
-                rows += [
-                    (part, "create: jobs/s", measured["create_rate"]),
-                    (part, "Redis bytes/job (its keys)", measured["redis_bytes_per_job"]),
-                    (part, "Redis used_memory delta/job", measured["redis_used_memory_delta_per_job"]),
-                    (part, "worker start to 1st done s", measured["worker_start_to_first_s"]),
-                    (part, "drain: ms/job", measured["drain_ms_per_job"]),
-                    (part, "drain: jobs/s", measured["drain_rate"]),
-                    (part, "registry ok", measured["registry_ok"]),
-                ]
-                if label == "large" and measured["jobs"] < 100_000:
-                    notes.append(
-                        f"the large backlog is {measured['jobs']:,} jobs, not 100k, to keep the run short; "
-                        "`--backlog-large 100000` measures 100k (several minutes on 2 cores)"
-                    )
-            progress(f"baton: WebSocket fan-out to {args.ws_clients:,} clients")
-            fanout = await websocket_fanout(
-                bench, tenants["fanout"], ws_steps(args.ws_clients), step_timeout=120, delivery_timeout=args.timeout
-            )
-            results["baton"]["websocket_fanout"] = fanout
-            rows += [
-                (
-                    "baton WebSocket fan-out",
-                    "clients held (target)",
-                    f"{fanout['clients_held']:,} ({fanout['target_clients']:,})",
-                ),
-                (
-                    "baton WebSocket fan-out",
-                    "orchestrator RSS MiB before / held",
-                    f"{fanout['rss_before_mib']:.0f} / {fanout['rss_held_mib']:.0f}",
-                ),
-                ("baton WebSocket fan-out", "RSS KiB per connection", fanout["rss_kib_per_client"]),
-                ("baton WebSocket fan-out", "terminal events delivered", fanout["delivered"]),
-                ("baton WebSocket fan-out", "worker start + delivery s", fanout["delivery_s"]),
-            ]
+            if "backlog" not in args.skipped:
+                await run_backlogs(args, bench, redis, tenants, rows, results, notes)
+            if "fanout" not in args.skipped:
+                await run_fanout(args, bench, tenants, rows, results)
     except BaseException:
         print(system.logs(), file=sys.stderr)
         raise
@@ -202,6 +168,65 @@ async def run_baton(
             await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")
         await redis.aclose()
         await delete_service_queues(urls[0], NOOP_SERVICE)
+
+
+async def run_backlogs(
+    args: argparse.Namespace,
+    bench: BatonBench,
+    redis: aioredis.Redis,
+    tenants: dict[str, Tenant],
+    rows: list[Row],
+    results: dict[str, Any],
+    notes: list[str],
+) -> None:
+    progress(f"baton: backlogs of {args.backlog_small:,} and {args.backlog_large:,} jobs")
+    small = await backlog(bench, redis, tenants["backlog-small"], args.backlog_small, args.timeout)
+    # Bounded, but long enough for a slow drain of the large backlog (50 jobs/s).
+    drain_timeout = max(args.timeout, args.backlog_large / 50)
+    large = await backlog(bench, redis, tenants["backlog-large"], args.backlog_large, drain_timeout)
+    results["baton"]["backlog"] = {"small": small, "large": large}
+    for label, measured in (("small", small), ("large", large)):
+        part = f"baton backlog {measured['jobs']:,} queued"
+        rows += [
+            (part, "create: jobs/s", measured["create_rate"]),
+            (part, "Redis bytes/job (its keys)", measured["redis_bytes_per_job"]),
+            (part, "Redis used_memory delta/job", measured["redis_used_memory_delta_per_job"]),
+            (part, "worker start to 1st done s", measured["worker_start_to_first_s"]),
+            (part, "drain: ms/job", measured["drain_ms_per_job"]),
+            (part, "drain: jobs/s", measured["drain_rate"]),
+            (part, "registry ok", measured["registry_ok"]),
+        ]
+        if label == "large" and measured["jobs"] < 100_000:
+            notes.append(
+                f"the large backlog is {measured['jobs']:,} jobs, not 100k, to keep the run short; "
+                "`--backlog-large 100000` measures 100k (several minutes on 2 cores)"
+            )
+
+
+async def run_fanout(
+    args: argparse.Namespace, bench: BatonBench, tenants: dict[str, Tenant], rows: list[Row], results: dict[str, Any]
+) -> None:
+    progress(f"baton: WebSocket fan-out to {args.ws_clients:,} clients")
+    fanout = await websocket_fanout(
+        bench, tenants["fanout"], ws_steps(args.ws_clients), step_timeout=120, delivery_timeout=args.timeout
+    )
+    results["baton"]["websocket_fanout"] = fanout
+    rows += [
+        (
+            "baton WebSocket fan-out",
+            "clients held (target)",
+            f"{fanout['clients_held']:,} ({fanout['target_clients']:,})",
+        ),
+        (
+            "baton WebSocket fan-out",
+            "orchestrator RSS MiB before / held",
+            f"{fanout['rss_before_mib']:.0f} / {fanout['rss_held_mib']:.0f}",
+        ),
+        ("baton WebSocket fan-out", "RSS KiB per connection", fanout["rss_kib_per_client"]),
+        ("baton WebSocket fan-out", "RSS KiB per connection, last step", fanout["rss_kib_per_client_last_step"]),
+        ("baton WebSocket fan-out", "terminal events delivered", fanout["delivered"]),
+        ("baton WebSocket fan-out", "worker start + delivery s", fanout["delivery_s"]),
+    ]
 
 
 def cpu_rows(results: dict[str, Any]) -> list[Row]:

@@ -153,6 +153,14 @@ async def websocket_fanout(
         finally:
             await asyncio.gather(*(w.close() for w in watchers.values()), return_exceptions=True)
     rss_held = max((r.get("rss_mib", 0.0) for r in ramp), default=0.0)
+    measured = [r for r in ramp if "rss_mib" in r]
+    # The cost of the last step's clients alone: what one more connection costs, without the
+    # one-time growth (or the reuse of heap freed by earlier runs) that the average includes.
+    last_step = (
+        (measured[-1]["rss_mib"] - measured[-2]["rss_mib"]) * 1024 / (measured[-1]["clients"] - measured[-2]["clients"])
+        if len(measured) >= 2 and measured[-1]["clients"] > measured[-2]["clients"]
+        else float("nan")
+    )
     return {
         "target_clients": total,
         "clients_held": held,
@@ -160,6 +168,7 @@ async def websocket_fanout(
         "rss_before_mib": rss_before / 1024,
         "rss_held_mib": rss_held,
         "rss_kib_per_client": (rss_held * 1024 - rss_before) / max(1, held),
+        "rss_kib_per_client_last_step": last_step,
         "delivered": delivered,
         "delivery_s": delivery_s,
         "cut_off": cut_off,
