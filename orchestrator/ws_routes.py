@@ -18,6 +18,9 @@ Another tenant's job is answered exactly like a job that does not exist.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeGuard
 
@@ -35,7 +38,6 @@ from orchestrator.ws_hub import ClientConnection, WebSocketHub
 from protocol.events import TaskEvent
 
 AUTH_TIMEOUT_SECONDS: Final[float] = 10.0
-HEARTBEAT_SECONDS: Final[float] = 30.0
 MAX_JOB_IDS_PER_MESSAGE: Final[int] = 1000
 MAX_JOBS_PER_CONNECTION: Final[int] = 10_000
 MAX_JOB_ID_LENGTH: Final[int] = 128
@@ -106,7 +108,9 @@ class WebSocketEndpoint:
         principal = self._auth.authenticate(request)
         if principal is None and _offers_credentials(request):
             return web.json_response({"error": "unauthorized", "detail": "invalid API key"}, status=401)
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=self._max_message_bytes, compress=False)
+        # No aiohttp heartbeat (its timers cost ~2 KB per idle socket): the hub pings every client
+        # from one task, and sees the pongs because this handler answers pings itself.
+        ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, compress=False, autoping=False)
         await ws.prepare(request)
         if principal is None:
             principal = await self._authenticate_by_message(ws)
@@ -116,7 +120,7 @@ class WebSocketEndpoint:
             await ws.close(code=CLOSE_FORBIDDEN, message=b"this key cannot follow jobs")
             return ws
         parts = self._live(request.app)
-        conn = parts.hub.connect(ws, principal.tenant_id)
+        conn = parts.hub.connect(ws, principal.tenant_id, request.transport)
         try:
             conn.send(
                 {
@@ -133,9 +137,12 @@ class WebSocketEndpoint:
                 except RegistryError:
                     conn.close_after_flush(WSCloseCode.TRY_AGAIN_LATER, "job registry unavailable")
             async for msg in ws:
-                if conn.closed:
+                conn.heard = time.monotonic()  # any frame, a pong included, shows the client is alive
+                if msg.type is WSMsgType.PING:
+                    await _pong(ws, msg.data)
+                elif conn.closed:
                     continue  # closing: only the client's close frame matters now
-                if msg.type is WSMsgType.TEXT:
+                elif msg.type is WSMsgType.TEXT:
                     await self._on_text(parts, conn, principal, msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     conn.send(_error("bad_message", "send JSON in text frames"))
@@ -146,7 +153,10 @@ class WebSocketEndpoint:
     async def _authenticate_by_message(self, ws: web.WebSocketResponse) -> Principal | None:
         """Browsers without a token in the URL send {"type": "auth", "token": ...} first."""
         try:
-            msg = await ws.receive(timeout=self._auth_timeout)
+            async with asyncio.timeout(self._auth_timeout):
+                while (msg := await ws.receive()).type in (WSMsgType.PING, WSMsgType.PONG):
+                    if msg.type is WSMsgType.PING:
+                        await _pong(ws, msg.data)
         except TimeoutError:
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication timed out")
             return None
@@ -281,6 +291,11 @@ def add_ws_routes(
     )
     endpoint.add_routes(app.router)
     return endpoint
+
+
+async def _pong(ws: web.WebSocketResponse, data: bytes) -> None:
+    with contextlib.suppress(ConnectionError):  # the client went away: the receive loop ends next
+        await ws.pong(data)
 
 
 def _offers_credentials(request: web.Request) -> bool:

@@ -35,4 +35,3 @@ async def test_frames_of_concurrent_channels_share_socket_writes(rabbitmq_url: s
         assert sends < 10  # 20 publishes on 20 channels, written in a few sends, not one each
     finally:
         await connection.close()
-

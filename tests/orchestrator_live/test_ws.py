@@ -101,11 +101,15 @@ async def nothing_more(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 @pytest.fixture
-async def server(redis_client: aioredis.Redis, tenant: str, unique: str) -> AsyncIterator[Server]:
+async def server(
+    request: pytest.FixtureRequest, redis_client: aioredis.Redis, tenant: str, unique: str
+) -> AsyncIterator[Server]:
+    """Parametrize indirectly with a dict to pass other WebSocketHub options (e.g. a short heartbeat)."""
     metrics = OrchestratorMetrics()
     registry = SlowSnapshots(redis_client, ttl_seconds=600)
     bus = UpdateBus(redis_client, channel=f"test:task_updates:{unique}")
-    hub = WebSocketHub(metrics, client_buffer=8, all_jobs_remembered=ALL_JOBS_REMEMBERED)
+    options = {"client_buffer": 8, "all_jobs_remembered": ALL_JOBS_REMEMBERED, **getattr(request, "param", {})}
+    hub = WebSocketHub(metrics, **options)
     parts = Parts(registry, bus, hub)
     other = f"{tenant}-b"
     key, other_key = f"key-{unique}", f"other-{unique}"
@@ -358,3 +362,63 @@ async def test_a_client_following_all_remembers_only_its_most_recent_jobs(server
         assert (await receive(ws))["global_task_id"] == job_id
     assert list(conn._all_seq) == others[-ALL_JOBS_REMEMBERED:]
     assert subscribed.job_id in conn._last_seq  # a job subscribed to by id is never pushed out
+
+
+async def test_an_idle_client_holds_no_task_and_no_buffer(server: Server) -> None:
+    record = await server.job()
+    ws = await server.connect(f"/ws/jobs/{record.job_id}")
+    assert (await receive(ws))["type"] == "job_snapshot"
+    await nothing_more(ws)
+    [conn] = server.parts.hub._connections
+    # Thousands of clients wait like this for one job's events: the writer and its queue exist only
+    # while there is something to send, and the connection has no per-instance __dict__.
+    assert conn._flusher is None and conn._outbox is None and conn._held is None and conn._all_seq is None
+    assert not hasattr(conn, "__dict__")
+    await server.emit(record, EventType.TASK_COMPLETED, 1, result="done")
+    assert (await receive(ws))["seq"] == 2
+    await nothing_more(ws)
+    assert conn._flusher is None and conn._outbox is None
+
+
+@pytest.mark.parametrize("server", [{"heartbeat": 0.4}], indirect=True)
+async def test_the_heartbeat_drops_a_peer_that_never_answers_pings(server: Server) -> None:
+    live = await server.connect()
+    answering = asyncio.create_task(receive(live))  # aiohttp's client answers pings while it waits
+    dead = await server.client.ws_connect(
+        "/ws/task_updates", headers={"Authorization": f"Bearer {server.key}"}, autoping=False
+    )
+    assert (await receive(dead))["type"] == "connection_established"
+    started = time.monotonic()
+    assert (await dead.receive(timeout=5)).type is WSMsgType.PING  # pinged after 0.4 s of silence
+    while (msg := await dead.receive(timeout=5)).type is WSMsgType.PING:
+        pass
+    assert msg.type in (WSMsgType.CLOSED, WSMsgType.ERROR)  # aborted: a dead peer gets no close handshake
+    assert time.monotonic() - started < 3
+    await asyncio.sleep(0.1)
+    assert server.metrics.registry.get_sample_value("baton_websocket_connections") == 1
+    await asyncio.sleep(1.0)  # several more heartbeats: the client that answers stays
+    assert not answering.done()
+    await live.send_json({"type": "ping"})
+    assert await answering == {"type": "pong"}
+    await live.close()
+    await asyncio.sleep(0.5)
+    assert server.parts.hub._heartbeats is None  # no clients, no heartbeat task
+    again = await server.client.ws_connect(
+        "/ws/task_updates", headers={"Authorization": f"Bearer {server.key}"}, autoping=False
+    )
+    assert (await receive(again))["type"] == "connection_established"
+    assert (await again.receive(timeout=5)).type is WSMsgType.PING  # the next client starts it again
+    await again.close()
+
+
+async def test_protocol_pings_from_the_client_get_pongs_also_before_auth(server: Server) -> None:
+    ws = await server.client.ws_connect("/ws/task_updates", autoping=False)
+    await ws.ping(b"before auth")
+    pong = await ws.receive(timeout=5)
+    assert pong.type is WSMsgType.PONG and pong.data == b"before auth"
+    await ws.send_json({"type": "auth", "token": server.key})
+    assert (await receive(ws))["type"] == "connection_established"
+    await ws.ping(b"after")
+    pong = await ws.receive(timeout=5)
+    assert pong.type is WSMsgType.PONG and pong.data == b"after"
+    await ws.close()
