@@ -97,7 +97,9 @@ async def test_embedding_a_large_request_leaves_the_event_loop_free() -> None:
 
     assert result.count == 600 and result.vectors[599] == pytest.approx(embed(texts[599], 4096))
     assert elapsed > 0.2  # enough work to tell a blocked loop from a free one
-    assert stall < elapsed / 4, f"the loop stalled {stall:.3f} s in {elapsed:.3f} s of embedding"
+    # Run on the loop itself, the stall would be the whole embedding; a busy machine (other
+    # processes on both cores) can delay a free loop's ticks by tens of milliseconds.
+    assert stall < elapsed / 2, f"the loop stalled {stall:.3f} s in {elapsed:.3f} s of embedding"
 
 
 @pytest.mark.parametrize(("dimensions", "inline"), [(64, True), (1024, False)])
