@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import aio_pika
 import aiormq
 import aiormq.abc
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
-from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, retry_with_backoff
+from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
 from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
@@ -49,8 +49,6 @@ class _Link:
     connection: AbstractRobustConnection
     channel: AbstractRobustChannel  # publisher confirms, returns raise
     topology: AbstractRobustChannel  # declarations: a refused declare must not close the publish channel
-    tasks: AbstractExchange
-    control: AbstractExchange
 
 
 class TaskPublisher:
@@ -128,7 +126,7 @@ class TaskPublisher:
             **envelope.amqp_properties(),
         )
         try:
-            await self._publish(link.tasks, message, envelope.service, mandatory=True)
+            await self._publish(link, TASKS_EXCHANGE, message, envelope.service, mandatory=True)
         except PublishFailed as exc:
             if exc.reason == "unroutable":
                 # The queue was deleted behind our back: declare it again on the next publish.
@@ -147,7 +145,7 @@ class TaskPublisher:
             type=command.kind,
             app_id=APP_ID,
         )
-        await self._publish(link.control, message, "", mandatory=False)
+        await self._publish(link, CONTROL_EXCHANGE, message, "", mandatory=False)
 
     @asynccontextmanager
     async def raw_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
@@ -240,12 +238,17 @@ class TaskPublisher:
             self._declared.add(service)
 
     async def _publish(
-        self, exchange: AbstractExchange, message: aio_pika.Message, key: str, *, mandatory: bool
+        self, link: _Link, exchange: str, message: aio_pika.Message, key: str, *, mandatory: bool
     ) -> None:
         try:
             # Covers the whole call (a robust channel first waits for its connection); fails early when
             # the link goes silent, not merely when a busy broker confirms late.
-            await self._stall.guard(exchange.publish(message, key, mandatory=mandatory), self._publish_timeout)
+            await self._stall.guard(
+                publish_confirmed(
+                    link.channel, exchange, message, key, mandatory=mandatory, timeout=self._publish_timeout
+                ),
+                self._publish_timeout,
+            )
         except aiormq.exceptions.PublishError as exc:
             raise PublishFailed("unroutable", f"no queue is bound for routing key {key!r}") from exc
         except aiormq.exceptions.DeliveryError as exc:
@@ -288,10 +291,8 @@ class TaskPublisher:
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 topology = await connection.channel(publisher_confirms=False)
                 await declare_exchanges(topology)
-                tasks = await channel.get_exchange(TASKS_EXCHANGE, ensure=False)
-                control = await channel.get_exchange(CONTROL_EXCHANGE, ensure=False)
         except (*LINK_ERRORS, TimeoutError) as exc:
             log.warning("RabbitMQ connected but channel setup failed: %s", exc)
             await connection.close()
             return None
-        return _Link(connection, channel, topology, tasks, control)
+        return _Link(connection, channel, topology)

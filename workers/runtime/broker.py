@@ -119,8 +119,21 @@ class AmqpPublisher:
     async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool) -> None:
         """Publish and wait for the confirm; `exchange` "" is the default exchange."""
         try:
-            await self._exchanges[exchange].publish(
-                message, routing_key, mandatory=mandatory, timeout=PUBLISH_TIMEOUT_SECONDS
+            if self._channel.is_closed:
+                raise aiormq.exceptions.ChannelInvalidStateError(f"{self._channel!r} closed")
+            channel = await self._channel.get_underlay_channel()
+            # wait=False (aiormq's own channel): the channel is free again once the frames are queued,
+            # not once they are written, so concurrent publishes leave in one socket write; the
+            # broker's confirm is still awaited.
+            options: dict[str, Any] = {"wait": False} if isinstance(channel, aiormq.Channel) else {}
+            await channel.basic_publish(
+                message.body,
+                exchange=self._exchanges[exchange].name,
+                routing_key=routing_key,
+                properties=message.properties,
+                mandatory=mandatory,
+                timeout=PUBLISH_TIMEOUT_SECONDS,
+                **options,
             )
         except aiormq.exceptions.PublishError as exc:
             raise UnroutableError(f"no queue for {routing_key!r} on exchange {exchange or '(default)'!r}") from exc
