@@ -230,7 +230,7 @@ async def run_fanout(
 
 
 def cpu_rows(results: dict[str, Any]) -> list[Row]:
-    """CPU ms per job of every process, for each full-speed run: where the two cores went."""
+    """CPU ms and write syscalls per job of every process, for each full-speed run: where the two cores went."""
     runs = {
         "limit": results["limit"]["full_speed"],
         "baton single": results["baton"]["single"],
@@ -238,8 +238,15 @@ def cpu_rows(results: dict[str, Any]) -> list[Row]:
     }
     rows: list[Row] = []
     for run, measured in runs.items():
-        spent = measured["cpu_ms_per_job"]
-        rows += [(f"CPU ms/job, {run}", process, spent[process]) for process in spent]
+        cpu, writes = measured["cpu_ms"], measured["writes"]
+        rows += [
+            (
+                f"CPU ms/job, {run}",
+                process,
+                f"{cpu[process]:.2f}" + (f" ({writes[process]:.1f} writes)" if process in writes else ""),
+            )
+            for process in cpu
+        ]
     return rows
 
 

@@ -137,10 +137,10 @@ class BatonBench:
             created = time.perf_counter() - t0
             outcome = await self._finish(watcher, tenant, started, timeout)
             last = max((watcher.terminal[j] for j in started if j in watcher.terminal), default=time.perf_counter())
-            cpu = meter.per_job(jobs)
+            spent = meter.per_job(jobs)
         finally:
             await watcher.close()
-        return {**outcome, "create_rate": jobs / created, "jobs_per_s": jobs / (last - t0), "cpu_ms_per_job": cpu}
+        return {**outcome, "create_rate": jobs / created, "jobs_per_s": jobs / (last - t0), **spent}
 
     async def at_rate(
         self, tenant: Tenant, jobs: int, rate: float, batch_every: float, timeout: float

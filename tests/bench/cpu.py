@@ -1,7 +1,9 @@
-"""CPU time each process spends per job: where the machine's cores go during a run.
+"""CPU time and write syscalls each process spends per job: where the machine's cores go during a run.
 
 On a 2-core machine with the brokers co-located, jobs/s is bounded by the CPU all parts use per job,
-so this says which part to make cheaper. Read from /proc (user + system time, in clock ticks).
+so this says which part to make cheaper. Read from /proc: user + system time (clock ticks) and
+the write-like syscalls of /proc/<pid>/io (a socket send on loopback costs the sender the whole
+TCP path, so their count matters as much as the bytes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
 
 
+def write_syscalls(pid: int) -> int:
+    """Write-like syscalls (write, writev, send...) of one process so far (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
 def pids_named(command: str) -> list[int]:
     found: list[int] = []
     for entry in Path("/proc").iterdir():
@@ -44,20 +57,26 @@ class CpuMeter:
     """Snapshots the CPU time of named processes; `per_job` gives milliseconds per job since `start`."""
 
     own: Mapping[str, int]  # part name -> pid of a process the benchmark started
-    _start: dict[str, float] = field(default_factory=dict)
+    _start: dict[str, tuple[float, int]] = field(default_factory=dict)
 
-    def _read(self) -> dict[str, float]:
-        seconds = {name: cpu_seconds(pid) for name, pid in self.own.items()}
-        for name, command in SERVICE_COMMANDS.items():
-            seconds[name] = sum(cpu_seconds(pid) for pid in pids_named(command))
-        seconds["bench client"] = cpu_seconds(os.getpid())
-        return seconds
+    def _read(self) -> dict[str, tuple[float, int]]:
+        pids = {name: [pid] for name, pid in self.own.items()}
+        pids.update({name: pids_named(command) for name, command in SERVICE_COMMANDS.items()})
+        pids["bench client"] = [os.getpid()]
+        return {
+            name: (sum(cpu_seconds(pid) for pid in group), sum(write_syscalls(pid) for pid in group))
+            for name, group in pids.items()
+        }
 
     def start(self) -> None:
         self._start = self._read()
 
-    def per_job(self, jobs: int) -> dict[str, float]:
+    def per_job(self, jobs: int) -> dict[str, dict[str, float]]:
+        """Since `start`, per job: CPU milliseconds of each part (and their sum, "all") under "cpu_ms",
+        write syscalls of each part under "writes"."""
         end = self._read()
-        spent = {name: 1000.0 * (end[name] - self._start.get(name, 0.0)) / jobs for name in end}
-        spent["all"] = sum(spent.values())
-        return spent
+        begin = {name: self._start.get(name, (0.0, 0)) for name in end}
+        cpu = {name: 1000.0 * (end[name][0] - begin[name][0]) / jobs for name in end}
+        cpu["all"] = sum(cpu.values())
+        writes = {name: (end[name][1] - begin[name][1]) / jobs for name in end}
+        return {"cpu_ms": cpu, "writes": writes}

@@ -104,7 +104,7 @@ class RawLimit:
             "lost": lost,
             "publish_rate": jobs / published,
             "jobs_per_s": jobs / (finished - t0),
-            "cpu_ms_per_job": meter.per_job(jobs),
+            **meter.per_job(jobs),
         }
 
     async def at_rate(self, jobs: int, rate: float, timeout: float) -> dict[str, Any]:
