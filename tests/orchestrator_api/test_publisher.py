@@ -122,3 +122,37 @@ async def test_a_broker_that_answers_late_is_connected_in_the_background(rabbitm
     finally:
         await publisher.close()
         await proxy.close()
+
+
+@pytest.mark.integration
+async def test_concurrent_publishes_share_socket_writes_and_are_all_confirmed(rabbitmq_url: str, unique: str) -> None:
+    """One confirming channel, publishes at once: their frames leave together, each confirm still awaited.
+
+    aiormq queues at most 10 frames for its writer, so bursts of 8 are what can go out as one write.
+    """
+    service = f"pub-{unique}"
+    publisher = TaskPublisher(rabbitmq_url, CodecSet(), connection_name=f"test-publisher-{unique}")
+    await publisher.start()
+    try:
+        await publisher.publish_task(_envelope(service))  # declares the service's queues first
+        assert publisher._link is not None
+        transport = publisher._link.connection.transport_factory.current  # type: ignore[attr-defined]
+        sends = 0
+        for burst in range(5):
+            envelopes = [
+                TaskEnvelope(global_task_id=f"job-{burst}-{i}", tenant_id="t1", type="echo_request", service=service)
+                for i in range(8)
+            ]
+            before = transport.sends
+            await asyncio.gather(*(publisher.publish_task(envelope) for envelope in envelopes))
+            sends += transport.sends - before
+        stats = await publisher.queue_stats([task_queue(service)])
+        assert stats[task_queue(service)] is not None and stats[task_queue(service)].messages == 41  # type: ignore[union-attr]
+        assert sends <= 10  # 40 publishes: a write or two per burst, not one each
+    finally:
+        connection = await aio_pika.connect(rabbitmq_url)
+        channel = await connection.channel()
+        for name in (spec.name for spec in service_queues(service)):
+            await channel.queue_delete(name)
+        await connection.close()
+        await publisher.close()
