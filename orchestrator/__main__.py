@@ -10,14 +10,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any
 
 from aiohttp import web
 
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
 from orchestrator.auth import DEV_TENANT, Authenticator
 from orchestrator.sweeper import SweeperSettings
+from protocol.process import run_loop
 from protocol.settings import Settings, SettingsError
 
 log = logging.getLogger("orchestrator")
@@ -42,15 +41,6 @@ async def serve(settings: Settings, authenticator: Authenticator, sweeper: Sweep
         await runner.cleanup()
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -62,7 +52,7 @@ def main() -> int:
     authenticator, dev_key = Authenticator.from_settings(settings)
     if dev_key is not None:
         print(f"BATON_API_KEYS is not set; API key for tenant {DEV_TENANT!r}: {dev_key}", flush=True)
-    _run(serve(settings, authenticator, sweeper))
+    run_loop(serve(settings, authenticator, sweeper))
     return 0
 
 

@@ -7,14 +7,13 @@ The only place a worker process reads its environment.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from protocol.process import run_loop
 from protocol.settings import SettingsError
 from workers.config import WorkerSettings
 from workers.errors import ConfigurationError
@@ -61,14 +60,6 @@ def configure_logging(level_name: str) -> None:
     logging.getLogger("aiormq").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def run(coro: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description="Run one Baton worker process.")
     parser.add_argument("target", help="built-in service (query, embedding, ingestion, agent) or module:attr")
@@ -80,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ConfigurationError) as exc:
         log.error("%s", exc)
         return 2
-    return run(run_worker(worker, settings))
+    return run_loop(run_worker(worker, settings))
 
 
 if __name__ == "__main__":
