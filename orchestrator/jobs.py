@@ -30,7 +30,7 @@ from orchestrator.errors import (
     UnknownJobType,
 )
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord, JobUpdate
+from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord
 from orchestrator.registry import RedisTaskRegistry, created_update
 from orchestrator.update_bus import UpdateBus
 from protocol.control import CancelCommand
@@ -195,7 +195,7 @@ class JobService:
             self._metrics.publish_failures.labels(reason="cancel").inc()
             log.warning("job %s cancelled but the cancel broadcast failed: %s", job_id, exc)
         if update is not None:
-            self._announce(update)
+            self._bus.announce(update)  # not awaited: the answer does not depend on it; the bus logs a failure
         return result
 
     async def _service_for(self, job_type: str) -> str:
@@ -224,17 +224,13 @@ class JobService:
                 raise
             log.warning("job %s kept: its task may have been queued (%s)", job_id, exc)
             self._metrics.jobs_created.labels(type=job.type).inc()
-            self._announce(created_update(created.record))
+            self._bus.announce(created_update(created.record))
             raise PublishUncertain(job_id, exc) from exc
         self._metrics.jobs_created.labels(type=job.type).inc()
-        # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists.
-        self._announce(created_update(created.record))
+        # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists; not
+        # awaited, the answer does not depend on it (the bus logs a failed PUBLISH).
+        self._bus.announce(created_update(created.record))
         return Submission(created.record, created=True)
-
-    def _announce(self, update: JobUpdate) -> None:
-        """Announce a change already saved, without waiting: the answer to the client does not
-        depend on it, and the bus logs a failure."""
-        self._bus.announce(update)
 
     async def _reload(self, record: JobRecord) -> JobRecord:
         return await self._registry.get(record.tenant_id, record.job_id) or record

@@ -13,7 +13,6 @@ restarted or flushed since) is answered by running that one call as a Script, wh
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-Command = Callable[[Pipeline], object]  # may return an awaitable that queues the command
+Command = Callable[[Pipeline], object]  # adds one command to the pipeline it is given
 
 
 class PipelineBatcher:
@@ -52,9 +51,7 @@ class PipelineBatcher:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for command, _ in batch:
-                        queued = command(pipe)
-                        if inspect.isawaitable(queued):  # e.g. a registered Lua script called on the pipeline
-                            await queued
+                        command(pipe)
                     replies = await pipe.execute(raise_on_error=False)
             except Exception as exc:  # the link failed: every caller in the batch learns it
                 for _, reply in batch:
