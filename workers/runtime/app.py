@@ -99,7 +99,6 @@ class WorkerRuntime:
             raise BrokerError(f"cannot declare the topology of {service!r}: {exc}") from exc
 
         amqp = AmqpPublisher(publish_channel)
-        await amqp.start()
         events = EventPublisher(amqp, self._codecs)
         router = ReplyRouter(f"baton.reply.{self.worker_id}", self._codecs)
         await router.start(consume_channel)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 BROKER_ERRORS: Final = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError)
 
 PUBLISH_TIMEOUT_SECONDS: Final[float] = 10.0
+_EXCHANGES: Final = frozenset({"", TASKS_EXCHANGE, RETRY_EXCHANGE, EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE})
 
 
 def redact(url: str) -> str:
@@ -95,16 +96,7 @@ class AmqpPublisher:
 
     def __init__(self, channel: AbstractChannel) -> None:
         self._channel = channel
-        self._exchanges: dict[str, AbstractExchange] = {}
         self._declared_services: set[str] = set()
-
-    async def start(self) -> None:
-        try:
-            for name in (TASKS_EXCHANGE, RETRY_EXCHANGE, EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE):
-                self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
-        except BROKER_ERRORS as exc:
-            raise BrokerError(f"cannot open the exchanges: {exc}") from exc
-        self._exchanges[""] = self._channel.default_exchange
 
     async def ensure_service(self, service: str) -> None:
         """Declare a service's queues once per process, so a task published to it is never unroutable."""
@@ -118,6 +110,9 @@ class AmqpPublisher:
 
     async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool) -> None:
         """Publish and wait for the confirm; `exchange` "" is the default exchange."""
+        if exchange not in _EXCHANGES:
+            # Publishing to an exchange that does not exist would close the shared channel.
+            raise KeyError(f"not one of the topology's exchanges: {exchange!r}")
         try:
             if self._channel.is_closed:
                 raise aiormq.exceptions.ChannelInvalidStateError(f"{self._channel!r} closed")
@@ -128,7 +123,7 @@ class AmqpPublisher:
             options: dict[str, Any] = {"wait": False} if isinstance(channel, aiormq.Channel) else {}
             await channel.basic_publish(
                 message.body,
-                exchange=self._exchanges[exchange].name,
+                exchange=exchange,
                 routing_key=routing_key,
                 properties=message.properties,
                 mandatory=mandatory,
