@@ -1,5 +1,5 @@
-"""The running event's confirm is awaited alongside the handler: the handler starts without waiting
-for it, and the outcome never goes out before it has settled.
+"""The running event's confirm is awaited alongside the handler and the outcome's publish: neither
+waits for it, its frames go out ahead of theirs, and the task is acked only once it has settled.
 
 The real worker on the real broker; the running event's publish is held back after it went out
 (a confirm that is slow to come) by wrapping EventPublisher.publish_event.
@@ -12,13 +12,13 @@ import logging
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from protocol.events import EventType, TaskEvent
 from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for_ready
 from workers import TaskContext, Worker
 from workers.errors import BrokerError
-from workers.runtime import consumer
+from workers.runtime import acks, consumer
 from workers.runtime.events import EventPublisher
 
 pytestmark = pytest.mark.integration
@@ -88,10 +88,20 @@ def stepper(service: str, started: asyncio.Event, returned: asyncio.Event) -> Wo
     return worker
 
 
-async def test_the_handler_starts_before_the_running_event_is_confirmed_and_the_outcome_waits_for_it(
+async def test_the_outcome_goes_out_behind_an_unconfirmed_running_event_and_the_ack_waits_for_both(
     rabbitmq_url: str, channel: AbstractChannel, service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publishes = Publishes(monkeypatch)
+    acked = asyncio.Event()
+    real_ack = acks.ack
+
+    async def ack(message: AbstractIncomingMessage) -> bool:
+        publishes.log.append("ack")
+        settled = await real_ack(message)
+        acked.set()
+        return settled
+
+    monkeypatch.setattr(acks, "ack", ack)
     started, returned = asyncio.Event(), asyncio.Event()
     tap = await Tap.open(channel, f"*.{service}.*")
     task = envelope(service, "step", {})
@@ -99,18 +109,21 @@ async def test_the_handler_starts_before_the_running_event_is_confirmed_and_the_
         await publish_task(channel, task)
         await asyncio.wait_for(started.wait(), 10)
         assert publishes.log[0] == "start running" and "done running" not in publishes.log  # sent, unconfirmed
-        await asyncio.wait_for(returned.wait(), 10)
-        await asyncio.sleep(0.3)  # the outcome would have gone out by now, were it not waiting
-        assert "start task_completed" not in publishes.log
-        publishes.confirm.set()
+        # The outcome reaches the events exchange, in order, while the running event is unconfirmed...
         events = await tap.task_events(task.task_id)
+        assert "done running" not in publishes.log
+        await asyncio.sleep(0.3)  # ...and the task would have been acked by now, were it not waiting
+        assert "ack" not in publishes.log
+        publishes.confirm.set()
+        await asyncio.wait_for(acked.wait(), 10)
 
     assert [_label(e) for e in events] == ["running", "progress", "task_completed"]
     assert [e.seq for e in events] == sorted(e.seq for e in events)
-    assert publishes.log.index("done running") < publishes.log.index("start task_completed")
+    assert publishes.log.index("start task_completed") < publishes.log.index("done running")
+    assert publishes.log.index("done running") < publishes.log.index("ack")
 
 
-async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes_after_it(
+async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes(
     rabbitmq_url: str,
     channel: AbstractChannel,
     service: str,
@@ -125,14 +138,16 @@ async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes
     with caplog.at_level(logging.WARNING, logger="workers.runtime.attempt"):
         async with running(stepper(service, started, returned), rabbitmq_url):
             await publish_task(channel, task)
-            await asyncio.wait_for(returned.wait(), 10)
-            await asyncio.sleep(0.1)
-            assert "start task_completed" not in publishes.log
+            events = await tap.task_events(task.task_id)  # the outcome does not wait for the failure
+            assert "failed running" not in publishes.log
             publishes.confirm.set()
-            events = await tap.task_events(task.task_id)
+            for _ in range(100):
+                if any(task.task_id in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
 
     assert [_label(e) for e in events] == ["progress", "task_completed"]
-    assert publishes.log.index("failed running") < publishes.log.index("start task_completed")
+    assert publishes.log.index("start task_completed") < publishes.log.index("failed running")
     assert any("not published" in r.getMessage() and task.task_id in r.getMessage() for r in caplog.records)
 
 

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 class Outcome:
     event: TaskEvent
     body: bytes | None = None  # already encoded (and size-checked), when the runner had to encode it
+    # The attempt's running event while its confirm is still due. Its frames left ahead of the
+    # outcome's on the same channel (see AttemptRunner.run), so the outcome need not wait for it;
+    # whoever publishes the outcome settles it (`settle_running`) before acking the task.
+    running: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,10 @@ class AttemptRunner:
                 payload = handler.parse_payload(envelope.payload)
             except ValidationError as exc:
                 return AttemptFailed(Failure.invalid_payload(handler.payload_type, exc), seq)
-            # The running event's confirm is awaited alongside the handler, not before it: the
-            # handler starts one broker round trip sooner. Its progress events go out after it on
-            # the same channel, and no outcome is returned before it has settled.
+            # The running event's confirm is awaited alongside the handler and the outcome's publish,
+            # not before them. Order still holds: this task takes its first step before the
+            # handler's task (created later) and queues its frames on the channel in that step, so
+            # progress events and the outcome go out after it.
             running = asyncio.create_task(
                 self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next())),
                 name=f"running-event:{envelope.task_id}",
@@ -95,7 +100,9 @@ class AttemptRunner:
             except BaseException:
                 await _abandon(running)
                 raise
-            await running  # cancelled with this task, should it be cancelled while waiting
+            if isinstance(result, Outcome):
+                return Outcome(result.event, result.body, running)
+            await settle_running(running)  # cancelled with this task, should it be cancelled while waiting
             return result
         finally:
             self._d.executions.remove(execution)
@@ -154,6 +161,17 @@ class AttemptRunner:
             await self._d.events.publish_event(event)
         except BrokerError as exc:
             log.warning("status event of task %s not published: %s", event.task_id, exc)
+
+
+async def settle_running(publish: asyncio.Task[None] | None) -> None:
+    """Wait for an attempt's running event to settle; should the wait be cancelled, the publish is too."""
+    if publish is None:
+        return
+    try:
+        await asyncio.shield(publish)
+    except BaseException:
+        await _abandon(publish)
+        raise
 
 
 async def _abandon(publish: asyncio.Task[None]) -> None:

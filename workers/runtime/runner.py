@@ -35,7 +35,7 @@ from protocol.events import JobStatus, cancelled_event, status_event
 from protocol.topology import DeadLetterReason
 from workers.errors import BrokerError
 from workers.runtime import acks
-from workers.runtime.attempt import AttemptFailed, AttemptRunner, Outcome
+from workers.runtime.attempt import AttemptFailed, AttemptRunner, Outcome, settle_running
 from workers.runtime.control import CancelledJobs
 from workers.runtime.dead_letters import DeadLetterer
 from workers.runtime.events import EventPublisher
@@ -242,7 +242,11 @@ class TaskRunner:
 
     async def _finish(self, message: AbstractIncomingMessage, envelope: TaskEnvelope, outcome: Outcome) -> bool:
         """Publish the outcome, record the attempt as done, ack."""
-        if not await self._d.events.publish_outcome(outcome.event, message.reply_to, outcome.body):
+        try:
+            published = await self._d.events.publish_outcome(outcome.event, message.reply_to, outcome.body)
+        finally:
+            await settle_running(outcome.running)
+        if not published:
             await acks.requeue(message)
             return False
         await self._d.ledger.mark_done(envelope.task_id, envelope.attempt)
