@@ -1,8 +1,10 @@
 """UpdateBus: JobUpdates shared by every orchestrator replica over Redis pub/sub.
 
-The replica that applies an event publishes the update once; every replica (itself
-included) receives it on its single subscription and hands it to local listeners (the
-WebSocket hub) and to local waiters (`POST /jobs` with `wait`). Pub/sub keeps nothing:
+The replica that applies an event hands the update to its own local listeners (the WebSocket
+hub) and waiters (`POST /jobs` with `wait`) at once, and publishes it once; every other replica
+receives it on its single subscription and does the same. A replica skips its own updates when
+they come back (each carries its replica's `origin`): its clients are not held back by a Redis
+round trip, and the bus's reader does not decode what it already delivered. Pub/sub keeps nothing:
 updates published while a replica is disconnected never reach it; the registry stays the
 source of truth (clients get a fresh snapshot when they subscribe again).
 
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
@@ -51,12 +54,12 @@ def update_body(update: JobUpdate) -> dict[str, Any]:
     }
 
 
-def decode_updates(data: bytes) -> list[JobUpdate]:
-    """One pub/sub message: a list of updates, or one update on its own."""
+def decode_updates(data: bytes, skip_origin: str | None = None) -> list[JobUpdate]:
+    """One pub/sub message: a list of updates, or one update on its own; those published by the
+    replica `skip_origin` are left out (an update of a replica older than `origin` has none)."""
     body = msgpack.unpackb(data, raw=False)
-    if isinstance(body, list):
-        return [_update_from(item) for item in body]
-    return [_update_from(body)]
+    items = body if isinstance(body, list) else [body]
+    return [_update_from(item) for item in items if skip_origin is None or item.get("origin") != skip_origin]
 
 
 def _update_from(body: dict[str, Any]) -> JobUpdate:
@@ -129,6 +132,7 @@ class UpdateBus:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._batch = batcher or PipelineBatcher(redis)
+        self._origin = secrets.token_hex(8)  # this replica, in the updates it publishes
         self._outgoing: list[dict[str, Any]] = []
         self._sent: asyncio.Future[None] | None = None  # resolved once the PUBLISH carrying _outgoing is done
         self._sender: asyncio.Task[None] | None = None
@@ -139,10 +143,14 @@ class UpdateBus:
             await asyncio.shield(self.announce(update))
 
     def announce(self, update: JobUpdate) -> asyncio.Future[None]:
-        """Queue the update for the next PUBLISH without waiting for it: its place in the order is
-        taken at once. A failed PUBLISH is logged here; the returned future (redis-py's error,
-        untranslated) is for callers that want to know."""
-        self._outgoing.append(update_body(update))
+        """Deliver the update to this replica's listeners now, and queue it for the next PUBLISH
+        without waiting for it: its place in the order is taken at once. A failed PUBLISH is
+        logged here; the returned future (redis-py's error, untranslated) is for callers that want
+        to know."""
+        self._deliver(update)
+        body = update_body(update)
+        body["origin"] = self._origin
+        self._outgoing.append(body)
         if self._sent is None:
             self._sent = asyncio.get_running_loop().create_future()
         if self._sender is None or self._sender.done():
@@ -246,7 +254,7 @@ class UpdateBus:
             if message is None or message.get("type") != "message":
                 continue
             try:
-                updates = decode_updates(message["data"])
+                updates = decode_updates(message["data"], skip_origin=self._origin)
             except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
                 log.warning("ignoring an undecodable job update: %s", exc)
                 continue

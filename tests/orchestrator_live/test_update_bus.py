@@ -49,6 +49,24 @@ async def test_an_update_reaches_listeners_of_both_replicas(replicas: tuple[Upda
     assert len(got[1]) == 1
 
 
+async def test_a_replica_delivers_its_own_update_at_once_and_skips_it_when_it_comes_back(
+    replicas: tuple[UpdateBus, UpdateBus],
+) -> None:
+    first, second = replicas
+    got: tuple[list[JobUpdate], list[JobUpdate]] = ([], [])
+    first.add_listener(got[0].append)
+    second.add_listener(got[1].append)
+    sent = update("t", "j", 2)
+    published = first.announce(sent)
+    assert got[0] == [sent]  # no Redis round trip in between
+    await published
+    # Pub/sub keeps a channel's order: once the marker is back, so is the first replica's own copy.
+    marker = update("t", "marker", 1)
+    await second.publish(marker)
+    await eventually(lambda: marker in got[0])
+    assert got == ([sent, marker], [sent, marker])
+
+
 async def test_a_watch_on_another_replica_gets_the_terminal_update(replicas: tuple[UpdateBus, UpdateBus]) -> None:
     first, second = replicas
     with second.watch("t", "job-1") as watch:
