@@ -7,6 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
+from orchestrator.live import make_redis
 from orchestrator.redis_batch import PipelineBatcher
 
 
@@ -99,3 +100,16 @@ async def test_a_script_redis_forgot_is_loaded_again(redis_client: aioredis.Redi
     finally:
         await redis_client.delete(key)
     assert sorted(replies) == [1001, 1002, 1003, 1004, 1005]
+
+
+async def test_replies_are_read_by_the_c_parser(redis_url: str) -> None:
+    """The `hiredis` extra is installed and taken: replies cost a third of the pure-Python parser's CPU."""
+    client = make_redis(redis_url)
+    try:
+        async with client.client() as single:
+            await single.ping()
+            connection = single.connection
+            assert connection is not None
+            assert type(connection._parser).__name__ == "_AsyncHiredisParser"
+    finally:
+        await client.aclose()
