@@ -31,7 +31,7 @@ from orchestrator.models import (
     record_update,
 )
 from orchestrator.redis_batch import PipelineBatcher
-from orchestrator.registry_codec import from_hash, pairs, score, text, to_hash
+from orchestrator.registry_codec import from_hash, packed_args, pairs, score, text, to_hash
 from protocol import ledger
 from protocol.envelope import utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
@@ -107,7 +107,7 @@ class RedisTaskRegistry:
             script_keys.append(keys.session(tenant, record.session_id))
         if idempotency_key is not None:
             script_keys.append(keys.idempotency(tenant, idempotency_key))
-        args: list[Any] = [
+        args: list[str | int] = [
             self._ttl,
             score(record.created_at),
             record.job_id,
@@ -121,7 +121,7 @@ class RedisTaskRegistry:
         # A held key may name a job that expired or was discarded meanwhile: free it and retry once.
         for _ in range(2):
             with redis_errors("creating a job"):
-                reply = await self._batch.script(self._create, script_keys, args)
+                reply = await self._batch.script(self._create, script_keys, [packed_args(args)])
             outcome, job_id = text(reply[0]), text(reply[1])
             if outcome == "created":
                 return CreateResult(CreateStatus.CREATED, record)
@@ -236,7 +236,7 @@ class RedisTaskRegistry:
         ]
         script_keys = keys.script_keys(event.tenant_id, job_id)
         with redis_errors("applying an event"):
-            reply = await self._batch.script(self._apply, script_keys, apply_args)
+            reply = await self._batch.script(self._apply, script_keys, [packed_args(apply_args)])
         outcome = text(reply[0])
         if outcome != "applied":
             return ApplyOutcome(None, outcome)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import msgpack
+
 from orchestrator.models import JobRecord
 
 JSON_FIELDS: Final[frozenset[str]] = frozenset(
@@ -26,6 +28,13 @@ def to_hash(record: JobRecord) -> dict[str, str]:
         elif value is not None:
             fields[name] = str(value)
     return fields
+
+
+def packed_args(args: Sequence[str | int | float]) -> bytes:
+    """A script's arguments as one msgpack array of strings, as Redis would have received them
+    one by one (numbers in redis-py's text form), for scripts that read it with cmsgpack."""
+    packed: bytes = msgpack.packb([a if isinstance(a, str) else repr(a) for a in args], use_bin_type=True)
+    return packed
 
 
 def from_hash(raw: dict[Any, Any]) -> JobRecord:

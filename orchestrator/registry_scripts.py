@@ -3,6 +3,11 @@
 Each script takes the job hash as KEYS[1]; the per-tenant indexes follow, the seven status
 indexes always in `keys.STATUS_ORDER`, so every key a script touches is declared. Scripts
 answer with a status word first: Python maps it, the scripts never raise on a normal outcome.
+
+The two that run for every job (CREATE, APPLY_EVENT) take their arguments as one msgpack array
+of strings in ARGV[1] (`registry_codec.packed_args`), read into a local ARGV: redis-py packs a
+command in Python, argument by argument: one argument instead of thirty saves the orchestrator
+about 40 % of a call's CPU, and Redis none (tests/bench/redis_client.py).
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES
 _TERMINAL_TABLE = "{" + ", ".join(f"['{status}'] = true" for status in sorted(TERMINAL_STATUSES)) + "}"
 # Position of a status's index in KEYS, given the status indexes start at KEYS[3].
 _STATUS_KEY_TABLE = "{" + ", ".join(f"['{status}'] = {i + 3}" for i, status in enumerate(STATUS_ORDER)) + "}"
+
+# Shadows the global ARGV with the unpacked array (evaluated before the local exists).
+_PACKED_ARGV = """
+local ARGV = cmsgpack.unpack(ARGV[1])
+"""
 
 _COMMON = f"""
 local TERMINAL = {_TERMINAL_TABLE}
@@ -33,9 +43,10 @@ end
 """
 
 # KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash]
-# ARGV: ttl, score, job_id, status, has_session, has_idempotency, fingerprint, field, value, ...
+# ARGV (packed): ttl, score, job_id, status, has_session, has_idempotency, fingerprint, field, value, ...
 CREATE: Final[str] = (
-    _COMMON
+    _PACKED_ARGV
+    + _COMMON
     + """
 local ttl, score, job_id, status = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local next_key = 11
@@ -68,10 +79,11 @@ return {'created', job_id}
 )
 
 # KEYS: job, all-jobs index, 7 status indexes
-# ARGV: job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt
+# ARGV (packed): job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt
 # (progress, result and error are JSON text, '' when the event carries none; attempt 0 when unknown)
 APPLY_EVENT: Final[str] = (
-    _COMMON
+    _PACKED_ARGV
+    + _COMMON
     + """
 local job_id, task_id, seq, task_status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local ttl = tonumber(ARGV[6])

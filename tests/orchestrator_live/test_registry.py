@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgpack
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -12,6 +13,7 @@ from redis.backoff import NoBackoff
 from orchestrator import keys
 from orchestrator.models import CancelStatus, CreateStatus
 from orchestrator.registry import RedisTaskRegistry, RegistryUnavailable, created_update
+from orchestrator.registry_codec import packed_args
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from tests.orchestrator_live.conftest import event_for, make_record, records_created_in_order
@@ -261,3 +263,7 @@ async def test_redis_down_is_registry_unavailable(tenant: str) -> None:
             await RedisTaskRegistry(dead).ping()
     finally:
         await dead.aclose()
+
+
+def test_packed_script_arguments_are_the_texts_redis_would_have_received() -> None:
+    assert msgpack.unpackb(packed_args(["job-1", 86_400, 1.5, ""])) == ["job-1", "86400", "1.5", ""]
