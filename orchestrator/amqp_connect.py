@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq import spec
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
 
@@ -71,7 +72,8 @@ async def connect_robust(
 async def publish_confirmed(
     channel: AbstractChannel,
     exchange: str,
-    message: aio_pika.Message,
+    body: bytes,
+    properties: spec.Basic.Properties,
     routing_key: str,
     *,
     mandatory: bool,
@@ -79,16 +81,17 @@ async def publish_confirmed(
 ) -> None:
     """Publish and wait for the broker's confirm, as `exchange.publish` does, except that the
     channel is free again once the frames are queued rather than once they are written
-    (aiormq's wait=False): concurrent publishes then leave in one socket write."""
+    (aiormq's wait=False): concurrent publishes then leave in one socket write. Takes the
+    properties as they go on the wire: an aio-pika Message costs about 13 us to build, they 1 us."""
     if channel.is_closed:
         raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
     underlay = await channel.get_underlay_channel()
     options: dict[str, Any] = {"wait": False} if isinstance(underlay, aiormq.Channel) else {}
     await underlay.basic_publish(
-        message.body,
+        body,
         exchange=exchange,
         routing_key=routing_key,
-        properties=message.properties,
+        properties=properties,
         mandatory=mandatory,
         timeout=timeout,
         **options,

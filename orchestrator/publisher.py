@@ -23,6 +23,7 @@ import aio_pika
 import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq import spec
 
 from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
@@ -115,18 +116,18 @@ class TaskPublisher:
         link = self._require_link()
         await self._ensure_service(link, envelope.service)
         codec = self._codecs.default
-        message = aio_pika.Message(
-            self._codecs.encode(envelope, codec),
+        properties = spec.Basic.Properties(
             content_type=codec.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
             timestamp=envelope.created_at,
-            type=envelope.type,
+            message_type=envelope.type,
             app_id=APP_ID,
             reply_to=reply_to,
             **envelope.amqp_properties(),
         )
+        body = self._codecs.encode(envelope, codec)
         try:
-            await self._publish(link, TASKS_EXCHANGE, message, envelope.service, mandatory=True)
+            await self._publish(link, TASKS_EXCHANGE, body, properties, envelope.service, mandatory=True)
         except PublishFailed as exc:
             if exc.reason == "unroutable":
                 # The queue was deleted behind our back: declare it again on the next publish.
@@ -137,15 +138,15 @@ class TaskPublisher:
         """Broadcast on `baton.control`; not mandatory, since no worker running is not an error."""
         link = self._require_link()
         codec = self._codecs.default
-        message = aio_pika.Message(
-            self._codecs.encode(command, codec),
+        properties = spec.Basic.Properties(
             content_type=codec.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
             correlation_id=command.global_task_id,
-            type=command.kind,
+            message_type=command.kind,
             app_id=APP_ID,
         )
-        await self._publish(link, CONTROL_EXCHANGE, message, "", mandatory=False)
+        body = self._codecs.encode(command, codec)
+        await self._publish(link, CONTROL_EXCHANGE, body, properties, "", mandatory=False)
 
     @asynccontextmanager
     async def raw_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
@@ -238,14 +239,14 @@ class TaskPublisher:
             self._declared.add(service)
 
     async def _publish(
-        self, link: _Link, exchange: str, message: aio_pika.Message, key: str, *, mandatory: bool
+        self, link: _Link, exchange: str, body: bytes, properties: spec.Basic.Properties, key: str, *, mandatory: bool
     ) -> None:
         try:
             # Covers the whole call (a robust channel first waits for its connection); fails early when
             # the link goes silent, not merely when a busy broker confirms late.
             await self._stall.guard(
                 publish_confirmed(
-                    link.channel, exchange, message, key, mandatory=mandatory, timeout=self._publish_timeout
+                    link.channel, exchange, body, properties, key, mandatory=mandatory, timeout=self._publish_timeout
                 ),
                 self._publish_timeout,
             )

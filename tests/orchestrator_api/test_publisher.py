@@ -10,8 +10,8 @@ import aio_pika
 import pytest
 
 from orchestrator.errors import BrokerUnavailable, PublishFailed
-from orchestrator.publisher import TaskPublisher
-from protocol.codec import CodecSet
+from orchestrator.publisher import APP_ID, TaskPublisher
+from protocol.codec import MSGPACK, CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
 from protocol.topology import service_queues, task_queue
@@ -68,6 +68,8 @@ async def test_publishes_confirmed_envelopes_and_reports_queues(rabbitmq_url: st
         assert message.correlation_id == "job-1"
         assert message.priority == 7
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert (message.type, message.app_id, message.content_type) == (envelope.type, APP_ID, MSGPACK)
+        assert message.timestamp == envelope.created_at.replace(microsecond=0)  # AMQP keeps whole seconds
         assert CodecSet().decode(TaskEnvelope, message.body, message.content_type) == envelope
     finally:
         await publisher.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel
 
@@ -84,6 +85,23 @@ async def test_completed_task_emits_running_progress_completed_in_seq_order(
     assert {(e.tenant_id, e.service, e.global_task_id) for e in events} == {("tenant-x", service, task.global_task_id)}
     queue = await channel.declare_queue(task_queue(service), passive=True)
     assert queue.declaration_result.message_count == 0  # acked
+
+
+async def test_every_event_is_a_persistent_message_keyed_by_its_task_and_job(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    """The orchestrator's consumer spreads events over lanes by correlation_id (the job)."""
+    tap = await Tap.open(channel, f"tenant-props.{service}.*")  # task events only, no heartbeats
+    async with running(adder(service), rabbitmq_url):
+        task = envelope(service, "add", {"a": 2, "b": 3}, tenant_id="tenant-props")
+        await publish_task(channel, task)
+        messages = [await tap.next_message() for _ in range(4)]  # running, two progress reports, completed
+
+    for message in messages:
+        assert message.delivery_mode == DeliveryMode.PERSISTENT
+        assert message.content_type == MSGPACK
+        assert (message.message_id, message.correlation_id) == (task.task_id, task.global_task_id)
+    assert msgpack.unpackb(messages[-1].body)["event"] == EventType.TASK_COMPLETED.value
 
 
 async def test_payload_failing_its_model_fails_with_validation_error(

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq import spec
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
 
@@ -110,6 +111,13 @@ class AmqpPublisher:
 
     async def publish(self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool) -> None:
         """Publish and wait for the confirm; `exchange` "" is the default exchange."""
+        await self.send(exchange, routing_key, message.body, message.properties, mandatory=mandatory)
+
+    async def send(
+        self, exchange: str, routing_key: str, body: bytes, properties: spec.Basic.Properties, *, mandatory: bool
+    ) -> None:
+        """`publish` of a body and its properties as they go on the wire: the per-event path skips
+        building an aio-pika Message (about 13 us against 1 us for the properties alone)."""
         if exchange not in _EXCHANGES:
             # Publishing to an exchange that does not exist would close the shared channel.
             raise KeyError(f"not one of the topology's exchanges: {exchange!r}")
@@ -122,10 +130,10 @@ class AmqpPublisher:
             # broker's confirm is still awaited.
             options: dict[str, Any] = {"wait": False} if isinstance(channel, aiormq.Channel) else {}
             await channel.basic_publish(
-                message.body,
+                body,
                 exchange=exchange,
                 routing_key=routing_key,
-                properties=message.properties,
+                properties=properties,
                 mandatory=mandatory,
                 timeout=PUBLISH_TIMEOUT_SECONDS,
                 **options,

@@ -9,6 +9,7 @@ from typing import Final
 
 import aio_pika
 from aio_pika import DeliveryMode
+from aiormq import spec
 
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
@@ -39,19 +40,20 @@ class EventPublisher:
 
     async def publish_event(self, event: TaskEvent, body: bytes | None = None) -> None:
         """Publish on baton.events; not mandatory: no subscriber is not an error."""
-        message = self._message(body if body is not None else self.encode(event), event.task_id, event.global_task_id)
-        await self._amqp.publish(
+        await self._amqp.send(
             EVENTS_EXCHANGE,
             event_routing_key(event.tenant_id, event.service, event.event.value),
-            message,
+            body if body is not None else self.encode(event),
+            self._properties(event, DeliveryMode.PERSISTENT),
             mandatory=False,
         )
 
     async def publish_reply(self, reply_to: str, event: TaskEvent, body: bytes | None = None) -> None:
         """The outcome, sent straight to the calling worker's reply queue."""
-        message = self._message(body if body is not None else self.encode(event), event.task_id, event.global_task_id)
-        message.delivery_mode = DeliveryMode.NOT_PERSISTENT  # the reply queue is exclusive and transient
-        await self._amqp.publish("", reply_to, message, mandatory=False)
+        body = body if body is not None else self.encode(event)
+        # NOT_PERSISTENT: the reply queue is exclusive and transient.
+        properties = self._properties(event, DeliveryMode.NOT_PERSISTENT)
+        await self._amqp.send("", reply_to, body, properties, mandatory=False)
 
     async def publish_outcome(self, event: TaskEvent, reply_to: str | None, body: bytes | None = None) -> bool:
         """Publish a terminal event (and the reply, if the task has a caller); False when it could not be.
@@ -94,11 +96,10 @@ class EventPublisher:
             EVENTS_EXCHANGE, system_routing_key(heartbeat.service, HEARTBEAT_KIND), message, mandatory=False
         )
 
-    def _message(self, body: bytes, task_id: str, global_task_id: str) -> aio_pika.Message:
-        return aio_pika.Message(
-            body,
+    def _properties(self, event: TaskEvent, delivery_mode: DeliveryMode) -> spec.Basic.Properties:
+        return spec.Basic.Properties(
             content_type=self._codecs.default.content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=task_id,
-            correlation_id=global_task_id,
+            delivery_mode=delivery_mode.value,
+            message_id=event.task_id,
+            correlation_id=event.global_task_id,
         )
