@@ -23,15 +23,14 @@ import redis.asyncio as aioredis
 
 from tests.bench.baton_runs import BatonBench
 from tests.bench.baton_scale import backlog, websocket_fanout
-from tests.bench.celery_peer import CeleryPeer
-from tests.bench.common import NOOP_SERVICE, delete_matching, delete_service_queues, progress, raise_fd_limit
+from tests.bench.common import WARMUP_JOBS, progress, raise_fd_limit
 from tests.bench.profiling import Profiler, render
 from tests.bench.raw_limit import RawLimit
-from tests.bench.report import Row, ratio, table, write_json
+from tests.bench.report import Row, round_ratios, spread_rows, table, write_json
+from tests.bench.rounds import celery_full_speed, close_baton, extra_round
 from tests.e2e.harness import ROOT, BatonSystem, Tenant
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 
-WARMUP_JOBS = 200
 BACKLOG_LARGE_DEFAULT = 20_000  # 100k takes several minutes to create and drain on 2 cores: --backlog-large 100000
 TENANT_PARTS = ("warmup", "single", "batch", "profile", "backlog-small", "backlog-large", "fanout")
 LATENCY_MODES = (("single", 0.0), ("batch", 0.1))  # batch mode: one POST /jobs/batch every 100 ms
@@ -61,12 +60,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"comma-separated Baton parts to leave out, of: {','.join(SKIPPABLE)} (the full-speed runs always go)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="the most any one part waits for its jobs")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the full-speed runs (limit, Baton, Celery) this many times in all, for each ratio's "
+        "median and range (about a minute per extra round)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs, args.latency_seconds, args.backlog_small, args.backlog_large = 300, 1.0, 200, 600
         args.ws_clients = min(args.ws_clients, 300)
     args.rate_list = [float(r) for r in args.rates.split(",") if r]
     args.skipped = {part for part in args.skip.split(",") if part}
+    if args.rounds < 1:
+        parser.error("--rounds takes 1 or more")
     if args.skipped - set(SKIPPABLE):
         parser.error(f"--skip takes {','.join(SKIPPABLE)}, not {','.join(sorted(args.skipped - set(SKIPPABLE)))}")
     return args
@@ -163,11 +171,8 @@ async def run_baton(
         print(system.logs(), file=sys.stderr)
         raise
     finally:
-        system.close()
-        for tenant in tenants.values():
-            await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")
         await redis.aclose()
-        await delete_service_queues(urls[0], NOOP_SERVICE)
+        await close_baton(system, urls, list(tenants.values()))
 
 
 async def run_backlogs(
@@ -256,13 +261,7 @@ def _health(measured: dict[str, Any]) -> str:
 
 def run_celery(args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any]) -> None:
     progress("celery: full speed")
-    peer = CeleryPeer(*urls, root=str(ROOT), pool=args.celery_pool, concurrency=args.celery_concurrency)
-    peer.start()
-    try:
-        peer.run(WARMUP_JOBS, publishers=8, timeout=args.timeout)
-        measured = peer.run(args.jobs, publishers=8, timeout=args.timeout)
-    finally:
-        peer.close()
+    measured = celery_full_speed(args, urls)
     results["celery"] = measured
     rows += [
         (f"celery 5 ({measured['pool']})", "full speed: jobs/s", measured["jobs_per_s"]),
@@ -281,18 +280,19 @@ async def main(argv: list[str]) -> int:
     await run_limit(args, urls, rows, results)
     await run_baton(args, urls, rows, results, notes)
     await asyncio.to_thread(run_celery, args, urls, rows, results)
-    limit_rate = results["limit"]["full_speed"]["jobs_per_s"]
-    batch_rate = results["baton"]["batch"]["jobs_per_s"]
-    single_rate = results["baton"]["single"]["jobs_per_s"]
-    celery_rate = results["celery"]["jobs_per_s"]
-    ratios = {
-        "baton_batch/limit": ratio(batch_rate, limit_rate),
-        "baton_single/limit": ratio(single_rate, limit_rate),
-        "baton_batch/celery": ratio(batch_rate, celery_rate),
-        "baton_single/celery": ratio(single_rate, celery_rate),
+    first_round = {
+        "limit": results["limit"]["full_speed"]["jobs_per_s"],
+        "single": results["baton"]["single"]["jobs_per_s"],
+        "batch": results["baton"]["batch"]["jobs_per_s"],
+        "celery": results["celery"]["jobs_per_s"],
     }
+    ratios = round_ratios(first_round)
     results["ratios"] = ratios
     rows += [("ratios (jobs/s, this run)", name, value) for name, value in ratios.items()]
+    if args.rounds > 1:
+        rounds = [first_round] + [await extra_round(args, urls, n) for n in range(2, args.rounds + 1)]
+        spread, results["rounds"] = spread_rows(rounds)
+        rows += spread
     rows += cpu_rows(results)
     notes += [
         f"jobs per full-speed run: {args.jobs:,}; {args.concurrency} requests/publishes in flight; "

@@ -21,6 +21,7 @@ from protocol.topology import service_queues
 # Every job any part of the benchmark creates carries this job type (tests/bench/noop_worker.py).
 NOOP_TYPE = "bench_noop"
 NOOP_SERVICE = "bench-noop"
+WARMUP_JOBS = 200  # before each full-speed run: connections, caches and queues warmed up
 
 
 def progress(message: str) -> None:

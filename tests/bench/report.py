@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,30 @@ def write_json(
         "notes": notes,
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+RATIOS = (("batch", "limit"), ("single", "limit"), ("batch", "celery"), ("single", "celery"))
+
+
+def round_ratios(rates: dict[str, float]) -> dict[str, float]:
+    return {f"baton_{top}/{bottom}": ratio(rates[top], rates[bottom]) for top, bottom in RATIOS}
+
+
+def spread_rows(rounds: list[dict[str, float]]) -> tuple[list[Row], dict[str, Any]]:
+    """Per ratio and per rate: the median over the rounds and its range."""
+    rows: list[Row] = []
+    summary: dict[str, Any] = {"rounds": rounds}
+    per_round = [round_ratios(rates) for rates in rounds]
+    part = f"ratios, {len(rounds)} rounds"
+    for name in per_round[0]:
+        values = [r[name] for r in per_round]
+        summary[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        rows.append((part, f"{name}: median (min-max)", _spread(values)))
+    for name in ("limit", "single", "batch", "celery"):
+        rows.append((f"jobs/s, {len(rounds)} rounds", f"{name}: median (min-max)", _spread([r[name] for r in rounds])))
+    return rows, summary
+
+
+def _spread(values: list[float]) -> str:
+    digits = 2 if max(values) < 10 else 0
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"

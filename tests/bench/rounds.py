@@ -1,0 +1,80 @@
+"""`--rounds N`: the full-speed runs (limit, Baton single and batch, Celery) repeated N - 1 more times
+after the main run, each round on freshly started processes, so that every ratio comes with its
+median and spread. On a shared two-core machine one run's ratio can be off by a fifth either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from tests.bench.baton_runs import BatonBench
+from tests.bench.celery_peer import CeleryPeer
+from tests.bench.common import NOOP_SERVICE, WARMUP_JOBS, delete_matching, delete_service_queues, progress
+from tests.bench.raw_limit import RawLimit
+from tests.e2e.harness import ROOT, BatonSystem, Tenant
+
+
+async def limit_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> float:
+    limit = RawLimit(*urls, root=str(ROOT))
+    await limit.start()
+    try:
+        await limit.full_speed(WARMUP_JOBS, args.concurrency, args.timeout)
+        measured = await limit.full_speed(args.jobs, args.concurrency, args.timeout)
+    finally:
+        await limit.close()
+    return float(measured["jobs_per_s"])
+
+
+async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> tuple[float, float]:
+    """Jobs/s through POST /jobs, then through POST /jobs/batch, on a fresh orchestrator and worker."""
+    run = os.urandom(5).hex()
+    tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in ("warmup", "single", "batch")}
+    system = BatonSystem(*urls, list(tenants.values()))
+    try:
+        base_url = await system.start_orchestrator()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency * 2)) as session:
+            bench = BatonBench(system, base_url, session)
+            await bench.start_worker()
+            await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
+            single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
+            in_flight = max(2, args.concurrency // 16)
+            batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
+    finally:
+        await close_baton(system, urls, list(tenants.values()))
+    return float(single["jobs_per_s"]), float(batch["jobs_per_s"])
+
+
+async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[Tenant]) -> None:
+    """Stop Baton's processes and remove what the run left: its tenants' registry keys, the no-op queues."""
+    system.close()
+    redis = aioredis.Redis.from_url(urls[1])
+    try:
+        for tenant in tenants:
+            await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")
+    finally:
+        await redis.aclose()
+    await delete_service_queues(urls[0], NOOP_SERVICE)
+
+
+def celery_full_speed(args: argparse.Namespace, urls: tuple[str, str]) -> dict[str, Any]:
+    peer = CeleryPeer(*urls, root=str(ROOT), pool=args.celery_pool, concurrency=args.celery_concurrency)
+    peer.start()
+    try:
+        peer.run(WARMUP_JOBS, publishers=8, timeout=args.timeout)
+        return peer.run(args.jobs, publishers=8, timeout=args.timeout)
+    finally:
+        peer.close()
+
+
+async def extra_round(args: argparse.Namespace, urls: tuple[str, str], number: int) -> dict[str, float]:
+    progress(f"round {number} of {args.rounds}: limit, Baton single and batch, Celery at full speed")
+    limit = await limit_jobs_per_s(args, urls)
+    single, batch = await baton_jobs_per_s(args, urls)
+    celery = await asyncio.to_thread(celery_full_speed, args, urls)
+    return {"limit": limit, "single": single, "batch": batch, "celery": float(celery["jobs_per_s"])}
