@@ -41,9 +41,17 @@ class Publishes:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.log: list[str] = []
         self.confirm = asyncio.Event()
-        self.fail_running: BrokerError | None = None
+        self.fail_running: BaseException | None = None
         self.running_cancelled = asyncio.Event()
+        self.acked = asyncio.Event()
         real = EventPublisher.publish_event
+        real_ack = acks.ack
+
+        async def ack(message: AbstractIncomingMessage) -> bool:
+            self.log.append("ack")
+            settled = await real_ack(message)
+            self.acked.set()
+            return settled
 
         async def publish_event(publisher: EventPublisher, event: TaskEvent, body: bytes | None = None) -> None:
             label = _label(event)
@@ -62,6 +70,7 @@ class Publishes:
             self.log.append(f"done {label}")
 
         monkeypatch.setattr(EventPublisher, "publish_event", publish_event)
+        monkeypatch.setattr(acks, "ack", ack)
 
 
 def stepper(service: str, started: asyncio.Event, returned: asyncio.Event) -> Worker:
@@ -92,16 +101,6 @@ async def test_the_outcome_goes_out_behind_an_unconfirmed_running_event_and_the_
     rabbitmq_url: str, channel: AbstractChannel, service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publishes = Publishes(monkeypatch)
-    acked = asyncio.Event()
-    real_ack = acks.ack
-
-    async def ack(message: AbstractIncomingMessage) -> bool:
-        publishes.log.append("ack")
-        settled = await real_ack(message)
-        acked.set()
-        return settled
-
-    monkeypatch.setattr(acks, "ack", ack)
     started, returned = asyncio.Event(), asyncio.Event()
     tap = await Tap.open(channel, f"*.{service}.*")
     task = envelope(service, "step", {})
@@ -115,7 +114,7 @@ async def test_the_outcome_goes_out_behind_an_unconfirmed_running_event_and_the_
         await asyncio.sleep(0.3)  # ...and the task would have been acked by now, were it not waiting
         assert "ack" not in publishes.log
         publishes.confirm.set()
-        await asyncio.wait_for(acked.wait(), 10)
+        await asyncio.wait_for(publishes.acked.wait(), 10)
 
     assert [_label(e) for e in events] == ["running", "progress", "task_completed"]
     assert [e.seq for e in events] == sorted(e.seq for e in events)
@@ -123,15 +122,26 @@ async def test_the_outcome_goes_out_behind_an_unconfirmed_running_event_and_the_
     assert publishes.log.index("done running") < publishes.log.index("ack")
 
 
-async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes(
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (BrokerError("channel closed by the test"), "not published"),
+        # aiormq fails the confirms still due with CancelledError when their channel closes.
+        (asyncio.CancelledError(), "publish was cancelled"),
+    ],
+    ids=["broker-error", "confirm-cancelled"],
+)
+async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes_and_is_acked(
     rabbitmq_url: str,
     channel: AbstractChannel,
     service: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    failure: BaseException,
+    logged: str,
 ) -> None:
     publishes = Publishes(monkeypatch)
-    publishes.fail_running = BrokerError("channel closed by the test")
+    publishes.fail_running = failure
     started, returned = asyncio.Event(), asyncio.Event()
     tap = await Tap.open(channel, f"*.{service}.*")
     task = envelope(service, "step", {})
@@ -141,14 +151,12 @@ async def test_a_running_event_that_fails_is_logged_and_the_task_still_completes
             events = await tap.task_events(task.task_id)  # the outcome does not wait for the failure
             assert "failed running" not in publishes.log
             publishes.confirm.set()
-            for _ in range(100):
-                if any(task.task_id in r.getMessage() for r in caplog.records):
-                    break
-                await asyncio.sleep(0.05)
+            await asyncio.wait_for(publishes.acked.wait(), 10)
 
     assert [_label(e) for e in events] == ["progress", "task_completed"]
     assert publishes.log.index("start task_completed") < publishes.log.index("failed running")
-    assert any("not published" in r.getMessage() and task.task_id in r.getMessage() for r in caplog.records)
+    assert publishes.log.index("failed running") < publishes.log.index("ack")
+    assert any(logged in r.getMessage() and task.task_id in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("swallow", [False, True], ids=["interrupted", "ignores-cancel"])

@@ -164,14 +164,22 @@ class AttemptRunner:
 
 
 async def settle_running(publish: asyncio.Task[None] | None) -> None:
-    """Wait for an attempt's running event to settle; should the wait be cancelled, the publish is too."""
+    """Wait for an attempt's running event to settle. Its own failure is logged, never raised: the
+    event is advisory, and the outcome may be out already, so the task must still be marked done
+    and acked. Should this wait itself be cancelled, the publish is cancelled too."""
     if publish is None:
         return
     try:
         await asyncio.shield(publish)
-    except BaseException:
-        await _abandon(publish)
-        raise
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            await _abandon(publish)
+            raise
+        # aiormq fails the confirms still due with CancelledError when their channel closes.
+        log.warning("running event: its publish was cancelled (%s)", publish.get_name())
+    except Exception:
+        log.exception("running event: its publish failed (%s)", publish.get_name())
 
 
 async def _abandon(publish: asyncio.Task[None]) -> None:
