@@ -59,10 +59,12 @@ def decode_updates(data: bytes, skip_origin: str | None = None) -> list[JobUpdat
     replica `skip_origin` are left out (an update of a replica older than `origin` has none)."""
     body = msgpack.unpackb(data, raw=False)
     items = body if isinstance(body, list) else [body]
-    return [_update_from(item) for item in items if skip_origin is None or item.get("origin") != skip_origin]
+    return [_update_from(item) for item in items if not (isinstance(item, dict) and item.get("origin") == skip_origin)]
 
 
 def _update_from(body: dict[str, Any]) -> JobUpdate:
+    if not isinstance(body, dict):
+        raise TypeError(f"an update is a map, not {type(body).__name__}")
     return JobUpdate(
         tenant_id=str(body["tenant_id"]),
         job_id=str(body["job_id"]),

@@ -60,10 +60,11 @@ async def test_a_replica_delivers_its_own_update_at_once_and_skips_it_when_it_co
     published = first.announce(sent)
     assert got[0] == [sent]  # no Redis round trip in between
     await published
-    # Pub/sub keeps a channel's order: once the marker is back, so is the first replica's own copy.
+    # Pub/sub keeps a channel's order: once a later message is back on both replicas, so is the
+    # first replica's own copy (the marker is published by neither, so both read it from Redis).
     marker = update("t", "marker", 1)
-    await second.publish(marker)
-    await eventually(lambda: marker in got[0])
+    await first._redis.publish(first._channel, msgpack.packb(update_body(marker), use_bin_type=True))
+    await eventually(lambda: marker in got[0] and marker in got[1])
     assert got == ([sent, marker], [sent, marker])
 
 
@@ -148,6 +149,8 @@ async def test_updates_published_together_share_one_message_in_order(redis_url: 
             await raw.aclose()
     assert got == sent  # every update, once, in the order they were published
     assert 1 <= len(messages) < 30  # not one pub/sub message per update
+    on_the_wire = [(item["job_id"], item["seq"]) for data in messages for item in msgpack.unpackb(data)]
+    assert on_the_wire == [(u.job_id, u.seq) for u in sent]  # in that order on the channel too
 
 
 async def test_a_single_update_from_an_older_replica_is_still_read(replicas: tuple[UpdateBus, UpdateBus]) -> None:
@@ -159,6 +162,22 @@ async def test_a_single_update_from_an_older_replica_is_still_read(replicas: tup
     await first._redis.publish(first._channel, msgpack.packb(update_body(sent), use_bin_type=True))
     await eventually(lambda: bool(got))
     assert got == [sent]
+
+
+async def test_a_message_that_is_not_updates_is_skipped_and_the_subscription_stays(
+    replicas: tuple[UpdateBus, UpdateBus],
+) -> None:
+    first, _ = replicas
+    got: list[JobUpdate] = []
+    first.add_listener(got.append)
+    for garbage in ([1, "x"], "text", {"job_id": "no tenant"}):
+        await first._redis.publish(first._channel, msgpack.packb(garbage, use_bin_type=True))
+    await first._redis.publish(first._channel, b"\xc1 not msgpack")
+    sent = update("t", "after-garbage", 2)
+    await first._redis.publish(first._channel, msgpack.packb(update_body(sent), use_bin_type=True))
+    await eventually(lambda: bool(got))
+    assert got == [sent]
+    assert first.subscribed
 
 
 async def test_a_publish_while_redis_is_gone_fails_every_caller_and_none_hangs() -> None:
