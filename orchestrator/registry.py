@@ -31,8 +31,9 @@ from orchestrator.models import (
     record_update,
 )
 from orchestrator.redis_batch import PipelineBatcher
-from orchestrator.registry_codec import from_hash, json_text, packed_args, pairs, score, text, to_hash
+from orchestrator.registry_codec import from_hash, packed_args, pairs, score, text, to_hash
 from protocol import ledger
+from protocol.codec import compact_json
 from protocol.envelope import utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
 
@@ -206,11 +207,11 @@ class RedisTaskRegistry:
         progress, result, error = "", "", ""
         if task_status in TERMINAL_STATUSES:
             if task_status == JobStatus.COMPLETED:
-                result = json_text(event.data.get("result"))
+                result = compact_json(event.data.get("result"))
             elif task_status == JobStatus.CANCELLED:
-                error = json_text({"reason": event.data.get("reason"), "status": task_status})
+                error = compact_json({"reason": event.data.get("reason"), "status": task_status})
             else:
-                error = json_text(
+                error = compact_json(
                     {
                         "error": event.data.get("error"),
                         "error_type": event.data.get("error_type"),
@@ -219,7 +220,7 @@ class RedisTaskRegistry:
                     }
                 )
         elif isinstance(event.data.get("progress"), dict):
-            progress = json_text(event.data["progress"])
+            progress = compact_json(event.data["progress"])
         job_id = event.global_task_id
         apply_args: list[str | int] = [
             job_id,

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from aiohttp import WSCloseCode, web
-from pydantic_core import to_json
 
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
+from protocol.codec import compact_json
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,6 @@ FINISHED_JOBS_REMEMBERED: Final[int] = 100_000  # ~10 MB at most; a stale update
 # Per client: last seqs of jobs followed only through "all" (~200 KB at most; an idle client holds none).
 # A job pushed out is one nothing was heard of for thousands of other jobs' updates.
 ALL_JOBS_REMEMBERED: Final[int] = 2048
-
-
-def encode(message: dict[str, Any]) -> str:
-    """Compact JSON text with non-ASCII kept as is, like `json.dumps(separators=(",", ":"),
-    ensure_ascii=False)` in a fifth of the time (pydantic-core's encoder; once per update for all
-    its followers). Only some floats are spelled differently: 1e-7, not 1e-07."""
-    return to_json(message).decode()
 
 
 @dataclass(frozen=True)
@@ -117,7 +110,7 @@ class ClientConnection:
         return self._last_seq.keys()
 
     def send(self, message: dict[str, Any]) -> None:
-        self.send_text(encode(message))
+        self.send_text(compact_json(message))
 
     def send_text(self, text: str) -> None:
         if not self.closed:
@@ -322,7 +315,7 @@ class WebSocketHub:
         self._by_job.setdefault((conn.tenant_id, job_id), set()).add(conn)
 
     def finish_snapshot(self, conn: ClientConnection, job_id: str, seq: int, snapshot: dict[str, Any]) -> None:
-        conn.release(job_id, seq, encode(snapshot))
+        conn.release(job_id, seq, compact_json(snapshot))
 
     def abort_snapshot(self, conn: ClientConnection, job_id: str) -> None:
         self.unsubscribe_job(conn, job_id)
@@ -365,7 +358,7 @@ class WebSocketHub:
         )
         if not followers:
             return
-        text = encode(update.event)
+        text = compact_json(update.event)  # once per update, for all its followers
         for conn in followers:
             conn.offer(update, text)
 

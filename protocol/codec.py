@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgpack
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from protocol.errors import DecodeError, MessageTooLarge, UnsupportedContentType
 
@@ -29,6 +30,16 @@ class Codec(Protocol):
     def dumpb(self, obj: Any) -> bytes: ...
 
     def loadb(self, data: bytes) -> Any: ...
+
+
+def compact_json(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is: pydantic-core's encoder, a third to a fifth of
+    `json.dumps`'s time (floats may be spelled differently: 1e-7, not 1e-07). Text it cannot
+    encode as UTF-8 (a lone surrogate, which JSON input may carry as an escape) is escaped."""
+    try:
+        return to_json(value).decode()
+    except PydanticSerializationError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

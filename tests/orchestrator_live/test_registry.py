@@ -32,6 +32,16 @@ async def test_create_then_get_round_trips_every_field(registry: RedisTaskRegist
     assert result.record == stored
 
 
+async def test_a_result_with_a_lone_surrogate_is_applied_not_refused(registry: RedisTaskRegistry, tenant: str) -> None:
+    """JSON events may carry one as an escape; refusing it would requeue the event forever."""
+    record = make_record(tenant)
+    await registry.create(record)
+    outcome = await registry.apply(event_for(record, EventType.TASK_COMPLETED, 5, result={"text": "a\ud83db"}))
+    assert outcome.update is not None and outcome.update.status == "completed"
+    stored = await registry.get(tenant, record.job_id)
+    assert stored is not None and stored.result == {"text": "a\ud83db"}
+
+
 async def test_a_job_is_invisible_to_another_tenant(registry: RedisTaskRegistry, tenant: str) -> None:
     record = make_record(tenant)
     await registry.create(record)

@@ -20,7 +20,7 @@ from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, JobRecord, JobUpdate
 from orchestrator.registry import RedisTaskRegistry
 from orchestrator.update_bus import UpdateBus
-from orchestrator.ws_hub import SLOW_CONSUMER_CODE, WebSocketHub, encode
+from orchestrator.ws_hub import SLOW_CONSUMER_CODE, WebSocketHub
 from orchestrator.ws_routes import WebSocketEndpoint
 from protocol.envelope import new_id
 from protocol.events import EventType
@@ -422,11 +422,3 @@ async def test_protocol_pings_from_the_client_get_pongs_also_before_auth(server:
     pong = await ws.receive(timeout=5)
     assert pong.type is WSMsgType.PONG and pong.data == b"after"
     await ws.close()
-
-
-def test_messages_are_compact_json_with_their_text_as_is() -> None:
-    result = {"text": 'é ✓ "q"\n', "x": [1, 0.5, None, True]}
-    event = {"event": "task_completed", "seq": 3, "data": {"result": result}}
-    text = encode(event)
-    assert json.loads(text) == event
-    assert text == json.dumps(event, separators=(",", ":"), ensure_ascii=False)

@@ -4,6 +4,7 @@ import msgpack
 import pytest
 
 from protocol import JSON, MSGPACK, CodecSet, DecodeError, MessageTooLarge, TaskEnvelope, TaskEvent, completed_event
+from protocol.codec import compact_json
 
 
 def envelope(**overrides: object) -> TaskEnvelope:
@@ -71,3 +72,23 @@ def test_unknown_envelope_field_is_refused() -> None:
     data = envelope().model_dump(mode="json") | {"surprise": 1}
     with pytest.raises(DecodeError, match="surprise"):
         codecs.decode(TaskEnvelope, msgpack.packb(data), MSGPACK)
+
+
+def test_compact_json_keeps_text_as_is_and_matches_json_dumps() -> None:
+    result = {"text": 'é ✓ "q"\n', "x": [1, 0.5, None, True]}
+    event = {"event": "task_completed", "seq": 3, "data": {"result": result}}
+    assert compact_json(event) == json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_compact_json_escapes_a_lone_surrogate_instead_of_failing() -> None:
+    """JSON input may carry one as an escape ("\\ud83d"); the text must still encode as UTF-8."""
+    decoded = CodecSet().decode(TaskEvent, _lone_surrogate_event(), JSON)
+    text = compact_json(decoded.data)
+    text.encode()
+    assert json.loads(text) == {"result": "\ud83d"}
+
+
+def _lone_surrogate_event() -> bytes:
+    envelope = TaskEnvelope(global_task_id="job-1", tenant_id="t", type="x", service="s", payload={})
+    body = completed_event(envelope, "placeholder", 5)
+    return body.model_dump_json().replace('"placeholder"', '"\\ud83d"').encode()
