@@ -290,7 +290,13 @@ async def main(argv: list[str]) -> int:
     results["ratios"] = ratios
     rows += [("ratios (jobs/s, this run)", name, value) for name, value in ratios.items()]
     if args.rounds > 1:
-        rounds = [first_round] + [await extra_round(args, urls, n) for n in range(2, args.rounds + 1)]
+        rounds = [first_round]
+        for number in range(2, args.rounds + 1):
+            try:
+                rounds.append(await extra_round(args, urls, number))
+            except Exception as exc:  # what was measured is still reported
+                notes.append(f"round {number} of {args.rounds} failed ({type(exc).__name__}: {exc}); no more rounds")
+                break
         spread, results["rounds"] = spread_rows(rounds)
         rows += spread
     rows += cpu_rows(results)

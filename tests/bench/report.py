@@ -79,8 +79,9 @@ def spread_rows(rounds: list[dict[str, float]]) -> tuple[list[Row], dict[str, An
     per_round = [round_ratios(rates) for rates in rounds]
     part = f"ratios, {len(rounds)} rounds"
     for name in per_round[0]:
-        values = [r[name] for r in per_round]
-        summary[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        values = [r[name] for r in per_round if not math.isnan(r[name])]
+        if values:
+            summary[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
         rows.append((part, f"{name}: median (min-max)", _spread(values)))
     for name in ("limit", "single", "batch", "celery"):
         rows.append((f"jobs/s, {len(rounds)} rounds", f"{name}: median (min-max)", _spread([r[name] for r in rounds])))
@@ -88,5 +89,8 @@ def spread_rows(rounds: list[dict[str, float]]) -> tuple[list[Row], dict[str, An
 
 
 def _spread(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]  # a round with no rate to divide by
+    if not values:
+        return "n/a"
     digits = 2 if max(values) < 10 else 0
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from typing import Any
 
 import aiohttp
@@ -45,6 +46,9 @@ async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> t
             single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
             in_flight = max(2, args.concurrency // 16)
             batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
+    except BaseException:
+        print(system.logs(), file=sys.stderr)
+        raise
     finally:
         await close_baton(system, urls, list(tenants.values()))
     return float(single["jobs_per_s"]), float(batch["jobs_per_s"])

@@ -18,3 +18,13 @@ def test_each_ratio_and_rate_gets_its_median_and_range_over_the_rounds() -> None
     assert table["baton_batch/limit: median (min-max)"] == "0.40 (0.40-0.45)"
     assert table["limit: median (min-max)"] == "1000 (800-1200)"
     assert summary["rounds"] == rounds
+
+
+def test_a_round_without_a_rate_is_left_out_of_its_ratios() -> None:
+    rounds = [
+        {"limit": 1000.0, "single": 300.0, "batch": 400.0, "celery": 500.0},
+        {"limit": 0.0, "single": 320.0, "batch": 360.0, "celery": 600.0},
+    ]
+    rows, summary = spread_rows(rounds)
+    assert summary["baton_batch/limit"] == {"median": 0.4, "min": 0.4, "max": 0.4}
+    assert dict((measure, value) for _, measure, value in rows)["batch: median (min-max)"] == "380 (360-400)"
