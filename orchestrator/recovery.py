@@ -15,7 +15,6 @@ Every change is one Lua script (`registry_scripts`), so it cannot interleave wit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -27,6 +26,7 @@ from orchestrator.models import JobRecord, JobUpdate, record_update
 from orchestrator.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
 from orchestrator.registry_codec import from_hash, pairs, text
 from protocol import ledger
+from protocol.codec import compact_json
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus
 
@@ -87,7 +87,7 @@ class JobRecovery:
                         ATTEMPT_SEQ_STRIDE,
                         self._ttl,
                         utc_now().isoformat(),
-                        json.dumps(attempt_envelope.model_dump(mode="json")),
+                        compact_json(attempt_envelope.model_dump(mode="json")),
                         "" if expected_seq is None else str(expected_seq),
                     ],
                 )
@@ -126,7 +126,7 @@ class JobRecovery:
                     str(record.seq),
                     self._ttl,
                     utc_now().isoformat(),
-                    json.dumps(error),
+                    compact_json(error),
                     ledger.LEDGER_TTL_SECONDS,
                     reason,
                 ],

@@ -10,7 +10,6 @@ The client must be created with `decode_responses=False` (the default).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -260,7 +259,7 @@ class RedisTaskRegistry:
         The job's cancelled ledger key is set in the same atomic step, so a worker that is handed a
         task of the job later (after a restart, when the broadcast is long gone) never starts it.
         """
-        error = json.dumps({"reason": reason, "status": JobStatus.CANCELLED.value})
+        error = compact_json({"reason": reason, "status": JobStatus.CANCELLED.value})
         with redis_errors("cancelling a job"):
             reply = await self._finish(
                 keys=[*keys.script_keys(tenant_id, job_id), ledger.cancelled_key(tenant_id, job_id)],

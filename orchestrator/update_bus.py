@@ -54,7 +54,7 @@ def update_body(update: JobUpdate) -> dict[str, Any]:
     }
 
 
-def decode_updates(data: bytes, skip_origin: str | None = None) -> list[JobUpdate]:
+def decode_updates(data: bytes, skip_origin: str) -> list[JobUpdate]:
     """One pub/sub message: a list of updates, or one update on its own; those published by the
     replica `skip_origin` are left out (an update of a replica older than `origin` has none)."""
     body = msgpack.unpackb(data, raw=False)

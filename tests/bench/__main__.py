@@ -27,7 +27,7 @@ from tests.bench.common import WARMUP_JOBS, progress, raise_fd_limit
 from tests.bench.profiling import Profiler, render
 from tests.bench.raw_limit import RawLimit
 from tests.bench.report import Row, round_ratios, spread_rows, table, write_json
-from tests.bench.rounds import celery_full_speed, close_baton, extra_round
+from tests.bench.rounds import celery_full_speed, close_baton, extra_round, single_and_batch
 from tests.e2e.harness import ROOT, BatonSystem, Tenant
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 
@@ -120,13 +120,7 @@ async def run_baton(
         async with aiohttp.ClientSession(connector=connector) as session:
             bench = BatonBench(system, base_url, session)
             await bench.start_worker()
-            progress("baton: warm-up, then full speed with POST /jobs")
-            await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
-            single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
-            progress("baton: full speed with POST /jobs/batch")
-            batch = await bench.full_speed(
-                tenants["batch"], args.jobs, args.batch_size, max(2, args.concurrency // 16), args.timeout
-            )
+            single, batch = await single_and_batch(args, bench, tenants)
             results["baton"] = {"single": single, "batch": batch, "latency": []}
             if args.profile > 0:
                 # A run of its own, so that sampling never slows the measured ones.

@@ -42,16 +42,26 @@ async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> t
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency * 2)) as session:
             bench = BatonBench(system, base_url, session)
             await bench.start_worker()
-            await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
-            single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
-            in_flight = max(2, args.concurrency // 16)
-            batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
+            single, batch = await single_and_batch(args, bench, tenants)
     except BaseException:
         print(system.logs(), file=sys.stderr)
         raise
     finally:
         await close_baton(system, urls, list(tenants.values()))
     return float(single["jobs_per_s"]), float(batch["jobs_per_s"])
+
+
+async def single_and_batch(
+    args: argparse.Namespace, bench: BatonBench, tenants: dict[str, Tenant]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A warm-up, then Baton at full speed through POST /jobs, then through POST /jobs/batch."""
+    progress("baton: warm-up, then full speed with POST /jobs")
+    await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
+    single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
+    progress("baton: full speed with POST /jobs/batch")
+    in_flight = max(2, args.concurrency // 16)
+    batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
+    return single, batch
 
 
 async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[Tenant]) -> None:
