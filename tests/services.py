@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import ExitStack
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 LOCAL_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -22,6 +22,18 @@ def reachable(url: str, default_port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def relocated_url(url: str, port: int, host: str = "127.0.0.1", **options: str) -> str:
+    """`url` with only its host and port replaced, e.g. to go through a proxy: the credentials, the vhost
+    (or Redis db) and the options are kept (a proxied URL that drops the vhost lands in `/` instead).
+    `options` are added to the query string."""
+    parts = urlsplit(url)
+    userinfo, _, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}@" if userinfo else ""
+    netloc += f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    query = "&".join(q for q in (parts.query, urlencode(options)) if q)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _docker_engine_running() -> bool:

@@ -22,6 +22,7 @@ from tests.faults.common import (
     wait_until_terminal,
 )
 from tests.faults.tcp_proxy import TcpProxy
+from tests.services import relocated_url
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
@@ -35,7 +36,7 @@ async def test_blackholed_broker_link_fails_fast_and_loses_nothing(
     target = urlsplit(rabbitmq_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
     await proxy.start()
-    proxied_url = f"amqp://{target.username}:{target.password}@127.0.0.1:{proxy.port}/"
+    proxied_url = relocated_url(rabbitmq_url, proxy.port)
     run = uuid.uuid4().hex[:8]
     system = BatonSystem(rabbitmq_url, redis_url, new_tenants(1))
     tenant = system.tenants[0]

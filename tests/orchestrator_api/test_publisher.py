@@ -16,6 +16,7 @@ from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
 from protocol.topology import service_queues, task_queue
 from tests.faults.tcp_proxy import TcpProxy
+from tests.services import relocated_url
 
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
 
@@ -107,7 +108,7 @@ async def test_a_broker_that_answers_late_is_connected_in_the_background(rabbitm
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
     await proxy.start()
     proxy.blackhole()  # connects, but the broker never answers
-    url = f"amqp://{target.username}:{target.password}@127.0.0.1:{proxy.port}/"
+    url = relocated_url(rabbitmq_url, proxy.port)
     publisher = TaskPublisher(
         url, CodecSet(), connect_timeout=0.3, reconnect_interval=0.05, connection_name=f"test-late-{unique}"
     )

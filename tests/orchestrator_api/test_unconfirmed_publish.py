@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from tests.faults.tcp_proxy import TcpProxy
 from tests.orchestrator_api.conftest import Api, serve_api
+from tests.services import relocated_url
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +37,7 @@ async def proxy(rabbitmq_url: str) -> AsyncIterator[TcpProxy]:
 async def proxied(
     rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str, proxy: TcpProxy
 ) -> AsyncIterator[Api]:
-    target = urlsplit(rabbitmq_url)
-    url = f"amqp://{target.username}:{target.password}@127.0.0.1:{proxy.port}/"
+    url = relocated_url(rabbitmq_url, proxy.port)
     async with serve_api(rabbitmq_url, redis_url, redis_client, unique, app_rabbitmq_url=url) as api:
         yield api
         proxy.heal()  # let the app close its connections cleanly

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel
 
 from protocol.events import EventType
 from protocol.topology import task_queue
+from tests.services import relocated_url
 from tests.workers.helpers import Tap, envelope, publish_task, running, settings
 from workers import TaskContext, Worker
 from workers.runtime import run_worker
@@ -82,8 +83,7 @@ async def test_a_cut_link_is_restored_and_the_task_completes_once(
         await release.wait()
         return "done"
 
-    parts = urlsplit(rabbitmq_url)
-    via_proxy = f"amqp://{parts.username}:{parts.password}@127.0.0.1:{proxy.port}/?reconnect_interval=0.3"
+    via_proxy = relocated_url(rabbitmq_url, proxy.port, reconnect_interval="0.3")
     tap = await Tap.open(channel, f"*.{service}.*")
     async with running(worker, via_proxy):
         first = envelope(service, "gated", {})
