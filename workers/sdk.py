@@ -111,7 +111,7 @@ class Worker:
         self, job_type: str, *, retry: RetryPolicy | None = None, time_limit: float | None = None
     ) -> Callable[[F], F]:
         """Register `async def f(payload: Model, ctx: TaskContext)` for `job_type`."""
-        if not _JOB_TYPE_RE.match(job_type):
+        if not _JOB_TYPE_RE.fullmatch(job_type):
             raise ConfigurationError(f"job type {job_type!r} must match {JOB_TYPE_PATTERN}")
         limit = None if time_limit is None else _check_time_limit(time_limit)
 

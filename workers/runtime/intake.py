@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -10,11 +9,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from protocol.codec import Codec, CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError, MessageTooLarge, ProtocolError, UnsupportedContentType
-from protocol.names import TENANT_ID_PATTERN
+from protocol.names import is_tenant_id
 from protocol.topology import DeadLetterReason
 from workers.sdk import HandlerSpec, Worker
-
-_TENANT_RE = re.compile(TENANT_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -76,4 +73,4 @@ def _tenant_hint(codec: Codec, body: bytes) -> str | None:
     except ProtocolError:
         return None
     tenant = obj.get("tenant_id") if isinstance(obj, dict) else None
-    return tenant if isinstance(tenant, str) and _TENANT_RE.match(tenant) else None
+    return tenant if is_tenant_id(tenant) else None
