@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
 from orchestrator import keys, registry_scripts
+from orchestrator.event_rules import attempt_of, task_status, too_deep, unstorable_outcome
 from orchestrator.models import (
     CancelResult,
     CancelStatus,
@@ -34,9 +35,12 @@ from orchestrator.registry_codec import from_hash, packed_args, pairs, score, te
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import utc_now
-from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
 
 DEFAULT_TTL_SECONDS: Final[int] = 24 * 3600
+# Entries of a job's delegated_services (the root task included). Children are learnt from their own
+# first event, which anybody on the events exchange could forge: the cap bounds what that costs.
+DEFAULT_MAX_TASKS_PER_JOB: Final[int] = 256
 # How many index entries older than the TTL one listing checks against their job hashes.
 _SWEEP_BATCH: Final[int] = 500
 
@@ -65,9 +69,13 @@ class ApplyOutcome:
     """What apply() did with an event: the update it produced, or why it dropped the event."""
 
     update: JobUpdate | None
-    dropped: str | None = None  # unknown_job, job_terminal, task_terminal, stale, invalid_status
+    # unknown_job, job_terminal, task_terminal, stale: late or repeated, normal under redelivery;
+    # invalid_status, wrong_service, seq_out_of_range, too_many_tasks, unstorable: no producer of the job sends them
+    dropped: str | None = None
     job_type: str = ""
     created_at: str = ""
+    rewritten: str | None = None  # unstorable: an outcome applied as the failure it became
+
 
 
 def created_update(record: JobRecord) -> JobUpdate:
@@ -77,10 +85,16 @@ def created_update(record: JobRecord) -> JobUpdate:
 
 class RedisTaskRegistry:
     def __init__(
-        self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS, batcher: PipelineBatcher | None = None
+        self,
+        redis: aioredis.Redis,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        batcher: PipelineBatcher | None = None,
+        *,
+        max_tasks_per_job: int = DEFAULT_MAX_TASKS_PER_JOB,
     ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
+        self._max_tasks = max(1, max_tasks_per_job)
         self._create = redis.register_script(registry_scripts.CREATE)
         self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
         # Concurrent creates and event applications share pipeline round trips (with the bus, when shared).
@@ -198,24 +212,30 @@ class RedisTaskRegistry:
         return (await self.apply(event)).update
 
     async def apply(self, event: TaskEvent) -> ApplyOutcome:
-        """Apply one event atomically; late, repeated and after-terminal events are dropped."""
+        """Apply one event atomically; late, repeated and after-terminal events are dropped, and events
+        no producer of the job's tasks could have sent are refused (`ApplyOutcome.dropped` says why)."""
         try:
-            task_status = _task_status(event)
+            status = task_status(event)
         except ValueError:
             return ApplyOutcome(None, "invalid_status")
+        rewritten = None
+        if too_deep(event):
+            if status not in TERMINAL_STATUSES:
+                return ApplyOutcome(None, "unstorable")
+            event, status, rewritten = unstorable_outcome(event), JobStatus.FAILED.value, "unstorable"
         progress, result, error = "", "", ""
-        if task_status in TERMINAL_STATUSES:
-            if task_status == JobStatus.COMPLETED:
+        if status in TERMINAL_STATUSES:
+            if status == JobStatus.COMPLETED:
                 result = compact_json(event.data.get("result"))
-            elif task_status == JobStatus.CANCELLED:
-                error = compact_json({"reason": event.data.get("reason"), "status": task_status})
+            elif status == JobStatus.CANCELLED:
+                error = compact_json({"reason": event.data.get("reason"), "status": status})
             else:
                 error = compact_json(
                     {
                         "error": event.data.get("error"),
                         "error_type": event.data.get("error_type"),
                         "attempts": event.data.get("attempts"),
-                        "status": task_status,
+                        "status": status,
                     }
                 )
         elif isinstance(event.data.get("progress"), dict):
@@ -225,14 +245,15 @@ class RedisTaskRegistry:
             job_id,
             event.task_id,
             event.seq,
-            task_status,
+            status,
             event.service,
             self._ttl,
             utc_now().isoformat(),
             progress,
             result,
             error,
-            _attempt_of(event),
+            attempt_of(event),
+            self._max_tasks,
         ]
         script_keys = keys.script_keys(event.tenant_id, job_id)
         with redis_errors("applying an event"):
@@ -251,7 +272,7 @@ class RedisTaskRegistry:
             terminal=job_status in TERMINAL_STATUSES,
             event=body,
         )
-        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
+        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]), rewritten)
 
     async def cancel(self, tenant_id: str, job_id: str, reason: str) -> tuple[CancelResult, JobUpdate | None]:
         """Mark a queued or running job cancelled (terminal); the update announces it.
@@ -324,24 +345,6 @@ class RedisTaskRegistry:
             for index in {*indexes, keys.tenant_jobs(tenant_id), *keys.status_indexes(tenant_id)}:
                 pipe.zrem(index, *job_ids)
             await pipe.execute()
-
-
-def _attempt_of(event: TaskEvent) -> int:
-    """The task attempt an event belongs to: its own word for it, else what its seq encodes."""
-    for name in ("attempt", "attempts"):
-        value = event.data.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return event.seq // ATTEMPT_SEQ_STRIDE
-
-
-def _task_status(event: TaskEvent) -> str:
-    """The status this event moves its task to; ValueError when the event names an unknown one."""
-    if event.event is EventType.WORKFLOW_COMPLETED:
-        return JobStatus.COMPLETED.value
-    if event.event is EventType.WORKFLOW_FAILED:
-        return JobStatus(event.data.get("status", JobStatus.FAILED)).value
-    return event.status.value
 
 
 def _with_root_entry(record: JobRecord) -> JobRecord:

@@ -17,6 +17,12 @@ from typing import Final
 from orchestrator.keys import STATUS_ORDER
 from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES
 
+# A task's events may skip attempts the registry never heard of (runs that crashed before their
+# first event), but never this many: a seq beyond it is forged or corrupt, and accepting it would
+# make every event of the attempt that really runs "stale" (up to 2^53 seqs stay exact in Lua).
+MAX_ATTEMPT_LEAP: Final[int] = 1000
+MAX_SEQ: Final[int] = 2**53 - 1
+
 _TERMINAL_TABLE = "{" + ", ".join(f"['{status}'] = true" for status in sorted(TERMINAL_STATUSES)) + "}"
 # Position of a status's index in KEYS, given the status indexes start at KEYS[3].
 _STATUS_KEY_TABLE = "{" + ", ".join(f"['{status}'] = {i + 3}" for i, status in enumerate(STATUS_ORDER)) + "}"
@@ -79,25 +85,35 @@ return {'created', job_id}
 )
 
 # KEYS: job, all-jobs index, 7 status indexes
-# ARGV (packed): job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt
+# ARGV (packed): job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt,
+# max tasks per job
 # (progress, result and error are JSON text, '' when the event carries none; attempt 0 when unknown)
+# Refuses, with the reason as the answer, what no producer of the job's tasks could have sent: an event
+# whose service is not the one that runs the task (the job's service for the root task, the one its
+# first event named for a child), a seq attempts beyond the task's, and a task new to a job that has
+# max tasks already (children are learnt from their first event, so new task ids are bounded, not refused).
 APPLY_EVENT: Final[str] = (
     _PACKED_ARGV
     + _COMMON
+    + f"""
+local MAX_ATTEMPT_LEAP, MAX_SEQ = {MAX_ATTEMPT_LEAP}, {MAX_SEQ}
+"""
     + """
-local job_id, task_id, seq, task_status = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local job_id, task_id, seq, task_status, service = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local ttl = tonumber(ARGV[6])
 local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at',
-                      'attempt')
+                      'attempt', 'service')
 if not cur[1] then return {'unknown_job'} end
 if TERMINAL[cur[1]] then return {'job_terminal'} end
+if task_id == cur[2] and cur[8] and service ~= cur[8] then return {'wrong_service'} end
 
 -- The producer's seq, per task: later attempts start higher, so a retry is never "stale".
 local seq_field = 'task_seq:' .. task_id
 local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
+local seq_attempt, last_attempt = math.floor(seq / STRIDE), math.floor(last / STRIDE)
+if seq > MAX_SEQ or seq_attempt > math.max(last_attempt, 1) + MAX_ATTEMPT_LEAP then return {'seq_out_of_range'} end
 -- Anything from an attempt older than the latest one seen (or reopened) is history, its
 -- outcome included: it must not end the job under the attempt that runs now.
-local seq_attempt, last_attempt = math.floor(seq / STRIDE), math.floor(last / STRIDE)
 if seq_attempt < last_attempt then return {'stale'} end
 -- A task's outcome is applied even when a later-numbered event of the same attempt (a progress
 -- report that overtook it) got here first: only a task that already ended drops it.
@@ -111,11 +127,14 @@ for _, entry in ipairs(delegated) do
     break
   end
 end
+if found and found['service'] ~= service then return {'wrong_service'} end
 if found and TERMINAL[found['status']] and seq_attempt == last_attempt then return {'task_terminal'} end
 if found then
   found['status'] = task_status
+elseif #delegated >= tonumber(ARGV[12]) then
+  return {'too_many_tasks'}
 else
-  table.insert(delegated, {service = ARGV[5], task_id = task_id, status = task_status})
+  table.insert(delegated, {service = service, task_id = task_id, status = task_status})
 end
 if seq < last then seq = last end
 
@@ -131,8 +150,11 @@ if task_id == cur[2] then
   if ARGV[8] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[8]) end
   if ARGV[9] ~= '' then table.insert(fields, 'result'); table.insert(fields, ARGV[9]) end
   if ARGV[10] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[10]) end
+  -- An attempt the seq does not vouch for is not recorded (the data's word alone could be anything).
   local attempt = tonumber(ARGV[11] or '0')
-  if attempt > tonumber(cur[7] or '1') then table.insert(fields, 'attempt'); table.insert(fields, tostring(attempt)) end
+  if attempt > tonumber(cur[7] or '1') and attempt <= math.max(seq_attempt, 1) then
+    table.insert(fields, 'attempt'); table.insert(fields, string.format('%d', attempt))
+  end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
