@@ -16,7 +16,8 @@ from orchestrator.errors import BrokerError
 from orchestrator.http_schemas import HealthReport, ServiceHealth
 from orchestrator.live import LiveStatus
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.publisher import QueueStats, TaskPublisher
+from orchestrator.publisher import TaskPublisher
+from orchestrator.queue_inspector import QueueStats
 from orchestrator.registry import RedisTaskRegistry, RegistryError
 from protocol.services import BUILTIN_SERVICES
 from protocol.topology import task_queue

@@ -1,9 +1,11 @@
 """The orchestrator's publishing side of RabbitMQ: task envelopes, cancel broadcasts, queue stats.
 
 One robust connection of its own (consumers live on another connection, so a slow consumer
-never holds up a publish). Publishes wait for the broker's confirm with `mandatory` set, so an
-unroutable or nacked message is an error, never a silent loss. When the connection is down the
-publisher refuses at once instead of waiting for the reconnect: HTTP callers get a fast 503.
+never holds up a publish); queue stats and dead-letter channels go through a third one
+(orchestrator.queue_inspector), so a channel the broker closes there never touches publishing.
+Publishes wait for the broker's confirm with `mandatory` set, so an unroutable or nacked message
+is an error, never a silent loss. When the connection is down the publisher refuses at once
+instead of waiting for the reconnect: HTTP callers get a fast 503.
 aio-pika and aiormq errors do not leave this module; they become `BrokerError`s, with
 `maybe_sent` set when the message may have reached the broker (no confirm in time, or the link
 broke while the message was on its way): a caller must then not assume the message is lost.
@@ -12,7 +14,6 @@ broke while the message was on its way): a caller must then not assume the messa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +28,7 @@ from aiormq import spec
 
 from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
+from orchestrator.queue_inspector import QueueInspector, QueueStats
 from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
@@ -36,13 +38,6 @@ from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchange
 log = logging.getLogger(__name__)
 
 APP_ID = "baton-orchestrator"
-_STATS_CHUNK = 40  # queues inspected per channel
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    messages: int  # ready messages
-    consumers: int
 
 
 @dataclass(frozen=True)
@@ -73,6 +68,10 @@ class TaskPublisher:
         self._max_reconnect_interval = max_reconnect_interval
         self._connection_name = connection_name or f"baton-orchestrator-publish-{os.getpid()}"
         self._link: _Link | None = None
+        # Passive declares and dead-letter browsing, on a connection of their own.
+        self._inspector = QueueInspector(
+            url, f"{self._connection_name}-inspect", connect_timeout=connect_timeout, rpc_timeout=publish_timeout
+        )
         self._connector: asyncio.Task[None] | None = None
         self._declared: set[str] = set()
         self._declare_lock = asyncio.Lock()
@@ -104,6 +103,7 @@ class TaskPublisher:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
             self._connector = None
+        await self._inspector.close()
         link, self._link = self._link, None
         if link is not None:
             await link.connection.close()
@@ -150,62 +150,17 @@ class TaskPublisher:
 
     @asynccontextmanager
     async def raw_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
-        """A short-lived plain channel of the publishing connection, closed on exit.
-
-        For work a robust channel must not restore after a failure: passive declares, basic.get
-        with manual acks (closing the channel hands every unsettled message back to its queue).
-        """
-        channel = await self._plain_channel()
-        try:
+        """A short-lived plain channel, closed on exit, on the inspection connection (never this
+        one's: see orchestrator.queue_inspector). Refused at once while publishing is."""
+        self._require_link()
+        async with self._inspector.channel() as channel:
             yield channel
-        finally:
-            if not channel.is_closed:
-                with contextlib.suppress(*LINK_ERRORS):
-                    await channel.close()
 
     async def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats | None]:
-        """Ready messages and consumers per queue (None when the queue does not exist).
-
-        Passive declares only: inspecting must never create a queue. A missing queue makes the
-        broker close the channel, so this uses short-lived plain channels rather than a robust
-        one, which would try to restore itself. Queues are asked in chunks on parallel channels:
-        with hundreds of services, one declare after another would take too long.
-        """
-        chunks = [queues[i : i + _STATS_CHUNK] for i in range(0, len(queues), _STATS_CHUNK)]
-        stats: dict[str, QueueStats | None] = {}
-        for part in await asyncio.gather(*(self._chunk_stats(chunk) for chunk in chunks)):
-            stats.update(part)
-        return {name: stats[name] for name in queues}
-
-    async def _chunk_stats(self, queues: Sequence[str]) -> dict[str, QueueStats | None]:
-        stats: dict[str, QueueStats | None] = {}
-        async with self.raw_channel() as first:
-            channel = first
-            try:
-                for name in queues:
-                    try:
-                        ok = await channel.queue_declare(name, passive=True)
-                    except aiormq.exceptions.ChannelNotFoundEntity:
-                        stats[name] = None
-                        channel = await self._plain_channel()
-                        continue
-                    stats[name] = QueueStats(messages=ok.message_count or 0, consumers=ok.consumer_count or 0)
-            except LINK_ERRORS as exc:
-                raise BrokerUnavailable(f"cannot inspect queues: {exc}") from exc
-            finally:
-                if channel is not first and not channel.is_closed:
-                    with contextlib.suppress(*LINK_ERRORS):
-                        await channel.close()
-        return stats
-
-    async def _plain_channel(self) -> aiormq.abc.AbstractChannel:
-        transport = self._require_link().connection.transport
-        if transport is None:
-            raise BrokerUnavailable("no connection to RabbitMQ")
-        try:
-            return await transport.connection.channel(publisher_confirms=False)
-        except LINK_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot open a channel: {exc}") from exc
+        """Ready messages and consumers per queue (None when the queue does not exist), asked on the
+        inspection connection. Refused at once while publishing is."""
+        self._require_link()
+        return await self._inspector.queue_stats(queues)
 
     def _require_link(self) -> _Link:
         link = self._link
