@@ -53,7 +53,12 @@ ensure_venv() {
 
 docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
 
-start_rabbitmq() {
+start_rabbitmq() {  # url
+  local host port
+  host="$(url_host "$1")"; port="$(url_port "$1" 5672)"
+  if ! is_local "$host" || [ "$port" != 5672 ]; then
+    die "RabbitMQ is not reachable at $host:$port (RABBITMQ_URL): start it there, or unset RABBITMQ_URL to use a local one on 5672"
+  fi
   port_open 127.0.0.1 5672 && return 0
   if ! command -v rabbitmq-server >/dev/null; then
     apt_install rabbitmq-server || die "RabbitMQ is not running and not installed: apt-get install rabbitmq-server (or run Docker and use docker compose)"
@@ -69,25 +74,35 @@ start_rabbitmq() {
   done
 }
 
-start_redis() {
-  port_open 127.0.0.1 6379 && return 0
+# Starts a Redis on the port of the URL (local only), with its data and pid file in $RUN_DIR so that
+# down.sh stops it again and a restart keeps the registry.
+start_redis() {  # url
+  local host port
+  host="$(url_host "$1")"; port="$(url_port "$1" 6379)"
+  is_local "$host" || die "Redis is not reachable at $host:$port (REDIS_URL): start it there, or unset REDIS_URL to use a local one"
+  port_open 127.0.0.1 "$port" && return 0
   if ! command -v redis-server >/dev/null; then
     apt_install redis-server || die "Redis is not running and not installed: apt-get install redis-server (or run Docker and use docker compose)"
   fi
-  say "starting redis-server"
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-  wait_port 127.0.0.1 6379 30 || die "Redis did not open 127.0.0.1:6379 within 30 s"
+  say "starting redis-server on 127.0.0.1:$port (data in $RUN_DIR/redis, stopped by scripts/down.sh)"
+  mkdir -p "$RUN_DIR/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$RUN_DIR/redis" \
+    --pidfile "$RUN_DIR/redis-server.pid" --appendonly yes --save "" >/dev/null
+  wait_port 127.0.0.1 "$port" 30 || die "Redis did not open 127.0.0.1:$port within 30 s"
 }
 
-# Uses RABBITMQ_URL / REDIS_URL when they point at a reachable server, else starts local ones.
+# Uses RABBITMQ_URL / REDIS_URL (default: the local servers) when reachable, else starts local ones.
 ensure_services() {
-  if [ -z "${RABBITMQ_URL:-}" ] || ! url_reachable "$RABBITMQ_URL" 5672; then start_rabbitmq; fi
-  if [ -z "${REDIS_URL:-}" ] || ! url_reachable "$REDIS_URL" 6379; then start_redis; fi
+  local rabbitmq_url="${RABBITMQ_URL:-amqp://guest:guest@localhost:5672/}" redis_url="${REDIS_URL:-redis://localhost:6379/0}"
+  url_reachable "$rabbitmq_url" 5672 || start_rabbitmq "$rabbitmq_url"
+  url_reachable "$redis_url" 6379 || start_redis "$redis_url"
 }
 
-url_reachable() {  # url default_port
-  local rest="${1#*://}"; rest="${rest#*@}"; rest="${rest%%/*}"
-  local host="${rest%%:*}" port="${rest##*:}"
-  [ "$port" = "$rest" ] && port="$2"
-  port_open "${host:-127.0.0.1}" "$port"
+url_authority() { local rest="${1#*://}"; rest="${rest##*@}"; rest="${rest%%/*}"; printf '%s' "${rest%%\?*}"; }
+url_host() { local authority; authority="$(url_authority "$1")"; authority="${authority%:*}"; printf '%s' "${authority:-127.0.0.1}"; }
+url_port() {  # url default_port
+  local authority; authority="$(url_authority "$1")"
+  if [[ "$authority" == *:* ]]; then printf '%s' "${authority##*:}"; else printf '%s' "$2"; fi
 }
+is_local() { [ "$1" = 127.0.0.1 ] || [ "$1" = localhost ]; }
+url_reachable() { port_open "$(url_host "$1")" "$(url_port "$1" "$2")"; }  # url default_port
