@@ -10,6 +10,12 @@ Acknowledgement rules: an event is acked once its outcome is recorded (applied o
 late/duplicate); bytes that are not a valid message are acked and counted, since no retry can
 fix them; while Redis is unreachable a message is held for a short delay and then requeued,
 so nothing is lost and the consumer never spins.
+
+Anybody allowed to publish on the events exchange could forge an event. RabbitMQ's topic
+permissions can tie a publisher to routing keys (its tenant's, its service's), so an event is
+believed only when its body says what its routing key says: `<tenant_id>.<service>.<event>`.
+The registry refuses what the job's own workers could not have sent (registry.REFUSALS). Refused
+events are acked (no retry makes them true), counted by reason and logged once per burst.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError
 
+from orchestrator.burst_log import BurstLog
 from orchestrator.directory import ServiceDirectory
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
-from orchestrator.registry import RedisTaskRegistry, RegistryError
+from orchestrator.registry import REFUSALS, RedisTaskRegistry, RegistryError
 from orchestrator.update_bus import UpdateBus
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
@@ -48,6 +55,7 @@ from protocol.topology import (
     Binding,
     QueueSpec,
     declare_exchanges,
+    event_routing_key,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,7 @@ class EventSink:
         self._registry = registry
         self._bus = bus
         self._metrics = metrics
+        self._refusals = BurstLog(log)
 
     async def accept(self, event: TaskEvent) -> JobUpdate | None:
         """The update the event produced (its announcement under way), or None when it was dropped;
@@ -78,8 +87,21 @@ class EventSink:
         outcome = await self._registry.apply(event)
         update = outcome.update
         if update is None:
-            self._metrics.events_dropped.labels(reason=outcome.dropped or "unknown").inc()
+            reason = outcome.dropped or "unknown"
+            if reason in REFUSALS:
+                self.refuse(reason, event)
+            else:
+                self._metrics.events_dropped.labels(reason=reason).inc()
             return None
+        if outcome.rewritten is not None:
+            self._refusals.warning(
+                outcome.rewritten,
+                "the outcome of task %s of job %s (tenant %s) could not be stored (%s): the job failed instead",
+                event.task_id,
+                event.global_task_id,
+                event.tenant_id,
+                outcome.rewritten,
+            )
         self._metrics.events_applied.labels(event=event.event.value).inc()
         if update.terminal:
             self._metrics.job_finished(outcome.job_type, update.status, outcome.created_at)
@@ -88,6 +110,22 @@ class EventSink:
         # event stays applied: requeueing would only find it stale.
         self._bus.announce(update)
         return update
+
+    def refuse(self, reason: str, event: TaskEvent, routing_key: str | None = None) -> None:
+        """Count an event refused as forged or corrupt, and say so in the log once per burst."""
+        self._metrics.events_dropped.labels(reason=reason).inc()
+        self._refusals.warning(
+            reason,
+            "refused %s: %s of task %s of job %s (tenant %s, service %s, seq %d%s)",
+            reason,
+            event.event.value,
+            event.task_id,
+            event.global_task_id,
+            event.tenant_id,
+            event.service,
+            event.seq,
+            "" if routing_key is None else f", routing key {routing_key!r}",
+        )
 
 
 def events_queue(name: str, exchange: str, routing_keys: tuple[str, ...]) -> QueueSpec:
@@ -194,7 +232,10 @@ class EventConsumer:
                 await self._directory.record_heartbeat(heartbeat)
             else:
                 event = self._codecs.decode(TaskEvent, message.body, message.content_type)
-                await self._sink.accept(event)
+                if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
+                    await self._sink.accept(event)
+                else:
+                    self._sink.refuse("routing_mismatch", event, message.routing_key)
         except DecodeError as exc:
             log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
             self._metrics.events_dropped.labels(reason="undecodable").inc()

@@ -77,6 +77,12 @@ class ApplyOutcome:
     rewritten: str | None = None  # unstorable: an outcome applied as the failure it became
 
 
+# The drop reasons no worker of the job causes: forged, corrupt or from a broken producer.
+REFUSALS: Final[frozenset[str]] = frozenset(
+    {"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks", "unstorable"}
+)
+
+
 
 def created_update(record: JobRecord) -> JobUpdate:
     """The announcement of a new job: task_status_update{status: queued} with seq 1."""

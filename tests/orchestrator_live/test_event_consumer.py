@@ -264,3 +264,50 @@ async def test_an_event_whose_update_cannot_be_announced_stays_applied(
         await dead.aclose()
     stored = await rig.registry.get(tenant, record.job_id)
     assert stored is not None and stored.status == "completed" and stored.result == {"ok": True}
+
+
+async def test_an_event_published_under_another_tenants_routing_key_is_refused(
+    rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Topic permissions can bind a publisher to its tenant's routing keys: the body must agree with them."""
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        forged = event_for(record, EventType.TASK_COMPLETED, 1, result={"answer": "forged"})
+        body = CODECS.encode(forged)
+        for key in [f"x{tenant}.query.task_completed"] * 20 + [
+            f"{tenant}.embedding.task_completed",  # another service's key
+            f"{tenant}.query.task_status_update",  # another event's key
+        ]:
+            await rig.publish(key, body, correlation_id=record.job_id)
+        await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 2, result={"answer": "real"}))
+        await eventually(lambda: len(rig.updates) == 1)
+    finally:
+        await consumer.stop()
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="routing_mismatch") == 22
+    stored = await rig.registry.get(tenant, record.job_id)
+    assert stored is not None and stored.result == {"answer": "real"}
+    refused = [r for r in caplog.records if "routing key" in r.getMessage()]
+    assert len(refused) == 1  # once per burst
+    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
+    assert queue.declaration_result.message_count == 0  # acked, not requeued
+
+
+async def test_events_the_registry_refuses_are_counted_and_logged_once_per_burst(
+    rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = make_record(tenant, job_type="embedding_request", service="embedding")
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        for _ in range(30):
+            await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 1, service="query", result="forged"))
+        await eventually(lambda: sample(rig.metrics, "baton_events_dropped_total", reason="wrong_service") == 30)
+    finally:
+        await consumer.stop()
+    assert rig.updates == []
+    assert len([r for r in caplog.records if "wrong_service" in r.getMessage()]) == 1
+
