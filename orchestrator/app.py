@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from orchestrator.auth import Authenticator
+from orchestrator.dead_letter_owners import TaskOwners
 from orchestrator.dead_letter_service import DeadLetterService
 from orchestrator.dead_letters import DeadLetterQueues
 from orchestrator.health import HealthChecker
@@ -75,7 +76,9 @@ def create_app(
             publisher, live.registry, live.directory, metrics, live_status=lambda: live_status(live)
         )
         recovery = JobRecovery(live.redis)
-        app[DEAD_LETTERS] = DeadLetterService(DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus)
+        app[DEAD_LETTERS] = DeadLetterService(
+            DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(live.redis)
+        )
         sweeper = Sweeper(live.redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings)
         await sweeper.start()
         yield

@@ -1,11 +1,14 @@
 """Listing and replaying parked tasks (DESIGN "HTTP API": /dead-letters/{service}).
 
-A tenant sees and replays only its own parked tasks; the admin (tenant None) sees all of them,
-undecodable ones included. A replay is a NEW attempt of the same task of the same job: the job
-is reopened in the registry first (so the new attempt's events are applied), then the envelope
-is published with attempt + 1 and confirmed, and only then is the parked copy acked away.
+A tenant sees and replays only its own parked tasks: an envelope's, or an undecodable message
+the registry attributes to it (dead_letter_owners); the admin (tenant None) sees all of them.
+A replay is a NEW attempt of the same task of the same job: the job is reopened in the registry
+first (so the new attempt's events are applied), then the envelope is published with attempt + 1
+and confirmed, and only then is the parked copy acked away.
 Only a task that failed or timed out is replayed: one whose job is queued, running or retrying
 may be running right now (an earlier attempt parked, a later one live), and would run twice.
+A parked message that cannot be replayed (undecodable, or an envelope that cannot be sent again)
+is skipped with its reason in the report and stays parked; nothing in a body fails the request.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from orchestrator.dead_letter_owners import TaskOwners
 from orchestrator.dead_letters import DeadLetter, DeadLetterBrowse, DeadLetterQueues
 from orchestrator.errors import BrokerError
 from orchestrator.jobs import JobPublisher
 from orchestrator.recovery import JobRecovery, ReopenStatus
 from orchestrator.registry import RegistryUnavailable
 from orchestrator.update_bus import UpdateBus
+from protocol.codec import compact_json
+from protocol.envelope import TaskEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +55,43 @@ class ReplayReport:
 
 class DeadLetterService:
     def __init__(
-        self, queues: DeadLetterQueues, recovery: JobRecovery, publisher: JobPublisher, bus: UpdateBus
+        self,
+        queues: DeadLetterQueues,
+        recovery: JobRecovery,
+        publisher: JobPublisher,
+        bus: UpdateBus,
+        owners: TaskOwners,
     ) -> None:
         self._queues = queues
         self._recovery = recovery
         self._publisher = publisher
         self._bus = bus
+        self._owners = owners
+
+    async def _visible(self, letter: DeadLetter, tenant_id: str | None, proven: dict[tuple[str, str], bool]) -> bool:
+        """The admin (None) sees everything; a tenant only what is provably its own."""
+        if tenant_id is None:
+            return True
+        if letter.tenant_id != tenant_id:
+            return False
+        if letter.decodable:
+            return True
+        if letter.job_id is None or letter.task_id is None:
+            return False
+        key = (letter.job_id, letter.task_id)
+        if key not in proven:
+            proven[key] = await self._owners.owns(tenant_id, letter.job_id, letter.task_id)
+        return proven[key]
 
     async def list(self, service: str, tenant_id: str | None, *, offset: int, limit: int) -> DeadLetterPage:
         entries: list[dict[str, Any]] = []
         matched = 0
+        proven: dict[tuple[str, str], bool] = {}
         async with self._queues.browse(service) as browse:
             if browse is None:
                 return DeadLetterPage(service, False, [], 0, 0, False)
             async for letter in browse.letters():
-                if not letter.visible_to(tenant_id):
+                if not await self._visible(letter, tenant_id, proven):
                     continue
                 if offset <= matched < offset + limit:
                     entries.append(letter.public())
@@ -75,10 +103,11 @@ class DeadLetterService:
         wanted = set(task_ids) if task_ids is not None else None
         report = ReplayReport()
         seen: set[str] = set()
+        proven: dict[tuple[str, str], bool] = {}
         async with self._queues.browse(service) as browse:
             if browse is not None:
                 async for letter in browse.letters():
-                    if not letter.visible_to(tenant_id):
+                    if not await self._visible(letter, tenant_id, proven):
                         continue
                     if wanted is not None and letter.task_id not in wanted:
                         continue
@@ -99,6 +128,11 @@ class DeadLetterService:
             report.fail(letter.task_id, "undecodable", letter.decode_error or "the body is not a task envelope")
             return
         attempt = max(envelope.attempt, letter.attempts or 0) + 1
+        unsendable = self._unsendable(envelope.model_copy(update={"attempt": attempt}))
+        if unsendable is not None:
+            # Checked before the job is reopened: a replay that cannot be published changes nothing.
+            report.fail(letter.task_id, "unsendable", unsendable)
+            return
         reopened = await self._recovery.reopen(envelope, reason=REPLAY_REASON, min_attempt=attempt)
         if reopened.status is ReopenStatus.NOT_FOUND:
             report.fail(letter.task_id, "job_not_found", f"job {envelope.global_task_id} is gone (expired?)")
@@ -139,3 +173,16 @@ class DeadLetterService:
         report.replayed.append(
             {"task_id": envelope.task_id, "job_id": envelope.global_task_id, "attempt": reopened.envelope.attempt}
         )
+
+    def _unsendable(self, envelope: TaskEnvelope) -> str | None:
+        """Why the new attempt could not be stored and published, or None when it can be.
+
+        The same encodings the replay uses (JSON text in the registry, the codec on the wire):
+        what decoded from a parked body may still hold what they refuse (a JSON integer past 64 bits).
+        """
+        try:
+            compact_json(envelope.model_dump(mode="json"))
+            self._queues.codecs.encode(envelope)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            return f"the envelope cannot be sent again: {type(exc).__name__}: {exc}"[:1000]
+        return None

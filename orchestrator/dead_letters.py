@@ -7,13 +7,16 @@ and each browse is bounded in messages and time, so a huge queue cannot hold a r
 
 What a parked message says about itself comes from Baton's headers (set by the worker that
 parked it), from RabbitMQ's own dead-lettering headers (`x-first-death-reason`), and from the
-envelope in its body when that decodes.
+envelope in its body when that decodes. Anything can be parked (garbage from any publisher): a
+body that does not decode, whatever the way it fails, makes an undecodable entry with the reason,
+never an error of the listing; header values are shown bounded and as JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -44,6 +47,11 @@ from protocol.topology import (
 
 DEFAULT_MAX_SCAN: Final[int] = 10_000
 DEFAULT_SCAN_SECONDS: Final[float] = 10.0
+# Bounds on what one entry shows of a message's headers and header-borne text (a forged header
+# can be as large as a frame, and a page holds up to a thousand entries).
+MAX_SHOWN_TEXT: Final[int] = 1000
+MAX_SHOWN_ITEMS: Final[int] = 32
+MAX_SHOWN_DEPTH: Final[int] = 3
 _GET_TIMEOUT_SECONDS: Final[float] = 5.0
 _LINK_ERRORS = (*LINK_ERRORS, TimeoutError)
 
@@ -55,6 +63,8 @@ class DeadLetter:
     delivery_tag: int
     envelope: TaskEnvelope | None  # None when the body does not decode
     decode_error: str | None
+    size: int  # of the body, in bytes
+    headers: Mapping[str, Any]  # as received
     reply_to: str | None
     task_id: str | None
     job_id: str | None
@@ -70,10 +80,6 @@ class DeadLetter:
     def decodable(self) -> bool:
         return self.envelope is not None
 
-    def visible_to(self, tenant_id: str | None) -> bool:
-        """The admin (None) sees everything; a tenant only what is provably its own."""
-        return tenant_id is None or self.tenant_id == tenant_id
-
     def public(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id,
@@ -87,27 +93,26 @@ class DeadLetter:
             "dead_at": self.dead_at,
             "decodable": self.decodable,
             "decode_error": self.decode_error,
+            "size": self.size,
+            "headers": shown_headers(self.headers),
         }
 
 
 def parse_dead_letter(delivery_tag: int, properties: Any, body: bytes, codecs: CodecSet) -> DeadLetter:
-    headers: Mapping[str, Any] = properties.headers or {}
-    envelope: TaskEnvelope | None = None
-    decode_error: str | None = None
-    try:
-        envelope = codecs.decode(TaskEnvelope, body, properties.content_type)
-    except DecodeError as exc:
-        decode_error = str(exc)
+    headers: Mapping[str, Any] = properties.headers if isinstance(properties.headers, Mapping) else {}
+    envelope, decode_error = decode_body(body, properties.content_type, codecs)
     attempts = _int(headers.get(ATTEMPTS_HEADER))
     return DeadLetter(
         delivery_tag=delivery_tag,
         envelope=envelope,
         decode_error=decode_error,
+        size=len(body),
+        headers=headers,
         reply_to=properties.reply_to,
         task_id=envelope.task_id if envelope else _str(properties.message_id),
         job_id=envelope.global_task_id if envelope else _str(headers.get(JOB_ID_HEADER) or properties.correlation_id),
         # The decoded envelope is what a replay would run, so its tenant decides; the header
-        # speaks only for bodies that do not decode.
+        # speaks only for bodies that do not decode, and only as a claim (see dead_letter_owners).
         tenant_id=envelope.tenant_id if envelope else _str(headers.get(TENANT_HEADER)),
         type=envelope.type if envelope else _str(properties.message_type),
         reason=_str(headers.get(REASON_HEADER)) or _str(headers.get("x-first-death-reason")),
@@ -116,6 +121,40 @@ def parse_dead_letter(delivery_tag: int, properties: Any, body: bytes, codecs: C
         error_type=_str(headers.get(ERROR_TYPE_HEADER)),
         dead_at=_str(headers.get(DEAD_AT_HEADER)) or _death_time(headers),
     )
+
+
+def decode_body(body: bytes, content_type: str | None, codecs: CodecSet) -> tuple[TaskEnvelope | None, str | None]:
+    """The envelope, or None and why not. Never raises: the body may be anything at all."""
+    try:
+        return codecs.decode(TaskEnvelope, body, content_type), None
+    except DecodeError as exc:
+        return None, _clip(str(exc))
+    except Exception as exc:  # a decoder's own failure on hostile input is still "undecodable"
+        return None, _clip(f"the body could not be decoded ({type(exc).__name__}: {exc})")
+
+
+def shown_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The headers as bounded JSON: text clipped, few items, shallow; what does not fit is elided."""
+    shown = _shown(dict(headers), 0)
+    return shown if isinstance(shown, dict) else {}
+
+
+def _shown(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_SHOWN_DEPTH:
+            return "…"
+        if isinstance(value, Mapping):
+            items = list(value.items())
+            shown = {_clip(str(k)): _shown(v, depth + 1) for k, v in items[:MAX_SHOWN_ITEMS]}
+            if len(items) > MAX_SHOWN_ITEMS:
+                shown["…"] = f"{len(items) - MAX_SHOWN_ITEMS} more"
+            return shown
+        return [_shown(v, depth + 1) for v in value[:MAX_SHOWN_ITEMS]] + (["…"] if len(value) > MAX_SHOWN_ITEMS else [])
+    return _str(value)
 
 
 class DeadLetterBrowse:
@@ -174,6 +213,7 @@ class DeadLetterQueues:
         self._codecs = codecs
         self._max_scan = max_scan
         self._scan_seconds = scan_seconds
+        self.codecs = codecs
         # A service's entry lives while a browse holds or awaits its lock, then goes: any name
         # can come in a URL, and a map of every name ever asked for would only grow.
         self._turns: dict[str, _Turn] = {}
@@ -223,13 +263,22 @@ class _Turn:
 
 
 def _str(value: Any) -> str | None:
+    """Header text for display: clipped, whatever type the header came as."""
     if value is None:
         return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _clip(bytes(value[: MAX_SHOWN_TEXT * 4]).decode("utf-8", errors="replace"))
     if isinstance(value, datetime):
         return value.isoformat()
-    return str(value)
+    if isinstance(value, str):
+        return _clip(value)
+    return _clip(repr(value) if isinstance(value, Mapping | list | tuple) else str(value))
+
+
+def _clip(text: str) -> str:
+    # Lone surrogates (from a JSON error message quoting its input) would not encode as UTF-8.
+    text = text if len(text) <= MAX_SHOWN_TEXT else text[: MAX_SHOWN_TEXT - 1] + "…"
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _int(value: Any) -> int | None:

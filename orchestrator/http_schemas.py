@@ -261,6 +261,8 @@ class DeadLetterEntry(BaseModel):
     dead_at: str | None
     decodable: bool = Field(description="false when the body is not a task envelope: it cannot be replayed")
     decode_error: str | None
+    size: int = Field(description="body size in bytes")
+    headers: dict[str, Any] = Field(description="the message's AMQP headers (long text clipped, deep values elided)")
 
 
 class DeadLetterList(BaseModel):

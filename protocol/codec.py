@@ -20,6 +20,10 @@ from protocol.errors import DecodeError, MessageTooLarge, UnsupportedContentType
 MSGPACK: Final[str] = "application/msgpack"
 JSON: Final[str] = "application/json"
 DEFAULT_MAX_MESSAGE_BYTES: Final[int] = 4 * 1024 * 1024
+# Maps and lists inside maps and lists. Far deeper than any real message (the HTTP API takes 64),
+# far below where pydantic's serializer (about 250), msgpack (1,024) and json (the interpreter's
+# recursion limit) give up: a message that decodes can always be encoded again.
+MAX_NESTING: Final[int] = 100
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -48,18 +52,24 @@ def _refuse_ext(code: int, data: bytes) -> Any:
 
 def _check_plain(obj: Any) -> None:
     # msgpack decodes its timestamp extension without calling ext_hook; catch it and floats like NaN here.
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise DecodeError("non-finite numbers are not allowed")
-        elif item is not None and not isinstance(item, str | int | bool):
-            raise DecodeError(f"value of type {type(item).__name__} is not allowed")
+    # Walked level by level, so the depth costs nothing per item.
+    level = [obj]
+    for _ in range(MAX_NESTING + 1):
+        deeper: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                deeper.extend(item.values())
+            elif isinstance(item, list):
+                deeper.extend(item)
+            elif isinstance(item, float):
+                if not math.isfinite(item):
+                    raise DecodeError("non-finite numbers are not allowed")
+            elif item is not None and not isinstance(item, str | int | bool):
+                raise DecodeError(f"value of type {type(item).__name__} is not allowed")
+        if not deeper:
+            return
+        level = deeper
+    raise DecodeError(f"maps and lists nested deeper than {MAX_NESTING} levels are not allowed")
 
 
 class MsgpackCodec:
@@ -99,11 +109,15 @@ class JsonCodec:
     def loadb(self, data: bytes) -> Any:
         _check_size(data, self.max_bytes)
         try:
-            return json.loads(data, parse_constant=_refuse_constant)
+            obj = json.loads(data, parse_constant=_refuse_constant)
         except DecodeError:
             raise
+        except RecursionError:
+            raise DecodeError(f"maps and lists nested deeper than {MAX_NESTING} levels are not allowed") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise DecodeError(f"not valid JSON: {exc}") from exc
+        _check_plain(obj)
+        return obj
 
 
 def _check_size(data: bytes, max_bytes: int) -> None:

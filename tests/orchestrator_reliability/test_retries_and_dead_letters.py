@@ -111,6 +111,8 @@ async def test_listing_filters_by_tenant_and_the_admin_sees_all(api: Api) -> Non
     assert listed.status == 200, await listed.text()
     body = await listed.json()
     [entry] = body["entries"]
+    assert entry.pop("size") == len(api.codecs.encode(mine))
+    assert entry.pop("headers")[TENANT_HEADER] == api.tenant_a
     assert entry == {
         "task_id": mine.task_id,
         "job_id": mine.global_task_id,
@@ -159,7 +161,8 @@ async def test_replay_publishes_a_new_attempt_and_reopens_the_job(api: Api) -> N
     body = await response.json()
     assert body["replayed"] == [{"task_id": mine.task_id, "job_id": job_id, "attempt": 2}]
     errors = {e["task_id"]: e["error"] for e in body["errors"]}
-    assert errors == {theirs.task_id: "not_found", "garbage-2": "undecodable"}
+    # The header alone does not make the garbage tenant A's: no job of A's has that task.
+    assert errors == {theirs.task_id: "not_found", "garbage-2": "not_found"}
 
     [(message, envelope)] = await api.queued_envelopes()
     assert (envelope.task_id, envelope.global_task_id, envelope.attempt) == (mine.task_id, job_id, 2)
