@@ -90,8 +90,9 @@ return {'created', job_id}
 # (progress, result and error are JSON text, '' when the event carries none; attempt 0 when unknown)
 # Refuses, with the reason as the answer, what no producer of the job's tasks could have sent: an event
 # whose service is not the one that runs the task (the job's service for the root task, the one its
-# first event named for a child), a seq attempts beyond the task's, and a task new to a job that has
-# max tasks already (children are learnt from their first event, so new task ids are bounded, not refused).
+# first event named for a child), a seq more than MAX_ATTEMPT_LEAP attempts beyond the task's, and a task
+# new to a job that has max tasks already (children are learnt from their first event, so new task ids are
+# bounded, not refused).
 APPLY_EVENT: Final[str] = (
     _PACKED_ARGV
     + _COMMON
