@@ -93,15 +93,6 @@ class EventSink:
             else:
                 self._metrics.events_dropped.labels(reason=reason).inc()
             return None
-        if outcome.rewritten is not None:
-            self._refusals.warning(
-                outcome.rewritten,
-                "the outcome of task %s of job %s (tenant %s) could not be stored (%s): the job failed instead",
-                event.task_id,
-                event.global_task_id,
-                event.tenant_id,
-                outcome.rewritten,
-            )
         self._metrics.events_applied.labels(event=event.event.value).inc()
         if update.terminal:
             self._metrics.job_finished(outcome.job_type, update.status, outcome.created_at)

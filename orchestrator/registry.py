@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
 from orchestrator import keys, registry_scripts
-from orchestrator.event_rules import attempt_of, task_status, too_deep, unstorable_outcome
+from orchestrator.event_rules import attempt_of, task_status
 from orchestrator.models import (
     CancelResult,
     CancelStatus,
@@ -70,16 +70,15 @@ class ApplyOutcome:
 
     update: JobUpdate | None
     # unknown_job, job_terminal, task_terminal, stale: late or repeated, normal under redelivery;
-    # invalid_status, wrong_service, seq_out_of_range, too_many_tasks, unstorable: no producer of the job sends them
+    # invalid_status, wrong_service, seq_out_of_range, too_many_tasks: no producer of the job sends them
     dropped: str | None = None
     job_type: str = ""
     created_at: str = ""
-    rewritten: str | None = None  # unstorable: an outcome applied as the failure it became
 
 
 # The drop reasons no worker of the job causes: forged, corrupt or from a broken producer.
 REFUSALS: Final[frozenset[str]] = frozenset(
-    {"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks", "unstorable"}
+    {"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks"}
 )
 
 
@@ -224,11 +223,6 @@ class RedisTaskRegistry:
             status = task_status(event)
         except ValueError:
             return ApplyOutcome(None, "invalid_status")
-        rewritten = None
-        if too_deep(event):
-            if status not in TERMINAL_STATUSES:
-                return ApplyOutcome(None, "unstorable")
-            event, status, rewritten = unstorable_outcome(event), JobStatus.FAILED.value, "unstorable"
         progress, result, error = "", "", ""
         if status in TERMINAL_STATUSES:
             if status == JobStatus.COMPLETED:
@@ -278,7 +272,7 @@ class RedisTaskRegistry:
             terminal=job_status in TERMINAL_STATUSES,
             event=body,
         )
-        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]), rewritten)
+        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
 
     async def cancel(self, tenant_id: str, job_id: str, reason: str) -> tuple[CancelResult, JobUpdate | None]:
         """Mark a queued or running job cancelled (terminal); the update announces it.

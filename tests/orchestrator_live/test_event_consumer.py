@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
+import msgpack
 import pytest
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -311,3 +313,28 @@ async def test_events_the_registry_refuses_are_counted_and_logged_once_per_burst
     assert rig.updates == []
     assert len([r for r in caplog.records if "wrong_service" in r.getMessage()]) == 1
 
+
+async def test_a_body_nested_too_deep_to_decode_is_dropped_not_requeued(
+    rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        await rig.publish(f"{tenant}.query.task_completed", b"[" * 100_000 + b"]" * 100_000, JSON)
+        # A well-formed event whose result nests past what every encoder on the way handles.
+        deep: list[Any] = []
+        for _ in range(900):
+            deep = [deep]
+        completed = event_for(record, EventType.TASK_COMPLETED, 1).model_dump(mode="json")
+        completed["data"] = {"result": deep}
+        await rig.publish(f"{tenant}.query.task_completed", msgpack.packb(completed))
+        await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+        await eventually(lambda: len(rig.updates) == 1)
+        await eventually(lambda: sample(rig.metrics, "baton_events_dropped_total", reason="undecodable") == 2)
+    finally:
+        await consumer.stop()
+    assert not [r for r in caplog.records if "requeueing" in r.getMessage()]
+    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
+    assert queue.declaration_result.message_count == 0

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.event_rules import MAX_DATA_DEPTH
 from orchestrator.registry import DEFAULT_MAX_TASKS_PER_JOB, RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
@@ -15,13 +14,6 @@ from tests.orchestrator_live.conftest import event_for, make_record
 
 RUNNING = {"status": "running"}
 SEQ = ATTEMPT_SEQ_STRIDE  # attempt 1 numbers its events SEQ + 1, SEQ + 2, ...
-
-
-def nested(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
 
 
 async def test_the_root_task_claimed_by_another_service_is_refused(registry: RedisTaskRegistry, tenant: str) -> None:
@@ -135,32 +127,6 @@ async def test_an_event_whose_type_and_status_disagree_is_refused(
     assert (await registry.apply(event_for(record, kind, SEQ + 1, **data))).dropped == "invalid_status"
     stored = await registry.get(tenant, record.job_id)
     assert stored is not None and stored.status == "queued"
-
-
-async def test_an_outcome_nested_too_deep_to_store_fails_the_job_with_a_clear_error(
-    registry: RedisTaskRegistry, tenant: str
-) -> None:
-    record = make_record(tenant)
-    await registry.create(record)
-    deep = event_for(record, EventType.TASK_COMPLETED, SEQ + 1, result=nested(900))
-    outcome = await registry.apply(deep)
-    assert outcome.update is not None and outcome.update.status == "failed" and outcome.rewritten == "unstorable"
-    assert outcome.update.event["event"] == "task_failed"
-    stored = await registry.get(tenant, record.job_id)
-    assert stored is not None and stored.status == "failed" and stored.result is None
-    assert stored.error is not None and stored.error["error_type"] == "EventNotStorable"
-    assert f"{MAX_DATA_DEPTH}" in stored.error["error"]
-
-
-async def test_progress_nested_too_deep_is_refused(registry: RedisTaskRegistry, tenant: str) -> None:
-    record = make_record(tenant)
-    await registry.create(record)
-    progress = {"percentage": 1.0, "custom_data": {"x": nested(MAX_DATA_DEPTH + 1)}}
-    deep = event_for(record, EventType.TASK_STATUS_UPDATE, SEQ + 1, progress=progress, **RUNNING)
-    assert (await registry.apply(deep)).dropped == "unstorable"
-    fine = {"percentage": 1.0, "custom_data": {"x": nested(MAX_DATA_DEPTH - 4)}}
-    ok = event_for(record, EventType.TASK_STATUS_UPDATE, SEQ + 2, progress=fine, **RUNNING)
-    assert (await registry.apply(ok)).update is not None
 
 
 async def test_an_event_for_a_tenant_that_does_not_exist_is_dropped(registry: RedisTaskRegistry, tenant: str) -> None:
