@@ -2,12 +2,13 @@
 
 Start order (stop order is the reverse): the task publisher, then the live state (Redis,
 registry, service directory, update bus, WebSocket hub, event consumer; `orchestrator.live`),
-then the job service, health checker, dead-letter service and sweeper that use both.
+then the job service, health checker, dead-letter service, sweeper and deployment check that use both.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from orchestrator.auth import Authenticator
 from orchestrator.dead_letter_owners import TaskOwners
 from orchestrator.dead_letter_service import DeadLetterService
 from orchestrator.dead_letters import DeadLetterQueues
+from orchestrator.deployment_check import DeploymentCheck, DeploymentSettings
 from orchestrator.health import HealthChecker
 from orchestrator.http_dead_letters import add_dead_letter_routes
 from orchestrator.http_errors import error_middleware, metrics_middleware
@@ -41,9 +43,11 @@ def create_app(
     metrics: OrchestratorMetrics | None = None,
     authenticator: Authenticator | None = None,
     sweeper: SweeperSettings | None = None,
+    deployment: DeploymentSettings | None = None,
 ) -> web.Application:
     """The application; `authenticator` is passed by `__main__`, which prints the dev key it made."""
     sweeper_settings = sweeper or SweeperSettings()
+    deployment_settings = deployment or DeploymentSettings()
     metrics = metrics or OrchestratorMetrics()
     if authenticator is None:
         authenticator, _ = Authenticator.from_settings(settings)
@@ -66,14 +70,25 @@ def create_app(
 
     app.cleanup_ctx.append(publisher_ctx)
     setup_live(
-        app, settings=settings, metrics=metrics, authenticator=authenticator, cancel_job=cancel_job, codecs=codecs
+        app,
+        settings=settings,
+        metrics=metrics,
+        authenticator=authenticator,
+        cancel_job=cancel_job,
+        codecs=codecs,
+        events_queue=deployment_settings.events_queue,
     )
 
     async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         live = app[LIVE]
         app[JOBS] = JobService(live.registry, live.directory, live.bus, publisher, metrics)
+        deployment_check = DeploymentCheck(live.redis, publisher.queue_stats, deployment_settings)
         app[HEALTH] = HealthChecker(
-            publisher, live.registry, live.directory, metrics, live_status=lambda: live_status(live)
+            publisher,
+            live.registry,
+            live.directory,
+            metrics,
+            live_status=lambda: replace(live_status(live), deployment=deployment_check.health),
         )
         recovery = JobRecovery(live.redis)
         app[DEAD_LETTERS] = DeadLetterService(
@@ -81,7 +96,9 @@ def create_app(
         )
         sweeper = Sweeper(live.redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings)
         await sweeper.start()
+        deployment_check.start()
         yield
+        await deployment_check.stop()
         await sweeper.stop()
 
     app.cleanup_ctx.append(jobs_ctx)

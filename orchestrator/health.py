@@ -71,6 +71,7 @@ class HealthChecker:
             down=down,
             event_consumer=state.event_consumer,
             update_bus=state.update_bus,
+            deployment=state.deployment,
             services=by_service,
         )
 

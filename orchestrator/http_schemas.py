@@ -229,6 +229,17 @@ class ServiceHealth(BaseModel):
     live_workers: int | None
 
 
+class DeploymentHealth(BaseModel):
+    shared_events_queue: bool = Field(
+        default=False,
+        description="true when something outside this deployment (another deployment on the same vhost) "
+        "consumes its events queue and takes a share of its events",
+    )
+    reason: str | None = None
+    consumers: int | None = Field(default=None, description="consumers of the events queue at the last check")
+    replicas: int | None = Field(default=None, description="this deployment's orchestrator replicas at the last check")
+
+
 class HealthReport(BaseModel):
     status: Literal["ok", "unavailable"]
     broker: Literal["up", "down"]
@@ -236,6 +247,7 @@ class HealthReport(BaseModel):
     down: list[str] = Field(default_factory=list, description="the dependencies that are down: broker, redis")
     event_consumer: ConsumerState = Field(description="this replica's consumer of baton.orchestrator.events")
     update_bus: BusState = Field(description="this replica's Redis pub/sub")
+    deployment: DeploymentHealth = Field(default_factory=DeploymentHealth)
     services: dict[str, ServiceHealth]
 
 

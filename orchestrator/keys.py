@@ -74,3 +74,8 @@ def tenant_status_pattern(status: str) -> str:
 def workers(service: str) -> str:
     """Hash worker_id -> {seen_at, heartbeat} of a service's worker processes."""
     return f"{PREFIX}:workers:{service}"
+
+
+def replicas() -> str:
+    """Sorted set replica_id -> last seen (Redis time) of this deployment's orchestrator replicas."""
+    return f"{PREFIX}:replicas"

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -27,6 +27,7 @@ from orchestrator.auth import Authenticator
 from orchestrator.directory import ServiceDirectory
 from orchestrator.errors import BrokerUnavailable
 from orchestrator.event_consumer import BusState, ConsumerState, EventConsumer
+from orchestrator.http_schemas import DeploymentHealth
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
 from orchestrator.redis_batch import PipelineBatcher
@@ -36,6 +37,7 @@ from orchestrator.ws_hub import WebSocketHub
 from orchestrator.ws_routes import add_ws_routes
 from protocol.codec import CodecSet
 from protocol.settings import Settings
+from protocol.topology import ORCHESTRATOR_EVENTS_QUEUE
 
 REDIS_HEALTH_CHECK_SECONDS: Final[int] = 15
 REDIS_SOCKET_TIMEOUT_SECONDS: Final[float] = 5.0
@@ -64,9 +66,10 @@ async def start_consumer(
     bus: UpdateBus,
     metrics: OrchestratorMetrics,
     codecs: CodecSet,
+    queue_name: str = ORCHESTRATOR_EVENTS_QUEUE,
 ) -> tuple[AbstractRobustConnection, EventConsumer]:
     connection = await connect_robust_eventually(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}")
-    consumer = EventConsumer(connection, registry, directory, bus, metrics, codecs)
+    consumer = EventConsumer(connection, registry, directory, bus, metrics, codecs, queue_name=queue_name)
     try:
         await consumer.start()
     except BaseException:
@@ -96,6 +99,7 @@ LIVE: Final = web.AppKey("baton_live", LiveState)
 class LiveStatus:
     event_consumer: ConsumerState
     update_bus: BusState
+    deployment: DeploymentHealth = field(default_factory=DeploymentHealth)
 
 
 def live_status(live: LiveState) -> LiveStatus:
@@ -151,6 +155,7 @@ def setup_live(
     authenticator: Authenticator,
     cancel_job: Callable[[str, str], Awaitable[CancelResult]],
     codecs: CodecSet,
+    events_queue: str = ORCHESTRATOR_EVENTS_QUEUE,
 ) -> None:
     async def live_context(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -166,7 +171,8 @@ def setup_live(
             hub = WebSocketHub(metrics)
             stack.callback(bus.add_listener(hub.dispatch))
             consumer_task = asyncio.create_task(
-                start_consumer(settings, registry, directory, bus, metrics, codecs), name="baton-event-consumer-start"
+                start_consumer(settings, registry, directory, bus, metrics, codecs, events_queue),
+                name="baton-event-consumer-start",
             )
             stack.push_async_callback(stop_consumer, consumer_task)
             stack.push_async_callback(hub.close_all)
