@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.names import JOB_TYPE_PATTERN, SERVICE_NAME_PATTERN, TENANT_ID_PATTERN
 from protocol.priorities import DEFAULT_PRIORITY, MAX_PRIORITY
+from protocol.topology import ATTEMPTS_HEADER, TENANT_HEADER
 
 PROTOCOL_VERSION: Literal[1] = 1
 
@@ -116,8 +117,15 @@ class TaskEnvelope(BaseModel):
 
     def amqp_properties(self) -> dict[str, Any]:
         """The AMQP properties every message carrying this task has (DESIGN: message_id is the task id,
-        correlation_id the job id, and the priority is the AMQP priority)."""
-        return {"message_id": self.task_id, "correlation_id": self.global_task_id, "priority": self.priority}
+        correlation_id the job id, and the priority is the AMQP priority). The tenant and attempt ride
+        in headers too, so a worker that cannot read the body (too large, corrupt) can still tell the
+        job its task failed. They are claims, proof of nothing: readers check them against the registry."""
+        return {
+            "message_id": self.task_id,
+            "correlation_id": self.global_task_id,
+            "priority": self.priority,
+            "headers": {TENANT_HEADER: self.tenant_id, ATTEMPTS_HEADER: self.attempt},
+        }
 
     def next_attempt(self) -> TaskEnvelope:
         return self.model_copy(update={"attempt": self.attempt + 1})

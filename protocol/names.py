@@ -8,7 +8,7 @@ code applies them only through the checks here, which use `fullmatch`: "query\\n
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, TypeGuard
 
 # Dots, '#' and '*' would break topic routing keys; ':' would break Redis keys.
 TENANT_ID_PATTERN: Final[str] = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -20,11 +20,11 @@ _TENANT_RE = re.compile(TENANT_ID_PATTERN)
 _JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
 
 
-def is_tenant_id(value: object) -> bool:
+def is_tenant_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _TENANT_RE.fullmatch(value) is not None
 
 
-def is_job_type(value: object) -> bool:
+def is_job_type(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _JOB_TYPE_RE.fullmatch(value) is not None
 
 

@@ -106,4 +106,9 @@ def test_event_statuses() -> None:
 
 def test_amqp_properties_follow_the_contract() -> None:
     env = make(priority=9)
-    assert env.amqp_properties() == {"message_id": env.task_id, "correlation_id": "job", "priority": 9}
+    assert env.amqp_properties() == {
+        "message_id": env.task_id,
+        "correlation_id": "job",
+        "priority": 9,
+        "headers": {"x-baton-tenant": env.tenant_id, "x-baton-attempts": 1},
+    }

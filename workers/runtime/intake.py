@@ -11,6 +11,7 @@ from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError, MessageTooLarge, ProtocolError, UnsupportedContentType
 from protocol.names import is_tenant_id
 from protocol.topology import DeadLetterReason
+from workers.runtime.task_identity import identified_task
 from workers.sdk import HandlerSpec, Worker
 
 
@@ -19,7 +20,9 @@ class Rejection:
     reason: DeadLetterReason
     error: str
     tenant_id: str | None = None
-    envelope: TaskEnvelope | None = None  # set when the body was a valid envelope: its job is then failed
+    # The task, when known: decoded from the body, or named by its properties when the body cannot
+    # be read (task_identity). Its job is then failed.
+    envelope: TaskEnvelope | None = None
     last_error_type: str | None = None  # of the last attempt's failure, when there was one
 
     @property
@@ -40,13 +43,13 @@ def classify(message: AbstractIncomingMessage, worker: Worker, codecs: CodecSet)
     try:
         codec = codecs.for_content_type(message.content_type)
     except UnsupportedContentType as exc:
-        return Rejection(DeadLetterReason.UNSUPPORTED_CONTENT_TYPE, str(exc))
+        return _unread(DeadLetterReason.UNSUPPORTED_CONTENT_TYPE, str(exc), message, worker)
     try:
         envelope = codecs.decode(TaskEnvelope, message.body, message.content_type)
     except MessageTooLarge as exc:
-        return Rejection(DeadLetterReason.MESSAGE_TOO_LARGE, str(exc))
+        return _unread(DeadLetterReason.MESSAGE_TOO_LARGE, str(exc), message, worker)
     except DecodeError as exc:
-        return Rejection(DeadLetterReason.INVALID_ENVELOPE, str(exc), _tenant_hint(codec, message.body))
+        return _unread(DeadLetterReason.INVALID_ENVELOPE, str(exc), message, worker, codec)
     if envelope.service != worker.service:
         return Rejection(
             DeadLetterReason.WRONG_SERVICE,
@@ -64,6 +67,17 @@ def classify(message: AbstractIncomingMessage, worker: Worker, codecs: CodecSet)
             envelope,
         )
     return Accepted(envelope, handler)
+
+
+def _unread(
+    reason: DeadLetterReason, error: str, message: AbstractIncomingMessage, worker: Worker, codec: Codec | None = None
+) -> Rejection:
+    """A body that is not a task envelope: the task named by the publisher's properties when they do,
+    else only a tenant hint from a body that decodes (either way a claim, checked before it is believed)."""
+    task = identified_task(message, worker.service)
+    if task is not None:
+        return Rejection(reason, error, task.tenant_id, task)
+    return Rejection(reason, error, _tenant_hint(codec, message.body) if codec is not None else None)
 
 
 def _tenant_hint(codec: Codec, body: bytes) -> str | None:

@@ -54,14 +54,16 @@ class Rescheduler:
         # Same content type as received, so a JSON producer's task stays JSON.
         codec = self._codecs.for_content_type(message.content_type)
         following = envelope.next_attempt()
+        properties = following.amqp_properties()
         headers: dict[str, Any] = {
             key: value for key, value in (message.headers or {}).items() if not key.startswith(_BROKER_DEATH_HEADERS)
         }
+        headers.update(properties.pop("headers"))  # the next attempt's own tenant and attempt headers
         return aio_pika.Message(
             self._codecs.encode(following, codec),
-            headers=headers or None,
+            headers=headers,
             content_type=codec.content_type,
             delivery_mode=DeliveryMode.PERSISTENT,
             reply_to=message.reply_to,
-            **following.amqp_properties(),
+            **properties,
         )
