@@ -338,3 +338,21 @@ async def test_a_body_nested_too_deep_to_decode_is_dropped_not_requeued(
     assert not [r for r in caplog.records if "requeueing" in r.getMessage()]
     queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
     assert queue.declaration_result.message_count == 0
+
+
+async def test_an_event_over_the_message_cap_is_dropped_and_stores_nothing(rig: Rig, tenant: str) -> None:
+    """What one event can store (result, progress, error) is bounded by the message cap (4 MiB by default)."""
+    record = make_record(tenant)
+    await rig.registry.create(record)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        huge = event_for(record, EventType.TASK_COMPLETED, 1, result="x" * (4 * 1024 * 1024))
+        await rig.publish_event(huge)
+        progress = {"percentage": 1.0, "custom_data": {"blob": "y" * (4 * 1024 * 1024)}}
+        await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress=progress))
+        await eventually(lambda: sample(rig.metrics, "baton_events_dropped_total", reason="undecodable") == 2)
+    finally:
+        await consumer.stop()
+    stored = await rig.registry.get(tenant, record.job_id)
+    assert stored is not None and stored.status == "queued" and stored.result is None and stored.progress is None
