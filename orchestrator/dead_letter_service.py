@@ -127,7 +127,7 @@ class DeadLetterService:
         if envelope is None:
             report.fail(letter.task_id, "undecodable", letter.decode_error or "the body is not a task envelope")
             return
-        attempt = max(envelope.attempt, letter.attempts or 0) + 1
+        attempt = envelope.attempt + 1  # at least: reopen numbers it above every attempt the registry saw
         unsendable = self._unsendable(envelope.model_copy(update={"attempt": attempt}))
         if unsendable is not None:
             # Checked before the job is reopened: a replay that cannot be published changes nothing.

@@ -52,6 +52,7 @@ DEFAULT_SCAN_SECONDS: Final[float] = 10.0
 MAX_SHOWN_TEXT: Final[int] = 1000
 MAX_SHOWN_ITEMS: Final[int] = 32
 MAX_SHOWN_DEPTH: Final[int] = 3
+_MAX_COUNT: Final[int] = 2**31 - 1
 _GET_TIMEOUT_SECONDS: Final[float] = 5.0
 _LINK_ERRORS = (*LINK_ERRORS, TimeoutError)
 
@@ -101,7 +102,6 @@ class DeadLetter:
 def parse_dead_letter(delivery_tag: int, properties: Any, body: bytes, codecs: CodecSet) -> DeadLetter:
     headers: Mapping[str, Any] = properties.headers if isinstance(properties.headers, Mapping) else {}
     envelope, decode_error = decode_body(body, properties.content_type, codecs)
-    attempts = _int(headers.get(ATTEMPTS_HEADER))
     return DeadLetter(
         delivery_tag=delivery_tag,
         envelope=envelope,
@@ -116,7 +116,9 @@ def parse_dead_letter(delivery_tag: int, properties: Any, body: bytes, codecs: C
         tenant_id=envelope.tenant_id if envelope else _str(headers.get(TENANT_HEADER)),
         type=envelope.type if envelope else _str(properties.message_type),
         reason=_str(headers.get(REASON_HEADER)) or _str(headers.get("x-first-death-reason")),
-        attempts=attempts if attempts is not None else (envelope.attempt if envelope else None),
+        # The envelope's attempt is the one a replay follows; the header (a claim, like every
+        # header) only describes a body that does not decode.
+        attempts=envelope.attempt if envelope else _int(headers.get(ATTEMPTS_HEADER)),
         error=_str(headers.get(ERROR_HEADER)),
         error_type=_str(headers.get(ERROR_TYPE_HEADER)),
         dead_at=_str(headers.get(DEAD_AT_HEADER)) or _death_time(headers),
@@ -282,14 +284,14 @@ def _clip(text: str) -> str:
 
 
 def _int(value: Any) -> int | None:
+    """A header's count, when it is a plausible one."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     try:
-        return int(_str(value) or "")
+        number = value if isinstance(value, int) else int(_str(value) or "")
     except ValueError:
         return None
+    return number if 0 <= number <= _MAX_COUNT else None
 
 
 def _death_time(headers: Mapping[str, Any]) -> str | None:

@@ -129,3 +129,23 @@ async def test_poison_bodies_are_listed_to_the_admin_and_never_break_the_api(api
     named_errors = {e["task_id"]: e["error"] for e in (await named.json())["errors"]}
     assert named_errors == {**{message_id: "not_found" for message_id in poison}, "huge-int": "unsendable"}
     assert await _dead_depth(api) == len(poison)
+
+
+async def test_a_forged_attempts_header_does_not_break_the_replay(api: Api) -> None:
+    """The attempt a replay numbers comes from the envelope, or from a header only when it is a sane number."""
+    parked = await _failed_job(api, api.headers_a)
+    channel = await api.amqp.channel()
+    try:
+        queue = await channel.declare_queue(dead_letter_queue(api.service), passive=True)
+        message = await queue.get(no_ack=True, fail=True)
+        assert message is not None
+    finally:
+        await channel.close()
+    headers = {**(message.headers or {}), "x-baton-attempts": 2**62}
+    await _park_raw(api, parked.task_id, message.body, message.content_type, headers)
+
+    listed = await (await api.client.get(f"/dead-letters/{api.service}", headers=api.headers_a)).json()
+    assert [e["attempts"] for e in listed["entries"]] == [1]  # the envelope's
+    replay = await api.client.post(f"/dead-letters/{api.service}/replay", json={"all": True}, headers=api.headers_a)
+    assert replay.status == 200, await replay.text()
+    assert [r["attempt"] for r in (await replay.json())["replayed"]] == [2]
