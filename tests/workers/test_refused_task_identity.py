@@ -160,3 +160,23 @@ async def test_the_next_attempt_carries_its_own_attempt_header() -> None:
     [message] = captured.messages
     assert message.headers == {TENANT_HEADER: "tenant-t", ATTEMPTS_HEADER: 2, "x-origin": "test"}
     assert message.message_id == env.task_id
+
+
+async def test_json_nested_past_the_parsers_limit_is_refused_with_its_reason(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    """It used to crash intake (RecursionError) and the quarantine after it, leaving the broker to park it bare."""
+    tap = await Tap.open(channel, f"*.{service}.*")
+    deep = envelope(service, "echo", {}, tenant_id="tenant-d")
+    async with running(echo(service), rabbitmq_url):
+        body = b"[" * 100_000 + b"]" * 100_000
+        await _publish(channel, service, body, "application/json", **deep.amqp_properties())
+        [failed] = await tap.task_events(deep.task_id)
+        dead = await channel.declare_queue(dead_letter_queue(service), passive=True)
+        parked = await dead.get(timeout=5, fail=True)
+        assert parked is not None
+        await parked.ack()
+    assert (failed.data["error_type"], failed.tenant_id) == ("InvalidEnvelope", "tenant-d")
+    assert "nested deeper than" in failed.data["error"]
+    assert parked.headers[REASON_HEADER] == "invalid_envelope"
+    assert "nested deeper than" in str(parked.headers["x-baton-error"])
