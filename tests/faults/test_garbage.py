@@ -26,7 +26,9 @@ GARBAGE = 100
 
 
 def garbage(i: int, tenant: str) -> tuple[bytes, str | None]:
-    kind = i % 5
+    kind = i % 6
+    if kind == 5:
+        return b"[" * 100_000 + b"]" * 100_000, "application/json"  # past the JSON parser's recursion limit
     if kind == 0:
         return bytes(random.Random(i).getrandbits(8) for _ in range(64)) + b"\xc1", "application/msgpack"
     if kind == 1:
