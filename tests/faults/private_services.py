@@ -1,6 +1,7 @@
-"""RabbitMQ and Redis instances of a fault test's own, on other ports, that it may kill at will.
+"""RabbitMQ and Redis instances of a fault test's own, on free ports, that it may kill at will.
 
-The shared services on 5672/6379 are never stopped by these tests.
+The shared services are never stopped by these tests. Ports are picked free rather than fixed, so a
+developer's own server on a port (a second Redis on 6380 is common) is never taken for ours.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from tests.e2e.harness import free_port
 
 
 def _port_open(port: int) -> bool:
@@ -36,17 +40,20 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 class PrivateRabbitMQ:
     """A separate RabbitMQ node (own node name, port and data dir) started with rabbitmq-server."""
 
-    def __init__(self, port: int = 5673, dist_port: int = 25673, name: str = "baton-fault") -> None:
+    def __init__(self, port: int | None = None, dist_port: int | None = None, name: str = "baton-fault") -> None:
         if shutil.which("rabbitmq-server") is None:
             raise RuntimeError("rabbitmq-server is not installed: apt-get install rabbitmq-server")
-        self.port = port
-        self.node = f"{name}@localhost"
+        self.port = port or free_port()
+        dist_port = dist_port or free_port()
+        self.node = f"{name}-{uuid.uuid4().hex[:8]}@localhost"  # unique: rabbitmqctl -n only ever reaches ours
         self.base = Path(tempfile.mkdtemp(prefix="baton-rmq-"))
-        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n")
+        (self.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
         self.env = {
             **os.environ,
             "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_PORT": str(port),
+            "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(dist_port),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
@@ -90,8 +97,8 @@ class PrivateRabbitMQ:
 
 
 class PrivateRedis:
-    def __init__(self, port: int = 6380) -> None:
-        self.port = port
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base = Path(tempfile.mkdtemp(prefix="baton-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -100,6 +107,8 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        if _port_open(self.port):
+            raise RuntimeError(f"port {self.port} is already taken")
         # Append-only persistence so a kill -9 keeps the registry, as a production Redis would.
         self.process = subprocess.Popen(
             [
@@ -121,11 +130,15 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         _wait(lambda: _port_open(self.port), 20, f"Redis on port {self.port}")
+        if self.process.poll() is not None:  # it could not listen: whatever answers there is not ours
+            raise RuntimeError(f"redis-server exited with {self.process.returncode} (port {self.port} taken?)")
 
     def kill(self) -> None:
-        if self.process:
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL our redis-server; a port it never listened on (taken by another) is left alone."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()
+        self.process.wait()
         _wait(lambda: not _port_open(self.port), 10, "Redis to die")
 
     def cleanup(self) -> None:

@@ -1,6 +1,6 @@
 """RabbitMQ killed (SIGKILL) and restarted mid-run: no accepted job lost, clients back within 5 s.
 
-Runs a RabbitMQ node of its own on port 5673; the shared broker is never touched.
+Runs a RabbitMQ node of its own on a free port; the shared broker is never touched.
 """
 
 from __future__ import annotations

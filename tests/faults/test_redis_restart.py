@@ -1,7 +1,10 @@
 """Redis killed (SIGKILL) and restarted mid-run: no accepted job lost, every job terminal within 30 s.
 
-Runs a Redis of its own on port 6380 (append-only, as a production registry would be); the
-shared Redis is only the probe.
+Runs a Redis of its own on a free port (append-only, as a production registry would be); the
+shared Redis is only the probe. The orchestrator with that Redis is a deployment of its own, so it
+also gets a RabbitMQ node of its own: on the shared vhost it would share baton.orchestrator.events
+with every other orchestrator there (a developer's, another test's), each taking a share of the
+other's events and worker heartbeats.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tests.faults.common import (
     reset_fault_queues,
     wait_until_terminal,
 )
-from tests.faults.private_services import PrivateRedis
+from tests.faults.private_services import PrivateRabbitMQ, PrivateRedis
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
@@ -32,16 +35,16 @@ JOBS = 400
 RATE = 40.0
 
 
-async def test_redis_killed_and_restarted_loses_no_accepted_job(
-    rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis
-) -> None:
+async def test_redis_killed_and_restarted_loses_no_accepted_job(redis_url: str, redis_client: aioredis.Redis) -> None:
+    broker = PrivateRabbitMQ()
+    await asyncio.to_thread(broker.start)
     private = PrivateRedis()
-    private.start()
     run = uuid.uuid4().hex[:8]
-    system = BatonSystem(rabbitmq_url, private.url, new_tenants(1))
+    system = BatonSystem(broker.url, private.url, new_tenants(1))
     tenant = system.tenants[0]
     try:
-        await reset_fault_queues(rabbitmq_url)
+        private.start()
+        await reset_fault_queues(broker.url)
         base_url = await system.start_orchestrator()
         system.start_worker(WORKER_TARGET)
         await wait_for_workers(base_url, ["faults"])
@@ -75,4 +78,5 @@ async def test_redis_killed_and_restarted_loses_no_accepted_job(
     finally:
         system.close()
         private.cleanup()
+        await asyncio.to_thread(broker.cleanup)
         await drop_probe(redis_client, run)
