@@ -103,7 +103,10 @@ class DeploymentCheck:
         await self._registered_replicas()  # at once: this replica's consumer is starting meanwhile
         while True:
             await asyncio.sleep(self._settings.period_seconds)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:
+                log.exception("deployment check failed; trying again next period")  # a bug must not end the loop
 
     async def check(self) -> None:
         """One round: register, count, compare. A round without Redis or the broker changes nothing."""

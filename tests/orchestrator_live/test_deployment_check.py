@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import create_app
-from orchestrator.deployment_check import DeploymentSettings
+from orchestrator.deployment_check import DeploymentCheck, DeploymentSettings
+from orchestrator.queue_inspector import QueueStats
 from orchestrator.sweeper import SweeperSettings
 from protocol.settings import Settings
 
@@ -116,3 +117,30 @@ async def test_each_deployment_flags_the_other_on_its_events_queue(
             channel = await connection.channel()
             await channel.queue_delete(queue)
         await redis_client.delete(deployment_a.replicas_key, deployment_b.replicas_key, *locks)
+
+
+async def test_an_extra_consumer_seen_once_is_not_flagged(redis_client: aioredis.Redis, unique: str) -> None:
+    """A replica that has just started consumes before it registers; it must not raise a false alarm."""
+    consumers = {"n": 2}
+    queue = f"test.orchestrator.events.{unique}"
+
+    async def queue_stats(queues: Sequence[str]) -> dict[str, QueueStats | None]:
+        return {queue: QueueStats(messages=0, consumers=consumers["n"])}
+
+    settings = DeploymentSettings(queue, f"test:replicas:{unique}", period_seconds=60)
+    check = DeploymentCheck(redis_client, queue_stats, settings)
+    try:
+        await check.check()  # this replica registers: 1 replica, 2 consumers
+        assert not check.health.shared_events_queue
+        consumers["n"] = 1  # the newcomer registered / went away
+        await check.check()
+        consumers["n"] = 2
+        await check.check()
+        assert not check.health.shared_events_queue
+        await check.check()  # twice in a row: not a newcomer
+        assert check.health.shared_events_queue
+        assert (check.health.consumers, check.health.replicas) == (2, 1)
+        assert await redis_client.zcard(settings.replicas_key) == 1
+        assert 0 < await redis_client.pttl(settings.replicas_key) <= settings.ttl_seconds * 1000
+    finally:
+        await redis_client.delete(settings.replicas_key)
