@@ -10,7 +10,8 @@ Replicas of one deployment share its Redis, so each replica registers itself the
 consumers than registered replicas has a consumer from elsewhere. It must be seen on
 `confirmations` checks in a row (a replica that just started may consume before it registers, one
 that stops consumes until it ends) before it is logged at ERROR and flagged on /health. This needs
-no message of its own on the events path, and also catches consumers that know nothing of Baton.
+no message of its own on the events path, and also catches consumers that know nothing of Baton
+(which is also why replicas of a version without this check, during a rolling upgrade, count as foreign).
 """
 
 from __future__ import annotations
