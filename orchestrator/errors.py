@@ -8,6 +8,7 @@
     └── JobError
         ├── UnknownJobType      no service has announced the job type
         ├── IdempotencyConflict the idempotency key was used before with a different request
+        ├── UnpublishableJob    the task envelope cannot be encoded, or exceeds the message cap
         └── JobNotFound         no such job for this tenant
 
 aio-pika and aiormq errors are translated into BrokerError subclasses in `orchestrator.publisher`;
@@ -76,6 +77,15 @@ class IdempotencyConflict(JobError):
         super().__init__(f"idempotency key {idempotency_key!r} was already used for a different request")
         self.idempotency_key = idempotency_key
         self.job_id = job_id
+
+
+class UnpublishableJob(JobError):
+    """The job's task envelope cannot go to a worker: the wire format cannot carry a value of its
+    payload, or the encoded envelope is larger than the message cap the workers enforce."""
+
+    def __init__(self, detail: str, *, too_large: bool) -> None:
+        super().__init__(detail)
+        self.too_large = too_large
 
 
 class JobNotFound(JobError):

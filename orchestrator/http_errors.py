@@ -19,6 +19,7 @@ from orchestrator.errors import (
     PublishFailed,
     PublishUncertain,
     UnknownJobType,
+    UnpublishableJob,
 )
 from orchestrator.http_state import METRICS
 from orchestrator.registry import RegistryUnavailable
@@ -63,6 +64,10 @@ def api_error_for(exc: Exception) -> ApiError | None:
         return ApiError(404, "job_not_found", str(exc))
     if isinstance(exc, UnknownJobType):
         return ApiError(422, "unknown_job_type", str(exc), extra={"known_types": exc.known_types})
+    if isinstance(exc, UnpublishableJob):
+        if exc.too_large:
+            return ApiError(413, "payload_too_large", str(exc))
+        return ApiError(422, "unencodable_payload", str(exc))
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", str(exc), extra={"job_id": exc.job_id})
     if isinstance(exc, PublishUncertain):

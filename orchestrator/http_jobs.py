@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, Final
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -34,6 +36,10 @@ from orchestrator.http_state import JOBS
 from orchestrator.jobs import NewJob, Submission
 from orchestrator.models import CancelStatus, JobRecord
 from protocol.events import JobStatus
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SLICE: Final[int] = 100  # batch items validated between two yields to the event loop
 
 
 def tracking_url(job_id: str) -> str:
@@ -93,6 +99,8 @@ async def create_batch(request: web.Request) -> web.Response:
     items: list[BatchItem | None] = [None] * len(batch.jobs)
     valid: list[tuple[int, NewJob]] = []
     for index, raw in enumerate(batch.jobs):
+        if index and index % VALIDATION_SLICE == 0:
+            await asyncio.sleep(0)  # a thousand items validated in one go would hold the loop for every client
         try:
             valid.append((index, JobSpec.model_validate(raw).to_job()))
         except ValidationError as exc:
@@ -112,7 +120,10 @@ def _batch_item(index: int, outcome: Submission | Exception) -> BatchItem:
         return BatchItem(index=index, job_id=record.job_id, status=JobStatus(record.status), created=outcome.created)
     error = api_error_for(outcome)
     if error is None:
-        raise outcome  # a bug, not a bad item: let the error middleware log it and answer 500
+        # A bug, not a bad item; still only this item's error: the other items' jobs exist and
+        # their ids must reach the client.
+        log.error("batch item %d failed unexpectedly", index, exc_info=outcome)
+        error = ApiError(500, "internal_error", "unexpected server error")
     # An unconfirmed publish names the job it kept: the item may still run and can be tracked.
     job_id = outcome.job_id if isinstance(outcome, PublishUncertain) else None
     return BatchItem(index=index, job_id=job_id, error=error.error, detail=error.detail)

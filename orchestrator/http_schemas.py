@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.event_consumer import BusState, ConsumerState
 from orchestrator.jobs import NewJob
@@ -17,6 +17,20 @@ MAX_WAIT_SECONDS: Final[float] = 60.0
 MAX_BATCH_ITEMS: Final[int] = 1000
 MAX_PAGE_SIZE: Final[int] = 200
 MAX_TIMEOUT_MS: Final[int] = 7 * 24 * 3600 * 1000
+MAX_OFFSET: Final[int] = 1_000_000_000  # past any real listing; Redis refuses offsets beyond 64 bits
+
+
+def _unicode_text(value: str) -> str:
+    # JSON may escape a lone surrogate (\ud800); such a string has no UTF-8 form, so it could
+    # not become a Redis key or an AMQP message.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("the string holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode_text)]
 
 
 def _priority_value(value: Any) -> int:
@@ -40,12 +54,12 @@ class JobSpec(BaseModel):
     type: str = Field(pattern=JOB_TYPE_PATTERN, description="job type, e.g. llm_request")
     payload: dict[str, Any] = Field(default_factory=dict, description="the job type's own input")
     priority: Priority = None
-    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    session_id: Text | None = Field(default=None, min_length=1, max_length=256)
     context: ContextIds = Field(
         default_factory=ContextIds, description="ids propagated to every task; request_id defaults to X-Request-Id"
     )
     timeout_ms: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS, description="deadline, from now")
-    idempotency_key: str | None = Field(
+    idempotency_key: Text | None = Field(
         default=None,
         min_length=1,
         max_length=256,
@@ -89,10 +103,10 @@ class AgentExecuteRequest(WaitOption):
     input: str | None = Field(default=None, description="the user's message to the agent")
     payload: dict[str, Any] = Field(default_factory=dict, description="more agent input, merged into the payload")
     priority: Priority = None
-    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    session_id: Text | None = Field(default=None, min_length=1, max_length=256)
     context: ContextIds = Field(default_factory=ContextIds)
     timeout_ms: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    idempotency_key: Text | None = Field(default=None, min_length=1, max_length=256)
 
     def to_job(self, agent_id: str) -> NewJob:
         payload = {**self.payload, "agent_id": agent_id}
@@ -124,8 +138,8 @@ class JobListQuery(BaseModel):
 
     status: JobStatus | None = None
     type: str | None = Field(default=None, pattern=JOB_TYPE_PATTERN)
-    session_id: str | None = Field(default=None, min_length=1, max_length=256)
-    offset: int = Field(default=0, ge=0)
+    session_id: Text | None = Field(default=None, min_length=1, max_length=256)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
 
 
@@ -257,7 +271,7 @@ MAX_DEAD_LETTER_PAGE: Final[int] = 1000
 class DeadLetterQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    offset: int = Field(default=0, ge=0, description="visible parked tasks to skip")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="visible parked tasks to skip")
     limit: int = Field(default=100, ge=1, le=MAX_DEAD_LETTER_PAGE)
 
 

@@ -49,7 +49,11 @@ class JobPublisher(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def publish_task(self, envelope: TaskEnvelope, *, reply_to: str | None = None) -> None: ...
+    def encode_task(self, envelope: TaskEnvelope) -> bytes: ...
+
+    async def publish_task(
+        self, envelope: TaskEnvelope, *, reply_to: str | None = None, body: bytes | None = None
+    ) -> None: ...
 
     async def publish_cancel(self, command: CancelCommand) -> None: ...
 
@@ -81,7 +85,8 @@ class NewJob:
             "timeout_ms": self.timeout_ms,
         }
         raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(raw.encode()).hexdigest()
+        # surrogatepass: a lone surrogate must reach the encoder's clear refusal, not fail here.
+        return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,7 @@ class JobService:
 
     async def _create(self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> Submission:
         envelope = build_envelope(tenant_id, job_id, service, job, request_id)
+        body = self._publisher.encode_task(envelope)  # before anything is stored: no job left unsendable
         record = record_for(envelope)
         key = job.idempotency_key
         fingerprint = job.fingerprint() if key else None
@@ -215,7 +221,7 @@ class JobService:
         if created.status is CreateStatus.EXISTING:
             return Submission(created.record, created=False)
         try:
-            await self._publisher.publish_task(envelope)
+            await self._publisher.publish_task(envelope, body=body)
         except BrokerError as exc:
             reason = exc.reason if isinstance(exc, PublishFailed) else "broker_unavailable"
             self._metrics.publish_failures.labels(reason=reason).inc()

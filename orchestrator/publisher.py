@@ -27,7 +27,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 
 from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
-from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed
+from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed, UnpublishableJob
 from orchestrator.queue_inspector import QueueInspector, QueueStats
 from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
@@ -108,11 +108,32 @@ class TaskPublisher:
         if link is not None:
             await link.connection.close()
 
-    async def publish_task(self, envelope: TaskEnvelope, *, reply_to: str | None = None) -> None:
+    def encode_task(self, envelope: TaskEnvelope) -> bytes:
+        """The envelope as the message body, or UnpublishableJob: callers encode before they record
+        a job, so a job whose task could never be sent is refused instead of left queued forever."""
+        try:
+            body = self._codecs.encode(envelope, self._codecs.default)
+        except (OverflowError, ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+            detail = f"the payload cannot be sent to a worker: {_encode_failure(exc)}"
+            raise UnpublishableJob(detail, too_large=False) from exc
+        if len(body) > self._codecs.max_bytes:
+            raise UnpublishableJob(
+                f"the task message would be {len(body)} bytes, over the {self._codecs.max_bytes}-byte cap "
+                "(BATON_MAX_MESSAGE_BYTES)",
+                too_large=True,
+            )
+        return body
+
+    async def publish_task(
+        self, envelope: TaskEnvelope, *, reply_to: str | None = None, body: bytes | None = None
+    ) -> None:
         """Publish to `baton.tasks` with routing key = service; returns once the broker confirmed it.
 
         `reply_to` is kept when a child task is published again (its caller waits on that queue).
+        `body` is the envelope already encoded by `encode_task`; without it the envelope is encoded here.
         """
+        if body is None:
+            body = self.encode_task(envelope)
         link = self._require_link()
         await self._ensure_service(link, envelope.service)
         codec = self._codecs.default
@@ -125,7 +146,6 @@ class TaskPublisher:
             reply_to=reply_to,
             **envelope.amqp_properties(),
         )
-        body = self._codecs.encode(envelope, codec)
         try:
             await self._publish(link, TASKS_EXCHANGE, body, properties, envelope.service, mandatory=True)
         except PublishFailed as exc:
@@ -252,3 +272,11 @@ class TaskPublisher:
             await connection.close()
             return None
         return _Link(connection, channel, topology)
+
+
+def _encode_failure(exc: Exception) -> str:
+    if isinstance(exc, OverflowError):
+        return "an integer is outside the 64-bit range the message format carries"
+    if isinstance(exc, UnicodeEncodeError):
+        return "a string holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+    return str(exc)

@@ -15,6 +15,7 @@ Every change is one Lua script (`registry_scripts`), so it cannot interleave wit
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -24,7 +25,7 @@ import redis.asyncio as aioredis
 from orchestrator import keys, registry_scripts
 from orchestrator.models import JobRecord, JobUpdate, record_update
 from orchestrator.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
-from orchestrator.registry_codec import from_hash, pairs, text
+from orchestrator.registry_codec import READ_FIELDS, from_fields, from_hash, pairs, text
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import TaskEnvelope, utc_now
@@ -148,13 +149,26 @@ class JobRecovery:
         return sorted(found)
 
     async def stale_jobs(self, tenant_id: str, status: str, created_before: float, limit: int) -> list[JobRecord]:
-        """Up to `limit` of the tenant's jobs in `status` created before `created_before` (epoch s), oldest first."""
+        """Up to `limit` of the tenant's jobs in `status` created before `created_before` (epoch s), oldest first.
+
+        Without their stored envelopes (a payload of up to the message cap each): `stored_envelope`
+        reads the one a republish needs.
+        """
         index = keys.tenant_jobs_by_status(tenant_id, status)
         with redis_errors("finding stale jobs"):
             found: list[Any] = await self._redis.zrangebyscore(index, "-inf", created_before * 1000, 0, limit)
             job_ids = [text(i) for i in found]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
-                    pipe.hgetall(keys.job(tenant_id, job_id))
-                hashes = await pipe.execute()
-        return [record for raw in hashes if raw and (record := from_hash(raw)).status == status]
+                    pipe.hmget(keys.job(tenant_id, job_id), READ_FIELDS)
+                rows = await pipe.execute()
+        return [record for values in rows if (record := from_fields(values)) is not None and record.status == status]
+
+    async def stored_envelope(self, tenant_id: str, job_id: str) -> dict[str, Any] | None:
+        """The job's root task envelope as last published (JSON), or None."""
+        with redis_errors("reading a stored envelope"):
+            raw = await self._redis.hget(keys.job(tenant_id, job_id), "envelope")
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else None

@@ -31,7 +31,7 @@ from orchestrator.models import (
     record_update,
 )
 from orchestrator.redis_batch import PipelineBatcher
-from orchestrator.registry_codec import from_hash, packed_args, pairs, score, text, to_hash
+from orchestrator.registry_codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import utc_now
@@ -174,8 +174,8 @@ class RedisTaskRegistry:
 
     async def get(self, tenant_id: str, job_id: str) -> JobRecord | None:
         with redis_errors("reading a job"):
-            raw = await self._redis.hgetall(keys.job(tenant_id, job_id))
-        return from_hash(raw) if raw else None
+            values = await self._redis.hmget(keys.job(tenant_id, job_id), READ_FIELDS)
+        return from_fields(values)
 
     async def list_jobs(
         self,
@@ -205,11 +205,12 @@ class RedisTaskRegistry:
                 ids, total = await self._page(indexes, offset, limit)
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for job_id in ids:
-                        pipe.hgetall(keys.job(tenant_id, job_id))
-                    hashes = await pipe.execute() if ids else []
-                missing = [job_id for job_id, raw in zip(ids, hashes, strict=True) if not raw]
+                        pipe.hmget(keys.job(tenant_id, job_id), READ_FIELDS)
+                    rows = await pipe.execute() if ids else []
+                records = [from_fields(values) for values in rows]
+                missing = [job_id for job_id, record in zip(ids, records, strict=True) if record is None]
                 if not missing:
-                    return [from_hash(raw) for raw in hashes], total
+                    return [record for record in records if record is not None], total
                 await self._prune(tenant_id, indexes, missing)
 
     async def apply_event(self, event: TaskEvent) -> JobUpdate | None:

@@ -48,6 +48,17 @@ def from_hash(raw: dict[Any, Any]) -> JobRecord:
     return JobRecord.model_validate(data)
 
 
+# A job's fields as readers need them: everything but the stored envelope, which holds the whole
+# payload (up to the message cap) and is read only to publish the task again.
+READ_FIELDS: Final[tuple[str, ...]] = tuple(name for name in JobRecord.model_fields if name != "envelope")
+
+
+def from_fields(values: Sequence[Any]) -> JobRecord | None:
+    """The record from an HMGET of READ_FIELDS; None when the job does not exist."""
+    raw = {name: value for name, value in zip(READ_FIELDS, values, strict=True) if value is not None}
+    return from_hash(raw) if raw else None
+
+
 def pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 

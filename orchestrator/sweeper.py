@@ -31,15 +31,16 @@ from datetime import datetime
 from typing import Final
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from orchestrator import keys
 from orchestrator.directory import ServiceDirectory
-from orchestrator.errors import BrokerError
+from orchestrator.errors import BrokerError, BrokerUnavailable, UnpublishableJob
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobRecord, JobUpdate
 from orchestrator.publisher import TaskPublisher
 from orchestrator.recovery import JobRecovery, ReopenStatus
-from orchestrator.registry import RegistryError, redis_errors
+from orchestrator.registry import RegistryError, RegistryUnavailable, redis_errors
 from orchestrator.update_bus import UpdateBus
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, utc_now
@@ -92,6 +93,7 @@ class SweeperSettings:
 class SweepReport:
     failed: list[str] = field(default_factory=list)  # job ids
     republished: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # job ids whose resolution raised
 
 
 class Sweeper:
@@ -154,8 +156,19 @@ class Sweeper:
                 for record in await self._recovery.stale_jobs(tenant, status, now - bound, self._settings.batch):
                     idle = _idle_seconds(record)
                     if idle >= bound:
-                        await self._resolve(record, idle, round_, report)
+                        await self._resolve_one(record, idle, round_, report)
         return report
+
+    async def _resolve_one(self, record: JobRecord, idle: float, round_: _Round, report: SweepReport) -> None:
+        """One job's trouble never ends the round for the others; Redis or RabbitMQ being down does."""
+        try:
+            await self._resolve(record, idle, round_, report)
+        except (RegistryUnavailable, BrokerUnavailable):
+            raise
+        except Exception:
+            report.errors.append(record.job_id)
+            self._metrics.jobs_swept.labels(action="error").inc()
+            log.exception("sweeper: job %s of tenant %s could not be resolved", record.job_id, record.tenant_id)
 
     async def _run(self) -> None:
         while True:
@@ -204,9 +217,14 @@ class Sweeper:
         return sum(s.messages for s in stats.values() if s is not None)
 
     async def _republish(self, record: JobRecord) -> bool:
-        if record.envelope is None:
+        stored = await self._recovery.stored_envelope(record.tenant_id, record.job_id)
+        if stored is None:
             return await self._fail(record, "the task message was lost and the job has no stored envelope")
-        envelope = TaskEnvelope.model_validate(record.envelope)
+        try:
+            envelope = TaskEnvelope.model_validate(stored)
+            self._publisher.encode_task(envelope)  # before reopening: a new attempt that cannot be sent is no fix
+        except (ValidationError, UnpublishableJob) as exc:
+            return await self._fail(record, f"the task message was lost and cannot be sent again: {exc}")
         reopened = await self._recovery.reopen(envelope, reason=LOST_MESSAGE_REASON, expected_seq=record.seq)
         if reopened.status is not ReopenStatus.REOPENED or reopened.envelope is None:
             return False  # an event moved the job meanwhile

@@ -129,6 +129,7 @@ class CodecSet:
     """The codecs a process accepts, looked up by AMQP content type."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, default: str = MSGPACK) -> None:
+        self.max_bytes = max_bytes
         self._codecs: dict[str, Codec] = {MSGPACK: MsgpackCodec(max_bytes), JSON: JsonCodec(max_bytes)}
         self.default = self.for_content_type(default)
 

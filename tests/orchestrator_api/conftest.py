@@ -24,7 +24,7 @@ from orchestrator import keys
 from orchestrator.app import create_app
 from orchestrator.live import LIVE
 from orchestrator.sweeper import SweeperSettings
-from protocol.codec import CodecSet
+from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import TaskEvent
@@ -101,9 +101,19 @@ class Api:
 
 
 def _settings(
-    rabbitmq_url: str, redis_url: str, keys_to_tenants: dict[str, str], admin_key: str | None = None
+    rabbitmq_url: str,
+    redis_url: str,
+    keys_to_tenants: dict[str, str],
+    admin_key: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> Settings:
-    return Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url, api_keys=keys_to_tenants, admin_key=admin_key)
+    return Settings(
+        rabbitmq_url=rabbitmq_url,
+        redis_url=redis_url,
+        api_keys=keys_to_tenants,
+        admin_key=admin_key,
+        max_message_bytes=max_message_bytes,
+    )
 
 
 def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
@@ -139,6 +149,7 @@ async def serve_api(
     unique: str,
     sweeper: Callable[[frozenset[str]], SweeperSettings] | None = None,
     app_rabbitmq_url: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
@@ -150,7 +161,11 @@ async def serve_api(
     tenants = frozenset({tenant_a, tenant_b})
     app = create_app(
         _settings(
-            app_rabbitmq_url or rabbitmq_url, redis_url, {key_a: tenant_a, key_b: tenant_b}, admin_key=f"admin-{unique}"
+            app_rabbitmq_url or rabbitmq_url,
+            redis_url,
+            {key_a: tenant_a, key_b: tenant_b},
+            admin_key=f"admin-{unique}",
+            max_message_bytes=max_message_bytes,
         ),
         sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from orchestrator import keys
+from orchestrator.http_state import METRICS
 from orchestrator.sweeper import SweeperSettings
 from protocol import ledger
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
@@ -95,3 +98,40 @@ async def test_queued_job_without_a_live_worker_waits_for_one(swept: Api, redis_
     assert (record["status"], record["attempt"]) == ("queued", 1)
     assert await redis_client.exists(ledger.cancelled_key(api.tenant_a, job_id)) == 0
     assert await api.queue_depth() == 1
+
+
+async def test_one_bad_job_never_ends_a_round(swept: Api, redis_client: aioredis.Redis) -> None:
+    """Jobs whose stored envelope cannot be published again (recorded by an older version, or
+    damaged) are failed or skipped one by one; the sweeper still reaches the healthy job after them."""
+    api = swept
+    unsendable, damaged, healthy = await _create(api), await _create(api), await _create(api)
+    lost = {envelope.global_task_id: envelope for _, envelope in await api.queued_envelopes()}
+    assert set(lost) == {unsendable, damaged, healthy}
+    stored = lost[unsendable].model_dump(mode="json")
+    stored["payload"] = {"n": 2**64}  # fits in JSON, not in msgpack
+    await redis_client.hset(keys.job(api.tenant_a, unsendable), "envelope", json.dumps(stored))
+    await redis_client.hset(keys.job(api.tenant_a, damaged), "envelope", "{not json")
+
+    async def healthy_republished() -> bool:
+        return await api.queue_depth() > 0
+
+    await until(healthy_republished)
+    [(_, envelope)] = await api.queued_envelopes()
+    assert (envelope.global_task_id, envelope.attempt) == (healthy, 2)
+
+    async def record(job_id: str) -> dict[str, Any]:
+        return await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()  # type: ignore[no-any-return]
+
+    async def unsendable_failed() -> bool:
+        return (await record(unsendable))["status"] == "failed"
+
+    await until(unsendable_failed)
+    failed = await record(unsendable)
+    assert "cannot be sent again" in failed["error"]["error"] and "64-bit" in failed["error"]["error"]
+    assert failed["attempt"] == 1  # refused before a new attempt was opened
+    await asyncio.sleep(0.5)  # a few more rounds: the damaged job raises in each, and is left as it was
+    still = await record(damaged)
+    assert (still["status"], still["attempt"]) == ("queued", 1)
+    assert await api.queue_depth() == 0
+    errors = api.app[METRICS].jobs_swept.labels(action="error")._value.get()
+    assert errors >= 2
