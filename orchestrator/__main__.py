@@ -31,9 +31,9 @@ async def serve(settings: Settings, authenticator: Authenticator, sweeper: Sweep
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, port=settings.orchestrator_port)
+        site = web.TCPSite(runner, host=settings.orchestrator_host, port=settings.orchestrator_port)
         await site.start()
-        log.info("orchestrator listening on port %d", settings.orchestrator_port)
+        log.info("orchestrator listening on %s:%d", settings.orchestrator_host, settings.orchestrator_port)
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -1,6 +1,6 @@
 """The WebSocket routes (DESIGN "WebSockets"): /ws/task_updates, /ws/jobs/{job_id}, /ws/{execution_id}.
 
-A client authenticates with `Authorization: Bearer`, `?token=`, or a first message
+A client authenticates with `Authorization: Bearer`, `?token=` (here only, never on HTTP routes), or a first message
 {"type": "auth", "token": ...} within 10 s, and then speaks JSON:
 
     client -> server                               server -> client
@@ -12,7 +12,8 @@ A client authenticates with `Authorization: Bearer`, `?token=`, or a first messa
     anything wrong                                 {"type": "error", "error", "detail"}; the socket stays open
 
 Events are the TaskEvent JSON with the job's seq. A service-token connection may publish
-TaskEvent JSON (no "type" field) and gets {"type": "event_ack", ...}; it cannot subscribe.
+TaskEvent JSON (no "type" field) of its own service's tasks and gets {"type": "event_ack", ...};
+it cannot subscribe.
 Another tenant's job is answered exactly like a job that does not exist.
 """
 
@@ -105,7 +106,7 @@ class WebSocketEndpoint:
         return await self._serve(request, request.match_info["execution_id"])
 
     async def _serve(self, request: web.Request, job_id: str | None) -> web.StreamResponse:
-        principal = self._auth.authenticate(request)
+        principal = self._auth.authenticate(request, allow_query_token=True)
         if principal is None and _offers_credentials(request):
             return web.json_response({"error": "unauthorized", "detail": "invalid API key"}, status=401)
         # No aiohttp heartbeat (its timers cost ~2 KB per idle socket): the hub pings every client
@@ -178,8 +179,8 @@ class WebSocketEndpoint:
             if not isinstance(body, dict):
                 raise ClientError("bad_message", "a message must be a JSON object")
             kind = body.get("type")
-            if kind is None and principal.is_service and "event" in body:
-                await self._publish_event(parts, conn, body)
+            if kind is None and principal.service is not None and "event" in body:
+                await self._publish_event(parts, conn, principal.service, body)
             elif kind == "ping":
                 conn.send({"type": "pong"})
             elif kind in ("subscribe", "unsubscribe", "cancel_job"):
@@ -256,11 +257,16 @@ class WebSocketEndpoint:
         job_status = result.record.status if result.record is not None else None
         conn.send({"type": "cancel_result", "job_id": job_id, "status": result.status.value, "job_status": job_status})
 
-    async def _publish_event(self, parts: LiveParts, conn: ClientConnection, body: dict[str, Any]) -> None:
+    async def _publish_event(
+        self, parts: LiveParts, conn: ClientConnection, service: str, body: dict[str, Any]
+    ) -> None:
         try:
             event = TaskEvent.model_validate(body)
         except ValidationError as exc:
             raise ClientError("invalid_event", _summarise(exc)) from exc
+        if event.service != service:
+            # The registry then holds the event to the tasks routed to that service.
+            raise ClientError("forbidden", f"this token reports for service {service!r} only, not {event.service!r}")
         update = await EventSink(parts.registry, parts.bus, self._metrics).accept(event)
         conn.send(
             {

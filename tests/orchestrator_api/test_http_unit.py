@@ -39,7 +39,7 @@ def raiser(exc: Exception):  # type: ignore[no-untyped-def]
 async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
     app = web.Application(middlewares=[metrics_middleware, error_middleware])
     app[METRICS] = OrchestratorMetrics()
-    app[AUTHENTICATOR] = Authenticator({KEY: "tenant-a"}, admin_key="admin", service_token="svc")
+    app[AUTHENTICATOR] = Authenticator({KEY: "tenant-a"}, admin_key="admin", service_tokens={"svc": "query"})
     app.router.add_post("/echo", echo)
     app.router.add_get("/boom", raiser(RuntimeError("secret internals")))
     app.router.add_get("/broker", raiser(BrokerUnavailable("down")))

@@ -36,7 +36,7 @@ async def test_live_state_end_to_end(rabbitmq_url: str, redis_url: str, tenant: 
         app,
         settings=Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url),
         metrics=OrchestratorMetrics(),
-        authenticator=Authenticator({key: tenant}, admin_key=None, service_token=None),
+        authenticator=Authenticator({key: tenant}, admin_key=None),
         cancel_job=cancel_job,
         codecs=codecs,
     )

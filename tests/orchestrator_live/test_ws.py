@@ -27,6 +27,7 @@ from protocol.events import EventType
 from tests.orchestrator_live.conftest import event_for, make_record
 
 SERVICE_TOKEN = "service-token-for-tests"
+SERVICE = "query"  # the service SERVICE_TOKEN speaks for, and make_record's default
 ALL_JOBS_REMEMBERED = 4  # per client, of the jobs it follows only through "all"
 
 
@@ -113,7 +114,9 @@ async def server(
     parts = Parts(registry, bus, hub)
     other = f"{tenant}-b"
     key, other_key = f"key-{unique}", f"other-{unique}"
-    authenticator = Authenticator({key: tenant, other_key: other}, admin_key=None, service_token=SERVICE_TOKEN)
+    authenticator = Authenticator(
+        {key: tenant, other_key: other}, admin_key=None, service_tokens={SERVICE_TOKEN: SERVICE}
+    )
 
     async def cancel_job(tenant_id: str, job_id: str) -> CancelResult:
         result, update = await registry.cancel(tenant_id, job_id, "cancelled over the socket")
@@ -297,6 +300,19 @@ async def test_a_service_publishes_events_over_the_socket(server: Server) -> Non
     assert (await receive(service))["error"] == "invalid_event"
     await service.send_json({"type": "subscribe", "all": True})
     assert (await receive(service))["error"] == "forbidden"
+
+
+async def test_a_service_token_reports_for_its_own_service_only(server: Server) -> None:
+    record = await server.job()
+    service = await server.client.ws_connect("/ws/task_updates", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    assert (await receive(service))["role"] == "service"
+    forged = event_for(record, EventType.TASK_COMPLETED, 1, service="embedding", result={"made": "up"})
+    await service.send_str(forged.model_dump_json())
+    refusal = await receive(service)
+    assert refusal["type"] == "error" and refusal["error"] == "forbidden"
+    assert "'query'" in refusal["detail"]
+    stored = await server.registry.get(record.tenant_id, record.job_id)
+    assert stored is not None and stored.status == "queued" and stored.result is None
 
 
 async def test_a_slow_client_is_cut_off_without_slowing_a_fast_one(server: Server) -> None:
