@@ -196,7 +196,8 @@ def add_job_routes(app: web.Application) -> None:
     app.router.add_get("/jobs", list_jobs)
     app.router.add_post("/jobs/batch", create_batch)
     app.router.add_post("/jobs/agent/{agent_id}/execute", execute_agent)
-    app.router.add_get("/jobs/{job_id}", get_job)
+    # "batch" is no job id: GET /jobs/batch is a 405 (Allow: POST), not a lookup of job "batch".
+    app.router.add_get("/jobs/{job_id:(?!batch$)[^/]+}", get_job)
     app.router.add_get("/jobs/{job_id}/status", get_job)
     app.router.add_get("/jobs/{job_id}/result", get_result)
     app.router.add_post("/jobs/{job_id}/cancel", cancel_job)

@@ -11,7 +11,7 @@ from orchestrator.jobs import NewJob
 from protocol.envelope import ContextIds
 from protocol.events import JobStatus
 from protocol.names import JOB_TYPE_PATTERN
-from protocol.priorities import resolve_priority
+from protocol.priorities import MAX_PRIORITY, resolve_priority
 
 MAX_WAIT_SECONDS: Final[float] = 60.0
 MAX_BATCH_ITEMS: Final[int] = 1000
@@ -40,7 +40,8 @@ def _priority_value(value: Any) -> int:
 
 
 Priority = Annotated[
-    int | Literal["high", "medium", "low"] | None,
+    # The bounds only document the range (resolve_priority enforces it before they are checked).
+    Annotated[int, Field(ge=0, le=MAX_PRIORITY)] | Literal["high", "medium", "low"] | None,
     BeforeValidator(_priority_value),
     Field(description="high (9), medium (5, the default), low (1), or an integer 0-9"),
 ]
@@ -157,7 +158,9 @@ class UnavailableBody(ErrorBody):
 
 
 class UnknownJobTypeBody(ErrorBody):
-    known_types: dict[str, str] = Field(description="job type -> service")
+    known_types: dict[str, str] | None = Field(
+        default=None, description="unknown_job_type only: job type -> service"
+    )
 
 
 class JobAccepted(BaseModel):
@@ -305,7 +308,16 @@ class DeadLetterList(BaseModel):
 class ReplayRequest(BaseModel):
     """Exactly one of `task_ids` and `all`."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The rule of _one_selection, in the document, so that clients and fuzzers know it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["task_ids"], "properties": {"task_ids": {"type": "array"}, "all": {"const": False}}},
+                {"required": ["all"], "properties": {"all": {"const": True}, "task_ids": {"type": "null"}}},
+            ]
+        },
+    )
 
     task_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
         default=None, min_length=1, max_length=MAX_BATCH_ITEMS

@@ -54,6 +54,8 @@ class Operation:
     summary: str
     responses: dict[int, Response]
     auth: bool = True
+    # WebSocket routes also take ?token= or a first {"type": "auth"} message: no credentials is no error there.
+    optional_auth: bool = False
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     tags: tuple[str, ...] = ("jobs",)
@@ -85,8 +87,10 @@ _CREATE_RESPONSES: Final[dict[int, Response]] = {
 }
 _WS_RESPONSES: Final[dict[int, Response]] = {
     101: Response("switching to the WebSocket protocol"),
-    401: _UNAUTHORIZED,
+    400: Response("not a WebSocket upgrade request", ErrorBody),
+    401: Response("an invalid API key or ?token=", ErrorBody),
 }
+_NO_ROUTE = Response("no such route (an empty path parameter)", ErrorBody)
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
@@ -127,7 +131,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "post",
         "/jobs/agent/{agent_id}/execute",
         "Run an agent (an agent_execution job)",
-        _CREATE_RESPONSES,
+        {**_CREATE_RESPONSES, 404: _NO_ROUTE},
         body=AgentExecuteRequest,
     ),
     Operation(
@@ -195,6 +199,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             401: _UNAUTHORIZED,
             403: Response("a service token", ErrorBody),
             404: Response("not a valid service name", ErrorBody),
+            413: _TOO_LARGE,
             422: _INVALID,
             503: _UNAVAILABLE,
         },
@@ -210,6 +215,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "/ws/task_updates",
         "WebSocket: live updates of the tenant's jobs",
         _WS_RESPONSES,
+        optional_auth=True,
         tags=("websocket",),
         description="Authenticate with the Bearer header or `?token=`. Send {type: subscribe, job_ids: [...]} or "
         "{type: subscribe, all: true}, unsubscribe, cancel_job, ping; the server sends connection_established, "
@@ -219,14 +225,16 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "get",
         "/ws/jobs/{job_id}",
         "WebSocket: one job's events",
-        _WS_RESPONSES,
+        {**_WS_RESPONSES, 404: _NO_ROUTE},
+        optional_auth=True,
         tags=("websocket",),
     ),
     Operation(
         "get",
         "/ws/{execution_id}",
         "WebSocket: one job's (or workflow execution's) events",
-        _WS_RESPONSES,
+        {**_WS_RESPONSES, 404: _NO_ROUTE},
+        optional_auth=True,
         tags=("websocket",),
     ),
     Operation(
@@ -279,7 +287,15 @@ def build_openapi(operations: tuple[Operation, ...] = OPERATIONS) -> dict[str, A
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "a tenant's API key"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a tenant's API key"},
+                "query_token": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "a tenant's API key, on WebSocket upgrades only (browsers cannot set headers)",
+                },
+            },
         },
     }
 
@@ -310,7 +326,10 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         body["description"] = op.description
     if params:
         body["parameters"] = params
-    body["security"] = [{"bearer": []}] if op.auth else []
+    if op.optional_auth:
+        body["security"] = [{"bearer": []}, {"query_token": []}, {}]
+    else:
+        body["security"] = [{"bearer": []}] if op.auth else []
     if op.body is not None:
         body["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
     for status, response in sorted(op.responses.items()):
