@@ -1,13 +1,16 @@
 """Health of the orchestrator's dependencies, for GET /health and for the gauges GET /metrics refreshes.
 
 Every check has its own short timeout, so a hung broker or Redis makes the answer "down",
-never a hung request.
+never a hung request. /health needs no key, so a report is computed at most once per
+`cache_seconds` and concurrent callers share the computation: any rate of requests costs the
+broker and Redis one round of checks per period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -25,6 +28,7 @@ from protocol.topology import task_queue
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS: Final[float] = 1.0
+CACHE_SECONDS: Final[float] = 2.0
 
 
 class HealthChecker:
@@ -37,6 +41,7 @@ class HealthChecker:
         timeout: float = CHECK_TIMEOUT_SECONDS,
         *,
         live_status: Callable[[], LiveStatus],
+        cache_seconds: float = CACHE_SECONDS,
     ) -> None:
         self._live_status = live_status
         self._publisher = publisher
@@ -44,18 +49,47 @@ class HealthChecker:
         self._directory = directory
         self._metrics = metrics
         self._timeout = timeout
+        self._cache_seconds = cache_seconds
+        self._latest: HealthReport | None = None
+        self._latest_at = float("-inf")
+        self._computing: asyncio.Task[HealthReport] | None = None
 
     async def report(self) -> HealthReport:
+        """The latest report, at most `cache_seconds` old."""
+        if self._latest is not None and time.monotonic() - self._latest_at < self._cache_seconds:
+            return self._latest
+        if self._computing is None:
+            self._computing = asyncio.create_task(self._compute(), name="baton-health-report")
+        # Shielded: a caller that goes away (a client hanging up) does not cancel it for the others.
+        return await asyncio.shield(self._computing)
+
+    async def _compute(self) -> HealthReport:
+        try:
+            report = await self._check()
+            self._latest, self._latest_at = report, time.monotonic()
+            return report
+        finally:
+            self._computing = None
+
+    async def _check(self) -> HealthReport:
         redis_up = await self._redis_up()
         services = await self._services() if redis_up else sorted(BUILTIN_SERVICES)
-        stats, live = await asyncio.gather(
-            self._queue_stats(services), self._live_workers(services) if redis_up else _nothing()
+        # The built-in queues tell whether the broker answers. Announced services only add detail:
+        # anything that can publish an event can announce one, so however many there are and
+        # however slow their queues are to ask, they never make the broker look down.
+        builtin = [service for service in services if service in BUILTIN_SERVICES]
+        announced = [service for service in services if service not in BUILTIN_SERVICES]
+        builtin_stats, announced_stats, live = await asyncio.gather(
+            self._queue_stats(builtin),
+            self._queue_stats(announced) if announced else _no_stats(),
+            self._live_workers(services) if redis_up else _nothing(),
         )
-        broker_up = stats is not None
+        broker_up = builtin_stats is not None
+        stats = {**(builtin_stats or {}), **(announced_stats or {})}
         by_service: dict[str, ServiceHealth] = {}
         for service in services:
             queue = task_queue(service)
-            queue_stats = stats.get(queue) if stats else None
+            queue_stats = stats.get(queue)
             by_service[service] = ServiceHealth(
                 queue=queue,
                 messages=queue_stats.messages if queue_stats else None,
@@ -126,4 +160,8 @@ class HealthChecker:
 
 
 async def _nothing() -> dict[str, int]:
+    return {}
+
+
+async def _no_stats() -> dict[str, QueueStats | None]:
     return {}

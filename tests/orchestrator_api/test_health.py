@@ -1,0 +1,94 @@
+"""GET /health needs no key: any rate of it must cost the broker one round of checks per period and
+never disturb job publishing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from orchestrator.http_state import HEALTH, PUBLISHER
+from orchestrator.queue_inspector import QueueStats
+from protocol.topology import task_queue
+from tests.orchestrator_api.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+def count_queue_checks(api: Api) -> list[int]:
+    """A spy on the publisher's queue stats (the real ones still run): one entry per call that asks
+    for the test service's queue, i.e. per round of checks."""
+    publisher = api.app[PUBLISHER]
+    real = publisher.queue_stats
+    calls: list[int] = []
+
+    async def counted(queues: Sequence[str]) -> dict[str, QueueStats | None]:
+        if task_queue(api.service) in queues:
+            calls.append(len(queues))
+        return await real(queues)
+
+    publisher.queue_stats = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_health_at_any_rate_checks_once_per_period_and_publishes_go_on(api: Api) -> None:
+    calls = count_queue_checks(api)
+    period = api.app[HEALTH]._cache_seconds
+    stop = asyncio.Event()
+    statuses: list[int] = []
+
+    async def hammer_health() -> None:
+        while not stop.is_set():
+            response = await api.client.get("/health")
+            statuses.append(response.status)
+            await response.read()
+
+    async def post_job(i: int) -> int:
+        response = await api.client.post("/jobs", json={"type": api.job_type}, headers=api.headers_a)
+        await response.read()
+        return response.status
+
+    hammers = [asyncio.create_task(hammer_health()) for _ in range(20)]
+    try:
+        posted = await asyncio.gather(*(post_job(i) for i in range(100)))
+        await asyncio.sleep(max(0.0, period / 2))
+    finally:
+        stop.set()
+        await asyncio.gather(*hammers)
+    assert posted == [202] * 100
+    assert len(statuses) > 50 and set(statuses) == {200}
+    assert len(calls) == 1  # every request within the period shared one check
+
+    await asyncio.sleep(period)
+    body = await (await api.client.get("/health")).json()
+    assert len(calls) == 2  # a stale report is computed again
+    assert body["services"][api.service]["messages"] == 100
+
+
+async def test_concurrent_callers_share_one_computation(api: Api) -> None:
+    calls = count_queue_checks(api)
+    reports = await asyncio.gather(*(api.app[HEALTH].report() for _ in range(200)))
+    assert len(calls) == 1
+    assert all(report is reports[0] for report in reports)
+
+
+async def test_announced_services_slow_to_inspect_never_make_the_broker_look_down(api: Api) -> None:
+    """However many services were announced (forged heartbeats included), only the built-in queues
+    decide whether the broker answers; the rest is detail that may be missing."""
+    publisher = api.app[PUBLISHER]
+    real = publisher.queue_stats
+    checker = api.app[HEALTH]
+
+    async def slow_for_announced(queues: Sequence[str]) -> dict[str, QueueStats | None]:
+        if task_queue(api.service) in queues:
+            await asyncio.sleep(checker._timeout * 3)  # as hundreds of queues nobody runs would take
+        return await real(queues)
+
+    publisher.queue_stats = slow_for_announced  # type: ignore[method-assign]
+    response = await api.client.get("/health")
+    body = await response.json()
+    assert response.status == 200
+    assert (body["status"], body["broker"]) == ("ok", "up")
+    assert body["services"]["query"]["messages"] is not None
+    assert body["services"][api.service]["messages"] is None  # unknown this time, not an outage
