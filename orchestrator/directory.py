@@ -4,6 +4,12 @@ Workers announce their job types in heartbeats; the map lives in Redis so every 
 routes alike, and the built-in types are known in advance. A worker counts as live until
 `heartbeat_grace_intervals` of its own heartbeat intervals pass without one, measured on
 this side's clock (worker clocks may drift).
+
+Anything that can publish on `baton.events` can announce, so what announcements can make is
+bounded: at most `max_services` announced services, `max_job_types` routes and
+`max_workers` worker entries per service (past a bound, a new one is refused and logged), and
+an announced service no worker was heard from for `service_ttl_seconds` is forgotten with its
+routes. Built-in services and their types are always known.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -28,6 +35,17 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_SECONDS: Final[float] = 1.0
 # Worker entries of a service nobody has heard from in a day disappear on their own.
 _WORKERS_TTL_SECONDS: Final[int] = 24 * 3600
+# A service scaled to zero keeps its job types (its jobs wait in its queue) for this long.
+DEFAULT_SERVICE_TTL_SECONDS: Final[float] = 24 * 3600
+DEFAULT_MAX_SERVICES: Final[int] = 1000
+DEFAULT_MAX_JOB_TYPES: Final[int] = 10_000
+DEFAULT_MAX_WORKERS: Final[int] = 1000  # per service
+# How often a replica looks for services to forget.
+DEFAULT_EXPIRE_INTERVAL_SECONDS: Final[float] = 30.0
+# A heartbeat's own interval decides when its worker is stale; a claimed interval longer than
+# this would keep a worker (and a forged one) live for days.
+MAX_HEARTBEAT_INTERVAL_SECONDS: Final[float] = 60.0
+
 # Remove worker entries only if unchanged since read: a heartbeat landing meanwhile is kept.
 # KEYS: workers hash; ARGV: worker_id, value, worker_id, value, ...
 _PRUNE_UNCHANGED: Final[str] = """
@@ -40,6 +58,68 @@ end
 return removed
 """
 
+# KEYS: workers hash, routes hash, announced services set, services' last-seen sorted set
+# ARGV: service, worker_id, entry ('' when stopping), now, builtin ('1'/'0'), max services,
+#       max job types, max workers, workers ttl, job types...
+# Returns {1 if recorded else 0, job types refused}.
+_RECORD: Final[str] = """
+local service = ARGV[1]
+local builtin = ARGV[5] == '1'
+if not builtin and redis.call('SISMEMBER', KEYS[3], service) == 0
+    and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[6]) then
+  return {0, 0}
+end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+else
+  if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[8]) then
+    return {0, 0}
+  end
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[9])
+end
+if not builtin then
+  redis.call('SADD', KEYS[3], service)
+  redis.call('ZADD', KEYS[4], ARGV[4], service)
+end
+local routes = redis.call('HLEN', KEYS[2])
+local refused = 0
+for i = 10, #ARGV do
+  local current = redis.call('HGET', KEYS[2], ARGV[i])
+  if current ~= service then
+    if not current and routes >= tonumber(ARGV[7]) then
+      refused = refused + 1
+    else
+      redis.call('HSET', KEYS[2], ARGV[i], service)
+      if not current then routes = routes + 1 end
+    end
+  end
+end
+return {1, refused}
+"""
+
+# KEYS: announced services set, services' last-seen sorted set, routes hash; ARGV: cutoff, now.
+# Forgets the services last seen before the cutoff with their routes; returns their names.
+_EXPIRE: Final[str] = """
+for _, service in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  -- announced before last-seen times were kept: the clock starts now
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], service)
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+if #expired == 0 then return expired end
+local gone = {}
+for _, service in ipairs(expired) do
+  gone[service] = true
+  redis.call('ZREM', KEYS[2], service)
+  redis.call('SREM', KEYS[1], service)
+end
+local routes = redis.call('HGETALL', KEYS[3])
+for i = 1, #routes, 2 do
+  if gone[routes[i + 1]] then redis.call('HDEL', KEYS[3], routes[i]) end
+end
+return expired
+"""
+
 
 class ServiceDirectory:
     def __init__(
@@ -47,32 +127,68 @@ class ServiceDirectory:
         redis: aioredis.Redis,
         heartbeat_grace_intervals: float = 3,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        *,
+        service_ttl_seconds: float = DEFAULT_SERVICE_TTL_SECONDS,
+        max_services: int = DEFAULT_MAX_SERVICES,
+        max_job_types: int = DEFAULT_MAX_JOB_TYPES,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        expire_interval_seconds: float = DEFAULT_EXPIRE_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._grace = heartbeat_grace_intervals
         self._cache_seconds = cache_seconds
+        self._service_ttl = service_ttl_seconds
+        self._max_services = max_services
+        self._max_job_types = max_job_types
+        self._max_workers = max_workers
+        self._expire_interval = expire_interval_seconds
+        self._clock = clock  # wall clock shared by replicas: seen-at times are compared across them
         self._routes: dict[str, str] = {}
         self._routes_read_at = float("-inf")
+        self._expired_at = float("-inf")
         self._prune = redis.register_script(_PRUNE_UNCHANGED)
+        self._record = redis.register_script(_RECORD)
+        self._expire = redis.register_script(_EXPIRE)
 
-    async def record_heartbeat(self, hb: WorkerHeartbeat) -> None:
-        workers_key = keys.workers(hb.service)
+    async def record_heartbeat(self, hb: WorkerHeartbeat) -> bool:
+        """Record the worker and its job types; False when a bound refused the worker or its service."""
+        now = self._clock()
+        entry = "" if hb.stopping else json.dumps({"seen_at": now, "heartbeat": hb.model_dump(mode="json")})
+        # Built-in types stay with their built-in service whatever a worker claims.
+        announced = [t for t in dict.fromkeys(hb.job_types) if t not in BUILTIN_JOB_TYPES]
+        args = [
+            hb.service,
+            hb.worker_id,
+            entry,
+            now,
+            "1" if hb.service in BUILTIN_SERVICES else "0",
+            self._max_services,
+            self._max_job_types,
+            self._max_workers,
+            _WORKERS_TTL_SECONDS,
+            *announced,
+        ]
         with redis_errors("recording a heartbeat"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if hb.stopping:
-                    pipe.hdel(workers_key, hb.worker_id)
-                else:
-                    entry = {"seen_at": time.time(), "heartbeat": hb.model_dump(mode="json")}
-                    pipe.hset(workers_key, hb.worker_id, json.dumps(entry))
-                    pipe.expire(workers_key, _WORKERS_TTL_SECONDS)
-                # Built-in types stay with their built-in service whatever a worker claims.
-                announced = {t: hb.service for t in hb.job_types if t not in BUILTIN_JOB_TYPES}
-                if announced:
-                    pipe.hset(keys.ROUTES, mapping=announced)  # type: ignore[arg-type]
-                pipe.sadd(keys.ANNOUNCED_SERVICES, hb.service)
-                await pipe.execute()
-        if any(self._routes.get(t) != s for t, s in announced.items()):
+            recorded, refused = await self._record(
+                keys=[keys.workers(hb.service), keys.ROUTES, keys.ANNOUNCED_SERVICES, keys.SERVICES_SEEN], args=args
+            )
+        if not recorded:
+            log.warning(
+                "heartbeat of worker %r of service %r refused: at most %d services and %d workers each are announced",
+                hb.worker_id,
+                hb.service,
+                self._max_services,
+                self._max_workers,
+            )
+            return False
+        if refused:
+            log.warning(
+                "%d job types of service %r refused: at most %d are announced", refused, hb.service, self._max_job_types
+            )
+        if any(self._routes.get(t) != hb.service for t in announced):
             self._routes_read_at = float("-inf")
+        return True
 
     async def service_for(self, job_type: str) -> str | None:
         builtin = BUILTIN_JOB_TYPES.get(job_type)
@@ -90,6 +206,7 @@ class ServiceDirectory:
         return {**await self._announced_routes(), **BUILTIN_JOB_TYPES}
 
     async def services(self) -> list[str]:
+        await self._expire_if_due()
         with redis_errors("listing services"):
             announced = {text(s) for s in await self._redis.smembers(keys.ANNOUNCED_SERVICES)}
         return sorted(announced | set(BUILTIN_SERVICES) | set((await self._announced_routes()).values()))
@@ -99,7 +216,7 @@ class ServiceDirectory:
         workers_key = keys.workers(service)
         with redis_errors("reading worker heartbeats"):
             raw = await self._redis.hgetall(workers_key)
-        now = time.time()
+        now = self._clock()
         live: list[WorkerHeartbeat] = []
         stale: list[bytes | str] = []
         for worker_id, value in raw.items():
@@ -111,7 +228,8 @@ class ServiceDirectory:
                 log.warning("dropping an unreadable heartbeat entry of %s", service)
                 stale.extend((worker_id, value))
                 continue
-            if hb.stopping or now - seen_at > hb.interval_seconds * self._grace:
+            interval = min(hb.interval_seconds, MAX_HEARTBEAT_INTERVAL_SECONDS)
+            if hb.stopping or now - seen_at > interval * self._grace:
                 stale.extend((worker_id, value))
             else:
                 live.append(hb)
@@ -120,8 +238,30 @@ class ServiceDirectory:
                 await self._prune(keys=[workers_key], args=stale)
         return sorted(live, key=lambda hb: hb.worker_id)
 
+    async def expire_services(self) -> list[str]:
+        """Forget the announced services no worker was heard from for the service TTL, with their routes."""
+        now = self._clock()
+        with redis_errors("expiring services"):
+            raw = await self._expire(
+                keys=[keys.ANNOUNCED_SERVICES, keys.SERVICES_SEEN, keys.ROUTES], args=[now - self._service_ttl, now]
+            )
+            expired = sorted(text(s) for s in raw)
+            if expired:
+                await self._redis.delete(*(keys.workers(s) for s in expired))
+        if expired:
+            shown = ", ".join(expired[:20])
+            log.info("forgot %d services unheard of for %.0f s: %s", len(expired), self._service_ttl, shown)
+            self._routes_read_at = float("-inf")
+        return expired
+
+    async def _expire_if_due(self) -> None:
+        if time.monotonic() - self._expired_at >= self._expire_interval:
+            self._expired_at = time.monotonic()
+            await self.expire_services()
+
     async def _announced_routes(self) -> dict[str, str]:
         if time.monotonic() - self._routes_read_at > self._cache_seconds:
+            await self._expire_if_due()
             with redis_errors("reading routes"):
                 raw = await self._redis.hgetall(keys.ROUTES)
             self._routes = {text(k): text(v) for k, v in raw.items()}

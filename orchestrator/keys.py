@@ -18,6 +18,8 @@ TASK_UPDATES_CHANNEL: Final[str] = f"{PREFIX}:task_updates"
 # Service directory: job type -> service, and worker liveness per service.
 ROUTES: Final[str] = f"{PREFIX}:routes"
 ANNOUNCED_SERVICES: Final[str] = f"{PREFIX}:services"
+# Sorted set: announced service -> when a worker of it was last heard from (epoch seconds).
+SERVICES_SEEN: Final[str] = f"{PREFIX}:services:seen"
 
 # Status indexes are passed to the Lua scripts in this fixed order.
 STATUS_ORDER: Final[tuple[str, ...]] = tuple(status.value for status in JobStatus)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from orchestrator import keys
-from orchestrator.directory import ServiceDirectory
+from orchestrator.directory import DEFAULT_SERVICE_TTL_SECONDS, MAX_HEARTBEAT_INTERVAL_SECONDS, ServiceDirectory
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 
@@ -20,6 +21,7 @@ async def service(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[st
     yield name
     await redis_client.hdel(keys.ROUTES, f"type-{unique}", f"other-{unique}")
     await redis_client.srem(keys.ANNOUNCED_SERVICES, name)
+    await redis_client.zrem(keys.SERVICES_SEEN, name)
     await redis_client.delete(keys.workers(name))
 
 
@@ -69,3 +71,62 @@ async def test_live_workers_excludes_stopping_and_stale(redis_client: aioredis.R
     await asyncio.sleep(0.3)
     assert [hb.worker_id for hb in await directory.live_workers(service)] == ["steady"]
     assert await redis_client.hkeys(keys.workers(service)) == [b"steady"]  # the stale one is pruned
+
+
+def days_ago(days: float) -> float:
+    return time.time() - days * 24 * 3600
+
+
+async def test_a_service_unheard_of_for_its_ttl_is_forgotten_with_its_routes(
+    redis_client: aioredis.Redis, service: str, unique: str
+) -> None:
+    """Forged heartbeats of made-up services (anything that publishes on baton.events can send one)
+    must not leave services and job types behind forever."""
+    fresh = f"{service}-fresh"
+    try:
+        then = ServiceDirectory(redis_client, clock=lambda: days_ago(DEFAULT_SERVICE_TTL_SECONDS / 86400 + 1))
+        assert await then.record_heartbeat(heartbeat(service, "w1", [f"type-{unique}"]))
+        now = ServiceDirectory(redis_client, expire_interval_seconds=0)
+        assert await now.record_heartbeat(heartbeat(fresh, "w2", [f"other-{unique}"]))
+
+        services = await now.services()  # looks for services to forget first
+        assert service not in services and fresh in services
+        assert await now.service_for(f"type-{unique}") is None
+        assert await now.service_for(f"other-{unique}") == fresh
+        assert not await redis_client.exists(keys.workers(service))
+        assert await now.service_for("llm_request") == "query"  # built-ins are never forgotten
+        assert {"query", "embedding", "ingestion", "agent"} <= set(services)
+    finally:
+        await redis_client.hdel(keys.ROUTES, f"other-{unique}")
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, fresh)
+        await redis_client.zrem(keys.SERVICES_SEEN, fresh)
+        await redis_client.delete(keys.workers(fresh))
+
+
+async def test_announcements_are_bounded(redis_client: aioredis.Redis, service: str, unique: str) -> None:
+    full = ServiceDirectory(redis_client, max_services=0)  # as full as can be, whatever is in Redis
+    assert not await full.record_heartbeat(heartbeat(service, "w1", [f"type-{unique}"]))
+    assert service not in await full.services()
+    assert await full.service_for(f"type-{unique}") is None
+    assert not await redis_client.exists(keys.workers(service))
+    # A built-in service is always taken.
+    assert await full.record_heartbeat(heartbeat("query", f"gone-{unique}", [], stopping=True))
+
+    open_ = ServiceDirectory(redis_client, max_workers=2)
+    assert await open_.record_heartbeat(heartbeat(service, "w1", [f"type-{unique}"]))
+    assert await open_.record_heartbeat(heartbeat(service, "w2", []))
+    assert not await open_.record_heartbeat(heartbeat(service, "w3", []))
+    assert await open_.record_heartbeat(heartbeat(service, "w1", []))  # a known worker keeps beating
+    assert [hb.worker_id for hb in await open_.live_workers(service)] == ["w1", "w2"]
+
+    no_new_types = ServiceDirectory(redis_client, max_job_types=0)
+    assert await no_new_types.record_heartbeat(heartbeat(service, "w1", [f"type-{unique}", f"other-{unique}"]))
+    assert await no_new_types.service_for(f"type-{unique}") == service  # already routed: kept
+    assert await no_new_types.service_for(f"other-{unique}") is None
+
+
+async def test_a_claimed_heartbeat_interval_is_capped(redis_client: aioredis.Redis, service: str) -> None:
+    """A heartbeat claiming a huge interval must not keep its worker live for days."""
+    then = ServiceDirectory(redis_client, clock=lambda: time.time() - 4 * MAX_HEARTBEAT_INTERVAL_SECONDS)
+    assert await then.record_heartbeat(heartbeat(service, "sleepy", [], interval=1e9))
+    assert await ServiceDirectory(redis_client).live_workers(service) == []
