@@ -33,7 +33,20 @@ def _unicode_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(_unicode_text)]
 
 
+def _json_number(value: Any) -> Any:
+    # pydantic's lax mode reads "5" and true as numbers; JSON, and the OpenAPI document, do not.
+    if isinstance(value, str | bool):
+        raise ValueError("expected a JSON number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+
+
 def _priority_value(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 6.0 is an integer to JSON Schema, as to the document
     if value is not None and not isinstance(value, int | str):
         raise ValueError("priority must be a name or an integer 0-9")
     return resolve_priority(value)  # refuses booleans, out-of-range numbers and unknown names
@@ -59,7 +72,7 @@ class JobSpec(BaseModel):
     context: ContextIds = Field(
         default_factory=ContextIds, description="ids propagated to every task; request_id defaults to X-Request-Id"
     )
-    timeout_ms: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS, description="deadline, from now")
+    timeout_ms: JsonInt | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS, description="deadline, from now")
     idempotency_key: Text | None = Field(
         default=None,
         min_length=1,
@@ -80,7 +93,7 @@ class JobSpec(BaseModel):
 
 
 class WaitOption(BaseModel):
-    wait: float | None = Field(
+    wait: JsonFloat | None = Field(
         default=None,
         ge=0,
         description=f"seconds to wait for the outcome (at most {MAX_WAIT_SECONDS:g}; larger values are capped)",
@@ -106,7 +119,7 @@ class AgentExecuteRequest(WaitOption):
     priority: Priority = None
     session_id: Text | None = Field(default=None, min_length=1, max_length=256)
     context: ContextIds = Field(default_factory=ContextIds)
-    timeout_ms: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
+    timeout_ms: JsonInt | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
     idempotency_key: Text | None = Field(default=None, min_length=1, max_length=256)
 
     def to_job(self, agent_id: str) -> NewJob:
@@ -322,7 +335,7 @@ class ReplayRequest(BaseModel):
     task_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
         default=None, min_length=1, max_length=MAX_BATCH_ITEMS
     )
-    all: bool = False
+    all: bool = Field(default=False, strict=True)
 
     @model_validator(mode="after")
     def _one_selection(self) -> ReplayRequest:
