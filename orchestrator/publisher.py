@@ -33,7 +33,7 @@ from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
-from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchanges, declare_service
+from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchanges
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +201,14 @@ class TaskPublisher:
         if service in self._declared:
             return
         # One lock for all services: declarations are rare, and a batch of a thousand jobs for a
-        # new service must declare its queues once, not a thousand times.
+        # new service must declare its queues once, not a thousand times. On the inspection
+        # connection: a refused declare (a queue that exists with other arguments) closes its
+        # channel, which on this connection could take publishing down (orchestrator.queue_inspector).
         async with self._declare_lock:
             if service in self._declared:
                 return
             try:
-                await self._stall.guard(declare_service(link.topology, service), self._publish_timeout)
+                await self._stall.guard(self._inspector.declare_service(service), self._publish_timeout)
             except TimeoutError as exc:
                 raise PublishFailed("timeout", f"declaring the queues of {service!r} timed out") from exc
             except LINK_ERRORS as exc:

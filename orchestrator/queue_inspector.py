@@ -1,4 +1,5 @@
-"""Queue inspection on a RabbitMQ connection of its own: passive declares and dead-letter browsing.
+"""Queue inspection on a RabbitMQ connection of its own: passive declares, dead-letter browsing,
+and the declarations of a service's queues.
 
 Not on the publishing connection, because a passive declare of a missing queue makes the broker
 close the channel (404), and aiormq then frees the channel number as soon as the broker's
@@ -7,9 +8,11 @@ when the connection's write queue is full (10 frames by default; concurrent publ
 The broker still holds that channel, waiting for the CloseOk; the next channel aiormq opens takes
 the freed number (it picks the highest in use plus one), and the broker closes the whole
 connection with "CHANNEL_ERROR - second 'channel.open' seen", every publish on it with it.
-So this connection carries nothing but inspection, its write queue has room for every frame it
-can have pending, channel numbers go round all of channel_max before one is used again, and the
-passive declares run on a few long-lived channels, reopened only when a 404 closed one.
+A declare the broker refuses (406: a queue that exists with other arguments) closes its channel
+the same way. So this connection carries nothing but inspection and declarations, its write
+queue has room for every frame it can have pending, channel numbers go round all of channel_max
+before one is used again, and the passive declares run on a few long-lived channels, reopened
+only when a 404 closed one.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import aiormq
 import aiormq.abc
 
 from orchestrator.amqp_connect import LINK_ERRORS
 from orchestrator.errors import BrokerUnavailable
+from protocol.topology import declare_service
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,7 @@ class QueueInspector:
         self._connect_timeout = connect_timeout
         self._rpc_timeout = rpc_timeout
         self._lanes = [_Lane() for _ in range(max(1, lanes))]
+        self._declaring = _Lane()
         self._connection: aiormq.Connection | None = None
         self._connecting: asyncio.Task[aiormq.Connection] | None = None
         self._next_number = 1
@@ -99,13 +104,24 @@ class QueueInspector:
                 with contextlib.suppress(*LINK_ERRORS):
                     await channel.close()
 
+    async def declare_service(self, service: str) -> None:
+        """Exchanges plus the service's queues and bindings (protocol.topology.declare_service).
+
+        aiormq errors are raised as they are (a refused declare: the caller tells the user why)."""
+        connection = await self._connect()
+        async with self._declaring.lock:
+            channel = self._declaring.channel
+            if channel is None or channel.is_closed or channel.connection is not connection:
+                channel = self._declaring.channel = await self._open_channel(connection)
+            await declare_service(_Topology(channel, self._rpc_timeout), service)
+
     async def close(self) -> None:
         connecting, self._connecting = self._connecting, None
         if connecting is not None and not connecting.done():
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
         connection, self._connection = self._connection, None
-        for lane in self._lanes:
+        for lane in (*self._lanes, self._declaring):
             lane.channel = None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(*LINK_ERRORS):
@@ -174,3 +190,30 @@ class QueueInspector:
             raise
         self._next_number = 1
         return connection
+
+
+class _Topology:
+    """protocol.topology's TopologyChannel over a plain aiormq channel."""
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+
+    async def declare_exchange(self, name: str, type: Any = "direct", *, durable: bool = True) -> None:
+        await self._channel.exchange_declare(name, exchange_type=str(type), durable=durable, timeout=self._timeout)
+
+    async def declare_queue(
+        self, name: str | None = None, *, durable: bool = True, arguments: Any = None
+    ) -> _TopologyQueue:
+        ok = await self._channel.queue_declare(name or "", durable=durable, arguments=arguments, timeout=self._timeout)
+        return _TopologyQueue(self._channel, ok.queue or name or "", self._timeout)
+
+
+class _TopologyQueue:
+    def __init__(self, channel: aiormq.abc.AbstractChannel, name: str, timeout: float) -> None:
+        self._channel = channel
+        self._name = name
+        self._timeout = timeout
+
+    async def bind(self, exchange: Any, routing_key: str | None = None) -> None:
+        await self._channel.queue_bind(self._name, str(exchange), routing_key=routing_key or "", timeout=self._timeout)

@@ -13,6 +13,7 @@ import asyncio
 import aio_pika
 import pytest
 
+from orchestrator.errors import PublishFailed
 from orchestrator.publisher import TaskPublisher
 from orchestrator.queue_inspector import QueueInspector
 from protocol.codec import CodecSet
@@ -120,3 +121,38 @@ async def test_the_inspection_connection_comes_back_after_it_was_closed(rabbitmq
         assert inspector._connection is not connection
     finally:
         await inspector.close()
+
+
+async def test_a_refused_declare_never_breaks_concurrent_publishes(rabbitmq_url: str, unique: str) -> None:
+    """A queue that exists with other arguments makes the broker refuse (406) the publisher's declare,
+    which closes that channel: it must not be a channel of the publishing connection."""
+    good, clashing = f"good-{unique}", f"clash-{unique}"
+    admin = await aio_pika.connect(rabbitmq_url)
+    channel = await admin.channel()
+    await channel.declare_queue(task_queue(clashing), durable=True)  # no priorities: not Baton's arguments
+    publisher = TaskPublisher(rabbitmq_url, CodecSet(), connection_name=f"test-clash-{unique}")
+    await publisher.start()
+    refused = 0
+
+    async def publish(service: str, i: int) -> None:
+        nonlocal refused
+        envelope = TaskEnvelope(global_task_id=f"job-{i}", tenant_id="t1", type="x", service=service)
+        try:
+            await publisher.publish_task(envelope)
+        except PublishFailed as exc:
+            assert service == clashing and exc.reason == "channel_error" and not exc.maybe_sent, exc
+            refused += 1
+
+    try:
+        await publish(good, 0)
+        for burst in range(BURSTS):
+            await asyncio.gather(*(publish(good, burst * 12 + i) for i in range(12)), publish(clashing, burst))
+        assert publisher.connected
+        assert refused == BURSTS  # said every time, never taken for an outage
+        stats = await publisher.queue_stats([task_queue(good)])
+        assert stats[task_queue(good)] is not None and stats[task_queue(good)].messages == 1 + BURSTS * 12
+    finally:
+        await publisher.close()
+        await admin.close()
+        await _delete_queues(rabbitmq_url, good)
+        await _delete_queues(rabbitmq_url, clashing)
