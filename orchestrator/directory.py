@@ -45,6 +45,7 @@ DEFAULT_EXPIRE_INTERVAL_SECONDS: Final[float] = 30.0
 # A heartbeat's own interval decides when its worker is stale; a claimed interval longer than
 # this would keep a worker (and a forged one) live for days.
 MAX_HEARTBEAT_INTERVAL_SECONDS: Final[float] = 60.0
+_REFUSAL_LOG_INTERVAL_SECONDS: Final[float] = 10.0
 
 # Remove worker entries only if unchanged since read: a heartbeat landing meanwhile is kept.
 # KEYS: workers hash; ARGV: worker_id, value, worker_id, value, ...
@@ -147,6 +148,8 @@ class ServiceDirectory:
         self._routes: dict[str, str] = {}
         self._routes_read_at = float("-inf")
         self._expired_at = float("-inf")
+        self._refusals = 0
+        self._refusal_logged_at = float("-inf")
         self._prune = redis.register_script(_PRUNE_UNCHANGED)
         self._record = redis.register_script(_RECORD)
         self._expire = redis.register_script(_EXPIRE)
@@ -173,22 +176,33 @@ class ServiceDirectory:
             recorded, refused = await self._record(
                 keys=[keys.workers(hb.service), keys.ROUTES, keys.ANNOUNCED_SERVICES, keys.SERVICES_SEEN], args=args
             )
+        if not recorded or refused:
+            self._note_refusal(hb, recorded=bool(recorded), types=int(refused))
         if not recorded:
-            log.warning(
-                "heartbeat of worker %r of service %r refused: at most %d services and %d workers each are announced",
-                hb.worker_id,
-                hb.service,
-                self._max_services,
-                self._max_workers,
-            )
             return False
-        if refused:
-            log.warning(
-                "%d job types of service %r refused: at most %d are announced", refused, hb.service, self._max_job_types
-            )
         if any(self._routes.get(t) != hb.service for t in announced):
             self._routes_read_at = float("-inf")
         return True
+
+    def _note_refusal(self, hb: WorkerHeartbeat, *, recorded: bool, types: int) -> None:
+        """Logged at most once per interval: a flood of forged heartbeats must not flood the log too."""
+        self._refusals += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at < _REFUSAL_LOG_INTERVAL_SECONDS:
+            return
+        what = f"{types} job types of it" if recorded else "it"
+        log.warning(
+            "refused %d announcements since the last such warning, the latest a heartbeat of worker %r of service "
+            "%r (%s): at most %d announced services, %d job types and %d workers per service",
+            self._refusals,
+            hb.worker_id,
+            hb.service,
+            what,
+            self._max_services,
+            self._max_job_types,
+            self._max_workers,
+        )
+        self._refusals, self._refusal_logged_at = 0, now
 
     async def service_for(self, job_type: str) -> str | None:
         builtin = BUILTIN_JOB_TYPES.get(job_type)

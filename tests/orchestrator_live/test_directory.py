@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -103,8 +104,14 @@ async def test_a_service_unheard_of_for_its_ttl_is_forgotten_with_its_routes(
         await redis_client.delete(keys.workers(fresh))
 
 
-async def test_announcements_are_bounded(redis_client: aioredis.Redis, service: str, unique: str) -> None:
+async def test_announcements_are_bounded(
+    redis_client: aioredis.Redis, service: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
     full = ServiceDirectory(redis_client, max_services=0)  # as full as can be, whatever is in Redis
+    with caplog.at_level(logging.WARNING, logger="orchestrator.directory"):
+        for i in range(50):
+            assert not await full.record_heartbeat(heartbeat(f"{service}-{i}", "w1", [f"type-{unique}"]))
+    assert len(caplog.records) == 1  # a flood of refused heartbeats is not a flood of warnings
     assert not await full.record_heartbeat(heartbeat(service, "w1", [f"type-{unique}"]))
     assert service not in await full.services()
     assert await full.service_for(f"type-{unique}") is None
