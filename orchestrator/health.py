@@ -9,6 +9,7 @@ broker and Redis one round of checks per period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class HealthChecker:
         self._latest: HealthReport | None = None
         self._latest_at = float("-inf")
         self._computing: asyncio.Task[HealthReport] | None = None
+        self._gauged: set[str] = set()  # services with gauge series
 
     async def report(self) -> HealthReport:
         """The latest report, at most `cache_seconds` old."""
@@ -112,6 +114,18 @@ class HealthChecker:
     async def refresh_metrics(self) -> None:
         """Queue depth, consumers and live workers as of now, for a Prometheus scrape."""
         report = await self.report()
+        # Series of services no longer reported (forgotten by the directory) go: forged names
+        # would otherwise grow /metrics without bound.
+        for gone in self._gauged - report.services.keys():
+            queue = task_queue(gone)
+            for gauge, label in (
+                (self._metrics.queue_depth, queue),
+                (self._metrics.queue_consumers, queue),
+                (self._metrics.live_workers, gone),
+            ):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(label)
+        self._gauged = set(report.services)
         for service, health in report.services.items():
             if health.messages is not None:
                 self._metrics.queue_depth.labels(queue=health.queue).set(health.messages)

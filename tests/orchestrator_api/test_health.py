@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+import redis.asyncio as aioredis
 
+from orchestrator import keys
 from orchestrator.http_state import HEALTH, PUBLISHER
 from orchestrator.queue_inspector import QueueStats
 from protocol.topology import task_queue
@@ -92,3 +94,17 @@ async def test_announced_services_slow_to_inspect_never_make_the_broker_look_dow
     assert (body["status"], body["broker"]) == ("ok", "up")
     assert body["services"]["query"]["messages"] is not None
     assert body["services"][api.service]["messages"] is None  # unknown this time, not an outage
+
+
+async def test_metrics_drop_the_series_of_a_forgotten_service(api: Api, redis_client: aioredis.Redis) -> None:
+    series = f'baton_live_workers{{service="{api.service}"}}'
+    assert series in await (await api.client.get("/metrics")).text()
+    # As the directory forgets a service nobody ran for its TTL (the test's own keys).
+    await redis_client.hdel(keys.ROUTES, api.job_type)
+    await redis_client.srem(keys.ANNOUNCED_SERVICES, api.service)
+    await redis_client.zrem(keys.SERVICES_SEEN, api.service)
+    await asyncio.sleep(api.app[HEALTH]._cache_seconds)
+    text = await (await api.client.get("/metrics")).text()
+    assert series not in text
+    assert f'baton_queue_depth_messages{{queue="{task_queue(api.service)}"}}' not in text
+    assert 'baton_live_workers{service="query"}' in text
