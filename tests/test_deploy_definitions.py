@@ -96,10 +96,16 @@ async def test_a_worker_user_does_its_work_and_no_more(
 ) -> None:
     service = f"perm-{unique}"
     admin = await aio_pika.connect(rabbitmq_url)
+    created_events_queue = False
     try:
         setup = await admin.channel()
         await declare_exchanges(setup)
-        await declare_queues(setup, ORCHESTRATOR_QUEUES)  # exists wherever an orchestrator ran; idempotent
+        try:
+            await setup.declare_queue(ORCHESTRATOR_EVENTS_QUEUE, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:  # a vhost no orchestrator ran on: ours to delete
+            setup = await admin.channel()
+            await declare_queues(setup, ORCHESTRATOR_QUEUES)
+            created_events_queue = True
 
         worker_url = broker_users["baton-worker"]
         worker = await aio_pika.connect(worker_url)
@@ -151,4 +157,6 @@ async def test_a_worker_user_does_its_work_and_no_more(
         cleanup = await admin.channel()
         for spec in service_queues(service):
             await cleanup.queue_delete(spec.name)
+        if created_events_queue:
+            await cleanup.queue_delete(ORCHESTRATOR_EVENTS_QUEUE)
         await admin.close()
