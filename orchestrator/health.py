@@ -55,6 +55,7 @@ class HealthChecker:
         self._latest_at = float("-inf")
         self._computing: asyncio.Task[HealthReport] | None = None
         self._gauged: set[str] = set()  # services with gauge series
+        self._encoded: tuple[HealthReport, bytes] | None = None
 
     async def report(self) -> HealthReport:
         """The latest report, at most `cache_seconds` old."""
@@ -64,6 +65,14 @@ class HealthChecker:
             self._computing = asyncio.create_task(self._compute(), name="baton-health-report")
         # Shielded: a caller that goes away (a client hanging up) does not cancel it for the others.
         return await asyncio.shield(self._computing)
+
+    async def report_json(self) -> tuple[HealthReport, bytes]:
+        """The latest report and its JSON text, encoded once per report rather than per request."""
+        report = await self.report()
+        encoded = self._encoded
+        if encoded is None or encoded[0] is not report:
+            encoded = self._encoded = (report, report.model_dump_json().encode())
+        return encoded
 
     async def _compute(self) -> HealthReport:
         try:

@@ -14,8 +14,8 @@ OPENAPI = web.AppKey("baton_openapi", dict)
 
 
 async def health(request: web.Request) -> web.Response:
-    report = await request.app[HEALTH].report()
-    return web.json_response(report.model_dump(mode="json"), status=200 if report.status == "ok" else 503)
+    report, body = await request.app[HEALTH].report_json()
+    return web.Response(body=body, content_type="application/json", status=200 if report.status == "ok" else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
