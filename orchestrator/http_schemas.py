@@ -40,8 +40,9 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-JsonInt = Annotated[int, BeforeValidator(_json_number)]
-JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+# The bounds come before the validator: after it, pydantic documents them as unknown keywords ("gt": 0).
+TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS), BeforeValidator(_json_number)]
+WaitSeconds = Annotated[float, Field(ge=0), BeforeValidator(_json_number)]
 
 
 def _priority_value(value: Any) -> int:
@@ -72,7 +73,7 @@ class JobSpec(BaseModel):
     context: ContextIds = Field(
         default_factory=ContextIds, description="ids propagated to every task; request_id defaults to X-Request-Id"
     )
-    timeout_ms: JsonInt | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS, description="deadline, from now")
+    timeout_ms: TimeoutMs | None = Field(default=None, description="deadline, from now")
     idempotency_key: Text | None = Field(
         default=None,
         min_length=1,
@@ -93,9 +94,8 @@ class JobSpec(BaseModel):
 
 
 class WaitOption(BaseModel):
-    wait: JsonFloat | None = Field(
+    wait: WaitSeconds | None = Field(
         default=None,
-        ge=0,
         description=f"seconds to wait for the outcome (at most {MAX_WAIT_SECONDS:g}; larger values are capped)",
     )
 
@@ -119,7 +119,7 @@ class AgentExecuteRequest(WaitOption):
     priority: Priority = None
     session_id: Text | None = Field(default=None, min_length=1, max_length=256)
     context: ContextIds = Field(default_factory=ContextIds)
-    timeout_ms: JsonInt | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
+    timeout_ms: TimeoutMs | None = None
     idempotency_key: Text | None = Field(default=None, min_length=1, max_length=256)
 
     def to_job(self, agent_id: str) -> NewJob:
