@@ -18,6 +18,11 @@ MAX_BATCH_ITEMS: Final[int] = 1000
 MAX_PAGE_SIZE: Final[int] = 200
 MAX_TIMEOUT_MS: Final[int] = 7 * 24 * 3600 * 1000
 MAX_OFFSET: Final[int] = 1_000_000_000  # past any real listing; Redis refuses offsets beyond 64 bits
+# What JSON Schema cannot say about a payload (it cannot tell 10**30 from 1e30).
+_PAYLOAD_LIMITS: Final[str] = (
+    "integers must lie within -2**63 .. 2**64-1 and strings be Unicode text (else 422 unencodable_payload); "
+    "the task message at most BATON_MAX_MESSAGE_BYTES (else 413 payload_too_large)"
+)
 
 
 def _unicode_text(value: str) -> str:
@@ -67,7 +72,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(pattern=JOB_TYPE_PATTERN, description="job type, e.g. llm_request")
-    payload: dict[str, Any] = Field(default_factory=dict, description="the job type's own input")
+    payload: dict[str, Any] = Field(default_factory=dict, description=f"the job type's own input; {_PAYLOAD_LIMITS}")
     priority: Priority = None
     session_id: Text | None = Field(default=None, min_length=1, max_length=256)
     context: ContextIds = Field(
@@ -115,7 +120,9 @@ class AgentExecuteRequest(WaitOption):
     model_config = ConfigDict(extra="forbid")
 
     input: str | None = Field(default=None, description="the user's message to the agent")
-    payload: dict[str, Any] = Field(default_factory=dict, description="more agent input, merged into the payload")
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description=f"more agent input, merged into the payload; {_PAYLOAD_LIMITS}"
+    )
     priority: Priority = None
     session_id: Text | None = Field(default=None, min_length=1, max_length=256)
     context: ContextIds = Field(default_factory=ContextIds)
