@@ -1,0 +1,78 @@
+"""Adjusting generated requests before they are sent, for the fuzz runs (the test and the CLI hooks).
+
+Only values the schema allows are changed, into other values it allows, so a negative case stays
+negative and a positive one positive:
+- a well-formed job type becomes the run's own (any name the pattern allows is schema-valid, but
+  only announced types are accepted: a fuzzer cannot guess them, and the run must not fill the
+  machine's built-in queues);
+- `wait` is shortened: no worker runs the jobs, so every wait would last its full time (up to 60 s);
+- payload integers are brought into 64 bits: any value is schema-valid in a payload, but the task
+  message cannot carry larger ones (422 unencodable_payload, documented in the payload's description
+  and tested in tests/orchestrator_api).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Final
+
+from schemathesis import Case
+
+from protocol.names import JOB_TYPE_PATTERN
+
+CREATE_PATHS: Final[frozenset[str]] = frozenset({"/jobs", "/jobs/agent/{agent_id}/execute"})
+MIN_INT: Final[int] = -(2**63)
+MAX_INT: Final[int] = 2**64 - 1
+
+
+def adjust(case: Case[Any], job_type: str, max_wait: float) -> None:
+    """Pin job types to `job_type` and cap `wait` at `max_wait` in `case`'s body, in place."""
+    body = case.body
+    if case.operation.method.lower() != "post" or not isinstance(body, dict):
+        return
+    path = case.operation.path
+    if path == "/jobs":
+        _pin_type(body, job_type)
+    elif path == "/jobs/batch" and isinstance(jobs := body.get("jobs"), list):
+        for item in jobs:
+            if isinstance(item, dict):
+                _pin_type(item, job_type)
+                _fit_payload(item)
+    if path in CREATE_PATHS:
+        _cap_wait(body, max_wait)
+        _fit_payload(body)
+
+
+def _fit_payload(body: dict[str, Any]) -> None:
+    if isinstance(body.get("payload"), dict):
+        body["payload"] = _fit_integers(body["payload"])
+
+
+def _fit_integers(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, MIN_INT), MAX_INT)
+    if isinstance(value, dict):
+        return {key: _fit_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fit_integers(item) for item in value]
+    return value
+
+
+def _pin_type(body: dict[str, Any], job_type: str) -> None:
+    value = body.get("type")
+    if isinstance(value, str) and re.fullmatch(JOB_TYPE_PATTERN, value):
+        body["type"] = job_type
+
+
+def _cap_wait(body: dict[str, Any], max_wait: float) -> None:
+    value = body.get("wait")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > max_wait:
+        body["wait"] = max_wait
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            return
+        if math.isfinite(seconds) and seconds > max_wait:
+            body["wait"] = str(max_wait)
