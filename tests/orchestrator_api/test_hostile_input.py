@@ -3,6 +3,7 @@ job behind, or is that batch item's own error, while the rest of the request goe
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator import strict_json
 from orchestrator.auth import Authenticator
+from orchestrator.http_request import MAX_BATCH_BODY_BYTES
 from tests.orchestrator_api.conftest import Api, serve_api
 
 pytestmark = pytest.mark.integration
@@ -33,17 +36,17 @@ async def _tenant_has_no_jobs(api: Api) -> None:
     assert await api.queue_depth() == 0
 
 
-@pytest.mark.parametrize(
-    "payload_json",
-    [f'{{"prompt": "x", "n": {BIG_INT}}}', '{"prompt": "\\ud800x"}', f'{{"deep": [[{-BIG_INT}]]}}'],
-    ids=["int-over-64-bits", "lone-surrogate", "negative-int-over-64-bits"],
-)
-async def test_a_payload_that_cannot_be_sent_is_422_and_leaves_no_job(api: Api, payload_json: str) -> None:
-    response = await api.client.post("/jobs", data=_raw_job(api.job_type, payload_json), headers=_json_headers(api))
-    assert response.status == 422, await response.text()
-    body = await response.json()
-    assert body["error"] == "unencodable_payload"
-    assert "cannot be sent to a worker" in body["detail"]
+async def test_a_payload_that_cannot_be_sent_is_422_and_leaves_no_job(api: Api) -> None:
+    for payload_json in (
+        f'{{"prompt": "x", "n": {BIG_INT}}}',  # an int over 64 bits
+        '{"prompt": "\\ud800x"}',  # a lone surrogate
+        f'{{"deep": [[{-BIG_INT}]]}}',  # a negative one, nested
+    ):
+        response = await api.client.post("/jobs", data=_raw_job(api.job_type, payload_json), headers=_json_headers(api))
+        assert response.status == 422, (payload_json, await response.text())
+        body = await response.json()
+        assert body["error"] == "unencodable_payload"
+        assert "cannot be sent to a worker" in body["detail"]
     await _tenant_has_no_jobs(api)
 
 
@@ -101,12 +104,12 @@ async def test_a_job_over_the_message_cap_is_413_and_a_batch_item_over_it_is_its
     assert await api.queue_depth() == 1
 
 
-@pytest.mark.parametrize("depth", [63, 300, 1000, 100_000])
-async def test_deep_nesting_is_refused_not_500(api: Api, depth: int) -> None:
-    payload = '{"a": ' + "[" * depth + "]" * depth + "}"
-    response = await api.client.post("/jobs", data=_raw_job(api.job_type, payload), headers=_json_headers(api))
-    assert response.status == 400, await response.text()
-    assert "nested deeper than 64 levels" in (await response.json())["detail"]
+async def test_deep_nesting_is_refused_not_500(api: Api) -> None:
+    for depth in (63, 300, 1000, 100_000):
+        payload = '{"a": ' + "[" * depth + "]" * depth + "}"
+        response = await api.client.post("/jobs", data=_raw_job(api.job_type, payload), headers=_json_headers(api))
+        assert response.status == 400, (depth, await response.text())
+        assert "nested deeper than 64 levels" in (await response.json())["detail"]
     await _tenant_has_no_jobs(api)
 
 
@@ -116,11 +119,11 @@ async def test_nesting_up_to_the_limit_is_accepted(api: Api) -> None:
     assert response.status == 202, await response.text()
 
 
-@pytest.mark.parametrize("offset", ["9223372036854775808", "1000000001", "-1", "1e3"])
-async def test_a_huge_or_bad_offset_is_422(api: Api, offset: str) -> None:
-    response = await api.client.get(f"/jobs?offset={offset}", headers=api.headers_a)
-    assert response.status == 422
-    assert (await response.json())["detail"][0]["loc"] == ["offset"]
+async def test_a_huge_or_bad_offset_is_422(api: Api) -> None:
+    for offset in ("9223372036854775808", "1000000001", "-1", "1e3"):
+        response = await api.client.get(f"/jobs?offset={offset}", headers=api.headers_a)
+        assert response.status == 422, offset
+        assert (await response.json())["detail"][0]["loc"] == ["offset"]
 
 
 async def test_a_token_in_the_url_is_refused_on_http_routes(api: Api) -> None:
@@ -165,3 +168,18 @@ async def test_a_deep_websocket_message_is_an_error_message_and_the_socket_stays
     await ws.send_json({"type": "ping"})
     assert await ws.receive_json() == {"type": "pong"}
     await ws.close()
+
+
+async def test_a_batch_body_over_its_cap_is_413_before_it_is_read(api: Api) -> None:
+    body = b'{"jobs": [' + b"0," * (MAX_BATCH_BODY_BYTES // 2) + b"0]}"
+    response = await api.client.post("/jobs/batch", data=io.BytesIO(body), headers=_json_headers(api))
+    assert response.status == 413
+    assert (await response.json())["error"] == "body_too_large"
+    await _tenant_has_no_jobs(api)
+
+
+def test_the_depth_check_visits_only_containers() -> None:
+    strict_json.check_depth({"values": [0] * 1_000_000, "nested": [[[1]]]})
+    with pytest.raises(ValueError, match="deeper than 3"):
+        strict_json.check_depth({"a": [0, 1, [2, {"b": 3}]]}, max_depth=3)
+    strict_json.check_depth({"a": [0, 1, [2, 3]]}, max_depth=3)
