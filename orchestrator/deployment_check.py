@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
 from orchestrator import keys
+from orchestrator.cancellation import cancel_and_wait
 from orchestrator.errors import BrokerError
 from orchestrator.http_schemas import DeploymentHealth
 from orchestrator.queue_inspector import QueueStats
@@ -96,7 +97,7 @@ class DeploymentCheck:
         # consumes would make the others count one consumer too many.
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            await cancel_and_wait(task)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from orchestrator.cancellation import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -85,7 +87,7 @@ class StallGuard:
 
     async def close(self) -> None:
         if self._prober is not None:
-            self._prober.cancel()
+            await cancel_and_wait(self._prober)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None

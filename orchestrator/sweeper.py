@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from orchestrator import keys
+from orchestrator.cancellation import cancel_and_wait
 from orchestrator.directory import ServiceDirectory
 from orchestrator.errors import BrokerError, BrokerUnavailable, UnpublishableJob
 from orchestrator.metrics import OrchestratorMetrics
@@ -127,7 +128,7 @@ class Sweeper:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
+        await cancel_and_wait(task)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         # Hand the lock over at once rather than after its expiry.

@@ -30,6 +30,7 @@ import redis.exceptions as redis_exc
 from redis.asyncio.client import Pipeline
 
 from orchestrator import keys
+from orchestrator.cancellation import cancel_and_wait
 from orchestrator.models import JobUpdate
 from orchestrator.redis_batch import PipelineBatcher
 from orchestrator.registry import redis_errors
@@ -213,7 +214,7 @@ class UpdateBus:
         self._outgoing, self._sent = [], None
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            await cancel_and_wait(task)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._subscribed.clear()
