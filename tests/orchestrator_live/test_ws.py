@@ -313,6 +313,16 @@ async def test_a_service_token_reports_for_its_own_service_only(server: Server) 
     assert "'query'" in refusal["detail"]
     stored = await server.registry.get(record.tenant_id, record.job_id)
     assert stored is not None and stored.status == "queued" and stored.result is None
+    # Claiming its own service for another service's job does not help: the registry holds each
+    # task to the service it was routed to.
+    embedding_job = make_record(server.tenant, job_type="embedding_request", service="embedding")
+    await server.registry.create(embedding_job)
+    claimed = event_for(embedding_job, EventType.TASK_COMPLETED, 1, service=SERVICE, result={"made": "up"})
+    await service.send_str(claimed.model_dump_json())
+    ack = await receive(service)
+    assert ack["type"] == "event_ack" and ack["applied"] is False
+    untouched = await server.registry.get(embedding_job.tenant_id, embedding_job.job_id)
+    assert untouched is not None and untouched.status == "queued" and untouched.result is None
 
 
 async def test_a_slow_client_is_cut_off_without_slowing_a_fast_one(server: Server) -> None:
