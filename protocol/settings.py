@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,45 +46,35 @@ class Settings:
 
 def parse_api_keys(raw: str) -> dict[str, str]:
     """`tenant:key,tenant:key` -> {key: tenant}."""
-    keys: dict[str, str] = {}
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        tenant, sep, key = item.partition(":")
-        if not sep or not key:
-            raise SettingsError(f"BATON_API_KEYS entry {item!r} is not tenant:key")
-        try:
-            check_tenant_id(tenant)
-        except ValueError as exc:
-            raise SettingsError(f"BATON_API_KEYS: {exc}") from exc
-        if key in keys and keys[key] != tenant:
-            raise SettingsError("BATON_API_KEYS gives one key to two tenants")
-        keys[key] = tenant
-    return keys
+    return _secrets_by_owner(raw, "BATON_API_KEYS", "tenant:key", check_tenant_id, "tenants")
 
 
 def parse_service_tokens(raw: str) -> dict[str, str]:
-    """`service:token,service:token` -> {token: service}: each token is scoped to one service."""
-    tokens: dict[str, str] = {}
+    """`service:token,service:token` -> {token: service}: each token speaks for one service only."""
+    return _secrets_by_owner(raw, "BATON_SERVICE_TOKEN", "service:token", check_service_name, "services")
+
+
+def _secrets_by_owner(
+    raw: str, variable: str, shape: str, check_owner: Callable[[str], str], owners: str
+) -> dict[str, str]:
+    """`owner:secret,...` -> {secret: owner}, each owner name checked, no secret given to two owners."""
+    found: dict[str, str] = {}
     for item in raw.split(","):
         item = item.strip()
         if not item:
             continue
-        service, sep, token = item.partition(":")
-        if not sep or not token:
-            raise SettingsError(
-                "BATON_SERVICE_TOKEN entries are service:token (a token speaks for one service only), "
-                "e.g. BATON_SERVICE_TOKEN=ocr:<token>"
-            )
+        owner, sep, secret = item.partition(":")
+        if not sep or not secret:
+            # The entry is not echoed: it may be a secret without its owner.
+            raise SettingsError(f"{variable} entries are {shape}")
         try:
-            check_service_name(service)
+            check_owner(owner)
         except ValueError as exc:
-            raise SettingsError(f"BATON_SERVICE_TOKEN: {exc}") from exc
-        if tokens.get(token, service) != service:
-            raise SettingsError("BATON_SERVICE_TOKEN gives one token to two services")
-        tokens[token] = service
-    return tokens
+            raise SettingsError(f"{variable}: {exc}") from exc
+        if found.get(secret, owner) != owner:
+            raise SettingsError(f"{variable} gives one secret to two {owners}")
+        found[secret] = owner
+    return found
 
 
 def env_int(env: Mapping[str, str], name: str, default: int) -> int:

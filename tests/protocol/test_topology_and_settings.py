@@ -80,3 +80,18 @@ def test_bad_api_keys_are_refused(raw: str) -> None:
 def test_bad_port_is_refused() -> None:
     with pytest.raises(SettingsError, match="ORCHESTRATOR_PORT"):
         Settings.from_env({"ORCHESTRATOR_PORT": "eighty"})
+
+
+def test_service_tokens_are_scoped_to_one_service() -> None:
+    settings = Settings.from_env({"BATON_SERVICE_TOKEN": "ocr:tok-1, query:tok-2"})
+    assert settings.service_tokens == {"tok-1": "ocr", "tok-2": "query"}
+    for bad in ("s3cret", "ocr:", "Not A Service:s3cret", "ocr:s3cret,query:s3cret"):
+        with pytest.raises(SettingsError) as refused:
+            Settings.from_env({"BATON_SERVICE_TOKEN": bad})
+        assert "BATON_SERVICE_TOKEN" in str(refused.value)
+        assert "s3cret" not in str(refused.value)  # a refusal never prints a secret
+
+
+def test_orchestrator_host_defaults_to_loopback() -> None:
+    assert Settings.from_env({}).orchestrator_host == "127.0.0.1"
+    assert Settings.from_env({"ORCHESTRATOR_HOST": "0.0.0.0"}).orchestrator_host == "0.0.0.0"
