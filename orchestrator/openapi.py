@@ -124,7 +124,12 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             503: _UNAVAILABLE,
         },
         body=BatchRequest,
-        description="Each item of `jobs` is a JobSpec, validated on its own.",
+        description=(
+            "Each item of `jobs` is a JobSpec, validated, encoded and size-checked on its own: an item that fails "
+            "is that entry's error (validation_error, unknown_job_type, unencodable_payload, payload_too_large) "
+            "and the others are still created. The body is at most 2 MiB (413 otherwise): a batch carries many "
+            "small jobs; a large one goes alone through POST /jobs (1 MiB)."
+        ),
         extra_models=(JobSpec,),
     ),
     Operation(
