@@ -10,12 +10,14 @@ aiormq's TransportFactory hook; aio-pika hands it to aiormq on every reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
 from aiormq import spec
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
@@ -56,17 +58,21 @@ async def connect_robust(
 ) -> AbstractRobustConnection:
     """One connect attempt; BrokerUnavailable when the broker does not answer in time."""
     options: dict[str, Any] = {} if reconnect_interval is None else {"reconnect_interval": reconnect_interval}
+    # Made here rather than by aio_pika.connect_robust, so that a connect cut short (a timeout, or the
+    # app stopping while it starts) closes what it opened instead of leaving a half-made connection
+    # whose close callback outlives the event loop.
+    connection = CoalescingRobustConnection(
+        make_url(url, **options), client_properties={"connection_name": connection_name}, **options
+    )
     try:
-        connection: AbstractRobustConnection = await aio_pika.connect_robust(
-            url,
-            timeout=timeout,
-            client_properties={"connection_name": connection_name},
-            connection_class=CoalescingRobustConnection,
-            **options,
-        )
-        return connection
-    except (*LINK_ERRORS, TimeoutError) as exc:
-        raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
+        await connection.connect(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await connection.close()
+        if isinstance(exc, (*LINK_ERRORS, TimeoutError)):
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
+        raise
+    return connection
 
 
 async def publish_confirmed(

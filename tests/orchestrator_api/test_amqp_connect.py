@@ -35,3 +35,22 @@ async def test_frames_of_concurrent_channels_share_socket_writes(rabbitmq_url: s
         assert sends < 10  # 20 publishes on 20 channels, written in a few sends, not one each
     finally:
         await connection.close()
+
+
+@pytest.mark.integration
+async def test_a_connect_cut_short_leaves_nothing_running(rabbitmq_url: str, unique: str) -> None:
+    """Stopping the app while a connection is being made (cancelled at any point of the handshake)
+    closes what was opened: no aio-pika task outlives it to fail once the loop is closed."""
+    before = asyncio.all_tasks()
+    for delay_ms in range(0, 30, 2):
+        attempt = asyncio.create_task(connect_robust(rabbitmq_url, f"test-cut-{unique}", timeout=5))
+        await asyncio.sleep(delay_ms / 1000)
+        attempt.cancel()
+        try:
+            connection = await attempt
+        except asyncio.CancelledError:
+            continue
+        await connection.close()  # it was done before the cancel: closed the normal way
+    await asyncio.sleep(0.2)
+    left = [task for task in asyncio.all_tasks() - before if not task.done() and task is not asyncio.current_task()]
+    assert left == [], [task.get_coro() for task in left]
