@@ -8,6 +8,7 @@ one write (protocol.coalescing): events, acks and replies of concurrent tasks sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
 from aiormq import spec
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
@@ -67,17 +69,20 @@ async def connect(url: str, connection_name: str, timeout_seconds: float) -> Abs
     `timeout_seconds` bounds each connection attempt (TCP, AMQP handshake, first channel): a
     broker that accepts the socket but never speaks would otherwise hang the start for good.
     """
+    # Made here rather than by aio_pika.connect_robust, so that a connect cut short (its timeout, or
+    # a stop while starting) closes the half-made connection instead of leaving its tasks running.
+    connection = _CoalescingRobustConnection(make_url(url), client_properties={"connection_name": connection_name})
     try:
-        return await aio_pika.connect_robust(
-            url,
-            client_properties={"connection_name": connection_name},
-            timeout=timeout_seconds,
-            connection_class=_CoalescingRobustConnection,
-        )
-    except TimeoutError as exc:
-        raise BrokerError(f"no answer from RabbitMQ at {redact(url)} within {timeout_seconds:g} s") from exc
-    except BROKER_ERRORS as exc:
-        raise BrokerError(f"cannot connect to RabbitMQ at {redact(url)}: {exc}") from exc
+        await connection.connect(timeout=timeout_seconds)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await connection.close()
+        if isinstance(exc, TimeoutError):
+            raise BrokerError(f"no answer from RabbitMQ at {redact(url)} within {timeout_seconds:g} s") from exc
+        if isinstance(exc, BROKER_ERRORS):
+            raise BrokerError(f"cannot connect to RabbitMQ at {redact(url)}: {exc}") from exc
+        raise
+    return connection
 
 
 async def open_channel(
