@@ -5,7 +5,7 @@
 (run.sh makes the benchmark's own venv with the `bench` extra, then runs `python -m tests.bench`.)
 Starts only its own processes, all on 127.0.0.1: the raw worker, Baton's orchestrator and worker
 (`python -m orchestrator`, `python -m workers tests.bench.noop_worker:worker`) and one Celery worker.
-Every queue, exchange and Redis key it makes is removed at the end (Celery's results: Redis db 15).
+Every queue, exchange and Redis key it makes is removed at the end (Celery's results: the keys with its run's prefix).
 """
 
 from __future__ import annotations

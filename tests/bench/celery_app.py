@@ -3,9 +3,10 @@
     celery -A tests.bench.celery_app worker --pool=threads -c 16 -Q <queue>
 
 Configured from the environment by tests/bench/celery_peer.py: BENCH_CELERY_BROKER (the RabbitMQ
-URL), BENCH_CELERY_BACKEND (a Redis URL on a database of its own), BENCH_CELERY_QUEUE (a queue name
-unique to the run) and BENCH_CELERY_READY_FILE (written when the worker is ready). Celery needs its
-app at module level for `celery -A`; building it reads only those variables.
+URL), BENCH_CELERY_BACKEND (the Redis URL; result keys are prefixed with the queue name, see
+`result_key_prefix`), BENCH_CELERY_QUEUE (a queue name unique to the run) and BENCH_CELERY_READY_FILE
+(written when the worker is ready). Celery needs its app at module level for `celery -A`; building it
+reads only those variables.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready
 from kombu import Exchange, Queue
+
+
+def result_key_prefix(queue: str) -> str:
+    """What every result key of the run starts with: the peer deletes these keys, and only these."""
+    return f"{queue}:"
 
 
 def make_app(broker: str, backend: str, queue: str) -> Celery:
@@ -43,13 +49,14 @@ def make_app(broker: str, backend: str, queue: str) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         result_expires=3600,
+        result_backend_transport_options={"global_keyprefix": result_key_prefix(queue)},
     )
     return app
 
 
 app = make_app(
     os.environ.get("BENCH_CELERY_BROKER", "amqp://guest:guest@127.0.0.1:5672//"),
-    os.environ.get("BENCH_CELERY_BACKEND", "redis://127.0.0.1:6379/15"),
+    os.environ.get("BENCH_CELERY_BACKEND", "redis://127.0.0.1:6379/0"),
     os.environ.get("BENCH_CELERY_QUEUE", "bench-celery"),
 )
 

@@ -1,7 +1,8 @@
 """Runs the Celery peer: one `celery worker` process, a threaded publisher, every result collected.
 
-The broker is the same RabbitMQ (its own queue and exchange, deleted at the end); results go to
-Redis database 15 (BACKEND_DB), which is flushed at the end and never any other database.
+The broker is the same RabbitMQ (its own queue and exchange, deleted at the end); results go to the
+same Redis database as Baton's, under keys prefixed with the run's queue name: those keys, and no
+others, are deleted at the end.
 """
 
 from __future__ import annotations
@@ -16,19 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from tests.bench.celery_app import make_app
+from tests.bench.celery_app import make_app, result_key_prefix
 
-BACKEND_DB = 15
 READY_TIMEOUT_SECONDS = 30.0
-
-
-def backend_url(redis_url: str) -> str:
-    parts = urlsplit(redis_url)
-    return urlunsplit(parts._replace(path=f"/{BACKEND_DB}"))
 
 
 @dataclass
@@ -42,17 +36,13 @@ class CeleryPeer:
     _worker: subprocess.Popen[bytes] | None = None
     _log: Path | None = None
 
-    @property
-    def backend(self) -> str:
-        return backend_url(self.redis_url)
-
     def start(self) -> None:
         directory = Path(tempfile.mkdtemp(prefix="baton-bench-celery-"))
         ready, self._log = directory / "ready", directory / "worker.log"
         env = {
             **os.environ,
             "BENCH_CELERY_BROKER": self.rabbitmq_url,
-            "BENCH_CELERY_BACKEND": self.backend,
+            "BENCH_CELERY_BACKEND": self.redis_url,
             "BENCH_CELERY_QUEUE": self.queue,
             "BENCH_CELERY_READY_FILE": str(ready),
         }
@@ -71,7 +61,7 @@ class CeleryPeer:
 
     def run(self, jobs: int, publishers: int, timeout: float) -> dict[str, Any]:
         """Publishes `jobs` no-op tasks from `publishers` threads, then joins every result."""
-        client = make_app(self.rabbitmq_url, self.backend, self.queue)
+        client = make_app(self.rabbitmq_url, self.redis_url, self.queue)
         try:
             t0 = time.perf_counter()
             with ThreadPoolExecutor(publishers) as pool:
@@ -101,7 +91,7 @@ class CeleryPeer:
             except subprocess.TimeoutExpired:
                 self._worker.kill()
                 self._worker.wait()
-        client = make_app(self.rabbitmq_url, self.backend, self.queue)
+        client = make_app(self.rabbitmq_url, self.redis_url, self.queue)
         try:
             with client.connection_for_write() as connection:
                 channel = connection.default_channel
@@ -109,9 +99,10 @@ class CeleryPeer:
                 channel.exchange_delete(self.queue)
         finally:
             client.close()
-        backend = redis.Redis.from_url(self.backend)
+        backend = redis.Redis.from_url(self.redis_url)
         try:
-            assert backend.connection_pool.connection_kwargs.get("db") == BACKEND_DB
-            backend.flushdb()
+            doomed = list(backend.scan_iter(match=f"{result_key_prefix(self.queue)}*", count=1000))
+            for start in range(0, len(doomed), 1000):
+                backend.delete(*doomed[start : start + 1000])
         finally:
             backend.close()
