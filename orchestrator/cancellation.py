@@ -14,7 +14,10 @@ RECANCEL_AFTER_SECONDS: Final[float] = 0.5
 
 
 async def cancel_and_wait(task: asyncio.Task[Any], *, recancel_after: float = RECANCEL_AFTER_SECONDS) -> None:
-    """Cancel `task` until it is done; its outcome is left for the caller to read (or ignore)."""
+    """Cancel `task` until it is done. Its cancellation is the expected end; an exception it ended
+    with instead is raised here, as awaiting it would."""
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=recancel_after)
+    if not task.cancelled():
+        task.result()

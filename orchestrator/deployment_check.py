@@ -17,7 +17,6 @@ no message of its own on the events path, and also catches consumers that know n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -98,8 +97,6 @@ class DeploymentCheck:
         task, self._task = self._task, None
         if task is not None:
             await cancel_and_wait(task)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _run(self) -> None:
         await self._registered_replicas()  # at once: this replica's consumer is starting meanwhile

@@ -14,14 +14,13 @@ from orchestrator import strict_json
 from orchestrator.auth import Principal
 from orchestrator.http_errors import ApiError
 from orchestrator.http_state import AUTHENTICATOR
+from orchestrator.jobs import YIELD_PAST_BYTES
 
 MAX_BODY_BYTES: Final[int] = 1024 * 1024
 # A batch carries many small jobs (a thousand of ~2 KiB); a large job goes alone through POST /jobs.
 # Parsing is not interruptible: a body this size of the parser's slowest input (many tiny values)
 # holds the loop for tens of milliseconds; 16 MiB held it for 0.7 s (tests/bench/loop_stall.py).
 MAX_BATCH_BODY_BYTES: Final[int] = 2 * 1024 * 1024
-# Past this size the handler yields to the loop between parsing and what follows.
-LARGE_BODY_BYTES: Final[int] = 256 * 1024
 REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -69,7 +68,7 @@ async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> An
         parsed = strict_json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
-    if len(body) > LARGE_BODY_BYTES:
+    if len(body) > YIELD_PAST_BYTES:
         await asyncio.sleep(0)  # let other clients in between the parse and the work that follows
     return parsed
 

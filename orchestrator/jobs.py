@@ -39,7 +39,9 @@ from protocol.events import TERMINAL_STATUSES, JobStatus
 
 log = logging.getLogger(__name__)
 
-LARGE_TASK_BYTES = 256 * 1024
+# Past this many bytes a body is large enough that parsing or encoding it takes tens of ms: the
+# request path yields to the loop after such a step (here and in orchestrator.http_request).
+YIELD_PAST_BYTES = 256 * 1024
 # How many jobs of one batch are in flight at once (registry write + publish awaiting its confirm).
 BATCH_CONCURRENCY = 64
 
@@ -213,7 +215,7 @@ class JobService:
     async def _create(self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> Submission:
         envelope = build_envelope(tenant_id, job_id, service, job, request_id)
         body = self._publisher.encode_task(envelope)  # before anything is stored: no job left unsendable
-        if len(body) > LARGE_TASK_BYTES:
+        if len(body) > YIELD_PAST_BYTES:
             await asyncio.sleep(0)  # encoding and recording a large payload are each tens of ms: not in one go
         record = record_for(envelope)
         key = job.idempotency_key

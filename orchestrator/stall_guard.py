@@ -88,8 +88,6 @@ class StallGuard:
     async def close(self) -> None:
         if self._prober is not None:
             await cancel_and_wait(self._prober)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
             self._prober = None
 
     async def _probe_until_answered(self) -> None:

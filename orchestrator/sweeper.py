@@ -129,8 +129,6 @@ class Sweeper:
         if task is None:
             return
         await cancel_and_wait(task)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         # Hand the lock over at once rather than after its expiry.
         with contextlib.suppress(RegistryError), redis_errors("releasing the sweeper lock"):
             await self._release(keys=[self._settings.lock_key], args=[self._token])

@@ -16,7 +16,6 @@ Redis and for every replica's reader. A reader also takes a single update (a map
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import secrets
@@ -215,8 +214,6 @@ class UpdateBus:
         task, self._task = self._task, None
         if task is not None:
             await cancel_and_wait(task)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         self._subscribed.clear()
 
     def _add_watch(self, watch: JobWatch) -> None:

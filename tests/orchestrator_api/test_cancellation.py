@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from orchestrator.cancellation import cancel_and_wait
 
 
@@ -34,3 +36,13 @@ async def test_a_finished_task_is_left_as_it_is() -> None:
     await task
     await cancel_and_wait(task)
     assert task.result() == 7
+
+
+async def test_a_task_that_ended_with_an_error_raises_it_as_awaiting_it_would() -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    task = asyncio.create_task(broken())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="boom"):
+        await cancel_and_wait(task)
