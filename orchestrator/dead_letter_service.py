@@ -20,13 +20,11 @@ from typing import Any, Final
 
 from orchestrator.dead_letter_owners import TaskOwners
 from orchestrator.dead_letters import DeadLetter, DeadLetterBrowse, DeadLetterQueues
-from orchestrator.errors import BrokerError
+from orchestrator.errors import BrokerError, UnpublishableJob
 from orchestrator.jobs import JobPublisher
 from orchestrator.recovery import JobRecovery, ReopenStatus
 from orchestrator.registry import RegistryUnavailable
 from orchestrator.update_bus import UpdateBus
-from protocol.codec import compact_json
-from protocol.envelope import TaskEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +125,15 @@ class DeadLetterService:
         if envelope is None:
             report.fail(letter.task_id, "undecodable", letter.decode_error or "the body is not a task envelope")
             return
-        attempt = envelope.attempt + 1  # at least: reopen numbers it above every attempt the registry saw
-        unsendable = self._unsendable(envelope.model_copy(update={"attempt": attempt}))
-        if unsendable is not None:
+        following = envelope.next_attempt()  # at least: reopen numbers it above every attempt the registry saw
+        try:
             # Checked before the job is reopened: a replay that cannot be published changes nothing.
-            report.fail(letter.task_id, "unsendable", unsendable)
+            # What decoded from a parked body may still hold what the encoder refuses (an integer past 64 bits).
+            self._publisher.encode_task(following)
+        except UnpublishableJob as exc:
+            report.fail(letter.task_id, "unsendable", f"the envelope cannot be sent again: {exc}")
             return
-        reopened = await self._recovery.reopen(envelope, reason=REPLAY_REASON, min_attempt=attempt)
+        reopened = await self._recovery.reopen(envelope, reason=REPLAY_REASON, min_attempt=following.attempt)
         if reopened.status is ReopenStatus.NOT_FOUND:
             report.fail(letter.task_id, "job_not_found", f"job {envelope.global_task_id} is gone (expired?)")
             return
@@ -173,16 +173,3 @@ class DeadLetterService:
         report.replayed.append(
             {"task_id": envelope.task_id, "job_id": envelope.global_task_id, "attempt": reopened.envelope.attempt}
         )
-
-    def _unsendable(self, envelope: TaskEnvelope) -> str | None:
-        """Why the new attempt could not be stored and published, or None when it can be.
-
-        The same encodings the replay uses (JSON text in the registry, the codec on the wire):
-        what decoded from a parked body may still hold what they refuse (a JSON integer past 64 bits).
-        """
-        try:
-            compact_json(envelope.model_dump(mode="json"))
-            self._queues.codecs.encode(envelope)
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-            return f"the envelope cannot be sent again: {type(exc).__name__}: {exc}"[:1000]
-        return None

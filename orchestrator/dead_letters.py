@@ -215,7 +215,6 @@ class DeadLetterQueues:
         self._codecs = codecs
         self._max_scan = max_scan
         self._scan_seconds = scan_seconds
-        self.codecs = codecs
         # A service's entry lives while a browse holds or awaits its lock, then goes: any name
         # can come in a URL, and a map of every name ever asked for would only grow.
         self._turns: dict[str, _Turn] = {}

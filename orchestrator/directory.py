@@ -23,6 +23,7 @@ from typing import Final
 import redis.asyncio as aioredis
 
 from orchestrator import keys
+from orchestrator.burst_log import BurstLog
 from orchestrator.registry import redis_errors
 from orchestrator.registry_codec import text
 from protocol.control import WorkerHeartbeat
@@ -148,8 +149,7 @@ class ServiceDirectory:
         self._routes: dict[str, str] = {}
         self._routes_read_at = float("-inf")
         self._expired_at = float("-inf")
-        self._refusals = 0
-        self._refusal_logged_at = float("-inf")
+        self._refusal_log = BurstLog(log, interval=_REFUSAL_LOG_INTERVAL_SECONDS)
         self._prune = redis.register_script(_PRUNE_UNCHANGED)
         self._record = redis.register_script(_RECORD)
         self._expire = redis.register_script(_EXPIRE)
@@ -185,16 +185,12 @@ class ServiceDirectory:
         return True
 
     def _note_refusal(self, hb: WorkerHeartbeat, *, recorded: bool, types: int) -> None:
-        """Logged at most once per interval: a flood of forged heartbeats must not flood the log too."""
-        self._refusals += 1
-        now = time.monotonic()
-        if now - self._refusal_logged_at < _REFUSAL_LOG_INTERVAL_SECONDS:
-            return
+        # A flood of forged heartbeats must not flood the log too.
         what = f"{types} job types of it" if recorded else "it"
-        log.warning(
-            "refused %d announcements since the last such warning, the latest a heartbeat of worker %r of service "
-            "%r (%s): at most %d announced services, %d job types and %d workers per service",
-            self._refusals,
+        self._refusal_log.warning(
+            "refusal",
+            "refused a heartbeat announcement of worker %r of service %r (%s): at most %d announced services, "
+            "%d job types and %d workers per service",
             hb.worker_id,
             hb.service,
             what,
@@ -202,7 +198,6 @@ class ServiceDirectory:
             self._max_job_types,
             self._max_workers,
         )
-        self._refusals, self._refusal_logged_at = 0, now
 
     async def service_for(self, job_type: str) -> str | None:
         builtin = BUILTIN_JOB_TYPES.get(job_type)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from orchestrator.directory import ServiceDirectory
 from orchestrator.errors import BrokerError
@@ -92,7 +92,7 @@ class HealthChecker:
         announced = [service for service in services if service not in BUILTIN_SERVICES]
         builtin_stats, announced_stats, live = await asyncio.gather(
             self._queue_stats(builtin),
-            self._queue_stats(announced) if announced else _no_stats(),
+            self._queue_stats(announced) if announced else _nothing(),
             self._live_workers(services) if redis_up else _nothing(),
         )
         broker_up = builtin_stats is not None
@@ -182,9 +182,5 @@ class HealthChecker:
         return dict(zip(services, counts, strict=True))
 
 
-async def _nothing() -> dict[str, int]:
-    return {}
-
-
-async def _no_stats() -> dict[str, QueueStats | None]:
+async def _nothing() -> dict[str, Any]:
     return {}

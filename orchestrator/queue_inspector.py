@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ import aiormq.abc
 from orchestrator.amqp_connect import LINK_ERRORS
 from orchestrator.errors import BrokerUnavailable
 from protocol.topology import declare_service
-
-log = logging.getLogger(__name__)
 
 DEFAULT_LANES: Final[int] = 4  # channels asking in parallel: hundreds of queues one after another take too long
 _MAX_CHANNEL_NUMBER: Final[int] = 65535

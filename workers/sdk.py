@@ -17,7 +17,6 @@ such as `dict[str, Any]`) before the handler runs.
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,14 +26,13 @@ from typing import Any, Final, TypeVar
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
-from protocol.names import JOB_TYPE_PATTERN, check_service_name
+from protocol.names import JOB_TYPE_PATTERN, check_service_name, is_job_type
 from workers.errors import ConfigurationError
 from workers.retry import RetryPolicy
 
 HandlerFunc = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=HandlerFunc)
 
-_JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
 
 DEFAULT_TIME_LIMIT_SECONDS: Final[float] = 300.0
 
@@ -111,7 +109,7 @@ class Worker:
         self, job_type: str, *, retry: RetryPolicy | None = None, time_limit: float | None = None
     ) -> Callable[[F], F]:
         """Register `async def f(payload: Model, ctx: TaskContext)` for `job_type`."""
-        if not _JOB_TYPE_RE.fullmatch(job_type):
+        if not is_job_type(job_type):
             raise ConfigurationError(f"job type {job_type!r} must match {JOB_TYPE_PATTERN}")
         limit = None if time_limit is None else _check_time_limit(time_limit)
 
