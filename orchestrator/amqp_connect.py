@@ -65,14 +65,29 @@ async def connect_robust(
         make_url(url, **options), client_properties={"connection_name": connection_name}, **options
     )
     try:
-        await connection.connect(timeout=timeout)
-    except BaseException as exc:
+        await connect_or_close(connection, timeout)
+    except (*LINK_ERRORS, TimeoutError) as exc:
+        raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
+    return connection
+
+
+async def connect_or_close(connection: aio_pika.RobustConnection, timeout: float) -> None:
+    """Connect, or close whatever the attempt opened. A cancel does not cut the handshake itself:
+    aio-pika would drop a socket it opened but had not handed over yet, with its reader, writer
+    and heartbeat tasks running on. The handshake, bounded by `timeout`, ends first; then the
+    connection is closed and the cancel goes on."""
+    attempt = asyncio.ensure_future(connection.connect(timeout=timeout))
+    try:
+        await asyncio.shield(attempt)
+    except BaseException:
+        while not attempt.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({attempt})
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: the error that matters is the one being raised
         with contextlib.suppress(Exception):
             await connection.close()
-        if isinstance(exc, (*LINK_ERRORS, TimeoutError)):
-            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
         raise
-    return connection
 
 
 async def publish_confirmed(

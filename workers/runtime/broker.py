@@ -73,16 +73,29 @@ async def connect(url: str, connection_name: str, timeout_seconds: float) -> Abs
     # a stop while starting) closes the half-made connection instead of leaving its tasks running.
     connection = _CoalescingRobustConnection(make_url(url), client_properties={"connection_name": connection_name})
     try:
-        await connection.connect(timeout=timeout_seconds)
-    except BaseException as exc:
+        await _connect_or_close(connection, timeout_seconds)
+    except TimeoutError as exc:
+        raise BrokerError(f"no answer from RabbitMQ at {redact(url)} within {timeout_seconds:g} s") from exc
+    except BROKER_ERRORS as exc:
+        raise BrokerError(f"cannot connect to RabbitMQ at {redact(url)}: {exc}") from exc
+    return connection
+
+
+async def _connect_or_close(connection: aio_pika.RobustConnection, timeout: float) -> None:
+    # The orchestrator's amqp_connect.connect_or_close (a worker cannot import it): a cancel waits
+    # for the handshake (bounded by `timeout`) and closes what it opened, so no socket is orphaned.
+    attempt = asyncio.ensure_future(connection.connect(timeout=timeout))
+    try:
+        await asyncio.shield(attempt)
+    except BaseException:
+        while not attempt.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({attempt})
+        if not attempt.cancelled():
+            attempt.exception()
         with contextlib.suppress(Exception):
             await connection.close()
-        if isinstance(exc, TimeoutError):
-            raise BrokerError(f"no answer from RabbitMQ at {redact(url)} within {timeout_seconds:g} s") from exc
-        if isinstance(exc, BROKER_ERRORS):
-            raise BrokerError(f"cannot connect to RabbitMQ at {redact(url)}: {exc}") from exc
         raise
-    return connection
 
 
 async def open_channel(
