@@ -79,9 +79,15 @@ class QueueInspector:
         Passive declares only: inspecting must never create a queue."""
         connection = await self._connect()
         lanes = self._lanes[: max(1, min(len(self._lanes), len(queues)))]
-        parts = await asyncio.gather(
+        work = asyncio.gather(
             *(self._lane_stats(lane, connection, queues[i :: len(lanes)]) for i, lane in enumerate(lanes))
         )
+        work.add_done_callback(_retrieve)
+        # A caller that stops waiting (a /health timeout) must not cancel the passive declares in
+        # flight: aiormq answers a cancelled RPC with a Channel.Close of its own, which races the
+        # broker's close after a 404, and the broker then closes the whole connection (504
+        # "expected 'channel.open'"). The declares finish; only the waiting is given up.
+        parts = await asyncio.shield(work)
         stats: dict[str, QueueStats | None] = {}
         for part in parts:
             stats.update(part)
@@ -214,3 +220,9 @@ class _TopologyQueue:
 
     async def bind(self, exchange: Any, routing_key: str | None = None) -> None:
         await self._channel.queue_bind(self._name, str(exchange), routing_key=routing_key or "", timeout=self._timeout)
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    # Read the outcome of work nobody may be waiting for any more, so it is never reported as lost.
+    if not done.cancelled():
+        done.exception()
