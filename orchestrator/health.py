@@ -88,12 +88,15 @@ class HealthChecker:
         # The built-in queues tell whether the broker answers. Announced services only add detail:
         # anything that can publish an event can announce one, so however many there are and
         # however slow their queues are to ask, they never make the broker look down.
+        # Only announced services with a live worker have their queue asked: announcements outlive
+        # their workers by a day, and each queue asked is a passive declare (hundreds of stale ones
+        # made the check miss its timeout).
+        live = await self._live_workers(services) if redis_up else {}
         builtin = [service for service in services if service in BUILTIN_SERVICES]
-        announced = [service for service in services if service not in BUILTIN_SERVICES]
-        builtin_stats, announced_stats, live = await asyncio.gather(
+        announced = [service for service in services if service not in BUILTIN_SERVICES and live.get(service)]
+        builtin_stats, announced_stats = await asyncio.gather(
             self._queue_stats(builtin),
             self._queue_stats(announced) if announced else _nothing(),
-            self._live_workers(services) if redis_up else _nothing(),
         )
         broker_up = builtin_stats is not None
         stats = {**(builtin_stats or {}), **(announced_stats or {})}
