@@ -18,7 +18,7 @@ from protocol.events import EventType, TaskEvent
 from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for_ready
 from workers import TaskContext, Worker
 from workers.errors import BrokerError
-from workers.runtime import acks, consumer
+from workers.runtime import consumer, settle
 from workers.runtime.events import EventPublisher
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ class Publishes:
         self.running_cancelled = asyncio.Event()
         self.acked = asyncio.Event()
         real = EventPublisher.publish_event
-        real_ack = acks.ack
+        real_ack = settle.ack
 
         async def ack(message: AbstractIncomingMessage) -> bool:
             self.log.append("ack")
@@ -70,7 +70,7 @@ class Publishes:
             self.log.append(f"done {label}")
 
         monkeypatch.setattr(EventPublisher, "publish_event", publish_event)
-        monkeypatch.setattr(acks, "ack", ack)
+        monkeypatch.setattr(settle, "ack", ack)
 
 
 def stepper(service: str, started: asyncio.Event, returned: asyncio.Event) -> Worker:

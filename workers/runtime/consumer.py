@@ -15,10 +15,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from protocol.topology import service_queues
 from workers.errors import BrokerError
-from workers.runtime import acks
 from workers.runtime.broker import BROKER_ERRORS
 from workers.runtime.executions import Executions, StopReason
 from workers.runtime.runner import TaskRunner
+from workers.runtime.settle import Happened, decide, settle
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class TaskConsumer:
         except Exception:
             log.exception("parking message %s failed; rejecting it", message.message_id)
             if not message.processed:
-                await acks.reject(message)
+                await settle(message, decide(Happened.PARK_FAILED))
 
     async def _acquire(self) -> bool:
         async with self._slots:

@@ -34,7 +34,6 @@ from protocol.errors import DecodeError
 from protocol.events import JobStatus, cancelled_event, status_event
 from protocol.topology import DeadLetterReason
 from workers.errors import BrokerError
-from workers.runtime import acks
 from workers.runtime.attempt import AttemptFailed, AttemptRunner, Outcome, settle_running
 from workers.runtime.control import CancelledJobs
 from workers.runtime.dead_letters import DeadLetterer
@@ -46,6 +45,7 @@ from workers.runtime.limits import TimeLimits
 from workers.runtime.lru import BoundedMap
 from workers.runtime.retries import Rescheduler
 from workers.runtime.sequence import EventSequence
+from workers.runtime.settle import Happened, Settlement, decide, settle
 from workers.sdk import Worker
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class TaskRunner:
         # Task id -> the highest attempt whose outcome this process published (or found done in the
         # ledger): the fast path before asking the ledger.
         self._finished: BoundedMap[str, int] = BoundedMap(DEFAULT_REMEMBERED_TASKS)
-        self._in_progress: dict[tuple[str, int], asyncio.Future[bool]] = {}
+        self._in_progress: dict[tuple[str, int], asyncio.Future[Settlement]] = {}
 
     async def process(self, message: AbstractIncomingMessage, received_at: float) -> None:
         verdict = classify(message, self._d.worker, self._d.codecs)
@@ -98,7 +98,7 @@ class TaskRunner:
         finished = self._finished.get(task_id)
         if finished is not None and attempt <= finished:
             log.debug("task %s attempt %d already finished in this process; acking the copy", task_id, attempt)
-            await acks.ack(message)
+            await self._settle(message, Happened.ALREADY_FINISHED)
             return
         # Per attempt: the next attempt of a task may arrive while this one is still being settled.
         key = (task_id, attempt)
@@ -107,20 +107,20 @@ class TaskRunner:
             # Redelivered after a channel loss while the first copy still runs here (its ack will
             # fail): settle this copy as that run settles, instead of running the handler twice.
             log.debug("task %s redelivered while running here; waiting for the running copy", task_id)
-            await (acks.ack(message) if await asyncio.shield(running) else acks.requeue(message))
+            await settle(message, await asyncio.shield(running))
             return
-        settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        settled: asyncio.Future[Settlement] = asyncio.get_running_loop().create_future()
         self._in_progress[key] = settled
         try:
             settled.set_result(await self._deliver(verdict, message, received_at))
         finally:
             del self._in_progress[key]
             if not settled.done():
-                settled.set_result(False)
+                settled.set_result(Settlement.REQUEUE)
 
-    async def _deliver(self, accepted: Accepted, message: AbstractIncomingMessage, received_at: float) -> bool:
-        """True when what follows this delivery (outcome, next attempt or dead letter) is published:
-        a copy of it is then acked; False when the message went back to the queue."""
+    async def _deliver(self, accepted: Accepted, message: AbstractIncomingMessage, received_at: float) -> Settlement:
+        """ACK when what follows this delivery (outcome, next attempt or dead letter) is published:
+        a copy of it is then acked too; REQUEUE when the message went back to the queue."""
         envelope = accepted.envelope
         redelivered = bool(message.redelivered)
         ledger_read_at = time.monotonic()
@@ -131,8 +131,7 @@ class TaskRunner:
                 "task %s attempt %d already done per the ledger; acking it unrun", envelope.task_id, envelope.attempt
             )
             self._remember_finished(envelope)
-            await acks.ack(message)
-            return True
+            return await self._settle(message, Happened.ALREADY_FINISHED)
         if state is LedgerState.CLEAR:
             # The ledger outranks a remembered broadcast (see CancelledJobs): the job was reopened.
             self._d.cancelled.forget_stale(envelope, ledger_read_at)
@@ -155,13 +154,12 @@ class TaskRunner:
         )
         if result is None:
             log.debug("task %s interrupted by shutdown; requeued", envelope.task_id)
-            await acks.requeue(message)
-            return False
+            return await self._settle(message, Happened.INTERRUPTED)
         if isinstance(result, Outcome):
             return await self._finish(message, envelope, result)
         return await self._failed(accepted, message, result)
 
-    async def _failed(self, accepted: Accepted, message: AbstractIncomingMessage, failed: AttemptFailed) -> bool:
+    async def _failed(self, accepted: Accepted, message: AbstractIncomingMessage, failed: AttemptFailed) -> Settlement:
         envelope, failure = accepted.envelope, failed.failure
         if not failure.retryable:
             return await self._finish(message, envelope, Outcome(failure.event(envelope, failed.seq.next())))
@@ -173,8 +171,7 @@ class TaskRunner:
         except BrokerError as exc:
             # Requeued, it comes back redelivered and becomes the next attempt without the delay.
             log.warning("retry of task %s not scheduled (%s); requeueing it", envelope.task_id, exc)
-            await acks.requeue(message)
-            return False
+            return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.retries_scheduled += 1
         retrying = status_event(envelope, JobStatus.RETRYING, failed.seq.next())
         data = {
@@ -193,10 +190,9 @@ class TaskRunner:
             envelope.attempt + 1,
             delay,
         )
-        await acks.ack(message)
-        return True
+        return await self._settle(message, Happened.NEXT_ATTEMPT_PUBLISHED)
 
-    async def _redelivered(self, accepted: Accepted, message: AbstractIncomingMessage) -> bool:
+    async def _redelivered(self, accepted: Accepted, message: AbstractIncomingMessage) -> Settlement:
         envelope = accepted.envelope
         if not self._d.worker.retry_for(accepted.handler).allows_another_attempt(envelope.attempt):
             seq = EventSequence.for_delivery(envelope, redelivered=True)
@@ -205,8 +201,7 @@ class TaskRunner:
             await self._d.rescheduler.now(message, envelope)
         except BrokerError as exc:
             log.warning("redelivered task %s not republished (%s); requeueing it", envelope.task_id, exc)
-            await acks.requeue(message)
-            return False
+            return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.redeliveries_republished += 1
         log.info(
             "task %s attempt %d was redelivered; republished as attempt %d",
@@ -214,12 +209,11 @@ class TaskRunner:
             envelope.attempt,
             envelope.attempt + 1,
         )
-        await acks.ack(message)
-        return True
+        return await self._settle(message, Happened.NEXT_ATTEMPT_PUBLISHED)
 
     async def _bury(
         self, message: AbstractIncomingMessage, envelope: TaskEnvelope, failure: Failure, seq: EventSequence
-    ) -> bool:
+    ) -> Settlement:
         """The last attempt failed: park the task as received, then fail its job."""
         rejection = Rejection(
             DeadLetterReason.MAX_RETRIES_EXCEEDED, failure.error, envelope.tenant_id, envelope, failure.error_type
@@ -228,8 +222,7 @@ class TaskRunner:
             await self._d.dead_letters.park(message, rejection)
         except BrokerError as exc:
             log.warning("task %s not dead-lettered (%s); requeueing it", envelope.task_id, exc)
-            await acks.requeue(message)
-            return False
+            return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.dead_lettered += 1
         log.warning(
             "task %s dead-lettered after %d attempt(s): %s: %s",
@@ -240,20 +233,19 @@ class TaskRunner:
         )
         return await self._finish(message, envelope, Outcome(failure.event(envelope, seq.next())))
 
-    async def _finish(self, message: AbstractIncomingMessage, envelope: TaskEnvelope, outcome: Outcome) -> bool:
+    async def _finish(self, message: AbstractIncomingMessage, envelope: TaskEnvelope, outcome: Outcome) -> Settlement:
         """Publish the outcome, record the attempt as done, ack."""
         try:
             published = await self._d.events.publish_outcome(outcome.event, message.reply_to, outcome.body)
         finally:
             await settle_running(outcome.running)
         if not published:
-            await acks.requeue(message)
-            return False
+            return await self._settle(message, Happened.PUBLISH_FAILED)
         await self._d.ledger.mark_done(envelope.task_id, envelope.attempt)
         self._remember_finished(envelope)
-        await acks.ack(message)
+        settlement = await self._settle(message, Happened.OUTCOME_PUBLISHED)
         log.debug("task %s settled: %s", outcome.event.task_id, outcome.event.status.value)
-        return True
+        return settlement
 
     async def park(self, message: AbstractIncomingMessage, rejection: Rejection) -> None:
         """Dead-letter a message this worker cannot run; a valid envelope's job is failed too."""
@@ -263,16 +255,21 @@ class TaskRunner:
         except BrokerError as exc:
             # The queue's own dead-letter route still parks it (without our reason headers).
             log.error("could not park message %s with its reason (%s); rejecting it", message.message_id, exc)
-            await acks.reject(message)
+            await self._settle(message, Happened.PARK_FAILED)
             return
         self.stats.dead_lettered += 1
         envelope = rejection.envelope
         if envelope is None:
-            await acks.ack(message)  # nothing decodable: no job to tell
+            await self._settle(message, Happened.DEAD_LETTERED)  # nothing decodable: no job to tell
             return
         seq = EventSequence.for_delivery(envelope, redelivered=bool(message.redelivered))
         failure = Failure.permanent(rejection.error, rejection.error_type)
         await self._finish(message, envelope, Outcome(failure.event(envelope, seq.next())))
+
+    async def _settle(self, message: AbstractIncomingMessage, happened: Happened) -> Settlement:
+        settlement = decide(happened)
+        await settle(message, settlement)
+        return settlement
 
     def _remember_finished(self, envelope: TaskEnvelope) -> None:
         finished = self._finished.get(envelope.task_id)
@@ -290,16 +287,16 @@ class TaskRunner:
         flagged one as the next attempt (at-least-once).
         """
         if message.redelivered:
-            await acks.requeue(message)
+            await self._settle(message, Happened.INTERRUPTED)
             return
         try:
             await self._d.rescheduler.as_received(message, self._d.worker.service)
         except BrokerError as exc:
             log.warning("unstarted message %s not handed back (%s); requeueing it", message.message_id, exc)
-            await acks.requeue(message)
+            await self._settle(message, Happened.PUBLISH_FAILED)
             return
         self.stats.handed_back += 1
-        await acks.ack(message)
+        await self._settle(message, Happened.HANDED_BACK)
 
     async def quarantine(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         """The pipeline itself crashed on this message: park it instead of requeueing it into a hot loop."""
