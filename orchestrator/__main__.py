@@ -15,7 +15,7 @@ from aiohttp import web
 
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
 from orchestrator.auth import DEV_TENANT, Authenticator
-from orchestrator.sweeper import SweeperSettings
+from orchestrator.jobs.sweeper import SweeperSettings
 from protocol.process import run_loop
 from protocol.settings import Settings, SettingsError
 

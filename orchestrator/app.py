@@ -1,7 +1,7 @@
 """The orchestrator's aiohttp application: every resource started and stopped in a cleanup context.
 
 Start order (stop order is the reverse): the task publisher, then the live state (Redis,
-registry, service directory, update bus, WebSocket hub, event consumer; `orchestrator.live`),
+registry, service directory, update bus, WebSocket hub, event consumer; `orchestrator.live.setup`),
 then the job service, health checker, dead-letter service, sweeper and deployment check that use both.
 """
 
@@ -13,24 +13,24 @@ from dataclasses import replace
 from aiohttp import web
 
 from orchestrator.auth import Authenticator
-from orchestrator.dead_letter_owners import TaskOwners
-from orchestrator.dead_letter_service import DeadLetterService
-from orchestrator.dead_letters import DeadLetterQueues
-from orchestrator.deployment_check import DeploymentCheck, DeploymentSettings
-from orchestrator.health import HealthChecker
-from orchestrator.http_dead_letters import add_dead_letter_routes
-from orchestrator.http_errors import error_middleware, metrics_middleware
-from orchestrator.http_jobs import add_job_routes
-from orchestrator.http_request import MAX_BATCH_BODY_BYTES
-from orchestrator.http_state import AUTHENTICATOR, DEAD_LETTERS, HEALTH, JOBS, METRICS, PUBLISHER
-from orchestrator.http_system import add_system_routes
-from orchestrator.jobs import JobService
-from orchestrator.live import LIVE, live_status, setup_live
+from orchestrator.broker.dead_letter_queues import DeadLetterQueues
+from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSettings
+from orchestrator.broker.publisher import TaskPublisher
+from orchestrator.http.dead_letter_routes import add_dead_letter_routes
+from orchestrator.http.errors import error_middleware, metrics_middleware
+from orchestrator.http.health import HealthChecker
+from orchestrator.http.job_routes import add_job_routes
+from orchestrator.http.request import MAX_BATCH_BODY_BYTES
+from orchestrator.http.state import AUTHENTICATOR, DEAD_LETTERS, HEALTH, JOBS, METRICS, PUBLISHER
+from orchestrator.http.system_routes import add_system_routes
+from orchestrator.jobs.dead_letter_replay import DeadLetterService
+from orchestrator.jobs.recovery import JobRecovery
+from orchestrator.jobs.service import JobService
+from orchestrator.jobs.sweeper import Sweeper, SweeperSettings
+from orchestrator.live.setup import LIVE, live_status, setup_live
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
-from orchestrator.publisher import TaskPublisher
-from orchestrator.recovery import JobRecovery
-from orchestrator.sweeper import Sweeper, SweeperSettings
+from orchestrator.store.task_owners import TaskOwners
 from protocol.codec import CodecSet
 from protocol.settings import Settings
 

@@ -11,7 +11,7 @@
         ├── UnpublishableJob    the task envelope cannot be encoded, or exceeds the message cap
         └── JobNotFound         no such job for this tenant
 
-aio-pika and aiormq errors are translated into BrokerError subclasses in `orchestrator.publisher`;
+aio-pika and aiormq errors are translated into BrokerError subclasses in `orchestrator.broker.publisher`;
 the registry's Redis errors come as `orchestrator.registry.RegistryUnavailable`.
 """
 

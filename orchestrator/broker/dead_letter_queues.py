@@ -28,9 +28,9 @@ import aiormq
 import aiormq.abc
 from pamqp.commands import Basic
 
-from orchestrator.amqp_connect import LINK_ERRORS
+from orchestrator.broker.connect import LINK_ERRORS
+from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.errors import BrokerUnavailable
-from orchestrator.publisher import TaskPublisher
 from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError

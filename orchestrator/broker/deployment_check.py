@@ -28,11 +28,11 @@ from typing import Final
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
-from orchestrator import keys
+from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.cancellation import cancel_and_wait
 from orchestrator.errors import BrokerError
-from orchestrator.http_schemas import DeploymentHealth
-from orchestrator.queue_inspector import QueueStats
+from orchestrator.http.schemas import DeploymentHealth
+from orchestrator.store import keys
 from protocol.topology import ORCHESTRATOR_EVENTS_QUEUE
 
 log = logging.getLogger(__name__)

@@ -38,11 +38,11 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError
 
 from orchestrator.burst_log import BurstLog
-from orchestrator.directory import ServiceDirectory
+from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
-from orchestrator.registry import REFUSALS, RedisTaskRegistry, RegistryError
-from orchestrator.update_bus import UpdateBus
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.registry import REFUSALS, RedisTaskRegistry, RegistryError
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.errors import DecodeError

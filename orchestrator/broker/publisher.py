@@ -2,7 +2,7 @@
 
 One robust connection of its own (consumers live on another connection, so a slow consumer
 never holds up a publish); queue stats and dead-letter channels go through a third one
-(orchestrator.queue_inspector), so a channel the broker closes there never touches publishing.
+(orchestrator.broker.queue_inspector), so a channel the broker closes there never touches publishing.
 Publishes wait for the broker's confirm with `mandatory` set, so an unroutable or nacked message
 is an error, never a silent loss. When the connection is down the publisher refuses at once
 instead of waiting for the reconnect: HTTP callers get a fast 503.
@@ -26,10 +26,10 @@ import aiormq.abc
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 
-from orchestrator.amqp_connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
+from orchestrator.broker.connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
+from orchestrator.broker.queue_inspector import QueueInspector, QueueStats
+from orchestrator.broker.stall_guard import StallGuard
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed, UnpublishableJob
-from orchestrator.queue_inspector import QueueInspector, QueueStats
-from orchestrator.stall_guard import StallGuard
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
@@ -171,7 +171,7 @@ class TaskPublisher:
     @asynccontextmanager
     async def raw_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
         """A short-lived plain channel, closed on exit, on the inspection connection (never this
-        one's: see orchestrator.queue_inspector). Refused at once while publishing is."""
+        one's: see orchestrator.broker.queue_inspector). Refused at once while publishing is."""
         self._require_link()
         async with self._inspector.channel() as channel:
             yield channel
@@ -203,7 +203,7 @@ class TaskPublisher:
         # One lock for all services: declarations are rare, and a batch of a thousand jobs for a
         # new service must declare its queues once, not a thousand times. On the inspection
         # connection: a refused declare (a queue that exists with other arguments) closes its
-        # channel, which on this connection could take publishing down (orchestrator.queue_inspector).
+        # channel, which on this connection could take publishing down (orchestrator.broker.queue_inspector).
         async with self._declare_lock:
             if service in self._declared:
                 return

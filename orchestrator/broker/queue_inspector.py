@@ -27,7 +27,7 @@ from typing import Any, Final
 import aiormq
 import aiormq.abc
 
-from orchestrator.amqp_connect import LINK_ERRORS
+from orchestrator.broker.connect import LINK_ERRORS
 from orchestrator.errors import BrokerUnavailable
 from protocol.topology import declare_service
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.http_errors import ApiError
-from orchestrator.http_request import read_json, require_principal, validate, validate_query
-from orchestrator.http_schemas import DeadLetterList, DeadLetterQuery, ReplayRequest, ReplayResponse
-from orchestrator.http_state import DEAD_LETTERS
+from orchestrator.http.errors import ApiError
+from orchestrator.http.request import read_json, require_principal, validate, validate_query
+from orchestrator.http.schemas import DeadLetterList, DeadLetterQuery, ReplayRequest, ReplayResponse
+from orchestrator.http.state import DEAD_LETTERS
 from protocol.names import check_service_name
 from protocol.topology import dead_letter_queue
 

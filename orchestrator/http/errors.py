@@ -21,8 +21,8 @@ from orchestrator.errors import (
     UnknownJobType,
     UnpublishableJob,
 )
-from orchestrator.http_state import METRICS
-from orchestrator.registry import RegistryUnavailable
+from orchestrator.http.state import METRICS
+from orchestrator.store.registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 

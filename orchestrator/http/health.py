@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from orchestrator.directory import ServiceDirectory
+from orchestrator.broker.publisher import TaskPublisher
+from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.errors import BrokerError
-from orchestrator.http_schemas import HealthReport, ServiceHealth
-from orchestrator.live import LiveStatus
+from orchestrator.http.schemas import HealthReport, ServiceHealth
+from orchestrator.live.setup import LiveStatus
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.publisher import TaskPublisher
-from orchestrator.queue_inspector import QueueStats
-from orchestrator.registry import RedisTaskRegistry, RegistryError
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.registry import RedisTaskRegistry, RegistryError
 from protocol.services import BUILTIN_SERVICES
 from protocol.topology import task_queue
 

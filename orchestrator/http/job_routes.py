@@ -10,8 +10,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from orchestrator.errors import PublishUncertain
-from orchestrator.http_errors import ApiError, api_error_for
-from orchestrator.http_request import (
+from orchestrator.http.errors import ApiError, api_error_for
+from orchestrator.http.request import (
     MAX_BATCH_BODY_BYTES,
     read_json,
     request_id,
@@ -20,7 +20,7 @@ from orchestrator.http_request import (
     validate_query,
     validation_details,
 )
-from orchestrator.http_schemas import (
+from orchestrator.http.schemas import (
     AgentExecuteRequest,
     BatchItem,
     BatchRequest,
@@ -32,8 +32,8 @@ from orchestrator.http_schemas import (
     JobResult,
     JobSpec,
 )
-from orchestrator.http_state import JOBS
-from orchestrator.jobs import NewJob, Submission
+from orchestrator.http.state import JOBS
+from orchestrator.jobs.service import NewJob, Submission
 from orchestrator.models import CancelStatus, JobRecord
 from protocol.events import JobStatus
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from orchestrator.http_schemas import (
+from orchestrator.http.schemas import (
     AgentExecuteRequest,
     BatchRequest,
     BatchResponse,

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator import strict_json
 from orchestrator.auth import Principal
-from orchestrator.http_errors import ApiError
-from orchestrator.http_state import AUTHENTICATOR
-from orchestrator.jobs import YIELD_PAST_BYTES
+from orchestrator.http.errors import ApiError
+from orchestrator.http.state import AUTHENTICATOR
+from orchestrator.jobs.service import YIELD_PAST_BYTES
 
 MAX_BODY_BYTES: Final[int] = 1024 * 1024
 # A batch carries many small jobs (a thousand of ~2 KiB); a large job goes alone through POST /jobs.

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.event_consumer import BusState, ConsumerState
-from orchestrator.jobs import NewJob
+from orchestrator.broker.event_consumer import BusState, ConsumerState
+from orchestrator.jobs.service import NewJob
 from protocol.envelope import ContextIds
 from protocol.events import JobStatus
 from protocol.names import JOB_TYPE_PATTERN

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator.auth import Authenticator
-from orchestrator.dead_letter_service import DeadLetterService
-from orchestrator.health import HealthChecker
-from orchestrator.jobs import JobService
+from orchestrator.broker.publisher import TaskPublisher
+from orchestrator.http.health import HealthChecker
+from orchestrator.jobs.dead_letter_replay import DeadLetterService
+from orchestrator.jobs.service import JobService
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.publisher import TaskPublisher
 
 METRICS = web.AppKey("baton_metrics", OrchestratorMetrics)
 AUTHENTICATOR = web.AppKey("baton_authenticator", Authenticator)

@@ -7,8 +7,8 @@ from importlib import resources
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.http_state import HEALTH, METRICS
-from orchestrator.openapi import build_openapi
+from orchestrator.http.openapi import build_openapi
+from orchestrator.http.state import HEALTH, METRICS
 
 OPENAPI = web.AppKey("baton_openapi", dict)
 

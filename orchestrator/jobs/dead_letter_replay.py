@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from orchestrator.dead_letter_owners import TaskOwners
-from orchestrator.dead_letters import DeadLetter, DeadLetterBrowse, DeadLetterQueues
+from orchestrator.broker.dead_letter_queues import DeadLetter, DeadLetterBrowse, DeadLetterQueues
 from orchestrator.errors import BrokerError, UnpublishableJob
-from orchestrator.jobs import JobPublisher
-from orchestrator.recovery import JobRecovery, ReopenStatus
-from orchestrator.registry import RegistryUnavailable
-from orchestrator.update_bus import UpdateBus
+from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
+from orchestrator.jobs.service import JobPublisher
+from orchestrator.live.update_bus import UpdateBus
+from orchestrator.store.registry import RegistryUnavailable
+from orchestrator.store.task_owners import TaskOwners
 
 log = logging.getLogger(__name__)
 

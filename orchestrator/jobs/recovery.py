@@ -22,10 +22,11 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from orchestrator import keys, registry_scripts
 from orchestrator.models import JobRecord, JobUpdate, record_update
-from orchestrator.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
-from orchestrator.registry_codec import READ_FIELDS, from_fields, from_hash, pairs, text
+from orchestrator.store import keys
+from orchestrator.store import scripts as registry_scripts
+from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, pairs, text
+from orchestrator.store.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import TaskEnvelope, utc_now

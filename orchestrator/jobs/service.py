@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.directory import ServiceDirectory
 from orchestrator.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -29,10 +28,11 @@ from orchestrator.errors import (
     PublishUncertain,
     UnknownJobType,
 )
+from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord
-from orchestrator.registry import RedisTaskRegistry, created_update
-from orchestrator.update_bus import UpdateBus
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.registry import RedisTaskRegistry, created_update
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
@@ -40,7 +40,7 @@ from protocol.events import TERMINAL_STATUSES, JobStatus
 log = logging.getLogger(__name__)
 
 # Past this many bytes a body is large enough that parsing or encoding it takes tens of ms: the
-# request path yields to the loop after such a step (here and in orchestrator.http_request).
+# request path yields to the loop after such a step (here and in orchestrator.http.request).
 YIELD_PAST_BYTES = 256 * 1024
 # How many jobs of one batch are in flight at once (registry write + publish awaiting its confirm).
 BATCH_CONCURRENCY = 64

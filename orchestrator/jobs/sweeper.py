@@ -33,16 +33,16 @@ from typing import Final
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from orchestrator import keys
+from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.cancellation import cancel_and_wait
-from orchestrator.directory import ServiceDirectory
 from orchestrator.errors import BrokerError, BrokerUnavailable, UnpublishableJob
+from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
+from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobRecord, JobUpdate
-from orchestrator.publisher import TaskPublisher
-from orchestrator.recovery import JobRecovery, ReopenStatus
-from orchestrator.registry import RegistryError, RegistryUnavailable, redis_errors
-from orchestrator.update_bus import UpdateBus
+from orchestrator.store import keys
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.registry import RegistryError, RegistryUnavailable, redis_errors
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import JobStatus

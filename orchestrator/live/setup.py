@@ -22,19 +22,19 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from orchestrator.amqp_connect import connect_robust, retry_with_backoff
 from orchestrator.auth import Authenticator
-from orchestrator.directory import ServiceDirectory
+from orchestrator.broker.connect import connect_robust, retry_with_backoff
+from orchestrator.broker.event_consumer import BusState, ConsumerState, EventConsumer
 from orchestrator.errors import BrokerUnavailable
-from orchestrator.event_consumer import BusState, ConsumerState, EventConsumer
-from orchestrator.http_schemas import DeploymentHealth
+from orchestrator.http.schemas import DeploymentHealth
+from orchestrator.live.hub import WebSocketHub
+from orchestrator.live.update_bus import UpdateBus
+from orchestrator.live.websocket import add_ws_routes
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
-from orchestrator.redis_batch import PipelineBatcher
-from orchestrator.registry import RedisTaskRegistry
-from orchestrator.update_bus import UpdateBus
-from orchestrator.ws_hub import WebSocketHub
-from orchestrator.ws_routes import add_ws_routes
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.redis_batch import PipelineBatcher
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.codec import CodecSet
 from protocol.settings import Settings
 from protocol.topology import ORCHESTRATOR_EVENTS_QUEUE

@@ -30,12 +30,12 @@ from pydantic import ValidationError
 
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
-from orchestrator.event_consumer import EventSink
+from orchestrator.broker.event_consumer import EventSink
+from orchestrator.live.hub import ClientConnection, WebSocketHub
+from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult
-from orchestrator.registry import RedisTaskRegistry, RegistryError
-from orchestrator.update_bus import UpdateBus
-from orchestrator.ws_hub import ClientConnection, WebSocketHub
+from orchestrator.store.registry import RedisTaskRegistry, RegistryError
 from protocol.events import TaskEvent
 
 AUTH_TIMEOUT_SECONDS: Final[float] = 10.0

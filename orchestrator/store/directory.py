@@ -22,10 +22,10 @@ from typing import Final
 
 import redis.asyncio as aioredis
 
-from orchestrator import keys
 from orchestrator.burst_log import BurstLog
-from orchestrator.registry import redis_errors
-from orchestrator.registry_codec import text
+from orchestrator.store import keys
+from orchestrator.store.codec import text
+from orchestrator.store.registry import redis_errors
 from protocol.control import WorkerHeartbeat
 from protocol.services import BUILTIN_JOB_TYPES, BUILTIN_SERVICES
 

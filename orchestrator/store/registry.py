@@ -19,8 +19,6 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
-from orchestrator import keys, registry_scripts
-from orchestrator.event_rules import attempt_of, task_status
 from orchestrator.models import (
     CancelResult,
     CancelStatus,
@@ -30,8 +28,11 @@ from orchestrator.models import (
     JobUpdate,
     record_update,
 )
-from orchestrator.redis_batch import PipelineBatcher
-from orchestrator.registry_codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
+from orchestrator.store import keys
+from orchestrator.store import scripts as registry_scripts
+from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
+from orchestrator.store.event_rules import attempt_of, task_status
+from orchestrator.store.redis_batch import PipelineBatcher
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import utc_now

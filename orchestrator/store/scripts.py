@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from orchestrator.keys import STATUS_ORDER
+from orchestrator.store.keys import STATUS_ORDER
 from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES
 
 # A task's events may skip attempts the registry never heard of (runs that crashed before their

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from orchestrator import keys
-from orchestrator.registry import redis_errors
-from orchestrator.registry_codec import text
+from orchestrator.store import keys
+from orchestrator.store.codec import text
+from orchestrator.store.registry import redis_errors
 from protocol.names import is_tenant_id
 
 _MAX_ID_CHARS: Final[int] = 128  # as TaskEnvelope's ids

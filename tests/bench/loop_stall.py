@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import aiohttp
 import redis.asyncio as aioredis
 
-from orchestrator.http_request import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
-from orchestrator.http_schemas import MAX_BATCH_ITEMS
+from orchestrator.http.request import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
+from orchestrator.http.schemas import MAX_BATCH_ITEMS
 from tests.bench.common import NOOP_SERVICE, NOOP_TYPE, delete_matching, delete_service_queues, latency_summary
 from tests.e2e.harness import BatonSystem, Tenant, wait_for_workers
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL

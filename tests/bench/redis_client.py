@@ -24,7 +24,7 @@ from redis._parsers import _AsyncHiredisParser
 from redis._parsers.resp3 import _AsyncRESP3Parser
 from redis.asyncio.client import Pipeline
 
-from orchestrator.registry_codec import packed_args
+from orchestrator.store.codec import packed_args
 
 PREFIX = "bench:redis-client:"
 PIPELINE_SIZE = 200

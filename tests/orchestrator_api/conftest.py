@@ -20,10 +20,10 @@ from aio_pika.abc import AbstractConnection
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator import keys
 from orchestrator.app import create_app
-from orchestrator.live import LIVE
-from orchestrator.sweeper import SweeperSettings
+from orchestrator.jobs.sweeper import SweeperSettings
+from orchestrator.live.setup import LIVE
+from orchestrator.store import keys
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import TaskEnvelope, utc_now

@@ -11,7 +11,7 @@ import asyncio
 import aio_pika
 import pytest
 
-from orchestrator.amqp_connect import CoalescingRobustConnection, connect_robust
+from orchestrator.broker.connect import CoalescingRobustConnection, connect_robust
 
 
 @pytest.mark.integration

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator import keys
-from orchestrator.http_state import HEALTH, PUBLISHER
-from orchestrator.queue_inspector import QueueStats
+from orchestrator.broker.queue_inspector import QueueStats
+from orchestrator.http.state import HEALTH, PUBLISHER
+from orchestrator.store import keys
 from protocol.topology import task_queue
 from tests.orchestrator_api.conftest import Api
 

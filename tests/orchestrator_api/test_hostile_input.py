@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator
-from orchestrator.http_request import MAX_BATCH_BODY_BYTES
+from orchestrator.http.request import MAX_BATCH_BODY_BYTES
 from tests.orchestrator_api.conftest import Api, serve_api
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.auth import Authenticator
 from orchestrator.errors import BrokerUnavailable, IdempotencyConflict, JobNotFound, PublishFailed, UnknownJobType
-from orchestrator.http_errors import error_middleware, metrics_middleware
-from orchestrator.http_request import MAX_BODY_BYTES, read_json, require_tenant, validate
-from orchestrator.http_schemas import JobCreateRequest
-from orchestrator.http_state import AUTHENTICATOR, METRICS
+from orchestrator.http.errors import error_middleware, metrics_middleware
+from orchestrator.http.request import MAX_BODY_BYTES, read_json, require_tenant, validate
+from orchestrator.http.schemas import JobCreateRequest
+from orchestrator.http.state import AUTHENTICATOR, METRICS
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.registry import RegistryUnavailable
+from orchestrator.store.registry import RegistryUnavailable
 
 KEY = "key-a"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.http_schemas import AgentExecuteRequest, JobCreateRequest, ReplayRequest
+from orchestrator.http.schemas import AgentExecuteRequest, JobCreateRequest, ReplayRequest
 
 
 @pytest.mark.parametrize("model", [JobCreateRequest, AgentExecuteRequest])

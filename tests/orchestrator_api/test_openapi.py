@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from orchestrator.app import create_app
-from orchestrator.openapi import build_openapi
+from orchestrator.http.openapi import build_openapi
 from protocol.settings import Settings
 
 PUBLIC = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/")}

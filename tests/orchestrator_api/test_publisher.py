@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 
+from orchestrator.broker.publisher import APP_ID, TaskPublisher
 from orchestrator.errors import BrokerUnavailable, PublishFailed
-from orchestrator.publisher import APP_ID, TaskPublisher
 from protocol.codec import MSGPACK, CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope

@@ -13,9 +13,9 @@ import asyncio
 import aio_pika
 import pytest
 
+from orchestrator.broker.publisher import TaskPublisher
+from orchestrator.broker.queue_inspector import QueueInspector
 from orchestrator.errors import PublishFailed
-from orchestrator.publisher import TaskPublisher
-from orchestrator.queue_inspector import QueueInspector
 from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.topology import service_queues, task_queue

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.http_schemas import MAX_WAIT_SECONDS, AgentExecuteRequest, JobCreateRequest, JobListQuery, JobSpec
-from orchestrator.jobs import NewJob, build_envelope, record_for
+from orchestrator.http.schemas import MAX_WAIT_SECONDS, AgentExecuteRequest, JobCreateRequest, JobListQuery, JobSpec
+from orchestrator.jobs.service import NewJob, build_envelope, record_for
 from protocol.envelope import ContextIds
 
 

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from orchestrator.stall_guard import LinkStalled, StallGuard
+from orchestrator.broker.stall_guard import LinkStalled, StallGuard
 
 
 async def silent() -> None:

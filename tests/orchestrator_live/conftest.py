@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.models import JobRecord
-from orchestrator.registry import RedisTaskRegistry
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id, utc_now
 from protocol.events import EventType, TaskEvent
 

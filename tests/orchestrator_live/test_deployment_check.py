@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import create_app
-from orchestrator.deployment_check import DeploymentCheck, DeploymentSettings
-from orchestrator.queue_inspector import QueueStats
-from orchestrator.sweeper import SweeperSettings
+from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSettings
+from orchestrator.broker.queue_inspector import QueueStats
+from orchestrator.jobs.sweeper import SweeperSettings
 from protocol.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ async def test_each_deployment_flags_the_other_on_its_events_queue(
     deployment_b = DeploymentSettings(queue, f"test:replicas:{unique}:b", period_seconds=PERIOD)
     locks = [f"test:sweeper:{unique}:{n}" for n in range(3)]
     try:
-        with caplog.at_level(logging.ERROR, logger="orchestrator.deployment_check"):
+        with caplog.at_level(logging.ERROR, logger="orchestrator.broker.deployment_check"):
             async with AsyncExitStack() as stack:
                 # Two replicas of deployment A (one replica set): the queue's two consumers are theirs.
                 a1 = await stack.enter_async_context(orchestrator(rabbitmq_url, redis_url, deployment_a, locks[0]))

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator import keys
-from orchestrator.directory import DEFAULT_SERVICE_TTL_SECONDS, MAX_HEARTBEAT_INTERVAL_SECONDS, ServiceDirectory
+from orchestrator.store import keys
+from orchestrator.store.directory import DEFAULT_SERVICE_TTL_SECONDS, MAX_HEARTBEAT_INTERVAL_SECONDS, ServiceDirectory
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 
@@ -108,7 +108,7 @@ async def test_announcements_are_bounded(
     redis_client: aioredis.Redis, service: str, unique: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     full = ServiceDirectory(redis_client, max_services=0)  # as full as can be, whatever is in Redis
-    with caplog.at_level(logging.WARNING, logger="orchestrator.directory"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.store.directory"):
         for i in range(50):
             assert not await full.record_heartbeat(heartbeat(f"{service}-{i}", "w1", [f"type-{unique}"]))
     assert len(caplog.records) == 1  # a flood of refused heartbeats is not a flood of warnings

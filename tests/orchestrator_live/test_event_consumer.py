@@ -15,13 +15,13 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator import keys
-from orchestrator.directory import ServiceDirectory
-from orchestrator.event_consumer import EventConsumer, EventSink
+from orchestrator.broker.event_consumer import EventConsumer, EventSink
+from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
-from orchestrator.registry import RedisTaskRegistry
-from orchestrator.update_bus import UpdateBus
+from orchestrator.store import keys
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.codec import JSON, MSGPACK, CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now

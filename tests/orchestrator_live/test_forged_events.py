@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.registry import DEFAULT_MAX_TASKS_PER_JOB, RedisTaskRegistry
+from orchestrator.store.registry import DEFAULT_MAX_TASKS_PER_JOB, RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from tests.orchestrator_live.conftest import event_for, make_record

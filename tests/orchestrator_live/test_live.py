@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.auth import Authenticator
-from orchestrator.live import LIVE, setup_live
+from orchestrator.live.setup import LIVE, setup_live
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, CancelStatus
 from protocol.codec import CodecSet

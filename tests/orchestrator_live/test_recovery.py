@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
 from orchestrator.models import JobRecord
-from orchestrator.recovery import JobRecovery, ReopenStatus
-from orchestrator.registry import RedisTaskRegistry
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import TaskEnvelope, new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from tests.orchestrator_live.conftest import event_for, make_record

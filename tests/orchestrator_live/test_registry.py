@@ -10,10 +10,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator import keys
 from orchestrator.models import CancelStatus, CreateStatus
-from orchestrator.registry import RedisTaskRegistry, RegistryUnavailable, created_update
-from orchestrator.registry_codec import packed_args
+from orchestrator.store import keys
+from orchestrator.store.codec import packed_args
+from orchestrator.store.registry import RedisTaskRegistry, RegistryUnavailable, created_update
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from tests.orchestrator_live.conftest import event_for, make_record, records_created_in_order

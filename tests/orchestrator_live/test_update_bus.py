@@ -9,9 +9,9 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator.live.update_bus import UpdateBus, update_body
 from orchestrator.models import JobUpdate
-from orchestrator.registry import RegistryUnavailable
-from orchestrator.update_bus import UpdateBus, update_body
+from orchestrator.store.registry import RegistryUnavailable
 from tests.orchestrator_live.conftest import eventually
 
 

@@ -16,12 +16,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.auth import Authenticator
+from orchestrator.live.hub import SLOW_CONSUMER_CODE, WebSocketHub
+from orchestrator.live.update_bus import UpdateBus
+from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, JobRecord, JobUpdate
-from orchestrator.registry import RedisTaskRegistry
-from orchestrator.update_bus import UpdateBus
-from orchestrator.ws_hub import SLOW_CONSUMER_CODE, WebSocketHub
-from orchestrator.ws_routes import WebSocketEndpoint
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import EventType
 from tests.orchestrator_live.conftest import event_for, make_record

@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator.event_consumer import EventSink
-from orchestrator.http_state import METRICS, PUBLISHER
-from orchestrator.jobs import JobService, NewJob
-from orchestrator.live import LIVE
+from orchestrator.broker.event_consumer import EventSink
+from orchestrator.http.state import METRICS, PUBLISHER
+from orchestrator.jobs.service import JobService, NewJob
+from orchestrator.live.setup import LIVE
+from orchestrator.live.update_bus import UpdateBus
 from orchestrator.models import CancelStatus
-from orchestrator.update_bus import UpdateBus
 from protocol import ledger
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand

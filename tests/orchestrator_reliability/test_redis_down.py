@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import create_app
-from orchestrator.sweeper import SweeperSettings
+from orchestrator.jobs.sweeper import SweeperSettings
 from protocol.settings import Settings
 
 pytestmark = pytest.mark.integration

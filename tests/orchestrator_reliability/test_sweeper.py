@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator import keys
-from orchestrator.http_state import METRICS
-from orchestrator.sweeper import SweeperSettings
+from orchestrator.http.state import METRICS
+from orchestrator.jobs.sweeper import SweeperSettings
+from orchestrator.store import keys
 from protocol import ledger
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
 from tests.orchestrator_api.conftest import Api, serve_api
