@@ -5,6 +5,8 @@ WorkerError
 ├── BrokerError              RabbitMQ refused or lost an operation (aio-pika/aiormq errors, translated)
 │   └── UnroutableError      a mandatory message had no queue to go to
 ├── PermanentError           raised by a handler: the task fails and is never retried
+├── TimeLimitExceeded        the handler ran past its time limit: the attempt fails, a retry may follow
+├── DeadlineExceeded         the handler was still running when the task's deadline passed: timed out
 ├── ServiceCallError         a child task (ctx.call_service) failed or was cancelled
 │   └── ServiceCallTimeout   no answer from the child within the timeout, after every retry
 └── HttpError                an outgoing call through ctx.http failed
@@ -33,6 +35,14 @@ class UnroutableError(BrokerError):
 
 class PermanentError(WorkerError):
     """Raise from a handler to fail the task for good: retrying cannot help."""
+
+
+class TimeLimitExceeded(WorkerError):
+    """The handler ran longer than its time limit (this attempt fails; a retry may follow)."""
+
+
+class DeadlineExceeded(WorkerError):
+    """The handler was still running when the task's deadline passed."""
 
 
 class ServiceCallError(WorkerError):

@@ -25,7 +25,7 @@ from protocol.topology import (
 )
 from tests.workers.helpers import CODECS, Tap, envelope, running
 from workers import TaskContext, Worker
-from workers.runtime.retries import Rescheduler
+from workers.runtime.forwarding import Rescheduler
 
 pytestmark = pytest.mark.integration
 

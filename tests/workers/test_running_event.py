@@ -19,7 +19,7 @@ from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for
 from workers import TaskContext, Worker
 from workers.errors import BrokerError
 from workers.runtime import consumer, settle
-from workers.runtime.events import EventPublisher
+from workers.runtime.event_publisher import EventPublisher
 
 pytestmark = pytest.mark.integration
 

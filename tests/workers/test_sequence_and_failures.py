@@ -12,9 +12,8 @@ from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus
 from protocol.services import BUILTIN_SERVICES
 from protocol.topology import retry_tier
 from workers import ConfigurationError, PermanentError, RetryPolicy, Worker
-from workers.runtime.failures import Failure
-from workers.runtime.limits import TimeLimits
-from workers.runtime.sequence import EventSequence
+from workers.runtime.attempt import EventSequence, Failure
+from workers.runtime.executions import TimeLimits
 from workers.services import builtin_worker
 
 
@@ -126,7 +125,7 @@ def test_time_limits_are_capped_below_the_consumer_timeout(caplog: pytest.LogCap
     async def short(payload: dict[str, int], ctx: object) -> None:
         return None
 
-    with caplog.at_level(logging.WARNING, logger="workers.runtime.limits"):
+    with caplog.at_level(logging.WARNING, logger="workers.runtime.executions"):
         limits = TimeLimits(worker, consumer_timeout_seconds=1800)
     assert (limits.for_job_type("long"), limits.for_job_type("short")) == (1740, 100)
     assert len(caplog.records) == 1 and "capped to 1740 s" in caplog.records[0].getMessage()

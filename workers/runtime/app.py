@@ -1,4 +1,5 @@
-"""WorkerRuntime: wires the pieces for one Worker in one process, starts them, stops them in reverse."""
+"""WorkerRuntime: wires the pieces for one Worker in one process, starts them, stops them in reverse;
+`run_worker` runs it until SIGTERM/SIGINT asks for a graceful stop."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import asyncio
 import logging
 import math
 import os
+import signal
 import socket
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Final
 
 import aiohttp
 from aio_pika.abc import AbstractRobustConnection
@@ -19,21 +24,20 @@ from workers.errors import BrokerError, ConfigurationError
 from workers.http import HttpPolicy
 from workers.runtime.attempt import AttemptDeps, AttemptRunner
 from workers.runtime.broker import BROKER_ERRORS, AmqpPublisher, connect, open_channel, redact
+from workers.runtime.cancellations import CancelledJobs, ControlListener
 from workers.runtime.consumer import TaskConsumer
-from workers.runtime.control import CancelledJobs, ControlListener
-from workers.runtime.dead_letters import DeadLetterer
-from workers.runtime.events import EventPublisher
-from workers.runtime.executions import Executions
+from workers.runtime.event_publisher import EventPublisher
+from workers.runtime.executions import Executions, TimeLimits
+from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
 from workers.runtime.ledger import TaskLedger
-from workers.runtime.limits import TimeLimits
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
-from workers.runtime.retries import Rescheduler
 from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner
-from workers.runtime.shutdown import stop_on_signals
 from workers.sdk import Worker
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
 def new_worker_id(service: str) -> str:
@@ -201,3 +205,21 @@ async def run_worker(worker: Worker, settings: WorkerSettings) -> int:
         finally:
             await runtime.stop()
     return 0
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """Route SIGTERM/SIGINT to `request_stop` while the block runs, then restore the defaults."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("%s received: stopping gracefully", sig.name)
+        request_stop()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)

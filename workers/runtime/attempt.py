@@ -1,8 +1,16 @@
 """Running one attempt of a task: checks, the running event, the handler, and what came of it.
 
 An attempt ends in an Outcome (a terminal event to publish: completed or cancelled), an
-AttemptFailed (the runner decides between retry, dead letter and final failure), or None
-when the process is shutting down and the message must go back to its queue.
+AttemptFailed (the runner decides between retry, dead letter and final failure, as the Worker's
+RetryPolicy allows), or None when the process is shutting down and the message must go back to
+its queue.
+
+Its events carry sequence numbers attempt * ATTEMPT_SEQ_STRIDE + n, n = 1, 2, 3... The registry
+drops an event whose seq is not above the last one it saw for the task. An attempt runs at most
+once: a redelivered message is never run again in place but republished as the next attempt, so
+every run starts a fresh, higher range. The few events a worker emits for a redelivered message
+without running it (its job was cancelled, or its attempts are used up) come from the range after
+the attempt, above whatever its interrupted run emitted.
 """
 
 from __future__ import annotations
@@ -10,33 +18,113 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 import aiohttp
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from protocol.envelope import TaskEnvelope
-from protocol.events import JobStatus, Progress, TaskEvent, cancelled_event, completed_event, status_event
+from protocol.events import (
+    ATTEMPT_SEQ_STRIDE,
+    JobStatus,
+    Progress,
+    TaskEvent,
+    cancelled_event,
+    completed_event,
+    failed_event,
+    status_event,
+)
 from workers.config import WorkerSettings
 from workers.context import ChildCaller, TaskContext
-from workers.errors import BrokerError
+from workers.errors import BrokerError, DeadlineExceeded, PermanentError, TimeLimitExceeded
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
-from workers.runtime.control import CancelledJobs
-from workers.runtime.events import EventPublisher
-from workers.runtime.executions import (
-    DeadlineExceeded,
-    Execution,
-    Executions,
-    Interrupted,
-    StopReason,
-    TimeLimitExceeded,
-)
-from workers.runtime.failures import Failure
+from workers.runtime.cancellations import CancelledJobs
+from workers.runtime.event_publisher import EventPublisher
+from workers.runtime.executions import Execution, Executions, Interrupted, StopReason
 from workers.runtime.intake import Accepted
-from workers.runtime.sequence import EventSequence
 
 log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS: Final[int] = 2000
+_MAX_VALIDATION_ITEMS: Final[int] = 5
+
+VALIDATION_ERROR: Final[str] = "ValidationError"
+DEADLINE_EXCEEDED: Final[str] = DeadlineExceeded.__name__
+TIME_LIMIT_EXCEEDED: Final[str] = TimeLimitExceeded.__name__
+WORKER_LOST: Final[str] = "WorkerLost"
+
+
+class EventSequence:
+    """The seq numbers of one attempt's events (see the module docstring)."""
+
+    def __init__(self, attempt: int) -> None:
+        self._base = attempt * ATTEMPT_SEQ_STRIDE
+        self._n = 0
+
+    @classmethod
+    def for_delivery(cls, envelope: TaskEnvelope, *, redelivered: bool) -> EventSequence:
+        return cls(envelope.attempt + 1 if redelivered else envelope.attempt)
+
+    def next(self) -> int:
+        self._n += 1
+        return self._base + self._n
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed attempt is: its error, its type, and whether another attempt could help
+    (whether it gets one is the RetryPolicy's call, applied by the runner)."""
+
+    error: str
+    error_type: str
+    status: Literal[JobStatus.FAILED, JobStatus.TIMED_OUT] = JobStatus.FAILED
+    retryable: bool = True
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Failure:
+        """A handler's exception; PermanentError (and its subclasses) are never retryable."""
+        message = str(exc) or repr(exc)
+        return cls(clip(message), type(exc).__name__, retryable=not isinstance(exc, PermanentError))
+
+    @classmethod
+    def invalid_payload(cls, model: object, exc: ValidationError) -> Failure:
+        name = getattr(model, "__name__", None) or repr(model)
+        return cls(f"payload does not match {name}: {summarise_validation(exc)}", VALIDATION_ERROR, retryable=False)
+
+    @classmethod
+    def deadline(cls, detail: str) -> Failure:
+        return cls(detail, DEADLINE_EXCEEDED, JobStatus.TIMED_OUT, retryable=False)
+
+    @classmethod
+    def time_limit(cls, detail: str) -> Failure:
+        return cls(detail, TIME_LIMIT_EXCEEDED)
+
+    @classmethod
+    def worker_lost(cls, attempt: int) -> Failure:
+        """A delivery came back unsettled: its run died with its worker or its connection."""
+        return cls(f"attempt {attempt} did not finish (worker crash, lost connection or shutdown)", WORKER_LOST)
+
+    @classmethod
+    def permanent(cls, error: str, error_type: str) -> Failure:
+        return cls(clip(error), error_type, retryable=False)
+
+    def event(self, envelope: TaskEnvelope, seq: int) -> TaskEvent:
+        """The final task_failed event reporting this failure."""
+        return failed_event(envelope, error=self.error, error_type=self.error_type, seq=seq, status=self.status)
+
+
+def summarise_validation(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+        for err in exc.errors(include_url=False)[:_MAX_VALIDATION_ITEMS]
+    ]
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def clip(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,26 @@
-"""The tasks this process is running right now, and the one way to interrupt them."""
+"""The tasks this process is running right now, their time limits, and the one way to interrupt them.
+
+Time limits are kept below RabbitMQ's consumer timeout. The broker closes a channel whose
+consumer holds a delivery unacked past `consumer_timeout`, and every task on that channel dies
+with it. A delivery's clock starts when the broker hands it over (it may wait for a concurrency
+slot first), so the budget of one run is the cap minus the time already spent since delivery.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from protocol.envelope import TaskEnvelope, utc_now
+from workers.errors import DeadlineExceeded, TimeLimitExceeded
+from workers.sdk import Worker
+
+log = logging.getLogger(__name__)
 
 
 class StopReason(StrEnum):
@@ -23,14 +35,6 @@ class Interrupted(Exception):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-class DeadlineExceeded(Exception):
-    """The handler was still running when the task's deadline passed."""
-
-
-class TimeLimitExceeded(Exception):
-    """The handler ran longer than its time limit (this attempt fails; a retry may follow)."""
 
 
 class Execution:
@@ -126,3 +130,39 @@ class Executions:
     def stop_all(self, reason: StopReason, detail: str) -> None:
         for execution in list(self._running.values()):
             execution.stop(reason, detail)
+
+
+def consumer_timeout_margin(consumer_timeout_seconds: float) -> float:
+    """Head-room for publishing the outcome and acking: a tenth of the timeout, at most a minute."""
+    return min(60.0, consumer_timeout_seconds / 10)
+
+
+class TimeLimits:
+    """The time limit of each job type of a Worker, capped below the consumer timeout."""
+
+    def __init__(self, worker: Worker, consumer_timeout_seconds: float) -> None:
+        self.cap = consumer_timeout_seconds - consumer_timeout_margin(consumer_timeout_seconds)
+        self._limits: dict[str, float] = {}
+        for job_type, spec in worker.handlers.items():
+            wanted = worker.time_limit_for(spec)
+            if wanted > self.cap:
+                log.warning(
+                    "handler %s of %s/%s wants a %.0f s time limit; capped to %.0f s, below the broker's "
+                    "consumer timeout of %.0f s (raise RabbitMQ's consumer_timeout and BATON_CONSUMER_TIMEOUT_SECONDS "
+                    "together to allow longer tasks)",
+                    spec.name,
+                    worker.service,
+                    job_type,
+                    wanted,
+                    self.cap,
+                    consumer_timeout_seconds,
+                )
+            self._limits[job_type] = min(wanted, self.cap)
+
+    def for_job_type(self, job_type: str) -> float:
+        return self._limits[job_type]
+
+    def budget(self, job_type: str, received_at: float) -> float:
+        """Seconds the handler may run now, for a delivery received at monotonic time `received_at`."""
+        waited = time.monotonic() - received_at
+        return max(0.0, min(self._limits[job_type], self.cap - waited))

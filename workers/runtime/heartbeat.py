@@ -13,7 +13,7 @@ from datetime import datetime
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 from workers.errors import BrokerError
-from workers.runtime.events import EventPublisher
+from workers.runtime.event_publisher import EventPublisher
 from workers.sdk import Worker
 
 log = logging.getLogger(__name__)

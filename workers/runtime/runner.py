@@ -34,17 +34,14 @@ from protocol.errors import DecodeError
 from protocol.events import JobStatus, cancelled_event, status_event
 from protocol.topology import DeadLetterReason
 from workers.errors import BrokerError
-from workers.runtime.attempt import AttemptFailed, AttemptRunner, Outcome, settle_running
-from workers.runtime.control import CancelledJobs
-from workers.runtime.dead_letters import DeadLetterer
-from workers.runtime.events import EventPublisher
-from workers.runtime.failures import Failure
+from workers.runtime.attempt import AttemptFailed, AttemptRunner, EventSequence, Failure, Outcome, settle_running
+from workers.runtime.bounded_map import BoundedMap
+from workers.runtime.cancellations import CancelledJobs
+from workers.runtime.event_publisher import EventPublisher
+from workers.runtime.executions import TimeLimits
+from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.intake import Accepted, Rejection, classify
 from workers.runtime.ledger import LedgerState, TaskLedger
-from workers.runtime.limits import TimeLimits
-from workers.runtime.lru import BoundedMap
-from workers.runtime.retries import Rescheduler
-from workers.runtime.sequence import EventSequence
 from workers.runtime.settle import Happened, Settlement, decide, settle
 from workers.sdk import Worker
 

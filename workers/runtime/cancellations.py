@@ -1,4 +1,4 @@
-"""Listening on baton.control: cancellations broadcast by the orchestrator."""
+"""Cancellations: the broadcasts of baton.control, remembered and applied to the running tasks."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError
 from protocol.topology import CONTROL_EXCHANGE
 from workers.errors import BrokerError
+from workers.runtime.bounded_map import BoundedMap
 from workers.runtime.broker import BROKER_ERRORS
 from workers.runtime.executions import Executions
-from workers.runtime.lru import BoundedMap
 
 log = logging.getLogger(__name__)
 
