@@ -1,40 +1,74 @@
-"""The orchestrator's aiohttp application: every resource started and stopped in a cleanup context.
+"""The one place that builds the orchestrator: every object, every app key, every route.
 
-Start order (stop order is the reverse): the task publisher, then the live state (Redis,
-registry, service directory, update bus, WebSocket hub, event consumer; `orchestrator.live.setup`),
-then the job service, health checker, dead-letter service, sweeper and deployment check that use both.
+`create_app` constructs everything up front (nothing connects yet) and gives each resource its
+own cleanup context; aiohttp starts them in this order and stops them in reverse:
+the task publisher, the Redis client, the update bus, the WebSocket hub, the event consumer,
+the sweeper and the deployment check. Sockets are closed with GOING_AWAY at shutdown already
+(aiohttp waits for open handlers before cleanup), so clients reconnect elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import replace
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
 
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from orchestrator.auth import Authenticator
+from orchestrator.broker.consumer_link import ConsumerLink
 from orchestrator.broker.dead_letter_queues import DeadLetterQueues
 from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSettings
+from orchestrator.broker.event_consumer import EventConsumer
 from orchestrator.broker.publisher import TaskPublisher
-from orchestrator.http.dead_letter_routes import add_dead_letter_routes
+from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.errors import error_middleware, metrics_middleware
-from orchestrator.http.health import HealthChecker
-from orchestrator.http.job_routes import add_job_routes
+from orchestrator.http.health import HealthChecker, LiveStatus
+from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
-from orchestrator.http.state import AUTHENTICATOR, DEAD_LETTERS, HEALTH, JOBS, METRICS, PUBLISHER
-from orchestrator.http.system_routes import add_system_routes
+from orchestrator.http.routes import add_routes, openapi_document
+from orchestrator.http.system_routes import SystemRoutes
 from orchestrator.jobs.dead_letter_replay import DeadLetterService
+from orchestrator.jobs.event_sink import EventSink
 from orchestrator.jobs.recovery import JobRecovery
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.sweeper import Sweeper, SweeperSettings
-from orchestrator.live.setup import LIVE, live_status, setup_live
+from orchestrator.live.hub import WebSocketHub
+from orchestrator.live.update_bus import UpdateBus
+from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.redis_batch import PipelineBatcher
+from orchestrator.store.redis_client import make_redis
+from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
 from protocol.codec import CodecSet
 from protocol.settings import Settings
 
-SHUTDOWN_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_TIMEOUT_SECONDS: Final[float] = 10.0
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The Redis side of one replica: its client, the registry and directory on it, the bus, the hub."""
+
+    redis: aioredis.Redis
+    registry: RedisTaskRegistry
+    directory: ServiceDirectory
+    bus: UpdateBus
+    hub: WebSocketHub
+
+
+METRICS: Final = web.AppKey("baton_metrics", OrchestratorMetrics)
+AUTHENTICATOR: Final = web.AppKey("baton_authenticator", Authenticator)
+PUBLISHER: Final = web.AppKey("baton_publisher", TaskPublisher)
+LIVE: Final = web.AppKey("baton_live", LiveState)
+JOBS: Final = web.AppKey("baton_jobs", JobService)
+HEALTH: Final = web.AppKey("baton_health", HealthChecker)
+DEAD_LETTERS: Final = web.AppKey("baton_dead_letters", DeadLetterService)
 
 
 def create_app(
@@ -52,57 +86,110 @@ def create_app(
     if authenticator is None:
         authenticator, _ = Authenticator.from_settings(settings)
     codecs = CodecSet(settings.max_message_bytes)
-    # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().
-    app = web.Application(client_max_size=MAX_BATCH_BODY_BYTES, middlewares=[metrics_middleware, error_middleware])
-    app[METRICS] = metrics
-    app[AUTHENTICATOR] = authenticator
+
     publisher = TaskPublisher(settings.rabbitmq_url, codecs)
-    app[PUBLISHER] = publisher
+    redis = make_redis(settings.redis_url)
+    # One batcher: a lane's event application and another's update publish share a round trip.
+    batcher = PipelineBatcher(redis)
+    live = LiveState(
+        redis=redis,
+        registry=RedisTaskRegistry(redis, batcher=batcher),
+        directory=ServiceDirectory(redis),
+        bus=UpdateBus(redis, batcher=batcher),
+        hub=WebSocketHub(metrics),
+    )
+    events = EventSink(live.registry, live.bus, metrics)
 
-    async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
-        await publisher.start()
-        yield
-        await publisher.close()
+    def event_consumer(connection: AbstractRobustConnection) -> EventConsumer:
+        return EventConsumer(
+            connection, events, live.directory, metrics, codecs, queue_name=deployment_settings.events_queue
+        )
 
-    async def cancel_job(tenant_id: str, job_id: str) -> CancelResult:
-        # Looked up per call: the job service exists only once the application has started.
-        return await app[JOBS].cancel(tenant_id, job_id)
-
-    app.cleanup_ctx.append(publisher_ctx)
-    setup_live(
-        app,
-        settings=settings,
-        metrics=metrics,
-        authenticator=authenticator,
-        cancel_job=cancel_job,
-        codecs=codecs,
-        events_queue=deployment_settings.events_queue,
+    consumer = ConsumerLink(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}", event_consumer)
+    jobs = JobService(live.registry, live.directory, live.bus, publisher, metrics)
+    recovery = JobRecovery(redis)
+    dead_letters = DeadLetterService(
+        DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)
+    )
+    sweeper_task = Sweeper(redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings)
+    deployment_check = DeploymentCheck(redis, publisher.queue_stats, deployment_settings)
+    health = HealthChecker(
+        publisher,
+        live.registry,
+        live.directory,
+        metrics,
+        live_status=lambda: LiveStatus(consumer.state, live.bus.state, deployment_check.health),
     )
 
-    async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-        live = app[LIVE]
-        app[JOBS] = JobService(live.registry, live.directory, live.bus, publisher, metrics)
-        deployment_check = DeploymentCheck(live.redis, publisher.queue_stats, deployment_settings)
-        app[HEALTH] = HealthChecker(
-            publisher,
-            live.registry,
-            live.directory,
-            metrics,
-            live_status=lambda: replace(live_status(live), deployment=deployment_check.health),
-        )
-        recovery = JobRecovery(live.redis)
-        app[DEAD_LETTERS] = DeadLetterService(
-            DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(live.redis)
-        )
-        sweeper = Sweeper(live.redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings)
-        await sweeper.start()
-        deployment_check.start()
-        yield
-        await deployment_check.stop()
-        await sweeper.stop()
+    # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().
+    app = web.Application(
+        client_max_size=MAX_BATCH_BODY_BYTES, middlewares=[metrics_middleware(metrics), error_middleware]
+    )
+    app[METRICS] = metrics
+    app[AUTHENTICATOR] = authenticator
+    app[PUBLISHER] = publisher
+    app[LIVE] = live
+    app[JOBS] = jobs
+    app[HEALTH] = health
+    app[DEAD_LETTERS] = dead_letters
 
-    app.cleanup_ctx.append(jobs_ctx)
-    add_job_routes(app)
-    add_dead_letter_routes(app)
-    add_system_routes(app)
+    add_routes(
+        app.router,
+        [
+            JobRoutes(jobs, authenticator),
+            DeadLetterRoutes(dead_letters, authenticator),
+            SystemRoutes(health, metrics, openapi_document()),
+            WebSocketEndpoint(
+                authenticator=authenticator,
+                cancel_job=jobs.cancel,
+                registry=live.registry,
+                hub=live.hub,
+                events=events,
+                max_message_bytes=settings.max_message_bytes,
+            ),
+        ],
+    )
+
+    live.bus.add_listener(live.hub.dispatch)
+    app.cleanup_ctx.extend(
+        [
+            _lifecycle(publisher.start, publisher.close),
+            _lifecycle(_nothing, redis.aclose),
+            _lifecycle(live.bus.start, live.bus.stop),
+            _lifecycle(_nothing, live.hub.close_all),
+            _lifecycle(_sync(consumer.start), consumer.stop),
+            _lifecycle(sweeper_task.start, sweeper_task.stop),
+            _lifecycle(_sync(deployment_check.start), deployment_check.stop),
+        ]
+    )
+
+    async def close_sockets(app: web.Application) -> None:
+        # aiohttp waits for open handlers before running cleanup contexts; WebSocket handlers
+        # only end when their socket closes, so close them at shutdown already.
+        await live.hub.close_all()
+
+    app.on_shutdown.append(close_sockets)
     return app
+
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _lifecycle(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> CleanupContext:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        await start()
+        yield
+        await stop()
+
+    return context
+
+
+def _sync(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        start()
+
+    return run
+
+
+async def _nothing() -> None:
+    return None

@@ -38,6 +38,53 @@ def test_package_imports_respect_the_dependency_direction(package: str) -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+# Inside the orchestrator: http -> jobs -> {store, broker}; live serves sockets from the store and
+# never reaches back into http or jobs; only app.py (the one assembler) imports everything.
+ORCHESTRATOR_LAYERS = {
+    "store": {"http", "jobs", "live", "broker", "app"},
+    "broker": {"http", "jobs", "live", "app"},
+    "live": {"http", "jobs", "app"},
+    "jobs": {"http", "app"},
+    "http": {"app"},
+}
+
+
+def imported_orchestrator_parts(path: Path) -> set[str]:
+    """The first component under `orchestrator.` of every absolute import of the orchestrator."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.append(node.module)
+            if node.module == "orchestrator":
+                modules += [f"orchestrator.{alias.name}" for alias in node.names]
+    return {m.split(".")[1] for m in modules if m.startswith("orchestrator.")}
+
+
+@pytest.mark.parametrize("layer", sorted(ORCHESTRATOR_LAYERS))
+def test_orchestrator_layers_respect_their_direction(layer: str) -> None:
+    package = ROOT / "orchestrator" / layer
+    assert package.is_dir(), package
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_orchestrator_parts(path) & ORCHESTRATOR_LAYERS[layer])
+        for path in package.rglob("*.py")
+    }
+    assert {path: parts for path, parts in offenders.items() if parts} == {}
+
+
+def test_top_level_orchestrator_modules_are_shared_leaves() -> None:
+    """models, errors, metrics, auth ... are used by every layer, so they import none of them."""
+    layers = set(ORCHESTRATOR_LAYERS) | {"app"}
+    offenders = {
+        path.name: sorted(imported_orchestrator_parts(path) & layers)
+        for path in (ROOT / "orchestrator").glob("*.py")
+        if path.name not in {"app.py", "__main__.py"}
+    }
+    assert {name: parts for name, parts in offenders.items() if parts} == {}
+
+
 @pytest.mark.parametrize(
     ("entry", "must_not_load"),
     [("workers.__main__", "orchestrator"), ("orchestrator.__main__", "workers"), ("protocol", "aio_pika")],

@@ -27,11 +27,11 @@ from typing import Final
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
+from pydantic import BaseModel, Field
 
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.cancellation import cancel_and_wait
 from orchestrator.errors import BrokerError
-from orchestrator.http.schemas import DeploymentHealth
 from orchestrator.store import keys
 from protocol.topology import ORCHESTRATOR_EVENTS_QUEUE
 
@@ -52,6 +52,17 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 QueueStatsReader = Callable[[Sequence[str]], Awaitable[dict[str, QueueStats | None]]]
+
+
+class DeploymentHealth(BaseModel):
+    shared_events_queue: bool = Field(
+        default=False,
+        description="true when something outside this deployment (another deployment on the same vhost) "
+        "consumes its events queue and takes a share of its events",
+    )
+    reason: str | None = None
+    consumers: int | None = Field(default=None, description="consumers of the events queue at the last check")
+    replicas: int | None = Field(default=None, description="this deployment's orchestrator replicas at the last check")
 
 
 @dataclass(frozen=True)

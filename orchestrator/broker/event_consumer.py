@@ -25,7 +25,7 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Awaitable
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import aio_pika
 from aio_pika.abc import (
@@ -37,12 +37,9 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError
 
-from orchestrator.burst_log import BurstLog
-from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import JobUpdate
 from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.registry import REFUSALS, RedisTaskRegistry, RegistryError
+from orchestrator.store.registry import RegistryError
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.errors import DecodeError
@@ -66,57 +63,14 @@ DEFAULT_LANES: Final[int] = 32
 _STOP_TIMEOUT_SECONDS: Final[float] = 5.0
 
 ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
-BusState = Literal["subscribed", "resubscribing"]
 
 
-class EventSink:
-    """Applies an event to the registry, counts it, and announces the update to every replica.
+class EventSink(Protocol):
+    """Where a decoded event goes: `orchestrator.jobs.event_sink.EventSink` applies and announces it."""
 
-    Shared by the AMQP consumer and by services that publish events over a WebSocket.
-    """
+    async def accept(self, event: TaskEvent) -> object: ...
 
-    def __init__(self, registry: RedisTaskRegistry, bus: UpdateBus, metrics: OrchestratorMetrics) -> None:
-        self._registry = registry
-        self._bus = bus
-        self._metrics = metrics
-        self._refusals = BurstLog(log)
-
-    async def accept(self, event: TaskEvent) -> JobUpdate | None:
-        """The update the event produced (its announcement under way), or None when it was dropped;
-        RegistryError when Redis failed."""
-        outcome = await self._registry.apply(event)
-        update = outcome.update
-        if update is None:
-            reason = outcome.dropped or "unknown"
-            if reason in REFUSALS:
-                self.refuse(reason, event)
-            else:
-                self._metrics.events_dropped.labels(reason=reason).inc()
-            return None
-        self._metrics.events_applied.labels(event=event.event.value).inc()
-        if update.terminal:
-            self._metrics.job_finished(outcome.job_type, update.status, outcome.created_at)
-        # Not awaited: the update's place in the bus's order is taken now, and waiting for the
-        # PUBLISH would only hold this lane's next event back a round trip. Should it fail, the
-        # event stays applied: requeueing would only find it stale.
-        self._bus.announce(update)
-        return update
-
-    def refuse(self, reason: str, event: TaskEvent, routing_key: str | None = None) -> None:
-        """Count an event refused as forged or corrupt, and say so in the log once per burst."""
-        self._metrics.events_dropped.labels(reason=reason).inc()
-        self._refusals.warning(
-            reason,
-            "refused %s: %s of task %s of job %s (tenant %s, service %s, seq %d%s)",
-            reason,
-            event.event.value,
-            event.task_id,
-            event.global_task_id,
-            event.tenant_id,
-            event.service,
-            event.seq,
-            "" if routing_key is None else f", routing key {routing_key!r}",
-        )
+    def refuse(self, reason: str, event: TaskEvent, routing_key: str | None = None) -> None: ...
 
 
 def events_queue(name: str, exchange: str, routing_keys: tuple[str, ...]) -> QueueSpec:
@@ -130,9 +84,8 @@ class EventConsumer:
     def __init__(
         self,
         connection: AbstractRobustConnection,
-        registry: RedisTaskRegistry,
+        sink: EventSink,
         directory: ServiceDirectory,
-        bus: UpdateBus,
         metrics: OrchestratorMetrics,
         codecs: CodecSet,
         prefetch: int = 256,
@@ -151,7 +104,7 @@ class EventConsumer:
         self._exchange = exchange
         self._queue = events_queue(queue_name, exchange, routing_keys)
         self._retry_delay = retry_delay
-        self._sink = EventSink(registry, bus, metrics)
+        self._sink = sink
         self._channel: AbstractChannel | None = None
         self._consuming: tuple[AbstractQueue, ConsumerTag] | None = None
         # Deliveries wait in their job's lane (at most `prefetch` in all) for the task that handles it.

@@ -10,7 +10,7 @@ from http import HTTPStatus
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from orchestrator.errors import (
     BrokerUnavailable,
@@ -21,7 +21,7 @@ from orchestrator.errors import (
     UnknownJobType,
     UnpublishableJob,
 )
-from orchestrator.http.state import METRICS
+from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -121,21 +121,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error.response()
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    resource = request.match_info.route.resource
-    # The route pattern, not the path: one series per route, whatever the job ids.
-    route = resource.canonical if resource is not None else "unmatched"
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.http_requests.labels(route=route, method=request.method, status=str(status)).inc()
-        metrics.http_duration.labels(route=route).observe(time.perf_counter() - started)
+def metrics_middleware(metrics: OrchestratorMetrics) -> Middleware:
+    """Counts and times every request by route pattern."""
+
+    @web.middleware
+    async def count_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        # The route pattern, not the path: one series per route, whatever the job ids.
+        route = resource.canonical if resource is not None else "unmatched"
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.http_requests.labels(route=route, method=request.method, status=str(status)).inc()
+            metrics.http_duration.labels(route=route).observe(time.perf_counter() - started)
+
+    return count_request

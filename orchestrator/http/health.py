@@ -13,13 +13,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
+from orchestrator.broker.deployment_check import DeploymentHealth
+from orchestrator.broker.event_consumer import ConsumerState
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.errors import BrokerError
 from orchestrator.http.schemas import HealthReport, ServiceHealth
-from orchestrator.live.setup import LiveStatus
+from orchestrator.live.update_bus import BusState
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry, RegistryError
@@ -30,6 +33,15 @@ log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS: Final[float] = 1.0
 CACHE_SECONDS: Final[float] = 2.0
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """This replica's own links, as /health reports them."""
+
+    event_consumer: ConsumerState
+    update_bus: BusState
+    deployment: DeploymentHealth
 
 
 class HealthChecker:

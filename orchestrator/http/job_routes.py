@@ -9,6 +9,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import ValidationError
 
+from orchestrator.auth import Authenticator
 from orchestrator.errors import PublishUncertain
 from orchestrator.http.errors import ApiError, api_error_for
 from orchestrator.http.request import (
@@ -32,8 +33,7 @@ from orchestrator.http.schemas import (
     JobResult,
     JobSpec,
 )
-from orchestrator.http.state import JOBS
-from orchestrator.jobs.service import NewJob, Submission
+from orchestrator.jobs.service import JobService, NewJob, Submission
 from orchestrator.models import CancelStatus, JobRecord
 from protocol.events import JobStatus
 
@@ -74,44 +74,93 @@ def submission_response(submission: Submission) -> web.Response:
     return web.json_response(accepted_body(submission), status=200 if submission.terminal else 202)
 
 
-async def create_job(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    body = validate(JobCreateRequest, await read_json(request))
-    submission = await request.app[JOBS].submit(
-        tenant_id, body.to_job(), request_id=request_id(request), wait=body.wait
-    )
-    return submission_response(submission)
+class JobRoutes:
+    """The handlers of the /jobs routes (the table in `orchestrator.http.routes` maps paths to them)."""
 
+    def __init__(self, jobs: JobService, authenticator: Authenticator) -> None:
+        self._jobs = jobs
+        self._auth = authenticator
 
-async def execute_agent(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    agent_id = request.match_info["agent_id"]
-    body = validate(AgentExecuteRequest, await read_json(request))
-    submission = await request.app[JOBS].submit(
-        tenant_id, body.to_job(agent_id), request_id=request_id(request), wait=body.wait
-    )
-    return submission_response(submission)
+    async def create_job(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        body = validate(JobCreateRequest, await read_json(request))
+        submission = await self._jobs.submit(tenant_id, body.to_job(), request_id=request_id(request), wait=body.wait)
+        return submission_response(submission)
 
+    async def execute_agent(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        agent_id = request.match_info["agent_id"]
+        body = validate(AgentExecuteRequest, await read_json(request))
+        submission = await self._jobs.submit(
+            tenant_id, body.to_job(agent_id), request_id=request_id(request), wait=body.wait
+        )
+        return submission_response(submission)
 
-async def create_batch(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    batch = validate(BatchRequest, await read_json(request, MAX_BATCH_BODY_BYTES))
-    items: list[BatchItem | None] = [None] * len(batch.jobs)
-    valid: list[tuple[int, NewJob]] = []
-    for index, raw in enumerate(batch.jobs):
-        if index and index % VALIDATION_SLICE == 0:
-            await asyncio.sleep(0)  # a thousand items validated in one go would hold the loop for every client
-        try:
-            valid.append((index, JobSpec.model_validate(raw).to_job()))
-        except ValidationError as exc:
-            items[index] = BatchItem(index=index, error="validation_error", detail=validation_details(exc))
-    outcomes = await request.app[JOBS].submit_many(tenant_id, [job for _, job in valid], request_id=request_id(request))
-    for (index, _), outcome in zip(valid, outcomes, strict=True):
-        items[index] = _batch_item(index, outcome)
-    done = [item for item in items if item is not None]
-    accepted = sum(1 for item in done if item.error is None)
-    response = BatchResponse(jobs=done, accepted=accepted, rejected=len(done) - accepted)
-    return web.json_response(response.model_dump(mode="json", exclude_none=True))
+    async def create_batch(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        batch = validate(BatchRequest, await read_json(request, MAX_BATCH_BODY_BYTES))
+        items: list[BatchItem | None] = [None] * len(batch.jobs)
+        valid: list[tuple[int, NewJob]] = []
+        for index, raw in enumerate(batch.jobs):
+            if index and index % VALIDATION_SLICE == 0:
+                await asyncio.sleep(0)  # a thousand items validated in one go would hold the loop for every client
+            try:
+                valid.append((index, JobSpec.model_validate(raw).to_job()))
+            except ValidationError as exc:
+                items[index] = BatchItem(index=index, error="validation_error", detail=validation_details(exc))
+        outcomes = await self._jobs.submit_many(tenant_id, [job for _, job in valid], request_id=request_id(request))
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            items[index] = _batch_item(index, outcome)
+        done = [item for item in items if item is not None]
+        accepted = sum(1 for item in done if item.error is None)
+        response = BatchResponse(jobs=done, accepted=accepted, rejected=len(done) - accepted)
+        return web.json_response(response.model_dump(mode="json", exclude_none=True))
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        record = await self._jobs.get(tenant_id, request.match_info["job_id"])
+        return web.json_response(record.public())
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        query = validate_query(JobListQuery, request.query)
+        records, total = await self._jobs.list_jobs(
+            tenant_id,
+            status=query.status.value if query.status else None,
+            type=query.type,
+            session_id=query.session_id,
+            offset=query.offset,
+            limit=query.limit,
+        )
+        page = {"jobs": [r.public() for r in records], "total": total, "offset": query.offset, "limit": query.limit}
+        return web.json_response(JobList.model_validate(page).model_dump(mode="json"))
+
+    async def get_result(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        record = await self._jobs.get(tenant_id, request.match_info["job_id"])
+        status = JobStatus(record.status)
+        if status is JobStatus.COMPLETED:
+            body = JobResult(job_id=record.job_id, status=status, result=record.result)
+            return web.json_response(body.model_dump(mode="json"))
+        if record.status in {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}:
+            raise _ended_without_result(record)
+        running = JobResult(job_id=record.job_id, status=status, progress=record.progress)
+        return web.json_response(running.model_dump(mode="json"), status=202)
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        job_id = request.match_info["job_id"]
+        result = await self._jobs.cancel(tenant_id, job_id)
+        if result.status is CancelStatus.NOT_FOUND or result.record is None:
+            raise ApiError(404, "job_not_found", f"job {job_id} not found")
+        if result.status is CancelStatus.ALREADY_TERMINAL:
+            raise ApiError(
+                409,
+                "job_already_terminal",
+                f"job {job_id} already ended with status {result.record.status}",
+                extra={"job_id": job_id, "status": result.record.status},
+            )
+        return web.json_response({"job_id": job_id, "status": JobStatus.CANCELLED.value})
 
 
 def _batch_item(index: int, outcome: Submission | Exception) -> BatchItem:
@@ -129,40 +178,6 @@ def _batch_item(index: int, outcome: Submission | Exception) -> BatchItem:
     return BatchItem(index=index, job_id=job_id, error=error.error, detail=error.detail)
 
 
-async def get_job(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    record = await request.app[JOBS].get(tenant_id, request.match_info["job_id"])
-    return web.json_response(record.public())
-
-
-async def list_jobs(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    query = validate_query(JobListQuery, request.query)
-    records, total = await request.app[JOBS].list_jobs(
-        tenant_id,
-        status=query.status.value if query.status else None,
-        type=query.type,
-        session_id=query.session_id,
-        offset=query.offset,
-        limit=query.limit,
-    )
-    page = {"jobs": [r.public() for r in records], "total": total, "offset": query.offset, "limit": query.limit}
-    return web.json_response(JobList.model_validate(page).model_dump(mode="json"))
-
-
-async def get_result(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    record = await request.app[JOBS].get(tenant_id, request.match_info["job_id"])
-    status = JobStatus(record.status)
-    if status is JobStatus.COMPLETED:
-        body = JobResult(job_id=record.job_id, status=status, result=record.result)
-        return web.json_response(body.model_dump(mode="json"))
-    if record.status in {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}:
-        raise _ended_without_result(record)
-    running = JobResult(job_id=record.job_id, status=status, progress=record.progress)
-    return web.json_response(running.model_dump(mode="json"), status=202)
-
-
 def _ended_without_result(record: JobRecord) -> ApiError:
     error = record.error or {}
     detail = error.get("error") or error.get("reason") or f"the job ended with status {record.status}"
@@ -172,32 +187,3 @@ def _ended_without_result(record: JobRecord) -> ApiError:
         detail,
         extra={"job_id": record.job_id, "status": record.status, "job_error": record.error},
     )
-
-
-async def cancel_job(request: web.Request) -> web.Response:
-    tenant_id = require_tenant(request)
-    job_id = request.match_info["job_id"]
-    result = await request.app[JOBS].cancel(tenant_id, job_id)
-    if result.status is CancelStatus.NOT_FOUND or result.record is None:
-        raise ApiError(404, "job_not_found", f"job {job_id} not found")
-    if result.status is CancelStatus.ALREADY_TERMINAL:
-        raise ApiError(
-            409,
-            "job_already_terminal",
-            f"job {job_id} already ended with status {result.record.status}",
-            extra={"job_id": job_id, "status": result.record.status},
-        )
-    return web.json_response({"job_id": job_id, "status": JobStatus.CANCELLED.value})
-
-
-def add_job_routes(app: web.Application) -> None:
-    # /jobs/batch and /jobs/agent/... come before /jobs/{job_id} routes of the same shape.
-    app.router.add_post("/jobs", create_job)
-    app.router.add_get("/jobs", list_jobs)
-    app.router.add_post("/jobs/batch", create_batch)
-    app.router.add_post("/jobs/agent/{agent_id}/execute", execute_agent)
-    # "batch" is no job id: GET /jobs/batch is a 405 (Allow: POST), not a lookup of job "batch".
-    app.router.add_get("/jobs/{job_id:(?!batch$)[^/]+}", get_job)
-    app.router.add_get("/jobs/{job_id}/status", get_job)
-    app.router.add_get("/jobs/{job_id}/result", get_result)
-    app.router.add_post("/jobs/{job_id}/cancel", cancel_job)

@@ -11,9 +11,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from orchestrator import strict_json
-from orchestrator.auth import Principal
+from orchestrator.auth import Authenticator, Principal
 from orchestrator.http.errors import ApiError
-from orchestrator.http.state import AUTHENTICATOR
 from orchestrator.jobs.service import YIELD_PAST_BYTES
 
 MAX_BODY_BYTES: Final[int] = 1024 * 1024
@@ -26,9 +25,9 @@ REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def require_principal(request: web.Request) -> Principal:
+def require_principal(authenticator: Authenticator, request: web.Request) -> Principal:
     """The caller; 401 without a valid key."""
-    principal = request.app[AUTHENTICATOR].authenticate(request)
+    principal = authenticator.authenticate(request)
     if principal is None:
         raise ApiError(
             401,
@@ -39,9 +38,9 @@ def require_principal(request: web.Request) -> Principal:
     return principal
 
 
-def require_tenant(request: web.Request) -> str:
+def require_tenant(authenticator: Authenticator, request: web.Request) -> str:
     """The tenant of the request's API key; 401 without a valid key, 403 for keys with no tenant."""
-    principal = require_principal(request)
+    principal = require_principal(authenticator, request)
     if principal.tenant_id is None:
         raise ApiError(403, "forbidden", "this route needs a tenant's API key, not the admin key or a service token")
     return principal.tenant_id

@@ -6,8 +6,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.broker.event_consumer import BusState, ConsumerState
+from orchestrator.broker.deployment_check import DeploymentHealth
+from orchestrator.broker.event_consumer import ConsumerState
 from orchestrator.jobs.service import NewJob
+from orchestrator.live.update_bus import BusState
 from protocol.envelope import ContextIds
 from protocol.events import JobStatus
 from protocol.names import JOB_TYPE_PATTERN
@@ -178,9 +180,7 @@ class UnavailableBody(ErrorBody):
 
 
 class UnknownJobTypeBody(ErrorBody):
-    known_types: dict[str, str] | None = Field(
-        default=None, description="unknown_job_type only: job type -> service"
-    )
+    known_types: dict[str, str] | None = Field(default=None, description="unknown_job_type only: job type -> service")
 
 
 class JobAccepted(BaseModel):
@@ -264,17 +264,6 @@ class ServiceHealth(BaseModel):
     messages: int | None = Field(description="ready messages; null when unknown (broker down, queue missing)")
     consumers: int | None
     live_workers: int | None
-
-
-class DeploymentHealth(BaseModel):
-    shared_events_queue: bool = Field(
-        default=False,
-        description="true when something outside this deployment (another deployment on the same vhost) "
-        "consumes its events queue and takes a share of its events",
-    )
-    reason: str | None = None
-    consumers: int | None = Field(default=None, description="consumers of the events queue at the last check")
-    replicas: int | None = Field(default=None, description="this deployment's orchestrator replicas at the last check")
 
 
 class HealthReport(BaseModel):

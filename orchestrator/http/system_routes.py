@@ -3,39 +3,32 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.http.openapi import build_openapi
-from orchestrator.http.state import HEALTH, METRICS
-
-OPENAPI = web.AppKey("baton_openapi", dict)
+from orchestrator.http.health import HealthChecker
+from orchestrator.metrics import OrchestratorMetrics
 
 
-async def health(request: web.Request) -> web.Response:
-    report, body = await request.app[HEALTH].report_json()
-    return web.Response(body=body, content_type="application/json", status=200 if report.status == "ok" else 503)
+class SystemRoutes:
+    def __init__(self, health: HealthChecker, metrics: OrchestratorMetrics, openapi_document: dict[str, Any]) -> None:
+        self._health = health
+        self._metrics = metrics
+        self._openapi_document = openapi_document
 
+    async def health(self, request: web.Request) -> web.Response:
+        report, body = await self._health.report_json()
+        return web.Response(body=body, content_type="application/json", status=200 if report.status == "ok" else 503)
 
-async def metrics(request: web.Request) -> web.Response:
-    await request.app[HEALTH].refresh_metrics()
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(self, request: web.Request) -> web.Response:
+        await self._health.refresh_metrics()
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self._openapi_document)
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
-
-
-async def dashboard(request: web.Request) -> web.Response:
-    page = resources.files("orchestrator").joinpath("static/dashboard.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
-
-
-def add_system_routes(app: web.Application) -> None:
-    app[OPENAPI] = build_openapi()
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/", dashboard)
+    async def dashboard(self, request: web.Request) -> web.Response:
+        page = resources.files("orchestrator").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})

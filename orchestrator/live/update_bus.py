@@ -21,7 +21,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgpack
 import redis.asyncio as aioredis
@@ -35,6 +35,8 @@ from orchestrator.store.redis_batch import PipelineBatcher
 from orchestrator.store.registry import redis_errors
 
 log = logging.getLogger(__name__)
+
+BusState = Literal["subscribed", "resubscribing"]
 
 Listener = Callable[[JobUpdate], None]
 
@@ -192,6 +194,10 @@ class UpdateBus:
     @property
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
+
+    @property
+    def state(self) -> BusState:
+        return "subscribed" if self._subscribed.is_set() else "resubscribing"
 
     async def start(self) -> None:
         """Subscribe; waits briefly for the first subscription, then keeps retrying in the background."""

@@ -30,11 +30,8 @@ from pydantic import ValidationError
 
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
-from orchestrator.broker.event_consumer import EventSink
 from orchestrator.live.hub import ClientConnection, WebSocketHub
-from orchestrator.live.update_bus import UpdateBus
-from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult
+from orchestrator.models import CancelResult, JobUpdate
 from orchestrator.store.registry import RedisTaskRegistry, RegistryError
 from protocol.events import TaskEvent
 
@@ -50,17 +47,10 @@ CLOSE_NOT_FOUND: Final[int] = 4404
 CancelJob = Callable[[str, str], Awaitable[CancelResult]]
 
 
-class LiveParts(Protocol):
-    """What the routes need from the running live state (orchestrator.live.LiveState)."""
+class EventAcceptor(Protocol):
+    """Applies a service's event (`orchestrator.jobs.event_sink.EventSink`): its update, or None if dropped."""
 
-    @property
-    def registry(self) -> RedisTaskRegistry: ...
-
-    @property
-    def bus(self) -> UpdateBus: ...
-
-    @property
-    def hub(self) -> WebSocketHub: ...
+    async def accept(self, event: TaskEvent) -> JobUpdate | None: ...
 
 
 class ClientError(Exception):
@@ -78,23 +68,19 @@ class WebSocketEndpoint:
         *,
         authenticator: Authenticator,
         cancel_job: CancelJob,
-        metrics: OrchestratorMetrics,
-        live: Callable[[web.Application], LiveParts],
+        registry: RedisTaskRegistry,
+        hub: WebSocketHub,
+        events: EventAcceptor,
         max_message_bytes: int,
         auth_timeout: float = AUTH_TIMEOUT_SECONDS,
     ) -> None:
         self._auth = authenticator
         self._cancel_job = cancel_job
-        self._metrics = metrics
-        self._live = live
+        self._registry = registry
+        self._hub = hub
+        self._events = events
         self._max_message_bytes = max_message_bytes
         self._auth_timeout = auth_timeout
-
-    def add_routes(self, router: web.UrlDispatcher) -> None:
-        # Order matters: the fixed path must win over /ws/{execution_id}.
-        router.add_get("/ws/task_updates", self.task_updates)
-        router.add_get("/ws/jobs/{job_id}", self.one_job)
-        router.add_get("/ws/{execution_id}", self.one_execution)
 
     async def task_updates(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, None)
@@ -120,8 +106,7 @@ class WebSocketEndpoint:
         if principal.is_admin or (principal.is_service and job_id is not None):
             await ws.close(code=CLOSE_FORBIDDEN, message=b"this key cannot follow jobs")
             return ws
-        parts = self._live(request.app)
-        conn = parts.hub.connect(ws, principal.tenant_id, request.transport)
+        conn = self._hub.connect(ws, principal.tenant_id, request.transport)
         try:
             conn.send(
                 {
@@ -133,7 +118,7 @@ class WebSocketEndpoint:
             )
             if job_id is not None:
                 try:
-                    if not await self._subscribe_jobs(parts, conn, [job_id], report_missing=False):
+                    if not await self._subscribe_jobs(conn, [job_id], report_missing=False):
                         conn.close_after_flush(CLOSE_NOT_FOUND, "job not found")
                 except RegistryError:
                     conn.close_after_flush(WSCloseCode.TRY_AGAIN_LATER, "job registry unavailable")
@@ -144,11 +129,11 @@ class WebSocketEndpoint:
                 elif conn.closed:
                     continue  # closing: only the client's close frame matters now
                 elif msg.type is WSMsgType.TEXT:
-                    await self._on_text(parts, conn, principal, msg.data)
+                    await self._on_text(conn, principal, msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     conn.send(_error("bad_message", "send JSON in text frames"))
         finally:
-            await parts.hub.disconnect(conn)
+            await self._hub.disconnect(conn)
         return ws
 
     async def _authenticate_by_message(self, ws: web.WebSocketResponse) -> Principal | None:
@@ -173,23 +158,23 @@ class WebSocketEndpoint:
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication required")
         return principal
 
-    async def _on_text(self, parts: LiveParts, conn: ClientConnection, principal: Principal, data: str) -> None:
+    async def _on_text(self, conn: ClientConnection, principal: Principal, data: str) -> None:
         try:
             body = _parse(data)
             if not isinstance(body, dict):
                 raise ClientError("bad_message", "a message must be a JSON object")
             kind = body.get("type")
             if kind is None and principal.service is not None and "event" in body:
-                await self._publish_event(parts, conn, principal.service, body)
+                await self._publish_event(conn, principal.service, body)
             elif kind == "ping":
                 conn.send({"type": "pong"})
             elif kind in ("subscribe", "unsubscribe", "cancel_job"):
                 if conn.tenant_id is None:
                     raise ClientError("forbidden", "a service connection cannot follow or cancel jobs")
                 if kind == "subscribe":
-                    await self._subscribe(parts, conn, body)
+                    await self._subscribe(conn, body)
                 elif kind == "unsubscribe":
-                    self._unsubscribe(parts.hub, conn, body)
+                    self._unsubscribe(self._hub, conn, body)
                 else:
                     await self._cancel(conn, body)
             elif kind == "auth":
@@ -201,42 +186,40 @@ class WebSocketEndpoint:
         except RegistryError:
             conn.send(_error("unavailable", "the job registry is unavailable; retry shortly"))
 
-    async def _subscribe(self, parts: LiveParts, conn: ClientConnection, body: dict[str, Any]) -> None:
+    async def _subscribe(self, conn: ClientConnection, body: dict[str, Any]) -> None:
         if body.get("all") is True:
-            parts.hub.subscribe_all(conn)
+            self._hub.subscribe_all(conn)
         if "job_ids" in body:
             job_ids = _job_ids(body)
             if len(conn.jobs | set(job_ids)) > MAX_JOBS_PER_CONNECTION:
                 raise ClientError("too_many_subscriptions", f"at most {MAX_JOBS_PER_CONNECTION} jobs per connection")
-            await self._subscribe_jobs(parts, conn, job_ids, report_missing=True)
+            await self._subscribe_jobs(conn, job_ids, report_missing=True)
         elif body.get("all") is not True:
             raise ClientError("bad_message", 'subscribe needs "job_ids": [...] or "all": true')
 
-    async def _subscribe_jobs(
-        self, parts: LiveParts, conn: ClientConnection, job_ids: list[str], *, report_missing: bool
-    ) -> bool:
+    async def _subscribe_jobs(self, conn: ClientConnection, job_ids: list[str], *, report_missing: bool) -> bool:
         """Snapshot then live for each job; False when one was not found (or not the tenant's)."""
         tenant_id = conn.tenant_id
         if tenant_id is None:
             return False
         for job_id in job_ids:
-            parts.hub.begin_snapshot(conn, job_id)
+            self._hub.begin_snapshot(conn, job_id)
         all_found = True
         for index, job_id in enumerate(job_ids):
             try:
-                record = await parts.registry.get(tenant_id, job_id)
+                record = await self._registry.get(tenant_id, job_id)
             except RegistryError:
                 for pending in job_ids[index:]:
-                    parts.hub.abort_snapshot(conn, pending)
+                    self._hub.abort_snapshot(conn, pending)
                 raise
             if record is None:
-                parts.hub.abort_snapshot(conn, job_id)
+                self._hub.abort_snapshot(conn, job_id)
                 all_found = False
                 if report_missing:
                     conn.send(_error("not_found", f"job {job_id} not found"))
                 continue
             snapshot = {"type": "job_snapshot", "job_id": job_id, "seq": record.seq, "job": record.public()}
-            parts.hub.finish_snapshot(conn, job_id, record.seq, snapshot)
+            self._hub.finish_snapshot(conn, job_id, record.seq, snapshot)
         return all_found
 
     def _unsubscribe(self, hub: WebSocketHub, conn: ClientConnection, body: dict[str, Any]) -> None:
@@ -257,9 +240,7 @@ class WebSocketEndpoint:
         job_status = result.record.status if result.record is not None else None
         conn.send({"type": "cancel_result", "job_id": job_id, "status": result.status.value, "job_status": job_status})
 
-    async def _publish_event(
-        self, parts: LiveParts, conn: ClientConnection, service: str, body: dict[str, Any]
-    ) -> None:
+    async def _publish_event(self, conn: ClientConnection, service: str, body: dict[str, Any]) -> None:
         try:
             event = TaskEvent.model_validate(body)
         except ValidationError as exc:
@@ -267,7 +248,7 @@ class WebSocketEndpoint:
         if event.service != service:
             # The registry then holds the event to the tasks routed to that service.
             raise ClientError("forbidden", f"this token reports for service {service!r} only, not {event.service!r}")
-        update = await EventSink(parts.registry, parts.bus, self._metrics).accept(event)
+        update = await self._events.accept(event)
         conn.send(
             {
                 "type": "event_ack",
@@ -277,26 +258,6 @@ class WebSocketEndpoint:
                 "job_seq": update.seq if update is not None else None,
             }
         )
-
-
-def add_ws_routes(
-    app: web.Application,
-    *,
-    authenticator: Authenticator,
-    cancel_job: CancelJob,
-    metrics: OrchestratorMetrics,
-    live: Callable[[web.Application], LiveParts],
-    max_message_bytes: int,
-) -> WebSocketEndpoint:
-    endpoint = WebSocketEndpoint(
-        authenticator=authenticator,
-        cancel_job=cancel_job,
-        metrics=metrics,
-        live=live,
-        max_message_bytes=max_message_bytes,
-    )
-    endpoint.add_routes(app.router)
-    return endpoint
 
 
 async def _pong(ws: web.WebSocketResponse, data: bytes) -> None:

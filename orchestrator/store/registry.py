@@ -78,10 +78,7 @@ class ApplyOutcome:
 
 
 # The drop reasons no worker of the job causes: forged, corrupt or from a broken producer.
-REFUSALS: Final[frozenset[str]] = frozenset(
-    {"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks"}
-)
-
+REFUSALS: Final[frozenset[str]] = frozenset({"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks"})
 
 
 def created_update(record: JobRecord) -> JobUpdate:

@@ -20,9 +20,8 @@ from aio_pika.abc import AbstractConnection
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator.app import create_app
+from orchestrator.app import LIVE, create_app
 from orchestrator.jobs.sweeper import SweeperSettings
-from orchestrator.live.setup import LIVE
 from orchestrator.store import keys
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator.app import HEALTH, PUBLISHER
 from orchestrator.broker.queue_inspector import QueueStats
-from orchestrator.http.state import HEALTH, PUBLISHER
 from orchestrator.store import keys
-from protocol.topology import task_queue
+from protocol.topology import declare_service, task_queue
 from tests.orchestrator_api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -78,6 +78,8 @@ async def test_concurrent_callers_share_one_computation(api: Api) -> None:
 async def test_announced_services_slow_to_inspect_never_make_the_broker_look_down(api: Api) -> None:
     """However many services were announced (forged heartbeats included), only the built-in queues
     decide whether the broker answers; the rest is detail that may be missing."""
+    # The query queue exists once a query worker or job came by; on a fresh broker, make it so.
+    await declare_service(await api.amqp.channel(), "query")
     publisher = api.app[PUBLISHER]
     real = publisher.queue_stats
     checker = api.app[HEALTH]

@@ -14,7 +14,6 @@ from orchestrator.errors import BrokerUnavailable, IdempotencyConflict, JobNotFo
 from orchestrator.http.errors import error_middleware, metrics_middleware
 from orchestrator.http.request import MAX_BODY_BYTES, read_json, require_tenant, validate
 from orchestrator.http.schemas import JobCreateRequest
-from orchestrator.http.state import AUTHENTICATOR, METRICS
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.registry import RegistryUnavailable
 
@@ -22,8 +21,12 @@ KEY = "key-a"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
+AUTHENTICATOR = Authenticator({KEY: "tenant-a"}, admin_key="admin", service_tokens={"svc": "query"})
+METRICS = web.AppKey("test_metrics", OrchestratorMetrics)
+
+
 async def echo(request: web.Request) -> web.Response:
-    tenant = require_tenant(request)
+    tenant = require_tenant(AUTHENTICATOR, request)
     body = validate(JobCreateRequest, await read_json(request))
     return web.json_response({"tenant": tenant, "type": body.type})
 
@@ -37,9 +40,9 @@ def raiser(exc: Exception):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    app = web.Application(middlewares=[metrics_middleware, error_middleware])
-    app[METRICS] = OrchestratorMetrics()
-    app[AUTHENTICATOR] = Authenticator({KEY: "tenant-a"}, admin_key="admin", service_tokens={"svc": "query"})
+    metrics = OrchestratorMetrics()
+    app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware])
+    app[METRICS] = metrics
     app.router.add_post("/echo", echo)
     app.router.add_get("/boom", raiser(RuntimeError("secret internals")))
     app.router.add_get("/broker", raiser(BrokerUnavailable("down")))

@@ -12,7 +12,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from orchestrator.live.setup import LIVE
+from orchestrator.app import LIVE
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, Progress, completed_event, failed_event, status_event

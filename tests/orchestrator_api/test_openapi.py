@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from orchestrator.app import create_app
-from orchestrator.http.openapi import build_openapi
+from orchestrator.http.routes import ROUTES, add_routes, openapi_document
 from protocol.settings import Settings
 
 PUBLIC = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/")}
@@ -28,6 +28,7 @@ def _refs(node: Any) -> list[str]:
 
 
 def test_every_served_route_is_documented() -> None:
+    """The route table drives both registration and the document: check the registration side."""
     # Building the app starts nothing: no broker or Redis is needed to read its routes.
     app = create_app(Settings(api_keys={"k": "t"}))
     served = {
@@ -35,13 +36,23 @@ def test_every_served_route_is_documented() -> None:
         for route in app.router.routes()
         if route.resource is not None and route.method not in {"HEAD", "OPTIONS"}
     }
-    paths = build_openapi()["paths"]
+    paths = openapi_document()["paths"]
     documented = {(method, path) for path, ops in paths.items() for method in ops}
     assert served == documented
 
 
+def test_the_route_table_refuses_missing_or_unused_handlers() -> None:
+    class Stray:
+        pass
+
+    with pytest.raises(ValueError, match="no JobRoutes given for POST /jobs"):
+        add_routes(web.Application().router, [], ROUTES)
+    with pytest.raises(ValueError, match="handlers no route uses"):
+        add_routes(web.Application().router, [Stray()], ())
+
+
 def test_references_resolve_and_the_document_is_json() -> None:
-    doc = json.loads(json.dumps(build_openapi()))
+    doc = json.loads(json.dumps(openapi_document()))
     schemas = doc["components"]["schemas"]
     refs = _refs(doc)
     assert refs
@@ -51,7 +62,7 @@ def test_references_resolve_and_the_document_is_json() -> None:
 
 
 def test_security_and_parameters() -> None:
-    paths = build_openapi()["paths"]
+    paths = openapi_document()["paths"]
     for path, ops in paths.items():
         for method, op in ops.items():
             if not path.startswith("/ws/"):  # see test_websocket_routes_document_plain_http_answers
@@ -88,7 +99,7 @@ def _response_validator(doc: dict[str, Any], method: str, path: str, status: int
 
 @pytest.mark.parametrize("model", ["JobCreateRequest", "JobSpec", "AgentExecuteRequest"])
 def test_the_priority_range_is_documented(model: str) -> None:
-    validator = _validator(build_openapi(), model)
+    validator = _validator(openapi_document(), model)
     base = {"type": "t"} if model != "AgentExecuteRequest" else {}
     for accepted in (0, 9, "high", "low", None):
         assert validator.is_valid({**base, "priority": accepted}), accepted
@@ -97,7 +108,7 @@ def test_the_priority_range_is_documented(model: str) -> None:
 
 
 def test_the_replay_body_documents_exactly_one_selection() -> None:
-    validator = _validator(build_openapi(), "ReplayRequest")
+    validator = _validator(openapi_document(), "ReplayRequest")
     assert validator.is_valid({"all": True})
     assert validator.is_valid({"task_ids": ["t1"]})
     assert validator.is_valid({"task_ids": ["t1"], "all": False})
@@ -107,7 +118,7 @@ def test_the_replay_body_documents_exactly_one_selection() -> None:
 
 @pytest.mark.parametrize("path", ["/jobs", "/jobs/agent/{agent_id}/execute"])
 def test_every_422_of_job_creation_matches_its_document(path: str) -> None:
-    validator = _response_validator(build_openapi(), "post", path, 422)
+    validator = _response_validator(openapi_document(), "post", path, 422)
     assert validator.is_valid({"error": "validation_error", "detail": "expected a JSON object, got list"})
     assert validator.is_valid({"error": "validation_error", "detail": [{"loc": ["type"], "msg": "m", "type": "t"}]})
     assert validator.is_valid({"error": "unencodable_payload", "detail": "..."})
@@ -115,7 +126,7 @@ def test_every_422_of_job_creation_matches_its_document(path: str) -> None:
 
 
 def test_every_route_that_reads_a_body_documents_400_and_413() -> None:
-    paths = build_openapi()["paths"]
+    paths = openapi_document()["paths"]
     for path, ops in paths.items():
         for method, op in ops.items():
             if "requestBody" in op:
@@ -123,7 +134,7 @@ def test_every_route_that_reads_a_body_documents_400_and_413() -> None:
 
 
 def test_websocket_routes_document_plain_http_answers() -> None:
-    paths = build_openapi()["paths"]
+    paths = openapi_document()["paths"]
     for path in ("/ws/task_updates", "/ws/jobs/{job_id}", "/ws/{execution_id}"):
         op = paths[path]["get"]
         # The key may also come as ?token= or as the first message: no credentials is not a 401.
@@ -143,7 +154,7 @@ def test_get_on_the_batch_route_is_405_not_a_job_lookup() -> None:
 
 @pytest.mark.parametrize("model", ["JobCreateRequest", "AgentExecuteRequest"])
 def test_number_bounds_are_documented(model: str) -> None:
-    validator = _validator(build_openapi(), model)
+    validator = _validator(openapi_document(), model)
     base = {"type": "t"} if model != "AgentExecuteRequest" else {}
     assert validator.is_valid({**base, "timeout_ms": 1, "wait": 0})
     for refused in ({"timeout_ms": 0}, {"timeout_ms": 7 * 24 * 3600 * 1000 + 1}, {"wait": -1}, {"wait": "1"}):
@@ -159,4 +170,4 @@ def test_no_bound_is_left_as_an_unknown_keyword() -> None:
             return {k for value in node for k in keys(value)}
         return set()
 
-    assert not keys(build_openapi()["components"]) & {"gt", "ge", "lt", "le"}
+    assert not keys(openapi_document()["components"]) & {"gt", "ge", "lt", "le"}

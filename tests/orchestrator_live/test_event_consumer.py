@@ -15,7 +15,8 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator.broker.event_consumer import EventConsumer, EventSink
+from orchestrator.broker.event_consumer import EventConsumer
+from orchestrator.jobs.event_sink import EventSink
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
@@ -47,9 +48,8 @@ class Rig:
     def consumer(self, registry: RedisTaskRegistry | None = None) -> EventConsumer:
         return EventConsumer(
             self.connection,
-            registry or self.registry,
+            EventSink(registry or self.registry, self.bus, self.metrics),
             self.directory,
-            self.bus,
             self.metrics,
             CODECS,
             prefetch=16,

@@ -1,4 +1,4 @@
-"""setup_live wired into a real aiohttp app: startup, an event end to end, shutdown with GOING_AWAY.
+"""The live side of the real app (create_app): startup, an event end to end, shutdown with GOING_AWAY.
 
 This app consumes the shared baton.orchestrator.events queue like any orchestrator replica, so
 the event below may be applied by another replica running meanwhile; either way it reaches this
@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 
 import aio_pika
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.app import LIVE, create_app
 from orchestrator.auth import Authenticator
-from orchestrator.live.setup import LIVE, setup_live
-from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, CancelStatus
 from protocol.codec import CodecSet
 from protocol.events import EventType
 from protocol.settings import Settings
@@ -26,19 +24,10 @@ from tests.orchestrator_live.conftest import event_for, make_record
 
 async def test_live_state_end_to_end(rabbitmq_url: str, redis_url: str, tenant: str, unique: str) -> None:
     codecs = CodecSet()
-
-    async def cancel_job(tenant_id: str, job_id: str) -> CancelResult:
-        return CancelResult(CancelStatus.NOT_FOUND, None)
-
-    app = web.Application()
     key = f"key-{unique}"
-    setup_live(
-        app,
-        settings=Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url),
-        metrics=OrchestratorMetrics(),
+    app = create_app(
+        Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url),
         authenticator=Authenticator({key: tenant}, admin_key=None),
-        cancel_job=cancel_job,
-        codecs=codecs,
     )
     client = TestClient(TestServer(app))
     await client.start_server()

@@ -16,6 +16,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.auth import Authenticator
+from orchestrator.http.routes import ROUTES, add_routes
+from orchestrator.jobs.event_sink import EventSink
 from orchestrator.live.hub import SLOW_CONSUMER_CODE, WebSocketHub
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.live.websocket import WebSocketEndpoint
@@ -127,13 +129,14 @@ async def server(
     endpoint = WebSocketEndpoint(
         authenticator=authenticator,
         cancel_job=cancel_job,
-        metrics=metrics,
-        live=lambda app: parts,
+        registry=registry,
+        hub=hub,
+        events=EventSink(registry, bus, metrics),
         max_message_bytes=1 << 20,
         auth_timeout=0.3,
     )
     app = web.Application()
-    endpoint.add_routes(app.router)
+    add_routes(app.router, [endpoint], tuple(route for route in ROUTES if route.operation.path.startswith("/ws/")))
     await bus.start()
     remove = bus.add_listener(hub.dispatch)
     client = TestClient(TestServer(app))

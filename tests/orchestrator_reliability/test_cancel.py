@@ -11,10 +11,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator.broker.event_consumer import EventSink
-from orchestrator.http.state import METRICS, PUBLISHER
+from orchestrator.app import LIVE, METRICS, PUBLISHER
+from orchestrator.jobs.event_sink import EventSink
 from orchestrator.jobs.service import JobService, NewJob
-from orchestrator.live.setup import LIVE
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.models import CancelStatus
 from protocol import ledger

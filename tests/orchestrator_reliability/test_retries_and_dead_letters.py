@@ -7,8 +7,8 @@ from typing import Any
 import aio_pika
 import pytest
 
+from orchestrator.app import PUBLISHER
 from orchestrator.broker.dead_letter_queues import DeadLetterQueues
-from orchestrator.http.state import PUBLISHER
 from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, failed_event, status_event
 from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator.http.state import METRICS
+from orchestrator.app import METRICS
 from orchestrator.jobs.sweeper import SweeperSettings
 from orchestrator.store import keys
 from protocol import ledger

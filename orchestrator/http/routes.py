@@ -1,0 +1,344 @@
+"""The route table: every route of the API once, with the method that serves it and its documentation.
+
+Registration (`add_routes`) and the OpenAPI document (`openapi_document`) both read this table,
+so a route cannot be served undocumented or documented without being served. Order matters where
+patterns overlap: /jobs/batch and /jobs/agent/... before /jobs/{job_id}; /ws/task_updates and
+/ws/jobs/{job_id} before /ws/{execution_id}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from orchestrator.http.dead_letter_routes import DeadLetterRoutes
+from orchestrator.http.job_routes import JobRoutes
+from orchestrator.http.openapi import Operation, Response, build_openapi
+from orchestrator.http.schemas import (
+    AgentExecuteRequest,
+    BatchRequest,
+    BatchResponse,
+    CancelResponse,
+    DeadLetterList,
+    DeadLetterQuery,
+    ErrorBody,
+    HealthReport,
+    JobAccepted,
+    JobCreateRequest,
+    JobFailedBody,
+    JobList,
+    JobListQuery,
+    JobResult,
+    JobSpec,
+    JobView,
+    ReplayRequest,
+    ReplayResponse,
+    UnavailableBody,
+    UnknownJobTypeBody,
+)
+from orchestrator.http.system_routes import SystemRoutes
+from orchestrator.live.websocket import WebSocketEndpoint
+
+UnboundHandler = Callable[[Any, web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: UnboundHandler  # a method of a route class, bound to its instance by add_routes
+    operation: Operation
+    match: str | None = None  # the router's pattern, where it is stricter than the documented path
+
+
+_UNAUTHORIZED = Response("missing or invalid API key", ErrorBody)
+_FORBIDDEN = Response("the key has no tenant (admin key or service token)", ErrorBody)
+_NOT_FOUND = Response("no such job for this tenant", ErrorBody)
+_INVALID = Response("invalid body or query (pydantic's error list in detail)", ErrorBody)
+_BAD_JSON = Response("the body is not JSON", ErrorBody)
+_TOO_LARGE = Response("the body is over the size cap", ErrorBody)
+_UNAVAILABLE = Response("RabbitMQ or Redis is down, or the broker did not confirm; see Retry-After", ErrorBody)
+_CREATE_RESPONSES: Final[dict[int, Response]] = {
+    200: Response("the job is terminal: a replay of a finished job, or it ended within `wait`", JobAccepted),
+    202: Response("accepted: the job is queued or running", JobAccepted),
+    400: _BAD_JSON,
+    401: _UNAUTHORIZED,
+    403: _FORBIDDEN,
+    409: Response("the idempotency key was used with a different body", ErrorBody),
+    413: _TOO_LARGE,
+    422: Response("invalid body, or a job type no service serves (with the known types)", UnknownJobTypeBody),
+    503: Response(
+        "RabbitMQ or Redis is down, or the broker did not confirm (publish_unconfirmed: the job was kept and may "
+        "still run, see job_id); see Retry-After",
+        UnavailableBody,
+    ),
+}
+_WS_RESPONSES: Final[dict[int, Response]] = {
+    101: Response("switching to the WebSocket protocol"),
+    400: Response("not a WebSocket upgrade request", ErrorBody),
+    401: Response("an invalid API key or ?token=", ErrorBody),
+}
+_NO_ROUTE = Response("no such route (an empty path parameter)", ErrorBody)
+
+ROUTES: Final[tuple[Route, ...]] = (
+    Route(
+        JobRoutes.create_job,
+        Operation(
+            "post",
+            "/jobs",
+            "Create a job",
+            _CREATE_RESPONSES,
+            body=JobCreateRequest,
+            description="The job is recorded, then its task is published to its service queue. With `wait` the "
+            "call holds on until the job ends or `wait` seconds pass; a job that failed within `wait` answers 200 "
+            "with its status and error.",
+        ),
+    ),
+    Route(
+        JobRoutes.list_jobs,
+        Operation(
+            "get",
+            "/jobs",
+            "List the tenant's jobs, newest first",
+            {200: Response("one page of jobs", JobList), 401: _UNAUTHORIZED, 403: _FORBIDDEN, 422: _INVALID},
+            query=JobListQuery,
+        ),
+    ),
+    Route(
+        JobRoutes.create_batch,
+        Operation(
+            "post",
+            "/jobs/batch",
+            "Create up to 1,000 jobs",
+            {
+                200: Response("one entry per item, in order: a job id or an error", BatchResponse),
+                400: _BAD_JSON,
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                413: _TOO_LARGE,
+                422: _INVALID,
+                503: _UNAVAILABLE,
+            },
+            body=BatchRequest,
+            description=(
+                "Each item of `jobs` is a JobSpec, validated, encoded and size-checked on its own: an item that fails "
+                "is that entry's error (validation_error, unknown_job_type, unencodable_payload, payload_too_large) "
+                "and the others are still created. The body is at most 2 MiB (413 otherwise): a batch carries many "
+                "small jobs; a large one goes alone through POST /jobs (1 MiB)."
+            ),
+            extra_models=(JobSpec,),
+        ),
+    ),
+    Route(
+        JobRoutes.execute_agent,
+        Operation(
+            "post",
+            "/jobs/agent/{agent_id}/execute",
+            "Run an agent (an agent_execution job)",
+            {**_CREATE_RESPONSES, 404: _NO_ROUTE},
+            body=AgentExecuteRequest,
+        ),
+    ),
+    Route(
+        JobRoutes.get_job,
+        Operation(
+            "get",
+            "/jobs/{job_id}",
+            "A job's record: status, progress, delegated services, result or error",
+            {200: Response("the job", JobView), 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND},
+        ),
+        match="/jobs/{job_id:(?!batch$)[^/]+}",
+    ),
+    Route(
+        JobRoutes.get_job,
+        Operation(
+            "get",
+            "/jobs/{job_id}/status",
+            "Alias of GET /jobs/{job_id}",
+            {200: Response("the job", JobView), 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND},
+        ),
+    ),
+    Route(
+        JobRoutes.get_result,
+        Operation(
+            "get",
+            "/jobs/{job_id}/result",
+            "A job's result",
+            {
+                200: Response("completed: the result", JobResult),
+                202: Response("not finished yet: status and progress", JobResult),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                404: _NOT_FOUND,
+                409: Response("the job failed, was cancelled or timed out: its error", JobFailedBody),
+            },
+        ),
+    ),
+    Route(
+        JobRoutes.cancel_job,
+        Operation(
+            "post",
+            "/jobs/{job_id}/cancel",
+            "Cancel a queued or running job",
+            {
+                200: Response("cancelled; workers are told to stop it", CancelResponse),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                404: _NOT_FOUND,
+                409: Response("the job already ended; `status` says how", ErrorBody),
+            },
+        ),
+    ),
+    Route(
+        DeadLetterRoutes.list_dead_letters,
+        Operation(
+            "get",
+            "/dead-letters/{service}",
+            "List a service's parked tasks (baton.<service>.dead)",
+            {
+                200: Response("one page of parked tasks", DeadLetterList),
+                401: _UNAUTHORIZED,
+                403: Response("a service token", ErrorBody),
+                404: Response("not a valid service name", ErrorBody),
+                422: _INVALID,
+                503: _UNAVAILABLE,
+            },
+            query=DeadLetterQuery,
+            tags=("dead letters",),
+            description="A tenant sees its own parked tasks; the admin key sees every tenant's, undecodable "
+            "messages included. The queue is read without removing anything; one scan is bounded in "
+            "messages and time (`truncated` says when it stopped early).",
+        ),
+    ),
+    Route(
+        DeadLetterRoutes.replay_dead_letters,
+        Operation(
+            "post",
+            "/dead-letters/{service}/replay",
+            "Replay parked tasks as new attempts of their jobs",
+            {
+                200: Response("the tasks replayed, and per-item errors", ReplayResponse),
+                400: _BAD_JSON,
+                401: _UNAUTHORIZED,
+                403: Response("a service token", ErrorBody),
+                404: Response("not a valid service name", ErrorBody),
+                413: _TOO_LARGE,
+                422: _INVALID,
+                503: _UNAVAILABLE,
+            },
+            body=ReplayRequest,
+            tags=("dead letters",),
+            description="Each selected parked task is published again with attempt + 1 (confirmed) and then "
+            "removed from the dead-letter queue; its job goes back to `queued`, and the new attempt's events "
+            "reach the job's subscribers. Undecodable messages, and tasks of completed or cancelled jobs, "
+            "are not replayed (per-item errors).",
+        ),
+    ),
+    Route(
+        WebSocketEndpoint.task_updates,
+        Operation(
+            "get",
+            "/ws/task_updates",
+            "WebSocket: live updates of the tenant's jobs",
+            _WS_RESPONSES,
+            optional_auth=True,
+            tags=("websocket",),
+            description="Authenticate with the Bearer header or `?token=`. Send {type: subscribe, job_ids: [...]} or "
+            "{type: subscribe, all: true}, unsubscribe, cancel_job, ping; the server sends connection_established, "
+            "each subscribed job's current state, then its events as they happen.",
+        ),
+    ),
+    Route(
+        WebSocketEndpoint.one_job,
+        Operation(
+            "get",
+            "/ws/jobs/{job_id}",
+            "WebSocket: one job's events",
+            {**_WS_RESPONSES, 404: _NO_ROUTE},
+            optional_auth=True,
+            tags=("websocket",),
+        ),
+    ),
+    Route(
+        WebSocketEndpoint.one_execution,
+        Operation(
+            "get",
+            "/ws/{execution_id}",
+            "WebSocket: one job's (or workflow execution's) events",
+            {**_WS_RESPONSES, 404: _NO_ROUTE},
+            optional_auth=True,
+            tags=("websocket",),
+        ),
+    ),
+    Route(
+        SystemRoutes.health,
+        Operation(
+            "get",
+            "/health",
+            "Broker, Redis, and per service queue depth, consumers and live workers",
+            {
+                200: Response("broker and Redis are up", HealthReport),
+                503: Response("a dependency is down", HealthReport),
+            },
+            auth=False,
+            tags=("operations",),
+        ),
+    ),
+    Route(
+        SystemRoutes.metrics,
+        Operation(
+            "get",
+            "/metrics",
+            "Prometheus metrics",
+            {200: Response("the text exposition format", content_type="text/plain")},
+            auth=False,
+            tags=("operations",),
+        ),
+    ),
+    Route(
+        SystemRoutes.openapi,
+        Operation(
+            "get",
+            "/openapi.json",
+            "This document",
+            {200: Response("OpenAPI 3.1")},
+            auth=False,
+            tags=("operations",),
+        ),
+    ),
+    Route(
+        SystemRoutes.dashboard,
+        Operation(
+            "get",
+            "/",
+            "The live dashboard page",
+            {200: Response("HTML", content_type="text/html")},
+            auth=False,
+            tags=("operations",),
+        ),
+    ),
+)
+
+
+def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
+    return build_openapi(tuple(route.operation for route in routes))
+
+
+def add_routes(router: web.UrlDispatcher, handlers: Iterable[object], routes: tuple[Route, ...] = ROUTES) -> None:
+    """Register every route of the table on the method of the handler object of its class."""
+    by_class = {type(handler).__qualname__: handler for handler in handlers}
+    unused = set(by_class)
+    for route in routes:
+        owner, _, name = route.handler.__qualname__.partition(".")
+        if owner not in by_class:
+            raise ValueError(f"no {owner} given for {route.operation.method.upper()} {route.operation.path}")
+        unused.discard(owner)
+        bound = getattr(by_class[owner], name)
+        path = route.match or route.operation.path
+        if route.operation.method == "get":
+            router.add_get(path, bound)  # HEAD too, as aiohttp's add_get does
+        else:
+            router.add_route(route.operation.method.upper(), path, bound)
+    if unused:
+        raise ValueError(f"handlers no route uses: {sorted(unused)}")
