@@ -9,8 +9,8 @@ ensure_venv test
 ensure_services
 
 say "ruff"
-"$VENV/bin/ruff" check protocol orchestrator workers tests
+"$VENV/bin/ruff" check protocol orchestrator workers tests plumbing
 say "mypy"
-"$VENV/bin/mypy" protocol orchestrator workers
+"$VENV/bin/mypy" protocol orchestrator workers plumbing
 say "pytest"
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"

@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "protocol": {"aio_pika", "aiormq", "aiohttp", "redis", "prometheus_client", "orchestrator", "workers"},
+    "protocol": {"aio_pika", "aiormq", "aiohttp", "redis", "prometheus_client", "plumbing", "orchestrator", "workers"},
+    "plumbing": {"orchestrator", "workers"},
     "orchestrator": {"workers"},
     "workers": {"orchestrator"},
 }

@@ -1,0 +1,118 @@
+"""Settings from the environment: typed groups of variables, read once per process in `__main__`.
+
+A settings class names each variable once, as its field's `validation_alias`, with its default and
+type beside it. It is built one of two ways, and only one of them reads variables:
+
+- `Settings.from_env(os.environ)` (or any mapping, in tests) reads the variables; an empty one counts
+  as unset, and a bad one raises `SettingsError` naming the variable, never echoing its value;
+- `Settings(field=value, ...)` takes keyword arguments and nothing else: the process environment is
+  never consulted, so a test building settings is not changed by a BATON_API_KEYS set on its machine.
+
+A field whose type is itself a settings class (a nested group, such as the worker's LLM endpoint)
+is read from the same variables by `from_env`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final, Self
+
+from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
+
+DEFAULT_RABBITMQ_URL: Final[str] = "amqp://guest:guest@localhost:5672/"
+DEFAULT_REDIS_URL: Final[str] = "redis://localhost:6379/0"
+DEFAULT_LOG_LEVEL: Final[str] = "INFO"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value Baton cannot use."""
+
+
+class EnvSettings(BaseSettings):
+    """A frozen group of settings whose fields name their variables by `validation_alias`."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments only: the environment is read by `from_env`, which passes what it found.
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """The settings named in `env`, defaults for the rest; call it from `__main__` (or a test) only."""
+        values: dict[str, Any] = VariablesSource(cls, env)()
+        for name, field in cls.model_fields.items():
+            group = field.annotation
+            if isinstance(group, type) and issubclass(group, EnvSettings):
+                values[name] = group.from_env(env)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            # `from None`: pydantic's own text would print the refused value, which may be a secret.
+            raise SettingsError(_summary(exc)) from None
+
+
+class VariablesSource(PydanticBaseSettingsSource):
+    """The variables of `env` that a settings class names; empty ones are left out, as unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = field.validation_alias
+        if not isinstance(variable, str):  # a field set by keyword only (or a nested group)
+            return None, field_name, False
+        # Values stay strings: list-shaped variables are parsed by their field's validator, not as JSON.
+        return self._env.get(variable) or None, variable, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, variable, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                found[variable] = value
+        return found
+
+
+class SharedSettings(EnvSettings):
+    """The variables every Baton process reads."""
+
+    rabbitmq_url: str = Field(default=DEFAULT_RABBITMQ_URL, validation_alias="RABBITMQ_URL")
+    redis_url: str = Field(default=DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
+    max_message_bytes: PositiveInt = Field(
+        default=DEFAULT_MAX_MESSAGE_BYTES, validation_alias="BATON_MAX_MESSAGE_BYTES"
+    )
+    log_level: str = Field(default=DEFAULT_LOG_LEVEL, validation_alias="BATON_LOG_LEVEL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        name = value.strip().upper()
+        if name not in logging.getLevelNamesMapping():
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return name
+
+
+def _summary(exc: ValidationError) -> str:
+    """One line naming each refused variable and why, without its value."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        variable = ".".join(str(part) for part in error["loc"])
+        # A validator's own ValueError says what is wrong; pydantic's msg would prefix it with "Value error, ".
+        reason = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        parts.append(f"{variable}: {reason}")
+    return "; ".join(parts)
