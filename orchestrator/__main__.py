@@ -15,15 +15,15 @@ from aiohttp import web
 
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
 from orchestrator.auth import DEV_TENANT, Authenticator
-from orchestrator.jobs.sweeper import SweeperSettings
+from orchestrator.settings import OrchestratorSettings
+from plumbing.settings import SettingsError
 from protocol.process import run_loop
-from protocol.settings import Settings, SettingsError
 
 log = logging.getLogger("orchestrator")
 
 
-async def serve(settings: Settings, authenticator: Authenticator, sweeper: SweeperSettings) -> None:
-    app = create_app(settings, authenticator=authenticator, sweeper=sweeper)
+async def serve(settings: OrchestratorSettings, authenticator: Authenticator) -> None:
+    app = create_app(settings, authenticator=authenticator, sweeper=settings.sweeper)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
@@ -41,18 +41,24 @@ async def serve(settings: Settings, authenticator: Authenticator, sweeper: Sweep
         await runner.cleanup()
 
 
+def configure_logging(level: str) -> None:
+    """`level` is a checked level name (OrchestratorSettings.log_level)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when something had configured logging before
+
+
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env(os.environ)
-        sweeper = SweeperSettings.from_env(os.environ)
+        settings = OrchestratorSettings.from_env(os.environ)
     except SettingsError as exc:
+        # Before logging is configured: the log level is one of the settings.
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level)
     authenticator, dev_key = Authenticator.from_settings(settings)
     if dev_key is not None:
         print(f"BATON_API_KEYS is not set; API key for tenant {DEV_TENANT!r}: {dev_key}", flush=True)
-    run_loop(serve(settings, authenticator, sweeper))
+    run_loop(serve(settings, authenticator))
     return 0
 
 

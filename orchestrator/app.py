@@ -35,18 +35,18 @@ from orchestrator.jobs.dead_letter_replay import DeadLetterService
 from orchestrator.jobs.event_sink import EventSink
 from orchestrator.jobs.recovery import JobRecovery
 from orchestrator.jobs.service import JobService
-from orchestrator.jobs.sweeper import Sweeper, SweeperSettings
+from orchestrator.jobs.sweeper import Sweeper
 from orchestrator.live.hub import WebSocketHub
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.redis_batch import PipelineBatcher
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
 from protocol.codec import CodecSet
-from protocol.settings import Settings
 
 SHUTDOWN_TIMEOUT_SECONDS: Final[float] = 10.0
 
@@ -72,7 +72,7 @@ DEAD_LETTERS: Final = web.AppKey("baton_dead_letters", DeadLetterService)
 
 
 def create_app(
-    settings: Settings,
+    settings: OrchestratorSettings,
     *,
     metrics: OrchestratorMetrics | None = None,
     authenticator: Authenticator | None = None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from protocol.settings import Settings
+from orchestrator.settings import OrchestratorSettings
 
 DEV_TENANT = "dev"
 
@@ -42,7 +42,7 @@ class Authenticator:
         self._service_tokens = [(_raw(token), service) for token, service in (service_tokens or {}).items()]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> tuple[Authenticator, str | None]:
+    def from_settings(cls, settings: OrchestratorSettings) -> tuple[Authenticator, str | None]:
         """The authenticator, and the generated dev key when BATON_API_KEYS is unset (to print)."""
         if settings.api_keys is not None:
             return cls(settings.api_keys, settings.admin_key, settings.service_tokens), None

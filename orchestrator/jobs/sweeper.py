@@ -25,7 +25,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -40,13 +39,12 @@ from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobRecord, JobUpdate
-from orchestrator.store import keys
+from orchestrator.settings import SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RegistryError, RegistryUnavailable, redis_errors
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import JobStatus
-from protocol.settings import env_float
 from protocol.topology import RETRY_DELAY_TIERS_MS, retry_queue, task_queue
 
 log = logging.getLogger(__name__)
@@ -64,30 +62,6 @@ _RELEASE: Final[str] = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-@dataclass(frozen=True)
-class SweeperSettings:
-    interval_seconds: float = 30.0
-    running_stale_seconds: float = 600.0  # running or retrying with no event for this long
-    queued_stale_seconds: float = 3600.0
-    batch: int = 500  # jobs looked at per tenant and status per round
-    # None: every tenant. A set restricts sweeping (a canary, or a test sharing Redis with others).
-    tenants: frozenset[str] | None = None
-    lock_key: str = field(default_factory=keys.sweeper_lock)
-
-    @property
-    def lock_ttl_seconds(self) -> float:
-        """Long enough to cover a round and the pause after it, so the holder keeps the lock."""
-        return max(3 * self.interval_seconds, 10.0)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
-        return cls(
-            interval_seconds=env_float(env, "BATON_SWEEP_INTERVAL_SECONDS", cls.interval_seconds),
-            running_stale_seconds=env_float(env, "BATON_STUCK_RUNNING_SECONDS", cls.running_stale_seconds),
-            queued_stale_seconds=env_float(env, "BATON_STUCK_QUEUED_SECONDS", cls.queued_stale_seconds),
-        )
 
 
 @dataclass

@@ -21,13 +21,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import LIVE, create_app
-from orchestrator.jobs.sweeper import SweeperSettings
+from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store import keys
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import TaskEvent
-from protocol.settings import Settings
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, service_queues, task_queue
 
 Client = TestClient[web.Request, web.Application]
@@ -105,8 +104,8 @@ def _settings(
     keys_to_tenants: dict[str, str],
     admin_key: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-) -> Settings:
-    return Settings(
+) -> OrchestratorSettings:
+    return OrchestratorSettings(
         rabbitmq_url=rabbitmq_url,
         redis_url=redis_url,
         api_keys=keys_to_tenants,

@@ -13,7 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from orchestrator.app import create_app
 from orchestrator.http.routes import ROUTES, add_routes, openapi_document
-from protocol.settings import Settings
+from orchestrator.settings import OrchestratorSettings
 
 PUBLIC = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/")}
 
@@ -30,7 +30,7 @@ def _refs(node: Any) -> list[str]:
 def test_every_served_route_is_documented() -> None:
     """The route table drives both registration and the document: check the registration side."""
     # Building the app starts nothing: no broker or Redis is needed to read its routes.
-    app = create_app(Settings(api_keys={"k": "t"}))
+    app = create_app(OrchestratorSettings(api_keys={"k": "t"}))
     served = {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -143,7 +143,7 @@ def test_websocket_routes_document_plain_http_answers() -> None:
 
 
 def test_get_on_the_batch_route_is_405_not_a_job_lookup() -> None:
-    app = create_app(Settings(api_keys={"k": "t"}))
+    app = create_app(OrchestratorSettings(api_keys={"k": "t"}))
     match = asyncio.run(app.router.resolve(make_mocked_request("GET", "/jobs/batch")))
     assert isinstance(match.http_exception, web.HTTPMethodNotAllowed)
     assert match.http_exception.allowed_methods == {"POST"}

@@ -21,8 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from orchestrator.app import create_app
 from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSettings
 from orchestrator.broker.queue_inspector import QueueStats
-from orchestrator.jobs.sweeper import SweeperSettings
-from protocol.settings import Settings
+from orchestrator.settings import OrchestratorSettings, SweeperSettings
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ async def orchestrator(
     rabbitmq_url: str, redis_url: str, deployment: DeploymentSettings, lock_key: str
 ) -> AsyncIterator[TestClient]:
     app = create_app(
-        Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url, api_keys={}),
+        OrchestratorSettings(rabbitmq_url=rabbitmq_url, redis_url=redis_url, api_keys={}),
         sweeper=SweeperSettings(tenants=frozenset(), lock_key=lock_key),
         deployment=deployment,
     )

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import LIVE, create_app
 from orchestrator.auth import Authenticator
+from orchestrator.settings import OrchestratorSettings
 from protocol.codec import CodecSet
 from protocol.events import EventType
-from protocol.settings import Settings
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key
 from tests.orchestrator_live.conftest import event_for, make_record
 
@@ -26,7 +26,7 @@ async def test_live_state_end_to_end(rabbitmq_url: str, redis_url: str, tenant: 
     codecs = CodecSet()
     key = f"key-{unique}"
     app = create_app(
-        Settings(rabbitmq_url=rabbitmq_url, redis_url=redis_url),
+        OrchestratorSettings(rabbitmq_url=rabbitmq_url, redis_url=redis_url),
         authenticator=Authenticator({key: tenant}, admin_key=None),
     )
     client = TestClient(TestServer(app))

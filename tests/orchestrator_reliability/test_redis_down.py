@@ -10,8 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import create_app
-from orchestrator.jobs.sweeper import SweeperSettings
-from protocol.settings import Settings
+from orchestrator.settings import OrchestratorSettings, SweeperSettings
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +22,9 @@ DEAD_BROKER = "amqp://guest:guest@127.0.0.1:1/"
 
 @pytest.fixture
 async def client(unique: str) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    settings = Settings(rabbitmq_url=DEAD_BROKER, redis_url=DEAD_REDIS, api_keys={f"key-{unique}": f"t-{unique}"})
+    settings = OrchestratorSettings(
+        rabbitmq_url=DEAD_BROKER, redis_url=DEAD_REDIS, api_keys={f"key-{unique}": f"t-{unique}"}
+    )
     sweeper = SweeperSettings(tenants=frozenset({f"t-{unique}"}), lock_key=f"test:sweeper:{unique}")
     async with TestClient(TestServer(create_app(settings, sweeper=sweeper))) as client:
         yield client

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.app import METRICS
-from orchestrator.jobs.sweeper import SweeperSettings
+from orchestrator.settings import SweeperSettings
 from orchestrator.store import keys
 from protocol import ledger
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
