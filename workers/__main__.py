@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from plumbing.settings import SettingsError
 from protocol.process import run_loop
-from protocol.settings import SettingsError
 from workers.config import WorkerSettings
 from workers.errors import ConfigurationError
 from workers.runtime import run_worker
@@ -48,13 +48,10 @@ def load_worker(target: str) -> Worker:
     return obj
 
 
-def configure_logging(level_name: str) -> None:
-    level = logging.getLevelName(level_name.upper())
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level if isinstance(level, int) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+def configure_logging(level: str) -> None:
+    """`level` is a checked level name (WorkerSettings.log_level)."""
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    logging.getLogger().setLevel(level)  # also when something had configured logging before
     # aio-pika logs every reconnect attempt with a traceback; one line is enough.
     logging.getLogger("aio_pika").setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("aiormq").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -64,11 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description="Run one Baton worker process.")
     parser.add_argument("target", help="built-in service (query, embedding, ingestion, agent) or module:attr")
     args = parser.parse_args(argv)
-    configure_logging(os.environ.get("BATON_LOG_LEVEL", "INFO"))
     try:
         settings = WorkerSettings.from_env(os.environ)
+    except SettingsError as exc:
+        # Before logging is configured: the log level is one of the settings.
+        print(f"workers: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
         worker = load_worker(args.target)
-    except (SettingsError, ConfigurationError) as exc:
+    except ConfigurationError as exc:
         log.error("%s", exc)
         return 2
     return run_loop(run_worker(worker, settings))

@@ -1,13 +1,16 @@
-"""The worker process settings: one frozen object, built once in `__main__` and passed down."""
+"""The worker process settings: one frozen object, read from the environment in `__main__` and passed down.
+
+Names, defaults and meanings are those of the README's settings table; `plumbing.settings` says how
+the object is built (`from_env` reads variables, keyword arguments never do).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
-from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
-from protocol.settings import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, Settings, env_float, env_optional_int
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+
+from plumbing.settings import EnvSettings, SharedSettings
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
 DEFAULT_HEARTBEAT_SECONDS: Final[float] = 5.0
@@ -22,52 +25,41 @@ DEFAULT_LLM_TIMEOUT_SECONDS: Final[float] = 120.0
 DEFAULT_CONSUMER_TIMEOUT_SECONDS: Final[float] = 1800.0
 
 
-@dataclass(frozen=True)
-class LlmSettings:
+class LlmSettings(EnvSettings):
     """An OpenAI-compatible chat completions endpoint; without `base_url` the query service answers locally."""
 
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    model: str = DEFAULT_LLM_MODEL
-    timeout_seconds: float = DEFAULT_LLM_TIMEOUT_SECONDS
+    base_url: str | None = Field(default=None, validation_alias="LLM_BASE_URL")
+    api_key: str | None = Field(default=None, validation_alias="LLM_API_KEY", repr=False)
+    model: str = Field(default=DEFAULT_LLM_MODEL, validation_alias="LLM_MODEL")
+    timeout_seconds: PositiveFloat = Field(default=DEFAULT_LLM_TIMEOUT_SECONDS, validation_alias="LLM_TIMEOUT_SECONDS")
 
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
-    redis_url: str = DEFAULT_REDIS_URL  # the delivery ledger (protocol.ledger)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    concurrency: int | None = None  # overrides the Worker's own when set
-    prefetch: int | None = None
-    connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS  # per RabbitMQ connection attempt
-    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
-    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
-    http_timeout_seconds: float = DEFAULT_HTTP_TIMEOUT_SECONDS
-    http_retries: int = DEFAULT_HTTP_RETRIES
-    consumer_timeout_seconds: float = DEFAULT_CONSUMER_TIMEOUT_SECONDS
-    llm: LlmSettings = field(default_factory=LlmSettings)
-
+    @field_validator("base_url")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
-        """Shared settings plus the worker's own variables; call it from `__main__` only."""
-        shared = Settings.from_env(env)
-        http_retries = env_optional_int(env, "BATON_HTTP_RETRIES", allow_zero=True)
-        return cls(
-            rabbitmq_url=shared.rabbitmq_url,
-            redis_url=shared.redis_url,
-            max_message_bytes=shared.max_message_bytes,
-            concurrency=env_optional_int(env, "BATON_WORKER_CONCURRENCY"),
-            prefetch=env_optional_int(env, "BATON_WORKER_PREFETCH"),
-            connect_timeout_seconds=env_float(env, "BATON_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT_SECONDS),
-            shutdown_grace_seconds=env_float(env, "BATON_SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE_SECONDS),
-            heartbeat_seconds=env_float(env, "BATON_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
-            http_timeout_seconds=env_float(env, "BATON_HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS),
-            http_retries=DEFAULT_HTTP_RETRIES if http_retries is None else http_retries,
-            consumer_timeout_seconds=env_float(env, "BATON_CONSUMER_TIMEOUT_SECONDS", DEFAULT_CONSUMER_TIMEOUT_SECONDS),
-            llm=LlmSettings(
-                base_url=(env.get("LLM_BASE_URL") or "").rstrip("/") or None,
-                api_key=env.get("LLM_API_KEY") or None,
-                model=env.get("LLM_MODEL") or DEFAULT_LLM_MODEL,
-                timeout_seconds=env_float(env, "LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS),
-            ),
-        )
+    def _without_trailing_slash(cls, value: str | None) -> str | None:
+        return (value or "").rstrip("/") or None
+
+
+class WorkerSettings(SharedSettings):
+    """The shared variables (`redis_url` is the delivery ledger's Redis) and the worker's own."""
+
+    # The Worker's own concurrency and prefetch, overridden when set.
+    concurrency: PositiveInt | None = Field(default=None, validation_alias="BATON_WORKER_CONCURRENCY")
+    prefetch: PositiveInt | None = Field(default=None, validation_alias="BATON_WORKER_PREFETCH")
+    # Per RabbitMQ connection attempt.
+    connect_timeout_seconds: PositiveFloat = Field(
+        default=DEFAULT_CONNECT_TIMEOUT_SECONDS, validation_alias="BATON_CONNECT_TIMEOUT_SECONDS"
+    )
+    shutdown_grace_seconds: PositiveFloat = Field(
+        default=DEFAULT_SHUTDOWN_GRACE_SECONDS, validation_alias="BATON_SHUTDOWN_GRACE_SECONDS"
+    )
+    heartbeat_seconds: PositiveFloat = Field(
+        default=DEFAULT_HEARTBEAT_SECONDS, validation_alias="BATON_HEARTBEAT_SECONDS"
+    )
+    http_timeout_seconds: PositiveFloat = Field(
+        default=DEFAULT_HTTP_TIMEOUT_SECONDS, validation_alias="BATON_HTTP_TIMEOUT_SECONDS"
+    )
+    http_retries: NonNegativeInt = Field(default=DEFAULT_HTTP_RETRIES, validation_alias="BATON_HTTP_RETRIES")
+    consumer_timeout_seconds: PositiveFloat = Field(
+        default=DEFAULT_CONSUMER_TIMEOUT_SECONDS, validation_alias="BATON_CONSUMER_TIMEOUT_SECONDS"
+    )
+    llm: LlmSettings = Field(default_factory=LlmSettings)

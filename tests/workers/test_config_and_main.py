@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from protocol.settings import SettingsError
+from plumbing.settings import SettingsError
 from workers import ConfigurationError, Worker, WorkerSettings
 from workers.__main__ import load_worker
 from workers.runtime import WorkerRuntime
@@ -43,6 +48,22 @@ def test_defaults_and_bad_values() -> None:
         WorkerSettings.from_env({"BATON_SHUTDOWN_GRACE_SECONDS": "soon"})
     with pytest.raises(SettingsError, match="BATON_WORKER_CONCURRENCY"):
         WorkerSettings.from_env({"BATON_WORKER_CONCURRENCY": "0"})
+
+
+@pytest.mark.parametrize(("variable", "value"), [("BATON_WORKER_CONCURRENCY", "0"), ("BATON_LOG_LEVEL", "nonsense")])
+def test_a_bad_variable_stops_the_worker_with_status_2(variable: str, value: str) -> None:
+    env = {name: found for name, found in os.environ.items() if not name.startswith(("BATON_", "LLM_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "workers", "query"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**env, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"workers: {variable}: ")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 def test_concurrency_override_scales_prefetch() -> None:
