@@ -1,4 +1,4 @@
-"""Baton's shared contract: envelope and event models, codecs, topology, priorities, settings.
+"""Baton's shared contract: envelope and event models, codecs, topology, priorities.
 
 Imports nothing of Baton's other packages and no transport library.
 """
@@ -21,7 +21,6 @@ from protocol.events import (
 )
 from protocol.priorities import PRIORITIES, resolve_priority
 from protocol.services import BUILTIN_JOB_TYPES, BUILTIN_SERVICES, RetryDefaults, ServiceProfile
-from protocol.settings import Settings, SettingsError
 
 __all__ = [
     "ATTEMPT_SEQ_STRIDE",
@@ -44,8 +43,6 @@ __all__ = [
     "ProtocolError",
     "RetryDefaults",
     "ServiceProfile",
-    "Settings",
-    "SettingsError",
     "TaskEnvelope",
     "TaskEvent",
     "TaskMetadata",

@@ -1,7 +1,5 @@
 import pytest
 
-from protocol import Settings, SettingsError
-from protocol.settings import parse_api_keys
 from protocol.topology import (
     EXCHANGES,
     RETRY_DELAY_TIERS_MS,
@@ -58,40 +56,3 @@ def test_routing_keys() -> None:
         event_routing_key("a.b", "query", "x")
     with pytest.raises(ValueError):
         task_queue("Bad.Name")
-
-
-def test_settings_from_env() -> None:
-    settings = Settings.from_env(
-        {"RABBITMQ_URL": "amqp://x/", "ORCHESTRATOR_PORT": "9000", "BATON_API_KEYS": "acme:k1, beta:k2"}
-    )
-    assert settings.rabbitmq_url == "amqp://x/"
-    assert settings.redis_url == "redis://localhost:6379/0"
-    assert settings.orchestrator_port == 9000
-    assert settings.api_keys == {"k1": "acme", "k2": "beta"}
-    assert Settings.from_env({}).api_keys is None
-
-
-@pytest.mark.parametrize("raw", ["acme", "acme:", "a.b:k", "acme:k,beta:k"])
-def test_bad_api_keys_are_refused(raw: str) -> None:
-    with pytest.raises(SettingsError):
-        parse_api_keys(raw)
-
-
-def test_bad_port_is_refused() -> None:
-    with pytest.raises(SettingsError, match="ORCHESTRATOR_PORT"):
-        Settings.from_env({"ORCHESTRATOR_PORT": "eighty"})
-
-
-def test_service_tokens_are_scoped_to_one_service() -> None:
-    settings = Settings.from_env({"BATON_SERVICE_TOKEN": "ocr:tok-1, query:tok-2"})
-    assert settings.service_tokens == {"tok-1": "ocr", "tok-2": "query"}
-    for bad in ("s3cret", "ocr:", "Not A Service:s3cret", "ocr:s3cret,query:s3cret"):
-        with pytest.raises(SettingsError) as refused:
-            Settings.from_env({"BATON_SERVICE_TOKEN": bad})
-        assert "BATON_SERVICE_TOKEN" in str(refused.value)
-        assert "s3cret" not in str(refused.value)  # a refusal never prints a secret
-
-
-def test_orchestrator_host_defaults_to_loopback() -> None:
-    assert Settings.from_env({}).orchestrator_host == "127.0.0.1"
-    assert Settings.from_env({"ORCHESTRATOR_HOST": "0.0.0.0"}).orchestrator_host == "0.0.0.0"
