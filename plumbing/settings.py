@@ -53,7 +53,7 @@ class EnvSettings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
         """The settings named in `env`, defaults for the rest; call it from `__main__` (or a test) only."""
-        values: dict[str, Any] = VariablesSource(cls, env)()
+        values: dict[str, Any] = _VariablesSource(cls, env)()
         for name, field in cls.model_fields.items():
             group = field.annotation
             if isinstance(group, type) and issubclass(group, EnvSettings):
@@ -65,8 +65,11 @@ class EnvSettings(BaseSettings):
             raise SettingsError(_summary(exc)) from None
 
 
-class VariablesSource(PydanticBaseSettingsSource):
-    """The variables of `env` that a settings class names; empty ones are left out, as unset."""
+class _VariablesSource(PydanticBaseSettingsSource):
+    """The variables of `env` that a settings class names; empty ones are left out, as unset.
+
+    Not pydantic-settings' EnvSettingsSource: that one reads os.environ only, and decodes dict-typed
+    fields as JSON. Reading a given mapping lets `__main__` and the tests take the same path."""
 
     def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
         super().__init__(settings_cls)
