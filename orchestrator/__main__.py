@@ -23,7 +23,7 @@ log = logging.getLogger("orchestrator")
 
 
 async def serve(settings: OrchestratorSettings, authenticator: Authenticator) -> None:
-    app = create_app(settings, authenticator=authenticator, sweeper=settings.sweeper)
+    app = create_app(settings, authenticator=authenticator)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
     await runner.setup()
     stop = asyncio.Event()

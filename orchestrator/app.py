@@ -80,7 +80,7 @@ def create_app(
     deployment: DeploymentSettings | None = None,
 ) -> web.Application:
     """The application; `authenticator` is passed by `__main__`, which prints the dev key it made."""
-    sweeper_settings = sweeper or SweeperSettings()
+    sweeper_settings = sweeper or settings.sweeper
     deployment_settings = deployment or DeploymentSettings()
     metrics = metrics or OrchestratorMetrics()
     if authenticator is None:
