@@ -1,0 +1,1 @@
+"""The HTTP API: the route table, route handlers, request parsing, error answers, schemas, OpenAPI, health."""

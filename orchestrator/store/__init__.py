@@ -1,0 +1,1 @@
+"""Redis: the GlobalTaskRegistry (hashes, indexes, Lua scripts), its keys and codec, the service directory."""
