@@ -16,8 +16,8 @@ from aiohttp import web
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
 from orchestrator.auth import DEV_TENANT, Authenticator
 from orchestrator.settings import OrchestratorSettings
+from plumbing.process import run_loop
 from plumbing.settings import SettingsError
-from protocol.process import run_loop
 
 log = logging.getLogger("orchestrator")
 

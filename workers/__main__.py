@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from plumbing.process import run_loop
 from plumbing.settings import SettingsError
-from protocol.process import run_loop
 from workers.config import WorkerSettings
 from workers.errors import ConfigurationError
 from workers.runtime import run_worker

@@ -1,4 +1,4 @@
-"""protocol.process: the collector settings every Baton process runs with."""
+"""plumbing.process: the collector settings every Baton process runs with."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from protocol.process import FIRST_GENERATION_THRESHOLD, run_loop, tune_gc
+from plumbing.process import FIRST_GENERATION_THRESHOLD, run_loop, tune_gc
 
 
 @pytest.fixture
