@@ -3,7 +3,7 @@
 aio-pika reconnects a robust connection only once it has connected; the orchestrator must also
 start (and report the broker down on /health) while RabbitMQ is not there yet, so both of its
 connections (publishing and consuming) retry their first connect with `retry_with_backoff`.
-Their sockets send the frames written in one loop turn as one write (protocol.coalescing), through
+Their sockets send the frames written in one loop turn as one write (plumbing.coalescing), through
 aiormq's TransportFactory hook; aio-pika hands it to aiormq on every reconnect.
 """
 
@@ -23,7 +23,7 @@ from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
 
 from orchestrator.errors import BrokerUnavailable
-from protocol.coalescing import CoalescingTransport, coalesce_writes
+from plumbing.coalescing import CoalescingTransport, coalesce_writes
 
 # Errors aio-pika, aiormq and the socket layer raise when the link or a channel breaks.
 LINK_ERRORS: Final = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)

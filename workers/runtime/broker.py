@@ -2,7 +2,7 @@
 
 aio-pika and aiormq errors stop here and become BrokerError / UnroutableError, so the rest
 of the runtime handles one error tree. The socket sends the frames written in one loop turn as
-one write (protocol.coalescing): events, acks and replies of concurrent tasks share sends.
+one write (plumbing.coalescing): events, acks and replies of concurrent tasks share sends.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiormq import spec
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory
 from yarl import URL
 
-from protocol.coalescing import coalesce_writes
+from plumbing.coalescing import coalesce_writes
 from protocol.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from protocol.coalescing import CoalescingTransport, coalesce_writes
+from plumbing.coalescing import CoalescingTransport, coalesce_writes
 
 
 @dataclass
