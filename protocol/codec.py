@@ -15,7 +15,7 @@ import msgpack
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
-from protocol.errors import DecodeError, MessageTooLarge, UnsupportedContentType
+from protocol.errors import DecodeError, MessageTooLarge, UnsupportedContentType, summarise_validation
 
 MSGPACK: Final[str] = "application/msgpack"
 JSON: Final[str] = "application/json"
@@ -156,10 +156,4 @@ class CodecSet:
         try:
             return cls.model_validate(obj)
         except ValidationError as exc:
-            raise DecodeError(f"invalid {cls.__name__}: {_summarise(exc)}") from exc
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]]
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+            raise DecodeError(f"invalid {cls.__name__}: {summarise_validation(exc)}") from exc

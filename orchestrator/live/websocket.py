@@ -33,6 +33,7 @@ from orchestrator.auth import Authenticator, Principal
 from orchestrator.live.hub import ClientConnection, WebSocketHub
 from orchestrator.models import CancelResult, JobUpdate
 from orchestrator.store.registry import RedisTaskRegistry, RegistryError
+from protocol.errors import summarise_validation
 from protocol.events import TaskEvent
 
 AUTH_TIMEOUT_SECONDS: Final[float] = 10.0
@@ -244,7 +245,7 @@ class WebSocketEndpoint:
         try:
             event = TaskEvent.model_validate(body)
         except ValidationError as exc:
-            raise ClientError("invalid_event", _summarise(exc)) from exc
+            raise ClientError("invalid_event", summarise_validation(exc)) from exc
         if event.service != service:
             # The registry then holds the event to the tasks routed to that service.
             raise ClientError("forbidden", f"this token reports for service {service!r} only, not {event.service!r}")
@@ -291,7 +292,3 @@ def _is_job_id(value: Any) -> TypeGuard[str]:
 
 def _error(error: str, detail: str) -> dict[str, Any]:
     return {"type": "error", "error": error, "detail": detail}
-
-
-def _summarise(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from protocol.envelope import TaskEnvelope
+from protocol.errors import summarise_validation
 from protocol.events import (
     ATTEMPT_SEQ_STRIDE,
     JobStatus,
@@ -47,7 +48,6 @@ from workers.runtime.intake import Accepted
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS: Final[int] = 2000
-_MAX_VALIDATION_ITEMS: Final[int] = 5
 
 VALIDATION_ERROR: Final[str] = "ValidationError"
 DEADLINE_EXCEEDED: Final[str] = DeadlineExceeded.__name__
@@ -112,15 +112,6 @@ class Failure:
     def event(self, envelope: TaskEnvelope, seq: int) -> TaskEvent:
         """The final task_failed event reporting this failure."""
         return failed_event(envelope, error=self.error, error_type=self.error_type, seq=seq, status=self.status)
-
-
-def summarise_validation(exc: ValidationError) -> str:
-    parts = [
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-        for err in exc.errors(include_url=False)[:_MAX_VALIDATION_ITEMS]
-    ]
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
 def clip(message: str, limit: int = MAX_ERROR_CHARS) -> str:
