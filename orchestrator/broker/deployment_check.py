@@ -30,9 +30,9 @@ import redis.exceptions as redis_exc
 from pydantic import BaseModel, Field
 
 from orchestrator.broker.queue_inspector import QueueStats
-from orchestrator.cancellation import cancel_and_wait
 from orchestrator.errors import BrokerError
 from orchestrator.store import keys
+from plumbing.cancellation import cancel_and_wait
 from protocol.topology import ORCHESTRATOR_EVENTS_QUEUE
 
 log = logging.getLogger(__name__)

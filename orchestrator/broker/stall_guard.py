@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from orchestrator.cancellation import cancel_and_wait
+from plumbing.cancellation import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

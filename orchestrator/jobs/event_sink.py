@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.burst_log import BurstLog
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
 from orchestrator.store.registry import REFUSALS, RedisTaskRegistry
+from plumbing.burst_log import BurstLog
 from protocol.events import TaskEvent
 
 log = logging.getLogger(__name__)

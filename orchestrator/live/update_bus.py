@@ -28,11 +28,11 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 from redis.asyncio.client import Pipeline
 
-from orchestrator.cancellation import cancel_and_wait
 from orchestrator.models import JobUpdate
 from orchestrator.store import keys
 from orchestrator.store.redis_batch import PipelineBatcher
 from orchestrator.store.registry import redis_errors
+from plumbing.cancellation import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from typing import Final
 
 import redis.asyncio as aioredis
 
-from orchestrator.burst_log import BurstLog
 from orchestrator.store import keys
 from orchestrator.store.codec import text
 from orchestrator.store.registry import redis_errors
+from plumbing.burst_log import BurstLog
 from protocol.control import WorkerHeartbeat
 from protocol.services import BUILTIN_JOB_TYPES, BUILTIN_SERVICES
 

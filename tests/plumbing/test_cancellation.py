@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from orchestrator.cancellation import cancel_and_wait
+from plumbing.cancellation import cancel_and_wait
 
 
 async def test_a_task_that_swallows_one_cancel_is_still_stopped() -> None:

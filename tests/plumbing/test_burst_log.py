@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from orchestrator.burst_log import BurstLog
+from plumbing.burst_log import BurstLog
 
 
 def test_a_burst_is_logged_once_then_once_per_interval_with_the_count(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""A warning that may recur in floods (forged or broken messages), logged once per burst."""
+"""A warning that may recur in floods (forged or broken messages, a Redis that is down), logged once per burst."""
 
 from __future__ import annotations
 
