@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 from collections.abc import Callable
 from datetime import datetime
 
+from plumbing.cancellation import cancel_and_wait
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 from workers.errors import BrokerError
@@ -62,9 +62,7 @@ class Heartbeat:
     async def stop(self) -> None:
         """Stop the loop and say goodbye, so the directory does not wait for the beat to go stale."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self.beat(stopping=True)
 

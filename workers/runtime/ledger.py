@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from plumbing.burst_log import BurstLog
 from protocol.envelope import TaskEnvelope
 from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key, done_key
 from workers.errors import ConfigurationError
@@ -173,8 +174,7 @@ class TaskLedger:
         self._checks: _Coalescer[tuple[str, str], tuple[_Raw, _Raw]] = _Coalescer(self._read, "baton-ledger-checks")
         self._marks: _Coalescer[tuple[str, int], None] = _Coalescer(self._write, "baton-ledger-marks")
         self._skip_until = 0.0
-        self._last_warning = 0.0
-        self._suppressed = 0
+        self._warnings = BurstLog(log, interval=WARNING_INTERVAL_SECONDS)
         self.errors = 0
 
     async def close(self) -> None:
@@ -242,21 +242,14 @@ class TaskLedger:
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.errors += 1
-        now = time.monotonic()
-        self._skip_until = now + LEDGER_BACKOFF_SECONDS
-        if now - self._last_warning < WARNING_INTERVAL_SECONDS:
-            self._suppressed += 1
-            return
-        more = f" ({self._suppressed} similar failure(s) not logged)" if self._suppressed else ""
-        log.warning(
-            "delivery ledger %s failed (%s: %s); running tasks without it (at-least-once)%s",
+        self._skip_until = time.monotonic() + LEDGER_BACKOFF_SECONDS
+        self._warnings.warning(
+            "failed",
+            "delivery ledger %s failed (%s: %s); running tasks without it (at-least-once)",
             operation,
             type(exc).__name__,
             exc,
-            more,
         )
-        self._last_warning = now
-        self._suppressed = 0
 
 
 def _attempt(raw: bytes | str | None) -> int | None:
