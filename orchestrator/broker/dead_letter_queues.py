@@ -28,9 +28,9 @@ import aiormq
 import aiormq.abc
 from pamqp.commands import Basic
 
-from orchestrator.broker.connect import LINK_ERRORS
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.errors import BrokerUnavailable
+from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError
@@ -54,7 +54,7 @@ MAX_SHOWN_ITEMS: Final[int] = 32
 MAX_SHOWN_DEPTH: Final[int] = 3
 _MAX_COUNT: Final[int] = 2**31 - 1
 _GET_TIMEOUT_SECONDS: Final[float] = 5.0
-_LINK_ERRORS = (*LINK_ERRORS, TimeoutError)
+_LINK_ERRORS = (*AMQP_ERRORS, TimeoutError)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ import aiormq.abc
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 
-from orchestrator.broker.connect import LINK_ERRORS, connect_robust, publish_confirmed, retry_with_backoff
+from orchestrator.broker.connect import connect_robust, retry_with_backoff
 from orchestrator.broker.queue_inspector import QueueInspector, QueueStats
 from orchestrator.broker.stall_guard import StallGuard
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed, UnpublishableJob
+from plumbing.amqp import AMQP_ERRORS, publish_confirmed
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
@@ -211,7 +212,7 @@ class TaskPublisher:
                 await self._stall.guard(self._inspector.declare_service(service), self._publish_timeout)
             except TimeoutError as exc:
                 raise PublishFailed("timeout", f"declaring the queues of {service!r} timed out") from exc
-            except LINK_ERRORS as exc:
+            except AMQP_ERRORS as exc:
                 raise self._translate(exc, f"declaring the queues of {service!r} failed", maybe_sent=False) from exc
             self._declared.add(service)
 
@@ -234,7 +235,7 @@ class TaskPublisher:
         except TimeoutError as exc:
             # The message may be on the wire or queued already, its confirm late or lost.
             raise PublishFailed("timeout", str(exc), maybe_sent=True) from exc
-        except LINK_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             # Broken while publishing: whether the broker got the message first cannot be told.
             raise self._translate(exc, "publish failed", maybe_sent=True) from exc
 
@@ -269,7 +270,7 @@ class TaskPublisher:
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 topology = await connection.channel(publisher_confirms=False)
                 await declare_exchanges(topology)
-        except (*LINK_ERRORS, TimeoutError) as exc:
+        except (*AMQP_ERRORS, TimeoutError) as exc:
             log.warning("RabbitMQ connected but channel setup failed: %s", exc)
             await connection.close()
             return None

@@ -27,8 +27,8 @@ from typing import Any, Final
 import aiormq
 import aiormq.abc
 
-from orchestrator.broker.connect import LINK_ERRORS
 from orchestrator.errors import BrokerUnavailable
+from plumbing.amqp import AMQP_ERRORS, connect_or_close
 from protocol.topology import declare_service
 
 DEFAULT_LANES: Final[int] = 4  # channels asking in parallel: hundreds of queues one after another take too long
@@ -104,7 +104,7 @@ class QueueInspector:
             yield channel
         finally:
             if not channel.is_closed:
-                with contextlib.suppress(*LINK_ERRORS):
+                with contextlib.suppress(*AMQP_ERRORS):
                     await channel.close()
 
     async def declare_service(self, service: str) -> None:
@@ -127,7 +127,7 @@ class QueueInspector:
         for lane in (*self._lanes, self._declaring):
             lane.channel = None
         if connection is not None and not connection.is_closed:
-            with contextlib.suppress(*LINK_ERRORS):
+            with contextlib.suppress(*AMQP_ERRORS):
                 await connection.close()
 
     async def _lane_stats(
@@ -145,7 +145,7 @@ class QueueInspector:
                     stats[name] = None
                     lane.channel = None  # the broker closed it
                     continue
-                except (*LINK_ERRORS, TimeoutError) as exc:
+                except (*AMQP_ERRORS, TimeoutError) as exc:
                     raise BrokerUnavailable(f"cannot inspect queues: {exc!r}") from exc
                 stats[name] = QueueStats(messages=ok.message_count or 0, consumers=ok.consumer_count or 0)
         return stats
@@ -155,7 +155,7 @@ class QueueInspector:
             return await connection.channel(
                 self._channel_number(connection), publisher_confirms=False, timeout=self._rpc_timeout
             )
-        except (*LINK_ERRORS, TimeoutError) as exc:
+        except (*AMQP_ERRORS, TimeoutError) as exc:
             raise BrokerUnavailable(f"cannot open a channel: {exc!r}") from exc
 
     def _channel_number(self, connection: aiormq.Connection) -> int:
@@ -183,14 +183,9 @@ class QueueInspector:
     async def _open_connection(self) -> aiormq.Connection:
         connection = _InspectionConnection(self._url, client_properties={"connection_name": self._connection_name})
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                await connection.connect()
-        except BaseException as exc:
-            with contextlib.suppress(*LINK_ERRORS, asyncio.CancelledError):
-                await connection.close()
-            if isinstance(exc, (*LINK_ERRORS, TimeoutError)):
-                raise BrokerUnavailable(f"cannot connect to RabbitMQ for queue inspection: {exc!r}") from exc
-            raise
+            await connect_or_close(connection, asyncio.wait_for(connection.connect(), self._connect_timeout))
+        except (*AMQP_ERRORS, TimeoutError) as exc:
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ for queue inspection: {exc!r}") from exc
         self._next_number = 1
         return connection
 

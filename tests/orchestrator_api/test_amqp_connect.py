@@ -11,7 +11,8 @@ import asyncio
 import aio_pika
 import pytest
 
-from orchestrator.broker.connect import CoalescingRobustConnection, connect_robust
+from orchestrator.broker.connect import connect_robust
+from plumbing.amqp import CoalescingRobustConnection
 
 
 @pytest.mark.integration

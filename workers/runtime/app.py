@@ -17,13 +17,14 @@ from typing import Final
 import aiohttp
 from aio_pika.abc import AbstractRobustConnection
 
+from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
 from protocol.topology import declare_service
 from workers.config import WorkerSettings
 from workers.errors import BrokerError, ConfigurationError
 from workers.http import HttpPolicy
 from workers.runtime.attempt import AttemptDeps, AttemptRunner
-from workers.runtime.broker import BROKER_ERRORS, AmqpPublisher, connect, open_channel, redact
+from workers.runtime.broker import AmqpPublisher, connect, open_channel, redact
 from workers.runtime.cancellations import CancelledJobs, ControlListener
 from workers.runtime.consumer import TaskConsumer
 from workers.runtime.event_publisher import EventPublisher
@@ -99,7 +100,7 @@ class WorkerRuntime:
         publish_channel = await open_channel(self._connection)
         try:
             await declare_service(publish_channel, service)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             raise BrokerError(f"cannot declare the topology of {service!r}: {exc}") from exc
 
         amqp = AmqpPublisher(publish_channel)
@@ -185,7 +186,7 @@ class WorkerRuntime:
         if self._connection is not None:
             try:
                 await self._connection.close()
-            except BROKER_ERRORS as exc:
+            except AMQP_ERRORS as exc:
                 log.warning("closing the broker connection failed: %s", exc)
             self._connection = None
 

@@ -8,6 +8,7 @@ from typing import Final
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
@@ -15,7 +16,6 @@ from protocol.errors import DecodeError
 from protocol.topology import CONTROL_EXCHANGE
 from workers.errors import BrokerError
 from workers.runtime.bounded_map import BoundedMap
-from workers.runtime.broker import BROKER_ERRORS
 from workers.runtime.executions import Executions
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ControlListener:
             self._queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
             await self._queue.bind(CONTROL_EXCHANGE, routing_key="")
             await self._queue.consume(self._on_message, no_ack=True)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             raise BrokerError(f"cannot listen on {CONTROL_EXCHANGE}: {exc}") from exc
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:

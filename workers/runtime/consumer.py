@@ -13,9 +13,9 @@ import time
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
+from plumbing.amqp import AMQP_ERRORS
 from protocol.topology import service_queues
 from workers.errors import BrokerError
-from workers.runtime.broker import BROKER_ERRORS
 from workers.runtime.executions import Executions, StopReason
 from workers.runtime.runner import TaskRunner
 from workers.runtime.settle import Happened, decide, settle
@@ -49,7 +49,7 @@ class TaskConsumer:
             # Declared with the full arguments (not passively), so a robust reconnect re-creates it as well.
             self._queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
             self._consumer_tag = await self._queue.consume(self._on_message)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             raise BrokerError(f"cannot consume {spec.name}: {exc}") from exc
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -122,6 +122,6 @@ class TaskConsumer:
             return
         try:
             await self._queue.cancel(self._consumer_tag)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             log.warning("cancelling the consumer of %s failed: %s", self.queue_name, exc)
         self._consumer_tag = None

@@ -11,13 +11,14 @@ import aio_pika
 from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError
 from protocol.events import EventType, TaskEvent
 from protocol.topology import TASKS_EXCHANGE
 from workers.errors import BrokerError, ServiceCallError, ServiceCallTimeout
-from workers.runtime.broker import BROKER_ERRORS, AmqpPublisher
+from workers.runtime.broker import AmqpPublisher
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class ReplyRouter:
         try:
             queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
             await queue.consume(self._on_message, no_ack=True)
-        except BROKER_ERRORS as exc:
+        except AMQP_ERRORS as exc:
             raise BrokerError(f"cannot open the reply queue {self.queue_name}: {exc}") from exc
 
     def expect(self, task_id: str) -> asyncio.Future[TaskEvent]:

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from workers.runtime.broker import BROKER_ERRORS
+from plumbing.amqp import AMQP_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ async def reject(message: AbstractIncomingMessage) -> bool:
 async def _confirmed(message: AbstractIncomingMessage, operation: Awaitable[None], what: str) -> bool:
     try:
         await operation
-    except BROKER_ERRORS as exc:
+    except AMQP_ERRORS as exc:
         log.warning("%s of message %s failed (%r); the broker will redeliver it", what, message.message_id, exc)
         return False
     return True
