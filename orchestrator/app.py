@@ -42,10 +42,10 @@ from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.redis_batch import PipelineBatcher
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
+from plumbing.redis_batch import PipelineBatcher
 from protocol.codec import CodecSet
 
 SHUTDOWN_TIMEOUT_SECONDS: Final[float] = 10.0

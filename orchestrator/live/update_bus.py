@@ -30,9 +30,9 @@ from redis.asyncio.client import Pipeline
 
 from orchestrator.models import JobUpdate
 from orchestrator.store import keys
-from orchestrator.store.redis_batch import PipelineBatcher
 from orchestrator.store.registry import redis_errors
 from plumbing.cancellation import cancel_and_wait
+from plumbing.redis_batch import PipelineBatcher, RoundTripBatcher
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,6 @@ def _update_from(body: dict[str, Any]) -> JobUpdate:
 
 def _publish(pipe: Pipeline, *, channel: str, body: bytes) -> object:
     return pipe.publish(channel, body)
-
-
-def _fail(waiting: asyncio.Future[None] | None, exc: Exception) -> None:
-    if waiting is not None and not waiting.done():
-        waiting.set_exception(exc)
-        waiting.exception()  # its callers re-raise it; none may be left "never retrieved"
 
 
 class JobWatch:
@@ -137,9 +131,10 @@ class UpdateBus:
         self._subscribed = asyncio.Event()
         self._batch = batcher or PipelineBatcher(redis)
         self._origin = secrets.token_hex(8)  # this replica, in the updates it publishes
-        self._outgoing: list[dict[str, Any]] = []
-        self._sent: asyncio.Future[None] | None = None  # resolved once the PUBLISH carrying _outgoing is done
-        self._sender: asyncio.Task[None] | None = None
+        # One PUBLISH at a time, each carrying every update published since the last one.
+        self._outgoing: RoundTripBatcher[dict[str, Any], None] = RoundTripBatcher(
+            self._publish_all, "baton-update-bus-publish"
+        )
 
     async def publish(self, update: JobUpdate) -> None:
         """Publish once Redis took it; updates published meanwhile share one message, in call order."""
@@ -154,34 +149,17 @@ class UpdateBus:
         self._deliver(update)
         body = update_body(update)
         body["origin"] = self._origin
-        self._outgoing.append(body)
-        if self._sent is None:
-            self._sent = asyncio.get_running_loop().create_future()
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_all(), name="baton-update-bus-publish")
-        return self._sent
+        return self._outgoing.enqueue(body)
 
-    async def _send_all(self) -> None:
-        """One PUBLISH at a time, each carrying every update published since the last one."""
-        sent: asyncio.Future[None] | None = None
+    async def _publish_all(self, batch: list[dict[str, Any]]) -> list[None]:
+        body = msgpack.packb(batch[0] if len(batch) == 1 else batch, use_bin_type=True)
         try:
-            while self._outgoing:
-                await asyncio.sleep(0)  # let the updates of this loop turn join
-                batch, self._outgoing = self._outgoing, []
-                sent, self._sent = self._sent, None
-                assert sent is not None
-                body = msgpack.packb(batch[0] if len(batch) == 1 else batch, use_bin_type=True)
-                try:
-                    await self._batch.run(functools.partial(_publish, channel=self._channel, body=body))
-                except Exception as exc:
-                    # The changes are saved; clients see them in the registry and their next snapshot.
-                    log.warning("%d job update(s) saved but not announced: %s", len(batch), exc)
-                    _fail(sent, exc)
-                else:
-                    sent.set_result(None)
-        except asyncio.CancelledError:
-            _fail(sent, redis_exc.ConnectionError("the update bus stopped"))  # stop() releases the rest
+            await self._batch.run(functools.partial(_publish, channel=self._channel, body=body))
+        except Exception as exc:
+            # The changes are saved; clients see them in the registry and their next snapshot.
+            log.warning("%d job update(s) saved but not announced: %s", len(batch), exc)
             raise
+        return [None] * len(batch)
 
     def add_listener(self, fn: Listener) -> Callable[[], None]:
         """Call `fn` with every update this replica receives; returns the remover."""
@@ -210,13 +188,7 @@ class UpdateBus:
             log.warning("update bus not subscribed yet; retrying in the background")
 
     async def stop(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-        # Cancelled before it ever ran, the sender had no chance to release them.
-        _fail(self._sent, redis_exc.ConnectionError("the update bus stopped"))
-        self._outgoing, self._sent = [], None
+        await self._outgoing.close(redis_exc.ConnectionError("the update bus stopped"))
         task, self._task = self._task, None
         if task is not None:
             await cancel_and_wait(task)

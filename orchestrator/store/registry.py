@@ -32,7 +32,7 @@ from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
 from orchestrator.store.event_rules import attempt_of, task_status
-from orchestrator.store.redis_batch import PipelineBatcher
+from plumbing.redis_batch import PipelineBatcher
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import utc_now

@@ -7,8 +7,8 @@ import asyncio
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
-from orchestrator.store.redis_batch import PipelineBatcher
 from orchestrator.store.redis_client import make_redis
+from plumbing.redis_batch import PipelineBatcher
 
 
 async def test_concurrent_commands_share_pipelines_in_call_order(redis_client: aioredis.Redis, unique: str) -> None:

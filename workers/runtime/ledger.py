@@ -11,8 +11,9 @@ again for every delivery.
 
 A worker runs up to its prefetch of deliveries at once, each asking the ledger twice. Concurrent
 calls share round trips: while one is in flight, the calls that arrive wait and go together in
-the next (all checks as one MGET, all marks as one script call). A call made while nothing is in
-flight is sent at once, so a lone delivery pays what it did without coalescing.
+the next (all checks as one MGET, all marks as one script call: plumbing.redis_batch). A call
+made while nothing is in flight is sent at once, so a lone delivery pays what it did without
+coalescing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Final, Generic, TypeVar
+from typing import Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -30,6 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from plumbing.burst_log import BurstLog
+from plumbing.redis_batch import RoundTripBatcher
 from protocol.envelope import TaskEnvelope
 from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key, done_key
 from workers.errors import ConfigurationError
@@ -57,8 +59,6 @@ end
 """
 
 _Raw = bytes | str | None
-_Item = TypeVar("_Item")
-_Reply = TypeVar("_Reply")
 _Result = TypeVar("_Result")
 
 
@@ -71,90 +71,6 @@ class LedgerState(StrEnum):
 
 class _BackingOff(Exception):
     """A batch that came due while Redis is left alone after a failure: answered without asking it."""
-
-
-class _Coalescer(Generic[_Item, _Reply]):
-    """At most one round trip in flight; the calls that arrive meanwhile go together in the next.
-
-    Nagle-free: a call made while nothing is in flight is sent at once, in the caller's own task.
-    When a round trip ends and calls are waiting, one background task sends them as one batch
-    (and the next, until none wait). `send` answers a batch with one reply per item, in order,
-    or raises, and then every caller in the batch gets that error.
-    """
-
-    def __init__(self, send: Callable[[list[_Item]], Awaitable[list[_Reply]]], name: str) -> None:
-        self._send = send
-        self._name = name
-        self._waiting: list[tuple[_Item, asyncio.Future[_Reply]]] = []
-        self._busy = False
-        self._drainer: asyncio.Task[None] | None = None
-
-    async def submit(self, item: _Item, timeout: float) -> _Reply:
-        """The reply to `item`; TimeoutError when a waiting call saw no answer within `timeout` s
-        (a call sent at once is bounded by `send` itself)."""
-        if not self._busy:
-            self._busy = True
-            try:
-                return (await self._send([item]))[0]
-            finally:
-                self._next()
-        reply: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, reply))
-        try:
-            async with asyncio.timeout(timeout):
-                return await reply
-        except BaseException:
-            if reply.done() and not reply.cancelled():
-                reply.exception()  # answered just as this caller gave up: retrieved, so never logged
-            raise
-
-    async def close(self) -> None:
-        """Stop sending; calls still waiting get a ConnectionError (their callers answer UNKNOWN)."""
-        drainer = self._drainer
-        if drainer is not None:
-            drainer.cancel()
-            await asyncio.wait([drainer])
-        self._fail(self._waiting, ConnectionError("delivery ledger closed"))
-        self._waiting = []
-
-    def _next(self) -> None:
-        if self._waiting:
-            self._drainer = asyncio.create_task(self._drain(), name=self._name)
-        else:
-            self._busy = False
-
-    async def _drain(self) -> None:
-        batch: list[tuple[_Item, asyncio.Future[_Reply]]] = []
-        try:
-            while self._waiting:
-                # Callers that gave up (timed out) are left out: their answer has no one to go to.
-                batch = [entry for entry in self._waiting if not entry[1].done()]
-                self._waiting = []
-                if batch:
-                    await self._answer(batch)
-        except asyncio.CancelledError:  # closed: the batch in flight is not answered
-            self._fail(batch, ConnectionError("delivery ledger closed"))
-            raise
-        finally:
-            self._busy = False
-            self._drainer = None
-
-    async def _answer(self, batch: list[tuple[_Item, asyncio.Future[_Reply]]]) -> None:
-        try:
-            replies = await self._send([item for item, _ in batch])
-            answered = list(zip(batch, replies, strict=True))
-        except Exception as exc:
-            self._fail(batch, exc)
-            return
-        for (_, reply), value in answered:
-            if not reply.done():
-                reply.set_result(value)
-
-    @staticmethod
-    def _fail(batch: list[tuple[_Item, asyncio.Future[_Reply]]], error: BaseException) -> None:
-        for _, reply in batch:
-            if not reply.done():
-                reply.set_exception(error)
 
 
 class TaskLedger:
@@ -171,15 +87,18 @@ class TaskLedger:
             raise ConfigurationError(f"REDIS_URL is not usable: {exc}") from exc
         self._mark_done = self._redis.register_script(_MARK_DONE)
         self._timeout = timeout_seconds
-        self._checks: _Coalescer[tuple[str, str], tuple[_Raw, _Raw]] = _Coalescer(self._read, "baton-ledger-checks")
-        self._marks: _Coalescer[tuple[str, int], None] = _Coalescer(self._write, "baton-ledger-marks")
+        self._checks: RoundTripBatcher[tuple[str, str], tuple[_Raw, _Raw]] = RoundTripBatcher(
+            self._read, "baton-ledger-checks"
+        )
+        self._marks: RoundTripBatcher[tuple[str, int], None] = RoundTripBatcher(self._write, "baton-ledger-marks")
         self._skip_until = 0.0
         self._warnings = BurstLog(log, interval=WARNING_INTERVAL_SECONDS)
         self.errors = 0
 
     async def close(self) -> None:
-        await self._checks.close()
-        await self._marks.close()
+        # Calls still waiting answer UNKNOWN (a ConnectionError is one of the Redis errors).
+        await self._checks.close(ConnectionError("delivery ledger closed"))
+        await self._marks.close(ConnectionError("delivery ledger closed"))
         await self._redis.aclose()
 
     async def check(self, envelope: TaskEnvelope) -> LedgerState:
@@ -188,7 +107,7 @@ class TaskLedger:
             return LedgerState.UNKNOWN
         keys = (done_key(envelope.task_id), cancelled_key(envelope.tenant_id, envelope.global_task_id))
         try:
-            done, cancelled = await self._checks.submit(keys, self._timeout * 2)
+            done, cancelled = await self._checks.submit(keys, timeout=self._timeout * 2)
         except _BackingOff:
             return LedgerState.UNKNOWN
         except _REDIS_ERRORS as exc:
@@ -207,7 +126,7 @@ class TaskLedger:
         if self._skipping():
             return
         try:
-            await self._marks.submit((done_key(task_id), attempt), self._timeout * 2)
+            await self._marks.submit((done_key(task_id), attempt), timeout=self._timeout * 2)
         except _BackingOff:
             return
         except _REDIS_ERRORS as exc:
