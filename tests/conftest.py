@@ -2,6 +2,10 @@
 
 Tests share the broker and Redis with each other and with other runs: they use uuid-named
 services and tenants, delete the queues they declare, and never flush a Redis database.
+
+A test is an integration test when it needs a service fixture, directly or through another
+fixture, or lives in a folder that starts real processes; it gets the `integration` mark here,
+so `pytest -m "not integration"` runs without RabbitMQ and Redis and no hand-placed mark can drift.
 """
 
 from __future__ import annotations
@@ -9,11 +13,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.services import resolve_rabbitmq_url, resolve_redis_url
+
+TESTS = Path(__file__).parent
+# Every fixture that reaches RabbitMQ or Redis depends on one of these.
+SERVICE_FIXTURES = frozenset({"rabbitmq_url", "redis_url"})
+# Their tests start the real processes (or private brokers) whatever fixtures they ask for.
+INTEGRATION_FOLDERS = frozenset({"e2e", "faults", "fuzz"})
+
+
+def needs_services(item: pytest.Item) -> bool:
+    if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_FOLDERS
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_services(item):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
