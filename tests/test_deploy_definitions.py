@@ -90,7 +90,6 @@ async def _refused(action: Callable[[aio_pika.abc.AbstractChannel], Awaitable[An
         await connection.close()
 
 
-@pytest.mark.integration
 async def test_a_worker_user_does_its_work_and_no_more(
     rabbitmq_url: str, broker_users: dict[str, str], unique: str
 ) -> None:

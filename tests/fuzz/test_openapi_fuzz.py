@@ -15,7 +15,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import pytest
 import redis.asyncio as aioredis
 import requests
 import schemathesis
@@ -26,8 +25,6 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from tests.fuzz.cases import adjust
 from tests.orchestrator_api.conftest import serve_api
-
-pytestmark = pytest.mark.integration
 
 EXAMPLES_PER_OPERATION_AND_MODE: Final[int] = 25
 MAX_WAIT_SECONDS: Final[float] = 0.05
@@ -52,7 +49,6 @@ def fuzz(base_url: str, headers: dict[str, str], job_type: str, examples: int) -
             if operation.path.startswith(SKIPPED_PATHS):
                 continue
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
                 # No shrinking: each step would be another request; the first failing case is reported as sent.
                 @settings(
                     max_examples=examples,
@@ -83,8 +79,6 @@ async def test_fuzz_finds_no_server_error_and_no_undocumented_answer(
     async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
         base_url = str(api.client.make_url("")).rstrip("/")
         # The server runs on this loop; schemathesis's blocking client runs in a thread beside it.
-        report = await asyncio.to_thread(
-            fuzz, base_url, api.headers_a, api.job_type, EXAMPLES_PER_OPERATION_AND_MODE
-        )
+        report = await asyncio.to_thread(fuzz, base_url, api.headers_a, api.job_type, EXAMPLES_PER_OPERATION_AND_MODE)
     assert not report.failures, "\n\n".join(report.failures)
     assert report.cases >= 200

@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
-import pytest
 
 from orchestrator.broker.connect import connect_robust
 from plumbing.amqp import CoalescingRobustConnection
 
 
-@pytest.mark.integration
 async def test_frames_of_concurrent_channels_share_socket_writes(rabbitmq_url: str, unique: str) -> None:
     connection = await connect_robust(rabbitmq_url, f"test-coalescing-{unique}", timeout=5)
     try:
@@ -38,7 +36,6 @@ async def test_frames_of_concurrent_channels_share_socket_writes(rabbitmq_url: s
         await connection.close()
 
 
-@pytest.mark.integration
 async def test_a_connect_cut_short_leaves_nothing_running(rabbitmq_url: str, unique: str) -> None:
     """Stopping the app while a connection is being made (cancelled at any point of the handshake)
     closes what was opened: no aio-pika task outlives it to fail once the loop is closed."""

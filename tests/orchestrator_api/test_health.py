@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.app import HEALTH, PUBLISHER
@@ -14,8 +13,6 @@ from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.store import keys
 from protocol.topology import declare_service, task_queue
 from tests.orchestrator_api.conftest import Api
-
-pytestmark = pytest.mark.integration
 
 
 def count_queue_checks(api: Api) -> list[int]:

@@ -16,8 +16,6 @@ from orchestrator.auth import Authenticator
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
 from tests.orchestrator_api.conftest import Api, serve_api
 
-pytestmark = pytest.mark.integration
-
 BIG_INT = 18446744073709551616  # 2**64: outside what msgpack carries
 JSON = {"Content-Type": "application/json"}
 
@@ -95,9 +93,7 @@ async def test_a_job_over_the_message_cap_is_413_and_a_batch_item_over_it_is_its
     assert response.status == 413
     body = await response.json()
     assert body["error"] == "payload_too_large" and "65536-byte cap" in body["detail"]
-    batch = await api.client.post(
-        "/jobs/batch", json={"jobs": [{"type": api.job_type}, big]}, headers=api.headers_a
-    )
+    batch = await api.client.post("/jobs/batch", json={"jobs": [{"type": api.job_type}, big]}, headers=api.headers_a)
     assert batch.status == 200
     items = (await batch.json())["jobs"]
     assert "job_id" in items[0] and items[1]["error"] == "payload_too_large"

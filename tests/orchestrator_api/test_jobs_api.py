@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
-import pytest
 
 from orchestrator.app import LIVE
 from protocol.codec import CodecSet
@@ -18,8 +17,6 @@ from protocol.control import CancelCommand
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, Progress, completed_event, failed_event, status_event
 from protocol.topology import CONTROL_EXCHANGE, task_queue
 from tests.orchestrator_api.conftest import Api
-
-pytestmark = pytest.mark.integration
 
 SEQ = ATTEMPT_SEQ_STRIDE  # first attempt: its events are numbered SEQ + 1, SEQ + 2, ...
 

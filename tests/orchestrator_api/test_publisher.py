@@ -43,7 +43,6 @@ async def test_without_a_broker_it_starts_and_refuses_at_once() -> None:
         await publisher.close()  # also stops the background reconnect loop
 
 
-@pytest.mark.integration
 async def test_publishes_confirmed_envelopes_and_reports_queues(rabbitmq_url: str, unique: str) -> None:
     service = f"pub-{unique}"
     publisher = TaskPublisher(rabbitmq_url, CodecSet(), connection_name=f"test-publisher-{unique}")
@@ -81,7 +80,6 @@ async def test_publishes_confirmed_envelopes_and_reports_queues(rabbitmq_url: st
     assert not publisher.connected
 
 
-@pytest.mark.integration
 async def test_a_refused_publish_is_known_unsent(rabbitmq_url: str, unique: str) -> None:
     service = f"pub-{unique}"
     publisher = TaskPublisher(rabbitmq_url, CodecSet(), connection_name=f"test-publisher-{unique}")
@@ -102,7 +100,6 @@ async def test_a_refused_publish_is_known_unsent(rabbitmq_url: str, unique: str)
         await connection.close()
 
 
-@pytest.mark.integration
 async def test_a_broker_that_answers_late_is_connected_in_the_background(rabbitmq_url: str, unique: str) -> None:
     target = urlsplit(rabbitmq_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
@@ -127,7 +124,6 @@ async def test_a_broker_that_answers_late_is_connected_in_the_background(rabbitm
         await proxy.close()
 
 
-@pytest.mark.integration
 async def test_concurrent_publishes_share_socket_writes_and_are_all_confirmed(rabbitmq_url: str, unique: str) -> None:
     """One confirming channel, publishes at once: their frames leave together, each confirm still awaited.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
-import pytest
 
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.broker.queue_inspector import QueueInspector
@@ -19,8 +18,6 @@ from orchestrator.errors import PublishFailed
 from protocol.codec import CodecSet
 from protocol.envelope import TaskEnvelope
 from protocol.topology import service_queues, task_queue
-
-pytestmark = pytest.mark.integration
 
 BURSTS = 60
 

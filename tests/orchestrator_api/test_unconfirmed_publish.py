@@ -19,8 +19,6 @@ from tests.faults.tcp_proxy import TcpProxy
 from tests.orchestrator_api.conftest import Api, serve_api
 from tests.services import relocated_url
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 async def proxy(rabbitmq_url: str) -> AsyncIterator[TcpProxy]:

@@ -23,8 +23,6 @@ from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSett
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 
-pytestmark = pytest.mark.integration
-
 PERIOD = 0.2
 
 

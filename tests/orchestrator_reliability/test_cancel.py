@@ -24,8 +24,6 @@ from protocol.events import ATTEMPT_SEQ_STRIDE, completed_event
 from protocol.topology import CONTROL_EXCHANGE
 from tests.orchestrator_api.conftest import Api
 
-pytestmark = pytest.mark.integration
-
 
 async def _create(api: Api) -> str:
     response = await api.client.post("/jobs", json={"type": api.job_type}, headers=api.headers_a)

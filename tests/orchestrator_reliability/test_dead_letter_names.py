@@ -6,8 +6,6 @@ import pytest
 
 from tests.orchestrator_api.conftest import Api
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%0A%0A", "%20", ".dead"])
 async def test_a_name_with_a_trailing_newline_is_refused(api: Api, suffix: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import aio_pika
-import pytest
 
 from protocol.topology import REASON_HEADER, TASKS_EXCHANGE, TENANT_HEADER
 from tests.orchestrator_api.conftest import Api
@@ -15,8 +14,6 @@ from tests.orchestrator_reliability.test_dead_letter_poison import _park_raw
 from tests.orchestrator_reliability.test_retries_and_dead_letters import _create, _record
 from tests.workers.helpers import running
 from workers import TaskContext, Worker
-
-pytestmark = pytest.mark.integration
 
 
 def _worker(api: Api) -> Worker:

@@ -12,8 +12,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from orchestrator.app import create_app
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 
-pytestmark = pytest.mark.integration
-
 # Nothing listens on port 1. The broker is pointed at a closed port too, so this app never takes
 # events off the shared events queue that other orchestrators (with a working Redis) consume.
 DEAD_REDIS = "redis://127.0.0.1:1/0"

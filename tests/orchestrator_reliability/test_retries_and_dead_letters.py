@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import aio_pika
-import pytest
 
 from orchestrator.app import PUBLISHER
 from orchestrator.broker.dead_letter_queues import DeadLetterQueues
@@ -14,8 +13,6 @@ from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, failed_event, status_
 from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
 from tests.orchestrator_api.conftest import Api
 from tests.orchestrator_reliability.conftest import until
-
-pytestmark = pytest.mark.integration
 
 SEQ = ATTEMPT_SEQ_STRIDE
 

@@ -18,8 +18,6 @@ from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
 from tests.orchestrator_api.conftest import Api, serve_api
 from tests.orchestrator_reliability.conftest import until
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 async def swept(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:

@@ -9,8 +9,6 @@ import pytest
 from workers.errors import BrokerError
 from workers.runtime.broker import connect
 
-pytestmark = pytest.mark.integration
-
 
 async def test_a_connect_cut_short_leaves_nothing_running(rabbitmq_url: str) -> None:
     before = asyncio.all_tasks()

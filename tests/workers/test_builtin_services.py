@@ -14,8 +14,6 @@ from workers import Worker
 from workers.services import agent, embedding, ingestion, query
 from workers.services.hashing import embed
 
-pytestmark = pytest.mark.integration
-
 DOCUMENT = "\n\n".join(
     f"Paragraph {i}. It talks about topic {i} at some length, so that chunks fill up. " * 3 for i in range(12)
 )

@@ -17,8 +17,6 @@ from protocol.topology import task_queue
 from tests.workers.helpers import Tap, envelope, publish_cancel, publish_task, running
 from workers import RetryPolicy, ServiceCallError, ServiceCallTimeout, TaskContext, Worker
 
-pytestmark = pytest.mark.integration
-
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 
 

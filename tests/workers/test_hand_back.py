@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from aio_pika.abc import AbstractChannel
 
 from protocol.envelope import TaskEnvelope
@@ -14,8 +13,6 @@ from protocol.topology import task_queue
 from tests.workers.helpers import CODECS, Tap, envelope, publish_task, settings, wait_for_ready
 from workers import TaskContext, Worker
 from workers.runtime import WorkerRuntime
-
-pytestmark = pytest.mark.integration
 
 
 def one_at_a_time(service: str, started: asyncio.Event, release: asyncio.Event, calls: list[str]) -> Worker:

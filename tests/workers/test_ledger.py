@@ -20,8 +20,6 @@ from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for
 from workers import RetryPolicy, TaskContext, Worker
 from workers.runtime.ledger import LedgerState, TaskLedger
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -20,8 +20,6 @@ from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key, done_key
 from tests.workers.helpers import envelope
 from workers.runtime.ledger import LedgerState, TaskLedger
 
-pytestmark = pytest.mark.integration
-
 
 class Wire:
     """The commands a ledger's client sends, by name; can hold one in flight or fail one on cue."""

@@ -20,8 +20,6 @@ from tests.workers.helpers import Tap, envelope, publish_task, running, settings
 from workers import TaskContext, Worker
 from workers.runtime import run_worker
 
-pytestmark = pytest.mark.integration
-
 
 class Proxy:
     """Forwards TCP to the broker; `cut()` drops every open link, as a broker restart would."""

@@ -27,8 +27,6 @@ from tests.workers.helpers import CODECS, Tap, envelope, running
 from workers import TaskContext, Worker
 from workers.runtime.forwarding import Rescheduler
 
-pytestmark = pytest.mark.integration
-
 CLAIM = {TENANT_HEADER: "tenant-s", ATTEMPTS_HEADER: 1}
 
 

@@ -27,8 +27,6 @@ from tests.workers.helpers import CODECS, Tap, envelope, publish_task, running
 from workers import PermanentError, RetryPolicy, TaskContext, Worker
 from workers.runtime.ledger import TaskLedger
 
-pytestmark = pytest.mark.integration
-
 QUICK = RetryPolicy(max_retries=2, initial_delay_seconds=0.1, max_delay_seconds=0.2)
 
 

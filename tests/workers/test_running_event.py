@@ -21,8 +21,6 @@ from workers.errors import BrokerError
 from workers.runtime import consumer, settle
 from workers.runtime.event_publisher import EventPublisher
 
-pytestmark = pytest.mark.integration
-
 
 def _is_running(event: TaskEvent) -> bool:
     return event.event is EventType.TASK_STATUS_UPDATE and "progress" not in event.data

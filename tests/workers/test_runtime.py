@@ -27,8 +27,6 @@ from protocol.topology import (
 from tests.workers.helpers import CODECS, Tap, envelope, publish_raw, publish_task, running
 from workers import PermanentError, RetryPolicy, TaskContext, Worker
 
-pytestmark = pytest.mark.integration
-
 
 class Numbers(BaseModel):
     a: int

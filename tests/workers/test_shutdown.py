@@ -17,8 +17,6 @@ from protocol.events import EventType
 from protocol.topology import task_queue
 from tests.workers.helpers import CODECS, Tap, envelope, publish_task
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
