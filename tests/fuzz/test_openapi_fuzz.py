@@ -23,8 +23,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 
+from tests.api_server import serve_api
 from tests.fuzz.cases import adjust
-from tests.orchestrator_api.conftest import serve_api
 
 EXAMPLES_PER_OPERATION_AND_MODE: Final[int] = 25
 MAX_WAIT_SECONDS: Final[float] = 0.05

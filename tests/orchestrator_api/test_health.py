@@ -12,7 +12,7 @@ from orchestrator.app import HEALTH, PUBLISHER
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.store import keys
 from protocol.topology import declare_service, task_queue
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 
 
 def count_queue_checks(api: Api) -> list[int]:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
-from tests.orchestrator_api.conftest import Api, serve_api
+from tests.api_server import Api, serve_api
 
 BIG_INT = 18446744073709551616  # 2**64: outside what msgpack carries
 JSON = {"Content-Type": "application/json"}

@@ -16,7 +16,7 @@ from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, Progress, completed_event, failed_event, status_event
 from protocol.topology import CONTROL_EXCHANGE, task_queue
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 
 SEQ = ATTEMPT_SEQ_STRIDE  # first attempt: its events are numbered SEQ + 1, SEQ + 2, ...
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as aioredis
 
+from tests.api_server import Api, serve_api
 from tests.faults.tcp_proxy import TcpProxy
-from tests.orchestrator_api.conftest import Api, serve_api
 from tests.services import relocated_url
 
 

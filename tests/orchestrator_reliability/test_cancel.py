@@ -22,7 +22,7 @@ from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, completed_event
 from protocol.topology import CONTROL_EXCHANGE
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 
 
 async def _create(api: Api) -> str:

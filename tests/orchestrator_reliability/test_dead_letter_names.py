@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 
 
 @pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%0A%0A", "%20", ".dead"])

@@ -8,7 +8,7 @@ from typing import Any
 import aio_pika
 
 from protocol.topology import REASON_HEADER, TASKS_EXCHANGE, TENANT_HEADER
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 from tests.orchestrator_reliability.conftest import until
 from tests.orchestrator_reliability.test_dead_letter_poison import _park_raw
 from tests.orchestrator_reliability.test_retries_and_dead_letters import _create, _record

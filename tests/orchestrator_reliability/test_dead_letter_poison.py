@@ -14,7 +14,7 @@ import msgpack
 from protocol.codec import JSON, MSGPACK
 from protocol.envelope import TaskEnvelope
 from protocol.topology import ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 from tests.orchestrator_reliability.test_retries_and_dead_letters import _dead_depth, _failed_job
 
 

@@ -11,7 +11,7 @@ from orchestrator.broker.dead_letter_queues import DeadLetterQueues
 from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, failed_event, status_event
 from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
-from tests.orchestrator_api.conftest import Api
+from tests.api_server import Api
 from tests.orchestrator_reliability.conftest import until
 
 SEQ = ATTEMPT_SEQ_STRIDE

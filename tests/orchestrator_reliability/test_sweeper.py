@@ -15,7 +15,7 @@ from orchestrator.settings import SweeperSettings
 from orchestrator.store import keys
 from protocol import ledger
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
-from tests.orchestrator_api.conftest import Api, serve_api
+from tests.api_server import Api, serve_api
 from tests.orchestrator_reliability.conftest import until
 
 

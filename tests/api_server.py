@@ -1,0 +1,229 @@
+"""An orchestrator on the real RabbitMQ and Redis, with two uuid tenants and a uuid service, for tests.
+
+The service and its job type are announced through ServiceDirectory.record_heartbeat, as a
+worker would, so no test touches the built-in queues; every queue and Redis key a test makes
+is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aio_pika
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractConnection
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from orchestrator.app import LIVE, create_app
+from orchestrator.settings import OrchestratorSettings, SweeperSettings
+from orchestrator.store import keys
+from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
+from protocol.control import WorkerHeartbeat
+from protocol.envelope import TaskEnvelope, utc_now
+from protocol.events import TaskEvent
+from protocol.topology import EVENTS_EXCHANGE, event_routing_key, service_queues, task_queue
+
+Client = TestClient[web.Request, web.Application]
+
+
+@dataclass
+class Api:
+    client: Client
+    app: web.Application
+    tenant_a: str
+    tenant_b: str
+    headers_a: dict[str, str]
+    headers_b: dict[str, str]
+    service: str
+    job_type: str
+    amqp: AbstractConnection
+    codecs: CodecSet
+
+    async def announce(self) -> None:
+        heartbeat = WorkerHeartbeat(
+            worker_id=f"test-{self.service}",
+            service=self.service,
+            job_types=[self.job_type],
+            concurrency=1,
+            in_flight=0,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=utc_now(),
+            interval_seconds=30,
+        )
+        await self.app[LIVE].directory.record_heartbeat(heartbeat)
+
+    async def queued_envelopes(self) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, TaskEnvelope]]:
+        """Every message in the service queue, taken off it."""
+        channel = await self.amqp.channel()
+        try:
+            queue = await channel.declare_queue(task_queue(self.service), passive=True)
+            found = []
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                found.append((message, self.codecs.decode(TaskEnvelope, message.body, message.content_type)))
+            return found
+        finally:
+            await channel.close()
+
+    async def queue_depth(self) -> int:
+        """Ready messages in the service queue; 0 while it does not exist yet."""
+        channel = await self.amqp.channel()
+        try:
+            queue = await channel.declare_queue(task_queue(self.service), passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0
+        try:
+            return queue.declaration_result.message_count or 0
+        finally:
+            await channel.close()
+
+    async def emit(self, event: TaskEvent) -> None:
+        """Publish a task event as a worker would."""
+        channel = await self.amqp.channel(publisher_confirms=True)
+        try:
+            exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
+            message = aio_pika.Message(
+                self.codecs.encode(event),
+                content_type=self.codecs.default.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await exchange.publish(message, event_routing_key(event.tenant_id, event.service, event.event))
+        finally:
+            await channel.close()
+
+
+def _settings(
+    rabbitmq_url: str,
+    redis_url: str,
+    keys_to_tenants: dict[str, str],
+    admin_key: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> OrchestratorSettings:
+    return OrchestratorSettings(
+        rabbitmq_url=rabbitmq_url,
+        redis_url=redis_url,
+        api_keys=keys_to_tenants,
+        admin_key=admin_key,
+        max_message_bytes=max_message_bytes,
+    )
+
+
+def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
+    """A sweeper that only ever looks at the test's own tenants, with its own lock."""
+    return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
+
+
+async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:
+    doomed = [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}:*", count=1000)]
+    doomed += [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}", count=1000)]
+    if doomed:
+        await redis.delete(*doomed)
+
+
+@asynccontextmanager
+async def _serve(app: web.Application) -> AsyncIterator[Client]:
+    # Started before the client exists, so an app that fails to start leaves no open session behind.
+    server = TestServer(app)
+    try:
+        await server.start_server()
+    except BaseException:
+        await server.close()
+        raise
+    async with TestClient(server) as client:
+        yield client
+
+
+@asynccontextmanager
+async def serve_api(
+    rabbitmq_url: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    unique: str,
+    sweeper: Callable[[frozenset[str]], SweeperSettings] | None = None,
+    app_rabbitmq_url: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> AsyncIterator[Api]:
+    """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
+
+    `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy.
+    """
+    tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
+    key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
+    service, job_type = f"svc-{unique}", f"job_{unique}"
+    tenants = frozenset({tenant_a, tenant_b})
+    app = create_app(
+        _settings(
+            app_rabbitmq_url or rabbitmq_url,
+            redis_url,
+            {key_a: tenant_a, key_b: tenant_b},
+            admin_key=f"admin-{unique}",
+            max_message_bytes=max_message_bytes,
+        ),
+        sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
+    )
+    # A plain connection: a channel closed by a failed passive declare must stay closed.
+    amqp = await aio_pika.connect(rabbitmq_url, client_properties={"connection_name": f"test-api-{unique}"})
+    try:
+        async with _serve(app) as client:
+            api = Api(
+                client=client,
+                app=app,
+                tenant_a=tenant_a,
+                tenant_b=tenant_b,
+                headers_a={"Authorization": f"Bearer {key_a}"},
+                headers_b={"Authorization": f"Bearer {key_b}"},
+                service=service,
+                job_type=job_type,
+                amqp=amqp,
+                codecs=CodecSet(),
+            )
+            await api.announce()
+            yield api
+    finally:
+        channel = await amqp.channel()
+        for spec in service_queues(service):
+            await channel.queue_delete(spec.name)
+        await amqp.close()
+        for tenant in (tenant_a, tenant_b):
+            await _forget_tenant(redis_client, tenant)
+        await redis_client.hdel(keys.ROUTES, job_type)
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
+        await redis_client.delete(keys.workers(service), f"test:sweeper:{unique}")
+
+
+@asynccontextmanager
+async def serve_api_without_broker(redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+    """The orchestrator with RABBITMQ_URL pointing at a closed port."""
+    tenant = f"tc-{unique}"
+    key = f"key-c-{unique}"
+    service, job_type = f"svc-{unique}", f"job_{unique}"
+    app = create_app(
+        _settings("amqp://guest:guest@127.0.0.1:1/", redis_url, {key: tenant}),
+        sweeper=quiet_sweeper(unique, frozenset({tenant})),
+    )
+    try:
+        async with _serve(app) as client:
+            api = Api(
+                client=client,
+                app=app,
+                tenant_a=tenant,
+                tenant_b=tenant,
+                headers_a={"Authorization": f"Bearer {key}"},
+                headers_b={"Authorization": f"Bearer {key}"},
+                service=service,
+                job_type=job_type,
+                amqp=None,  # type: ignore[arg-type]
+                codecs=CodecSet(),
+            )
+            await api.announce()
+            yield api
+    finally:
+        await _forget_tenant(redis_client, tenant)
+        await redis_client.hdel(keys.ROUTES, job_type)
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
+        await redis_client.delete(keys.workers(service))
