@@ -10,7 +10,7 @@ import pytest
 from orchestrator.store.registry import DEFAULT_MAX_TASKS_PER_JOB, RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
-from tests.orchestrator_live.conftest import event_for, make_record
+from tests.records import event_for, make_record
 
 RUNNING = {"status": "running"}
 SEQ = ATTEMPT_SEQ_STRIDE  # attempt 1 numbers its events SEQ + 1, SEQ + 2, ...

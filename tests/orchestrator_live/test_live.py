@@ -19,7 +19,7 @@ from orchestrator.settings import OrchestratorSettings
 from protocol.codec import CodecSet
 from protocol.events import EventType
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key
-from tests.orchestrator_live.conftest import event_for, make_record
+from tests.records import event_for, make_record
 
 
 async def test_live_state_end_to_end(rabbitmq_url: str, redis_url: str, tenant: str, unique: str) -> None:

@@ -10,7 +10,7 @@ from orchestrator.models import JobRecord
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import TaskEnvelope, new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
-from tests.orchestrator_live.conftest import event_for, make_record
+from tests.records import event_for, make_record
 
 SEQ = ATTEMPT_SEQ_STRIDE  # attempt 1 numbers its events SEQ + 1, SEQ + 2, ...
 RUNNING = {"status": "running"}

@@ -16,7 +16,7 @@ from orchestrator.store.codec import packed_args
 from orchestrator.store.registry import RedisTaskRegistry, RegistryUnavailable, created_update
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
-from tests.orchestrator_live.conftest import event_for, make_record, records_created_in_order
+from tests.records import event_for, make_record, records_created_in_order
 
 RUNNING = {"status": "running"}
 

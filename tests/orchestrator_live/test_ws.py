@@ -26,7 +26,7 @@ from orchestrator.models import CancelResult, JobRecord, JobUpdate
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import EventType
-from tests.orchestrator_live.conftest import event_for, make_record
+from tests.records import event_for, make_record
 
 SERVICE_TOKEN = "service-token-for-tests"
 SERVICE = "query"  # the service SERVICE_TOKEN speaks for, and make_record's default
