@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.polling import NotReached, poll
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -121,34 +123,39 @@ class BatonSystem:
 
 
 async def wait_healthy(base_url: str, process: Process, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
+
+        async def health_status() -> int | str:
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{process.name} exited with {process.popen.returncode}:\n{process.log_tail()}")
             try:
                 async with session.get(f"{base_url}/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{process.name} not healthy within {timeout} s:\n{process.log_tail()}")
+                    return response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                return repr(error)
+
+        try:
+            await poll(
+                health_status, lambda status: status == 200, within=timeout, every=0.2, what=f"{process.name} healthy"
+            )
+        except NotReached as late:
+            raise RuntimeError(f"{late}\n{process.log_tail()}") from None  # the log says why
 
 
 async def wait_for_workers(base_url: str, services: list[str], timeout: float = 30.0) -> None:
     """Until /health shows a live worker for each service (workers announce themselves on start)."""
-    deadline = time.monotonic() + timeout
-    health: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
+
+        async def health() -> dict[str, Any]:
             async with session.get(f"{base_url}/health") as response:
-                health = await response.json()
+                body: dict[str, Any] = await response.json()
+                return body
+
+        def all_live(health: dict[str, Any]) -> bool:
             known = health.get("services", {})
-            if all(known.get(s, {}).get("live_workers", 0) >= 1 for s in services):
-                return
-            await asyncio.sleep(0.3)
-    raise RuntimeError(f"workers for {services} not live within {timeout} s: {health}")
+            return all(known.get(s, {}).get("live_workers", 0) >= 1 for s in services)
+
+        await poll(health, all_live, within=timeout, every=0.3, what=f"a live worker for each of {services}")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import redis.asyncio as aioredis
 from protocol.topology import declare_service, service_queues
 from tests.e2e.harness import Tenant
 from tests.faults.fault_worker import SERVICE, probe_keys
+from tests.polling import NotReached, poll
 
 WORKER_TARGET = "tests.faults.fault_worker:build"
 
@@ -108,18 +110,22 @@ async def wait_until_terminal(
 ) -> dict[str, str]:
     """Polls the registry until every job is terminal or the time is up; returns the last statuses."""
     terminal = {"completed", "failed", "cancelled", "timed_out"}
-    deadline = time.monotonic() + timeout
     statuses: dict[str, str] = {}
-    pending = list(job_ids)
-    while True:
+
+    async def refreshed() -> dict[str, str]:
+        pending = [j for j in job_ids if statuses.get(j) not in terminal]
         try:
             statuses.update(await job_statuses(session, base_url, tenant, pending))
         except (aiohttp.ClientError, TimeoutError):
             pass
-        pending = [j for j in job_ids if statuses.get(j) not in terminal]
-        if not pending or time.monotonic() > deadline:
-            return statuses
-        await asyncio.sleep(0.5)
+        return statuses
+
+    def all_terminal(statuses: dict[str, str]) -> bool:
+        return all(statuses.get(j) in terminal for j in job_ids)
+
+    with contextlib.suppress(NotReached):  # the callers count and report the jobs still not terminal
+        await poll(refreshed, all_terminal, within=timeout, every=0.5, what="every job terminal")
+    return statuses
 
 
 async def probe_counts(probe: aioredis.Redis, run: str) -> tuple[dict[str, int], dict[str, int]]:

@@ -13,11 +13,11 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 from tests.e2e.harness import free_port
+from tests.polling import eventually_blocking
 
 
 def _port_open(port: int) -> bool:
@@ -26,15 +26,6 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 class PrivateRabbitMQ:
@@ -73,7 +64,9 @@ class PrivateRabbitMQ:
         if _port_open(self.port):
             raise RuntimeError(f"port {self.port} is already taken")
         subprocess.run(["rabbitmq-server", "-detached"], env=self.env, check=True, capture_output=True, timeout=60)
-        _wait(lambda: _port_open(self.port), timeout, f"RabbitMQ {self.node} on port {self.port}")
+        eventually_blocking(
+            lambda: _port_open(self.port), within=timeout, what=f"RabbitMQ {self.node} on port {self.port}"
+        )
 
     def kill(self) -> None:
         """SIGKILL the node: no clean shutdown, like a crash."""
@@ -83,7 +76,7 @@ class PrivateRabbitMQ:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
-        _wait(lambda: not _port_open(self.port), 30, f"RabbitMQ {self.node} to die")
+        eventually_blocking(lambda: not _port_open(self.port), within=30, what=f"RabbitMQ {self.node} to die")
         pid_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
@@ -129,7 +122,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait(lambda: _port_open(self.port), 20, f"Redis on port {self.port}")
+        eventually_blocking(lambda: _port_open(self.port), within=20, what=f"Redis on port {self.port}")
         if self.process.poll() is not None:  # it could not listen: whatever answers there is not ours
             raise RuntimeError(f"redis-server exited with {self.process.returncode} (port {self.port} taken?)")
 
@@ -139,7 +132,7 @@ class PrivateRedis:
             return
         self.process.kill()
         self.process.wait()
-        _wait(lambda: not _port_open(self.port), 10, "Redis to die")
+        eventually_blocking(lambda: not _port_open(self.port), within=10, what="Redis to die")
 
     def cleanup(self) -> None:
         self.kill()

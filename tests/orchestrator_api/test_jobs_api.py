@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -17,6 +16,7 @@ from protocol.control import CancelCommand
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, Progress, completed_event, failed_event, status_event
 from protocol.topology import CONTROL_EXCHANGE, task_queue
 from tests.api_server import Api
+from tests.polling import eventually
 
 SEQ = ATTEMPT_SEQ_STRIDE  # first attempt: its events are numbered SEQ + 1, SEQ + 2, ...
 
@@ -25,13 +25,6 @@ async def _create(api: Api, **body: object) -> dict[str, Any]:
     response = await api.client.post("/jobs", json={"type": api.job_type, **body}, headers=api.headers_a)
     assert response.status == 202, await response.text()
     return await response.json()  # type: ignore[no-any-return]
-
-
-async def _until(predicate: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_create_records_then_publishes_the_envelope(api: Api) -> None:
@@ -88,13 +81,13 @@ async def test_result_status_alias_and_wait(api: Api) -> None:
         body = await (await api.client.get(f"/jobs/{job_id}/status", headers=api.headers_a)).json()
         return bool(body["status"] == "running" and body["progress"]["percentage"] == 40)
 
-    await _until(running)
+    await eventually(running, within=5.0)
     await api.emit(completed_event(envelope, {"answer": 42}, SEQ + 2))
 
     async def completed() -> bool:
         return (await api.client.get(f"/jobs/{job_id}/result", headers=api.headers_a)).status == 200
 
-    await _until(completed)
+    await eventually(completed, within=5.0)
     body = await (await api.client.get(f"/jobs/{job_id}/result", headers=api.headers_a)).json()
     assert body == {"job_id": job_id, "status": "completed", "result": {"answer": 42}, "progress": None}
 
@@ -104,7 +97,7 @@ async def test_wait_returns_the_outcome(api: Api) -> None:
         async def queued() -> bool:
             return await api.queue_depth() == 1
 
-        await _until(queued)
+        await eventually(queued, within=5.0)
         [(_, envelope)] = await api.queued_envelopes()
         await api.emit(completed_event(envelope, {"echo": "x"}, SEQ + 1))
 
@@ -121,7 +114,7 @@ async def test_wait_returns_the_outcome(api: Api) -> None:
     failing = asyncio.create_task(
         api.client.post("/jobs", json={"type": api.job_type, "wait": 20}, headers=api.headers_a)
     )
-    await _until(lambda: _depth_is(api, 1))
+    await eventually(lambda: _depth_is(api, 1), within=5.0)
     [(_, envelope)] = await api.queued_envelopes()
     await api.emit(failed_event(envelope, error="boom", error_type="ValueError", seq=SEQ + 1))
     response = await failing
@@ -189,7 +182,7 @@ async def test_cancel_broadcasts_and_is_final(api: Api) -> None:
                     return True
             return False
 
-        await _until(broadcast)
+        await eventually(broadcast, within=5.0)
     finally:
         await channel.close()
 

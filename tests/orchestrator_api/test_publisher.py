@@ -16,6 +16,7 @@ from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
 from protocol.topology import service_queues, task_queue
 from tests.faults.tcp_proxy import TcpProxy
+from tests.polling import eventually
 from tests.services import relocated_url
 
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
@@ -115,10 +116,7 @@ async def test_a_broker_that_answers_late_is_connected_in_the_background(rabbitm
         await asyncio.sleep(0.5)  # a few attempts time out meanwhile
         assert not publisher.connected
         proxy.heal()
-        deadline = time.monotonic() + 10
-        while not publisher.connected:
-            assert time.monotonic() < deadline, "never connected once the broker answered"
-            await asyncio.sleep(0.05)
+        await eventually(lambda: publisher.connected, what="connected once the broker answered")
     finally:
         await publisher.close()
         await proxy.close()

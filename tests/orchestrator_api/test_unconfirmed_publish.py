@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from tests.api_server import Api, serve_api
 from tests.faults.tcp_proxy import TcpProxy
+from tests.polling import poll
 from tests.services import relocated_url
 
 
@@ -82,10 +83,7 @@ async def test_an_unconfirmed_publish_keeps_the_job_and_its_idempotency_key(prox
     assert listing["total"] == 3  # the first, the two unconfirmed; not the refused one
 
     proxy.heal()
-    deadline = time.monotonic() + 10
-    while await api.queue_depth() < 2:
-        assert time.monotonic() < deadline, "the unconfirmed envelopes never reached the queue"
-        await asyncio.sleep(0.05)
+    await poll(api.queue_depth, lambda depth: depth >= 2, what="the unconfirmed envelopes on the queue")
     queued = {envelope.global_task_id for _, envelope in await api.queued_envelopes()}
     assert queued == {kept, item["job_id"]}  # the broker did take them: the jobs run
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -24,15 +22,3 @@ async def tenant(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str
 @pytest.fixture
 def registry(redis_client: aioredis.Redis) -> RedisTaskRegistry:
     return RedisTaskRegistry(redis_client, ttl_seconds=600)
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 10.0) -> None:
-    """Wait until `check` holds; fails the test (TimeoutError) after `within` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            outcome = check()
-            if inspect.isawaitable(outcome):
-                outcome = await outcome
-            if outcome:
-                return
-            await asyncio.sleep(0.02)

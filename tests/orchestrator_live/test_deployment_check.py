@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -22,6 +21,7 @@ from orchestrator.app import create_app
 from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSettings
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
+from tests.polling import describe, poll
 
 PERIOD = 0.2
 
@@ -51,14 +51,8 @@ async def health(client: TestClient) -> dict[str, Any]:
     return body
 
 
-async def wait_for(client: TestClient, done: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        report = await health(client)
-        if done(report):
-            return report
-        assert time.monotonic() < deadline, f"/health never got there: {report}"
-        await asyncio.sleep(0.1)
+async def wait_for(client: TestClient, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    return await poll(lambda: health(client), done, within=15.0, every=0.1, what=f"/health where {describe(done)}")
 
 
 def shared(report: dict[str, Any]) -> bool:

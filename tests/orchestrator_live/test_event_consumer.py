@@ -28,7 +28,7 @@ from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 from protocol.events import EventType, TaskEvent
 from protocol.topology import event_routing_key, system_routing_key
-from tests.orchestrator_live.conftest import eventually
+from tests.polling import eventually
 from tests.records import event_for, make_record
 
 CODECS = CodecSet()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import msgpack
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 from orchestrator.live.update_bus import UpdateBus, update_body
 from orchestrator.models import JobUpdate
 from orchestrator.store.registry import RegistryUnavailable
-from tests.orchestrator_live.conftest import eventually
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -109,12 +110,13 @@ async def test_the_subscription_comes_back_after_its_connection_is_killed(redis_
         assert len(ours) == 1
         await admin.client_kill_filter(_id=ours[0]["id"])
         # Publish until the resubscribed bus hears one: none may be lost once it is back.
-        async with asyncio.timeout(10):
-            seq = 1
-            while not got:
-                seq += 1
-                await UpdateBus(admin, channel=f"test:task_updates:{unique}").publish(update("t", "j", seq))
-                await asyncio.sleep(0.05)
+        seqs = itertools.count(2)
+
+        async def heard_after_publishing_another() -> bool:
+            await UpdateBus(admin, channel=f"test:task_updates:{unique}").publish(update("t", "j", next(seqs)))
+            return bool(got)
+
+        await eventually(heard_after_publishing_another)
         assert bus.subscribed
         now = [c for c in await admin.client_list(_type="pubsub") if c.get("name") == name]
         assert [c["id"] for c in now] != [ours[0]["id"]]  # it really is a new subscription

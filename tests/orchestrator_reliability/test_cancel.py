@@ -23,6 +23,7 @@ from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, completed_event
 from protocol.topology import CONTROL_EXCHANGE
 from tests.api_server import Api
+from tests.polling import eventually
 
 
 async def _create(api: Api) -> str:
@@ -132,9 +133,7 @@ async def test_a_created_job_is_answered_without_waiting_for_its_announcement(
         assert submission.created
         record = await live.registry.get(api.tenant_a, submission.record.job_id)
         assert record is not None and record.status == "queued"
-        async with asyncio.timeout(5):
-            while not any("not announced" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await eventually(lambda: any("not announced" in r.getMessage() for r in caplog.records), within=5.0)
     finally:
         await bus.stop()
         await dead.aclose()

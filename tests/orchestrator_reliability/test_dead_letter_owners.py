@@ -9,9 +9,9 @@ import aio_pika
 
 from protocol.topology import REASON_HEADER, TASKS_EXCHANGE, TENANT_HEADER
 from tests.api_server import Api
-from tests.orchestrator_reliability.conftest import until
 from tests.orchestrator_reliability.test_dead_letter_poison import _park_raw
 from tests.orchestrator_reliability.test_retries_and_dead_letters import _create, _record
+from tests.polling import eventually
 from tests.workers.helpers import running
 from workers import TaskContext, Worker
 
@@ -57,7 +57,7 @@ async def test_a_task_refused_unread_fails_its_job_and_its_tenant_sees_it(api: A
         async def failed() -> bool:
             return (await _record(api, job_id))["status"] == "failed"
 
-        await until(failed)
+        await eventually(failed)
     record = await _record(api, job_id)
     assert record["error"]["error_type"] == "InvalidEnvelope"
     assert "not valid msgpack" in record["error"]["error"]

@@ -12,7 +12,7 @@ from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, failed_event, status_event
 from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
 from tests.api_server import Api
-from tests.orchestrator_reliability.conftest import until
+from tests.polling import eventually
 
 SEQ = ATTEMPT_SEQ_STRIDE
 
@@ -38,7 +38,7 @@ async def test_retrying_is_applied_with_the_attempt(api: Api) -> None:
     async def retrying() -> bool:
         return (await _record(api, job_id))["status"] == "retrying"
 
-    await until(retrying)
+    await eventually(retrying)
     second = envelope.next_attempt()
     await api.emit(status_event(second, JobStatus.RUNNING, 2 * SEQ + 1))
 
@@ -46,7 +46,7 @@ async def test_retrying_is_applied_with_the_attempt(api: Api) -> None:
         record = await _record(api, job_id)
         return bool(record["status"] == "running" and record["attempt"] == 2)
 
-    await until(second_attempt_running)
+    await eventually(second_attempt_running)
     assert "envelope" not in await _record(api, job_id)  # kept for republishing, not shown
 
 
@@ -75,7 +75,7 @@ async def _failed_job(api: Api, headers: dict[str, str]) -> TaskEnvelope:
     async def failed() -> bool:
         return (await _record(api, job_id, headers))["status"] == "failed"
 
-    await until(failed)
+    await eventually(failed)
     parked_headers = {
         REASON_HEADER: "max_retries",
         ERROR_HEADER: "boom",
@@ -202,7 +202,7 @@ async def test_replay_never_runs_a_task_whose_job_is_still_live(api: Api) -> Non
     async def running() -> bool:
         return (await _record(api, job_id))["status"] == "running"
 
-    await until(running)
+    await eventually(running)
     before = await _record(api, job_id)
     body = await (
         await api.client.post(f"/dead-letters/{api.service}/replay", json=replay, headers=api.headers_a)

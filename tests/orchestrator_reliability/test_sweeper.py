@@ -16,7 +16,7 @@ from orchestrator.store import keys
 from protocol import ledger
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
 from tests.api_server import Api, serve_api
-from tests.orchestrator_reliability.conftest import until
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def test_stale_running_job_without_workers_fails(swept: Api, redis_client:
         record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
         return bool(record["status"] == "failed")
 
-    await until(failed)
+    await eventually(failed)
     record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
     assert record["error"]["error_type"] == "Stuck"
     assert "no live worker" in record["error"]["error"]
@@ -67,7 +67,7 @@ async def test_queued_job_whose_message_was_lost_is_republished(swept: Api) -> N
     async def republished() -> bool:
         return await api.queue_depth() > 0
 
-    await until(republished)
+    await eventually(republished)
     [(message, envelope)] = await api.queued_envelopes()
     assert (envelope.task_id, envelope.global_task_id, envelope.attempt) == (lost.task_id, job_id, 2)
     assert envelope.payload == lost.payload
@@ -113,7 +113,7 @@ async def test_one_bad_job_never_ends_a_round(swept: Api, redis_client: aioredis
     async def healthy_republished() -> bool:
         return await api.queue_depth() > 0
 
-    await until(healthy_republished)
+    await eventually(healthy_republished)
     [(_, envelope)] = await api.queued_envelopes()
     assert (envelope.global_task_id, envelope.attempt) == (healthy, 2)
 
@@ -123,7 +123,7 @@ async def test_one_bad_job_never_ends_a_round(swept: Api, redis_client: aioredis
     async def unsendable_failed() -> bool:
         return (await record(unsendable))["status"] == "failed"
 
-    await until(unsendable_failed)
+    await eventually(unsendable_failed)
     failed = await record(unsendable)
     assert "cannot be sent again" in failed["error"]["error"] and "64-bit" in failed["error"]["error"]
     assert failed["attempt"] == 1  # refused before a new attempt was opened

@@ -23,6 +23,7 @@ from protocol.topology import (
     service_queues,
     task_queue,
 )
+from tests.polling import poll
 from tests.services import LOCAL_REDIS_URL
 from workers.config import WorkerSettings
 from workers.runtime import WorkerRuntime
@@ -177,14 +178,10 @@ async def delete_service_queues(channel: AbstractChannel, *services: str) -> Non
 
 async def wait_for_ready(channel: AbstractChannel, service: str, count: int = 0, within: float = 10.0) -> None:
     """Until the service's work queue holds `count` ready messages (0: every one went out to a consumer)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+
+    async def ready() -> int | None:
         # On the underlying channel: a robust one answers a passive declare of a known queue from its cache.
         underlay = await channel.get_underlay_channel()
-        ready = (await underlay.queue_declare(task_queue(service), passive=True)).message_count
-        if ready == count:
-            return
-        if loop.time() > deadline:
-            raise TimeoutError(f"{ready} message(s) ready on the queue of {service}, not {count}")
-        await asyncio.sleep(0.05)
+        return (await underlay.queue_declare(task_queue(service), passive=True)).message_count
+
+    await poll(ready, lambda n: n == count, within=within, what=f"{count} message(s) ready on the queue of {service}")

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key, done_key
 from protocol.topology import ERROR_TYPE_HEADER, REASON_HEADER, dead_letter_queue, declare_service, task_queue
+from tests.polling import eventually
 from tests.workers.helpers import Tap, envelope, publish_task, running, wait_for_ready
 from workers import RetryPolicy, TaskContext, Worker
 from workers.runtime.ledger import LedgerState, TaskLedger
@@ -164,10 +165,7 @@ async def test_a_redelivered_task_runs_once_as_the_next_attempt_or_is_parked_whe
         again_events = await tap.task_events(again.task_id)
         spent_events = await tap.task_events(spent.task_id)
         # Counted once the republish is confirmed, which can come after the next attempt already ran.
-        for _ in range(250):  # 5 s at most
-            if runtime.stats.redeliveries_republished:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: runtime.stats.redeliveries_republished > 0, within=5.0)
         assert runtime.stats.redeliveries_republished == 1
 
     assert calls == [(again.task_id, 2)]
