@@ -9,8 +9,7 @@ import aio_pika
 
 from protocol.topology import REASON_HEADER, TASKS_EXCHANGE, TENANT_HEADER
 from tests.api_server import Api
-from tests.orchestrator_reliability.test_dead_letter_poison import _park_raw
-from tests.orchestrator_reliability.test_retries_and_dead_letters import _create, _record
+from tests.orchestrator_reliability.dead_letters import create_job, job_record, park
 from tests.polling import eventually
 from tests.workers.helpers import running
 from workers import TaskContext, Worker
@@ -33,7 +32,7 @@ async def _listed(api: Api, headers: dict[str, str]) -> list[dict[str, Any]]:
 
 
 async def test_a_task_refused_unread_fails_its_job_and_its_tenant_sees_it(api: Api, rabbitmq_url: str) -> None:
-    job_id = await _create(api, api.headers_a)
+    job_id = await create_job(api, api.headers_a)
     [(message, envelope)] = await api.queued_envelopes()
     # The task as the orchestrator published it, its body mangled on the way (or over the workers' cap).
     channel = await api.amqp.channel(publisher_confirms=True)
@@ -55,10 +54,10 @@ async def test_a_task_refused_unread_fails_its_job_and_its_tenant_sees_it(api: A
     async with running(_worker(api), rabbitmq_url):
 
         async def failed() -> bool:
-            return (await _record(api, job_id))["status"] == "failed"
+            return (await job_record(api, job_id))["status"] == "failed"
 
         await eventually(failed)
-    record = await _record(api, job_id)
+    record = await job_record(api, job_id)
     assert record["error"]["error_type"] == "InvalidEnvelope"
     assert "not valid msgpack" in record["error"]["error"]
 
@@ -68,14 +67,14 @@ async def test_a_task_refused_unread_fails_its_job_and_its_tenant_sees_it(api: A
     assert await _listed(api, api.headers_b) == []
 
     # Copies claiming the task for tenant B, or for A under a job of B's: nobody's but the admin's.
-    other_job = await _create(api, api.headers_b)
+    other_job = await create_job(api, api.headers_b)
     forged = {
         "forged-1": (envelope.task_id, job_id, api.tenant_b),
         "forged-2": (envelope.task_id, other_job, api.tenant_a),
         "forged-3": ("no-such-task", job_id, api.tenant_a),
     }
     for message_id, (task_id, forged_job, tenant) in forged.items():
-        await _park_raw(
+        await park(
             api,
             task_id,
             b"\xc1",

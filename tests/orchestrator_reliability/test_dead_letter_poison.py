@@ -8,14 +8,13 @@ import decimal
 import json
 from typing import Any
 
-import aio_pika
 import msgpack
 
 from protocol.codec import JSON, MSGPACK
 from protocol.envelope import TaskEnvelope
 from protocol.topology import ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
 from tests.api_server import Api
-from tests.orchestrator_reliability.test_retries_and_dead_letters import _dead_depth, _failed_job
+from tests.orchestrator_reliability.dead_letters import dead_depth, failed_job, park
 
 
 def _envelope_json(api: Api, **extra: Any) -> dict[str, Any]:
@@ -58,26 +57,11 @@ def _poison(api: Api) -> dict[str, tuple[bytes, str | None, dict[str, Any]]]:
     }
 
 
-async def _park_raw(api: Api, message_id: str, body: bytes, content_type: str | None, headers: dict[str, Any]) -> None:
-    channel = await api.amqp.channel(publisher_confirms=True)
-    try:
-        message = aio_pika.Message(
-            body,
-            content_type=content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id,
-            headers=headers,
-        )
-        await channel.default_exchange.publish(message, dead_letter_queue(api.service))
-    finally:
-        await channel.close()
-
-
 async def test_poison_bodies_are_listed_to_the_admin_and_never_break_the_api(api: Api) -> None:
-    mine = await _failed_job(api, api.headers_a)
+    mine = await failed_job(api, api.headers_a)
     poison = _poison(api)
     for message_id, (body, content_type, headers) in poison.items():
-        await _park_raw(api, message_id, body, content_type, headers)
+        await park(api, message_id, body, content_type, headers)
     admin = {"Authorization": f"Bearer admin-{api.tenant_a.removeprefix('ta-')}"}
     total = len(poison) + 1
 
@@ -117,7 +101,7 @@ async def test_poison_bodies_are_listed_to_the_admin_and_never_break_the_api(api
     errors = {e["task_id"]: e["error"] for e in report["errors"]}
     assert errors.pop("huge-int") == "unsendable"
     assert errors == {message_id: "undecodable" for message_id in poison if message_id != "huge-int"}
-    assert await _dead_depth(api) == len(poison), "nothing unreplayable leaves the queue"
+    assert await dead_depth(api) == len(poison), "nothing unreplayable leaves the queue"
 
     named = await api.client.post(
         f"/dead-letters/{api.service}/replay", json={"task_ids": list(poison)}, headers=api.headers_a
@@ -125,12 +109,12 @@ async def test_poison_bodies_are_listed_to_the_admin_and_never_break_the_api(api
     assert named.status == 200, await named.text()
     named_errors = {e["task_id"]: e["error"] for e in (await named.json())["errors"]}
     assert named_errors == {**{message_id: "not_found" for message_id in poison}, "huge-int": "unsendable"}
-    assert await _dead_depth(api) == len(poison)
+    assert await dead_depth(api) == len(poison)
 
 
 async def test_a_forged_attempts_header_does_not_break_the_replay(api: Api) -> None:
     """The attempt a replay numbers comes from the envelope, or from a header only when it is a sane number."""
-    parked = await _failed_job(api, api.headers_a)
+    parked = await failed_job(api, api.headers_a)
     channel = await api.amqp.channel()
     try:
         queue = await channel.declare_queue(dead_letter_queue(api.service), passive=True)
@@ -139,7 +123,7 @@ async def test_a_forged_attempts_header_does_not_break_the_replay(api: Api) -> N
     finally:
         await channel.close()
     headers = {**(message.headers or {}), "x-baton-attempts": 2**62}
-    await _park_raw(api, parked.task_id, message.body, message.content_type, headers)
+    await park(api, parked.task_id, message.body, message.content_type, headers)
 
     listed = await (await api.client.get(f"/dead-letters/{api.service}", headers=api.headers_a)).json()
     assert [e["attempts"] for e in listed["entries"]] == [1]  # the envelope's

@@ -2,106 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import aio_pika
-
 from orchestrator.app import PUBLISHER
 from orchestrator.broker.dead_letter_queues import DeadLetterQueues
-from protocol.envelope import TaskEnvelope
-from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, failed_event, status_event
-from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER, dead_letter_queue
+from protocol.codec import MSGPACK
+from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, status_event
+from protocol.topology import ATTEMPTS_HEADER, ERROR_HEADER, REASON_HEADER, TENANT_HEADER
 from tests.api_server import Api
+from tests.orchestrator_reliability.dead_letters import create_job, dead_depth, failed_job, job_record, park
 from tests.polling import eventually
 
 SEQ = ATTEMPT_SEQ_STRIDE
 
 
-async def _create(api: Api, headers: dict[str, str]) -> str:
-    response = await api.client.post("/jobs", json={"type": api.job_type}, headers=headers)
-    assert response.status == 202, await response.text()
-    return str((await response.json())["job_id"])
-
-
-async def _record(api: Api, job_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    response = await api.client.get(f"/jobs/{job_id}", headers=headers or api.headers_a)
-    assert response.status == 200
-    return await response.json()  # type: ignore[no-any-return]
-
-
 async def test_retrying_is_applied_with_the_attempt(api: Api) -> None:
-    job_id = await _create(api, api.headers_a)
+    job_id = await create_job(api, api.headers_a)
     [(_, envelope)] = await api.queued_envelopes()
     await api.emit(status_event(envelope, JobStatus.RUNNING, SEQ + 1))
     await api.emit(status_event(envelope, JobStatus.RETRYING, SEQ + 2))
 
     async def retrying() -> bool:
-        return (await _record(api, job_id))["status"] == "retrying"
+        return (await job_record(api, job_id))["status"] == "retrying"
 
     await eventually(retrying)
     second = envelope.next_attempt()
     await api.emit(status_event(second, JobStatus.RUNNING, 2 * SEQ + 1))
 
     async def second_attempt_running() -> bool:
-        record = await _record(api, job_id)
+        record = await job_record(api, job_id)
         return bool(record["status"] == "running" and record["attempt"] == 2)
 
     await eventually(second_attempt_running)
-    assert "envelope" not in await _record(api, job_id)  # kept for republishing, not shown
-
-
-async def _park(api: Api, body: bytes, headers: dict[str, Any], message_id: str) -> None:
-    channel = await api.amqp.channel(publisher_confirms=True)
-    try:
-        message = aio_pika.Message(
-            body,
-            content_type="application/msgpack",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id,
-            headers=headers,
-        )
-        await channel.default_exchange.publish(message, dead_letter_queue(api.service))
-    finally:
-        await channel.close()
-
-
-async def _failed_job(api: Api, headers: dict[str, str]) -> TaskEnvelope:
-    """A job whose only attempt failed for good, its envelope parked as a worker would."""
-    job_id = await _create(api, headers)
-    [(_, envelope)] = await api.queued_envelopes()
-    await api.emit(status_event(envelope, JobStatus.RUNNING, SEQ + 1))
-    await api.emit(failed_event(envelope, error="boom", error_type="RuntimeError", seq=SEQ + 2))
-
-    async def failed() -> bool:
-        return (await _record(api, job_id, headers))["status"] == "failed"
-
-    await eventually(failed)
-    parked_headers = {
-        REASON_HEADER: "max_retries",
-        ERROR_HEADER: "boom",
-        ATTEMPTS_HEADER: 1,
-        TENANT_HEADER: envelope.tenant_id,
-        "x-baton-error-type": "RuntimeError",
-        "x-baton-job-id": job_id,
-        "x-baton-dead-at": "2026-01-01T00:00:00+00:00",
-    }
-    await _park(api, api.codecs.encode(envelope), parked_headers, envelope.task_id)
-    return envelope
-
-
-async def _dead_depth(api: Api) -> int:
-    channel = await api.amqp.channel()
-    try:
-        queue = await channel.declare_queue(dead_letter_queue(api.service), passive=True)
-        return queue.declaration_result.message_count or 0
-    finally:
-        await channel.close()
+    assert "envelope" not in await job_record(api, job_id)  # kept for republishing, not shown
 
 
 async def test_listing_filters_by_tenant_and_the_admin_sees_all(api: Api) -> None:
-    mine = await _failed_job(api, api.headers_a)
-    theirs = await _failed_job(api, api.headers_b)
-    await _park(api, b"\xc1 not msgpack", {REASON_HEADER: "undecodable", ERROR_HEADER: "bad bytes"}, "garbage-1")
+    mine = await failed_job(api, api.headers_a)
+    theirs = await failed_job(api, api.headers_b)
+    await park(
+        api, "garbage-1", b"\xc1 not msgpack", MSGPACK, {REASON_HEADER: "undecodable", ERROR_HEADER: "bad bytes"}
+    )
     admin = {"Authorization": f"Bearer admin-{api.tenant_a.removeprefix('ta-')}"}
 
     listed = await api.client.get(f"/dead-letters/{api.service}", headers=api.headers_a)
@@ -134,15 +73,15 @@ async def test_listing_filters_by_tenant_and_the_admin_sees_all(api: Api) -> Non
     paged = await (await api.client.get(f"/dead-letters/{api.service}?offset=1&limit=1", headers=admin)).json()
     assert [e["task_id"] for e in paged["entries"]] == [theirs.task_id]
     assert (await api.client.get(f"/dead-letters/{api.service}?limit=1001", headers=admin)).status == 422
-    assert await _dead_depth(api) == 3, "listing must not take anything off the queue"
+    assert await dead_depth(api) == 3, "listing must not take anything off the queue"
 
 
 async def test_replay_publishes_a_new_attempt_and_reopens_the_job(api: Api) -> None:
-    mine = await _failed_job(api, api.headers_a)
-    theirs = await _failed_job(api, api.headers_b)
-    await _park(api, b"\xc1", {REASON_HEADER: "undecodable", TENANT_HEADER: api.tenant_a}, "garbage-2")
+    mine = await failed_job(api, api.headers_a)
+    theirs = await failed_job(api, api.headers_b)
+    await park(api, "garbage-2", b"\xc1", MSGPACK, {REASON_HEADER: "undecodable", TENANT_HEADER: api.tenant_a})
     job_id = mine.global_task_id
-    before = await _record(api, job_id)
+    before = await job_record(api, job_id)
 
     ws = await api.client.ws_connect("/ws/task_updates", headers=api.headers_a)
     await ws.send_json({"type": "subscribe", "job_ids": [job_id]})
@@ -164,9 +103,9 @@ async def test_replay_publishes_a_new_attempt_and_reopens_the_job(api: Api) -> N
     [(message, envelope)] = await api.queued_envelopes()
     assert (envelope.task_id, envelope.global_task_id, envelope.attempt) == (mine.task_id, job_id, 2)
     assert message.message_id == mine.task_id
-    assert await _dead_depth(api) == 2  # theirs and the garbage stay parked
+    assert await dead_depth(api) == 2  # theirs and the garbage stay parked
 
-    reopened = await _record(api, job_id)
+    reopened = await job_record(api, job_id)
     assert (reopened["status"], reopened["attempt"], reopened["error"]) == ("queued", 2, None)
     assert reopened["seq"] > before["seq"]
     queued = await ws.receive_json(timeout=5)
@@ -185,9 +124,11 @@ async def test_replay_publishes_a_new_attempt_and_reopens_the_job(api: Api) -> N
 
 async def test_replay_never_runs_a_task_whose_job_is_still_live(api: Api) -> None:
     """An earlier attempt parked while a later one runs: replaying it would run the task twice at once."""
-    job_id = await _create(api, api.headers_a)
+    job_id = await create_job(api, api.headers_a)
     [(_, envelope)] = await api.queued_envelopes()
-    await _park(api, api.codecs.encode(envelope), {TENANT_HEADER: api.tenant_a, ATTEMPTS_HEADER: 1}, envelope.task_id)
+    await park(
+        api, envelope.task_id, api.codecs.encode(envelope), MSGPACK, {TENANT_HEADER: api.tenant_a, ATTEMPTS_HEADER: 1}
+    )
     replay = {"task_ids": [envelope.task_id]}
 
     queued = await (
@@ -200,17 +141,17 @@ async def test_replay_never_runs_a_task_whose_job_is_still_live(api: Api) -> Non
     await api.emit(status_event(envelope.next_attempt(), JobStatus.RUNNING, 2 * SEQ + 1))
 
     async def running() -> bool:
-        return (await _record(api, job_id))["status"] == "running"
+        return (await job_record(api, job_id))["status"] == "running"
 
     await eventually(running)
-    before = await _record(api, job_id)
+    before = await job_record(api, job_id)
     body = await (
         await api.client.post(f"/dead-letters/{api.service}/replay", json=replay, headers=api.headers_a)
     ).json()
     assert [(e["task_id"], e["error"]) for e in body["errors"]] == [(envelope.task_id, "job_running")]
     assert await api.queue_depth() == 0  # nothing published
-    assert await _dead_depth(api) == 1  # still parked
-    assert await _record(api, job_id) == before
+    assert await dead_depth(api) == 1  # still parked
+    assert await job_record(api, job_id) == before
 
 
 async def test_a_browse_lock_lives_only_while_it_is_used(api: Api) -> None:
