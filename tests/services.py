@@ -11,6 +11,9 @@ LOCAL_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+UNIT_TESTS_ONLY = 'To run only the tests that need no service: `pytest -m "not integration"`.'
+
+
 class ServiceUnavailable(RuntimeError):
     pass
 
@@ -52,7 +55,8 @@ def resolve_rabbitmq_url(stack: ExitStack) -> str:
         return f"amqp://guest:guest@{host}:{port}/"
     raise ServiceUnavailable(
         f"RabbitMQ is not reachable at {url} and no Docker engine runs for testcontainers. "
-        "Start it (`rabbitmq-server -detached`, or `bash scripts/services.sh`) or set RABBITMQ_URL."
+        "Start it (`rabbitmq-server -detached`; `bash scripts/test.sh` starts it when down) or set RABBITMQ_URL. "
+        + UNIT_TESTS_ONLY
     )
 
 
@@ -68,5 +72,6 @@ def resolve_redis_url(stack: ExitStack) -> str:
         return f"redis://{host}:{port}/0"
     raise ServiceUnavailable(
         f"Redis is not reachable at {url} and no Docker engine runs for testcontainers. "
-        "Start it (`bash scripts/services.sh`) or set REDIS_URL."
+        "Start it (`redis-server --daemonize yes`; `bash scripts/test.sh` starts it when down) or set REDIS_URL. "
+        + UNIT_TESTS_ONLY
     )
