@@ -21,8 +21,8 @@ from tests.faults.common import (
     reset_fault_queues,
     wait_until_terminal,
 )
-from tests.faults.tcp_proxy import TcpProxy
 from tests.services import relocated_url
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 

@@ -15,9 +15,9 @@ from protocol.codec import MSGPACK, CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
 from protocol.topology import service_queues, task_queue
-from tests.faults.tcp_proxy import TcpProxy
 from tests.polling import eventually
 from tests.services import relocated_url
+from tests.tcp_proxy import TcpProxy
 
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
 

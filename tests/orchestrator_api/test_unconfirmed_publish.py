@@ -16,9 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.api_server import Api, serve_api
-from tests.faults.tcp_proxy import TcpProxy
 from tests.polling import poll
 from tests.services import relocated_url
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

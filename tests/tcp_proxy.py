@@ -1,4 +1,4 @@
-"""A TCP proxy on loopback that can black-hole or cut the link, for fault tests."""
+"""A TCP proxy on loopback that can black-hole or cut the link: for fault, publisher and reconnect tests."""
 
 from __future__ import annotations
 
