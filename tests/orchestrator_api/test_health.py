@@ -4,6 +4,8 @@ never disturb job publishing."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -15,16 +17,16 @@ from protocol.topology import declare_service, task_queue
 from tests.api_server import Api
 
 
-def count_queue_checks(api: Api) -> list[int]:
-    """A spy on the publisher's queue stats (the real ones still run): one entry per call that asks
-    for the test service's queue, i.e. per round of checks."""
+def count_queue_checks(api: Api) -> list[float]:
+    """A spy on the publisher's queue stats (the real ones still run): the monotonic time of each call
+    that asks for the test service's queue, i.e. of each round of checks."""
     publisher = api.app[PUBLISHER]
     real = publisher.queue_stats
-    calls: list[int] = []
+    calls: list[float] = []
 
     async def counted(queues: Sequence[str]) -> dict[str, QueueStats | None]:
         if task_queue(api.service) in queues:
-            calls.append(len(queues))
+            calls.append(time.monotonic())
         return await real(queues)
 
     publisher.queue_stats = counted  # type: ignore[method-assign]
@@ -57,11 +59,14 @@ async def test_health_at_any_rate_checks_once_per_period_and_publishes_go_on(api
         await asyncio.gather(*hammers)
     assert posted == [202] * 100
     assert len(statuses) > 50 and set(statuses) == {200}
-    assert len(calls) == 1  # every request within the period shared one check
+    # Every request within a period shared one check: on a loaded machine the 100 POSTs may span
+    # more than one period, so the rule is checked as it is meant, between consecutive rounds.
+    assert calls and all(later - earlier >= period * 0.95 for earlier, later in itertools.pairwise(calls))
 
+    rounds = len(calls)
     await asyncio.sleep(period)
     body = await (await api.client.get("/health")).json()
-    assert len(calls) == 2  # a stale report is computed again
+    assert len(calls) == rounds + 1  # a stale report is computed again
     assert body["services"][api.service]["messages"] == 100
 
 
