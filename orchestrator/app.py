@@ -3,8 +3,9 @@
 `create_app` constructs everything up front (nothing connects yet) and gives each resource its
 own cleanup context; aiohttp starts them in this order and stops them in reverse:
 the task publisher, the Redis client, the update bus, the WebSocket hub, the event consumer,
-the sweeper and the deployment check. Sockets are closed with GOING_AWAY at shutdown already
-(aiohttp waits for open handlers before cleanup), so clients reconnect elsewhere.
+the sweeper, the workflow engine's recovery loop and the deployment check. Sockets are closed
+with GOING_AWAY at shutdown already (aiohttp waits for open handlers before cleanup), so clients
+reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
+from orchestrator.workflows.engine import WorkflowEngine
+from orchestrator.workflows.execution_jobs import RegistryExecutionJobs
+from orchestrator.workflows.storage import DefinitionStore, ExecutionStore
 from plumbing.redis_batch import PipelineBatcher
 from protocol.codec import CodecSet
+from protocol.events import TaskEvent
 
 SHUTDOWN_TIMEOUT_SECONDS: Final[float] = 10.0
 
@@ -69,6 +74,7 @@ LIVE: Final = web.AppKey("baton_live", LiveState)
 JOBS: Final = web.AppKey("baton_jobs", JobService)
 HEALTH: Final = web.AppKey("baton_health", HealthChecker)
 DEAD_LETTERS: Final = web.AppKey("baton_dead_letters", DeadLetterService)
+WORKFLOWS: Final = web.AppKey("baton_workflows", WorkflowEngine)
 
 
 def create_app(
@@ -98,7 +104,21 @@ def create_app(
         bus=UpdateBus(redis, batcher=batcher),
         hub=WebSocketHub(metrics),
     )
-    events = EventSink(live.registry, live.bus, metrics)
+    recovery = JobRecovery(redis)
+
+    async def on_step_event(event: TaskEvent) -> None:
+        await workflows.on_step_event(event)  # bound below: the engine emits through this sink
+
+    events = EventSink(live.registry, live.bus, metrics, on_step_event=on_step_event)
+    workflows = WorkflowEngine(
+        DefinitionStore(redis),
+        ExecutionStore(redis),
+        RegistryExecutionJobs(live.registry, recovery),
+        events,
+        publisher,
+        live.directory,
+        redis,
+    )
 
     def event_consumer(connection: AbstractRobustConnection) -> EventConsumer:
         return EventConsumer(
@@ -107,7 +127,6 @@ def create_app(
 
     consumer = ConsumerLink(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}", event_consumer)
     jobs = JobService(live.registry, live.directory, live.bus, publisher, metrics)
-    recovery = JobRecovery(redis)
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)
     )
@@ -132,6 +151,7 @@ def create_app(
     app[JOBS] = jobs
     app[HEALTH] = health
     app[DEAD_LETTERS] = dead_letters
+    app[WORKFLOWS] = workflows
 
     add_routes(
         app.router,
@@ -159,6 +179,7 @@ def create_app(
             _lifecycle(_nothing, live.hub.close_all),
             _lifecycle(_sync(consumer.start), consumer.stop),
             _lifecycle(sweeper_task.start, sweeper_task.stop),
+            _lifecycle(_sync(workflows.start), workflows.stop),
             _lifecycle(_sync(deployment_check.start), deployment_check.stop),
         ]
     )

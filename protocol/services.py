@@ -42,3 +42,8 @@ BUILTIN_SERVICES: Final[dict[str, ServiceProfile]] = {
 BUILTIN_JOB_TYPES: Final[dict[str, str]] = {
     job_type: profile.name for profile in BUILTIN_SERVICES.values() for job_type in profile.job_types
 }
+
+# Workflow executions are jobs of this reserved type and service: their events come from the
+# orchestrator's workflow engine, never from a worker, and no worker may announce either name.
+WORKFLOW_SERVICE: Final[str] = "workflows"
+WORKFLOW_JOB_TYPE: Final[str] = "workflow"

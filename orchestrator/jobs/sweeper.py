@@ -45,6 +45,7 @@ from plumbing.cancellation import cancel_and_wait
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import JobStatus
+from protocol.services import WORKFLOW_SERVICE
 from protocol.topology import RETRY_DELAY_TIERS_MS, retry_queue, task_queue
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class Sweeper:
 
     async def _resolve(self, record: JobRecord, idle: float, round_: _Round, report: SweepReport) -> None:
         service = record.service
+        if service == WORKFLOW_SERVICE:
+            return  # a workflow execution: its engine's outbox recovery resends what a dead replica owed
         if service not in round_.live:
             round_.live[service] = len(await self._directory.live_workers(service))
         live = round_.live[service]

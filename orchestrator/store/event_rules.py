@@ -24,9 +24,17 @@ _STATUSES: Final[dict[EventType, frozenset[str]]] = {
 }
 
 
+_STEP_EVENTS: Final[frozenset[EventType]] = frozenset(
+    {EventType.STEP_STARTED, EventType.STEP_PROGRESS, EventType.STEP_FINISHED}
+)
+
+
 def task_status(event: TaskEvent) -> str:
     """The status this event moves its task to; ValueError when it names one its type cannot carry."""
-    if event.event is EventType.WORKFLOW_COMPLETED:
+    if event.event in _STEP_EVENTS:
+        # The job is the execution: running while its steps come and go; a step's own status is data.
+        status = JobStatus.RUNNING.value
+    elif event.event is EventType.WORKFLOW_COMPLETED:
         status = JobStatus.COMPLETED.value
     elif event.event is EventType.WORKFLOW_FAILED:
         status = JobStatus(event.data.get("status", JobStatus.FAILED)).value

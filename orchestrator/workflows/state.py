@@ -123,6 +123,11 @@ class ExecutionState(BaseModel):
     # Free room for what the caller needs again later (session id, user id, idempotency key...).
     metadata: dict[str, Any] = Field(default_factory=dict)
     version: int = Field(default=0, ge=0)
+    # The engine numbers the execution's own events (seq = round * ATTEMPT_SEQ_STRIDE + events_emitted):
+    # a transition performed twice after a crash re-sends the same seqs, which the registry drops.
+    # `round` grows when a failed execution is retried, as a task's attempt does.
+    events_emitted: int = Field(default=0, ge=0)
+    round: int = Field(default=1, ge=1)
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

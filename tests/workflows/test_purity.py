@@ -1,5 +1,6 @@
 """The workflow core stays pure: the standard library, pydantic and protocol only, so it runs in a unit
-test without Redis, RabbitMQ, aiohttp or an event loop."""
+test without Redis, RabbitMQ, aiohttp or an event loop. The engine, its storage and the execution's job
+are the impure shell around it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator" / "workflows"
 ALLOWED = {"pydantic", "protocol"}
+SHELL = {"engine.py", "storage.py", "execution_jobs.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -30,5 +32,6 @@ def test_the_workflow_core_imports_only_the_standard_library_pydantic_and_protoc
             and not module.startswith("orchestrator.workflows")
         )
         for path in PACKAGE.glob("*.py")
+        if path.name not in SHELL
     }
     assert {name: modules for name, modules in offenders.items() if modules} == {}

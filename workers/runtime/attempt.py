@@ -110,8 +110,12 @@ class Failure:
         return cls(clip(error), error_type, retryable=False)
 
     def event(self, envelope: TaskEnvelope, seq: int) -> TaskEvent:
-        """The final task_failed event reporting this failure."""
-        return failed_event(envelope, error=self.error, error_type=self.error_type, seq=seq, status=self.status)
+        """The final task_failed event reporting this failure. A workflow step's also says whether another
+        attempt could help (`retryable`): the workflow engine, not this runtime, decides its retries."""
+        event = failed_event(envelope, error=self.error, error_type=self.error_type, seq=seq, status=self.status)
+        if envelope.metadata.source != "workflow":
+            return event
+        return event.model_copy(update={"data": {**event.data, "retryable": self.retryable}})
 
 
 def clip(message: str, limit: int = MAX_ERROR_CHARS) -> str:

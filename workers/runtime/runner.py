@@ -158,7 +158,9 @@ class TaskRunner:
 
     async def _failed(self, accepted: Accepted, message: AbstractIncomingMessage, failed: AttemptFailed) -> Settlement:
         envelope, failure = accepted.envelope, failed.failure
-        if not failure.retryable:
+        # A workflow step's retries are its definition's (`retry`), decided by the workflow engine with a
+        # new attempt of the step: the runtime reports the failure once instead of retrying it here.
+        if not failure.retryable or envelope.metadata.source == "workflow":
             return await self._finish(message, envelope, Outcome(failure.event(envelope, failed.seq.next())))
         policy = self._d.worker.retry_for(accepted.handler)
         if not policy.allows_another_attempt(envelope.attempt):
