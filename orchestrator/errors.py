@@ -1,18 +1,20 @@
-"""Errors of the orchestrator's job API and task publisher.
+"""Errors of the orchestrator: its job API, task publisher and registry.
 
     OrchestratorError
     ├── BrokerError             `maybe_sent`: whether the broker may have taken the message after all
     │   ├── BrokerUnavailable   no usable connection to RabbitMQ right now (raised at once, never after a wait)
     │   ├── PublishFailed       the broker did not take a message: unroutable, nacked, or no confirm in time
     │   └── PublishUncertain    a job's envelope may have been queued: the job is kept and may still run
-    └── JobError
-        ├── UnknownJobType      no service has announced the job type
-        ├── IdempotencyConflict the idempotency key was used before with a different request
-        ├── UnpublishableJob    the task envelope cannot be encoded, or exceeds the message cap
-        └── JobNotFound         no such job for this tenant
+    ├── JobError
+    │   ├── UnknownJobType      no service has announced the job type
+    │   ├── IdempotencyConflict the idempotency key was used before with a different request
+    │   ├── UnpublishableJob    the task envelope cannot be encoded, or exceeds the message cap
+    │   └── JobNotFound         no such job for this tenant
+    └── RegistryError           Redis refused a command (a bug or a misconfigured server)
+        └── RegistryUnavailable Redis cannot be reached right now; retry later (HTTP 503)
 
 aio-pika and aiormq errors are translated into BrokerError subclasses in `orchestrator.broker.publisher`;
-the registry's Redis errors come as `orchestrator.registry.RegistryUnavailable`.
+redis-py's into RegistryError subclasses by `orchestrator.store.registry.redis_errors`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 
 
 class OrchestratorError(Exception):
-    """Base of the errors raised by the job API and the publisher."""
+    """Base of the errors raised by the job API, the publisher and the registry."""
 
 
 class BrokerError(OrchestratorError):
@@ -92,3 +94,11 @@ class JobNotFound(JobError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} not found")
         self.job_id = job_id
+
+
+class RegistryError(OrchestratorError):
+    """Redis refused a registry command."""
+
+
+class RegistryUnavailable(RegistryError):
+    """Redis cannot be reached; the operation may be retried later."""

@@ -37,9 +37,9 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError
 
+from orchestrator.errors import RegistryError
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.registry import RegistryError
 from protocol.codec import CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.errors import DecodeError

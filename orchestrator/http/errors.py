@@ -18,11 +18,11 @@ from orchestrator.errors import (
     JobNotFound,
     PublishFailed,
     PublishUncertain,
+    RegistryUnavailable,
     UnknownJobType,
     UnpublishableJob,
 )
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.store.registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from orchestrator.broker.deployment_check import DeploymentHealth
 from orchestrator.broker.event_consumer import ConsumerState
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.broker.queue_inspector import QueueStats
-from orchestrator.errors import BrokerError
+from orchestrator.errors import BrokerError, RegistryError
 from orchestrator.http.schemas import HealthReport, ServiceHealth
 from orchestrator.live.update_bus import BusState
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.registry import RedisTaskRegistry, RegistryError
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.services import BUILTIN_SERVICES
 from protocol.topology import task_queue
 

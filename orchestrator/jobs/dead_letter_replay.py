@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from orchestrator.broker.dead_letter_queues import DeadLetter, DeadLetterBrowse, DeadLetterQueues
-from orchestrator.errors import BrokerError, UnpublishableJob
+from orchestrator.errors import BrokerError, RegistryUnavailable, UnpublishableJob
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
 from orchestrator.jobs.service import JobPublisher
 from orchestrator.live.update_bus import UpdateBus
-from orchestrator.store.registry import RegistryUnavailable
 from orchestrator.store.task_owners import TaskOwners
 
 log = logging.getLogger(__name__)

@@ -22,11 +22,12 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
+from orchestrator.errors import RegistryError
 from orchestrator.models import JobRecord, JobUpdate, record_update
 from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, pairs, text
-from orchestrator.store.registry import DEFAULT_TTL_SECONDS, RegistryError, redis_errors
+from orchestrator.store.registry import DEFAULT_TTL_SECONDS, redis_errors
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import TaskEnvelope, utc_now

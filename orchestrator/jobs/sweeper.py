@@ -33,14 +33,14 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from orchestrator.broker.publisher import TaskPublisher
-from orchestrator.errors import BrokerError, BrokerUnavailable, UnpublishableJob
+from orchestrator.errors import BrokerError, BrokerUnavailable, RegistryError, RegistryUnavailable, UnpublishableJob
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobRecord, JobUpdate
 from orchestrator.settings import SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.registry import RegistryError, RegistryUnavailable, redis_errors
+from orchestrator.store.registry import redis_errors
 from plumbing.cancellation import cancel_and_wait
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, utc_now

@@ -30,9 +30,10 @@ from pydantic import ValidationError
 
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
+from orchestrator.errors import RegistryError
 from orchestrator.live.hub import ClientConnection, WebSocketHub
 from orchestrator.models import CancelResult, JobUpdate
-from orchestrator.store.registry import RedisTaskRegistry, RegistryError
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.errors import summarise_validation
 from protocol.events import TaskEvent
 

@@ -1,9 +1,7 @@
 """RedisTaskRegistry: the GlobalTaskRegistry of jobs, in Redis hashes changed by Lua scripts.
 
-Errors (redis-py's are translated here, at the boundary):
-
-    RegistryError            Redis refused a command (a bug or a misconfigured server)
-    └── RegistryUnavailable  Redis cannot be reached right now; retry later (HTTP 503)
+redis-py's errors are translated here, at the boundary, into `orchestrator.errors.RegistryError`
+and its `RegistryUnavailable`.
 
 The client must be created with `decode_responses=False` (the default).
 """
@@ -19,6 +17,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
+from orchestrator.errors import RegistryError, RegistryUnavailable
 from orchestrator.models import (
     CancelResult,
     CancelStatus,
@@ -44,14 +43,6 @@ DEFAULT_TTL_SECONDS: Final[int] = 24 * 3600
 DEFAULT_MAX_TASKS_PER_JOB: Final[int] = 256
 # How many index entries older than the TTL one listing checks against their job hashes.
 _SWEEP_BATCH: Final[int] = 500
-
-
-class RegistryError(Exception):
-    """Redis refused a registry command."""
-
-
-class RegistryUnavailable(RegistryError):
-    """Redis cannot be reached; the operation may be retried later."""
 
 
 @contextmanager

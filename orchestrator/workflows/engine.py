@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from orchestrator.errors import BrokerError, UnpublishableJob
+from orchestrator.errors import BrokerError, RegistryError, UnpublishableJob
 from orchestrator.models import JobUpdate
-from orchestrator.store.registry import RegistryError
 from orchestrator.workflows import advance
 from orchestrator.workflows.actions import Action, CancelStep, Emit, RunStep
 from orchestrator.workflows.definition import plan_workflow

@@ -6,9 +6,10 @@ engine's own events move the job's status; step tasks are its child tasks.
 
 from __future__ import annotations
 
+from orchestrator.errors import RegistryError
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
 from orchestrator.models import JobRecord
-from orchestrator.store.registry import RedisTaskRegistry, RegistryError
+from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.workflows.state import ExecutionState
 from protocol.envelope import TaskEnvelope
 from protocol.events import JobStatus

@@ -10,12 +10,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.auth import Authenticator
-from orchestrator.errors import BrokerUnavailable, IdempotencyConflict, JobNotFound, PublishFailed, UnknownJobType
+from orchestrator.errors import (
+    BrokerUnavailable,
+    IdempotencyConflict,
+    JobNotFound,
+    PublishFailed,
+    RegistryUnavailable,
+    UnknownJobType,
+)
 from orchestrator.http.errors import error_middleware, metrics_middleware
 from orchestrator.http.request import MAX_BODY_BYTES, read_json, require_tenant, validate
 from orchestrator.http.schemas import JobCreateRequest
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.store.registry import RegistryUnavailable
 
 KEY = "key-a"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator.errors import RegistryUnavailable
 from orchestrator.live.update_bus import UpdateBus, update_body
 from orchestrator.models import JobUpdate
-from orchestrator.store.registry import RegistryUnavailable
 from tests.polling import eventually
 
 
