@@ -88,6 +88,13 @@ class JobUpdate:
     event: dict[str, Any]
 
 
+def job_update(tenant_id: str, job_id: str, seq: int, status: str, event: dict[str, Any]) -> JobUpdate:
+    """The one place a JobUpdate is made: `terminal` follows from the job's status, never set apart from it."""
+    return JobUpdate(
+        tenant_id=tenant_id, job_id=job_id, seq=seq, status=status, terminal=status in TERMINAL_STATUSES, event=event
+    )
+
+
 def record_update(
     record: JobRecord,
     kind: EventType,
@@ -110,11 +117,4 @@ def record_update(
         data=data,
         metadata={"source": "orchestrator"},
     )
-    return JobUpdate(
-        tenant_id=record.tenant_id,
-        job_id=record.global_task_id,
-        seq=record.seq,
-        status=record.status,
-        terminal=record.status in TERMINAL_STATUSES,
-        event=event.model_dump(mode="json"),
-    )
+    return job_update(record.tenant_id, record.global_task_id, record.seq, record.status, event.model_dump(mode="json"))

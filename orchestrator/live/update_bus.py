@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 from redis.asyncio.client import Pipeline
 
-from orchestrator.models import JobUpdate
+from orchestrator.models import JobUpdate, job_update
 from orchestrator.store import keys
 from orchestrator.store.registry import redis_errors
 from plumbing.cancellation import cancel_and_wait
@@ -67,13 +67,9 @@ def decode_updates(data: bytes, skip_origin: str) -> list[JobUpdate]:
 def _update_from(body: dict[str, Any]) -> JobUpdate:
     if not isinstance(body, dict):
         raise TypeError(f"an update is a map, not {type(body).__name__}")
-    return JobUpdate(
-        tenant_id=str(body["tenant_id"]),
-        job_id=str(body["job_id"]),
-        seq=int(body["seq"]),
-        status=str(body["status"]),
-        terminal=bool(body["terminal"]),
-        event=dict(body["event"]),
+    # `terminal` is on the wire for older readers; it follows from the status, so it is not read back.
+    return job_update(
+        str(body["tenant_id"]), str(body["job_id"]), int(body["seq"]), str(body["status"]), dict(body["event"])
     )
 
 

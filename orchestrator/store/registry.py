@@ -25,6 +25,7 @@ from orchestrator.models import (
     CreateStatus,
     JobRecord,
     JobUpdate,
+    job_update,
     record_update,
 )
 from orchestrator.store import keys
@@ -254,14 +255,7 @@ class RedisTaskRegistry:
         job_seq, job_status = int(reply[1]), text(reply[2])
         body = event.model_dump(mode="json")
         body["seq"] = job_seq
-        update = JobUpdate(
-            tenant_id=event.tenant_id,
-            job_id=job_id,
-            seq=job_seq,
-            status=job_status,
-            terminal=job_status in TERMINAL_STATUSES,
-            event=body,
-        )
+        update = job_update(event.tenant_id, job_id, job_seq, job_status, body)
         return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
 
     async def cancel(self, tenant_id: str, job_id: str, reason: str) -> tuple[CancelResult, JobUpdate | None]:
