@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +42,25 @@ class EventType(StrEnum):
     WORKFLOW_FAILED = "workflow_failed"
 
 
+_OPEN: Final[frozenset[JobStatus]] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+# The statuses each event type can move a task to (DESIGN's Event table); a task_status_update
+# claiming "completed" would end a job without a result.
+STATUSES_BY_EVENT: Final[Mapping[EventType, frozenset[JobStatus]]] = MappingProxyType(
+    {
+        EventType.TASK_STATUS_UPDATE: _OPEN,
+        EventType.TASK_COMPLETED: frozenset({JobStatus.COMPLETED}),
+        EventType.TASK_FAILED: frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT}),
+        EventType.TASK_CANCELLED: frozenset({JobStatus.CANCELLED}),
+        EventType.WORKFLOW_STARTED: _OPEN,
+        EventType.STEP_STARTED: _OPEN,
+        EventType.STEP_PROGRESS: _OPEN,
+        EventType.STEP_FINISHED: _OPEN,
+        EventType.WORKFLOW_COMPLETED: frozenset({JobStatus.COMPLETED}),
+        EventType.WORKFLOW_FAILED: frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED}),
+    }
+)
+
+
 class Progress(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,14 +93,24 @@ class TaskEvent(BaseModel):
 
     @property
     def status(self) -> JobStatus:
-        """The task status this event moves to."""
-        if self.event is EventType.TASK_COMPLETED:
+        """The task status this event moves to (ValueError when `data.status` names none)."""
+        if self.event in (EventType.TASK_COMPLETED, EventType.WORKFLOW_COMPLETED):
             return JobStatus.COMPLETED
         if self.event is EventType.TASK_CANCELLED:
             return JobStatus.CANCELLED
-        if self.event is EventType.TASK_FAILED:
+        if self.event in (EventType.TASK_FAILED, EventType.WORKFLOW_FAILED):
             return JobStatus(self.data.get("status", JobStatus.FAILED))
+        if self.event is EventType.STEP_FINISHED:
+            # Its `status` is the step's outcome; the task (the execution) runs on to its next steps.
+            return JobStatus.RUNNING
         return JobStatus(self.data.get("status", JobStatus.RUNNING))
+
+    def checked_status(self) -> JobStatus:
+        """`status`, or ValueError when it is one this event type cannot carry."""
+        status = self.status
+        if status not in STATUSES_BY_EVENT[self.event]:
+            raise ValueError(f"a {self.event.value} event cannot move a task to {status.value}")
+        return status
 
     @property
     def is_terminal(self) -> bool:

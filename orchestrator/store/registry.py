@@ -31,7 +31,7 @@ from orchestrator.models import (
 from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
-from orchestrator.store.event_rules import attempt_of, task_status
+from orchestrator.store.event_rules import attempt_of
 from plumbing.redis_batch import PipelineBatcher
 from protocol import ledger
 from protocol.codec import compact_json
@@ -211,7 +211,7 @@ class RedisTaskRegistry:
         """Apply one event atomically; late, repeated and after-terminal events are dropped, and events
         no producer of the job's tasks could have sent are refused (`ApplyOutcome.dropped` says why)."""
         try:
-            status = task_status(event)
+            status = event.checked_status().value
         except ValueError:
             return ApplyOutcome(None, "invalid_status")
         progress, result, error = "", "", ""
