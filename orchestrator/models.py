@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from protocol.events import TERMINAL_STATUSES, EventType, TaskEvent
+from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
 
 
 class JobRecord(BaseModel):
@@ -118,3 +118,8 @@ def record_update(
         metadata={"source": "orchestrator"},
     )
     return job_update(record.tenant_id, record.global_task_id, record.seq, record.status, event.model_dump(mode="json"))
+
+
+def created_update(record: JobRecord) -> JobUpdate:
+    """The announcement of a new job: task_status_update{status: queued} with seq 1."""
+    return record_update(record, EventType.TASK_STATUS_UPDATE, {"status": JobStatus.QUEUED.value}, at=record.created_at)

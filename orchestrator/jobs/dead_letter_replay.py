@@ -18,12 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from orchestrator.broker.dead_letter_queues import DeadLetter, DeadLetterBrowse, DeadLetterQueues
+from orchestrator.broker.dead_letter_queues import DeadLetter
 from orchestrator.errors import BrokerError, RegistryUnavailable, UnpublishableJob
+from orchestrator.jobs.ports import DeadLetterBrowse, DeadLetterSource, TaskOwnership, TaskPublisher, UpdateBus
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
-from orchestrator.jobs.service import JobPublisher
-from orchestrator.live.update_bus import UpdateBus
-from orchestrator.store.task_owners import TaskOwners
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +51,11 @@ class ReplayReport:
 class DeadLetterService:
     def __init__(
         self,
-        queues: DeadLetterQueues,
+        queues: DeadLetterSource,
         recovery: JobRecovery,
-        publisher: JobPublisher,
+        publisher: TaskPublisher,
         bus: UpdateBus,
-        owners: TaskOwners,
+        owners: TaskOwnership,
     ) -> None:
         self._queues = queues
         self._recovery = recovery

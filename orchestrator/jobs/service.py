@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from orchestrator.errors import (
     BrokerError,
@@ -28,11 +28,9 @@ from orchestrator.errors import (
     PublishUncertain,
     UnknownJobType,
 )
-from orchestrator.live.update_bus import UpdateBus
+from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord
-from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.registry import RedisTaskRegistry, created_update
+from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord, created_update
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
@@ -44,21 +42,6 @@ log = logging.getLogger(__name__)
 YIELD_PAST_BYTES = 256 * 1024
 # How many jobs of one batch are in flight at once (registry write + publish awaiting its confirm).
 BATCH_CONCURRENCY = 64
-
-
-class JobPublisher(Protocol):
-    """What the job service needs from the broker (TaskPublisher)."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    def encode_task(self, envelope: TaskEnvelope) -> bytes: ...
-
-    async def publish_task(
-        self, envelope: TaskEnvelope, *, reply_to: str | None = None, body: bytes | None = None
-    ) -> None: ...
-
-    async def publish_cancel(self, command: CancelCommand) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,10 +88,10 @@ class Submission:
 class JobService:
     def __init__(
         self,
-        registry: RedisTaskRegistry,
-        directory: ServiceDirectory,
+        registry: TaskRegistry,
+        directory: ServiceLookup,
         bus: UpdateBus,
-        publisher: JobPublisher,
+        publisher: TaskPublisher,
         metrics: OrchestratorMetrics,
     ) -> None:
         self._registry = registry

@@ -32,14 +32,12 @@ from typing import Final
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.errors import BrokerError, BrokerUnavailable, RegistryError, RegistryUnavailable, UnpublishableJob
+from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, UpdateBus
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
-from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobRecord, JobUpdate
 from orchestrator.settings import SweeperSettings
-from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import redis_errors
 from plumbing.cancellation import cancel_and_wait
 from protocol.control import CancelCommand
@@ -77,7 +75,7 @@ class Sweeper:
         self,
         redis: aioredis.Redis,
         recovery: JobRecovery,
-        directory: ServiceDirectory,
+        directory: ServiceLookup,
         publisher: TaskPublisher,
         bus: UpdateBus,
         metrics: OrchestratorMetrics,

@@ -73,11 +73,6 @@ class ApplyOutcome:
 REFUSALS: Final[frozenset[str]] = frozenset({"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks"})
 
 
-def created_update(record: JobRecord) -> JobUpdate:
-    """The announcement of a new job: task_status_update{status: queued} with seq 1."""
-    return record_update(record, EventType.TASK_STATUS_UPDATE, {"status": JobStatus.QUEUED.value}, at=record.created_at)
-
-
 class RedisTaskRegistry:
     def __init__(
         self,

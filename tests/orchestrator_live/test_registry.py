@@ -11,10 +11,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from orchestrator.errors import RegistryUnavailable
-from orchestrator.models import CancelStatus, CreateStatus
+from orchestrator.models import CancelStatus, CreateStatus, created_update
 from orchestrator.store import keys
 from orchestrator.store.codec import packed_args
-from orchestrator.store.registry import RedisTaskRegistry, created_update
+from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
 from tests.records import event_for, make_record, records_created_in_order
