@@ -1,9 +1,10 @@
 """What the registry reads off a task event besides its status (which `protocol.events.TaskEvent`
-derives and checks): the attempt it belongs to."""
+derives and checks): the attempt it belongs to, and what it records of the job's progress or outcome."""
 
 from __future__ import annotations
 
-from protocol.events import ATTEMPT_SEQ_STRIDE, TaskEvent
+from protocol.codec import compact_json
+from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, JobStatus, TaskEvent
 
 
 def attempt_of(event: TaskEvent) -> int:
@@ -13,3 +14,21 @@ def attempt_of(event: TaskEvent) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return event.seq // ATTEMPT_SEQ_STRIDE
+
+
+def recorded_fields(event: TaskEvent, status: str) -> tuple[str, str, str]:
+    """The job's `progress`, `result` and `error` as this event sets them (JSON text, "" when it sets none)."""
+    if status not in TERMINAL_STATUSES:
+        progress = event.data.get("progress")
+        return (compact_json(progress) if isinstance(progress, dict) else ""), "", ""
+    if status == JobStatus.COMPLETED:
+        return "", compact_json(event.data.get("result")), ""
+    if status == JobStatus.CANCELLED:
+        return "", "", compact_json({"reason": event.data.get("reason"), "status": status})
+    error = {
+        "error": event.data.get("error"),
+        "error_type": event.data.get("error_type"),
+        "attempts": event.data.get("attempts"),
+        "status": status,
+    }
+    return "", "", compact_json(error)

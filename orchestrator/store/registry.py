@@ -31,12 +31,12 @@ from orchestrator.models import (
 from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
-from orchestrator.store.event_rules import attempt_of
+from orchestrator.store.event_rules import attempt_of, recorded_fields
 from plumbing.redis_batch import PipelineBatcher
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import utc_now
-from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+from protocol.events import EventType, JobStatus, TaskEvent
 
 DEFAULT_TTL_SECONDS: Final[int] = 24 * 3600
 # Entries of a job's delegated_services (the root task included). Children are learnt from their own
@@ -101,7 +101,7 @@ class RedisTaskRegistry:
         self, record: JobRecord, idempotency_key: str | None = None, fingerprint: str | None = None
     ) -> CreateResult:
         """Store a new job atomically; with an idempotency key, a repeat gets the first job back."""
-        record = _with_root_entry(record)
+        record = with_root_entry(record)
         tenant = record.tenant_id
         fields = to_hash(record)
         if idempotency_key is not None:
@@ -209,23 +209,7 @@ class RedisTaskRegistry:
             status = event.checked_status().value
         except ValueError:
             return ApplyOutcome(None, "invalid_status")
-        progress, result, error = "", "", ""
-        if status in TERMINAL_STATUSES:
-            if status == JobStatus.COMPLETED:
-                result = compact_json(event.data.get("result"))
-            elif status == JobStatus.CANCELLED:
-                error = compact_json({"reason": event.data.get("reason"), "status": status})
-            else:
-                error = compact_json(
-                    {
-                        "error": event.data.get("error"),
-                        "error_type": event.data.get("error_type"),
-                        "attempts": event.data.get("attempts"),
-                        "status": status,
-                    }
-                )
-        elif isinstance(event.data.get("progress"), dict):
-            progress = compact_json(event.data["progress"])
+        progress, result, error = recorded_fields(event, status)
         job_id = event.global_task_id
         apply_args: list[str | int] = [
             job_id,
@@ -326,7 +310,8 @@ class RedisTaskRegistry:
             await pipe.execute()
 
 
-def _with_root_entry(record: JobRecord) -> JobRecord:
+def with_root_entry(record: JobRecord) -> JobRecord:
+    """The record with its root task first in delegated_services, as every stored job has it."""
     if any(entry.get("task_id") == record.root_task_id for entry in record.delegated_services):
         return record
     root = {"service": record.service, "task_id": record.root_task_id, "status": record.status}
