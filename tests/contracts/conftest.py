@@ -19,16 +19,12 @@ from orchestrator.live.update_bus import UpdateBus
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.codec import CodecSet
 from protocol.topology import service_queues
-from tests.contracts.registry_under_test import RegistryUnderTest
+from tests.contracts.subjects import CONTRACT_MAX_MESSAGE_BYTES, BusPair, RegistryUnderTest
 from tests.fakes.publisher import FakeTaskPublisher
 from tests.fakes.registry import FakeTaskRegistry
 from tests.fakes.update_bus import FakeChannel, FakeUpdateBus
 
-# Small enough that a test payload crosses it cheaply.
-CONTRACT_MAX_MESSAGE_BYTES = 64 * 1024
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
-
-BusPair = tuple[ports.UpdateBus, ports.UpdateBus]
 
 
 @pytest.fixture

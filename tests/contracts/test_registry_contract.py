@@ -7,7 +7,7 @@ from datetime import timedelta
 from orchestrator.models import CancelStatus, CreateStatus
 from protocol.envelope import new_id, utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
-from tests.contracts.registry_under_test import RegistryUnderTest, event_for, make_record
+from tests.contracts.subjects import RegistryUnderTest, event_for, make_record
 
 FIRST = ATTEMPT_SEQ_STRIDE  # seqs of a task's first attempt start here
 

@@ -1,15 +1,20 @@
-"""The registry as the contract tests drive it: the job side's port, plus the event path and seeding."""
+"""What the contract tests drive: the ports as they see them, their limits, and records and events to feed in."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Protocol
 
-from orchestrator.jobs.ports import TaskRegistry
+from orchestrator.jobs.ports import TaskRegistry, UpdateBus
 from orchestrator.models import JobRecord
 from orchestrator.store.registry import ApplyOutcome
 from protocol.envelope import new_id, utc_now
 from protocol.events import EventType, TaskEvent
+
+# Small enough that a test payload crosses it cheaply.
+CONTRACT_MAX_MESSAGE_BYTES = 64 * 1024
+
+BusPair = tuple[UpdateBus, UpdateBus]  # two replicas' buses on one channel
 
 
 class RegistryUnderTest(TaskRegistry, Protocol):
