@@ -1,0 +1,111 @@
+"""JobService on the in-memory fakes alone: no Redis, no RabbitMQ, the seams of orchestrator.jobs.ports."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from orchestrator.errors import BrokerUnavailable, UnknownJobType
+from orchestrator.jobs.service import JobService, NewJob
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import CancelStatus
+from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus, TaskEvent
+from protocol.topology import task_queue
+from tests.fakes.directory import FakeServiceLookup
+from tests.fakes.publisher import FakeTaskPublisher
+from tests.fakes.registry import FakeTaskRegistry
+from tests.fakes.update_bus import FakeUpdateBus
+from tests.orchestrator_live.conftest import eventually
+
+TENANT = "t-unit"
+
+
+@dataclass
+class Parts:
+    service: JobService
+    registry: FakeTaskRegistry
+    bus: FakeUpdateBus
+    publisher: FakeTaskPublisher
+
+
+@pytest.fixture
+def parts() -> Parts:
+    registry, bus, publisher = FakeTaskRegistry(), FakeUpdateBus(), FakeTaskPublisher()
+    directory = FakeServiceLookup({"echo_request": "echo"})
+    return Parts(JobService(registry, directory, bus, publisher, OrchestratorMetrics()), registry, bus, publisher)
+
+
+def echo(**payload: object) -> NewJob:
+    return NewJob(type="echo_request", payload=dict(payload), priority=5)
+
+
+async def test_a_submitted_job_is_recorded_published_and_announced(parts: Parts) -> None:
+    submission = await parts.service.submit(TENANT, echo(text="hi"), request_id="r-1")
+    assert submission.created and submission.record.status == JobStatus.QUEUED
+    job_id = submission.record.job_id
+
+    [envelope] = parts.publisher.taken("echo")
+    assert (envelope.global_task_id, envelope.tenant_id, envelope.payload) == (job_id, TENANT, {"text": "hi"})
+    assert envelope.context.request_id == "r-1"
+    stored = await parts.registry.get(TENANT, job_id)
+    assert stored is not None and (stored.status, stored.root_task_id) == ("queued", envelope.task_id)
+    [created] = parts.bus.announced
+    assert (created.job_id, created.seq, created.status) == (job_id, 1, "queued")
+
+
+async def test_a_repeated_idempotency_key_finds_the_first_job_and_publishes_nothing_more(parts: Parts) -> None:
+    job = NewJob(type="echo_request", payload={"n": 1}, priority=5, idempotency_key="once")
+    first = await parts.service.submit(TENANT, job, request_id="r-1")
+    again = await parts.service.submit(TENANT, job, request_id="r-2")
+    assert not again.created and again.record.job_id == first.record.job_id
+    assert len(parts.publisher.taken("echo")) == 1
+
+
+async def test_with_the_broker_down_the_job_is_refused_and_not_kept(parts: Parts) -> None:
+    parts.publisher.connected = False
+    with pytest.raises(BrokerUnavailable):
+        await parts.service.submit(TENANT, echo(), request_id="r-1")
+    assert await parts.registry.list_jobs(TENANT) == ([], 0)
+    assert parts.bus.announced == []
+    with pytest.raises(UnknownJobType):
+        await parts.service.submit(TENANT, NewJob(type="nobody_serves_this", payload={}, priority=5), request_id="r")
+
+
+async def test_cancelling_a_queued_job_ends_it_broadcasts_and_announces_once(parts: Parts) -> None:
+    job_id = (await parts.service.submit(TENANT, echo(), request_id="r-1")).record.job_id
+    result = await parts.service.cancel(TENANT, job_id)
+    assert result.status is CancelStatus.CANCELLED
+    stored = await parts.service.get(TENANT, job_id)
+    assert stored.status == JobStatus.CANCELLED
+    assert [(c.tenant_id, c.global_task_id) for c in parts.publisher.cancels] == [(TENANT, job_id)]
+    assert [(u.status, u.terminal) for u in parts.bus.announced] == [("queued", False), ("cancelled", True)]
+
+    again = await parts.service.cancel(TENANT, job_id)
+    assert again.status is CancelStatus.ALREADY_TERMINAL
+    assert len(parts.publisher.cancels) == 1 and len(parts.bus.announced) == 2
+
+
+async def test_a_submit_that_waits_returns_the_outcome_a_worker_reports(parts: Parts) -> None:
+    async def worker() -> None:
+        await eventually(lambda: bool(parts.publisher.queues.get(task_queue("echo"))))
+        [envelope] = parts.publisher.taken("echo")
+        event = TaskEvent(
+            event=EventType.TASK_COMPLETED,
+            service=envelope.service,
+            task_id=envelope.task_id,
+            global_task_id=envelope.global_task_id,
+            tenant_id=envelope.tenant_id,
+            seq=envelope.attempt * ATTEMPT_SEQ_STRIDE + 1,
+            data={"result": {"echo": envelope.payload["text"]}},
+        )
+        update = await parts.registry.apply_event(event)
+        assert update is not None
+        parts.bus.announce(update)  # as the event consumer does
+
+    running = asyncio.create_task(worker())
+    submission = await parts.service.submit(TENANT, echo(text="hi"), request_id="r-1", wait=5)
+    await running
+    assert submission.created and submission.terminal
+    assert (submission.record.status, submission.record.result) == ("completed", {"echo": "hi"})
