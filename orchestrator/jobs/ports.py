@@ -24,8 +24,10 @@ from typing import Protocol
 from orchestrator.broker.dead_letter_queues import DeadLetter
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.models import CancelResult, CreateResult, JobRecord, JobUpdate
+from orchestrator.store.registry import ApplyOutcome
 from protocol.control import CancelCommand, WorkerHeartbeat
 from protocol.envelope import TaskEnvelope
+from protocol.events import TaskEvent
 
 
 class TaskRegistry(Protocol):
@@ -59,6 +61,11 @@ class TaskRegistry(Protocol):
 
     async def discard(self, tenant_id: str, job_id: str) -> None:
         """Undo a create whose publish certainly failed: the job and its idempotency key go."""
+        ...
+
+    async def apply(self, event: TaskEvent) -> ApplyOutcome:
+        """Apply one event atomically, in seq order per task: late, repeated and after-terminal events
+        are dropped, ones no producer of the job could have sent refused (`ApplyOutcome.dropped` says why)."""
         ...
 
 

@@ -19,7 +19,7 @@ from orchestrator.live.update_bus import UpdateBus
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.codec import CodecSet
 from protocol.topology import service_queues
-from tests.contracts.subjects import CONTRACT_MAX_MESSAGE_BYTES, BusPair, RegistryUnderTest
+from tests.contracts.subjects import CONTRACT_MAX_MESSAGE_BYTES, BusPair
 from tests.fakes.publisher import FakeTaskPublisher
 from tests.fakes.registry import FakeTaskRegistry
 from tests.fakes.update_bus import FakeChannel, FakeUpdateBus
@@ -33,7 +33,7 @@ def tenant(unique: str) -> str:
 
 
 @pytest.fixture(params=["fake", pytest.param("redis", marks=pytest.mark.integration)])
-async def registry(request: pytest.FixtureRequest, tenant: str) -> AsyncIterator[RegistryUnderTest]:
+async def registry(request: pytest.FixtureRequest, tenant: str) -> AsyncIterator[ports.TaskRegistry]:
     if request.param == "fake":
         yield FakeTaskRegistry()
         return

@@ -1,13 +1,12 @@
-"""What the contract tests drive: the ports as they see them, their limits, and records and events to feed in."""
+"""What the contract tests share: a pair of replicas' buses, the message cap they use, records and events to feed in."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from orchestrator.jobs.ports import TaskRegistry, UpdateBus
+from orchestrator.jobs.ports import UpdateBus
 from orchestrator.models import JobRecord
-from orchestrator.store.registry import ApplyOutcome
 from protocol.envelope import new_id, utc_now
 from protocol.events import EventType, TaskEvent
 
@@ -15,12 +14,6 @@ from protocol.events import EventType, TaskEvent
 CONTRACT_MAX_MESSAGE_BYTES = 64 * 1024
 
 BusPair = tuple[UpdateBus, UpdateBus]  # two replicas' buses on one channel
-
-
-class RegistryUnderTest(TaskRegistry, Protocol):
-    """`apply` is the event consumer's, not the job side's; the contract covers it all the same."""
-
-    async def apply(self, event: TaskEvent) -> ApplyOutcome: ...
 
 
 def make_record(

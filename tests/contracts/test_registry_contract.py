@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from orchestrator.jobs.ports import TaskRegistry
 from orchestrator.models import CancelStatus, CreateStatus
 from protocol.envelope import new_id, utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
-from tests.contracts.subjects import RegistryUnderTest, event_for, make_record
+from tests.contracts.subjects import event_for, make_record
 
 FIRST = ATTEMPT_SEQ_STRIDE  # seqs of a task's first attempt start here
 
 
 async def test_a_created_job_reads_back_with_its_root_task_for_its_tenant_only(
-    registry: RegistryUnderTest, tenant: str
+    registry: TaskRegistry, tenant: str
 ) -> None:
     record = make_record(tenant, session_id="s-1")
     created = await registry.create(record)
@@ -27,7 +28,7 @@ async def test_a_created_job_reads_back_with_its_root_task_for_its_tenant_only(
 
 
 async def test_an_idempotency_key_finds_the_same_request_and_refuses_a_different_one(
-    registry: RegistryUnderTest, tenant: str
+    registry: TaskRegistry, tenant: str
 ) -> None:
     first = make_record(tenant)
     assert (await registry.create(first, idempotency_key="k", fingerprint="f1")).status is CreateStatus.CREATED
@@ -41,7 +42,7 @@ async def test_an_idempotency_key_finds_the_same_request_and_refuses_a_different
     await registry.discard(tenant + "x", elsewhere.record.job_id)
 
 
-async def test_a_discarded_job_is_gone_and_frees_its_idempotency_key(registry: RegistryUnderTest, tenant: str) -> None:
+async def test_a_discarded_job_is_gone_and_frees_its_idempotency_key(registry: TaskRegistry, tenant: str) -> None:
     first = make_record(tenant, session_id="s-1")
     await registry.create(first, idempotency_key="k", fingerprint="f")
     await registry.discard(tenant, first.job_id)
@@ -54,7 +55,7 @@ async def test_a_discarded_job_is_gone_and_frees_its_idempotency_key(registry: R
     await registry.discard(tenant, new_id())  # an unknown job: nothing to do, no error
 
 
-async def test_listing_is_newest_first_filtered_and_paged(registry: RegistryUnderTest, tenant: str) -> None:
+async def test_listing_is_newest_first_filtered_and_paged(registry: TaskRegistry, tenant: str) -> None:
     start = utc_now() - timedelta(seconds=100)
     records = [
         make_record(tenant, created_at=start + timedelta(seconds=i), session_id="s-1" if i % 2 else None)
@@ -79,7 +80,7 @@ async def test_listing_is_newest_first_filtered_and_paged(registry: RegistryUnde
 
 
 async def test_events_apply_in_seq_order_and_renumber_with_the_jobs_own_seq(
-    registry: RegistryUnderTest, tenant: str
+    registry: TaskRegistry, tenant: str
 ) -> None:
     record = make_record(tenant)
     await registry.create(record)
@@ -103,7 +104,7 @@ async def test_events_apply_in_seq_order_and_renumber_with_the_jobs_own_seq(
 
 
 async def test_an_outcome_is_applied_past_progress_that_overtook_it_and_then_nothing_moves_the_job(
-    registry: RegistryUnderTest, tenant: str
+    registry: TaskRegistry, tenant: str
 ) -> None:
     record = make_record(tenant)
     await registry.create(record)
@@ -123,7 +124,7 @@ async def test_an_outcome_is_applied_past_progress_that_overtook_it_and_then_not
 
 
 async def test_a_failure_records_its_error_and_a_child_task_does_not_move_the_job(
-    registry: RegistryUnderTest, tenant: str
+    registry: TaskRegistry, tenant: str
 ) -> None:
     record = make_record(tenant)
     await registry.create(record)
@@ -149,7 +150,7 @@ async def test_a_failure_records_its_error_and_a_child_task_does_not_move_the_jo
     }
 
 
-async def test_events_no_producer_of_the_job_sends_are_refused(registry: RegistryUnderTest, tenant: str) -> None:
+async def test_events_no_producer_of_the_job_sends_are_refused(registry: TaskRegistry, tenant: str) -> None:
     record = make_record(tenant)
     await registry.create(record)
     refusals = {
@@ -165,7 +166,7 @@ async def test_events_no_producer_of_the_job_sends_are_refused(registry: Registr
     assert stored is not None and (stored.status, stored.seq) == ("queued", 1)
 
 
-async def test_cancel_ends_an_open_job_once_and_never_a_finished_one(registry: RegistryUnderTest, tenant: str) -> None:
+async def test_cancel_ends_an_open_job_once_and_never_a_finished_one(registry: TaskRegistry, tenant: str) -> None:
     queued = make_record(tenant)
     await registry.create(queued)
     result, update = await registry.cancel(tenant, queued.job_id, "changed my mind")
