@@ -1,8 +1,9 @@
 """Each port of orchestrator.jobs.ports, once as its in-memory fake and once as the real thing.
 
 A contract test takes one of these fixtures and runs twice: `[fake]` needs no service, `[redis]` and
-`[rabbitmq]` are marked integration. Tenants, channels and services are uuid-named per test; the
-Redis keys and queues a real run makes are deleted afterwards, nothing is flushed.
+`[rabbitmq]` are marked integration here by hand (only they ask for a service, by name at run time,
+which the fixture-name rule of tests/conftest.py cannot see). Tenants, channels and services are
+uuid-named per test; the Redis keys and queues a real run makes are deleted afterwards, nothing is flushed.
 """
 
 from __future__ import annotations

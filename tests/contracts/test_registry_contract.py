@@ -8,7 +8,7 @@ from orchestrator.jobs.ports import TaskRegistry
 from orchestrator.models import CancelStatus, CreateStatus
 from protocol.envelope import new_id, utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType
-from tests.contracts.subjects import event_for, make_record
+from tests.records import event_for, make_record
 
 FIRST = ATTEMPT_SEQ_STRIDE  # seqs of a task's first attempt start here
 

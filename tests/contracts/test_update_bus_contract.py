@@ -6,7 +6,7 @@ import asyncio
 
 from orchestrator.models import JobUpdate, job_update
 from tests.contracts.subjects import BusPair
-from tests.orchestrator_live.conftest import eventually
+from tests.polling import eventually
 
 
 def update(job: str, seq: int, status: str = "running") -> JobUpdate:

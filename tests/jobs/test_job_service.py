@@ -17,7 +17,7 @@ from tests.fakes.directory import FakeServiceLookup
 from tests.fakes.publisher import FakeTaskPublisher
 from tests.fakes.registry import FakeTaskRegistry
 from tests.fakes.update_bus import FakeUpdateBus
-from tests.orchestrator_live.conftest import eventually
+from tests.polling import eventually
 
 TENANT = "t-unit"
 
