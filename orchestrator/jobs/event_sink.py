@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from orchestrator.live.update_bus import UpdateBus
+from orchestrator.jobs.ports import TaskRegistry, UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
-from orchestrator.store.registry import REFUSALS, ApplyOutcome, RedisTaskRegistry
+from orchestrator.store.registry import REFUSALS, ApplyOutcome
 from plumbing.burst_log import BurstLog
 from protocol.events import TaskEvent
 from protocol.services import WORKFLOW_SERVICE
@@ -28,7 +28,7 @@ class EventSink:
 
     def __init__(
         self,
-        registry: RedisTaskRegistry,
+        registry: TaskRegistry,
         bus: UpdateBus,
         metrics: OrchestratorMetrics,
         on_step_event: StepListener | None = None,
