@@ -33,7 +33,7 @@ from orchestrator.workflows import advance
 from orchestrator.workflows.actions import Action, CancelStep, Emit, RunStep
 from orchestrator.workflows.definition import plan_workflow
 from orchestrator.workflows.outcomes import StepFailed, StepOutcome, StepSucceeded
-from orchestrator.workflows.state import ExecutionMode, ExecutionState
+from orchestrator.workflows.state import ExecutionMode, ExecutionState, StepStatus
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore, StoreConflict
 from plumbing.cancellation import cancel_and_wait
 from protocol.control import CancelCommand
@@ -65,8 +65,21 @@ class ExecutionNotFound(Exception):
         self.execution_id = execution_id
 
 
+class StepNotFound(Exception):
+    def __init__(self, execution_id: str, step: str) -> None:
+        super().__init__(f"execution {execution_id} has no step {step!r}")
+        self.execution_id = execution_id
+        self.step = step
+
+
 class NotAllowed(Exception):
-    """A control that does not apply to the execution as it is (continue a finished one, ...)."""
+    """A control or report that does not apply to the execution as it is (continue a finished one,
+    report for a step that is not running, ...); `status` is the execution's status then."""
+
+    def __init__(self, message: str, *, execution_id: str, status: str) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.status = status
 
 
 class EventApplier(Protocol):
@@ -236,7 +249,11 @@ class WorkflowEngine:
     ) -> ExecutionState:
         def step(state: ExecutionState) -> tuple[ExecutionState, list[Action]]:
             if not allowed(state):
-                raise NotAllowed(f"cannot {what} execution {execution_id}: it is {state.status.value}")
+                raise NotAllowed(
+                    f"cannot {what} execution {execution_id}: it is {state.status.value}",
+                    execution_id=execution_id,
+                    status=state.status.value,
+                )
             return handler(state, self._clock())
 
         return await self._transition(tenant_id, execution_id, step)
@@ -272,18 +289,19 @@ class WorkflowEngine:
             log.warning("event %s of step task %s: no such execution", event.event.value, event.task_id)
 
     async def report_progress(self, tenant_id: str, execution_id: str, step: str, progress: Progress) -> ExecutionState:
-        """An external step's progress report, for its running attempt."""
+        """An external step's progress report, for its running attempt; StepNotFound, or NotAllowed when the
+        step is not external or not running."""
         now = self._clock()
 
         def handler(state: ExecutionState) -> tuple[ExecutionState, list[Action]]:
-            return advance.on_step_progress(state, step, _running_attempt(state, step), progress, now)
+            return advance.on_step_progress(state, step, _reporting_attempt(state, step), progress, now)
 
         return await self._transition(tenant_id, execution_id, handler)
 
     async def complete_step(
         self, tenant_id: str, execution_id: str, step: str, *, success: bool, data: Any, message: str | None
     ) -> ExecutionState:
-        """An external step's outcome, for its running attempt."""
+        """An external step's outcome, for its running attempt (errors as `report_progress`)."""
         now = self._clock()
         outcome: StepOutcome = (
             StepSucceeded.from_result(data)
@@ -292,7 +310,7 @@ class WorkflowEngine:
         )
 
         def handler(state: ExecutionState) -> tuple[ExecutionState, list[Action]]:
-            return advance.on_step_finished(state, step, _running_attempt(state, step), outcome, now)
+            return advance.on_step_finished(state, step, _reporting_attempt(state, step), outcome, now)
 
         return await self._transition(tenant_id, execution_id, handler)
 
@@ -480,11 +498,24 @@ def _find_run(state: ExecutionState, step: str) -> RunStep | None:
     return None
 
 
-def _running_attempt(state: ExecutionState, step: str) -> int:
+def _reporting_attempt(state: ExecutionState, step: str) -> int:
+    """The attempt an external step's report is for; checked inside the transition, so a report
+    racing the step's end (or a cancel) is refused rather than applied to a step that moved on."""
     current = state.steps.get(step)
     if current is None:
-        raise NotAllowed(f"execution {state.execution_id} has no step {step!r}")
-    return current.attempt
+        raise StepNotFound(state.execution_id, step)
+    kind = next(s.kind for s in state.definition.steps if s.name == step)
+    if kind != "external":
+        problem = "is run by a worker, which reports through its task events"
+    elif current.status is not StepStatus.RUNNING:
+        problem = f"is {current.status.value}, not running"
+    else:
+        return current.attempt
+    raise NotAllowed(
+        f"step {step!r} of execution {state.execution_id} {problem}",
+        execution_id=state.execution_id,
+        status=state.status.value,
+    )
 
 
 def _event_data(action: Emit, state: ExecutionState) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Definitions: one hash per tenant, workflow id -> the definition's JSON (no expiry: a definition
 is the tenant's until deleted). Executions: one hash per execution holding its state JSON and
 `version`; a list of the actions its transitions still owe (the outbox); a per-tenant index
-scored by creation time; and one global sorted set of executions with owed actions, scored by
-when they were owed, which the recovery loop reads.
+scored by creation time; an owner key per execution naming its tenant (a service token reporting
+for an external step has no tenant of its own); and one global sorted set of executions with owed
+actions, scored by when they were owed, which the recovery loop reads.
 
 A transition is stored with compare-and-set on `version`, its actions appended to the outbox in
 the same script: a state is never stored without what it asks to be done, and never twice.
@@ -30,11 +31,11 @@ DEFAULT_EXECUTION_TTL_SECONDS: Final[int] = 24 * 3600
 PERFORM_LOCK_SECONDS: Final[int] = 30
 OUTBOX: Final[str] = f"{PREFIX}:workflows:outbox"
 
-# KEYS: state hash, outbox list, tenant index, outbox index, [idempotency key]
-# ARGV: state JSON, version, ttl, score (ms), outbox member, now (s), execution id, action JSON...
+# KEYS: state hash, outbox list, tenant index, outbox index, owner key, [idempotency key]
+# ARGV: state JSON, version, ttl, score (ms), outbox member, now (s), execution id, tenant, action JSON...
 _CREATE: Final[str] = """
-if KEYS[5] then
-  local held = redis.call('GET', KEYS[5])
+if KEYS[6] then
+  local held = redis.call('GET', KEYS[6])
   if held then return {'existing', held} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate', ARGV[7]} end
@@ -43,16 +44,17 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'version', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 redis.call('EXPIRE', KEYS[3], ttl)
-if #ARGV > 7 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 8))
+redis.call('SET', KEYS[5], ARGV[8], 'EX', ttl)
+if #ARGV > 8 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 9))
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
 end
-if KEYS[5] then redis.call('SET', KEYS[5], ARGV[7], 'EX', ttl) end
+if KEYS[6] then redis.call('SET', KEYS[6], ARGV[7], 'EX', ttl) end
 return {'created', ARGV[7]}
 """
 
-# KEYS: state hash, outbox list, outbox index
+# KEYS: state hash, outbox list, outbox index, owner key
 # ARGV: expected version, new version, state JSON, ttl, outbox member, now (s), action JSON...
 _SWAP: Final[str] = """
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -61,6 +63,7 @@ if version ~= ARGV[1] then return 'conflict' end
 local ttl = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
 if #ARGV > 6 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, 7))
   redis.call('EXPIRE', KEYS[2], ttl)
@@ -187,6 +190,11 @@ class ExecutionStore:
         return f"{PREFIX}:executions:{tenant_id}"
 
     @staticmethod
+    def _owner_key(execution_id: str) -> str:
+        # Not under executions:{tenant}: the tenant is what it is read to find.
+        return f"{PREFIX}:execution_owners:{execution_id}"
+
+    @staticmethod
     def _idempotency_key(tenant_id: str, key: str) -> str:
         return f"{PREFIX}:executions:{tenant_id}:idempotency:{key}"
 
@@ -201,6 +209,7 @@ class ExecutionStore:
             self._outbox_key(tenant, execution),
             self._index_key(tenant),
             OUTBOX,
+            self._owner_key(execution),
         ]
         if idempotency_key is not None:
             keys.append(self._idempotency_key(tenant, idempotency_key))
@@ -212,6 +221,7 @@ class ExecutionStore:
             _member(tenant, execution),
             time.time(),
             execution,
+            tenant,
             *(json.dumps(action) for action in actions),
         ]
         with redis_errors("creating an execution"):
@@ -223,10 +233,21 @@ class ExecutionStore:
             raw = await self._redis.hget(self._state_key(tenant_id, execution_id), "state")
         return None if raw is None else ExecutionState.from_json(raw)
 
+    async def owner(self, execution_id: str) -> str | None:
+        """The tenant of an execution, for callers that have no tenant (a service token)."""
+        with redis_errors("reading an execution's owner"):
+            raw = await self._redis.get(self._owner_key(execution_id))
+        return None if raw is None else _text(raw)
+
     async def swap(self, expected_version: int, state: ExecutionState, actions: Sequence[dict[str, Any]]) -> None:
         """Store `state` over the version read, with its actions owed; StoreConflict when it moved."""
         tenant, execution = state.tenant_id, state.execution_id
-        keys = [self._state_key(tenant, execution), self._outbox_key(tenant, execution), OUTBOX]
+        keys = [
+            self._state_key(tenant, execution),
+            self._outbox_key(tenant, execution),
+            OUTBOX,
+            self._owner_key(execution),
+        ]
         args: list[str | int | float] = [
             expected_version,
             state.version,
