@@ -27,11 +27,13 @@ from orchestrator.broker.event_consumer import EventConsumer
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.errors import error_middleware, metrics_middleware
+from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
 from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
 from orchestrator.http.routes import add_routes, openapi_document
 from orchestrator.http.system_routes import SystemRoutes
+from orchestrator.http.workflow_routes import WorkflowRoutes
 from orchestrator.jobs.dead_letter_replay import DeadLetterService
 from orchestrator.jobs.event_sink import EventSink
 from orchestrator.jobs.recovery import JobRecovery
@@ -48,6 +50,7 @@ from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
 from orchestrator.workflows.engine import WorkflowEngine
 from orchestrator.workflows.execution_jobs import RegistryExecutionJobs
+from orchestrator.workflows.job_cancel import ExecutionJobCancel
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore
 from plumbing.redis_batch import PipelineBatcher
 from protocol.codec import CodecSet
@@ -126,7 +129,14 @@ def create_app(
         )
 
     consumer = ConsumerLink(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}", event_consumer)
-    jobs = JobService(live.registry, live.directory, live.bus, publisher, metrics)
+    jobs = JobService(
+        live.registry,
+        live.directory,
+        live.bus,
+        publisher,
+        metrics,
+        cancel_workflow=ExecutionJobCancel(workflows, live.registry),
+    )
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)
     )
@@ -157,6 +167,8 @@ def create_app(
         app.router,
         [
             JobRoutes(jobs, authenticator),
+            WorkflowRoutes(workflows, live.directory, authenticator),
+            ExecutionRoutes(workflows, live.directory, authenticator),
             DeadLetterRoutes(dead_letters, authenticator),
             SystemRoutes(health, metrics, openapi_document()),
             WebSocketEndpoint(

@@ -103,6 +103,7 @@ def _settings(
     keys_to_tenants: dict[str, str],
     admin_key: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    service_tokens: dict[str, str] | None = None,
 ) -> OrchestratorSettings:
     return OrchestratorSettings(
         rabbitmq_url=rabbitmq_url,
@@ -110,6 +111,7 @@ def _settings(
         api_keys=keys_to_tenants,
         admin_key=admin_key,
         max_message_bytes=max_message_bytes,
+        service_tokens=service_tokens,
     )
 
 
@@ -147,10 +149,12 @@ async def serve_api(
     sweeper: Callable[[frozenset[str]], SweeperSettings] | None = None,
     app_rabbitmq_url: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    service_tokens: dict[str, str] | None = None,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
-    `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy.
+    `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy;
+    `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does.
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
@@ -163,6 +167,7 @@ async def serve_api(
             {key_a: tenant_a, key_b: tenant_b},
             admin_key=f"admin-{unique}",
             max_message_bytes=max_message_bytes,
+            service_tokens=service_tokens,
         ),
         sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
     )

@@ -23,6 +23,8 @@ from orchestrator.errors import (
     UnpublishableJob,
 )
 from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.workflows.engine import ExecutionNotFound, NotAllowed, StepNotFound, WorkflowNotFound
+from orchestrator.workflows.errors import DefinitionError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,17 @@ def api_error_for(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, JobNotFound):
         return ApiError(404, "job_not_found", str(exc))
+    if isinstance(exc, DefinitionError):
+        return ApiError(422, "invalid_workflow", exc.details())
+    if isinstance(exc, WorkflowNotFound):
+        return ApiError(404, "workflow_not_found", str(exc))
+    if isinstance(exc, ExecutionNotFound):
+        # Another tenant's execution answers exactly this too: its key names only its own tenant's.
+        return ApiError(404, "execution_not_found", str(exc))
+    if isinstance(exc, StepNotFound):
+        return ApiError(404, "step_not_found", str(exc))
+    if isinstance(exc, NotAllowed):
+        return ApiError(409, "not_allowed", str(exc), extra={"execution_id": exc.execution_id, "status": exc.status})
     if isinstance(exc, UnknownJobType):
         return ApiError(422, "unknown_job_type", str(exc), extra={"known_types": exc.known_types})
     if isinstance(exc, UnpublishableJob):

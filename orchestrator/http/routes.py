@@ -15,6 +15,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
+from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.openapi import Operation, Response, build_openapi
 from orchestrator.http.schemas import (
@@ -40,7 +41,23 @@ from orchestrator.http.schemas import (
     UnknownJobTypeBody,
 )
 from orchestrator.http.system_routes import SystemRoutes
+from orchestrator.http.workflow_routes import WorkflowRoutes
+from orchestrator.http.workflow_schemas import (
+    ControlNotAllowedBody,
+    ExecuteRequest,
+    ExecutionAccepted,
+    ExecutionList,
+    ExecutionListQuery,
+    LegacyExecuteRequest,
+    StepCompleteRequest,
+    StepProgressRequest,
+    StepReportAnswer,
+    WorkflowList,
+    WorkflowView,
+)
 from orchestrator.live.websocket import WebSocketEndpoint
+from orchestrator.workflows.definition import WorkflowDefinition
+from orchestrator.workflows.status import ExecutionStatusView, ExecutionStepsView
 
 UnboundHandler = Callable[[Any, web.Request], Awaitable[web.StreamResponse]]
 
@@ -80,6 +97,38 @@ _WS_RESPONSES: Final[dict[int, Response]] = {
     401: Response("an invalid API key or ?token=", ErrorBody),
 }
 _NO_ROUTE = Response("no such route (an empty path parameter)", ErrorBody)
+_NO_WORKFLOW = Response("no such workflow for this tenant", ErrorBody)
+_NO_EXECUTION = Response("no such execution for this tenant (another tenant's answers the same)", ErrorBody)
+_EXECUTE_RESPONSES: Final[dict[int, Response]] = {
+    200: Response("the idempotency key had started this execution already", ExecutionAccepted),
+    202: Response("started: follow it at tracking_url or websocket_url", ExecutionAccepted),
+    400: _BAD_JSON,
+    401: _UNAUTHORIZED,
+    403: _FORBIDDEN,
+    404: _NO_WORKFLOW,
+    409: Response("the idempotency key started an execution of another workflow", ErrorBody),
+    413: _TOO_LARGE,
+    422: _INVALID,
+    503: _UNAVAILABLE,
+}
+_STATUS_VIEW = Response("the execution's status, after the control", ExecutionStatusView)
+_NOT_ALLOWED = Response("the control does not fit the execution's status (in `status`)", ControlNotAllowedBody)
+_REPORT_RESPONSES: Final[dict[int, Response]] = {
+    200: Response("applied: the step's and the execution's status after it", StepReportAnswer),
+    400: _BAD_JSON,
+    401: _UNAUTHORIZED,
+    403: Response("the admin key, or a service token of another service than the step's", ErrorBody),
+    404: Response("no such execution for this tenant (or the token's service), or no such step", ErrorBody),
+    409: Response("the step is not external, or not running", ControlNotAllowedBody),
+    413: _TOO_LARGE,
+    422: _INVALID,
+    503: _UNAVAILABLE,
+}
+_REPORTER_DESCRIPTION: Final[str] = (
+    "With the tenant's key, or a service token: the token's service must be the step's `config.service`, or, "
+    "when it sets none, the service announced for the step's job type. Only external steps take reports, "
+    "and only while running."
+)
 
 ROUTES: Final[tuple[Route, ...]] = (
     Route(
@@ -188,6 +237,186 @@ ROUTES: Final[tuple[Route, ...]] = (
                 404: _NOT_FOUND,
                 409: Response("the job already ended; `status` says how", ErrorBody),
             },
+        ),
+    ),
+    Route(
+        WorkflowRoutes.put_workflow,
+        Operation(
+            "put",
+            "/workflows/{workflow_id}",
+            "Store (or replace) a workflow definition",
+            {
+                200: Response("replaced: the stored definition", WorkflowView),
+                201: Response("created: the stored definition", WorkflowView),
+                400: _BAD_JSON,
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                413: _TOO_LARGE,
+                422: Response(
+                    "invalid_workflow: every reason as {loc, msg, type} (a cycle, an unknown step or job type, a "
+                    "duplicate step name, ...); validation_error: a bad workflow id",
+                    ErrorBody,
+                ),
+                503: _UNAVAILABLE,
+            },
+            body=WorkflowDefinition,
+            tags=("workflows",),
+            description="Executions under way keep the definition they started with.",
+        ),
+    ),
+    Route(
+        WorkflowRoutes.list_workflows,
+        Operation(
+            "get",
+            "/workflows",
+            "List the tenant's workflow definitions, by id",
+            {200: Response("every definition", WorkflowList), 401: _UNAUTHORIZED, 403: _FORBIDDEN},
+            tags=("workflows",),
+        ),
+    ),
+    Route(
+        WorkflowRoutes.get_workflow,
+        Operation(
+            "get",
+            "/workflows/{workflow_id}",
+            "A workflow definition",
+            {200: Response("the definition", WorkflowView), 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NO_WORKFLOW},
+            tags=("workflows",),
+        ),
+    ),
+    Route(
+        WorkflowRoutes.delete_workflow,
+        Operation(
+            "delete",
+            "/workflows/{workflow_id}",
+            "Delete a workflow definition",
+            {204: Response("deleted"), 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NO_WORKFLOW},
+            tags=("workflows",),
+            description="Executions under way keep running on their own copy.",
+        ),
+    ),
+    Route(
+        WorkflowRoutes.execute,
+        Operation(
+            "post",
+            "/workflows/{workflow_id}/execute-async",
+            "Start an execution of a workflow",
+            _EXECUTE_RESPONSES,
+            body=ExecuteRequest,
+            tags=("workflows", "executions"),
+            description="An execution is a job: its execution_id is its job_id, so the jobs API and every "
+            "WebSocket follow it too.",
+        ),
+    ),
+    Route(
+        WorkflowRoutes.execute_legacy,
+        Operation(
+            "post",
+            "/execute-async/",
+            "Start an execution (older clients: the workflow id in the body)",
+            _EXECUTE_RESPONSES,
+            body=LegacyExecuteRequest,
+            tags=("workflows", "executions"),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.list_executions,
+        Operation(
+            "get",
+            "/executions",
+            "List the tenant's executions, newest first",
+            {
+                200: Response("one page of executions", ExecutionList),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                422: _INVALID,
+            },
+            query=ExecutionListQuery,
+            tags=("executions",),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.status,
+        Operation(
+            "get",
+            "/executions/{execution_id}/status",
+            "An execution's status: progress, current steps, history, context",
+            {
+                200: Response("the execution", ExecutionStatusView),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                404: _NO_EXECUTION,
+            },
+            tags=("executions",),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.steps,
+        Operation(
+            "get",
+            "/executions/{execution_id}/steps",
+            "An execution's steps with their state",
+            {
+                200: Response("every step, in listing order", ExecutionStepsView),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                404: _NO_EXECUTION,
+            },
+            tags=("executions",),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.continue_execution,
+        Operation(
+            "post",
+            "/executions/{execution_id}/continue",
+            "Send the steps a manual execution holds",
+            {200: _STATUS_VIEW, 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NO_EXECUTION, 409: _NOT_ALLOWED},
+            tags=("executions",),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.cancel,
+        Operation(
+            "post",
+            "/executions/{execution_id}/cancel",
+            "Cancel the running steps and skip the rest",
+            {200: _STATUS_VIEW, 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NO_EXECUTION, 409: _NOT_ALLOWED},
+            tags=("executions",),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.retry,
+        Operation(
+            "post",
+            "/executions/{execution_id}/retry",
+            "Run a failed execution's failed steps again, keeping finished steps' results",
+            {200: _STATUS_VIEW, 401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NO_EXECUTION, 409: _NOT_ALLOWED},
+            tags=("executions",),
+        ),
+    ),
+    Route(
+        ExecutionRoutes.step_progress,
+        Operation(
+            "post",
+            "/executions/{execution_id}/steps/{step}/progress",
+            "An external step's progress",
+            _REPORT_RESPONSES,
+            body=StepProgressRequest,
+            tags=("executions",),
+            description=_REPORTER_DESCRIPTION,
+        ),
+    ),
+    Route(
+        ExecutionRoutes.step_complete,
+        Operation(
+            "post",
+            "/executions/{execution_id}/steps/{step}/complete",
+            "An external step's outcome",
+            _REPORT_RESPONSES,
+            body=StepCompleteRequest,
+            tags=("executions",),
+            description=_REPORTER_DESCRIPTION + " A failure is retried per the step's `retry`, as a new attempt.",
         ),
     ),
     Route(

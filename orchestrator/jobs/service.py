@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRec
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
+from protocol.services import WORKFLOW_JOB_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class Submission:
         return self.record.status in TERMINAL_STATUSES
 
 
+# Cancels a workflow execution through its engine (tenant, execution id); NOT_FOUND when none is kept.
+CancelWorkflow = Callable[[str, str], Awaitable[CancelResult]]
+
+
 class JobService:
     def __init__(
         self,
@@ -93,12 +98,15 @@ class JobService:
         bus: UpdateBus,
         publisher: TaskPublisher,
         metrics: OrchestratorMetrics,
+        *,
+        cancel_workflow: CancelWorkflow | None = None,
     ) -> None:
         self._registry = registry
         self._directory = directory
         self._bus = bus
         self._publisher = publisher
         self._metrics = metrics
+        self._cancel_workflow = cancel_workflow
 
     async def submit(self, tenant_id: str, job: NewJob, *, request_id: str, wait: float | None = None) -> Submission:
         """Create (or find by idempotency key) a job; with `wait`, hold on until it ends or `wait` passes."""
@@ -170,7 +178,14 @@ class JobService:
 
         The registry decides atomically between this cancel and a racing outcome event: exactly one
         wins, and the result says which (ALREADY_TERMINAL carries the record with the real status).
+        A workflow execution's job is cancelled by its engine, which stops its steps and ends the job.
         """
+        if self._cancel_workflow is not None:
+            record = await self._registry.get(tenant_id, job_id)
+            if record is not None and record.type == WORKFLOW_JOB_TYPE:
+                outcome = await self._cancel_workflow(tenant_id, job_id)
+                if outcome.status is not CancelStatus.NOT_FOUND:
+                    return outcome
         result, update = await self._registry.cancel(tenant_id, job_id, reason)
         if result.status is not CancelStatus.CANCELLED:
             return result
