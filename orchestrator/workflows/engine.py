@@ -419,22 +419,29 @@ class WorkflowEngine:
             return  # external steps take reports instead of a task
         service = await self._services.service_for(run.type)
         if service is None:
-            # Checked when the workflow was stored; the service may have been forgotten since. The
-            # task waits in a queue named after nothing: fail the step now instead.
-            await self._transition(
-                state.tenant_id,
-                state.execution_id,
-                lambda s: advance.on_step_finished(
-                    s,
-                    step,
-                    attempt,
-                    StepFailed(f"no service serves job type {run.type!r}", False, "UnknownJobType"),
-                    self._clock(),
-                ),
+            # Checked when the workflow was stored; the service may have been forgotten since: its
+            # task would wait in a queue nobody serves, so the step fails now instead.
+            await self._fail_unsendable(
+                state, step, attempt, f"no service serves job type {run.type!r}", "UnknownJobType"
             )
             return
         envelope = step_envelope(state, run, service)
-        await self._sender.publish_task(envelope, body=self._sender.encode_task(envelope))
+        try:
+            body = self._sender.encode_task(envelope)
+        except UnpublishableJob as exc:
+            # The payload, references filled in, is over the message cap or not encodable: no retry helps.
+            error_type = "PayloadTooLarge" if exc.too_large else "UnencodablePayload"
+            await self._fail_unsendable(state, step, attempt, str(exc), error_type)
+            return
+        await self._sender.publish_task(envelope, body=body)
+
+    async def _fail_unsendable(self, state: ExecutionState, step: str, attempt: int, error: str, kind: str) -> None:
+        failure = StepFailed(error, retryable=False, error_type=kind)
+        await self._transition(
+            state.tenant_id,
+            state.execution_id,
+            lambda s: advance.on_step_finished(s, step, attempt, failure, self._clock()),
+        )
 
 
 def parse_step_task_id(execution_id: str, task_id: str) -> tuple[str, int] | None:

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.app import LIVE, WORKFLOWS
+from orchestrator.models import JobRecord
 from orchestrator.workflows.definition import WorkflowDefinition
 from orchestrator.workflows.engine import NotAllowed, WorkflowEngine
 from orchestrator.workflows.state import ExecutionState, ExecutionStatus, StepStatus
@@ -47,6 +48,17 @@ async def finished(api: Api, execution_id: str, within: float = 20.0) -> Executi
         within=within,
         what=f"execution {execution_id} to finish",
     )
+
+
+async def job_with_status(api: Api, execution_id: str, status: str) -> JobRecord:
+    """The execution's job once it shows `status`: the engine stores a transition, then applies its events."""
+    job = await poll(
+        lambda: api.app[LIVE].registry.get(api.tenant_a, execution_id),
+        lambda job: job is not None and job.status == status,
+        what=f"the job of execution {execution_id} to be {status}",
+    )
+    assert job is not None
+    return job
 
 
 class Steps:
@@ -106,8 +118,8 @@ async def test_a_dag_runs_with_data_passing_fan_out_join_and_context(api: Api, s
     assert done.context.dynamic_properties == {"doc": "d-1", "seen_a": True}
     assert steps.runs == Counter({"a": 1, "b1": 1, "b2": 1, "join": 1})
 
-    job = await api.app[LIVE].registry.get(api.tenant_a, state.execution_id)
-    assert job is not None and job.status == "completed" and job.type == "workflow"
+    job = await job_with_status(api, state.execution_id, "completed")
+    assert job.type == "workflow"
     assert job.result == {"doc": "d-1", "seen_a": True}
     # Every attempt of every step is a task of the execution's job.
     step_tasks = {entry["task_id"] for entry in job.delegated_services} - {state.execution_id}
@@ -144,15 +156,13 @@ async def test_a_failed_execution_stops_then_a_retry_finishes_it_keeping_done_st
         StepStatus.FAILED,
         StepStatus.SKIPPED,
     ]
-    job = await api.app[LIVE].registry.get(api.tenant_a, state.execution_id)
-    assert job is not None and job.status == "failed"
+    await job_with_status(api, state.execution_id, "failed")
 
     await engine(api).retry(api.tenant_a, state.execution_id)
     done = await finished(api, state.execution_id)
     assert done.status is ExecutionStatus.COMPLETED
     assert steps.runs == Counter({"first": 1, "flaky": 2, "last": 1})  # the finished step was not run again
-    job = await api.app[LIVE].registry.get(api.tenant_a, state.execution_id)
-    assert job is not None and job.status == "completed"
+    await job_with_status(api, state.execution_id, "completed")
 
 
 async def test_cancel_stops_the_running_step_and_skips_the_rest(api: Api, steps: Steps) -> None:
@@ -236,3 +246,14 @@ async def test_owed_actions_of_a_dead_replica_are_performed_by_recovery(api: Api
     await engine(api).recover_once(older_than=0.0)
     done = await finished(api, state.execution_id)
     assert done.status is ExecutionStatus.COMPLETED and steps.runs["a"] == 1
+
+
+async def test_a_step_whose_filled_payload_cannot_be_sent_fails_instead_of_waiting(api: Api) -> None:
+    """References are filled in when the step is sent: a payload that then exceeds the message cap fails
+    the step for good (no retry can shrink it) rather than being retried by recovery forever."""
+    await define(api, "too_big", [{"name": "a", "type": api.job_type, "payload": {"x": "$input.big"}, "retry": 3}])
+    state, _ = await engine(api).execute(api.tenant_a, "too_big", {"big": "x" * (2 * 1024 * 1024)})
+    done = await finished(api, state.execution_id)
+    assert done.status is ExecutionStatus.FAILED
+    assert done.steps["a"].error_type == "PayloadTooLarge" and done.steps["a"].attempt == 1
+    assert not await engine(api).executions.owed(api.tenant_a, state.execution_id)
