@@ -3,9 +3,9 @@
 `create_app` constructs everything up front (nothing connects yet) and gives each resource its
 own cleanup context; aiohttp starts them in this order and stops them in reverse:
 the task publisher, the Redis client, the update bus, the WebSocket hub, the event consumer,
-the sweeper, the workflow engine's recovery loop and the deployment check. Sockets are closed
-with GOING_AWAY at shutdown already (aiohttp waits for open handlers before cleanup), so clients
-reconnect elsewhere.
+the sweeper, the workflow engine's recovery loop, the running-executions gauge and the deployment
+check. Sockets are closed with GOING_AWAY at shutdown already (aiohttp waits for open handlers
+before cleanup), so clients reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ from orchestrator.store.task_owners import TaskOwners
 from orchestrator.workflows.engine import WorkflowEngine
 from orchestrator.workflows.execution_jobs import RegistryExecutionJobs
 from orchestrator.workflows.job_cancel import ExecutionJobCancel
+from orchestrator.workflows.running_gauge import RunningExecutionsGauge
+from orchestrator.workflows.snapshots import ExecutionSnapshots
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore
 from plumbing.redis_batch import PipelineBatcher
 from protocol.codec import CodecSet
@@ -113,15 +115,18 @@ def create_app(
         await workflows.on_step_event(event)  # bound below: the engine emits through this sink
 
     events = EventSink(live.registry, live.bus, metrics, on_step_event=on_step_event)
+    executions = ExecutionStore(redis)
     workflows = WorkflowEngine(
         DefinitionStore(redis),
-        ExecutionStore(redis),
+        executions,
         RegistryExecutionJobs(live.registry, recovery),
         events,
         publisher,
         live.directory,
         redis,
+        metrics,
     )
+    running_gauge = RunningExecutionsGauge(executions, metrics.executions_running.set)
 
     def event_consumer(connection: AbstractRobustConnection) -> EventConsumer:
         return EventConsumer(
@@ -178,6 +183,7 @@ def create_app(
                 hub=live.hub,
                 events=events,
                 max_message_bytes=settings.max_message_bytes,
+                snapshot_extras=ExecutionSnapshots(executions).extras,
             ),
         ],
     )
@@ -192,6 +198,7 @@ def create_app(
             _lifecycle(_sync(consumer.start), consumer.stop),
             _lifecycle(sweeper_task.start, sweeper_task.stop),
             _lifecycle(_sync(workflows.start), workflows.stop),
+            _lifecycle(_sync(running_gauge.start), running_gauge.stop),
             _lifecycle(_sync(deployment_check.start), deployment_check.stop),
         ]
     )

@@ -45,6 +45,29 @@ class OrchestratorMetrics:
         self.http_duration = Histogram(
             "baton_http_request_duration_seconds", "HTTP request time", ["route"], registry=r
         )
+        self.executions_started = Counter(
+            "baton_workflow_executions_started", "Workflow executions started by this replica", ["workflow"], registry=r
+        )
+        # A failed execution retried and then completed is counted twice: once per way it finished.
+        self.executions_finished = Counter(
+            "baton_workflow_executions_finished",
+            "Workflow executions that reached a terminal status, counted by the replica that stored it",
+            ["workflow", "status"],
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "baton_workflow_step_duration_seconds",
+            "From a step attempt's start (its send when no start was reported) to its outcome",
+            ["workflow", "step", "status"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+            registry=r,
+        )
+        # Read from Redis, so every replica reports the same total (not what it alone started).
+        self.executions_running = Gauge(
+            "baton_workflow_executions_running",
+            "Workflow executions started and not finished (queued, running or paused), over every replica",
+            registry=r,
+        )
 
     def job_finished(self, job_type: str, status: str, created_at: str) -> None:
         """Count a job that reached a terminal status, and the time since its creation (ISO-8601)."""
@@ -52,6 +75,15 @@ class OrchestratorMetrics:
         with contextlib.suppress(ValueError):
             elapsed = (datetime.now(UTC) - datetime.fromisoformat(created_at)).total_seconds()
             self.job_duration.labels(type=job_type, status=status).observe(max(elapsed, 0.0))
+
+    def execution_started(self, workflow_id: str) -> None:
+        self.executions_started.labels(workflow=workflow_id).inc()
+
+    def execution_finished(self, workflow_id: str, status: str) -> None:
+        self.executions_finished.labels(workflow=workflow_id, status=status).inc()
+
+    def step_finished(self, workflow_id: str, step: str, status: str, seconds: float) -> None:
+        self.step_duration.labels(workflow=workflow_id, step=step, status=status).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,14 +4,16 @@ A client authenticates with `Authorization: Bearer`, `?token=` (here only, never
 {"type": "auth", "token": ...} within 10 s, and then speaks JSON:
 
     client -> server                               server -> client
-    {"type": "subscribe", "job_ids": [...]}        {"type": "job_snapshot", "job_id", "seq", "job"}, then events
+    {"type": "subscribe", "job_ids": [...]}        {"type": "job_snapshot", "job_id", "seq", "job"[, "execution"]},
+                                                   then events
     {"type": "subscribe", "all": true}             events of every job of the tenant
     {"type": "unsubscribe", "job_ids"|"all"}       (nothing)
     {"type": "cancel_job", "job_id": ...}          {"type": "cancel_result", "job_id", "status", "job_status"}
     {"type": "ping"}                               {"type": "pong"}
     anything wrong                                 {"type": "error", "error", "detail"}; the socket stays open
 
-Events are the TaskEvent JSON with the job's seq. A service-token connection may publish
+Events are the TaskEvent JSON with the job's seq. A workflow execution's snapshot also carries the execution's
+status view under "execution" (from the injected snapshot provider). A service-token connection may publish
 TaskEvent JSON (no "type" field) of its own service's tasks and gets {"type": "event_ack", ...};
 it cannot subscribe.
 Another tenant's job is answered exactly like a job that does not exist.
@@ -32,7 +34,7 @@ from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
 from orchestrator.errors import RegistryError
 from orchestrator.live.hub import ClientConnection, WebSocketHub
-from orchestrator.models import CancelResult, JobUpdate
+from orchestrator.models import CancelResult, JobRecord, JobUpdate
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.errors import summarise_validation
 from protocol.events import TaskEvent
@@ -47,6 +49,13 @@ CLOSE_FORBIDDEN: Final[int] = 4403
 CLOSE_NOT_FOUND: Final[int] = 4404
 
 CancelJob = Callable[[str, str], Awaitable[CancelResult]]
+# (tenant_id, job record) -> what a snapshot of that job carries besides the record, e.g.
+# {"execution": {...}} for a workflow execution; None for nothing more. RegistryError when Redis failed.
+SnapshotExtras = Callable[[str, JobRecord], Awaitable[dict[str, Any] | None]]
+
+
+async def no_extras(tenant_id: str, job: JobRecord) -> dict[str, Any] | None:
+    return None
 
 
 class EventAcceptor(Protocol):
@@ -75,6 +84,7 @@ class WebSocketEndpoint:
         events: EventAcceptor,
         max_message_bytes: int,
         auth_timeout: float = AUTH_TIMEOUT_SECONDS,
+        snapshot_extras: SnapshotExtras = no_extras,
     ) -> None:
         self._auth = authenticator
         self._cancel_job = cancel_job
@@ -83,6 +93,7 @@ class WebSocketEndpoint:
         self._events = events
         self._max_message_bytes = max_message_bytes
         self._auth_timeout = auth_timeout
+        self._snapshot_extras = snapshot_extras
 
     async def task_updates(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, None)
@@ -210,6 +221,8 @@ class WebSocketEndpoint:
         for index, job_id in enumerate(job_ids):
             try:
                 record = await self._registry.get(tenant_id, job_id)
+                # Read after the record: what it adds is never older than the record's seq.
+                extras = None if record is None else await self._snapshot_extras(tenant_id, record)
             except RegistryError:
                 for pending in job_ids[index:]:
                     self._hub.abort_snapshot(conn, pending)
@@ -220,7 +233,13 @@ class WebSocketEndpoint:
                 if report_missing:
                     conn.send(_error("not_found", f"job {job_id} not found"))
                 continue
-            snapshot = {"type": "job_snapshot", "job_id": job_id, "seq": record.seq, "job": record.public()}
+            snapshot = {
+                **(extras or {}),
+                "type": "job_snapshot",
+                "job_id": job_id,
+                "seq": record.seq,
+                "job": record.public(),
+            }
             self._hub.finish_snapshot(conn, job_id, record.seq, snapshot)
         return all_found
 

@@ -35,6 +35,7 @@ from orchestrator.workflows.definition import plan_workflow
 from orchestrator.workflows.outcomes import StepFailed, StepOutcome, StepSucceeded
 from orchestrator.workflows.state import ExecutionMode, ExecutionState, StepStatus
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore, StoreConflict
+from orchestrator.workflows.telemetry import WorkflowMetrics, record_transition
 from plumbing.cancellation import cancel_and_wait
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope, TaskMetadata, utc_now
@@ -125,6 +126,7 @@ class WorkflowEngine:
         sender: TaskSender,
         services: ServiceLookup,
         ledger: LedgerWriter,
+        metrics: WorkflowMetrics,
         *,
         clock: Callable[[], datetime] = utc_now,
         recovery_interval: float = RECOVERY_INTERVAL_SECONDS,
@@ -137,6 +139,7 @@ class WorkflowEngine:
         self._sender = sender
         self._services = services
         self._ledger = ledger
+        self._metrics = metrics
         self._clock = clock
         self._recovery_interval = recovery_interval
         self._recovery_after = recovery_after
@@ -213,6 +216,7 @@ class WorkflowEngine:
             if found is None:
                 raise ExecutionNotFound(existing)
             return found, False
+        self._metrics.execution_started(workflow_id)
         await self._perform(tenant_id, execution_id)
         return state, True
 
@@ -329,6 +333,7 @@ class WorkflowEngine:
                 await self.executions.swap(state.version, new, owed)
             except StoreConflict:
                 continue  # another replica advanced it meanwhile: redo on what it stored
+            record_transition(self._metrics, state, new)
             await self._perform(tenant_id, execution_id)
             return new
         raise RegistryError(f"execution {execution_id} kept changing under {MAX_SWAP_ATTEMPTS} attempts to advance it")

@@ -4,8 +4,9 @@ Definitions: one hash per tenant, workflow id -> the definition's JSON (no expir
 is the tenant's until deleted). Executions: one hash per execution holding its state JSON and
 `version`; a list of the actions its transitions still owe (the outbox); a per-tenant index
 scored by creation time; an owner key per execution naming its tenant (a service token reporting
-for an external step has no tenant of its own); and one global sorted set of executions with owed
-actions, scored by when they were owed, which the recovery loop reads.
+for an external step has no tenant of its own); one global sorted set of executions with owed
+actions, scored by when they were owed, which the recovery loop reads; and one global sorted set of
+the executions not finished, scored by their last change, which the running-executions gauge counts.
 
 A transition is stored with compare-and-set on `version`, its actions appended to the outbox in
 the same script: a state is never stored without what it asks to be done, and never twice.
@@ -30,12 +31,13 @@ from orchestrator.workflows.state import ExecutionState
 DEFAULT_EXECUTION_TTL_SECONDS: Final[int] = 24 * 3600
 PERFORM_LOCK_SECONDS: Final[int] = 30
 OUTBOX: Final[str] = f"{PREFIX}:workflows:outbox"
+UNFINISHED: Final[str] = f"{PREFIX}:workflows:unfinished"
 
-# KEYS: state hash, outbox list, tenant index, outbox index, owner key, [idempotency key]
+# KEYS: state hash, outbox list, tenant index, outbox index, owner key, unfinished set, [idempotency key]
 # ARGV: state JSON, version, ttl, score (ms), outbox member, now (s), execution id, tenant, action JSON...
 _CREATE: Final[str] = """
-if KEYS[6] then
-  local held = redis.call('GET', KEYS[6])
+if KEYS[7] then
+  local held = redis.call('GET', KEYS[7])
   if held then return {'existing', held} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate', ARGV[7]} end
@@ -45,17 +47,18 @@ redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('SET', KEYS[5], ARGV[8], 'EX', ttl)
+redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5])
 if #ARGV > 8 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, 9))
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
 end
-if KEYS[6] then redis.call('SET', KEYS[6], ARGV[7], 'EX', ttl) end
+if KEYS[7] then redis.call('SET', KEYS[7], ARGV[7], 'EX', ttl) end
 return {'created', ARGV[7]}
 """
 
-# KEYS: state hash, outbox list, outbox index, owner key
-# ARGV: expected version, new version, state JSON, ttl, outbox member, now (s), action JSON...
+# KEYS: state hash, outbox list, outbox index, owner key, unfinished set
+# ARGV: expected version, new version, state JSON, ttl, outbox member, now (s), finished (0/1), action JSON...
 _SWAP: Final[str] = """
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version then return 'missing' end
@@ -64,8 +67,13 @@ local ttl = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
-if #ARGV > 6 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 7))
+if ARGV[7] == '1' then
+  redis.call('ZREM', KEYS[5], ARGV[5])
+else
+  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
+end
+if #ARGV > 7 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 8))
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('ZADD', KEYS[3], 'NX', ARGV[6], ARGV[5])
 end
@@ -210,6 +218,7 @@ class ExecutionStore:
             self._index_key(tenant),
             OUTBOX,
             self._owner_key(execution),
+            UNFINISHED,
         ]
         if idempotency_key is not None:
             keys.append(self._idempotency_key(tenant, idempotency_key))
@@ -247,6 +256,7 @@ class ExecutionStore:
             self._outbox_key(tenant, execution),
             OUTBOX,
             self._owner_key(execution),
+            UNFINISHED,
         ]
         args: list[str | int | float] = [
             expected_version,
@@ -255,12 +265,23 @@ class ExecutionStore:
             self._ttl,
             _member(tenant, execution),
             time.time(),
+            1 if state.is_finished else 0,
             *(json.dumps(action) for action in actions),
         ]
         with redis_errors("storing an execution"):
             outcome = _text(await self._swap(keys=keys, args=args))
         if outcome != "stored":
             raise StoreConflict(f"execution {execution} {outcome}")
+
+    async def count_unfinished(self) -> int:
+        """Executions of every tenant not finished yet. One whose state expired unfinished (untouched
+        for the TTL) is dropped from the count here."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(UNFINISHED, "-inf", time.time() - self._ttl)
+        pipe.zcard(UNFINISHED)
+        with redis_errors("counting unfinished executions"):
+            _, count = await pipe.execute()
+        return int(count)
 
     async def page(
         self, tenant_id: str, *, workflow_id: str | None, status: str | None, offset: int, limit: int
