@@ -80,7 +80,7 @@ async def test_executions_and_steps_are_counted_and_timed(api: Api, steps: Gated
     # The histogram holds the same durations the status view shows (both from began_at to finished_at).
     total = value(samples, "baton_workflow_step_duration_seconds_sum", **a)
     shown = sum(state.steps["a"].duration_seconds or 0 for state in done)
-    assert total is not None and total >= 0.4 and total == pytest.approx(shown, abs=0.01)
+    assert total is not None and total >= 0.3 and total == pytest.approx(shown, abs=0.01)
     assert value(samples, "baton_workflow_step_duration_seconds_bucket", **a, le="0.1") == 0
     assert value(samples, "baton_workflow_step_duration_seconds_bucket", **a, le="+Inf") == 2
 
