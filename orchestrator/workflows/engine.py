@@ -20,6 +20,7 @@ already holds is a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
@@ -46,8 +47,10 @@ from protocol.services import WORKFLOW_SERVICE
 log = logging.getLogger(__name__)
 
 MAX_SWAP_ATTEMPTS: Final[int] = 20
-RECOVERY_INTERVAL_SECONDS: Final[float] = 5.0
-RECOVERY_AFTER_SECONDS: Final[float] = 10.0
+RECOVERY_INTERVAL_SECONDS: Final[float] = 2.0
+# Owed actions are performed within milliseconds by the replica that stored them; owed this long,
+# their replica died (or failed to reach the broker) and any replica takes over.
+RECOVERY_AFTER_SECONDS: Final[float] = 5.0
 # Worker failures that no new attempt of the same step can fix, for events that do not say (older workers).
 PERMANENT_ERROR_TYPES: Final[frozenset[str]] = frozenset(
     {"ValidationError", "ResultNotSerializable", "ResultTooLarge", "UnknownJobType", "DeadlineExceeded"}
@@ -160,7 +163,7 @@ class WorkflowEngine:
         how many executions were looked at."""
         overdue = await self.executions.overdue(self._recovery_after if older_than is None else older_than)
         for tenant_id, execution_id in overdue:
-            await self._perform(tenant_id, execution_id)
+            await self.perform_owed(tenant_id, execution_id)
         return len(overdue)
 
     async def _recover_forever(self) -> None:
@@ -217,7 +220,7 @@ class WorkflowEngine:
                 raise ExecutionNotFound(existing)
             return found, False
         self._metrics.execution_started(workflow_id)
-        await self._perform(tenant_id, execution_id)
+        await self.perform_owed(tenant_id, execution_id)
         return state, True
 
     async def get(self, tenant_id: str, execution_id: str) -> ExecutionState:
@@ -334,7 +337,7 @@ class WorkflowEngine:
             except StoreConflict:
                 continue  # another replica advanced it meanwhile: redo on what it stored
             record_transition(self._metrics, state, new)
-            await self._perform(tenant_id, execution_id)
+            await self.perform_owed(tenant_id, execution_id)
             return new
         raise RegistryError(f"execution {execution_id} kept changing under {MAX_SWAP_ATTEMPTS} attempts to advance it")
 
@@ -365,10 +368,11 @@ class WorkflowEngine:
         after.events_emitted = emitted
         return after, owed
 
-    async def _perform(self, tenant_id: str, execution_id: str) -> None:
+    async def perform_owed(self, tenant_id: str, execution_id: str) -> None:
         """Carry out what the execution owes, in order, one replica at a time; what fails stays owed
         for the recovery loop. A replica that adds actions while another performs leaves them to it:
-        the performer looks again after releasing its claim."""
+        the performer looks again after releasing its claim. The claim expires by itself
+        (PERFORM_LOCK_SECONDS) when its holder dies; it is released when its holder is cancelled."""
         token = secrets.token_hex(8)
         while await self.executions.claim(tenant_id, execution_id, token):
             done = 0
@@ -384,6 +388,11 @@ class WorkflowEngine:
                 await self.executions.performed(tenant_id, execution_id, done, token)
                 await self.executions.postpone(tenant_id, execution_id)
                 return
+            except BaseException:
+                # Cancelled (a shutdown) or a bug: hand over what is left now, not when the claim expires.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.executions.performed(tenant_id, execution_id, done, token))
+                raise
             if await self.executions.performed(tenant_id, execution_id, done, token) == 0:
                 return
 

@@ -29,7 +29,9 @@ from orchestrator.workflows.definition import WorkflowDefinition
 from orchestrator.workflows.state import ExecutionState
 
 DEFAULT_EXECUTION_TTL_SECONDS: Final[int] = 24 * 3600
-PERFORM_LOCK_SECONDS: Final[int] = 30
+# A performer's claim on an execution's owed actions; performing takes milliseconds, a broker stall
+# seconds (bounded by the publisher's timeouts). A dead performer holds the execution this long.
+PERFORM_LOCK_SECONDS: Final[int] = 10
 OUTBOX: Final[str] = f"{PREFIX}:workflows:outbox"
 UNFINISHED: Final[str] = f"{PREFIX}:workflows:unfinished"
 
