@@ -16,6 +16,7 @@ CONCRETE = {
     "orchestrator.store.task_owners": {"TaskOwners"},
 }
 
+
 def test_jobs_imports_no_live_module_and_no_class_behind_a_port() -> None:
     offenders: list[str] = []
     for path in sorted(p for p in JOBS.glob("*.py")):
