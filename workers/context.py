@@ -1,4 +1,5 @@
-"""TaskContext: what a handler sees of its task and of the runtime."""
+"""TaskContext: what a handler sees of its task and of the runtime (and, for a workflow step, of its
+execution: `ctx.workflow`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata
 from protocol.events import Progress
 from workers.config import WorkerSettings
 from workers.http import ContextHttpClient
+from workers.workflow_step import WorkflowStep, workflow_step
 
 
 class ProgressReporter(Protocol):
@@ -53,6 +55,7 @@ class TaskContext:
         self._http = http
         self._report_progress = report_progress
         self._caller = caller
+        self._workflow = workflow_step(envelope.metadata)
 
     def __repr__(self) -> str:
         return f"TaskContext(task_id={self.task_id!r}, type={self._envelope.type!r}, tenant_id={self.tenant_id!r})"
@@ -92,6 +95,12 @@ class TaskContext:
     @property
     def metadata(self) -> TaskMetadata:
         return self._envelope.metadata
+
+    @property
+    def workflow(self) -> WorkflowStep | None:
+        """For a workflow step: the execution, workflow, step and attempt, the step's `config` and the
+        execution context (`context.dynamic_properties`); None for a plain task."""
+        return self._workflow
 
     @property
     def settings(self) -> WorkerSettings:
