@@ -4,7 +4,7 @@ Imports nothing of Baton's other packages and no transport library.
 """
 
 from protocol.codec import JSON, MSGPACK, CodecSet, JsonCodec, MsgpackCodec
-from protocol.control import CancelCommand, WorkerHeartbeat
+from protocol.control import CancelCommand, DeclaredWorkflow, WorkerHeartbeat, WorkflowAnnouncement
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.errors import DecodeError, MessageTooLarge, ProtocolError, UnsupportedContentType
 from protocol.events import (
@@ -33,6 +33,7 @@ __all__ = [
     "CancelCommand",
     "CodecSet",
     "ContextIds",
+    "DeclaredWorkflow",
     "DecodeError",
     "EventType",
     "JobStatus",
@@ -48,6 +49,7 @@ __all__ = [
     "TaskMetadata",
     "UnsupportedContentType",
     "WorkerHeartbeat",
+    "WorkflowAnnouncement",
     "cancelled_event",
     "completed_event",
     "failed_event",

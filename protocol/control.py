@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -11,6 +11,11 @@ from protocol.envelope import PROTOCOL_VERSION, utc_now
 from protocol.names import JOB_TYPE_PATTERN, SERVICE_NAME_PATTERN, TENANT_ID_PATTERN
 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
+
+WORKFLOWS_KIND: Final[str] = "workflows"  # the last part of the announcement's routing key
+# A workflow id goes into URLs (`/workflows/{id}`) and Redis hash fields: no dots, slashes or colons.
+WORKFLOW_ID_PATTERN: Final[str] = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+MAX_DECLARED_WORKFLOWS: Final[int] = 100  # per service
 
 
 class CancelCommand(BaseModel):
@@ -44,4 +49,30 @@ class WorkerHeartbeat(BaseModel):
     timestamp: datetime = Field(default_factory=utc_now)
     interval_seconds: float = Field(gt=0)
     stopping: bool = False
+    v: Literal[1] = PROTOCOL_VERSION
+
+
+class DeclaredWorkflow(BaseModel):
+    """One workflow a worker declares: its id and its definition, the body `PUT /workflows/{id}` takes.
+    The orchestrator validates the definition (this package has no workflow rules)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow_id: str = Field(pattern=WORKFLOW_ID_PATTERN)
+    definition: dict[str, Any]
+
+
+class WorkflowAnnouncement(BaseModel):
+    """Published by a worker process that declares workflows, at start and every few heartbeats, on the
+    events exchange under `_system.<service>.workflows` (protocol version 1 addition). A message of its
+    own rather than a heartbeat field: a heartbeat forbids extra fields, so an older orchestrator would
+    refuse the whole heartbeat, while it drops this message alone as undecodable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["workflow_announcement"] = "workflow_announcement"
+    worker_id: str = Field(min_length=1, max_length=128)
+    service: str = Field(pattern=SERVICE_NAME_PATTERN)
+    workflows: list[DeclaredWorkflow] = Field(min_length=1, max_length=MAX_DECLARED_WORKFLOWS)
+    timestamp: datetime = Field(default_factory=utc_now)
     v: Literal[1] = PROTOCOL_VERSION

@@ -29,12 +29,15 @@ from workers.errors import (
 from workers.http import ContextHttpClient, HttpResponse
 from workers.retry import RetryPolicy
 from workers.sdk import HandlerSpec, Worker
+from workers.workflow_step import ExecutionContext, WorkflowStep
+from workers.workflows import WorkflowDeclaration, step
 
 __all__ = [
     "BrokerError",
     "ConfigurationError",
     "ContextHttpClient",
     "DeadlineExceeded",
+    "ExecutionContext",
     "HandlerSpec",
     "HttpConnectionError",
     "HttpError",
@@ -51,4 +54,7 @@ __all__ = [
     "Worker",
     "WorkerError",
     "WorkerSettings",
+    "WorkflowDeclaration",
+    "WorkflowStep",
+    "step",
 ]

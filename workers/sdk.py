@@ -5,6 +5,16 @@
     @worker.handler("echo_request", retry=RetryPolicy(max_retries=5), time_limit=60)
     async def echo(payload: EchoIn, ctx: TaskContext) -> dict: ...
 
+A workflow may be declared beside the handlers (see workers.workflows); the worker announces it and
+the orchestrator offers it to every tenant:
+
+    worker.workflow("echo_twice", name="Echo twice", steps=[step("one", "echo_request"), step("two", "echo_request")])
+
+A step's handler sees its execution through `ctx.workflow` (None for a plain task): `execution_id`,
+`workflow_id`, `step`, `attempt`, the step's `config` and the execution `context` (`execution_id`,
+`dynamic_properties`: the input merged with every earlier step's returned `context`). A step's handler
+may return `{"context": {...}}` to add to those properties and `{"next": "<step>"}` to pick a branch.
+
 Retry policy and time limit: the handler's, else the Worker's, else the defaults (3 retries
 from 0.5 s up to 10 s; 300 s). A handler running past its time limit is cancelled and the
 attempt fails with `TimeLimitExceeded`, which is retried like any other error.
@@ -18,10 +28,10 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
@@ -29,6 +39,7 @@ from pydantic.errors import PydanticSchemaGenerationError
 from protocol.names import JOB_TYPE_PATTERN, check_service_name, is_job_type
 from workers.errors import ConfigurationError
 from workers.retry import RetryPolicy
+from workers.workflows import WorkflowDeclaration, declaration
 
 HandlerFunc = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=HandlerFunc)
@@ -84,6 +95,7 @@ class Worker:
         self.retry = retry if retry is not None else RetryPolicy()
         self.time_limit = _check_time_limit(time_limit) if time_limit is not None else DEFAULT_TIME_LIMIT_SECONDS
         self._handlers: dict[str, HandlerSpec] = {}
+        self._workflows: dict[str, WorkflowDeclaration] = {}
 
     def __repr__(self) -> str:
         return f"Worker({self.service!r}, job_types={list(self._handlers)}, concurrency={self.concurrency})"
@@ -95,6 +107,26 @@ class Worker:
     @property
     def job_types(self) -> list[str]:
         return list(self._handlers)
+
+    @property
+    def workflows(self) -> Mapping[str, WorkflowDeclaration]:
+        return MappingProxyType(self._workflows)
+
+    def workflow(
+        self,
+        workflow_id: str,
+        *,
+        name: str,
+        steps: Sequence[Mapping[str, Any]],
+        on_failure: Literal["stop", "continue"] = "stop",
+    ) -> WorkflowDeclaration:
+        """Declare a workflow (steps from `workers.workflows.step`, or dicts of the same shape); the
+        worker announces it when it starts."""
+        if workflow_id in self._workflows:
+            raise ConfigurationError(f"workflow {workflow_id!r} is already declared on service {self.service!r}")
+        declared = declaration(workflow_id, name=name, steps=steps, on_failure=on_failure)
+        self._workflows[workflow_id] = declared
+        return declared
 
     def handler_for(self, job_type: str) -> HandlerSpec | None:
         return self._handlers.get(job_type)

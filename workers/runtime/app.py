@@ -23,6 +23,7 @@ from protocol.topology import declare_service
 from workers.config import WorkerSettings
 from workers.errors import BrokerError, ConfigurationError
 from workers.http import HttpPolicy
+from workers.runtime.announcer import WorkflowAnnouncer
 from workers.runtime.attempt import AttemptDeps, AttemptRunner
 from workers.runtime.broker import AmqpPublisher, connect, open_channel, redact
 from workers.runtime.cancellations import CancelledJobs, ControlListener
@@ -147,6 +148,7 @@ class WorkerRuntime:
             interval_seconds=self.settings.heartbeat_seconds,
             in_flight=lambda: self.in_flight,
             events=events,
+            announcer=WorkflowAnnouncer(worker_id=self.worker_id, worker=self.worker, events=events),
         )
         self._consumer = TaskConsumer(service, runner, self.executions, self.concurrency)
         await self._consumer.start(consume_channel)

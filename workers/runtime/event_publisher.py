@@ -12,7 +12,7 @@ from aio_pika import DeliveryMode
 from aiormq import spec
 
 from protocol.codec import CodecSet
-from protocol.control import WorkerHeartbeat
+from protocol.control import WORKFLOWS_KIND, WorkerHeartbeat, WorkflowAnnouncement
 from protocol.events import TaskEvent
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing_key
 from workers.errors import BrokerError
@@ -94,6 +94,17 @@ class EventPublisher:
         )
         await self._amqp.publish(
             EVENTS_EXCHANGE, system_routing_key(heartbeat.service, HEARTBEAT_KIND), message, mandatory=False
+        )
+
+    async def publish_workflows(self, announcement: WorkflowAnnouncement) -> None:
+        message = aio_pika.Message(
+            self._codecs.encode(announcement),
+            content_type=self._codecs.default.content_type,
+            delivery_mode=DeliveryMode.NOT_PERSISTENT,  # announced again every few heartbeats
+            type=WORKFLOWS_KIND,
+        )
+        await self._amqp.publish(
+            EVENTS_EXCHANGE, system_routing_key(announcement.service, WORKFLOWS_KIND), message, mandatory=False
         )
 
     def _properties(self, event: TaskEvent, delivery_mode: DeliveryMode) -> spec.Basic.Properties:

@@ -1,4 +1,5 @@
-"""Periodic WorkerHeartbeat: liveness, load and the job types this process serves."""
+"""Periodic WorkerHeartbeat: liveness, load and the job types this process serves; with every few beats,
+the workflows its Worker declares (workers.runtime.announcer)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from plumbing.cancellation import cancel_and_wait
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 from workers.errors import BrokerError
+from workers.runtime.announcer import ANNOUNCE_EVERY_BEATS, WorkflowAnnouncer
 from workers.runtime.event_publisher import EventPublisher
 from workers.sdk import Worker
 
@@ -29,6 +31,8 @@ class Heartbeat:
         interval_seconds: float,
         in_flight: Callable[[], int],
         events: EventPublisher,
+        announcer: WorkflowAnnouncer | None = None,
+        announce_every: int = ANNOUNCE_EVERY_BEATS,
     ) -> None:
         self._worker_id = worker_id
         self._worker = worker
@@ -39,6 +43,9 @@ class Heartbeat:
         self._started_at: datetime = utc_now()
         self._hostname = socket.gethostname()
         self._task: asyncio.Task[None] | None = None
+        self._announcer = announcer
+        self._announce_every = max(1, announce_every)
+        self._beats = 0
 
     def build(self, *, stopping: bool = False) -> WorkerHeartbeat:
         return WorkerHeartbeat(
@@ -57,6 +64,7 @@ class Heartbeat:
     async def start(self) -> None:
         """Announce now (so the job types are routable at once), then every interval."""
         await self.beat()
+        await self._announce()
         self._task = asyncio.create_task(self._loop(), name=f"heartbeat:{self._worker.service}")
 
     async def stop(self) -> None:
@@ -72,11 +80,18 @@ class Heartbeat:
         except BrokerError as exc:
             log.warning("heartbeat not published: %s", exc)
 
+    async def _announce(self) -> None:
+        if self._announcer is not None:
+            await self._announcer.announce()
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.beat()
+                self._beats += 1
+                if self._beats % self._announce_every == 0:
+                    await self._announce()
             except Exception:
                 # A bug here must not silently end the heartbeats (the worker would look dead).
                 log.exception("heartbeat failed")
