@@ -48,6 +48,7 @@ from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
+from orchestrator.workflows.declared import DeclaredDefinitions, WorkflowDeclarations
 from orchestrator.workflows.engine import WorkflowEngine
 from orchestrator.workflows.execution_jobs import RegistryExecutionJobs
 from orchestrator.workflows.job_cancel import ExecutionJobCancel
@@ -116,8 +117,9 @@ def create_app(
 
     events = EventSink(live.registry, live.bus, metrics, on_step_event=on_step_event)
     executions = ExecutionStore(redis)
+    declared = DeclaredDefinitions(redis)
     workflows = WorkflowEngine(
-        DefinitionStore(redis),
+        DefinitionStore(redis, declared),
         executions,
         RegistryExecutionJobs(live.registry, recovery),
         events,
@@ -130,7 +132,13 @@ def create_app(
 
     def event_consumer(connection: AbstractRobustConnection) -> EventConsumer:
         return EventConsumer(
-            connection, events, live.directory, metrics, codecs, queue_name=deployment_settings.events_queue
+            connection,
+            events,
+            live.directory,
+            metrics,
+            codecs,
+            queue_name=deployment_settings.events_queue,
+            workflows=WorkflowDeclarations(declared, live.directory),
         )
 
     consumer = ConsumerLink(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}", event_consumer)

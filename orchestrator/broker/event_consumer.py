@@ -1,4 +1,5 @@
-"""EventConsumer: task events and worker heartbeats from RabbitMQ into the registry and the bus.
+"""EventConsumer: task events and worker heartbeats from RabbitMQ into the registry and the bus, and
+workers' workflow announcements (`_system.<service>.workflows`) to the declared workflows.
 
 All replicas share one durable queue, so each event is applied once; the applied update is
 published on the UpdateBus for every replica's clients. Messages are spread over a few lanes by
@@ -41,7 +42,7 @@ from orchestrator.errors import RegistryError
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
 from protocol.codec import CodecSet
-from protocol.control import WorkerHeartbeat
+from protocol.control import WORKFLOWS_KIND, WorkerHeartbeat, WorkflowAnnouncement
 from protocol.errors import DecodeError
 from protocol.events import TaskEvent
 from protocol.topology import (
@@ -53,6 +54,7 @@ from protocol.topology import (
     QueueSpec,
     declare_exchanges,
     event_routing_key,
+    system_routing_key,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,12 @@ class EventSink(Protocol):
     async def accept(self, event: TaskEvent) -> object: ...
 
     def refuse(self, reason: str, event: TaskEvent, routing_key: str | None = None) -> None: ...
+
+
+class WorkflowAnnouncements(Protocol):
+    """Where a workflow announcement goes: `orchestrator.workflows.declared.WorkflowDeclarations`."""
+
+    async def record(self, announcement: WorkflowAnnouncement) -> object: ...
 
 
 def events_queue(name: str, exchange: str, routing_keys: tuple[str, ...]) -> QueueSpec:
@@ -95,6 +103,7 @@ class EventConsumer:
         routing_keys: tuple[str, ...] = ("#",),
         retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
         lanes: int = DEFAULT_LANES,
+        workflows: WorkflowAnnouncements | None = None,
     ) -> None:
         self._connection = connection
         self._directory = directory
@@ -105,6 +114,7 @@ class EventConsumer:
         self._queue = events_queue(queue_name, exchange, routing_keys)
         self._retry_delay = retry_delay
         self._sink = sink
+        self._workflows = workflows
         self._channel: AbstractChannel | None = None
         self._consuming: tuple[AbstractQueue, ConsumerTag] | None = None
         # Deliveries wait in their job's lane (at most `prefetch` in all) for the task that handles it.
@@ -171,7 +181,10 @@ class EventConsumer:
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
-            if message.routing_key is not None and message.routing_key.startswith(SYSTEM_ROUTING_PREFIX + "."):
+            routing_key = message.routing_key or ""
+            if routing_key.startswith(SYSTEM_ROUTING_PREFIX + ".") and routing_key.endswith("." + WORKFLOWS_KIND):
+                await self._announced(message)
+            elif routing_key.startswith(SYSTEM_ROUTING_PREFIX + "."):
                 heartbeat = self._codecs.decode(WorkerHeartbeat, message.body, message.content_type)
                 await self._directory.record_heartbeat(heartbeat)
             else:
@@ -193,6 +206,16 @@ class EventConsumer:
             await self._requeue_later(message)
             return
         await _settle(message.ack())
+
+    async def _announced(self, message: AbstractIncomingMessage) -> None:
+        announcement = self._codecs.decode(WorkflowAnnouncement, message.body, message.content_type)
+        if message.routing_key != system_routing_key(announcement.service, WORKFLOWS_KIND):
+            log.warning(
+                "dropping a workflow announcement of service %r sent as %s", announcement.service, message.routing_key
+            )
+            self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
+        elif self._workflows is not None:
+            await self._workflows.record(announcement)
 
     async def _requeue_later(self, message: AbstractIncomingMessage) -> None:
         await asyncio.sleep(self._retry_delay)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import redis.asyncio as aioredis
 
@@ -112,6 +112,7 @@ class StoredDefinition:
     definition: WorkflowDefinition
     created_at: str
     updated_at: str
+    declared_by: str | None = None  # the service whose workers declared it; None: the tenant's own
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,12 +120,24 @@ class StoredDefinition:
             **self.definition.model_dump(mode="json", exclude_none=True),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            **({"declared_by": self.declared_by} if self.declared_by is not None else {}),
         }
 
 
+class DeclaredSource(Protocol):
+    """Workflows declared by workers for every tenant (`orchestrator.workflows.declared`)."""
+
+    async def get(self, workflow_id: str) -> StoredDefinition | None: ...
+
+    async def all(self) -> list[StoredDefinition]: ...
+
+
 class DefinitionStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    """The tenant's definitions; where it has none of an id, the declared one (if `declared` is given)."""
+
+    def __init__(self, redis: aioredis.Redis, declared: DeclaredSource | None = None) -> None:
         self._redis = redis
+        self._declared = declared
 
     @staticmethod
     def _key(tenant_id: str) -> str:
@@ -148,7 +161,9 @@ class DefinitionStore:
     async def get(self, tenant_id: str, workflow_id: str) -> StoredDefinition | None:
         with redis_errors("reading a workflow"):
             raw = await self._redis.hget(self._key(tenant_id), workflow_id)
-        return None if raw is None else _definition(workflow_id, raw)
+        if raw is None:
+            return None if self._declared is None else await self._declared.get(workflow_id)
+        return stored_definition(workflow_id, raw)
 
     async def delete(self, tenant_id: str, workflow_id: str) -> bool:
         with redis_errors("deleting a workflow"):
@@ -157,17 +172,20 @@ class DefinitionStore:
     async def all(self, tenant_id: str) -> list[StoredDefinition]:
         with redis_errors("listing workflows"):
             raw = await self._redis.hgetall(self._key(tenant_id))
-        found = [_definition(_text(workflow_id), body) for workflow_id, body in raw.items()]
-        return sorted(found, key=lambda stored: stored.workflow_id)
+        found = {_text(workflow_id): stored_definition(_text(workflow_id), body) for workflow_id, body in raw.items()}
+        for declared in await self._declared.all() if self._declared is not None else []:
+            found.setdefault(declared.workflow_id, declared)  # the tenant's own of the same id wins
+        return sorted(found.values(), key=lambda stored: stored.workflow_id)
 
 
-def _definition(workflow_id: str, raw: str | bytes) -> StoredDefinition:
+def stored_definition(workflow_id: str, raw: str | bytes) -> StoredDefinition:
     body = json.loads(raw)
     return StoredDefinition(
         workflow_id=workflow_id,
         definition=WorkflowDefinition.model_validate(body["definition"]),
         created_at=body["created_at"],
         updated_at=body["updated_at"],
+        declared_by=body.get("declared_by"),
     )
 
 

@@ -23,8 +23,9 @@ from orchestrator.models import JobUpdate
 from orchestrator.store import keys
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry
+from orchestrator.workflows.declared import DECLARED_KEY, DeclaredDefinitions, WorkflowDeclarations
 from protocol.codec import JSON, MSGPACK, CodecSet
-from protocol.control import WorkerHeartbeat
+from protocol.control import WORKFLOWS_KIND, DeclaredWorkflow, WorkerHeartbeat, WorkflowAnnouncement
 from protocol.envelope import utc_now
 from protocol.events import EventType, TaskEvent
 from protocol.topology import event_routing_key, system_routing_key
@@ -46,7 +47,9 @@ class Rig:
     queue_name: str
     exchange: str
 
-    def consumer(self, registry: RedisTaskRegistry | None = None) -> EventConsumer:
+    def consumer(
+        self, registry: RedisTaskRegistry | None = None, workflows: WorkflowDeclarations | None = None
+    ) -> EventConsumer:
         return EventConsumer(
             self.connection,
             EventSink(registry or self.registry, self.bus, self.metrics),
@@ -58,6 +61,7 @@ class Rig:
             exchange=self.exchange,
             routing_keys=("#",),
             retry_delay=0.2,
+            workflows=workflows,
         )
 
     async def publish(
@@ -222,6 +226,59 @@ async def test_heartbeats_reach_the_directory(rig: Rig, unique: str) -> None:
     finally:
         await consumer.stop()
     assert [w.worker_id for w in await rig.directory.live_workers(service)] == ["w-1"]
+
+
+async def test_workflow_announcements_reach_the_declared_workflows(
+    rig: Rig, redis_client: aioredis.Redis, unique: str
+) -> None:
+    service, job_type = f"svc-{unique}", f"type-{unique}"
+    hb = WorkerHeartbeat(
+        worker_id="w-1",
+        service=service,
+        job_types=[job_type],
+        concurrency=1,
+        in_flight=0,
+        hostname="h",
+        pid=7,
+        started_at=utc_now(),
+        interval_seconds=30,
+    )
+    declared = DeclaredDefinitions(redis_client)
+
+    def announcing(*workflows: tuple[str, str]) -> WorkflowAnnouncement:
+        return WorkflowAnnouncement(
+            worker_id="w-1",
+            service=service,
+            workflows=[
+                DeclaredWorkflow(workflow_id=wid, definition={"name": wid, "steps": [{"name": "a", "type": t}]})
+                for wid, t in workflows
+            ],
+        )
+
+    consumer = rig.consumer(workflows=WorkflowDeclarations(declared, rig.directory))
+    await consumer.start()
+    try:
+        await rig.publish(system_routing_key(service, "worker_heartbeat"), CODECS.encode(hb))
+        forged = announcing((f"forged-{unique}", job_type))
+        await rig.publish(system_routing_key("embedding", WORKFLOWS_KIND), CODECS.encode(forged))
+        valid = announcing((f"wf-{unique}", job_type), (f"bad-{unique}", f"nobody-{unique}"))
+        await rig.publish(
+            system_routing_key(service, WORKFLOWS_KIND), CODECS.encode(valid, CODECS.for_content_type(JSON)), JSON
+        )
+
+        async def stored() -> bool:
+            return await declared.get(f"wf-{unique}") is not None
+
+        await eventually(stored)
+        found = await declared.get(f"wf-{unique}")
+        ours = [w.workflow_id for w in await declared.all() if unique in w.workflow_id]
+    finally:
+        await consumer.stop()
+        await redis_client.hdel(DECLARED_KEY, f"wf-{unique}", f"bad-{unique}", f"forged-{unique}")
+    assert found is not None and found.declared_by == service
+    # The invalid one is refused; the one whose routing key names another service is dropped.
+    assert ours == [f"wf-{unique}"]
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="routing_mismatch") == 1
 
 
 async def test_redis_outage_requeues_and_loses_nothing(rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator" / "workflows"
 ALLOWED = {"pydantic", "protocol"}
-SHELL = {"engine.py", "storage.py", "execution_jobs.py", "job_cancel.py", "running_gauge.py", "snapshots.py"}
+SHELL = {
+    "engine.py",
+    "storage.py",
+    "execution_jobs.py",
+    "job_cancel.py",
+    "running_gauge.py",
+    "snapshots.py",
+    "declared.py",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
