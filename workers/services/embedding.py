@@ -25,7 +25,8 @@ TEXTS_PER_THREAD_BATCH: Final[int] = 32
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    # Empty is allowed: a workflow's fixed fan-out may hand a parallel step no chunks.
+    texts: list[str] = Field(max_length=MAX_TEXTS)
     dimensions: int = Field(default=DEFAULT_DIMENSIONS, ge=8, le=4096)
 
 
@@ -48,8 +49,8 @@ async def embed_texts(payload: EmbeddingRequest, ctx: TaskContext) -> EmbeddingR
     return EmbeddingResult(model=MODEL_NAME, dimensions=payload.dimensions, count=len(vectors), vectors=vectors)
 
 
-def register(worker: Worker) -> None:
-    worker.handler("embedding_request")(embed_texts)
+def register(worker: Worker, *, job_type: str = "embedding_request") -> None:
+    worker.handler(job_type)(embed_texts)
 
 
 worker = builtin_worker("embedding")

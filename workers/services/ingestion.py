@@ -1,129 +1,123 @@
-"""The `ingestion` service: `document_processing` -> chunks embedded by the `embedding` service.
+"""The `ingestion` service: `document_processing`, as one task or as the stages of a workflow.
 
-The document is split (workers.services.chunking), then embedded through child tasks
-(`ctx.call_service("embedding", "embedding_request", ...)`) in batches, with progress
-after each batch. Chunking and building the result are CPU work on the whole document: they
-run in a thread, so the event loop keeps serving heartbeats, cancels and other handlers.
-
-Result size: full vectors are returned while chunks x dimensions stays within
-INLINE_VECTOR_FLOATS (64 chunks of 256 dimensions, about 150 kB of msgpack). Above that
-each chunk carries a `vector_digest` (blake2b-128 of its float32 little-endian bytes, to
-check a stored copy against) and a text preview instead of the full text, and the result
-says `vectors_included: false`: a job result lives in Redis and goes to WebSocket clients,
-which is the wrong place for megabytes of floats.
+As a plain job (`POST /jobs`), one task does it all: the document is split (workers.services.chunking),
+then embedded through child tasks (`ctx.call_service("embedding", "embedding_request", ...)`) in
+batches, with progress after each batch. The same service also declares the `document_processing`
+workflow (workers.services.document_pipeline), whose split and index steps are tasks of this job type
+told their stage by their step `config`, and whose embedding runs in parallel steps. Chunking and
+building the result are CPU work on the whole document: they run in a thread, so the event loop keeps
+serving heartbeats, cancels and other handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import struct
 from typing import Any, Final
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workers.context import TaskContext
 from workers.errors import PermanentError
 from workers.sdk import Worker
-from workers.services import builtin_worker
-from workers.services.chunking import Chunk, chunk_text
-from workers.services.hashing import DEFAULT_DIMENSIONS
+from workers.services import builtin_worker, document_pipeline
+from workers.services.chunking import chunk_text
+from workers.services.documents import (
+    INLINE_VECTOR_FLOATS,
+    PREVIEW_CHARS,
+    DocumentProcessingRequest,
+    chunk_entries,
+    vector_digest,
+    vectors_inline,
+)
 
-INLINE_VECTOR_FLOATS: Final[int] = 64 * 256
-PREVIEW_CHARS: Final[int] = 160
+__all__ = [
+    "INLINE_VECTOR_FLOATS",
+    "PREVIEW_CHARS",
+    "DocumentProcessingRequest",
+    "make_handler",
+    "register",
+    "vector_digest",
+    "worker",
+]
+
 EMBEDDING_TIMEOUT_SECONDS: Final[float] = 30.0
 
 
-class DocumentProcessingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    document: str | None = None
-    text: str | None = None
-    title: str | None = Field(default=None, max_length=500)
-    chunk_size: int = Field(default=1000, ge=100, le=20_000)
-    chunk_overlap: int = Field(default=100, ge=0)
-    dimensions: int = Field(default=DEFAULT_DIMENSIONS, ge=8, le=4096)
-    batch_size: int = Field(default=32, ge=1, le=256)
-
-    @model_validator(mode="after")
-    def _check(self) -> DocumentProcessingRequest:
-        if (self.document is None) == (self.text is None):
-            raise ValueError("give exactly one of `document` or `text`")
-        if not self.content.strip():
-            raise ValueError("the document is empty")
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError("chunk_overlap must be smaller than chunk_size")
-        return self
-
-    @property
-    def content(self) -> str:
-        return self.document if self.document is not None else self.text or ""
-
-
-def vector_digest(vector: list[float]) -> str:
-    return hashlib.blake2b(struct.pack(f"<{len(vector)}f", *vector), digest_size=16).hexdigest()
-
-
-def _chunk_entry(chunk: Chunk, vector: list[float], inline: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {"index": chunk.index, "start": chunk.start, "end": chunk.end}
-    if inline:
-        entry["text"] = chunk.text
-        entry["vector"] = vector
-    else:
-        entry["preview"] = chunk.text[:PREVIEW_CHARS]
-        entry["vector_digest"] = vector_digest(vector)
-    return entry
-
-
-def _chunk_entries(chunks: list[Chunk], vectors: list[list[float]], inline: bool) -> list[dict[str, Any]]:
-    return [_chunk_entry(c, v, inline) for c, v in zip(chunks, vectors, strict=True)]
-
-
-def make_handler(embedding_service: str) -> Any:
-    async def process_document(payload: DocumentProcessingRequest, ctx: TaskContext) -> dict[str, Any]:
-        chunks = await asyncio.to_thread(chunk_text, payload.content, payload.chunk_size, payload.chunk_overlap)
-        total = len(chunks)
-        await ctx.progress(10, f"split into {total} chunks", current_task="chunking")
-        vectors: list[list[float]] = []
-        model = None
-        for first in range(0, total, payload.batch_size):
-            batch = chunks[first : first + payload.batch_size]
-            answer = await ctx.call_service(
-                embedding_service,
-                "embedding_request",
-                {"texts": [c.text for c in batch], "dimensions": payload.dimensions},
-                timeout=EMBEDDING_TIMEOUT_SECONDS,
-            )
-            batch_vectors = answer.get("vectors") if isinstance(answer, dict) else None
-            if not isinstance(batch_vectors, list) or len(batch_vectors) != len(batch):
-                raise PermanentError(
-                    f"the embedding service answered {len(batch_vectors or [])} vectors for {len(batch)} chunks"
-                )
-            vectors.extend(batch_vectors)
-            model = answer.get("model")
-            await ctx.progress(
-                10 + 85 * len(vectors) / total,
-                f"embedded {len(vectors)}/{total} chunks",
-                current_task="embedding",
-                custom_data={"chunks_done": len(vectors), "chunks_total": total},
-            )
-        inline = total * payload.dimensions <= INLINE_VECTOR_FLOATS
-        entries = await asyncio.to_thread(_chunk_entries, chunks, vectors, inline)
-        return {
-            "title": payload.title,
-            "characters": len(payload.content),
-            "chunk_count": total,
-            "dimensions": payload.dimensions,
-            "embedding_model": model,
-            "vectors_included": inline,
-            "chunks": entries,
-        }
+def make_handler(embedding_service: str, embedding_type: str = "embedding_request") -> Any:
+    async def process_document(
+        payload: DocumentProcessingRequest | document_pipeline.IndexRequest, ctx: TaskContext
+    ) -> dict[str, Any]:
+        stage = document_pipeline.stage_of(ctx)
+        if stage == document_pipeline.SPLIT:
+            if not isinstance(payload, DocumentProcessingRequest):
+                raise PermanentError("the split stage takes a document_processing request")
+            return await document_pipeline.split(payload, ctx)
+        if stage == document_pipeline.INDEX:
+            if not isinstance(payload, document_pipeline.IndexRequest):
+                raise PermanentError("the index stage takes the split step's result and the embedded batches")
+            return await document_pipeline.index(payload, ctx)
+        if not isinstance(payload, DocumentProcessingRequest):
+            raise PermanentError("give a document_processing request: `text` or `document`, and options")
+        return await _process_whole(payload, ctx, embedding_service, embedding_type)
 
     return process_document
 
 
-def register(worker: Worker, *, embedding_service: str = "embedding") -> None:
-    worker.handler("document_processing")(make_handler(embedding_service))
+async def _process_whole(
+    payload: DocumentProcessingRequest, ctx: TaskContext, embedding_service: str, embedding_type: str
+) -> dict[str, Any]:
+    chunks = await asyncio.to_thread(chunk_text, payload.content, payload.chunk_size, payload.chunk_overlap)
+    total = len(chunks)
+    await ctx.progress(10, f"split into {total} chunks", current_task="chunking")
+    vectors: list[list[float]] = []
+    model = None
+    for first in range(0, total, payload.batch_size):
+        batch = chunks[first : first + payload.batch_size]
+        answer = await ctx.call_service(
+            embedding_service,
+            embedding_type,
+            {"texts": [c.text for c in batch], "dimensions": payload.dimensions},
+            timeout=EMBEDDING_TIMEOUT_SECONDS,
+        )
+        batch_vectors = answer.get("vectors") if isinstance(answer, dict) else None
+        if not isinstance(batch_vectors, list) or len(batch_vectors) != len(batch):
+            raise PermanentError(
+                f"the embedding service answered {len(batch_vectors or [])} vectors for {len(batch)} chunks"
+            )
+        vectors.extend(batch_vectors)
+        model = answer.get("model")
+        await ctx.progress(
+            10 + 85 * len(vectors) / total,
+            f"embedded {len(vectors)}/{total} chunks",
+            current_task="embedding",
+            custom_data={"chunks_done": len(vectors), "chunks_total": total},
+        )
+    inline = vectors_inline(total, payload.dimensions)
+    entries = await asyncio.to_thread(chunk_entries, chunks, vectors, inline)
+    return {
+        "title": payload.title,
+        "characters": len(payload.content),
+        "chunk_count": total,
+        "dimensions": payload.dimensions,
+        "embedding_model": model,
+        "vectors_included": inline,
+        "chunks": entries,
+    }
+
+
+def register(
+    worker: Worker,
+    *,
+    embedding_service: str = "embedding",
+    job_type: str = "document_processing",
+    embedding_type: str = "embedding_request",
+    workflow_id: str = document_pipeline.WORKFLOW_ID,
+) -> None:
+    """The handler, and the workflow whose steps run it (tests give their own names for both)."""
+    worker.handler(job_type)(make_handler(embedding_service, embedding_type))
+    worker.workflow(
+        workflow_id,
+        name="Document processing: split, embed in parallel, index and summarise",
+        steps=document_pipeline.steps(job_type, embedding_type),
+    )
 
 
 worker = builtin_worker("ingestion")
