@@ -19,7 +19,9 @@ def attempt_of(event: TaskEvent) -> int:
 def recorded_fields(event: TaskEvent, status: str) -> tuple[str, str, str]:
     """The job's `progress`, `result` and `error` as this event sets them (JSON text, "" when it sets none)."""
     if status not in TERMINAL_STATUSES:
-        progress = event.data.get("progress")
+        # A workflow step's event carries the execution's progress, aggregated from its steps: the job
+        # (the execution) takes that, not the step's own.
+        progress = event.data.get("execution_progress", event.data.get("progress"))
         return (compact_json(progress) if isinstance(progress, dict) else ""), "", ""
     if status == JobStatus.COMPLETED:
         return "", compact_json(event.data.get("result")), ""

@@ -33,6 +33,7 @@ from orchestrator.models import JobUpdate
 from orchestrator.workflows import advance
 from orchestrator.workflows.actions import Action, CancelStep, Emit, RunStep
 from orchestrator.workflows.definition import plan_workflow
+from orchestrator.workflows.job_progress import EXECUTION_PROGRESS_KEY, execution_progress
 from orchestrator.workflows.outcomes import StepFailed, StepOutcome, StepSucceeded
 from orchestrator.workflows.state import ExecutionMode, ExecutionState, StepStatus
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore, StoreConflict
@@ -539,9 +540,17 @@ def _reporting_attempt(state: ExecutionState, step: str) -> int:
     )
 
 
+_STEP_EVENTS: Final[frozenset[EventType]] = frozenset(
+    {EventType.STEP_STARTED, EventType.STEP_PROGRESS, EventType.STEP_FINISHED}
+)
+
+
 def _event_data(action: Emit, state: ExecutionState) -> dict[str, Any]:
     """The event's data as clients see it, plus what the registry reads from it (status, result, error)."""
     data = dict(action.data)
+    if action.event in _STEP_EVENTS:
+        # The job's progress is the execution's, aggregated from its steps (the registry reads this key).
+        data[EXECUTION_PROGRESS_KEY] = execution_progress(state).model_dump(exclude_none=True)
     if action.event is EventType.WORKFLOW_COMPLETED:
         data.setdefault("result", data.get("final_context"))
     elif action.event is EventType.WORKFLOW_FAILED:

@@ -216,6 +216,9 @@ async def test_document_processing_runs_as_a_workflow_with_its_embedding_fanned_
     assert progress_view(done).percentage == 100.0 and progress_view(done).completed_steps == 6
     job = await api.app[LIVE].registry.get(api.tenant_b, state.execution_id)
     assert job is not None and job.status == "completed"
+    # The job's progress is the execution's, from its steps (the last step event: index finished).
+    assert job.progress is not None and job.progress["percentage"] == 100.0
+    assert job.progress["custom_data"] == {"completed_steps": 6, "total_steps": 6, "running_steps": []}
 
 
 async def _heartbeat(api: Api) -> Any:
