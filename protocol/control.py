@@ -13,8 +13,9 @@ from protocol.names import JOB_TYPE_PATTERN, SERVICE_NAME_PATTERN, TENANT_ID_PAT
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
 
 WORKFLOWS_KIND: Final[str] = "workflows"  # the last part of the announcement's routing key
-# A workflow id goes into URLs (`/workflows/{id}`) and Redis hash fields: no dots, slashes or colons.
-WORKFLOW_ID_PATTERN: Final[str] = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+# A workflow id goes into URLs (`/workflows/{id}`) and Redis hash fields: no slashes, colons or spaces;
+# the same rule as the HTTP API's for `PUT /workflows/{id}`, so a declared id is one a client can name.
+WORKFLOW_ID_PATTERN: Final[str] = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_DECLARED_WORKFLOWS: Final[int] = 100  # per service
 
 

@@ -82,7 +82,7 @@ def test_a_declaration_that_cannot_be_announced_is_refused_at_once() -> None:
     with pytest.raises(ConfigurationError, match="already declared"):
         worker.workflow("once", name="Again", steps=[step("a", "echo_request")])
     with pytest.raises(ConfigurationError, match="must match"):
-        worker.workflow("has.dots", name="Dots", steps=[step("a", "echo_request")])
+        worker.workflow("has/slash", name="Slash", steps=[step("a", "echo_request")])
     with pytest.raises(ConfigurationError, match="at least one step"):
         worker.workflow("empty", name="Empty", steps=[])
     with pytest.raises(ConfigurationError, match="`name` and a `type`"):
