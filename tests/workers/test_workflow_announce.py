@@ -1,13 +1,19 @@
 """A worker that declares workflows announces them when it starts, after its heartbeat; one that
-declares none announces nothing."""
+declares none announces nothing.
+
+Test orchestrators of other tests consume baton.events and store what these announce in the shared
+Redis: the workflow ids are the test's own and are removed afterwards."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel
 
+from orchestrator.workflows.declared import DECLARED_KEY
 from protocol.control import WORKFLOWS_KIND, WorkflowAnnouncement
 from protocol.topology import system_routing_key
 from tests.workers.helpers import CODECS, Tap, running
@@ -19,12 +25,25 @@ async def echo(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return payload
 
 
+@pytest.fixture
+async def workflow_ids(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Callable[[str], str]]:
+    made: list[str] = []
+
+    def make(label: str) -> str:
+        made.append(f"{label}-{unique}")
+        return made[-1]
+
+    yield make
+    await redis_client.hdel(DECLARED_KEY, *made)
+
+
 async def test_the_runtime_announces_declared_workflows_after_its_first_heartbeat(
-    rabbitmq_url: str, channel: AbstractChannel, service: str
+    rabbitmq_url: str, channel: AbstractChannel, service: str, workflow_ids: Callable[[str], str]
 ) -> None:
     worker = Worker(service)
     worker.handler("echo_request")(echo)
-    worker.workflow("echo_twice", name="Echo twice", steps=[step("one", "echo_request"), step("two", "echo_request")])
+    echo_twice = workflow_ids("echo_twice")
+    worker.workflow(echo_twice, name="Echo twice", steps=[step("one", "echo_request"), step("two", "echo_request")])
     tap = await Tap.open(channel, f"_system.{service}.*")
     async with running(worker, rabbitmq_url) as runtime:
         first = await tap.next_message()
@@ -34,7 +53,7 @@ async def test_the_runtime_announces_declared_workflows_after_its_first_heartbea
     announcement = CODECS.decode(WorkflowAnnouncement, second.body, second.content_type)
     assert (announcement.service, announcement.worker_id) == (service, runtime.worker_id)
     assert [(w.workflow_id, w.definition) for w in announcement.workflows] == [
-        ("echo_twice", worker.workflows["echo_twice"].definition())
+        (echo_twice, worker.workflows[echo_twice].definition())
     ]
 
 
@@ -50,11 +69,11 @@ async def test_a_worker_without_workflows_announces_none(
 
 
 async def test_declared_workflows_are_announced_again_every_few_heartbeats(
-    rabbitmq_url: str, channel: AbstractChannel, service: str
+    rabbitmq_url: str, channel: AbstractChannel, service: str, workflow_ids: Callable[[str], str]
 ) -> None:
     worker = Worker(service)
     worker.handler("echo_request")(echo)
-    worker.workflow("echo_once", name="Echo once", steps=[step("one", "echo_request")])
+    worker.workflow(workflow_ids("echo_once"), name="Echo once", steps=[step("one", "echo_request")])
     tap = await Tap.open(channel, system_routing_key(service, WORKFLOWS_KIND))
     async with running(worker, rabbitmq_url, heartbeat_seconds=0.05):
         await tap.next_message()
