@@ -162,11 +162,8 @@ async def test_an_invalid_or_contested_declaration_is_refused_and_never_stored(
     assert await declarations.record(announcement(worker)) == [f"fine-{unique}"]
     assert await DeclaredDefinitions(redis_client).get(f"fine-{unique}") == before
 
-    # Another known service may not take the id over.
-    await api.app[LIVE].directory.record_heartbeat(
-        (await api.app[LIVE].directory.live_workers(api.service))[0].model_copy(update={"service": "embedding"})
-    )
-    rival = Worker("embedding")
+    # Another service may not take the id over while the one that declared it is known.
+    rival = Worker(f"rival-{unique}")
     rival.workflow(f"fine-{unique}", name="Taken over", steps=[step("a", api.job_type)])
     assert await declarations.record(announcement(rival)) == []
     stored = await DeclaredDefinitions(redis_client).get(f"fine-{unique}")
