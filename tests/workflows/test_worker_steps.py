@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.app import LIVE, WORKFLOWS
+from orchestrator.store import keys
 from orchestrator.workflows.declared import DECLARED_KEY, DeclaredDefinitions, WorkflowDeclarations
 from orchestrator.workflows.definition import WorkflowDefinition
 from orchestrator.workflows.engine import WorkflowEngine
@@ -20,7 +21,7 @@ from protocol.control import WorkflowAnnouncement
 from protocol.envelope import utc_now
 from tests.api_server import Api, serve_api
 from tests.polling import poll
-from tests.workers.helpers import running
+from tests.workers.helpers import delete_service_queues, running
 from workers import TaskContext, Worker, WorkflowStep, step
 from workers.services import document_pipeline, embedding, ingestion
 from workers.services.hashing import embed
@@ -30,6 +31,20 @@ from workers.services.hashing import embed
 async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
     async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
         yield api
+
+
+@pytest.fixture
+async def embedding_service(api: Api, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[tuple[str, str]]:
+    """A second test service and job type (name, type); its queues, route and entries are removed after."""
+    service, job_type = f"emb-{unique}", f"emb_{unique}"
+    yield service, job_type
+    channel = await api.amqp.channel()
+    await delete_service_queues(channel, service)
+    await channel.close()
+    await redis_client.hdel(keys.ROUTES, job_type, f"doc_{unique}")
+    await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
+    await redis_client.zrem(keys.SERVICES_SEEN, service)
+    await redis_client.delete(keys.workers(service))
 
 
 @pytest.fixture
@@ -171,12 +186,18 @@ async def test_an_invalid_or_contested_declaration_is_refused_and_never_stored(
 
 
 async def test_document_processing_runs_as_a_workflow_with_its_embedding_fanned_out(
-    api: Api, declarations: WorkflowDeclarations, rabbitmq_url: str, redis_url: str, unique: str
+    api: Api,
+    declarations: WorkflowDeclarations,
+    embedding_service: tuple[str, str],
+    rabbitmq_url: str,
+    redis_url: str,
+    unique: str,
 ) -> None:
     """The ingestion service's workflow, on test queues: its split and index stages on an ingestion
     worker, its embed steps in parallel on an embedding worker."""
-    doc_type, embed_type, workflow_id = f"doc_{unique}", f"emb_{unique}", f"documents-{unique}"
-    ingest_worker, embed_worker = Worker(api.service), Worker(f"emb-{unique}")
+    embed_service, embed_type = embedding_service
+    doc_type, workflow_id = f"doc_{unique}", f"documents-{unique}"
+    ingest_worker, embed_worker = Worker(api.service), Worker(embed_service)
     ingestion.register(ingest_worker, job_type=doc_type, embedding_type=embed_type, workflow_id=workflow_id)
     embedding.register(embed_worker, job_type=embed_type)
     for worker in (ingest_worker, embed_worker):
