@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -41,6 +40,8 @@ class KnownServices(Protocol):
     """The ServiceDirectory's view: the job types it can route, and the services it knows."""
 
     async def known_job_types(self) -> dict[str, str]: ...
+
+    async def service_for(self, job_type: str) -> str | None: ...
 
     async def services(self) -> list[str]: ...
 
@@ -95,12 +96,12 @@ class WorkflowDeclarations:
 
     async def record(self, announcement: WorkflowAnnouncement) -> list[str]:
         """Validate and store each declared workflow; the ids stored or confirmed (refused ones are logged)."""
-        known: Collection[str] = await self._services.known_job_types()
+        known = set(await self._services.known_job_types())
         accepted: list[str] = []
         for declared in announcement.workflows:
             workflow_id = declared.workflow_id
             try:
-                plan = parse_definition(declared.definition, known)
+                plan = parse_definition(declared.definition, await self._with_fresh_routes(known, declared.definition))
             except DefinitionError as exc:
                 self._refuse(announcement, workflow_id, str(exc))
                 continue
@@ -113,6 +114,19 @@ class WorkflowDeclarations:
                 log.info("workflow %r declared by service %r", workflow_id, announcement.service)
             accepted.append(workflow_id)
         return accepted
+
+    async def _with_fresh_routes(self, known: set[str], definition: dict[str, Any]) -> set[str]:
+        """`known`, plus the step types it lacks that Redis routes already: the directory's copy may be
+        a second old, and the worker's heartbeat (just before this) may have reached another replica."""
+        steps = definition.get("steps")
+        for entry in steps if isinstance(steps, list) else []:
+            job_type = entry.get("type") if isinstance(entry, dict) else None
+            if not isinstance(job_type, str) or job_type in known:
+                continue
+            if await self._services.service_for(job_type) is None:
+                break  # refused anyway: no more lookups for a forged list of made-up types
+            known.add(job_type)
+        return known
 
     async def _conflict(self, workflow_id: str, service: str) -> str | None:
         current = await self._declared.get(workflow_id)

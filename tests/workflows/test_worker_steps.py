@@ -243,3 +243,19 @@ async def test_document_processing_runs_as_a_workflow_with_its_embedding_fanned_
 async def _heartbeat(api: Api) -> Any:
     await api.announce()
     return (await api.app[LIVE].directory.live_workers(api.service))[0]
+
+
+async def test_a_job_type_another_replica_just_routed_is_known_to_the_declaration(
+    api: Api, declarations: WorkflowDeclarations, redis_client: aioredis.Redis, unique: str
+) -> None:
+    """The worker's heartbeat reached another replica a moment before its announcement reached this one:
+    this replica's copy of the routes does not have the type yet, Redis does."""
+    fresh_type = f"fresh_{unique}"
+    await api.app[LIVE].directory.known_job_types()  # this replica's copy, read now
+    await redis_client.hset(keys.ROUTES, fresh_type, api.service)
+    try:
+        worker = Worker(api.service)
+        worker.workflow(f"fresh-{unique}", name="Fresh", steps=[step("a", fresh_type)])
+        assert await declarations.record(announcement(worker)) == [f"fresh-{unique}"]
+    finally:
+        await redis_client.hdel(keys.ROUTES, fresh_type)
