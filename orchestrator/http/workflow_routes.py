@@ -11,7 +11,6 @@ from orchestrator.auth import Authenticator
 from orchestrator.http.errors import ApiError
 from orchestrator.http.request import read_json, require_tenant, validate
 from orchestrator.http.workflow_schemas import (
-    WORKFLOW_ID_PATTERN,
     ExecuteRequest,
     ExecutionAccepted,
     LegacyExecuteRequest,
@@ -22,6 +21,7 @@ from orchestrator.workflows.engine import WorkflowEngine, WorkflowNotFound
 from orchestrator.workflows.state import ExecutionState
 from orchestrator.workflows.status import tracking_urls
 from orchestrator.workflows.storage import StoredDefinition
+from protocol.control import WORKFLOW_ID_PATTERN
 from protocol.envelope import utc_now
 from protocol.priorities import resolve_priority
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -13,10 +13,10 @@ from orchestrator.http.schemas import MAX_OFFSET, MAX_PAGE_SIZE, Priority, Text
 from orchestrator.workflows.definition import OnFailure, StepDefinition
 from orchestrator.workflows.state import ExecutionMode, ExecutionStatus, StepStatus
 from orchestrator.workflows.status import ProgressView
+from protocol.control import WORKFLOW_ID_PATTERN
 from protocol.events import Progress
 
 # As a job type: it goes into URLs and Redis hash fields; 128 as ExecutionState.workflow_id.
-WORKFLOW_ID_PATTERN: Final[str] = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
 def _unicode_json(value: Any) -> Any:
@@ -41,6 +41,10 @@ class WorkflowView(BaseModel):
     on_failure: OnFailure
     created_at: datetime
     updated_at: datetime
+    declared_by: str | None = Field(
+        default=None,
+        description="the service whose workers declared it (offered to every tenant); absent for the tenant's own",
+    )
 
 
 class WorkflowList(BaseModel):

@@ -32,7 +32,8 @@ DEFAULT_EXECUTION_TTL_SECONDS: Final[int] = 24 * 3600
 # A performer's claim on an execution's owed actions; performing takes milliseconds, a broker stall
 # seconds (bounded by the publisher's timeouts). A dead performer holds the execution this long.
 PERFORM_LOCK_SECONDS: Final[int] = 10
-OUTBOX: Final[str] = f"{PREFIX}:workflows:outbox"
+# Not under `workflows:`, where the next part is a tenant id (a tenant may be called "outbox").
+OUTBOX: Final[str] = f"{PREFIX}:workflow-outbox"
 UNFINISHED: Final[str] = f"{PREFIX}:workflows:unfinished"
 
 # KEYS: state hash, outbox list, tenant index, outbox index, owner key, unfinished set, [idempotency key]
