@@ -10,8 +10,10 @@ worker's delivery ledger), one PUBLISH of many updates (the orchestrator's updat
 Two ways in. `enqueue` takes the item's place in the order at once, without waiting; a background
 task sends it. `submit` sends an item at once, in the caller's own task, when nothing is in flight
 (a lone call costs what it would without batching), and otherwise waits for the next batch.
-Before each batch the background task lets one loop turn pass, so that the callers woken by the
-round trip that just ended can add their next calls to it.
+With `gather_turn` the background task lets one loop turn pass before each batch, so that the callers
+woken by the round trip that just ended can add their next calls to it (the update bus: announcements
+come in bursts from many lanes). Without it the next batch goes as soon as the last one is answered
+(the registry's pipeline and the worker's ledger, as they were before this class served them).
 
 Lua scripts go in by SHA (EVALSHA) rather than as redis-py Script objects: a pipeline holding a
 Script first asks SCRIPT EXISTS, one more round trip per pipeline. The rare NOSCRIPT (a Redis
@@ -41,9 +43,16 @@ class RoundTripBatcher(Generic[Item, Reply]):
     """`send` answers a batch with one outcome per item, in order: a reply, or an Exception that
     only that item's caller gets. When `send` raises, every caller in the batch gets that error."""
 
-    def __init__(self, send: Callable[[list[Item]], Awaitable[Sequence[Reply | Exception]]], name: str) -> None:
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[Sequence[Reply | Exception]]],
+        name: str,
+        *,
+        gather_turn: bool = False,
+    ) -> None:
         self._send = send
         self._name = name
+        self._gather_turn = gather_turn
         self._waiting: list[tuple[Item, asyncio.Future[Reply]]] = []
         self._in_flight: list[tuple[Item, asyncio.Future[Reply]]] = []  # the background task's batch
         self._busy = False  # a round trip is in flight, or the background task is about to send one
@@ -98,7 +107,8 @@ class RoundTripBatcher(Generic[Item, Reply]):
     async def _drain(self) -> None:
         try:
             while True:
-                await asyncio.sleep(0)  # let the calls of this loop turn join
+                if self._gather_turn:
+                    await asyncio.sleep(0)  # let the calls of this loop turn join
                 if not self._waiting:
                     return
                 batch, self._waiting = self._waiting, []

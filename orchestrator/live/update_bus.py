@@ -129,7 +129,7 @@ class UpdateBus:
         self._origin = secrets.token_hex(8)  # this replica, in the updates it publishes
         # One PUBLISH at a time, each carrying every update published since the last one.
         self._outgoing: RoundTripBatcher[dict[str, Any], None] = RoundTripBatcher(
-            self._publish_all, "baton-update-bus-publish"
+            self._publish_all, "baton-update-bus-publish", gather_turn=True
         )
 
     async def publish(self, update: JobUpdate) -> None:
