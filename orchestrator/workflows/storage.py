@@ -34,7 +34,7 @@ DEFAULT_EXECUTION_TTL_SECONDS: Final[int] = 24 * 3600
 PERFORM_LOCK_SECONDS: Final[int] = 10
 # Not under `workflows:`, where the next part is a tenant id (a tenant may be called "outbox").
 OUTBOX: Final[str] = f"{PREFIX}:workflow-outbox"
-UNFINISHED: Final[str] = f"{PREFIX}:workflows:unfinished"
+UNFINISHED: Final[str] = f"{PREFIX}:workflow-unfinished"  # not under workflows:<tenant> either
 
 # KEYS: state hash, outbox list, tenant index, outbox index, owner key, unfinished set, [idempotency key]
 # ARGV: state JSON, version, ttl, score (ms), outbox member, now (s), execution id, tenant, action JSON...
