@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from orchestrator.app import LIVE, WORKFLOWS
 from orchestrator.models import JobRecord
@@ -19,17 +18,11 @@ from orchestrator.workflows.engine import NotAllowed, WorkflowEngine
 from orchestrator.workflows.state import ExecutionState, ExecutionStatus, StepStatus
 from protocol.envelope import utc_now
 from protocol.events import Progress
-from tests.api_server import Api, serve_api
+from tests.api_server import Api
 from tests.polling import poll
 from tests.workers.helpers import running
 from workers import TaskContext, Worker
 from workers.errors import PermanentError
-
-
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
-        yield api
 
 
 def engine(api: Api) -> WorkflowEngine:

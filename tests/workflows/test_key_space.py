@@ -14,7 +14,7 @@ def test_shared_workflow_keys_are_outside_every_tenant_key_space() -> None:
         if is_tenant_id(tenant):
             assert shared != DefinitionStore._key(tenant)
             assert not shared.startswith(ExecutionStore._index_key(tenant))
-        prefix, _, rest = shared.partition(":")
+        _, _, rest = shared.partition(":")
         # Any key of the form <prefix>:workflows:<x> or <prefix>:executions:<x> is a tenant's when x is one.
         namespace, _, tail = rest.partition(":")
         assert namespace not in {"workflows", "executions"} or not is_tenant_id(tail.split(":")[0]), shared

@@ -10,19 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
 from orchestrator.app import WORKFLOWS
-from tests.api_server import Api, serve_api
+from tests.api_server import Api
 from tests.polling import poll
 from tests.workflows.gated_steps import GatedSteps, define, finished, gated_steps
-
-
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
-        yield api
 
 
 @pytest.fixture

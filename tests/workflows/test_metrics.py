@@ -11,17 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.app import WORKFLOWS
 from orchestrator.workflows.storage import UNFINISHED
-from tests.api_server import Api, serve_api
+from tests.api_server import Api
 from tests.polling import poll
 from tests.workflows.gated_steps import GatedSteps, define, finished, gated_steps
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
-        yield api
 
 
 @pytest.fixture

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from orchestrator.app import WORKFLOWS, create_app
@@ -18,18 +15,12 @@ from orchestrator.settings import OrchestratorSettings
 from orchestrator.workflows.definition import WorkflowDefinition
 from orchestrator.workflows.state import ExecutionStatus
 from protocol.envelope import utc_now
-from tests.api_server import Api, quiet_sweeper, serve_api
+from tests.api_server import Api, quiet_sweeper
 from tests.polling import poll
 from tests.workers.helpers import running
 from workers import TaskContext, Worker
 
 EXECUTIONS = 30
-
-
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
-        yield api
 
 
 async def test_two_replicas_advance_the_same_executions_correctly(

@@ -19,18 +19,12 @@ from orchestrator.workflows.state import ExecutionState, ExecutionStatus
 from orchestrator.workflows.status import progress_view
 from protocol.control import WorkflowAnnouncement
 from protocol.envelope import utc_now
-from tests.api_server import Api, serve_api
+from tests.api_server import Api
 from tests.polling import poll
 from tests.workers.helpers import delete_service_queues, running
 from workers import TaskContext, Worker, WorkflowStep, step
 from workers.services import document_pipeline, embedding, ingestion
 from workers.services.hashing import embed
-
-
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
-        yield api
 
 
 @pytest.fixture
