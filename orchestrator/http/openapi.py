@@ -10,6 +10,8 @@ from typing import Any, Final
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from protocol.control import WORKFLOW_ID_PATTERN
+
 API_VERSION: Final[str] = "1.0.0"
 _REF: Final[str] = "#/components/schemas/{model}"
 
@@ -78,7 +80,7 @@ def _component_schemas(operations: tuple[Operation, ...]) -> dict[str, Any]:
 
 def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
         for name in re.findall(r"{(\w+)}", op.path)
     ]
     if op.query is not None:
@@ -109,3 +111,10 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _path_schema(name: str) -> dict[str, str]:
+    # A workflow id is refused (422) unless it has this shape; other ids are looked up (404 when unknown).
+    if name == "workflow_id":
+        return {"type": "string", "pattern": WORKFLOW_ID_PATTERN}
+    return {"type": "string"}

@@ -61,7 +61,8 @@ class WorkflowDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=200)
-    steps: list[StepDefinition] = Field(max_length=MAX_STEPS)
+    # At least one step: said in the schema; refused by validate_definition with its own reason.
+    steps: list[StepDefinition] = Field(max_length=MAX_STEPS, json_schema_extra={"minItems": 1})
     on_failure: OnFailure = "stop"
 
 

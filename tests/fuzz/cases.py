@@ -8,7 +8,10 @@ negative and a positive one positive:
 - `wait` is shortened: no worker runs the jobs, so every wait would last its full time (up to 60 s);
 - payload integers are brought into 64 bits: any value is schema-valid in a payload, but the task
   message cannot carry larger ones (422 unencodable_payload, documented in the payload's description
-  and tested in tests/orchestrator_api).
+  and tested in tests/orchestrator_api);
+- a workflow definition's steps get distinct names, the run's job type, the default order (no `after`)
+  and no `$` references: what JSON Schema cannot say (a DAG, names that exist, references to earlier
+  steps) is refused with 422 invalid_workflow, tested in tests/workflows.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from schemathesis import Case
 from protocol.names import JOB_TYPE_PATTERN
 
 CREATE_PATHS: Final[frozenset[str]] = frozenset({"/jobs", "/jobs/agent/{agent_id}/execute"})
+WORKFLOW_PATH: Final[str] = "/workflows/{workflow_id}"
 MIN_INT: Final[int] = -(2**63)
 MAX_INT: Final[int] = 2**64 - 1
 
@@ -29,9 +33,12 @@ MAX_INT: Final[int] = 2**64 - 1
 def adjust(case: Case[Any], job_type: str, max_wait: float) -> None:
     """Pin job types to `job_type` and cap `wait` at `max_wait` in `case`'s body, in place."""
     body = case.body
+    path = case.operation.path
+    if case.operation.method.lower() == "put" and path == WORKFLOW_PATH and isinstance(body, dict):
+        _fit_workflow(body, job_type)
+        return
     if case.operation.method.lower() != "post" or not isinstance(body, dict):
         return
-    path = case.operation.path
     if path == "/jobs":
         _pin_type(body, job_type)
     elif path == "/jobs/batch" and isinstance(jobs := body.get("jobs"), list):
@@ -42,6 +49,31 @@ def adjust(case: Case[Any], job_type: str, max_wait: float) -> None:
     if path in CREATE_PATHS:
         _cap_wait(body, max_wait)
         _fit_payload(body)
+
+
+def _fit_workflow(body: dict[str, Any], job_type: str) -> None:
+    steps = body.get("steps")
+    if not isinstance(steps, list):
+        return
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        step["name"] = f"s{index}"
+        if isinstance(step.get("type"), str) and re.fullmatch(JOB_TYPE_PATTERN, step["type"]):
+            step["type"] = job_type
+        step.pop("after", None)
+        if isinstance(step.get("payload"), dict):
+            step["payload"] = _without_references(step["payload"])
+
+
+def _without_references(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("$"):
+        return value[1:]
+    if isinstance(value, dict):
+        return {key: _without_references(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_references(item) for item in value]
+    return value
 
 
 def _fit_payload(body: dict[str, Any]) -> None:
