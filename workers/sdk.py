@@ -119,12 +119,15 @@ class Worker:
         name: str,
         steps: Sequence[Mapping[str, Any]],
         on_failure: Literal["stop", "continue"] = "stop",
+        output: str | None = None,
     ) -> WorkflowDeclaration:
         """Declare a workflow (steps from `workers.workflows.step`, or dicts of the same shape); the
-        worker announces it when it starts."""
+        worker announces it when it starts. `output` is the reference whose value is an execution's
+        result (`"$steps.<step>.result"`); without one, the result is the final context. Declared under
+        the id of a job type this worker serves, the workflow is what `POST /jobs` of that type runs."""
         if workflow_id in self._workflows:
             raise ConfigurationError(f"workflow {workflow_id!r} is already declared on service {self.service!r}")
-        declared = declaration(workflow_id, name=name, steps=steps, on_failure=on_failure)
+        declared = declaration(workflow_id, name=name, steps=steps, on_failure=on_failure, output=output)
         self._workflows[workflow_id] = declared
         return declared
 

@@ -65,16 +65,29 @@ class WorkflowDeclaration:
     name: str
     steps: tuple[Mapping[str, Any], ...]
     on_failure: Literal["stop", "continue"] = "stop"
+    output: str | None = None
 
     def definition(self) -> dict[str, Any]:
-        return {"name": self.name, "steps": [dict(s) for s in self.steps], "on_failure": self.on_failure}
+        body: dict[str, Any] = {
+            "name": self.name,
+            "steps": [dict(s) for s in self.steps],
+            "on_failure": self.on_failure,
+        }
+        if self.output is not None:
+            body["output"] = self.output  # absent otherwise: what orchestrators without the field accept
+        return body
 
     def announced(self) -> DeclaredWorkflow:
         return DeclaredWorkflow(workflow_id=self.workflow_id, definition=self.definition())
 
 
 def declaration(
-    workflow_id: str, *, name: str, steps: Sequence[Mapping[str, Any]], on_failure: Literal["stop", "continue"]
+    workflow_id: str,
+    *,
+    name: str,
+    steps: Sequence[Mapping[str, Any]],
+    on_failure: Literal["stop", "continue"],
+    output: str | None = None,
 ) -> WorkflowDeclaration:
     """A declaration whose shape can be announced; ConfigurationError otherwise."""
     if _WORKFLOW_ID_RE.fullmatch(workflow_id) is None:
@@ -88,4 +101,6 @@ def declaration(
             raise ConfigurationError(f"workflow {workflow_id!r}: every step needs a `name` and a `type`: {entry!r}")
     if on_failure not in ("stop", "continue"):
         raise ConfigurationError(f"workflow {workflow_id!r}: on_failure must be 'stop' or 'continue'")
-    return WorkflowDeclaration(workflow_id, name, tuple(dict(entry) for entry in steps), on_failure)
+    if output is not None and not output.startswith(("$steps.", "$input")):
+        raise ConfigurationError(f"workflow {workflow_id!r}: output must be a $steps.<step>.result or $input reference")
+    return WorkflowDeclaration(workflow_id, name, tuple(dict(entry) for entry in steps), on_failure, output)

@@ -39,6 +39,10 @@ class WorkflowView(BaseModel):
     name: str
     steps: list[StepDefinition]
     on_failure: OnFailure
+    output: str | None = Field(
+        default=None,
+        description="the reference whose value is the execution's result; absent: the final context",
+    )
     created_at: datetime
     updated_at: datetime
     declared_by: str | None = Field(

@@ -29,6 +29,8 @@ Rules where DESIGN is silent:
   them or because the execution stopped, go back to pending; each failed step gets a new round of
   `retry.max_attempts` attempts, numbered on from its last.
 - A step's `context` merges shallowly into dynamic_properties, in the order outcomes arrive.
+- A completed execution's `workflow_completed` carries `result`, the definition's `output` resolved, when
+  it has one; an `output` that does not resolve (a path not in the step's result) fails the execution.
 """
 
 from __future__ import annotations
@@ -244,9 +246,7 @@ def _reset(current: StepState) -> None:
 
 def _run_step(state: ExecutionState, plan: WorkflowPlan, name: str, attempt: int) -> RunStep:
     definition = plan.step(name)
-    results = {n: s.result for n, s in state.steps.items() if s.status is StepStatus.COMPLETED}
-    skipped = {n for n, s in state.steps.items() if s.status is StepStatus.SKIPPED}
-    payload = resolve(definition.payload, state.input, results, skipped)
+    payload = resolve(definition.payload, state.input, *_resolvable(state))
     return RunStep(
         step=name,
         attempt=attempt,
@@ -383,8 +383,14 @@ class _Move:
             failed = [n for n, s in steps.items() if s.status is StepStatus.FAILED]
             if failed:
                 self.finish(ExecutionStatus.FAILED, f"step{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed")
-            else:
-                self.finish(ExecutionStatus.COMPLETED, None)
+                return
+            try:
+                output = _output(self.state)
+            except (MissingReference, MalformedReference) as exc:
+                # As a step's payload: a path that is not there fails loudly rather than give null.
+                self.finish(ExecutionStatus.FAILED, f"the workflow's output: {exc}")
+                return
+            self.finish(ExecutionStatus.COMPLETED, None, output)
 
     def stopping(self) -> bool:
         """on_failure "stop" and a step has failed: nothing new may start."""
@@ -406,16 +412,36 @@ class _Move:
         else:
             self.dispatch(name)
 
-    def finish(self, status: ExecutionStatus, error: str | None) -> None:
+    def finish(self, status: ExecutionStatus, error: str | None, output: tuple[Any] | None = None) -> None:
+        """End the execution; `output` (completed only) holds the resolved `output` of the definition."""
         self.state.status = status
         self.state.error = error
         self.state.finished_at = self.now
         if status is ExecutionStatus.COMPLETED:
-            self.emit(EventType.WORKFLOW_COMPLETED, {"final_context": dict(self.state.context.dynamic_properties)})
+            data: dict[str, Any] = {"final_context": dict(self.state.context.dynamic_properties)}
+            if output is not None:
+                data["result"] = output[0]  # what the registry keeps as the job's result
+            self.emit(EventType.WORKFLOW_COMPLETED, data)
         else:
             failed = _names(self.state.steps.items(), StepStatus.FAILED)
             self.emit(EventType.WORKFLOW_FAILED, {"error": error, "failed_steps": failed, "status": status.value})
         self.actions.append(Finish(status))
+
+
+def _output(state: ExecutionState) -> tuple[Any] | None:
+    """The definition's `output` resolved against the finished steps, boxed (it may resolve to null);
+    None when the definition has no `output` (the result is then the final context)."""
+    text = state.definition.output
+    if text is None:
+        return None
+    return (resolve(text, state.input, *_resolvable(state)),)
+
+
+def _resolvable(state: ExecutionState) -> tuple[dict[str, Any], set[str]]:
+    """What references resolve against: the completed steps' results, and the steps that ended skipped."""
+    results = {n: s.result for n, s in state.steps.items() if s.status is StepStatus.COMPLETED}
+    skipped = {n for n, s in state.steps.items() if s.status is StepStatus.SKIPPED}
+    return results, skipped
 
 
 def _failed_path(dependency: StepState) -> bool:

@@ -23,7 +23,7 @@ from orchestrator.store.keys import PREFIX
 from orchestrator.store.registry import redis_errors
 from orchestrator.workflows.definition import parse_definition
 from orchestrator.workflows.errors import DefinitionError
-from orchestrator.workflows.storage import StoredDefinition, stored_definition
+from orchestrator.workflows.storage import StoredDefinition, definition_fields, stored_definition
 from plumbing.burst_log import BurstLog
 from protocol.control import WorkflowAnnouncement
 from protocol.envelope import utc_now
@@ -71,7 +71,7 @@ class DeclaredDefinitions:
         if previous is not None and previous.declared_by == service and _same(previous, definition):
             return False
         body = {
-            "definition": definition,
+            **definition_fields(definition),
             "declared_by": service,
             "created_at": previous.created_at if previous is not None else now.isoformat(),
             "updated_at": now.isoformat(),

@@ -8,6 +8,9 @@ Choices where DESIGN is silent:
 - A worker step's `type` must be a job type some service announced. An external step's `type` only
   has to be a valid job-type name: no worker ever runs it, so it is a label for the reporting service.
 - At most MAX_STEPS steps: an execution's state is one value, rewritten at every step outcome.
+- `output`, optional, is one reference (`"$steps.<step>.result[.<path>]"` or `"$input[.<path>]"`), resolved
+  when the execution completes: it is the `result` of `workflow_completed` (what the registry keeps as the
+  job's result) instead of the final context. It must name a step of the workflow.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from orchestrator.workflows.errors import DefinitionError, DefinitionProblem
 from orchestrator.workflows.references import MalformedReference, iter_strings, parse_reference
@@ -64,6 +75,22 @@ class WorkflowDefinition(BaseModel):
     # At least one step: said in the schema; refused by validate_definition with its own reason.
     steps: list[StepDefinition] = Field(max_length=MAX_STEPS, json_schema_extra={"minItems": 1})
     on_failure: OnFailure = "stop"
+    output: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="`$steps.<step>.result[.<path>]` or `$input[.<path>]`: the execution's result "
+        "(workflow_completed's `result`, the job's result); absent: the final context",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_output(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A definition without `output` is stored (and its execution states too) exactly as before the
+        # field existed, so a replica of the previous release still reads it during a rolling upgrade.
+        data: dict[str, Any] = handler(self)
+        if data.get("output") is None:
+            data.pop("output", None)
+        return data
 
 
 @dataclass(frozen=True)
@@ -116,7 +143,7 @@ def plan_workflow(definition: WorkflowDefinition) -> WorkflowPlan:
         for dependency in dependencies[name]:
             successors[dependency].append(name)
     plan = WorkflowPlan(definition, dependencies, {k: tuple(v) for k, v in successors.items()}, order)
-    problems = _reference_problems(plan)
+    problems = [*_reference_problems(plan), *_output_problems(definition)]
     if problems:
         raise DefinitionError(problems)
     return plan
@@ -234,3 +261,20 @@ def _reference_problems(plan: WorkflowPlan) -> list[DefinitionProblem]:
                 msg = f"{text!r}: {reference.step!r} is not a step of this workflow"
             problems.append(DefinitionProblem(where, msg, "unknown_reference"))
     return problems
+
+
+def _output_problems(definition: WorkflowDefinition) -> list[DefinitionProblem]:
+    text = definition.output
+    if text is None:
+        return []
+    try:
+        reference = parse_reference(text)
+    except MalformedReference as exc:
+        return [DefinitionProblem(("output",), str(exc), "malformed_reference")]
+    if reference is None:
+        msg = f"{text!r} is not a reference: give $steps.<step>.result[.<path>] or $input[.<path>]"
+        return [DefinitionProblem(("output",), msg, "malformed_reference")]
+    if reference.step is not None and reference.step not in {step.name for step in definition.steps}:
+        msg = f"{text!r}: {reference.step!r} is not a step of this workflow"
+        return [DefinitionProblem(("output",), msg, "unknown_reference")]
+    return []

@@ -150,11 +150,7 @@ class DefinitionStore:
         with redis_errors("reading a workflow"):
             previous = await self._redis.hget(key, workflow_id)
         created_at = json.loads(previous)["created_at"] if previous else now.isoformat()
-        body = {
-            "definition": definition.model_dump(mode="json"),
-            "created_at": created_at,
-            "updated_at": now.isoformat(),
-        }
+        body = {**definition_fields(definition), "created_at": created_at, "updated_at": now.isoformat()}
         with redis_errors("storing a workflow"):
             await self._redis.hset(key, workflow_id, json.dumps(body))
         return previous is None
@@ -179,11 +175,23 @@ class DefinitionStore:
         return sorted(found.values(), key=lambda stored: stored.workflow_id)
 
 
+def definition_fields(definition: WorkflowDefinition | dict[str, Any]) -> dict[str, Any]:
+    """The stored body's `definition`, and its `output` beside it rather than in it: a replica of the
+    release before `output` existed (whose definition model refuses unknown fields) still reads every
+    stored definition during a rolling upgrade, and runs it with the final context as its result."""
+    fields = definition.model_dump(mode="json") if isinstance(definition, WorkflowDefinition) else dict(definition)
+    output = fields.pop("output", None)
+    return {"definition": fields, **({"output": output} if output is not None else {})}
+
+
 def stored_definition(workflow_id: str, raw: str | bytes) -> StoredDefinition:
     body = json.loads(raw)
+    fields = body["definition"]
+    if body.get("output") is not None:
+        fields = {**fields, "output": body["output"]}
     return StoredDefinition(
         workflow_id=workflow_id,
-        definition=WorkflowDefinition.model_validate(body["definition"]),
+        definition=WorkflowDefinition.model_validate(fields),
         created_at=body["created_at"],
         updated_at=body["updated_at"],
         declared_by=body.get("declared_by"),

@@ -51,8 +51,12 @@ class Driver:
         on_failure: str = "stop",
         mode: ExecutionMode = ExecutionMode.AUTOMATIC,
         input: dict[str, Any] | None = None,
+        output: str | None = None,
     ) -> None:
-        definition = WorkflowDefinition.model_validate({"name": "wf", "steps": list(steps), "on_failure": on_failure})
+        body: dict[str, Any] = {"name": "wf", "steps": list(steps), "on_failure": on_failure}
+        if output is not None:
+            body["output"] = output
+        definition = WorkflowDefinition.model_validate(body)
         plan = validate_definition(definition, {"llm_request"})
         self.clock = 0
         self.state = new_execution(
@@ -520,3 +524,45 @@ def test_random_dags_complete_every_step_exactly_once_in_any_valid_order(seed: i
     assert all(s.status is StepStatus.COMPLETED and s.attempt == 1 for s in run.state.steps.values())
     assert finishes(all_actions) == [ExecutionStatus.COMPLETED]
     assert [e for e, _ in emitted(all_actions)].count("workflow_completed") == 1
+
+
+def test_without_an_output_the_completed_event_carries_the_final_context_only() -> None:
+    run = Driver(step("a"), input={"doc": 1})
+    completed = event(run.succeed("a", {"n": 1, "context": {"seen": True}}), EventType.WORKFLOW_COMPLETED)
+    assert completed == {"final_context": {"doc": 1, "seen": True}}  # the engine makes it the result too
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("$steps.index.result", {"chunks": [1, 2], "title": "t"}),
+        ("$steps.index.result.chunks.1", 2),
+        ("$input.title", "from input"),
+        ("$steps.skipped.result", None),
+    ],
+    ids=["whole-result", "path-into-result", "input", "skipped-step-is-null"],
+)
+def test_the_output_is_resolved_at_completion_as_the_result(output: str, expected: Any) -> None:
+    run = Driver(
+        step("split"),
+        step("skipped", ["split"]),
+        step("index", ["split"]),
+        input={"title": "from input"},
+        output=output,
+    )
+    run.succeed("split", None, next=("index",))
+    completed = event(run.succeed("index", {"chunks": [1, 2], "title": "t"}), EventType.WORKFLOW_COMPLETED)
+    assert run.status() is ExecutionStatus.COMPLETED
+    assert completed["result"] == expected
+    assert completed["final_context"] == {"title": "from input"}
+
+
+def test_an_output_that_does_not_resolve_fails_the_execution() -> None:
+    run = Driver(step("a"), step("b"), output="$steps.a.result.missing")
+    run.succeed("a", {"there": 1})
+    actions = run.succeed("b")
+    assert finishes(actions) == [ExecutionStatus.FAILED]
+    failed = event(actions, EventType.WORKFLOW_FAILED)
+    assert "output" in failed["error"] and "'missing' is not in the result of step 'a'" in failed["error"]
+    assert failed["failed_steps"] == []
+    assert run.statuses() == {"a": "completed", "b": "completed"}

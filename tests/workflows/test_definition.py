@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from orchestrator.workflows.definition import (
     validate_definition,
 )
 from orchestrator.workflows.errors import DefinitionError
+from orchestrator.workflows.storage import definition_fields, stored_definition
 
 KNOWN = {"llm_request", "embedding_request"}
 
@@ -196,3 +198,43 @@ def test_valid_references_and_plain_dollar_strings_pass() -> None:
         KNOWN,
     )
     assert plan.order == ("a", "b", "c")
+
+
+@pytest.mark.parametrize(
+    ("output", "problem_type", "words"),
+    [
+        ("$steps.nope.result", "unknown_reference", "'nope' is not a step"),
+        ("$steps.a.chunks", "malformed_reference", "not of the form"),
+        ("$input..x", "malformed_reference", "empty path segment"),
+        ("the index result", "malformed_reference", "not a reference"),
+    ],
+    ids=["unknown-step", "malformed-steps", "malformed-input", "plain-text"],
+)
+def test_an_output_must_be_a_reference_to_a_step_or_the_input(output: str, problem_type: str, words: str) -> None:
+    (detail,) = refusal({"name": "wf", "steps": [step("a")], "output": output}).details()
+    assert (detail["type"], detail["loc"]) == (problem_type, ["output"])
+    assert words in detail["msg"]
+
+
+def test_an_output_may_name_any_step_or_the_input() -> None:
+    for output in ("$steps.b.result", "$steps.a.result.chunks.0", "$input", "$input.title"):
+        plan = parse_definition({"name": "wf", "steps": [step("a"), step("b")], "output": output}, KNOWN)
+        assert plan.definition.output == output
+
+
+def test_a_definition_without_an_output_serialises_as_before_the_field_existed() -> None:
+    """A replica of the previous release refuses unknown fields: it must still read these."""
+    plain = definition(step("a"))
+    assert "output" not in plain.model_dump(mode="json") and '"output"' not in plain.model_dump_json()
+    with_output = definition(step("a"), output="$steps.a.result")
+    assert with_output.model_dump(mode="json")["output"] == "$steps.a.result"
+    assert WorkflowDefinition.model_validate_json(with_output.model_dump_json()) == with_output
+
+
+def test_a_stored_output_is_kept_beside_the_definition() -> None:
+    with_output = definition(step("a"), output="$steps.a.result")
+    fields = definition_fields(with_output)
+    assert fields["output"] == "$steps.a.result" and "output" not in fields["definition"]
+    raw = json.dumps({**fields, "created_at": "c", "updated_at": "u"})
+    assert stored_definition("wf", raw).definition == with_output
+    assert definition_fields(definition(step("a"))).keys() == {"definition"}
