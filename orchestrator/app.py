@@ -52,6 +52,7 @@ from orchestrator.workflows.declared import DeclaredDefinitions, WorkflowDeclara
 from orchestrator.workflows.engine import WorkflowEngine
 from orchestrator.workflows.execution_jobs import RegistryExecutionJobs
 from orchestrator.workflows.job_cancel import ExecutionJobCancel
+from orchestrator.workflows.job_starter import DeclaredWorkflowJobs
 from orchestrator.workflows.running_gauge import RunningExecutionsGauge
 from orchestrator.workflows.snapshots import ExecutionSnapshots
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore
@@ -149,6 +150,7 @@ def create_app(
         publisher,
         metrics,
         cancel_workflow=ExecutionJobCancel(workflows, live.registry),
+        workflows=DeclaredWorkflowJobs(declared, workflows, live.registry),
     )
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)

@@ -9,6 +9,7 @@ can be run on the in-memory fakes of `tests/fakes` as well as on the real ones:
     ServiceLookup     orchestrator.store.directory.ServiceDirectory
     DeadLetterSource  orchestrator.broker.dead_letter_queues.DeadLetterQueues
     TaskOwnership     orchestrator.store.task_owners.TaskOwners
+    WorkflowStarter   orchestrator.workflows.job_starter.DeclaredWorkflowJobs
 
 Each port lists only the members the job side calls; `tests/contracts` holds the behaviour every
 implementation of the first three must show, run against both the fake and the real one.
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.broker.dead_letter_queues import DeadLetter
 from orchestrator.broker.queue_inspector import QueueStats
@@ -28,6 +29,9 @@ from orchestrator.store.registry import ApplyOutcome
 from protocol.control import CancelCommand, WorkerHeartbeat
 from protocol.envelope import TaskEnvelope
 from protocol.events import TaskEvent
+
+if TYPE_CHECKING:  # service.py imports this module; the port only names the request type
+    from orchestrator.jobs.service import NewJob
 
 
 class TaskRegistry(Protocol):
@@ -154,4 +158,16 @@ class DeadLetterSource(Protocol):
 class TaskOwnership(Protocol):
     async def owns(self, tenant_id: str, job_id: str | None, task_id: str | None) -> bool:
         """Whether the tenant's job has that task (proves an undecodable parked message is its own)."""
+        ...
+
+
+class WorkflowStarter(Protocol):
+    """Runs a job as the workflow that a worker declared for its job type, instead of as one task."""
+
+    async def start(
+        self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str
+    ) -> tuple[JobRecord, bool] | None:
+        """Start the workflow declared under `job.type` by `service` (the one that serves the type) as
+        job `job_id`: (its record, True), or (the job an idempotency key found, False); None when no
+        such workflow is declared, and the job runs as one task. IdempotencyConflict as for any job."""
         ...

@@ -7,6 +7,10 @@ with. When it may have taken it (no confirm in time, a link broken mid-publish) 
 its idempotency key are kept, so the task is tracked if it runs and a retry with the same key
 finds this job instead of running the work twice; the caller gets `PublishUncertain` naming
 the job, and the sweeper publishes the task again if its message turns out to be lost.
+
+A job of a type that its service declared a workflow for (`WorkflowStarter`) runs as an execution of
+that workflow instead of as one task: the engine records the job (under the job's id and type) in the
+same stored step that starts the execution, so it is never left recorded and unstarted.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from orchestrator.errors import (
     PublishUncertain,
     UnknownJobType,
 )
-from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus
+from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus, WorkflowStarter
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord, created_update
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
-from protocol.services import WORKFLOW_JOB_TYPE
+from protocol.services import WORKFLOW_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ class JobService:
         metrics: OrchestratorMetrics,
         *,
         cancel_workflow: CancelWorkflow | None = None,
+        workflows: WorkflowStarter | None = None,
     ) -> None:
         self._registry = registry
         self._directory = directory
@@ -107,16 +112,18 @@ class JobService:
         self._publisher = publisher
         self._metrics = metrics
         self._cancel_workflow = cancel_workflow
+        self._workflows = workflows
 
     async def submit(self, tenant_id: str, job: NewJob, *, request_id: str, wait: float | None = None) -> Submission:
         """Create (or find by idempotency key) a job; with `wait`, hold on until it ends or `wait` passes."""
         service = await self._service_for(job.type)
         job_id = new_id()
         if not wait:
-            return await self._create(tenant_id, job_id, service, job, request_id)
-        # Watch before creating, so an outcome that comes before we start waiting is not missed.
+            return await self._start(tenant_id, job_id, service, job, request_id)
+        # Watch before creating, so an outcome that comes before we start waiting is not missed (a
+        # workflow job's terminal event goes through the bus like a task's).
         with self._bus.watch(tenant_id, job_id) as watch:
-            submission = await self._create(tenant_id, job_id, service, job, request_id)
+            submission = await self._start(tenant_id, job_id, service, job, request_id)
             if submission.created:
                 await watch.terminal(wait)
                 return Submission(await self._reload(submission.record), created=True)
@@ -182,7 +189,8 @@ class JobService:
         """
         if self._cancel_workflow is not None:
             record = await self._registry.get(tenant_id, job_id)
-            if record is not None and record.type == WORKFLOW_JOB_TYPE:
+            # Any job whose root is a workflow execution: `workflow`, or a job type a declared workflow serves.
+            if record is not None and record.service == WORKFLOW_SERVICE:
                 outcome = await self._cancel_workflow(tenant_id, job_id)
                 if outcome.status is not CancelStatus.NOT_FOUND:
                     return outcome
@@ -210,11 +218,25 @@ class JobService:
             raise UnknownJobType(job_type, await self._directory.known_job_types())
         return service
 
-    async def _create(self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> Submission:
+    async def _start(self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> Submission:
+        """The job as the workflow its service declared for its type, if any; else as one task."""
         envelope = build_envelope(tenant_id, job_id, service, job, request_id)
-        body = self._publisher.encode_task(envelope)  # before anything is stored: no job left unsendable
+        # Before anything is stored or started: no job left unsendable. A workflow job is refused the same
+        # way (a payload the wire cannot carry, or over the message cap, would fail its first step later).
+        body = self._publisher.encode_task(envelope)
         if len(body) > YIELD_PAST_BYTES:
             await asyncio.sleep(0)  # encoding and recording a large payload are each tens of ms: not in one go
+        if self._workflows is not None:
+            started = await self._workflows.start(tenant_id, job_id, service, job, request_id)
+            if started is not None:
+                record, created = started
+                if created:
+                    self._metrics.jobs_created.labels(type=job.type).inc()
+                return Submission(record, created=created)
+        return await self._create(job, envelope, body)
+
+    async def _create(self, job: NewJob, envelope: TaskEnvelope, body: bytes) -> Submission:
+        tenant_id, job_id = envelope.tenant_id, envelope.global_task_id
         record = record_for(envelope)
         key = job.idempotency_key
         fingerprint = job.fingerprint() if key else None
@@ -245,8 +267,13 @@ class JobService:
         return await self._registry.get(record.tenant_id, record.job_id) or record
 
 
+def job_context(job: NewJob, request_id: str) -> ContextIds:
+    """The ids the job's tasks carry: the request's, with the HTTP call's request id unless it gave one."""
+    return job.context if job.context.request_id else job.context.model_copy(update={"request_id": request_id})
+
+
 def build_envelope(tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> TaskEnvelope:
-    context = job.context if job.context.request_id else job.context.model_copy(update={"request_id": request_id})
+    context = job_context(job, request_id)
     now = utc_now()
     return TaskEnvelope(
         global_task_id=job_id,

@@ -32,7 +32,8 @@ from orchestrator.errors import BrokerError, RegistryError, UnpublishableJob
 from orchestrator.models import JobUpdate
 from orchestrator.workflows import advance
 from orchestrator.workflows.actions import Action, CancelStep, Emit, RunStep
-from orchestrator.workflows.definition import plan_workflow
+from orchestrator.workflows.definition import WorkflowDefinition, plan_workflow
+from orchestrator.workflows.execution_jobs import CONTEXT_KEY, JOB_TYPE_KEY
 from orchestrator.workflows.job_progress import EXECUTION_PROGRESS_KEY, execution_progress
 from orchestrator.workflows.outcomes import StepFailed, StepOutcome, StepSucceeded
 from orchestrator.workflows.state import ExecutionMode, ExecutionState, StepStatus
@@ -40,7 +41,7 @@ from orchestrator.workflows.storage import DefinitionStore, ExecutionStore, Stor
 from orchestrator.workflows.telemetry import WorkflowMetrics, record_transition
 from plumbing.cancellation import cancel_and_wait
 from protocol.control import CancelCommand
-from protocol.envelope import TaskEnvelope, TaskMetadata, utc_now
+from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus, Progress, TaskEvent
 from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key
 from protocol.services import WORKFLOW_SERVICE
@@ -189,19 +190,63 @@ class WorkflowEngine:
         priority: int | None = None,
         idempotency_key: str | None = None,
         session_id: str | None = None,
+        execution_id: str | None = None,
+        job_type: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> tuple[ExecutionState, bool]:
         """Start an execution of the tenant's workflow; (its state, True) when it is new, or the execution
-        the idempotency key already started and False."""
+        the idempotency key already started and False.
+
+        A job started through `POST /jobs` (`orchestrator.workflows.job_starter`) brings its job id as the
+        execution id, its type (the execution's job is recorded under it instead of `workflow`) and its
+        context ids (propagated to every step task); `metadata` is kept in the state for the caller."""
         stored = await self.definitions.get(tenant_id, workflow_id)
         if stored is None:
             raise WorkflowNotFound(workflow_id)
+        return await self.execute_definition(
+            tenant_id,
+            workflow_id,
+            stored.definition,
+            data,
+            mode=mode,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            session_id=session_id,
+            execution_id=execution_id,
+            job_type=job_type,
+            context=context,
+            metadata=metadata,
+        )
+
+    async def execute_definition(
+        self,
+        tenant_id: str,
+        workflow_id: str,
+        definition: WorkflowDefinition,
+        data: Mapping[str, Any],
+        *,
+        mode: ExecutionMode = ExecutionMode.AUTOMATIC,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        session_id: str | None = None,
+        execution_id: str | None = None,
+        job_type: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[ExecutionState, bool]:
+        """`execute` with a definition the caller has read already."""
         now = self._clock()
-        execution_id = str(uuid.uuid4())
-        metadata: dict[str, Any] = {}
+        execution_id = execution_id or str(uuid.uuid4())
+        kept: dict[str, Any] = dict(metadata or {})
         if session_id is not None:
-            metadata["session_id"] = session_id
+            kept["session_id"] = session_id
+        if job_type is not None:
+            kept[JOB_TYPE_KEY] = job_type
+        if context:
+            kept[CONTEXT_KEY] = dict(context)
         state = advance.new_execution(
-            plan_workflow(stored.definition),
+            plan_workflow(definition),
             execution_id=execution_id,
             workflow_id=workflow_id,
             tenant_id=tenant_id,
@@ -209,7 +254,7 @@ class WorkflowEngine:
             now=now,
             mode=mode,
             **({"priority": priority} if priority is not None else {}),
-            metadata=metadata,
+            metadata=kept,
         )
         queued = state
         state, actions = advance.start(state, now)
@@ -484,6 +529,7 @@ def step_failure(event: TaskEvent) -> StepFailed:
 
 def step_envelope(state: ExecutionState, run: RunStep, service: str) -> TaskEnvelope:
     now = utc_now()
+    context = ContextIds.model_validate(state.metadata.get(CONTEXT_KEY) or {})
     return TaskEnvelope(
         task_id=run.task_id,
         global_task_id=state.execution_id,
@@ -494,10 +540,13 @@ def step_envelope(state: ExecutionState, run: RunStep, service: str) -> TaskEnve
         priority=state.priority,
         created_at=now,
         deadline=TaskEnvelope.deadline_for(run.timeout_ms, now),
+        # DESIGN: the job's context ids go to every child task (a job started through POST /jobs has them).
+        context=context,
         # DESIGN: metadata takes free extra keys; the worker SDK shows this one to step handlers.
         metadata=TaskMetadata.model_validate(
             {
                 "source": "workflow",
+                "user_id": context.user_id,
                 "timeout_ms": run.timeout_ms,
                 "workflow": {
                     "execution_id": state.execution_id,

@@ -1,10 +1,14 @@
 """An execution's job in the GlobalTaskRegistry: created with the execution, reopened when it is retried.
 
 The job's root task is the execution itself (task id = execution id, service `workflows`), so only the
-engine's own events move the job's status; step tasks are its child tasks.
+engine's own events move the job's status; step tasks are its child tasks. Its type is `workflow`, or the
+job type it was submitted as (`POST /jobs` of a type a declared workflow serves), kept in the state's
+metadata with the job's context ids.
 """
 
 from __future__ import annotations
+
+from typing import Any, Final
 
 from orchestrator.errors import RegistryError
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
@@ -14,6 +18,10 @@ from orchestrator.workflows.state import ExecutionState
 from protocol.envelope import TaskEnvelope
 from protocol.events import JobStatus
 from protocol.services import WORKFLOW_JOB_TYPE, WORKFLOW_SERVICE
+
+# ExecutionState.metadata keys: the job type the execution's job is recorded under, and its context ids.
+JOB_TYPE_KEY: Final[str] = "job_type"
+CONTEXT_KEY: Final[str] = "context"
 
 
 class RegistryExecutionJobs:
@@ -33,13 +41,19 @@ class RegistryExecutionJobs:
         # REFUSED: the job is open already (this action performed before): nothing to do.
 
 
+def job_type(state: ExecutionState) -> str:
+    found = state.metadata.get(JOB_TYPE_KEY)
+    return found if isinstance(found, str) else WORKFLOW_JOB_TYPE
+
+
 def job_record(state: ExecutionState) -> JobRecord:
     created = state.created_at.isoformat()
+    context: dict[str, Any] = dict(state.metadata.get(CONTEXT_KEY) or {})
     return JobRecord(
         global_task_id=state.execution_id,
         tenant_id=state.tenant_id,
         session_id=state.metadata.get("session_id"),
-        type=WORKFLOW_JOB_TYPE,
+        type=job_type(state),
         service=WORKFLOW_SERVICE,
         root_task_id=state.execution_id,
         priority=state.priority,
@@ -47,7 +61,7 @@ def job_record(state: ExecutionState) -> JobRecord:
         created_at=created,
         updated_at=created,
         seq=1,
-        context={"workflow_id": state.workflow_id},
+        context={**context, "workflow_id": state.workflow_id},
     )
 
 
@@ -57,7 +71,7 @@ def root_envelope(state: ExecutionState) -> TaskEnvelope:
         task_id=state.execution_id,
         global_task_id=state.execution_id,
         tenant_id=state.tenant_id,
-        type=WORKFLOW_JOB_TYPE,
+        type=job_type(state),
         service=WORKFLOW_SERVICE,
         priority=state.priority,
         attempt=max(1, state.round - 1),

@@ -1,7 +1,8 @@
 """Cancelling an execution's job (POST /jobs/{id}/cancel, the WebSocket's cancel_job) through the engine.
 
-The job service only knows jobs; cancelling a `workflow` job in the registry alone would leave the
-engine running its steps. The job service is given this as its `cancel_workflow`.
+The job service only knows jobs; cancelling an execution's job (service `workflows`: a `workflow` job,
+or a job of a type a declared workflow serves) in the registry alone would leave the engine running
+its steps. The job service is given this as its `cancel_workflow`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from orchestrator.models import JobRecord
 from orchestrator.workflows.state import ExecutionState
 from orchestrator.workflows.status import status_view
-from protocol.services import WORKFLOW_JOB_TYPE
+from protocol.services import WORKFLOW_SERVICE
 
 
 class ExecutionReader(Protocol):
@@ -27,8 +27,8 @@ class ExecutionSnapshots:
 
     async def extras(self, tenant_id: str, job: JobRecord) -> dict[str, Any] | None:
         """{"execution": the status view as `GET /executions/{id}/status` shows it} when the job is an
-        execution; None for any other job."""
-        if job.type != WORKFLOW_JOB_TYPE:
+        execution (a `workflow` job, or a job of a type a declared workflow serves); None for any other job."""
+        if job.service != WORKFLOW_SERVICE:
             return None
         state = await self._executions.load(tenant_id, job.job_id)
         return None if state is None else {"execution": status_view(state).model_dump(mode="json")}

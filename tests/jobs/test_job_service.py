@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.errors import BrokerUnavailable, UnknownJobType
+from orchestrator.errors import BrokerUnavailable, UnknownJobType, UnpublishableJob
 from orchestrator.jobs.service import JobService, NewJob
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelStatus
+from orchestrator.models import CancelResult, CancelStatus, JobRecord
+from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus, TaskEvent
+from protocol.services import WORKFLOW_SERVICE
 from protocol.topology import task_queue
 from tests.fakes.directory import FakeServiceLookup
 from tests.fakes.publisher import FakeTaskPublisher
@@ -109,3 +111,96 @@ async def test_a_submit_that_waits_returns_the_outcome_a_worker_reports(parts: P
     await running
     assert submission.created and submission.terminal
     assert (submission.record.status, submission.record.result) == ("completed", {"echo": "hi"})
+
+
+class FakeStarter:
+    """A WorkflowStarter serving `doc_request` (declared by its service `docs`): records the job as an
+    execution's would be, and remembers what it was asked."""
+
+    def __init__(self, registry: FakeTaskRegistry) -> None:
+        self.registry = registry
+        self.started: list[tuple[str, str, str, NewJob, str]] = []
+
+    async def start(
+        self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str
+    ) -> tuple[JobRecord, bool] | None:
+        if job.type != "doc_request":
+            return None
+        self.started.append((tenant_id, job_id, service, job, request_id))
+        record = JobRecord(
+            global_task_id=job_id,
+            tenant_id=tenant_id,
+            type=job.type,
+            service=WORKFLOW_SERVICE,
+            root_task_id=job_id,
+            priority=job.priority,
+            status="queued",
+            created_at="2026-12-03T10:00:00+00:00",
+            updated_at="2026-12-03T10:00:00+00:00",
+            seq=1,
+        )
+        await self.registry.create(record)
+        return record, True
+
+
+@dataclass
+class WorkflowParts(Parts):
+    starter: FakeStarter
+    cancelled_executions: list[tuple[str, str]]
+
+
+@pytest.fixture
+def workflow_parts() -> WorkflowParts:
+    registry, bus, publisher = FakeTaskRegistry(), FakeUpdateBus(), FakeTaskPublisher()
+    directory = FakeServiceLookup({"echo_request": "echo", "doc_request": "docs"})
+    starter = FakeStarter(registry)
+    cancelled: list[tuple[str, str]] = []
+
+    async def cancel_workflow(tenant_id: str, execution_id: str) -> CancelResult:
+        cancelled.append((tenant_id, execution_id))
+        result, _ = await registry.cancel(tenant_id, execution_id, "execution cancelled")
+        return result
+
+    service = JobService(
+        registry, directory, bus, publisher, OrchestratorMetrics(), cancel_workflow=cancel_workflow, workflows=starter
+    )
+    return WorkflowParts(service, registry, bus, publisher, starter, cancelled)
+
+
+async def test_a_job_type_a_declared_workflow_serves_starts_it_instead_of_a_task(
+    workflow_parts: WorkflowParts,
+) -> None:
+    parts = workflow_parts
+    job = NewJob(type="doc_request", payload={"text": "t"}, priority=9, session_id="s-1")
+    submission = await parts.service.submit(TENANT, job, request_id="r-1")
+    assert submission.created and submission.record.type == "doc_request"
+    [(tenant, job_id, service, started, request_id)] = parts.starter.started
+    assert (tenant, job_id, service, started, request_id) == (TENANT, submission.record.job_id, "docs", job, "r-1")
+    assert parts.publisher.taken("docs") == []  # no task of its own: the workflow's steps are its tasks
+
+    plain = await parts.service.submit(TENANT, echo(text="hi"), request_id="r-2")
+    assert plain.record.service == "echo" and len(parts.publisher.taken("echo")) == 1
+    assert len(parts.starter.started) == 1
+
+
+async def test_a_workflow_job_too_large_for_the_wire_is_refused_before_it_starts(
+    workflow_parts: WorkflowParts,
+) -> None:
+    parts = workflow_parts
+    job = NewJob(type="doc_request", payload={"text": "x" * (DEFAULT_MAX_MESSAGE_BYTES + 1)}, priority=5)
+    with pytest.raises(UnpublishableJob):
+        await workflow_parts.service.submit(TENANT, job, request_id="r-1")
+    assert parts.starter.started == []
+
+
+async def test_cancelling_a_workflow_job_cancels_its_execution(workflow_parts: WorkflowParts) -> None:
+    parts = workflow_parts
+    job_id = (await parts.service.submit(TENANT, NewJob("doc_request", {}, 5), request_id="r")).record.job_id
+    result = await parts.service.cancel(TENANT, job_id)
+    assert result.status is CancelStatus.CANCELLED
+    assert parts.cancelled_executions == [(TENANT, job_id)]
+    assert parts.publisher.cancels == []  # the engine stops the steps, not a job-wide broadcast from here
+
+    plain_id = (await parts.service.submit(TENANT, echo(), request_id="r")).record.job_id
+    await parts.service.cancel(TENANT, plain_id)
+    assert parts.cancelled_executions == [(TENANT, job_id)]
