@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from protocol.envelope import TaskEnvelope
+from protocol.envelope import TaskEnvelope, TaskMetadata
 from protocol.events import Progress
 from workers import LlmSettings, TaskContext, WorkerSettings
+from workers.errors import PermanentError
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
-from workers.services import embedding, ingestion, query
+from workers.services import document_pipeline, embedding, ingestion, query
 from workers.services.hashing import embed
 
 
@@ -102,24 +103,50 @@ async def test_embedding_a_large_request_leaves_the_event_loop_free() -> None:
     assert stall < elapsed / 2, f"the loop stalled {stall:.3f} s in {elapsed:.3f} s of embedding"
 
 
-@pytest.mark.parametrize(("dimensions", "inline"), [(64, True), (1024, False)])
-async def test_ingestion_chunks_embeds_in_batches_and_reports_progress(dimensions: int, inline: bool) -> None:
-    text = "\n\n".join(f"Section {i}. " + "Some words about the section. " * 8 for i in range(20))
-    request = ingestion.DocumentProcessingRequest(
-        text=text, chunk_size=300, chunk_overlap=50, dimensions=dimensions, batch_size=8
-    )
-    env = envelope("document_processing", request.model_dump())
-    recorder, caller = Recorder(), EmbeddingCaller()
-    ctx = context(env, None, recorder=recorder, caller=caller)
-    handler = ingestion.make_handler("emb-service")
+def step_envelope(
+    payload: dict[str, Any], step: str, config: dict[str, Any], properties: dict[str, Any]
+) -> TaskEnvelope:
+    """A task of one step of the document_processing workflow, as the engine sends it."""
+    workflow = {
+        "execution_id": "job-1",
+        "workflow_id": "document_processing",
+        "step": step,
+        "attempt": 1,
+        "config": config,
+        "context": {"execution_id": "job-1", "dynamic_properties": properties},
+    }
+    env = envelope("document_processing", payload)
+    metadata = TaskMetadata.model_validate({"source": "workflow", "workflow": workflow})
+    return env.model_copy(update={"metadata": metadata, "task_id": f"job-1:{step}:1"})
 
-    result = await handler(request, ctx)
+
+@pytest.mark.parametrize(("dimensions", "inline"), [(64, True), (1024, False)])
+async def test_ingestion_splits_and_indexes_as_the_workflow_steps_it_declares(dimensions: int, inline: bool) -> None:
+    """The split and index stages, with the embed steps between them run by the real embedding handler
+    (the workflow's fan-out replaced the handler's own calls to the embedding service)."""
+    text = "\n\n".join(f"Section {i}. " + "Some words about the section. " * 8 for i in range(20))
+    data = {"text": text, "chunk_size": 300, "chunk_overlap": 50, "dimensions": dimensions, "batch_size": 8}
+    handler = ingestion.make_handler()
+    split_config = {"stage": document_pipeline.SPLIT, "batches": document_pipeline.EMBED_BATCHES}
+    split_env = step_envelope({"input": data}, "split", split_config, data)
+    recorder = Recorder()
+    split_payload = document_pipeline.SplitRequest.model_validate(split_env.payload)
+    split = await handler(split_payload, context(split_env, None, recorder=recorder))
+    assert [p.percentage for p in recorder.updates] == [100]
+
+    embedded = []
+    for batch in split["batches"]:
+        request = embedding.EmbeddingRequest(texts=batch, dimensions=dimensions)
+        embedded.append(
+            (await embedding.embed_texts(request, context(envelope("embedding_request", {}), None))).model_dump()
+        )
+    index_payload = document_pipeline.IndexRequest.model_validate({"split": split, "embedded": embedded})
+    index_env = step_envelope(index_payload.model_dump(), "index", {"stage": document_pipeline.INDEX}, data)
+    result = await handler(index_payload, context(index_env, None))
 
     count = result["chunk_count"]
     assert count == len(result["chunks"]) > 16
-    assert caller.calls[0] == ("emb-service", "embedding_request", 8)
-    assert sum(n for *_, n in caller.calls) == count
-    assert [p.percentage for p in recorder.updates][-1] == pytest.approx(95)
+    assert sum(len(batch) for batch in split["batches"]) == count
     assert result["vectors_included"] is inline
     first = result["chunks"][0]
     vector = embed(text[first["start"] : first["end"]], dimensions)
@@ -128,6 +155,13 @@ async def test_ingestion_chunks_embeds_in_batches_and_reports_progress(dimension
     else:
         assert "vector" not in first and first["vector_digest"] == ingestion.vector_digest(vector)
         assert len(first["preview"]) <= ingestion.PREVIEW_CHARS
+
+
+async def test_a_document_processing_task_that_is_no_workflow_step_is_refused_without_retry() -> None:
+    request = ingestion.DocumentProcessingRequest(text="One sentence. Another one.")
+    handler = ingestion.make_handler()
+    with pytest.raises(PermanentError, match="runs as the workflow"):
+        await handler(request, context(envelope("document_processing", request.model_dump()), None))
 
 
 def test_ingestion_payload_rules() -> None:

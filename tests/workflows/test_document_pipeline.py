@@ -15,6 +15,8 @@ def test_the_ingestion_service_declares_a_valid_fan_out_and_join() -> None:
     assert plan.dependencies["split"] == ()
     assert all(plan.dependencies[name] == ("split",) for name in embeds)
     assert plan.dependencies["index"] == embeds
+    # Declared under the job type's own id, with the index step's result as the execution's (and the job's).
+    assert declared.workflow_id == "document_processing" and plan.definition.output == "$steps.index.result"
     assert ingestion.worker.job_types == ["document_processing"]  # the stages are that job type's
 
 

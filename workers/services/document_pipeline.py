@@ -8,9 +8,12 @@ on the embedding service, at once. The index step joins them: it pairs the chunk
 
 The split and index steps are `document_processing` tasks on the ingestion service, told their stage
 by their step `config` (`ctx.workflow.config["stage"]`), so the service serves the one job type it
-always has. Input: `{"text": ..., "title"?, "chunk_size"?, "chunk_overlap"?, "dimensions"?}`; the split
-step gets the text as its payload and the options from the execution context (which starts as the
-input). An execution's progress is its steps': 1 of 6 done after the split, and so on.
+always has. The workflow is declared under that job type's id, so `POST /jobs {"type":
+"document_processing"}` runs it, and its `output` is the index step's result: the job's result.
+Input: a `document_processing` request (`{"text"|"document": ..., "title"?, "chunk_size"?,
+"chunk_overlap"?, "dimensions"?}`; `batch_size` is accepted and unused, the fan-out being fixed); the
+split step gets the whole input as its payload, and other keys of it (context for later steps) are
+left alone. An execution's progress is its steps': 1 of 6 done after the split, and so on.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ SPLIT: Final[str] = "split"
 INDEX: Final[str] = "index"
 SUMMARY_SENTENCES: Final[int] = 3
 SUMMARY_MAX_CHARS: Final[int] = 600
-# What the split step takes from the execution context besides the text.
+# What the split step takes from the execution context besides the text, when a workflow declared by an
+# earlier release hands it only the text as its payload (`{"text": "$input.text"}`).
 OPTIONS: Final[tuple[str, ...]] = ("title", "chunk_size", "chunk_overlap", "dimensions")
+OUTPUT: Final[str] = "$steps.index.result"
 
 _SENTENCE = re.compile(r"[^.!?…]+[.!?…]+[\"')\]]*")
 
@@ -65,6 +70,14 @@ class EmbeddedBatch(BaseModel):
     vectors: list[list[float]]
 
 
+class SplitRequest(BaseModel):
+    """The split step's payload: the execution's input, a `document_processing` request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any]
+
+
 class IndexRequest(BaseModel):
     """The index step's payload: the split step's result and every embed step's, in batch order."""
 
@@ -78,7 +91,7 @@ def steps(job_type: str = "document_processing", embedding_type: str = "embeddin
     """The workflow's steps; tests name their own job types."""
     embeds = [f"embed_{i}" for i in range(EMBED_BATCHES)]
     return [
-        step("split", job_type, payload={"text": "$input.text"}, config={"stage": SPLIT, "batches": EMBED_BATCHES}),
+        step("split", job_type, payload={"input": "$input"}, config={"stage": SPLIT, "batches": EMBED_BATCHES}),
         *(
             step(
                 name,
@@ -106,8 +119,8 @@ def stage_of(ctx: TaskContext) -> str | None:
     return stage if stage in (SPLIT, INDEX) else None
 
 
-async def split(payload: DocumentProcessingRequest, ctx: TaskContext) -> dict[str, Any]:
-    request = _with_options(payload, ctx)
+async def split(payload: SplitRequest | DocumentProcessingRequest, ctx: TaskContext) -> dict[str, Any]:
+    request = _request_of(payload.input) if isinstance(payload, SplitRequest) else _with_options(payload, ctx)
     chunks = await asyncio.to_thread(chunk_text, request.content, request.chunk_size, request.chunk_overlap)
     count = _config_int(ctx, "batches", EMBED_BATCHES)
     n = len(chunks)
@@ -159,6 +172,15 @@ def summarise(texts: list[str], sentences: int) -> str:
             if len(found) >= sentences:
                 return " ".join(found)[:SUMMARY_MAX_CHARS]
     return " ".join(found or [" ".join(" ".join(texts).split())])[:SUMMARY_MAX_CHARS]
+
+
+def _request_of(data: Mapping[str, Any]) -> DocumentProcessingRequest:
+    """The request in the execution's input; its other keys are the caller's, for later steps."""
+    fields = {name: value for name, value in data.items() if name in DocumentProcessingRequest.model_fields}
+    try:
+        return DocumentProcessingRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise PermanentError(f"the workflow's input is not a document_processing request: {exc}") from exc
 
 
 def _with_options(payload: DocumentProcessingRequest, ctx: TaskContext) -> DocumentProcessingRequest:
