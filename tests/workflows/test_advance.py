@@ -528,7 +528,7 @@ def test_random_dags_complete_every_step_exactly_once_in_any_valid_order(seed: i
 
 def test_without_an_output_the_completed_event_carries_the_final_context_only() -> None:
     run = Driver(step("a"), input={"doc": 1})
-    completed = event(run.succeed("a", {"n": 1, "context": {"seen": True}}), EventType.WORKFLOW_COMPLETED)
+    completed = event(run.succeed("a", {"n": 1}, context={"seen": True}), EventType.WORKFLOW_COMPLETED)
     assert completed == {"final_context": {"doc": 1, "seen": True}}  # the engine makes it the result too
 
 

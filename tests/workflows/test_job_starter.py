@@ -59,6 +59,8 @@ class Engine:
             return self.by_key[key], False
         metadata = {**(options.get("metadata") or {}), "job_type": options["job_type"]}
         metadata["context"] = options["context"]
+        if options["session_id"] is not None:
+            metadata["session_id"] = options["session_id"]
         state = advance.new_execution(
             plan_workflow(definition),
             execution_id=options["execution_id"],

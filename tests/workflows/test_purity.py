@@ -1,6 +1,6 @@
 """The workflow core stays pure: the standard library, pydantic and protocol only, so it runs in a unit
-test without Redis, RabbitMQ, aiohttp or an event loop. The engine, its storage, the execution's job
-and the cancel of that job from the jobs side are the impure shell around it."""
+test without Redis, RabbitMQ, aiohttp or an event loop. The engine, its storage, the execution's job,
+and the cancel and start of such a job from the jobs side are the impure shell around it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ SHELL = {
     "storage.py",
     "execution_jobs.py",
     "job_cancel.py",
+    "job_starter.py",
     "running_gauge.py",
     "snapshots.py",
     "declared.py",
