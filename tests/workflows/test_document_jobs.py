@@ -19,7 +19,7 @@ from orchestrator.workflows.state import ExecutionStatus
 from protocol.control import WorkflowAnnouncement
 from protocol.envelope import utc_now
 from protocol.services import WORKFLOW_SERVICE
-from tests.api_server import Api, serve_api
+from tests.api_server import Api
 from tests.polling import poll
 from tests.workers.helpers import delete_service_queues, running
 from workers import Worker
@@ -37,12 +37,6 @@ PLAIN_RESULT_KEYS = {
     "chunks",
 }
 TEXT = "\n\n".join(f"Paragraph {i}. Baton moves long jobs through RabbitMQ. " * 4 for i in range(9))
-
-
-@pytest.fixture
-async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
-        yield api
 
 
 class Services:
