@@ -127,13 +127,18 @@ async def split(payload: SplitRequest | DocumentProcessingRequest, ctx: TaskCont
     # Contiguous and as even as can be: no batch is empty while there are as many chunks as batches.
     batches = [[c.text for c in chunks[i * n // count : (i + 1) * n // count]] for i in range(count)]
     await ctx.progress(100, f"split into {len(chunks)} chunks", current_task="chunking")
+    # The document's text is consumed here: nulled in the execution context, it is not carried again in
+    # every later step's message (each carries the context), which would shrink the largest document
+    # that fits the message cap by its own size once per step.
+    properties = ctx.workflow.context.dynamic_properties if ctx.workflow is not None else {}
+    consumed = {key: None for key in ("document", "text") if properties.get(key) is not None}
     return {
         "title": request.title,
         "characters": len(request.content),
         "dimensions": request.dimensions,
         "chunks": [{"index": c.index, "start": c.start, "end": c.end} for c in chunks],
         "batches": batches,
-        "context": {"chunk_count": len(chunks)},
+        "context": {"chunk_count": len(chunks), **consumed},
     }
 
 
