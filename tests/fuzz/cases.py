@@ -9,9 +9,9 @@ negative and a positive one positive:
 - payload integers are brought into 64 bits: any value is schema-valid in a payload, but the task
   message cannot carry larger ones (422 unencodable_payload, documented in the payload's description
   and tested in tests/orchestrator_api);
-- a workflow definition's steps get distinct names, the run's job type, the default order (no `after`)
-  and no `$` references: what JSON Schema cannot say (a DAG, names that exist, references to earlier
-  steps) is refused with 422 invalid_workflow, tested in tests/workflows.
+- a workflow definition's steps get distinct names, the run's job type, the default order (no `after`),
+  no `$` references and no `output`: what JSON Schema cannot say (a DAG, names that exist, references
+  to earlier steps) is refused with 422 invalid_workflow, tested in tests/workflows.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def adjust(case: Case[Any], job_type: str, max_wait: float) -> None:
 
 
 def _fit_workflow(body: dict[str, Any], job_type: str) -> None:
+    body.pop("output", None)
     steps = body.get("steps")
     if not isinstance(steps, list):
         return
