@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -225,6 +225,28 @@ class ServiceDirectory:
         workers_key = keys.workers(service)
         with redis_errors("reading worker heartbeats"):
             raw = await self._redis.hgetall(workers_key)
+        live, stale = self._sort_heartbeats(service, raw)
+        if stale:
+            with redis_errors("pruning stale workers"):
+                await self._prune(keys=[workers_key], args=stale)
+        return sorted(live, key=lambda hb: hb.worker_id)
+
+    async def live_worker_counts(self, services: Sequence[str]) -> dict[str, int]:
+        """How many live workers each service has, in one round trip however many services were
+        announced (forged announcements included); stale entries are left to `live_workers` to prune."""
+        pipe = self._redis.pipeline(transaction=False)
+        for service in services:
+            pipe.hgetall(keys.workers(service))
+        with redis_errors("reading worker heartbeats"):
+            replies = await pipe.execute()
+        return {
+            service: len(self._sort_heartbeats(service, raw)[0]) for service, raw in zip(services, replies, strict=True)
+        }
+
+    def _sort_heartbeats(
+        self, service: str, raw: Mapping[bytes | str, bytes | str]
+    ) -> tuple[list[WorkerHeartbeat], list[bytes | str]]:
+        """The live heartbeats of a service's workers hash, and the stale entries (field, value, ...)."""
         now = self._clock()
         live: list[WorkerHeartbeat] = []
         stale: list[bytes | str] = []
@@ -242,10 +264,7 @@ class ServiceDirectory:
                 stale.extend((worker_id, value))
             else:
                 live.append(hb)
-        if stale:
-            with redis_errors("pruning stale workers"):
-                await self._prune(keys=[workers_key], args=stale)
-        return sorted(live, key=lambda hb: hb.worker_id)
+        return live, stale
 
     async def expire_services(self) -> list[str]:
         """Forget the announced services no worker was heard from for the service TTL, with their routes."""

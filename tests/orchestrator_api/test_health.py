@@ -112,3 +112,21 @@ async def test_metrics_drop_the_series_of_a_forgotten_service(api: Api, redis_cl
     assert series not in text
     assert f'baton_queue_depth_messages{{queue="{task_queue(api.service)}"}}' not in text
     assert 'baton_live_workers{service="query"}' in text
+
+
+async def test_ten_thousand_announced_services_still_leave_live_workers_and_depth_shown(
+    api: Api, redis_client: aioredis.Redis, unique: str
+) -> None:
+    """Announcements outlive their workers by a day (a day of test runs on this machine left 821): the
+    live-worker counts of all of them are read in one round trip, within the check's bound."""
+    crowd = [f"crowd-{unique}-{n}" for n in range(10_000)]
+    await redis_client.sadd(keys.ANNOUNCED_SERVICES, *crowd)
+    try:
+        posted = await api.client.post("/jobs", json={"type": api.job_type}, headers=api.headers_a)
+        assert posted.status == 202  # its queue now exists and holds one message
+        body = await (await api.client.get("/health")).json()
+    finally:
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, *crowd)
+    ours = body["services"][api.service]
+    assert ours["live_workers"] == 1 and ours["messages"] is not None
+    assert len([name for name in body["services"] if name.startswith(f"crowd-{unique}-")]) == 10_000
