@@ -26,7 +26,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypedDict, Unpack
 
 from orchestrator.errors import BrokerError, RegistryError, UnpublishableJob
 from orchestrator.models import JobUpdate
@@ -121,6 +121,22 @@ class LedgerWriter(Protocol):
 Handler = Callable[[ExecutionState], tuple[ExecutionState, list[Action]]]
 
 
+class RunOptions(TypedDict, total=False):
+    """How an execution is started. A job started through `POST /jobs` (`orchestrator.workflows.
+    job_starter`) brings its job id as the execution id, its type (the execution's job is recorded under
+    it instead of `workflow`) and its context ids (propagated to every step task); `metadata` is kept in
+    the state for the caller."""
+
+    mode: ExecutionMode
+    priority: int | None
+    idempotency_key: str | None
+    session_id: str | None
+    execution_id: str | None
+    job_type: str | None
+    context: Mapping[str, Any] | None
+    metadata: Mapping[str, Any] | None
+
+
 class WorkflowEngine:
     def __init__(
         self,
@@ -181,43 +197,14 @@ class WorkflowEngine:
     # Runs.
 
     async def execute(
-        self,
-        tenant_id: str,
-        workflow_id: str,
-        data: Mapping[str, Any],
-        *,
-        mode: ExecutionMode = ExecutionMode.AUTOMATIC,
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        session_id: str | None = None,
-        execution_id: str | None = None,
-        job_type: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        self, tenant_id: str, workflow_id: str, data: Mapping[str, Any], **options: Unpack[RunOptions]
     ) -> tuple[ExecutionState, bool]:
         """Start an execution of the tenant's workflow; (its state, True) when it is new, or the execution
-        the idempotency key already started and False.
-
-        A job started through `POST /jobs` (`orchestrator.workflows.job_starter`) brings its job id as the
-        execution id, its type (the execution's job is recorded under it instead of `workflow`) and its
-        context ids (propagated to every step task); `metadata` is kept in the state for the caller."""
+        the idempotency key already started and False."""
         stored = await self.definitions.get(tenant_id, workflow_id)
         if stored is None:
             raise WorkflowNotFound(workflow_id)
-        return await self.execute_definition(
-            tenant_id,
-            workflow_id,
-            stored.definition,
-            data,
-            mode=mode,
-            priority=priority,
-            idempotency_key=idempotency_key,
-            session_id=session_id,
-            execution_id=execution_id,
-            job_type=job_type,
-            context=context,
-            metadata=metadata,
-        )
+        return await self.execute_definition(tenant_id, workflow_id, stored.definition, data, **options)
 
     async def execute_definition(
         self,
@@ -225,19 +212,18 @@ class WorkflowEngine:
         workflow_id: str,
         definition: WorkflowDefinition,
         data: Mapping[str, Any],
-        *,
-        mode: ExecutionMode = ExecutionMode.AUTOMATIC,
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        session_id: str | None = None,
-        execution_id: str | None = None,
-        job_type: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **options: Unpack[RunOptions],
     ) -> tuple[ExecutionState, bool]:
         """`execute` with a definition the caller has read already."""
+        mode = options.get("mode", ExecutionMode.AUTOMATIC)
+        priority = options.get("priority")
+        idempotency_key = options.get("idempotency_key")
+        session_id = options.get("session_id")
+        job_type = options.get("job_type")
+        context = options.get("context")
+        metadata = options.get("metadata")
         now = self._clock()
-        execution_id = execution_id or str(uuid.uuid4())
+        execution_id = options.get("execution_id") or str(uuid.uuid4())
         kept: dict[str, Any] = dict(metadata or {})
         if session_id is not None:
             kept["session_id"] = session_id

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Unpack
 
 from orchestrator.errors import IdempotencyConflict
 from orchestrator.jobs.service import NewJob, job_context
 from orchestrator.models import JobRecord
 from orchestrator.workflows.definition import WorkflowDefinition
+from orchestrator.workflows.engine import RunOptions
 from orchestrator.workflows.execution_jobs import job_record
 from orchestrator.workflows.state import ExecutionState
 from orchestrator.workflows.storage import StoredDefinition
@@ -50,14 +51,7 @@ class Executor(Protocol):
         workflow_id: str,
         definition: WorkflowDefinition,
         data: Mapping[str, Any],
-        *,
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        session_id: str | None = None,
-        execution_id: str | None = None,
-        job_type: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **options: Unpack[RunOptions],
     ) -> tuple[ExecutionState, bool]: ...
 
 
