@@ -17,6 +17,9 @@ WORKFLOWS_KIND: Final[str] = "workflows"  # the last part of the announcement's 
 # the same rule as the HTTP API's for `PUT /workflows/{id}`, so a declared id is one a client can name.
 WORKFLOW_ID_PATTERN: Final[str] = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_DECLARED_WORKFLOWS: Final[int] = 100  # per service
+BREAKERS_KIND: Final[str] = "circuit_breakers"  # the last part of the breaker report's routing key
+MAX_REPORTED_BREAKERS: Final[int] = 100  # per worker process
+MAX_BREAKER_TARGET_CHARS: Final[int] = 300
 
 
 class CancelCommand(BaseModel):
@@ -75,5 +78,32 @@ class WorkflowAnnouncement(BaseModel):
     worker_id: str = Field(min_length=1, max_length=128)
     service: str = Field(pattern=SERVICE_NAME_PATTERN)
     workflows: list[DeclaredWorkflow] = Field(min_length=1, max_length=MAX_DECLARED_WORKFLOWS)
+    timestamp: datetime = Field(default_factory=utc_now)
+    v: Literal[1] = PROTOCOL_VERSION
+
+
+class BreakerStatus(BaseModel):
+    """One circuit breaker of a worker process: the upstream it guards (scheme://host:port) and its state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str = Field(min_length=1, max_length=MAX_BREAKER_TARGET_CHARS)
+    state: Literal["closed", "half_open", "open"]
+    failures: int = Field(ge=0, description="consecutive failures counted while closed")
+    opened_at: datetime | None = Field(default=None, description="when it last opened; null while closed")
+    opened_total: int = Field(default=0, ge=0, description="times it opened since the process started")
+
+
+class CircuitBreakerReport(BaseModel):
+    """Published by a worker process with each heartbeat once it has called out through a breaker, on the
+    events exchange under `_system.<service>.circuit_breakers` (protocol version 1 addition). A message
+    of its own for the reason WorkflowAnnouncement is one: an older orchestrator drops it alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["circuit_breakers"] = "circuit_breakers"
+    worker_id: str = Field(min_length=1, max_length=128)
+    service: str = Field(pattern=SERVICE_NAME_PATTERN)
+    breakers: list[BreakerStatus] = Field(max_length=MAX_REPORTED_BREAKERS)
     timestamp: datetime = Field(default_factory=utc_now)
     v: Literal[1] = PROTOCOL_VERSION

@@ -14,6 +14,7 @@ from workers.config import LlmSettings, WorkerSettings
 from workers.context import TaskContext
 from workers.errors import (
     BrokerError,
+    CircuitOpenError,
     ConfigurationError,
     DeadlineExceeded,
     HttpConnectionError,
@@ -34,6 +35,7 @@ from workers.workflows import WorkflowDeclaration, step
 
 __all__ = [
     "BrokerError",
+    "CircuitOpenError",
     "ConfigurationError",
     "ContextHttpClient",
     "DeadlineExceeded",

@@ -11,12 +11,15 @@ from typing import Final
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from plumbing.settings import EnvSettings, SharedSettings
+from protocol.control import MAX_REPORTED_BREAKERS
+from workers.breaker import DEFAULT_COOLDOWN_SECONDS, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_TARGETS
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
 DEFAULT_HEARTBEAT_SECONDS: Final[float] = 5.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS: Final[float] = 10.0
 DEFAULT_HTTP_TIMEOUT_SECONDS: Final[float] = 30.0
 DEFAULT_HTTP_RETRIES: Final[int] = 2
+DEFAULT_HTTP_MAX_RETRY_AFTER_SECONDS: Final[float] = 60.0
 DEFAULT_LLM_MODEL: Final[str] = "gpt-4o-mini"
 DEFAULT_LLM_TIMEOUT_SECONDS: Final[float] = 120.0
 # RabbitMQ closes the channel of a consumer that holds a delivery unacked longer than its
@@ -59,6 +62,20 @@ class WorkerSettings(SharedSettings):
         default=DEFAULT_HTTP_TIMEOUT_SECONDS, validation_alias="BATON_HTTP_TIMEOUT_SECONDS"
     )
     http_retries: NonNegativeInt = Field(default=DEFAULT_HTTP_RETRIES, validation_alias="BATON_HTTP_RETRIES")
+    # The longest wait an upstream's Retry-After gets before the call is sent again.
+    http_max_retry_after_seconds: PositiveFloat = Field(
+        default=DEFAULT_HTTP_MAX_RETRY_AFTER_SECONDS, validation_alias="BATON_HTTP_MAX_RETRY_AFTER_SECONDS"
+    )
+    breaker_failure_threshold: PositiveInt = Field(
+        default=DEFAULT_FAILURE_THRESHOLD, validation_alias="BATON_BREAKER_FAILURE_THRESHOLD"
+    )
+    breaker_cooldown_seconds: PositiveFloat = Field(
+        default=DEFAULT_COOLDOWN_SECONDS, validation_alias="BATON_BREAKER_COOLDOWN_SECONDS"
+    )
+    # Targets with a breaker per process, all reported with the heartbeat.
+    breaker_max_targets: int = Field(
+        default=DEFAULT_MAX_TARGETS, ge=1, le=MAX_REPORTED_BREAKERS, validation_alias="BATON_BREAKER_MAX_TARGETS"
+    )
     consumer_timeout_seconds: PositiveFloat = Field(
         default=DEFAULT_CONSUMER_TIMEOUT_SECONDS, validation_alias="BATON_CONSUMER_TIMEOUT_SECONDS"
     )

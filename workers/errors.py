@@ -11,10 +11,13 @@ WorkerError
 │   └── ServiceCallTimeout   no answer from the child within the timeout, after every retry
 └── HttpError                an outgoing call through ctx.http failed
     ├── HttpConnectionError  no response: connection error or timeout, after every retry
-    └── HttpStatusError      raise_for_status() on a non-2xx response
+    ├── HttpStatusError      raise_for_status() on a non-2xx response (naming the attempts made)
+    └── CircuitOpenError     the target's circuit breaker is open: the call was not sent
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class WorkerError(Exception):
@@ -81,9 +84,22 @@ class HttpConnectionError(HttpError):
 class HttpStatusError(HttpError):
     """The response status is not 2xx."""
 
-    def __init__(self, method: str, url: str, status: int, body_excerpt: str) -> None:
-        super().__init__(f"{method} {url} answered {status}: {body_excerpt}")
+    def __init__(self, method: str, url: str, status: int, body_excerpt: str, attempts: int = 1) -> None:
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{method} {url} answered {status}{tries}: {body_excerpt}")
         self.method = method
         self.url = url
         self.status = status
         self.body_excerpt = body_excerpt
+        self.attempts = attempts
+
+
+class CircuitOpenError(HttpError):
+    """The target failed too often lately: calls fail fast until `half_open_at`, when one probe may go.
+    Not permanent: the task runtime retries it like any other failure."""
+
+    def __init__(self, target: str, half_open_at: datetime, *, probing: bool = False) -> None:
+        when = "a probe call is under way" if probing else f"half-opens at {half_open_at.isoformat()}"
+        super().__init__(f"circuit breaker open for {target}: {when}")
+        self.target = target
+        self.half_open_at = half_open_at

@@ -1,9 +1,11 @@
-"""`ctx.http`: outgoing HTTP calls that carry the task's context ids.
+"""`ctx.http`: outgoing HTTP calls that carry the task's context ids, through a circuit breaker per target.
 
-One aiohttp ClientSession is shared by the whole process (connection pooling); each task
-gets a light `ContextHttpClient` bound to its own headers. Idempotent methods are retried
-with exponential backoff on connection errors, timeouts and 5xx answers; others never are,
-since a POST that reached the server must not be sent twice.
+One aiohttp ClientSession and one CircuitBreakers are shared by the whole process (connection pooling,
+one view of each upstream's health); each task gets a light `ContextHttpClient` bound to its own
+headers and time budget. Which failures are retried and after how long is `workers.upstream_retry`'s
+call: a 429 for any method, a 5xx or a lost connection for idempotent ones (or when the caller says
+the call is idempotent), after the upstream's Retry-After or an exponential backoff; never past the
+task's time budget.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 
-from protocol.envelope import TaskEnvelope
+from protocol.envelope import TaskEnvelope, utc_now
+from workers.breaker import CircuitBreakers
 from workers.errors import HttpConnectionError, HttpStatusError
+from workers.upstream_retry import IDEMPOTENT_METHODS, BackoffPolicy, is_upstream_failure, may_retry
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENT_METHODS: Final[frozenset[str]] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _EXCERPT_CHARS: Final[int] = 300
 
 
@@ -38,14 +42,9 @@ def context_headers(envelope: TaskEnvelope) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class HttpPolicy:
+class HttpPolicy(BackoffPolicy):
     timeout_seconds: float = 30.0
     max_retries: int = 2
-    backoff_seconds: float = 0.2
-    max_backoff_seconds: float = 5.0
-
-    def backoff(self, retry: int) -> float:
-        return float(min(self.max_backoff_seconds, self.backoff_seconds * 2**retry))
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    attempts: int = 1  # calls sent, retries included
 
     @property
     def ok(self) -> bool:
@@ -70,17 +70,29 @@ class HttpResponse:
 
     def raise_for_status(self) -> HttpResponse:
         if not self.ok:
-            raise HttpStatusError(self.method, self.url, self.status, self.text()[:_EXCERPT_CHARS])
+            raise HttpStatusError(self.method, self.url, self.status, self.text()[:_EXCERPT_CHARS], self.attempts)
         return self
 
 
 class ContextHttpClient:
     """The HTTP client of one task; every request carries the task's context headers."""
 
-    def __init__(self, session: aiohttp.ClientSession, headers: Mapping[str, str], policy: HttpPolicy) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, str],
+        policy: HttpPolicy,
+        *,
+        breakers: CircuitBreakers,
+        budget_ends_at: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
         self._headers = dict(headers)
         self._policy = policy
+        self._breakers = breakers
+        self._budget_ends_at = budget_ends_at  # on `clock`: the task's deadline or time limit, whichever comes first
+        self._clock = clock
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -109,34 +121,67 @@ class ContextHttpClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         retries: int | None = None,
+        idempotent: bool | None = None,
     ) -> HttpResponse:
-        """Send one request and read its body; retries only idempotent methods.
+        """Send one request through the target's breaker and read its body, retrying as the module says.
 
-        Raises HttpConnectionError when no response came back; a 4xx/5xx response is
-        returned (call `raise_for_status()` to turn it into an HttpStatusError).
+        `idempotent=True` lets a POST be sent again after a 5xx or a lost connection (a 429 is retried
+        for any method); with None the method decides. Raises CircuitOpenError when the target's
+        breaker is open, HttpConnectionError when no response came back after every retry; a 4xx/5xx
+        response is returned (`raise_for_status()` turns it into an HttpStatusError naming the status
+        and the attempts).
         """
         method = method.upper()
         # Context ids win over caller headers: propagation must not be lost by accident.
         merged = {**(headers or {}), **self._headers}
+        replayable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         max_retries = self._policy.max_retries if retries is None else retries
-        if method not in IDEMPOTENT_METHODS:
-            max_retries = 0
         client_timeout = aiohttp.ClientTimeout(total=timeout or self._policy.timeout_seconds)
-        retry = 0
+        breaker = self._breakers.for_url(url)
+        attempts = 0
         while True:
+            probe = breaker.admit()
+            attempts += 1
             try:
                 async with self._session.request(
                     method, url, params=params, json=json, data=data, headers=merged, timeout=client_timeout
                 ) as response:
                     body = await response.read()
-                    result = HttpResponse(method, url, response.status, dict(response.headers), body)
+                    result = HttpResponse(method, url, response.status, dict(response.headers), body, attempts)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if retry >= max_retries:
-                    raise HttpConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-                log.debug("%s %s failed (%s), retry %d/%d", method, url, exc, retry + 1, max_retries)
+                breaker.record(success=False, probe=probe)
+                delay = self._retry_delay(None, attempts, max_retries, replayable, None)
+                if delay is None:
+                    tries = f" ({attempts} attempts)" if attempts > 1 else ""
+                    raise HttpConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}{tries}") from exc
+                log.debug("%s %s failed (%s), retry %d/%d in %.2f s", method, url, exc, attempts, max_retries, delay)
+            except BaseException:
+                breaker.release(probe=probe)
+                raise
             else:
-                if result.status < 500 or retry >= max_retries:
+                breaker.record(success=not is_upstream_failure(result.status), probe=probe)
+                delay = self._retry_delay(result.status, attempts, max_retries, replayable, result.headers)
+                if delay is None:
                     return result
-                log.debug("%s %s answered %d, retry %d/%d", method, url, result.status, retry + 1, max_retries)
-            await asyncio.sleep(self._policy.backoff(retry))
-            retry += 1
+                log.debug(
+                    "%s %s answered %d, retry %d/%d in %.2f s", method, url, result.status, attempts, max_retries, delay
+                )
+            await asyncio.sleep(delay)
+
+    def _retry_delay(
+        self, status: int | None, attempts: int, max_retries: int, replayable: bool, headers: Mapping[str, str] | None
+    ) -> float | None:
+        """The wait before sending again, or None: no retry allowed, none left, or none that fits the task's time."""
+        if attempts > max_retries or not may_retry(status, idempotent=replayable):
+            return None
+        retry_after = None if headers is None else _header(headers, "Retry-After")
+        delay = self._policy.delay(attempts - 1, retry_after, utc_now())
+        if self._budget_ends_at is not None and self._clock() + delay >= self._budget_ends_at:
+            return None
+        return delay
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively: `HttpResponse.headers` is a plain dict of what came back."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)

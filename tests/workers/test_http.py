@@ -11,6 +11,7 @@ from aiohttp import web
 
 from protocol.envelope import ContextIds, TaskEnvelope
 from workers import HttpConnectionError, HttpStatusError
+from workers.breaker import CircuitBreakers
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
 
 
@@ -67,7 +68,12 @@ async def server() -> AsyncIterator[tuple[str, dict[str, int]]]:
 @pytest.fixture
 async def client() -> AsyncIterator[ContextHttpClient]:
     async with aiohttp.ClientSession() as session:
-        yield ContextHttpClient(session, {"X-Tenant-Id": "tenant-a"}, HttpPolicy(max_retries=2, backoff_seconds=0.01))
+        yield ContextHttpClient(
+            session,
+            {"X-Tenant-Id": "tenant-a"},
+            HttpPolicy(max_retries=2, backoff_seconds=0.01),
+            breakers=CircuitBreakers(),
+        )
 
 
 async def test_idempotent_methods_are_retried_on_5xx_and_others_are_not(

@@ -13,6 +13,7 @@ from aiohttp import web
 from protocol.envelope import TaskEnvelope, TaskMetadata
 from protocol.events import Progress
 from workers import LlmSettings, TaskContext, WorkerSettings
+from workers.breaker import CircuitBreakers
 from workers.errors import PermanentError
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.services import document_pipeline, embedding, ingestion, query
@@ -65,7 +66,7 @@ def context(
     return TaskContext(
         env,
         settings=settings or WorkerSettings(),
-        http=ContextHttpClient(session, context_headers(env), HttpPolicy()),
+        http=ContextHttpClient(session, context_headers(env), HttpPolicy(), breakers=CircuitBreakers()),
         report_progress=recorder or Recorder(),
         caller=caller or EmbeddingCaller(),
     )

@@ -20,11 +20,13 @@ from aio_pika.abc import AbstractRobustConnection
 from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
 from protocol.topology import declare_service
+from workers.breaker import BreakerPolicy, CircuitBreakers
 from workers.config import WorkerSettings
 from workers.errors import BrokerError, ConfigurationError
 from workers.http import HttpPolicy
 from workers.runtime.announcer import WorkflowAnnouncer
 from workers.runtime.attempt import AttemptDeps, AttemptRunner
+from workers.runtime.breaker_reporter import BreakerReporter
 from workers.runtime.broker import AmqpPublisher, connect, open_channel, redact
 from workers.runtime.cancellations import CancelledJobs, ControlListener
 from workers.runtime.consumer import TaskConsumer
@@ -66,6 +68,14 @@ class WorkerRuntime:
         # Resolved here, so a capped time limit is reported when the worker starts, not on its first task.
         self.time_limits = TimeLimits(worker, settings.consumer_timeout_seconds)
         self.stats = RunnerStats()
+        # One per process: every task's calls to a target share its breaker.
+        self.breakers = CircuitBreakers(
+            BreakerPolicy(
+                failure_threshold=settings.breaker_failure_threshold,
+                cooldown_seconds=settings.breaker_cooldown_seconds,
+                max_targets=settings.breaker_max_targets,
+            )
+        )
         self._codecs = CodecSet(max_bytes=settings.max_message_bytes)
         self._ledger: TaskLedger | None = None
         self._connection: AbstractRobustConnection | None = None
@@ -123,8 +133,11 @@ class WorkerRuntime:
                 caller=ChildTaskCaller(amqp, router, self._codecs),
                 http_session=self._http,
                 http_policy=HttpPolicy(
-                    timeout_seconds=self.settings.http_timeout_seconds, max_retries=self.settings.http_retries
+                    timeout_seconds=self.settings.http_timeout_seconds,
+                    max_retries=self.settings.http_retries,
+                    max_retry_after_seconds=self.settings.http_max_retry_after_seconds,
                 ),
+                breakers=self.breakers,
             )
         )
         runner = TaskRunner(
@@ -149,6 +162,7 @@ class WorkerRuntime:
             in_flight=lambda: self.in_flight,
             events=events,
             announcer=WorkflowAnnouncer(worker_id=self.worker_id, worker=self.worker, events=events),
+            breakers=BreakerReporter(worker_id=self.worker_id, service=service, breakers=self.breakers, events=events),
         )
         self._consumer = TaskConsumer(service, runner, self.executions, self.concurrency)
         await self._consumer.start(consume_channel)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -36,13 +37,14 @@ from protocol.events import (
     failed_event,
     status_event,
 )
+from workers.breaker import CircuitBreakers
 from workers.config import WorkerSettings
 from workers.context import ChildCaller, TaskContext
 from workers.errors import BrokerError, DeadlineExceeded, PermanentError, TimeLimitExceeded
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
-from workers.runtime.executions import Execution, Executions, Interrupted, StopReason
+from workers.runtime.executions import Execution, Executions, Interrupted, StopReason, seconds_until
 from workers.runtime.intake import Accepted
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,7 @@ class AttemptDeps:
     caller: ChildCaller
     http_session: aiohttp.ClientSession
     http_policy: HttpPolicy
+    breakers: CircuitBreakers
 
 
 class AttemptRunner:
@@ -194,7 +197,7 @@ class AttemptRunner:
         self, execution: Execution, func: Any, payload: Any, seq: EventSequence, time_limit: float
     ) -> Outcome | AttemptFailed | None:
         envelope = execution.envelope
-        ctx = self._context(envelope, seq)
+        ctx = self._context(envelope, seq, time_limit)
         try:
             result = await execution.run(func(payload, ctx), time_limit)
         except Interrupted as stop:
@@ -226,14 +229,24 @@ class AttemptRunner:
             return AttemptFailed(Failure.permanent(error, "ResultTooLarge"), seq)
         return Outcome(event, body)
 
-    def _context(self, envelope: TaskEnvelope, seq: EventSequence) -> TaskContext:
+    def _context(self, envelope: TaskEnvelope, seq: EventSequence, time_limit: float) -> TaskContext:
         async def report_progress(progress: Progress) -> None:
             await self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next(), progress))
 
+        # The handler's budget, as Execution.run bounds it: the time limit, or the deadline when sooner.
+        to_deadline = seconds_until(envelope.deadline)
+        budget = time_limit if to_deadline is None else min(time_limit, to_deadline)
+        http = ContextHttpClient(
+            self._d.http_session,
+            context_headers(envelope),
+            self._d.http_policy,
+            breakers=self._d.breakers,
+            budget_ends_at=time.monotonic() + budget,
+        )
         return TaskContext(
             envelope,
             settings=self._d.settings,
-            http=ContextHttpClient(self._d.http_session, context_headers(envelope), self._d.http_policy),
+            http=http,
             report_progress=report_progress,
             caller=self._d.caller,
         )

@@ -12,7 +12,7 @@ from aio_pika import DeliveryMode
 from aiormq import spec
 
 from protocol.codec import CodecSet
-from protocol.control import WORKFLOWS_KIND, WorkerHeartbeat, WorkflowAnnouncement
+from protocol.control import BREAKERS_KIND, WORKFLOWS_KIND, CircuitBreakerReport, WorkerHeartbeat, WorkflowAnnouncement
 from protocol.events import TaskEvent
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing_key
 from workers.errors import BrokerError
@@ -97,15 +97,22 @@ class EventPublisher:
         )
 
     async def publish_workflows(self, announcement: WorkflowAnnouncement) -> None:
+        # Announced again every few heartbeats.
+        await self._publish_transient(announcement.service, WORKFLOWS_KIND, self._codecs.encode(announcement))
+
+    async def publish_breakers(self, report: CircuitBreakerReport) -> None:
+        # Reported again with every heartbeat.
+        await self._publish_transient(report.service, BREAKERS_KIND, self._codecs.encode(report))
+
+    async def _publish_transient(self, service: str, kind: str, body: bytes) -> None:
+        """A system message that a later one replaces: not worth keeping over a broker restart."""
         message = aio_pika.Message(
-            self._codecs.encode(announcement),
+            body,
             content_type=self._codecs.default.content_type,
-            delivery_mode=DeliveryMode.NOT_PERSISTENT,  # announced again every few heartbeats
-            type=WORKFLOWS_KIND,
+            delivery_mode=DeliveryMode.NOT_PERSISTENT,
+            type=kind,
         )
-        await self._amqp.publish(
-            EVENTS_EXCHANGE, system_routing_key(announcement.service, WORKFLOWS_KIND), message, mandatory=False
-        )
+        await self._amqp.publish(EVENTS_EXCHANGE, system_routing_key(service, kind), message, mandatory=False)
 
     def _properties(self, event: TaskEvent, delivery_mode: DeliveryMode) -> spec.Basic.Properties:
         return spec.Basic.Properties(

@@ -64,7 +64,7 @@ class Execution:
         if self._stop is not None:
             _close(handler)
             raise Interrupted(*self._stop)
-        remaining = _remaining(self.envelope.deadline)
+        remaining = seconds_until(self.envelope.deadline)
         deadline_first = remaining is not None and remaining <= time_limit
         self._task = asyncio.ensure_future(handler)
         try:
@@ -83,7 +83,7 @@ class Execution:
             raise TimeLimitExceeded(f"still running after the time limit of {time_limit:g} s") from None
 
 
-def _remaining(deadline: datetime | None) -> float | None:
+def seconds_until(deadline: datetime | None) -> float | None:
     if deadline is None:
         return None
     return max(0.0, (deadline - utc_now()).total_seconds())

@@ -1,5 +1,6 @@
-"""Periodic WorkerHeartbeat: liveness, load and the job types this process serves; with every few beats,
-the workflows its Worker declares (workers.runtime.announcer)."""
+"""Periodic WorkerHeartbeat: liveness, load and the job types this process serves; with each beat, its
+circuit breakers (workers.runtime.breaker_reporter); with every few beats, the workflows its Worker
+declares (workers.runtime.announcer)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from protocol.control import WorkerHeartbeat
 from protocol.envelope import utc_now
 from workers.errors import BrokerError
 from workers.runtime.announcer import ANNOUNCE_EVERY_BEATS, WorkflowAnnouncer
+from workers.runtime.breaker_reporter import BreakerReporter
 from workers.runtime.event_publisher import EventPublisher
 from workers.sdk import Worker
 
@@ -33,6 +35,7 @@ class Heartbeat:
         events: EventPublisher,
         announcer: WorkflowAnnouncer | None = None,
         announce_every: int = ANNOUNCE_EVERY_BEATS,
+        breakers: BreakerReporter | None = None,
     ) -> None:
         self._worker_id = worker_id
         self._worker = worker
@@ -44,6 +47,7 @@ class Heartbeat:
         self._hostname = socket.gethostname()
         self._task: asyncio.Task[None] | None = None
         self._announcer = announcer
+        self._breakers = breakers
         self._announce_every = max(1, announce_every)
         self._beats = 0
 
@@ -89,6 +93,8 @@ class Heartbeat:
             await asyncio.sleep(self._interval)
             try:
                 await self.beat()
+                if self._breakers is not None:
+                    await self._breakers.report()
                 self._beats += 1
                 if self._beats % self._announce_every == 0:
                     await self._announce()

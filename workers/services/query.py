@@ -1,7 +1,11 @@
 """The `query` service: `llm_request` -> a chat completion.
 
 With `LLM_BASE_URL` set, the request goes to `{LLM_BASE_URL}/chat/completions` (any
-OpenAI-compatible server) through `ctx.http`, so it carries the task's context headers.
+OpenAI-compatible server) through `ctx.http`, so it carries the task's context headers and passes
+the endpoint's circuit breaker. A chat completion has no side effect, so the call is marked
+idempotent: a 5xx or a lost connection is retried like a 429 (after Retry-After, else a backoff).
+An endpoint still answering 429/5xx after those retries fails the task retryably (UpstreamError);
+any other refusal fails it for good (LlmError).
 Without it the answer is a deterministic local one, labelled as such (`model: baton-local`
 and a `note`), so a fresh install works end to end without pretending to be a model.
 """
@@ -14,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workers.config import LlmSettings
 from workers.context import TaskContext
-from workers.errors import PermanentError
+from workers.errors import HttpStatusError, PermanentError
 from workers.http import HttpResponse
 from workers.sdk import Worker
 from workers.services import builtin_worker
+from workers.upstream_retry import is_upstream_failure
 
 LOCAL_MODEL: Final[str] = "baton-local"
 LOCAL_NOTE: Final[str] = "no model configured: set LLM_BASE_URL (and LLM_API_KEY, LLM_MODEL) to use a real one"
@@ -60,6 +65,10 @@ class LlmError(PermanentError):
     """The model endpoint refused the request or answered something that is not a completion."""
 
 
+class UpstreamError(HttpStatusError):
+    """The model endpoint was overloaded or failing (429/5xx) on every attempt: another task attempt may do."""
+
+
 def local_answer(request: LlmRequest) -> dict[str, Any]:
     question = next((m["content"] for m in reversed(request.chat()) if m["role"] == "user"), "")
     quoted = question if len(question) <= _QUOTE_CHARS else question[: _QUOTE_CHARS - 1] + "…"
@@ -79,12 +88,15 @@ async def remote_answer(request: LlmRequest, llm: LlmSettings, ctx: TaskContext)
         body["max_tokens"] = request.max_tokens
     headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
     response = await ctx.http.post(
-        f"{llm.base_url}/chat/completions", json=body, headers=headers, timeout=llm.timeout_seconds
+        f"{llm.base_url}/chat/completions", json=body, headers=headers, timeout=llm.timeout_seconds, idempotent=True
     )
     return parse_completion(response)
 
 
 def parse_completion(response: HttpResponse) -> dict[str, Any]:
+    if is_upstream_failure(response.status):
+        excerpt = response.text()[:_QUOTE_CHARS]
+        raise UpstreamError(response.method, response.url, response.status, excerpt, response.attempts)
     if not response.ok:
         raise LlmError(f"the model endpoint answered {response.status}: {response.text()[:_QUOTE_CHARS]}")
     try:
