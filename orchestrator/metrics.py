@@ -34,6 +34,20 @@ class OrchestratorMetrics:
         self.live_workers = Gauge(
             "baton_live_workers", "Worker processes with a recent heartbeat", ["service"], registry=r
         )
+        # Read from the breaker reports of the service's live workers at each scrape.
+        self.breaker_state = Gauge(
+            "baton_circuit_breaker_state",
+            "Circuit breaker of a service's workers on an upstream target: 0 closed, 1 half-open, 2 open "
+            "(the worst over its live worker processes)",
+            ["service", "target"],
+            registry=r,
+        )
+        self.breaker_openings = Gauge(
+            "baton_circuit_breaker_openings",
+            "Times the breaker opened, summed over the service's live worker processes (each since it started)",
+            ["service", "target"],
+            registry=r,
+        )
         self.ws_connections = Gauge("baton_websocket_connections", "Open client WebSockets", registry=r)
         self.ws_messages_sent = Counter(
             "baton_websocket_messages_sent", "Messages sent to WebSocket clients", registry=r

@@ -1,5 +1,6 @@
-"""EventConsumer: task events and worker heartbeats from RabbitMQ into the registry and the bus, and
-workers' workflow announcements (`_system.<service>.workflows`) to the declared workflows.
+"""EventConsumer: task events and worker heartbeats from RabbitMQ into the registry and the bus,
+workers' workflow announcements (`_system.<service>.workflows`) to the declared workflows, and their
+circuit breaker reports (`_system.<service>.circuit_breakers`) to the directory.
 
 All replicas share one durable queue, so each event is applied once; the applied update is
 published on the UpdateBus for every replica's clients. Messages are spread over a few lanes by
@@ -42,7 +43,13 @@ from orchestrator.errors import RegistryError
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
 from protocol.codec import CodecSet
-from protocol.control import WORKFLOWS_KIND, WorkerHeartbeat, WorkflowAnnouncement
+from protocol.control import (
+    BREAKERS_KIND,
+    WORKFLOWS_KIND,
+    CircuitBreakerReport,
+    WorkerHeartbeat,
+    WorkflowAnnouncement,
+)
 from protocol.errors import DecodeError
 from protocol.events import TaskEvent
 from protocol.topology import (
@@ -184,6 +191,8 @@ class EventConsumer:
             routing_key = message.routing_key or ""
             if routing_key.startswith(SYSTEM_ROUTING_PREFIX + ".") and routing_key.endswith("." + WORKFLOWS_KIND):
                 await self._announced(message)
+            elif routing_key.startswith(SYSTEM_ROUTING_PREFIX + ".") and routing_key.endswith("." + BREAKERS_KIND):
+                await self._breakers_reported(message)
             elif routing_key.startswith(SYSTEM_ROUTING_PREFIX + "."):
                 heartbeat = self._codecs.decode(WorkerHeartbeat, message.body, message.content_type)
                 await self._directory.record_heartbeat(heartbeat)
@@ -216,6 +225,16 @@ class EventConsumer:
             self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
         elif self._workflows is not None:
             await self._workflows.record(announcement)
+
+    async def _breakers_reported(self, message: AbstractIncomingMessage) -> None:
+        report = self._codecs.decode(CircuitBreakerReport, message.body, message.content_type)
+        if message.routing_key != system_routing_key(report.service, BREAKERS_KIND):
+            log.warning(
+                "dropping a circuit breaker report of service %r sent as %s", report.service, message.routing_key
+            )
+            self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
+        else:
+            await self._directory.record_breakers(report)
 
     async def _requeue_later(self, message: AbstractIncomingMessage) -> None:
         await asyncio.sleep(self._retry_delay)

@@ -21,10 +21,11 @@ from orchestrator.broker.event_consumer import ConsumerState
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.errors import BrokerError, RegistryError
+from orchestrator.http.breaker_summary import CLOSED, TargetBreakers, by_target
 from orchestrator.http.schemas import HealthReport, ServiceHealth
 from orchestrator.live.update_bus import BusState
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.directory import LiveService, ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.services import BUILTIN_SERVICES
 from protocol.topology import task_queue
@@ -67,6 +68,8 @@ class HealthChecker:
         self._latest_at = float("-inf")
         self._computing: asyncio.Task[HealthReport] | None = None
         self._gauged: set[str] = set()  # services with gauge series
+        self._breakers: dict[str, list[TargetBreakers]] = {}  # by service, as of the latest report
+        self._gauged_breakers: set[tuple[str, str]] = set()  # (service, target) with gauge series
         self._encoded: tuple[HealthReport, bytes] | None = None
 
     async def report(self) -> HealthReport:
@@ -103,9 +106,9 @@ class HealthChecker:
         # Only announced services with a live worker have their queue asked: announcements outlive
         # their workers by a day, and each queue asked is a passive declare (hundreds of stale ones
         # made the check miss its timeout).
-        live = await self._live_workers(services) if redis_up else {}
+        live = await self._live_services(services) if redis_up else {}
         builtin = [service for service in services if service in BUILTIN_SERVICES]
-        announced = [service for service in services if service not in BUILTIN_SERVICES and live.get(service)]
+        announced = [s for s in services if s not in BUILTIN_SERVICES and s in live and live[s].workers]
         builtin_stats, announced_stats = await asyncio.gather(
             self._queue_stats(builtin),
             self._queue_stats(announced) if announced else _nothing(),
@@ -113,6 +116,7 @@ class HealthChecker:
         broker_up = builtin_stats is not None
         stats = {**(builtin_stats or {}), **(announced_stats or {})}
         by_service: dict[str, ServiceHealth] = {}
+        breakers = {service: by_target(found.breakers) for service, found in live.items() if found.breakers}
         for service in services:
             queue = task_queue(service)
             queue_stats = stats.get(queue)
@@ -120,8 +124,10 @@ class HealthChecker:
                 queue=queue,
                 messages=queue_stats.messages if queue_stats else None,
                 consumers=queue_stats.consumers if queue_stats else None,
-                live_workers=live.get(service),
+                live_workers=live[service].workers if service in live else None,
+                circuit_breakers=[b.health() for b in breakers.get(service, []) if b.state != CLOSED],
             )
+        self._breakers = breakers
         state = self._live_status()
         down = [name for name, up in (("broker", broker_up), ("redis", redis_up)) if not up]
         return HealthReport(
@@ -157,6 +163,18 @@ class HealthChecker:
                 self._metrics.queue_consumers.labels(queue=health.queue).set(health.consumers)
             if health.live_workers is not None:
                 self._metrics.live_workers.labels(service=service).set(health.live_workers)
+        self._refresh_breaker_gauges()
+
+    def _refresh_breaker_gauges(self) -> None:
+        series = {(service, b.target): b for service, found in self._breakers.items() for b in found}
+        for gone in self._gauged_breakers - series.keys():
+            for gauge in (self._metrics.breaker_state, self._metrics.breaker_openings):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*gone)
+        self._gauged_breakers = set(series)
+        for (service, target), summary in series.items():
+            self._metrics.breaker_state.labels(service=service, target=target).set(summary.level)
+            self._metrics.breaker_openings.labels(service=service, target=target).set(summary.opened_total)
 
     async def _redis_up(self) -> bool:
         try:
@@ -185,12 +203,12 @@ class HealthChecker:
             log.warning("health: RabbitMQ did not answer: %s", exc)
             return None
 
-    async def _live_workers(self, services: list[str]) -> dict[str, int]:
+    async def _live_services(self, services: list[str]) -> dict[str, LiveService]:
         # One pipeline, not a command per service: with hundreds announced (a day of test runs on this
         # machine left 821) one command each missed the 1 s bound and no service showed live workers.
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._directory.live_worker_counts(services)
+                return await self._directory.live_services(services)
         except (RegistryError, TimeoutError):
             return {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -259,11 +260,24 @@ class BatchResponse(BaseModel):
     rejected: int
 
 
+class BreakerHealth(BaseModel):
+    """A circuit breaker of the service's workers on one upstream target, not closed in at least one of them."""
+
+    target: str = Field(description="scheme://host:port")
+    state: Literal["half_open", "open"] = Field(description="the worst over the service's live workers")
+    failures: int = Field(description="the most consecutive failures any of them counted")
+    opened_at: datetime | None = Field(description="when it last opened in any of them")
+    workers: int = Field(description="live worker processes whose breaker on this target is not closed")
+
+
 class ServiceHealth(BaseModel):
     queue: str
     messages: int | None = Field(description="ready messages; null when unknown (broker down, queue missing)")
     consumers: int | None
     live_workers: int | None
+    circuit_breakers: list[BreakerHealth] = Field(
+        default_factory=list, description="the breakers of its live workers that are open or half-open"
+    )
 
 
 class HealthReport(BaseModel):

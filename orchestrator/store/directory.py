@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -26,7 +27,7 @@ from orchestrator.store import keys
 from orchestrator.store.codec import text
 from orchestrator.store.registry import redis_errors
 from plumbing.burst_log import BurstLog
-from protocol.control import WorkerHeartbeat
+from protocol.control import BreakerStatus, CircuitBreakerReport, WorkerHeartbeat
 from protocol.services import BUILTIN_JOB_TYPES, BUILTIN_SERVICES
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,15 @@ end
 return {1, refused}
 """
 
+# A breaker report is kept only for a worker the directory knows, so the workers' bound is its bound too.
+# KEYS: workers hash, breakers hash; ARGV: worker_id, entry, ttl. Returns 1 if recorded.
+_RECORD_BREAKERS: Final[str] = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
 # KEYS: announced services set, services' last-seen sorted set, routes hash; ARGV: cutoff, now.
 # Forgets the services last seen before the cutoff with their routes; returns their names.
 _EXPIRE: Final[str] = """
@@ -121,6 +131,14 @@ for i = 1, #routes, 2 do
 end
 return expired
 """
+
+
+@dataclass(frozen=True)
+class LiveService:
+    """A service's live worker processes: how many, and the circuit breakers they last reported."""
+
+    workers: int = 0
+    breakers: list[BreakerStatus] = field(default_factory=list)
 
 
 class ServiceDirectory:
@@ -153,6 +171,7 @@ class ServiceDirectory:
         self._prune = redis.register_script(_PRUNE_UNCHANGED)
         self._record = redis.register_script(_RECORD)
         self._expire = redis.register_script(_EXPIRE)
+        self._record_breakers = redis.register_script(_RECORD_BREAKERS)
 
     async def record_heartbeat(self, hb: WorkerHeartbeat) -> bool:
         """Record the worker and its job types; False when a bound refused the worker or its service."""
@@ -183,6 +202,16 @@ class ServiceDirectory:
         if any(self._routes.get(t) != hb.service for t in announced):
             self._routes_read_at = float("-inf")
         return True
+
+    async def record_breakers(self, report: CircuitBreakerReport) -> bool:
+        """Keep a worker's breaker report; False when its worker is unknown (not live, or refused)."""
+        entry = json.dumps({"seen_at": self._clock(), "report": report.model_dump(mode="json")})
+        with redis_errors("recording circuit breakers"):
+            recorded = await self._record_breakers(
+                keys=[keys.workers(report.service), keys.breakers(report.service)],
+                args=[report.worker_id, entry, _WORKERS_TTL_SECONDS],
+            )
+        return bool(recorded)
 
     def _note_refusal(self, hb: WorkerHeartbeat, *, recorded: bool, types: int) -> None:
         # A flood of forged heartbeats must not flood the log too.
@@ -231,17 +260,34 @@ class ServiceDirectory:
                 await self._prune(keys=[workers_key], args=stale)
         return sorted(live, key=lambda hb: hb.worker_id)
 
-    async def live_worker_counts(self, services: Sequence[str]) -> dict[str, int]:
-        """How many live workers each service has, in one round trip however many services were
-        announced (forged announcements included); stale entries are left to `live_workers` to prune."""
+    async def live_services(self, services: Sequence[str]) -> dict[str, LiveService]:
+        """Each service's live workers and their breakers, in one round trip however many services were
+        announced (forged announcements included). Stale worker entries are left to `live_workers` to
+        prune; reports of workers no longer live are removed here."""
         pipe = self._redis.pipeline(transaction=False)
         for service in services:
             pipe.hgetall(keys.workers(service))
+            pipe.hgetall(keys.breakers(service))
         with redis_errors("reading worker heartbeats"):
             replies = await pipe.execute()
-        return {
-            service: len(self._sort_heartbeats(service, raw)[0]) for service, raw in zip(services, replies, strict=True)
-        }
+        found: dict[str, LiveService] = {}
+        gone: dict[str, list[bytes | str]] = {}
+        for n, service in enumerate(services):
+            live = {hb.worker_id for hb in self._sort_heartbeats(service, replies[2 * n])[0]}
+            breakers: list[BreakerStatus] = []
+            for worker_id, value in replies[2 * n + 1].items():
+                if text(worker_id) in live and (report := _breaker_report(value)) is not None:
+                    breakers.extend(report.breakers)
+                else:
+                    gone.setdefault(service, []).append(worker_id)
+            found[service] = LiveService(len(live), breakers)
+        if gone:
+            pipe = self._redis.pipeline(transaction=False)
+            for service, worker_ids in gone.items():
+                pipe.hdel(keys.breakers(service), *worker_ids)
+            with redis_errors("pruning breaker reports"):
+                await pipe.execute()
+        return found
 
     def _sort_heartbeats(
         self, service: str, raw: Mapping[bytes | str, bytes | str]
@@ -275,7 +321,7 @@ class ServiceDirectory:
             )
             expired = sorted(text(s) for s in raw)
             if expired:
-                await self._redis.delete(*(keys.workers(s) for s in expired))
+                await self._redis.delete(*(keys.workers(s) for s in expired), *(keys.breakers(s) for s in expired))
         if expired:
             shown = ", ".join(expired[:20])
             log.info("forgot %d services unheard of for %.0f s: %s", len(expired), self._service_ttl, shown)
@@ -295,3 +341,11 @@ class ServiceDirectory:
             self._routes = {text(k): text(v) for k, v in raw.items()}
             self._routes_read_at = time.monotonic()
         return self._routes
+
+
+def _breaker_report(value: bytes | str) -> CircuitBreakerReport | None:
+    try:
+        return CircuitBreakerReport.model_validate(json.loads(value)["report"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("dropping an unreadable circuit breaker report")
+        return None

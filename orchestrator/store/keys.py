@@ -78,6 +78,11 @@ def workers(service: str) -> str:
     return f"{PREFIX}:workers:{service}"
 
 
+def breakers(service: str) -> str:
+    """Hash worker_id -> {seen_at, report} of the circuit breakers a service's worker processes reported."""
+    return f"{PREFIX}:breakers:{service}"
+
+
 def replicas() -> str:
     """Sorted set replica_id -> last seen (Redis time) of this deployment's orchestrator replicas."""
     return f"{PREFIX}:replicas"
