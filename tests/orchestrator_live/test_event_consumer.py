@@ -25,7 +25,15 @@ from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.workflows.declared import DECLARED_KEY, DeclaredDefinitions, WorkflowDeclarations
 from protocol.codec import JSON, MSGPACK, CodecSet
-from protocol.control import WORKFLOWS_KIND, DeclaredWorkflow, WorkerHeartbeat, WorkflowAnnouncement
+from protocol.control import (
+    BREAKERS_KIND,
+    WORKFLOWS_KIND,
+    BreakerStatus,
+    CircuitBreakerReport,
+    DeclaredWorkflow,
+    WorkerHeartbeat,
+    WorkflowAnnouncement,
+)
 from protocol.envelope import utc_now
 from protocol.events import EventType, TaskEvent
 from protocol.topology import event_routing_key, system_routing_key
@@ -226,6 +234,45 @@ async def test_heartbeats_reach_the_directory(rig: Rig, unique: str) -> None:
     finally:
         await consumer.stop()
     assert [w.worker_id for w in await rig.directory.live_workers(service)] == ["w-1"]
+
+
+async def test_breaker_reports_of_known_workers_reach_the_directory(
+    rig: Rig, redis_client: aioredis.Redis, unique: str
+) -> None:
+    service = f"svc-{unique}"
+    hb = WorkerHeartbeat(
+        worker_id="w-1",
+        service=service,
+        job_types=[f"type-{unique}"],
+        concurrency=1,
+        in_flight=0,
+        hostname="h",
+        pid=7,
+        started_at=utc_now(),
+        interval_seconds=30,
+    )
+    open_breaker = BreakerStatus(target="http://up:80", state="open", failures=5, opened_at=utc_now(), opened_total=1)
+    consumer = rig.consumer()
+    await consumer.start()
+    try:
+        for worker_id in ("w-1", "w-unknown"):  # a worker never heard of gets nothing recorded
+            report = CircuitBreakerReport(worker_id=worker_id, service=service, breakers=[open_breaker])
+            await rig.publish(system_routing_key(service, BREAKERS_KIND), CODECS.encode(report))
+        forged = CircuitBreakerReport(worker_id="w-1", service=service, breakers=[])
+        await rig.publish(system_routing_key("other", BREAKERS_KIND), CODECS.encode(forged))
+        await rig.publish(system_routing_key(service, "worker_heartbeat"), CODECS.encode(hb))
+        report = CircuitBreakerReport(worker_id="w-1", service=service, breakers=[open_breaker])
+        await rig.publish(system_routing_key(service, BREAKERS_KIND), CODECS.encode(report))
+
+        async def reported() -> list[BreakerStatus]:
+            return (await rig.directory.live_services([service]))[service].breakers
+
+        await eventually(reported)
+        assert await redis_client.hkeys(keys.breakers(service)) == [b"w-1"]
+    finally:
+        await consumer.stop()
+        await redis_client.delete(keys.breakers(service))
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="routing_mismatch") == 1
 
 
 async def test_workflow_announcements_reach_the_declared_workflows(

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from tests.workers.upstream import Answer, serve_upstream
 from workers import CircuitOpenError, HttpConnectionError, HttpStatusError
 from workers.breaker import BreakerPolicy, CircuitBreakers
 from workers.http import ContextHttpClient, HttpPolicy
-from tests.workers.upstream import Answer, serve_upstream
 
 COOLDOWN = 1.0
 
@@ -26,7 +26,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 def client(session: aiohttp.ClientSession, breakers: CircuitBreakers, **policy: float) -> ContextHttpClient:
     return ContextHttpClient(
-        session, {"X-Tenant-Id": "t"}, HttpPolicy(backoff_seconds=0.05, **policy), breakers=breakers  # type: ignore[arg-type]
+        session,
+        {"X-Tenant-Id": "t"},
+        HttpPolicy(backoff_seconds=0.05, **policy),
+        breakers=breakers,  # type: ignore[arg-type]
     )
 
 
