@@ -27,7 +27,7 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Awaitable
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, TypeVar
 
 import aio_pika
 from aio_pika.abc import (
@@ -70,6 +70,8 @@ DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
 # Each lane waits a Redis round trip per event; more lanes put more events in each pipeline.
 DEFAULT_LANES: Final[int] = 32
 _STOP_TIMEOUT_SECONDS: Final[float] = 5.0
+
+_ServiceMessage = TypeVar("_ServiceMessage", WorkflowAnnouncement, CircuitBreakerReport)
 
 ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
 
@@ -217,24 +219,25 @@ class EventConsumer:
         await _settle(message.ack())
 
     async def _announced(self, message: AbstractIncomingMessage) -> None:
-        announcement = self._codecs.decode(WorkflowAnnouncement, message.body, message.content_type)
-        if message.routing_key != system_routing_key(announcement.service, WORKFLOWS_KIND):
-            log.warning(
-                "dropping a workflow announcement of service %r sent as %s", announcement.service, message.routing_key
-            )
-            self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
-        elif self._workflows is not None:
+        announcement = self._system_message(WorkflowAnnouncement, WORKFLOWS_KIND, message)
+        if announcement is not None and self._workflows is not None:
             await self._workflows.record(announcement)
 
     async def _breakers_reported(self, message: AbstractIncomingMessage) -> None:
-        report = self._codecs.decode(CircuitBreakerReport, message.body, message.content_type)
-        if message.routing_key != system_routing_key(report.service, BREAKERS_KIND):
-            log.warning(
-                "dropping a circuit breaker report of service %r sent as %s", report.service, message.routing_key
-            )
-            self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
-        else:
+        report = self._system_message(CircuitBreakerReport, BREAKERS_KIND, message)
+        if report is not None:
             await self._directory.record_breakers(report)
+
+    def _system_message(
+        self, model: type[_ServiceMessage], kind: str, message: AbstractIncomingMessage
+    ) -> _ServiceMessage | None:
+        """A worker's announcement or report, believed only under its own service's routing key."""
+        decoded = self._codecs.decode(model, message.body, message.content_type)
+        if message.routing_key == system_routing_key(decoded.service, kind):
+            return decoded
+        log.warning("dropping a %s message of service %r sent as %s", kind, decoded.service, message.routing_key)
+        self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
+        return None
 
     async def _requeue_later(self, message: AbstractIncomingMessage) -> None:
         await asyncio.sleep(self._retry_delay)

@@ -209,19 +209,23 @@ async def test_stale_events_are_acked_and_counted(rig: Rig, tenant: str) -> None
     assert len(rig.updates) == 1
 
 
-async def test_heartbeats_reach_the_directory(rig: Rig, unique: str) -> None:
-    service = f"svc-{unique}"
-    hb = WorkerHeartbeat(
+def heartbeat(service: str, job_type: str) -> WorkerHeartbeat:
+    return WorkerHeartbeat(
         worker_id="w-1",
         service=service,
-        job_types=[f"type-{unique}"],
-        concurrency=2,
+        job_types=[job_type],
+        concurrency=1,
         in_flight=0,
         hostname="h",
         pid=7,
         started_at=utc_now(),
         interval_seconds=30,
     )
+
+
+async def test_heartbeats_reach_the_directory(rig: Rig, unique: str) -> None:
+    service = f"svc-{unique}"
+    hb = heartbeat(service, f"type-{unique}")
     consumer = rig.consumer()
     await consumer.start()
     try:
@@ -240,17 +244,7 @@ async def test_breaker_reports_of_known_workers_reach_the_directory(
     rig: Rig, redis_client: aioredis.Redis, unique: str
 ) -> None:
     service = f"svc-{unique}"
-    hb = WorkerHeartbeat(
-        worker_id="w-1",
-        service=service,
-        job_types=[f"type-{unique}"],
-        concurrency=1,
-        in_flight=0,
-        hostname="h",
-        pid=7,
-        started_at=utc_now(),
-        interval_seconds=30,
-    )
+    hb = heartbeat(service, f"type-{unique}")
     open_breaker = BreakerStatus(target="http://up:80", state="open", failures=5, opened_at=utc_now(), opened_total=1)
     consumer = rig.consumer()
     await consumer.start()
@@ -279,17 +273,7 @@ async def test_workflow_announcements_reach_the_declared_workflows(
     rig: Rig, redis_client: aioredis.Redis, unique: str
 ) -> None:
     service, job_type = f"svc-{unique}", f"type-{unique}"
-    hb = WorkerHeartbeat(
-        worker_id="w-1",
-        service=service,
-        job_types=[job_type],
-        concurrency=1,
-        in_flight=0,
-        hostname="h",
-        pid=7,
-        started_at=utc_now(),
-        interval_seconds=30,
-    )
+    hb = heartbeat(service, job_type)
     declared = DeclaredDefinitions(redis_client)
 
     def announcing(*workflows: tuple[str, str]) -> WorkflowAnnouncement:
