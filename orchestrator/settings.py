@@ -6,13 +6,13 @@ the object is built (`from_env` reads variables, keyword arguments never do).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from orchestrator.store import keys
-from plumbing.settings import EnvSettings, SharedSettings
+from plumbing.settings import EnvSettings, SharedSettings, secrets_by_owner
 from protocol.names import check_service_name, check_tenant_id
 
 DEFAULT_ORCHESTRATOR_PORT: Final[int] = 8000
@@ -52,7 +52,7 @@ class OrchestratorSettings(SharedSettings):
     def _parse_api_keys(cls, value: Any) -> Any:
         """`tenant:key,tenant:key` -> {key: tenant}."""
         if isinstance(value, str):
-            return _secrets_by_owner(value, "tenant:key", check_tenant_id, "tenants")
+            return secrets_by_owner(value, "tenant:key", check_tenant_id, "tenants")
         return value
 
     @field_validator("service_tokens", mode="before")
@@ -60,25 +60,5 @@ class OrchestratorSettings(SharedSettings):
     def _parse_service_tokens(cls, value: Any) -> Any:
         """`service:token,service:token` -> {token: service}: each token speaks for one service only."""
         if isinstance(value, str):
-            return _secrets_by_owner(value, "service:token", check_service_name, "services")
+            return secrets_by_owner(value, "service:token", check_service_name, "services")
         return value
-
-
-def _secrets_by_owner(raw: str, shape: str, check_owner: Callable[[str], str], owners: str) -> dict[str, str]:
-    """`owner:secret,...` -> {secret: owner}, each owner name checked, no secret given to two owners.
-
-    Messages leave out the variable: `from_env` puts its name in front."""
-    found: dict[str, str] = {}
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        owner, sep, secret = item.partition(":")
-        if not sep or not secret:
-            # The entry is not echoed: it may be a secret without its owner.
-            raise ValueError(f"entries are {shape}")
-        check_owner(owner)  # its ValueError names the owner, never the secret
-        if found.get(secret, owner) != owner:
-            raise ValueError(f"one secret is given to two {owners}")
-        found[secret] = owner
-    return found

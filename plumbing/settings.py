@@ -15,7 +15,7 @@ is read from the same variables by `from_env`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Self
 
 from pydantic import Field, PositiveInt, ValidationError, field_validator
@@ -108,6 +108,27 @@ class SharedSettings(EnvSettings):
         if name not in logging.getLevelNamesMapping():
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return name
+
+
+def secrets_by_owner(raw: str, shape: str, check_owner: Callable[[str], str], owners: str) -> dict[str, str]:
+    """`owner:secret,...` -> {secret: owner}, each owner name checked, no secret given to two owners.
+
+    Read by the orchestrator (API keys, service tokens) and by workers (their own service's token).
+    Messages leave out the variable: `from_env` puts its name in front."""
+    found: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        owner, sep, secret = item.partition(":")
+        if not sep or not secret:
+            # The entry is not echoed: it may be a secret without its owner.
+            raise ValueError(f"entries are {shape}")
+        check_owner(owner)  # its ValueError names the owner, never the secret
+        if found.get(secret, owner) != owner:
+            raise ValueError(f"one secret is given to two {owners}")
+        found[secret] = owner
+    return found
 
 
 def _summary(exc: ValidationError) -> str:
