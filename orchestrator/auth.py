@@ -1,8 +1,10 @@
 """Bearer keys decide the tenant; the admin key and service tokens are special principals.
 
 A service token speaks for one service (`BATON_SERVICE_TOKEN=service:token,...`): over the
-WebSocket it may report events of tasks routed to that service, and nothing else (it cannot
-follow, cancel or create jobs, and the HTTP API refuses it like any key without a tenant).
+WebSocket it may report events of tasks routed to that service; over HTTP it may report an external
+step of its service and create a job for a running job's tenant (POST /jobs, a worker's
+`ctx.submit_job`: orchestrator.http.job_creator). Nothing else: it cannot follow, list or cancel jobs,
+and every other route refuses it like any key without a tenant.
 """
 
 from __future__ import annotations

@@ -9,7 +9,39 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from protocol.envelope import JobSource, TaskMetadata
 from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
+
+# The source of a job a service made for one of its tasks (DESIGN: `system`, as for child tasks).
+CHILD_JOB_SOURCE: JobSource = "system"
+
+
+class JobParent(BaseModel):
+    """The task whose service made this job with its token (a worker's `ctx.submit_job`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    task_id: str | None = None
+    service: str
+
+    def metadata(self) -> dict[str, str | None]:
+        """The child's envelope metadata naming its parent (`parent_task_id` is the protocol's field)."""
+        return {
+            "source": CHILD_JOB_SOURCE,
+            "parent_job_id": self.job_id,
+            "parent_task_id": self.task_id,
+            "parent_service": self.service,
+        }
+
+    @classmethod
+    def of(cls, metadata: TaskMetadata) -> JobParent | None:
+        """The parent an envelope's metadata names; None for a job a client made."""
+        extra = metadata.model_extra or {}
+        job_id, service = extra.get("parent_job_id"), extra.get("parent_service")
+        if not isinstance(job_id, str) or not isinstance(service, str):
+            return None
+        return cls(job_id=job_id, task_id=metadata.parent_task_id, service=service)
 
 
 class JobRecord(BaseModel):
@@ -34,6 +66,7 @@ class JobRecord(BaseModel):
     error: dict[str, Any] | None = None
     context: dict[str, Any] = {}
     attempt: int = 1  # of the root task: grows with every retry and replay
+    parent: JobParent | None = None  # set when a service made the job for one of its tasks
     # The root task's envelope as last published (JSON), so the sweeper and replay can publish it again.
     envelope: dict[str, Any] | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from orchestrator.auth import Authenticator
 from orchestrator.errors import PublishUncertain
 from orchestrator.http.errors import ApiError, api_error_for
+from orchestrator.http.job_creator import require_job_creator
 from orchestrator.http.request import (
     MAX_BATCH_BODY_BYTES,
     read_json,
@@ -82,9 +84,10 @@ class JobRoutes:
         self._auth = authenticator
 
     async def create_job(self, request: web.Request) -> web.Response:
-        tenant_id = require_tenant(self._auth, request)
+        creator = await require_job_creator(self._auth, self._jobs, request)
         body = validate(JobCreateRequest, await read_json(request))
-        submission = await self._jobs.submit(tenant_id, body.to_job(), request_id=request_id(request), wait=body.wait)
+        job = replace(body.to_job(), parent=creator.parent)
+        submission = await self._jobs.submit(creator.tenant_id, job, request_id=request_id(request), wait=body.wait)
         return submission_response(submission)
 
     async def execute_agent(self, request: web.Request) -> web.Response:

@@ -24,6 +24,12 @@ class Response:
 
 
 @dataclass(frozen=True)
+class Header:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Operation:
     method: str
     path: str
@@ -37,6 +43,7 @@ class Operation:
     tags: tuple[str, ...] = ("jobs",)
     description: str = ""
     extra_models: tuple[type[BaseModel], ...] = field(default=())
+    headers: tuple[Header, ...] = ()  # optional request headers the route reads
 
 
 def build_openapi(operations: tuple[Operation, ...]) -> dict[str, Any]:
@@ -82,6 +89,10 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     params = [
         {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
         for name in re.findall(r"{(\w+)}", op.path)
+    ]
+    params += [
+        {"name": h.name, "in": "header", "required": False, "description": h.description, "schema": {"type": "string"}}
+        for h in op.headers
     ]
     if op.query is not None:
         properties = schemas[op.query.__name__]["properties"]

@@ -16,8 +16,9 @@ from aiohttp import web
 
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.execution_routes import ExecutionRoutes
+from orchestrator.http.job_creator import PARENT_JOB_HEADER, PARENT_TASK_HEADER, TENANT_HEADER
 from orchestrator.http.job_routes import JobRoutes
-from orchestrator.http.openapi import Operation, Response, build_openapi
+from orchestrator.http.openapi import Header, Operation, Response, build_openapi
 from orchestrator.http.schemas import (
     AgentExecuteRequest,
     BatchRequest,
@@ -137,11 +138,29 @@ ROUTES: Final[tuple[Route, ...]] = (
             "post",
             "/jobs",
             "Create a job",
-            _CREATE_RESPONSES,
+            {
+                **_CREATE_RESPONSES,
+                400: Response(
+                    "the body is not JSON; or a service token without a well-formed X-Baton-Tenant or X-Global-Task-Id",
+                    ErrorBody,
+                ),
+                403: Response(
+                    "the admin key; a tenant key naming another tenant in X-Baton-Tenant; a service token whose "
+                    "parent job is not running in that tenant",
+                    ErrorBody,
+                ),
+            },
             body=JobCreateRequest,
             description="The job is recorded, then its task is published to its service queue. With `wait` the "
             "call holds on until the job ends or `wait` seconds pass; a job that failed within `wait` answers 200 "
-            "with its status and error.",
+            "with its status and error. A service token (a worker's `ctx.submit_job`) creates a job for one of its "
+            "tasks: X-Baton-Tenant names the task's tenant and X-Global-Task-Id its job, which must be running "
+            "there; the new job's `parent` names them.",
+            headers=(
+                Header(TENANT_HEADER, "with a service token: the tenant to create the job for"),
+                Header(PARENT_JOB_HEADER, "with a service token: the parent task's job (running, in that tenant)"),
+                Header(PARENT_TASK_HEADER, "with a service token: the parent task"),
+            ),
         ),
     ),
     Route(

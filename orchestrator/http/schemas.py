@@ -11,6 +11,7 @@ from orchestrator.broker.deployment_check import DeploymentHealth
 from orchestrator.broker.event_consumer import ConsumerState
 from orchestrator.jobs.service import NewJob
 from orchestrator.live.update_bus import BusState
+from orchestrator.models import JobParent
 from protocol.envelope import ContextIds
 from protocol.events import JobStatus
 from protocol.names import JOB_TYPE_PATTERN
@@ -218,6 +219,11 @@ class JobView(BaseModel):
     error: dict[str, Any] | None
     context: dict[str, Any]
     attempt: int = Field(description="the root task's attempt: grows with every retry and replay")
+    parent: JobParent | None = Field(
+        default=None,
+        description="set when a service made the job for one of its tasks (a worker's ctx.submit_job): that "
+        "task's job, task id and service",
+    )
 
 
 class JobList(BaseModel):

@@ -34,7 +34,7 @@ from orchestrator.errors import (
 )
 from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus, WorkflowStarter
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobRecord, created_update
+from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobParent, JobRecord, created_update
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
@@ -60,6 +60,9 @@ class NewJob:
     context: ContextIds = field(default_factory=ContextIds)
     timeout_ms: int | None = None
     idempotency_key: str | None = None
+    # A service's job for one of its tasks (POST /jobs with its token); left out of the fingerprint: the
+    # parent's idempotency keys are its own (`<task id>:<n>`).
+    parent: JobParent | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests with one idempotency key "the same request".
@@ -285,7 +288,10 @@ def build_envelope(tenant_id: str, job_id: str, service: str, job: NewJob, reque
         created_at=now,
         deadline=TaskEnvelope.deadline_for(job.timeout_ms, now),
         context=context,
-        metadata=TaskMetadata(source="api", user_id=context.user_id, timeout_ms=job.timeout_ms),
+        metadata=TaskMetadata.model_validate(
+            {"source": "api", "user_id": context.user_id, "timeout_ms": job.timeout_ms}
+            | (job.parent.metadata() if job.parent else {})
+        ),
         payload=job.payload,
     )
 
@@ -306,5 +312,6 @@ def record_for(envelope: TaskEnvelope) -> JobRecord:
         seq=1,
         context=envelope.context.model_dump(exclude_none=True),
         attempt=envelope.attempt,
+        parent=JobParent.of(envelope.metadata),
         envelope=envelope.model_dump(mode="json"),
     )

@@ -13,7 +13,7 @@ from orchestrator.models import JobRecord
 from protocol.codec import compact_json
 
 JSON_FIELDS: Final[frozenset[str]] = frozenset(
-    {"delegated_services", "progress", "result", "error", "context", "envelope"}
+    {"delegated_services", "progress", "result", "error", "context", "envelope", "parent"}
 )
 
 
