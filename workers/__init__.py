@@ -14,12 +14,14 @@ from workers.config import LlmSettings, WorkerSettings
 from workers.context import TaskContext
 from workers.errors import (
     BrokerError,
+    ChildJobRefused,
     CircuitOpenError,
     ConfigurationError,
     DeadlineExceeded,
     HttpConnectionError,
     HttpError,
     HttpStatusError,
+    OrchestratorUnavailable,
     PermanentError,
     ServiceCallError,
     ServiceCallTimeout,
@@ -35,6 +37,7 @@ from workers.workflows import WorkflowDeclaration, step
 
 __all__ = [
     "BrokerError",
+    "ChildJobRefused",
     "CircuitOpenError",
     "ConfigurationError",
     "ContextHttpClient",
@@ -46,6 +49,7 @@ __all__ = [
     "HttpResponse",
     "HttpStatusError",
     "LlmSettings",
+    "OrchestratorUnavailable",
     "PermanentError",
     "RetryPolicy",
     "ServiceCallError",

@@ -38,6 +38,22 @@ class ChildCaller(Protocol):
     ) -> Any: ...
 
 
+class JobSubmitter(Protocol):
+    """Makes a job of its own for a task and returns its id; the seam for `ctx.submit_job`.
+    `ordinal` numbers the calls of one handler run from 1 (with the task id, the call's idempotency key)."""
+
+    async def submit(
+        self,
+        parent: TaskEnvelope,
+        http: ContextHttpClient,
+        job_type: str,
+        payload: Mapping[str, Any],
+        *,
+        priority: int | None,
+        ordinal: int,
+    ) -> str: ...
+
+
 class TaskContext:
     """The task a handler runs: its ids, propagated context, progress reporting and calls out."""
 
@@ -49,12 +65,15 @@ class TaskContext:
         http: ContextHttpClient,
         report_progress: ProgressReporter,
         caller: ChildCaller,
+        jobs: JobSubmitter,
     ) -> None:
         self._envelope = envelope
         self._settings = settings
         self._http = http
         self._report_progress = report_progress
         self._caller = caller
+        self._jobs = jobs
+        self._submitted = 0
         self._workflow = workflow_step(envelope.metadata)
 
     def __repr__(self) -> str:
@@ -154,7 +173,36 @@ class TaskContext:
         no answer came within `timeout` seconds on the first try and on each of `retries`
         republished tries (only timeouts are retried: a child that answered has answered).
         """
-        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
         return await self._caller.call(
-            self._envelope, service, job_type, body, timeout_seconds=timeout, retries=retries, priority=priority
+            self._envelope,
+            service,
+            job_type,
+            _as_dict(payload),
+            timeout_seconds=timeout,
+            retries=retries,
+            priority=priority,
         )
+
+    async def submit_job(
+        self, job_type: str, payload: Mapping[str, Any] | BaseModel, *, priority: int | None = None
+    ) -> str:
+        """Start `job_type` as a job of its own and return its job id at once (fire and forget).
+
+        Unlike `call_service`, nothing waits for it: the child is created through the orchestrator
+        (POST /jobs, which picks its service), may outlive this task, and is followed like any job
+        (GET /jobs/{id}, the WebSockets). It carries this task's tenant, session and context ids, this
+        task's priority unless `priority` is given, and metadata naming this job and task as its parent.
+
+        Safe to repeat: a retried or redelivered run of this task gets back the jobs its earlier run
+        made, call by call in the order made (the n-th call of a run is the n-th call of every run).
+        Raises ChildJobRefused (a PermanentError) when the orchestrator refuses the job, e.g. an unknown
+        type or an invalid payload, and OrchestratorUnavailable when it cannot be reached (retryable).
+        """
+        self._submitted += 1
+        return await self._jobs.submit(
+            self._envelope, self._http, job_type, _as_dict(payload), priority=priority, ordinal=self._submitted
+        )
+
+
+def _as_dict(payload: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+    return payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)

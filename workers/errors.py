@@ -7,8 +7,13 @@ WorkerError
 ├── PermanentError           raised by a handler: the task fails and is never retried
 ├── TimeLimitExceeded        the handler ran past its time limit: the attempt fails, a retry may follow
 ├── DeadlineExceeded         the handler was still running when the task's deadline passed: timed out
-├── ServiceCallError         a child task (ctx.call_service) failed or was cancelled
-│   └── ServiceCallTimeout   no answer from the child within the timeout, after every retry
+├── ServiceCallError         a call to another service did not succeed: ctx.call_service's child task
+│   │                        failed or was cancelled, or ctx.submit_job could not create the child job
+│   ├── ServiceCallTimeout   no answer from the child within the timeout, after every retry
+│   ├── ChildJobRefused      the orchestrator refused the child job (4xx), or no service token is set;
+│   │                        also a PermanentError: the task fails without a retry
+│   └── OrchestratorUnavailable  no answer, 5xx or 429 from the orchestrator after every try (or its
+│                            breaker is open): the task may be retried (it finds the jobs it made)
 └── HttpError                an outgoing call through ctx.http failed
     ├── HttpConnectionError  no response: connection error or timeout, after every retry
     ├── HttpStatusError      raise_for_status() on a non-2xx response (naming the attempts made)
@@ -18,6 +23,7 @@ WorkerError
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 
 class WorkerError(Exception):
@@ -49,10 +55,10 @@ class DeadlineExceeded(WorkerError):
 
 
 class ServiceCallError(WorkerError):
-    """The child task of `ctx.call_service` did not complete."""
+    """The child task of `ctx.call_service` did not complete, or `ctx.submit_job` made no child job."""
 
-    def __init__(self, service: str, job_type: str, error: str, error_type: str) -> None:
-        super().__init__(f"{service}/{job_type} failed: {error_type}: {error}")
+    def __init__(self, service: str, job_type: str, error: str, error_type: str, *, message: str | None = None) -> None:
+        super().__init__(message or f"{service}/{job_type} failed: {error_type}: {error}")
         self.service = service
         self.job_type = job_type
         self.error = error
@@ -71,6 +77,42 @@ class ServiceCallTimeout(ServiceCallError):
         )
         self.timeout = timeout
         self.attempts = attempts
+
+
+# ServiceCallError.service of the errors of `ctx.submit_job`: the orchestrator routes the job type.
+ORCHESTRATOR: Final[str] = "orchestrator"
+
+
+class ChildJobRefused(ServiceCallError, PermanentError):
+    """The orchestrator refused the child job of `ctx.submit_job` (unknown type, invalid payload, the
+    idempotency key of this call used for another job...), or this service has no token: never retried.
+    `status` is the HTTP status (0 when no request was sent), `error_type` the API's error code and
+    `error` its detail."""
+
+    def __init__(self, job_type: str, status: int, error_type: str, error: str) -> None:
+        answered = f"answered {status} {error_type}" if status else f"was not asked ({error_type})"
+        super().__init__(
+            ORCHESTRATOR,
+            job_type,
+            error,
+            error_type,
+            message=f"child job of type {job_type!r}: the orchestrator {answered}: {error}",
+        )
+        self.status = status
+
+
+class OrchestratorUnavailable(ServiceCallError):
+    """`ctx.submit_job` got no answer, a 5xx or a 429 from the orchestrator after every try its HTTP
+    client allows, or its breaker is open; a retry of the task is safe (its calls find the jobs made)."""
+
+    def __init__(self, job_type: str, url: str, reason: str) -> None:
+        super().__init__(
+            ORCHESTRATOR,
+            job_type,
+            reason,
+            "OrchestratorUnavailable",
+            message=f"child job of type {job_type!r}: no job made by {url}: {reason}",
+        )
 
 
 class HttpError(WorkerError):

@@ -16,6 +16,7 @@ from workers import LlmSettings, TaskContext, WorkerSettings
 from workers.breaker import CircuitBreakers
 from workers.errors import PermanentError
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
+from workers.runtime.child_jobs import OrchestratorJobs
 from workers.services import document_pipeline, embedding, ingestion, query
 from workers.services.hashing import embed
 
@@ -69,6 +70,8 @@ def context(
         http=ContextHttpClient(session, context_headers(env), HttpPolicy(), breakers=CircuitBreakers()),
         report_progress=recorder or Recorder(),
         caller=caller or EmbeddingCaller(),
+        # The built-in services make no jobs of their own: without a token, submit_job would refuse.
+        jobs=OrchestratorJobs("http://orchestrator.invalid", env.service, None, HttpPolicy()),
     )
 
 

@@ -12,8 +12,8 @@ One delivery's way through it, in order:
       settle.py           what became of it decides ack, requeue or reject; one settle()
 
 Beside the pipeline: executions.py (what runs now, its time limits, how to stop it),
-cancellations.py (cancel broadcasts), replies.py (ctx.call_service), heartbeat.py, broker.py
-(connecting, confirmed publish), bounded_map.py; app.py wires them and runs a Worker.
+cancellations.py (cancel broadcasts), replies.py (ctx.call_service), child_jobs.py (ctx.submit_job),
+heartbeat.py, broker.py (connecting, confirmed publish), bounded_map.py; app.py wires them and runs a Worker.
 """
 
 from workers.runtime.app import WorkerRuntime, run_worker

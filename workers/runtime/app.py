@@ -29,6 +29,7 @@ from workers.runtime.attempt import AttemptDeps, AttemptRunner
 from workers.runtime.breaker_reporter import BreakerReporter
 from workers.runtime.broker import AmqpPublisher, connect, open_channel, redact
 from workers.runtime.cancellations import CancelledJobs, ControlListener
+from workers.runtime.child_jobs import OrchestratorJobs
 from workers.runtime.consumer import TaskConsumer
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Executions, TimeLimits
@@ -131,6 +132,7 @@ class WorkerRuntime:
                 executions=self.executions,
                 cancelled=cancelled,
                 caller=ChildTaskCaller(amqp, router, self._codecs),
+                jobs=OrchestratorJobs(self.settings.orchestrator_url, service, self.settings.service_token(service)),
                 http_session=self._http,
                 http_policy=HttpPolicy(
                     timeout_seconds=self.settings.http_timeout_seconds,

@@ -39,7 +39,7 @@ from protocol.events import (
 )
 from workers.breaker import CircuitBreakers
 from workers.config import WorkerSettings
-from workers.context import ChildCaller, TaskContext
+from workers.context import ChildCaller, JobSubmitter, TaskContext
 from workers.errors import BrokerError, DeadlineExceeded, PermanentError, TimeLimitExceeded
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime.cancellations import CancelledJobs
@@ -147,6 +147,7 @@ class AttemptDeps:
     executions: Executions
     cancelled: CancelledJobs
     caller: ChildCaller
+    jobs: JobSubmitter
     http_session: aiohttp.ClientSession
     http_policy: HttpPolicy
     breakers: CircuitBreakers
@@ -249,6 +250,7 @@ class AttemptRunner:
             http=http,
             report_progress=report_progress,
             caller=self._d.caller,
+            jobs=self._d.jobs,
         )
 
     async def publish_advisory(self, event: TaskEvent) -> None:
