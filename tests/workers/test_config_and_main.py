@@ -50,6 +50,26 @@ def test_defaults_and_bad_values() -> None:
         WorkerSettings.from_env({"BATON_WORKER_CONCURRENCY": "0"})
 
 
+def test_the_orchestrator_url_and_the_services_own_token() -> None:
+    settings = WorkerSettings.from_env(
+        {"BATON_ORCHESTRATOR_URL": "https://baton.example/ ", "BATON_SERVICE_TOKEN": "ocr:tok-1, query:tok-2"}
+    )
+    assert settings.orchestrator_url == "https://baton.example"
+    assert (settings.service_token("ocr"), settings.service_token("query"), settings.service_token("x")) == (
+        "tok-1",
+        "tok-2",
+        None,
+    )
+    assert "tok-" not in repr(settings)
+    defaults = WorkerSettings.from_env({})
+    assert (defaults.orchestrator_url, defaults.service_token("ocr")) == ("http://localhost:8000", None)
+    with pytest.raises(SettingsError, match=r"BATON_ORCHESTRATOR_URL: .*http"):
+        WorkerSettings.from_env({"BATON_ORCHESTRATOR_URL": "localhost:8000"})
+    with pytest.raises(SettingsError, match="BATON_SERVICE_TOKEN: entries are service:token") as refused:
+        WorkerSettings.from_env({"BATON_SERVICE_TOKEN": "just-a-token"})
+    assert "just-a-token" not in str(refused.value)
+
+
 @pytest.mark.parametrize(("variable", "value"), [("BATON_WORKER_CONCURRENCY", "0"), ("BATON_LOG_LEVEL", "nonsense")])
 def test_a_bad_variable_stops_the_worker_with_status_2(variable: str, value: str) -> None:
     env = {name: found for name, found in os.environ.items() if not name.startswith(("BATON_", "LLM_"))}
