@@ -13,7 +13,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from orchestrator.store import keys
 from plumbing.settings import EnvSettings, SharedSettings, secrets_by_owner
-from protocol.names import check_service_name, check_tenant_id
+from protocol.names import check_tenant_id
 
 DEFAULT_ORCHESTRATOR_PORT: Final[int] = 8000
 DEFAULT_ORCHESTRATOR_HOST: Final[str] = "127.0.0.1"
@@ -43,8 +43,6 @@ class OrchestratorSettings(SharedSettings):
     # key -> tenant; None when BATON_API_KEYS is unset (a dev key is generated then)
     api_keys: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_API_KEYS", repr=False)
     admin_key: str | None = Field(default=None, validation_alias="BATON_ADMIN_KEY", repr=False)
-    # token -> the one service it speaks for
-    service_tokens: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_SERVICE_TOKEN", repr=False)
     sweeper: SweeperSettings = Field(default_factory=SweeperSettings)
 
     @field_validator("api_keys", mode="before")
@@ -53,12 +51,4 @@ class OrchestratorSettings(SharedSettings):
         """`tenant:key,tenant:key` -> {key: tenant}."""
         if isinstance(value, str):
             return secrets_by_owner(value, "tenant:key", check_tenant_id, "tenants")
-        return value
-
-    @field_validator("service_tokens", mode="before")
-    @classmethod
-    def _parse_service_tokens(cls, value: Any) -> Any:
-        """`service:token,service:token` -> {token: service}: each token speaks for one service only."""
-        if isinstance(value, str):
-            return secrets_by_owner(value, "service:token", check_service_name, "services")
         return value

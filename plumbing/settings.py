@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
+from protocol.names import check_service_name
 
 DEFAULT_RABBITMQ_URL: Final[str] = "amqp://guest:guest@localhost:5672/"
 DEFAULT_REDIS_URL: Final[str] = "redis://localhost:6379/0"
@@ -100,6 +101,9 @@ class SharedSettings(EnvSettings):
         default=DEFAULT_MAX_MESSAGE_BYTES, validation_alias="BATON_MAX_MESSAGE_BYTES"
     )
     log_level: str = Field(default=DEFAULT_LOG_LEVEL, validation_alias="BATON_LOG_LEVEL")
+    # token -> the one service it speaks for: the orchestrator lets it act for that service, a worker
+    # sends its own service's token.
+    service_tokens: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_SERVICE_TOKEN", repr=False)
 
     @field_validator("log_level")
     @classmethod
@@ -108,6 +112,14 @@ class SharedSettings(EnvSettings):
         if name not in logging.getLevelNamesMapping():
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return name
+
+    @field_validator("service_tokens", mode="before")
+    @classmethod
+    def _parse_service_tokens(cls, value: Any) -> Any:
+        """`service:token,service:token` -> {token: service}: each token speaks for one service only."""
+        if isinstance(value, str):
+            return secrets_by_owner(value, "service:token", check_service_name, "services")
+        return value
 
 
 def secrets_by_owner(raw: str, shape: str, check_owner: Callable[[str], str], owners: str) -> dict[str, str]:

@@ -44,11 +44,12 @@ class Api:
     amqp: AbstractConnection
     codecs: CodecSet
 
-    async def announce(self) -> None:
+    async def announce(self, *more_types: str) -> None:
+        """The test service's heartbeat: its job type (and `more_types`) route to it."""
         heartbeat = WorkerHeartbeat(
             worker_id=f"test-{self.service}",
             service=self.service,
-            job_types=[self.job_type],
+            job_types=[self.job_type, *more_types],
             concurrency=1,
             in_flight=0,
             hostname=socket.gethostname(),

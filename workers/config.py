@@ -6,14 +6,12 @@ the object is built (`from_env` reads variables, keyword arguments never do).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from plumbing.settings import EnvSettings, SharedSettings, secrets_by_owner
+from plumbing.settings import EnvSettings, SharedSettings
 from protocol.control import MAX_REPORTED_BREAKERS
-from protocol.names import check_service_name
 from workers.breaker import DEFAULT_COOLDOWN_SECONDS, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_TARGETS
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
@@ -85,8 +83,6 @@ class WorkerSettings(SharedSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     # Where `ctx.submit_job` creates child jobs (POST /jobs), with this service's token.
     orchestrator_url: str = Field(default=DEFAULT_ORCHESTRATOR_URL, validation_alias="BATON_ORCHESTRATOR_URL")
-    # token -> service, as the orchestrator reads the same variable; a worker uses its own service's entry.
-    service_tokens: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_SERVICE_TOKEN", repr=False)
 
     @field_validator("orchestrator_url")
     @classmethod
@@ -95,14 +91,6 @@ class WorkerSettings(SharedSettings):
         if not url.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return url
-
-    @field_validator("service_tokens", mode="before")
-    @classmethod
-    def _parse_service_tokens(cls, value: Any) -> Any:
-        """`service:token,...` -> {token: service}."""
-        if isinstance(value, str):
-            return secrets_by_owner(value, "service:token", check_service_name, "services")
-        return value
 
     def service_token(self, service: str) -> str | None:
         """The token `service` speaks with to the orchestrator (the last one given, while rotating)."""

@@ -4,8 +4,6 @@ token, and a worker runtime whose parent handler makes child jobs through POST /
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator.app import LIVE
 from orchestrator.store import keys
-from protocol.control import WorkerHeartbeat
-from protocol.envelope import utc_now
 from protocol.events import TERMINAL_STATUSES
 from tests.api_server import Api, serve_api
 from tests.e2e.harness import free_port
@@ -89,19 +84,7 @@ async def family(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis
     token = f"svc-token-{unique}"
     async with serve_api(rabbitmq_url, redis_url, redis_client, unique, service_tokens={token: f"svc-{unique}"}) as api:
         child_type = f"child_{unique}"
-        # The worker's own heartbeat, as the orchestrator would record it: both types route to the service.
-        heartbeat = WorkerHeartbeat(
-            worker_id=f"test-{api.service}",
-            service=api.service,
-            job_types=[api.job_type, child_type],
-            concurrency=4,
-            in_flight=0,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            started_at=utc_now(),
-            interval_seconds=30,
-        )
-        await api.app[LIVE].directory.record_heartbeat(heartbeat)
+        await api.announce(child_type)  # as the worker's heartbeat would: both types route to the service
         try:
             yield Family(api, token, child_type)
         finally:
