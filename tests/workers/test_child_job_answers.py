@@ -14,10 +14,11 @@ from aiohttp import web
 
 from protocol.envelope import ContextIds, TaskEnvelope
 from workers import ChildJobRefused, OrchestratorUnavailable, PermanentError
+from workers.breaker import BreakerPolicy, CircuitBreakers
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime.child_jobs import OrchestratorJobs
 
-POLICY = HttpPolicy(timeout_seconds=5.0, max_retries=2, backoff_seconds=0.01, max_backoff_seconds=0.5)
+POLICY = HttpPolicy(timeout_seconds=5.0, max_retries=2, backoff_seconds=0.01, max_backoff_seconds=0.02)
 
 
 @dataclass
@@ -58,10 +59,19 @@ PARENT = TaskEnvelope(
 )
 
 
-async def submit(url: str, *, ordinal: int = 1, priority: int | None = None, token: str | None = "tok") -> str:
+async def submit(
+    url: str,
+    *,
+    ordinal: int = 1,
+    priority: int | None = None,
+    token: str | None = "tok",
+    breakers: CircuitBreakers | None = None,
+) -> str:
     async with aiohttp.ClientSession() as session:
-        http = ContextHttpClient(session, context_headers(PARENT), POLICY)
-        jobs = OrchestratorJobs(url + "/", "svc", token, POLICY)
+        http = ContextHttpClient(
+            session, context_headers(PARENT), POLICY, breakers=CircuitBreakers() if breakers is None else breakers
+        )
+        jobs = OrchestratorJobs(url + "/", "svc", token)
         return await jobs.submit(PARENT, http, "child", {"a": 1}, priority=priority, ordinal=ordinal)
 
 
@@ -111,11 +121,11 @@ async def test_busy_and_failing_answers_are_tried_again_after_their_retry_after(
     orchestrator: tuple[str, Script],
 ) -> None:
     url, script = orchestrator
-    busy = error(429, "rate_limited", "slow down", **{"Retry-After": "0.3"})
+    busy = error(429, "rate_limited", "slow down", **{"Retry-After": "1"})
     script.answers = [busy, error(503, "broker_unavailable", "down"), ACCEPTED]
     assert await submit(url) == "child-1"
     times = [at for at, _, _ in script.requests]
-    assert len(times) == 3 and times[1] - times[0] >= 0.3  # the 429's Retry-After, not the 10 ms backoff
+    assert len(times) == 3 and times[1] - times[0] >= 0.95  # the 429's Retry-After, not the 10 ms backoff
     assert len({body["idempotency_key"] for _, _, body in script.requests}) == 1
 
 
@@ -124,9 +134,20 @@ async def test_after_the_last_try_the_error_is_retryable(orchestrator: tuple[str
     script.answers = [error(500, "internal_error", "boom")]
     with pytest.raises(OrchestratorUnavailable) as raised:
         await submit(url)
-    assert len(script.requests) == 3 and raised.value.tries == 3
-    assert not isinstance(raised.value, PermanentError)
-    assert "after 3 tries: 500 internal_error: boom" in str(raised.value)
+    assert len(script.requests) == 3 and not isinstance(raised.value, PermanentError)
+    assert "500 internal_error after 3 attempts: boom" in str(raised.value)
+
+
+async def test_an_open_breaker_is_retryable_and_sends_nothing(orchestrator: tuple[str, Script]) -> None:
+    url, script = orchestrator
+    script.answers = [error(503, "broker_unavailable", "down")]
+    breakers = CircuitBreakers(BreakerPolicy(failure_threshold=2, cooldown_seconds=60))
+    with pytest.raises(OrchestratorUnavailable):
+        await submit(url, breakers=breakers)  # the first two tries open it; the third is not sent
+    sent = len(script.requests)
+    with pytest.raises(OrchestratorUnavailable, match="circuit breaker open"):
+        await submit(url, breakers=breakers)
+    assert len(script.requests) == sent == 2
 
 
 @pytest.mark.parametrize(

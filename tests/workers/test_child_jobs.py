@@ -159,9 +159,10 @@ async def test_an_unreachable_orchestrator_is_a_retryable_failure(
 
     assert parent["status"] == "failed", parent
     error = parent["error"]
-    # Retried as the worker's policy allows (2 attempts), each after its own 2 tries at POST /jobs.
+    # Retried as the worker's policy allows (2 attempts), each after ctx.http's own 2 tries at POST /jobs.
     assert error["error_type"] == "OrchestratorUnavailable" and error["attempts"] == 2, error
-    assert f"no job made by {nobody}/jobs after 2 tries" in error["error"]
+    assert f"no job made by {nobody}/jobs: POST {nobody}/jobs: " in error["error"]
+    assert "(2 attempts)" in error["error"]
     assert family.made == []
 
 

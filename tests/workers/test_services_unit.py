@@ -71,7 +71,7 @@ def context(
         report_progress=recorder or Recorder(),
         caller=caller or EmbeddingCaller(),
         # The built-in services make no jobs of their own: without a token, submit_job would refuse.
-        jobs=OrchestratorJobs("http://orchestrator.invalid", env.service, None, HttpPolicy()),
+        jobs=OrchestratorJobs("http://orchestrator.invalid", env.service, None),
     )
 
 
