@@ -22,7 +22,7 @@ WorkerError
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 
@@ -145,3 +145,8 @@ class CircuitOpenError(HttpError):
         super().__init__(f"circuit breaker open for {target}: {when}")
         self.target = target
         self.half_open_at = half_open_at
+
+    def retry_after_seconds(self) -> float:
+        """How long until a probe may go: the next task attempt is not scheduled sooner, so an open
+        breaker's cooldown does not use up the task's attempts (0 while a probe is already under way)."""
+        return max(0.0, (self.half_open_at - datetime.now(UTC)).total_seconds())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from protocol.topology import (
 )
 from tests.workers.helpers import CODECS, Tap, envelope, publish_task, running
 from workers import PermanentError, RetryPolicy, TaskContext, Worker
+from workers.errors import CircuitOpenError
 from workers.runtime.ledger import TaskLedger
 
 QUICK = RetryPolicy(max_retries=2, initial_delay_seconds=0.1, max_delay_seconds=0.2)
@@ -205,3 +206,31 @@ async def test_a_message_that_crashes_the_pipeline_is_parked_and_its_job_failed(
     assert parked.headers[REASON_HEADER] == "pipeline_error"
     assert "a bug in the runtime" in str(parked.headers[ERROR_HEADER])
     assert attempts == [1]  # only the healthy task ran
+
+
+async def test_an_open_circuit_breaker_delays_the_next_attempt_until_its_cooldown_ends(
+    rabbitmq_url: str, channel: AbstractChannel, service: str
+) -> None:
+    """The policy's backoff (0.1 s) is far shorter than the breaker's cooldown: retrying at 0.1 s would
+    spend every attempt against a breaker still open. The next attempt waits out the cooldown instead."""
+    attempts: list[int] = []
+    worker = Worker(service, retry=QUICK)
+
+    @worker.handler("upstream_call")
+    async def call(payload: dict[str, Any], ctx: TaskContext) -> int:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise CircuitOpenError("http://127.0.0.1:9", datetime.now(UTC) + timedelta(seconds=2))
+        return ctx.attempt
+
+    tap = await Tap.open(channel, f"*.{service}.*")
+    async with running(worker, rabbitmq_url):
+        task = envelope(service, "upstream_call", {})
+        await publish_task(channel, task)
+        events = await tap.task_events(task.task_id)
+
+    retrying = next(e for e in events if e.data.get("status") == "retrying")
+    assert retrying.data["error_type"] == "CircuitOpenError"
+    assert retrying.data["delay_seconds"] == 2.0  # the 2,000 ms delay tier, not the policy's 0.1 s
+    assert attempts == [1, 2]
+    assert events[-1].data == {"result": 2}

@@ -40,7 +40,7 @@ from protocol.events import (
 from workers.breaker import CircuitBreakers
 from workers.config import WorkerSettings
 from workers.context import ChildCaller, JobSubmitter, TaskContext
-from workers.errors import BrokerError, DeadlineExceeded, PermanentError, TimeLimitExceeded
+from workers.errors import BrokerError, CircuitOpenError, DeadlineExceeded, PermanentError, TimeLimitExceeded
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
@@ -82,12 +82,18 @@ class Failure:
     error_type: str
     status: Literal[JobStatus.FAILED, JobStatus.TIMED_OUT] = JobStatus.FAILED
     retryable: bool = True
+    # The error's own word on when another attempt could succeed (an open circuit breaker's cooldown):
+    # the next attempt waits at least this long, whatever the retry policy's backoff says.
+    not_before_seconds: float = 0.0
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
         """A handler's exception; PermanentError (and its subclasses) are never retryable."""
         message = str(exc) or repr(exc)
-        return cls(clip(message), type(exc).__name__, retryable=not isinstance(exc, PermanentError))
+        wait = exc.retry_after_seconds() if isinstance(exc, CircuitOpenError) else 0.0
+        return cls(
+            clip(message), type(exc).__name__, retryable=not isinstance(exc, PermanentError), not_before_seconds=wait
+        )
 
     @classmethod
     def invalid_payload(cls, model: object, exc: ValidationError) -> Failure:

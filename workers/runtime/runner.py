@@ -166,7 +166,8 @@ class TaskRunner:
         if not policy.allows_another_attempt(envelope.attempt):
             return await self._bury(message, envelope, failure, failed.seq)
         try:
-            delay = await self._d.rescheduler.later(message, envelope, policy.delay_seconds(envelope.attempt))
+            wanted = max(policy.delay_seconds(envelope.attempt), failure.not_before_seconds)
+            delay = await self._d.rescheduler.later(message, envelope, wanted)
         except BrokerError as exc:
             # Requeued, it comes back redelivered and becomes the next attempt without the delay.
             log.warning("retry of task %s not scheduled (%s); requeueing it", envelope.task_id, exc)
