@@ -2,6 +2,9 @@
 
 Concurrency, prefetch, rate limits and retry defaults come from the queue settings of
 the reference documents (llm 10 / embedding 20 / ingestion 5 concurrent, retries 3/5/10).
+A rate limit is only where a service calls something that limits it: query's LLM calls (100 a
+minute, the default of LLM_RATE_LIMIT). Embedding and ingestion compute locally and agent's model
+calls go through query, so a rate of their own would only slow them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class ServiceProfile:
     job_types: tuple[str, ...]
     concurrency: int
     prefetch: int  # unacked messages per worker process
-    rate_limit_per_minute: int
+    rate_limit_per_minute: int | None  # calls to an external API per minute, over every process
     retry: RetryDefaults
     time_limit_seconds: float  # a handler running longer is cancelled, and the attempt fails
 
@@ -33,9 +36,9 @@ BUILTIN_SERVICES: Final[dict[str, ServiceProfile]] = {
     profile.name: profile
     for profile in (
         ServiceProfile("query", ("llm_request",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0), 120.0),
-        ServiceProfile("embedding", ("embedding_request",), 20, 40, 600, RetryDefaults(5, 0.2, 0.3, 3.0), 60.0),
-        ServiceProfile("ingestion", ("document_processing",), 5, 5, 50, RetryDefaults(10, 1.0, 2.0, 30.0), 1800.0),
-        ServiceProfile("agent", ("agent_execution",), 10, 10, 100, RetryDefaults(3, 0.5, 0.5, 5.0), 600.0),
+        ServiceProfile("embedding", ("embedding_request",), 20, 40, None, RetryDefaults(5, 0.2, 0.3, 3.0), 60.0),
+        ServiceProfile("ingestion", ("document_processing",), 5, 5, None, RetryDefaults(10, 1.0, 2.0, 30.0), 1800.0),
+        ServiceProfile("agent", ("agent_execution",), 10, 10, None, RetryDefaults(3, 0.5, 0.5, 5.0), 600.0),
     )
 }
 

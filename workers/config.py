@@ -6,13 +6,15 @@ the object is built (`from_env` reads variables, keyword arguments never do).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from plumbing.settings import EnvSettings, SharedSettings
 from protocol.control import MAX_REPORTED_BREAKERS
 from workers.breaker import DEFAULT_COOLDOWN_SECONDS, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_TARGETS
+from workers.errors import ConfigurationError
+from workers.rate_limit import RateLimit, parse_rate_limit
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS: Final[float] = 30.0
 DEFAULT_HEARTBEAT_SECONDS: Final[float] = 5.0
@@ -29,6 +31,18 @@ DEFAULT_LLM_TIMEOUT_SECONDS: Final[float] = 120.0
 DEFAULT_CONSUMER_TIMEOUT_SECONDS: Final[float] = 1800.0
 
 
+def _rate_limit_setting(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_rate_limit(value)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None  # so SettingsError names the variable
+
+
+RateLimitSetting = Annotated[RateLimit, BeforeValidator(_rate_limit_setting)]
+
+
 class LlmSettings(EnvSettings):
     """An OpenAI-compatible chat completions endpoint; without `base_url` the query service answers locally."""
 
@@ -36,6 +50,8 @@ class LlmSettings(EnvSettings):
     api_key: str | None = Field(default=None, validation_alias="LLM_API_KEY", repr=False)
     model: str = Field(default=DEFAULT_LLM_MODEL, validation_alias="LLM_MODEL")
     timeout_seconds: PositiveFloat = Field(default=DEFAULT_LLM_TIMEOUT_SECONDS, validation_alias="LLM_TIMEOUT_SECONDS")
+    # Chat completions started over every query process; None: the query profile's rate_limit_per_minute.
+    rate_limit: RateLimitSetting | None = Field(default=None, validation_alias="LLM_RATE_LIMIT")
 
     @field_validator("base_url")
     @classmethod
@@ -49,6 +65,9 @@ class WorkerSettings(SharedSettings):
     # The Worker's own concurrency and prefetch, overridden when set.
     concurrency: PositiveInt | None = Field(default=None, validation_alias="BATON_WORKER_CONCURRENCY")
     prefetch: PositiveInt | None = Field(default=None, validation_alias="BATON_WORKER_PREFETCH")
+    # The Worker's own limits over every process of the service, overridden when set.
+    rate_limit: RateLimitSetting | None = Field(default=None, validation_alias="BATON_WORKER_RATE_LIMIT")
+    max_concurrency: PositiveInt | None = Field(default=None, validation_alias="BATON_WORKER_MAX_CONCURRENCY")
     # Per RabbitMQ connection attempt.
     connect_timeout_seconds: PositiveFloat = Field(
         default=DEFAULT_CONNECT_TIMEOUT_SECONDS, validation_alias="BATON_CONNECT_TIMEOUT_SECONDS"

@@ -15,6 +15,14 @@ A step's handler sees its execution through `ctx.workflow` (None for a plain tas
 `dynamic_properties`: the input merged with every earlier step's returned `context`). A step's handler
 may return `{"context": {...}}` to add to those properties and `{"next": "<step>"}` to pick a branch.
 
+Limits over every process of the service, kept in Redis (see workers.runtime.flow_limits):
+
+    worker = Worker("mailer", rate_limit="100/m", max_concurrency=20)
+
+`rate_limit` is tasks started per second, minute or hour ("N/s", "N/m", "N/h"; or a function of the
+process's WorkerSettings returning a RateLimit or None), `max_concurrency` tasks running at once. A task
+over a limit waits, its message unacked, until it may start.
+
 Retry policy and time limit: the handler's, else the Worker's, else the defaults (3 retries
 from 0.5 s up to 10 s; 300 s). A handler running past its time limit is cancelled and the
 attempt fails with `TimeLimitExceeded`, which is retried like any other error.
@@ -31,17 +39,23 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
 from protocol.names import JOB_TYPE_PATTERN, check_service_name, is_job_type
 from workers.errors import ConfigurationError
+from workers.rate_limit import RateLimit, parse_rate_limit
 from workers.retry import RetryPolicy
 from workers.workflows import WorkflowDeclaration, declaration
 
+if TYPE_CHECKING:
+    from workers.config import WorkerSettings
+
 HandlerFunc = Callable[..., Awaitable[Any]]
+# A rate limit that depends on the process's settings (the query service's LLM_RATE_LIMIT).
+RateLimitFromSettings = Callable[["WorkerSettings"], RateLimit | None]
 F = TypeVar("F", bound=HandlerFunc)
 
 
@@ -79,6 +93,8 @@ class Worker:
         prefetch: int | None = None,
         retry: RetryPolicy | None = None,
         time_limit: float | None = None,
+        rate_limit: str | RateLimitFromSettings | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         try:
             self.service = check_service_name(service)
@@ -94,6 +110,10 @@ class Worker:
         self.prefetch = prefetch if prefetch is not None else concurrency
         self.retry = retry if retry is not None else RetryPolicy()
         self.time_limit = _check_time_limit(time_limit) if time_limit is not None else DEFAULT_TIME_LIMIT_SECONDS
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self._rate_limit = parse_rate_limit(rate_limit) if isinstance(rate_limit, str) else rate_limit
         self._handlers: dict[str, HandlerSpec] = {}
         self._workflows: dict[str, WorkflowDeclaration] = {}
 
@@ -130,6 +150,10 @@ class Worker:
         declared = declaration(workflow_id, name=name, steps=steps, on_failure=on_failure, output=output)
         self._workflows[workflow_id] = declared
         return declared
+
+    def rate_limit_for(self, settings: WorkerSettings) -> RateLimit | None:
+        """The Worker's own rate limit (BATON_WORKER_RATE_LIMIT, which overrides it, is the runtime's call)."""
+        return self._rate_limit(settings) if callable(self._rate_limit) else self._rate_limit
 
     def handler_for(self, job_type: str) -> HandlerSpec | None:
         return self._handlers.get(job_type)

@@ -33,6 +33,8 @@ from workers.runtime.child_jobs import OrchestratorJobs
 from workers.runtime.consumer import TaskConsumer
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Executions, TimeLimits
+from workers.runtime.flow_gate import FlowGate, resolve_limits
+from workers.runtime.flow_store import FlowLimitStore
 from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
 from workers.runtime.ledger import TaskLedger
@@ -68,6 +70,7 @@ class WorkerRuntime:
         self.executions = Executions()
         # Resolved here, so a capped time limit is reported when the worker starts, not on its first task.
         self.time_limits = TimeLimits(worker, settings.consumer_timeout_seconds)
+        self.flow_limits = resolve_limits(worker, settings)
         self.stats = RunnerStats()
         # One per process: every task's calls to a target share its breaker.
         self.breakers = CircuitBreakers(
@@ -79,6 +82,8 @@ class WorkerRuntime:
         )
         self._codecs = CodecSet(max_bytes=settings.max_message_bytes)
         self._ledger: TaskLedger | None = None
+        self._flow_store: FlowLimitStore | None = None
+        self.flow_gate: FlowGate | None = None
         self._connection: AbstractRobustConnection | None = None
         self._http: aiohttp.ClientSession | None = None
         self._consumer: TaskConsumer | None = None
@@ -125,6 +130,10 @@ class WorkerRuntime:
         )
         self._http = aiohttp.ClientSession()
         self._ledger = TaskLedger(self.settings.redis_url)
+        if self.flow_limits:
+            self._flow_store = FlowLimitStore(self.settings.redis_url, service, self.flow_limits)
+            await self._flow_store.start()
+            self.flow_gate = FlowGate(self._flow_store, cancelled)
         attempts = AttemptRunner(
             AttemptDeps(
                 settings=self.settings,
@@ -153,6 +162,7 @@ class WorkerRuntime:
                 ledger=self._ledger,
                 limits=self.time_limits,
                 cancelled=cancelled,
+                flow_gate=self.flow_gate,
             ),
             self.stats,
         )
@@ -170,12 +180,13 @@ class WorkerRuntime:
         await self._consumer.start(consume_channel)
         await self._heartbeat.start()
         log.info(
-            "worker %s serving %s on %s (concurrency %d, prefetch %d) via %s",
+            "worker %s serving %s on %s (concurrency %d, prefetch %d; limits over all processes: %s) via %s",
             self.worker_id,
             ", ".join(self.worker.job_types),
             self._consumer.queue_name,
             self.concurrency,
             self.prefetch,
+            self.flow_limits,
             redact(self.settings.rabbitmq_url),
         )
 
@@ -186,6 +197,8 @@ class WorkerRuntime:
         self._stopped = True
         grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
         try:
+            if self.flow_gate is not None:
+                self.flow_gate.stop_waiting()  # tasks waiting for a limit never started: handed back at once
             if self._consumer is not None:
                 await self._consumer.stop(grace)
             if self._heartbeat is not None:
@@ -201,6 +214,9 @@ class WorkerRuntime:
         if self._ledger is not None:
             await self._ledger.close()
             self._ledger = None
+        if self._flow_store is not None:
+            await self._flow_store.close()
+            self._flow_store = None
         if self._connection is not None:
             try:
                 await self._connection.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -40,9 +41,17 @@ class CancelledJobs:
 
     def __init__(self, capacity: int = DEFAULT_REMEMBERED_CANCELS) -> None:
         self._jobs: BoundedMap[tuple[str, str], tuple[str, float]] = BoundedMap(capacity)
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    def on_cancel(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(tenant_id, global_task_id)` on every cancel from now on: tasks waiting before
+        they run (for a flow limit) are not executions, and learn of it this way."""
+        self._listeners.append(listener)
 
     def add(self, command: CancelCommand) -> None:
         self._jobs.put((command.tenant_id, command.global_task_id), (command.reason, time.monotonic()))
+        for listener in self._listeners:
+            listener(command.tenant_id, command.global_task_id)
 
     def reason_for(self, envelope: TaskEnvelope) -> str | None:
         entry = self._jobs.get((envelope.tenant_id, envelope.global_task_id))

@@ -166,3 +166,9 @@ class TimeLimits:
         """Seconds the handler may run now, for a delivery received at monotonic time `received_at`."""
         waited = time.monotonic() - received_at
         return max(0.0, min(self._limits[job_type], self.cap - waited))
+
+    def max_wait(self, job_type: str, received_at: float) -> float:
+        """Seconds the delivery may still wait for a flow limit before it starts: as long as its handler
+        then keeps its whole time limit (at least half the cap when the limit is longer)."""
+        waited = time.monotonic() - received_at
+        return self.cap - waited - min(self._limits[job_type], self.cap / 2)

@@ -39,6 +39,7 @@ from workers.runtime.bounded_map import BoundedMap
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import TimeLimits
+from workers.runtime.flow_gate import Admitted, FlowGate, Refusal, Refused
 from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.intake import Accepted, Rejection, classify
 from workers.runtime.ledger import LedgerState, TaskLedger
@@ -75,6 +76,7 @@ class RunnerDeps:
     ledger: TaskLedger
     limits: TimeLimits
     cancelled: CancelledJobs
+    flow_gate: FlowGate | None = None  # None: the service has no flow limits, and no delivery asks Redis for them
 
 
 class TaskRunner:
@@ -134,14 +136,23 @@ class TaskRunner:
             self._d.cancelled.forget_stale(envelope, ledger_read_at)
         reason = self._d.cancelled.reason_for(envelope)
         if state is LedgerState.CANCELLED or reason is not None:
-            seq = EventSequence.for_delivery(envelope, redelivered=redelivered)
-            return await self._finish(
-                message, envelope, Outcome(cancelled_event(envelope, reason or CANCELLED_REASON, seq.next()))
-            )
+            return await self._cancelled(message, envelope, reason or CANCELLED_REASON, redelivered=redelivered)
         if redelivered:
             return await self._redelivered(accepted, message)
+        gate = self._d.flow_gate
+        admitted: Admitted | None = None
+        if gate is not None:
+            verdict = await gate.admit(envelope, self._d.limits.max_wait(envelope.type, received_at))
+            if isinstance(verdict, Refused):
+                return await self._refused(accepted, message, verdict)
+            admitted = verdict
         started = time.monotonic()
-        result = await self._d.attempts.run(accepted, self._d.limits.budget(envelope.type, received_at))
+        try:
+            # The budget counts any wait for a flow limit: the broker's consumer timeout runs from delivery.
+            result = await self._d.attempts.run(accepted, self._d.limits.budget(envelope.type, received_at))
+        finally:
+            if gate is not None and admitted is not None:
+                await gate.release(admitted)
         log.debug(
             "task %s (%s) attempt %d ran %.3f s",
             envelope.task_id,
@@ -155,6 +166,24 @@ class TaskRunner:
         if isinstance(result, Outcome):
             return await self._finish(message, envelope, result)
         return await self._failed(accepted, message, result)
+
+    async def _cancelled(
+        self, message: AbstractIncomingMessage, envelope: TaskEnvelope, reason: str, *, redelivered: bool
+    ) -> Settlement:
+        """The job was cancelled before this delivery ran: its outcome is task_cancelled."""
+        seq = EventSequence.for_delivery(envelope, redelivered=redelivered)
+        return await self._finish(message, envelope, Outcome(cancelled_event(envelope, reason, seq.next())))
+
+    async def _refused(self, accepted: Accepted, message: AbstractIncomingMessage, refused: Refused) -> Settlement:
+        """The delivery waited for a flow limit and will not run now."""
+        envelope = accepted.envelope
+        if refused.refusal is Refusal.CANCELLED:
+            return await self._cancelled(message, envelope, refused.detail, redelivered=False)
+        if refused.refusal is Refusal.DEADLINE:
+            failed = AttemptFailed(Failure.deadline(refused.detail), EventSequence(envelope.attempt))
+            return await self._failed(accepted, message, failed)
+        log.info("task %s not started: %s; handing it back to the queue", envelope.task_id, refused.detail)
+        return await self.hand_back(message)
 
     async def _failed(self, accepted: Accepted, message: AbstractIncomingMessage, failed: AttemptFailed) -> Settlement:
         envelope, failure = accepted.envelope, failed.failure
@@ -275,7 +304,7 @@ class TaskRunner:
         finished = self._finished.get(envelope.task_id)
         self._finished.put(envelope.task_id, max(envelope.attempt, finished or 0))
 
-    async def hand_back(self, message: AbstractIncomingMessage) -> None:
+    async def hand_back(self, message: AbstractIncomingMessage) -> Settlement:
         """A delivery that never started when the process stops gracefully: back to the queue
         without using up an attempt.
 
@@ -287,16 +316,14 @@ class TaskRunner:
         flagged one as the next attempt (at-least-once).
         """
         if message.redelivered:
-            await self._settle(message, Happened.INTERRUPTED)
-            return
+            return await self._settle(message, Happened.INTERRUPTED)
         try:
             await self._d.rescheduler.as_received(message, self._d.worker.service)
         except BrokerError as exc:
             log.warning("unstarted message %s not handed back (%s); requeueing it", message.message_id, exc)
-            await self._settle(message, Happened.PUBLISH_FAILED)
-            return
+            return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.handed_back += 1
-        await self._settle(message, Happened.HANDED_BACK)
+        return await self._settle(message, Happened.HANDED_BACK)
 
     async def quarantine(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         """The pipeline itself crashed on this message: park it instead of requeueing it into a hot loop."""

@@ -8,6 +8,10 @@ An endpoint still answering 429/5xx after those retries fails the task retryably
 any other refusal fails it for good (LlmError).
 Without it the answer is a deterministic local one, labelled as such (`model: baton-local`
 and a `note`), so a fresh install works end to end without pretending to be a model.
+
+With a model configured, tasks start at most at `LLM_RATE_LIMIT` (default: the query profile's
+100/m) over every query process: one task asks for one completion (its retries after a 429 or 5xx
+are spaced by the endpoint's own Retry-After). Local answers are not limited.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workers.config import LlmSettings
+from workers.config import LlmSettings, WorkerSettings
 from workers.context import TaskContext
 from workers.errors import HttpStatusError, PermanentError
 from workers.http import HttpResponse
+from workers.rate_limit import RateLimit
 from workers.sdk import Worker
-from workers.services import builtin_worker
+from workers.services import builtin_worker, profile_rate_limit
 from workers.upstream_retry import is_upstream_failure
 
 LOCAL_MODEL: Final[str] = "baton-local"
@@ -122,9 +127,15 @@ async def answer_query(payload: LlmRequest, ctx: TaskContext) -> dict[str, Any]:
     return await remote_answer(payload, llm, ctx)
 
 
+def llm_rate_limit(settings: WorkerSettings) -> RateLimit | None:
+    if settings.llm.base_url is None:
+        return None  # local answers call nothing that needs protecting
+    return settings.llm.rate_limit or profile_rate_limit("query")
+
+
 def register(worker: Worker) -> None:
     worker.handler("llm_request")(answer_query)
 
 
-worker = builtin_worker("query")
+worker = builtin_worker("query", rate_limit=llm_rate_limit)
 register(worker)
