@@ -45,6 +45,7 @@ from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.flow_limits import FlowLimitStats
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.task_owners import TaskOwners
@@ -163,6 +164,7 @@ def create_app(
         live.directory,
         metrics,
         live_status=lambda: LiveStatus(consumer.state, live.bus.state, deployment_check.health),
+        flow_limits=FlowLimitStats(redis),
     )
 
     # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+
+class FlowLimitFigures(Protocol):
+    """One service's flow limit figures (the health report's `limits`)."""
+
+    @property
+    def max_concurrency(self) -> int | None: ...
+    @property
+    def running(self) -> int: ...
+    @property
+    def waits(self) -> Mapping[str, int]: ...
+    @property
+    def wait_seconds(self) -> Mapping[str, float]: ...
 
 
 class OrchestratorMetrics:
@@ -83,6 +99,13 @@ class OrchestratorMetrics:
             registry=r,
         )
 
+        self._flow_limits: Mapping[str, FlowLimitFigures] = {}
+        r.register(_FlowLimitsCollector(lambda: self._flow_limits))
+
+    def show_flow_limits(self, by_service: Mapping[str, FlowLimitFigures]) -> None:
+        """The services' flow limit figures as of the latest health report (kept in Redis by the workers)."""
+        self._flow_limits = by_service
+
     def job_finished(self, job_type: str, status: str, created_at: str) -> None:
         """Count a job that reached a terminal status, and the time since its creation (ISO-8601)."""
         self.jobs_finished.labels(type=job_type, status=status).inc()
@@ -101,3 +124,29 @@ class OrchestratorMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FlowLimitsCollector:
+    """Counters whose totals live in Redis (every worker process adds to them): exposed as read, not counted here."""
+
+    def __init__(self, latest: Callable[[], Mapping[str, FlowLimitFigures]]) -> None:
+        self._latest = latest
+
+    def collect(self) -> Iterator[Metric]:
+        waits = CounterMetricFamily(
+            "baton_flow_limit_waits", "Tasks that waited for a flow limit", labels=["service", "limit"]
+        )
+        seconds = CounterMetricFamily(
+            "baton_flow_limit_wait_seconds", "Time tasks waited for a flow limit", labels=["service", "limit"]
+        )
+        running = GaugeMetricFamily(
+            "baton_flow_limit_running", "Tasks holding a concurrency lease, over every worker", labels=["service"]
+        )
+        for service, limits in self._latest().items():
+            for limit, count in limits.waits.items():
+                waits.add_metric([service, limit], count)
+            for limit, total in limits.wait_seconds.items():
+                seconds.add_metric([service, limit], total)
+            if limits.max_concurrency is not None:
+                running.add_metric([service], limits.running)
+        yield from (waits, seconds, running)

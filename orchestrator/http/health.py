@@ -22,10 +22,11 @@ from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.errors import BrokerError, RegistryError
 from orchestrator.http.breaker_summary import CLOSED, TargetBreakers, by_target
-from orchestrator.http.schemas import HealthReport, ServiceHealth
+from orchestrator.http.schemas import FlowLimitsHealth, HealthReport, ServiceHealth
 from orchestrator.live.update_bus import BusState
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import LiveService, ServiceDirectory
+from orchestrator.store.flow_limits import FlowLimitStats, ServiceLimits
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.services import BUILTIN_SERVICES
 from protocol.topology import task_queue
@@ -56,8 +57,10 @@ class HealthChecker:
         *,
         live_status: Callable[[], LiveStatus],
         cache_seconds: float = CACHE_SECONDS,
+        flow_limits: FlowLimitStats | None = None,
     ) -> None:
         self._live_status = live_status
+        self._flow_limits = flow_limits
         self._publisher = publisher
         self._registry = registry
         self._directory = directory
@@ -109,9 +112,10 @@ class HealthChecker:
         live = await self._live_services(services) if redis_up else {}
         builtin = [service for service in services if service in BUILTIN_SERVICES]
         announced = [s for s in services if s not in BUILTIN_SERVICES and s in live and live[s].workers]
-        builtin_stats, announced_stats = await asyncio.gather(
+        builtin_stats, announced_stats, limits = await asyncio.gather(
             self._queue_stats(builtin),
             self._queue_stats(announced) if announced else _nothing(),
+            self._limits() if redis_up else _nothing(),
         )
         broker_up = builtin_stats is not None
         stats = {**(builtin_stats or {}), **(announced_stats or {})}
@@ -126,6 +130,7 @@ class HealthChecker:
                 consumers=queue_stats.consumers if queue_stats else None,
                 live_workers=live[service].workers if service in live else None,
                 circuit_breakers=[b.health() for b in breakers.get(service, []) if b.state != CLOSED],
+                limits=_limits_health(limits.get(service)),
             )
         self._breakers = breakers
         state = self._live_status()
@@ -164,6 +169,7 @@ class HealthChecker:
             if health.live_workers is not None:
                 self._metrics.live_workers.labels(service=service).set(health.live_workers)
         self._refresh_breaker_gauges()
+        self._metrics.show_flow_limits({s: h.limits for s, h in report.services.items() if h.limits is not None})
 
     def _refresh_breaker_gauges(self) -> None:
         series = {(service, b.target): b for service, found in self._breakers.items() for b in found}
@@ -203,6 +209,15 @@ class HealthChecker:
             log.warning("health: RabbitMQ did not answer: %s", exc)
             return None
 
+    async def _limits(self) -> dict[str, ServiceLimits]:
+        if self._flow_limits is None:
+            return {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._flow_limits.read()
+        except (RegistryError, TimeoutError):
+            return {}
+
     async def _live_services(self, services: list[str]) -> dict[str, LiveService]:
         # One pipeline, not a command per service: with hundreds announced (a day of test runs on this
         # machine left 821) one command each missed the 1 s bound and no service showed live workers.
@@ -215,3 +230,15 @@ class HealthChecker:
 
 async def _nothing() -> dict[str, Any]:
     return {}
+
+
+def _limits_health(limits: ServiceLimits | None) -> FlowLimitsHealth | None:
+    if limits is None:
+        return None
+    return FlowLimitsHealth(
+        rate_limit=limits.rate_limit,
+        max_concurrency=limits.max_concurrency,
+        running=limits.running,
+        waits=limits.waits,
+        wait_seconds=limits.wait_seconds,
+    )

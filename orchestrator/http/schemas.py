@@ -276,6 +276,16 @@ class BreakerHealth(BaseModel):
     workers: int = Field(description="live worker processes whose breaker on this target is not closed")
 
 
+class FlowLimitsHealth(BaseModel):
+    """A service's limits over all its worker processes (`Worker(rate_limit=..., max_concurrency=...)`)."""
+
+    rate_limit: str | None = Field(description="tasks started per window, e.g. `100/m`")
+    max_concurrency: int | None
+    running: int = Field(description="tasks holding a concurrency lease now")
+    waits: dict[str, int] = Field(description="tasks that waited, by limit (`rate`, `concurrency`)")
+    wait_seconds: dict[str, float] = Field(description="their total wait, by limit")
+
+
 class ServiceHealth(BaseModel):
     queue: str
     messages: int | None = Field(description="ready messages; null when unknown (broker down, queue missing)")
@@ -284,6 +294,7 @@ class ServiceHealth(BaseModel):
     circuit_breakers: list[BreakerHealth] = Field(
         default_factory=list, description="the breakers of its live workers that are open or half-open"
     )
+    limits: FlowLimitsHealth | None = Field(default=None, description="null when the service has no flow limits")
 
 
 class HealthReport(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -57,7 +58,9 @@ def test_the_query_service_limits_its_llm_calls_only_when_it_makes_them() -> Non
 
 
 @pytest.fixture
-async def stores(redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Callable[..., FlowLimitStore]]:
+async def stores(
+    redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> AsyncIterator[Callable[..., FlowLimitStore]]:
     service = f"t-limits-{unique}"
     made: list[FlowLimitStore] = []
 
@@ -82,14 +85,16 @@ async def test_the_rate_spaces_starts_one_interval_apart_and_counts_the_waits(
     assert all(a is not None and a.verdict is Verdict.GRANTED for a in answers)
     waits = [a.seconds for a in answers if a is not None]
     assert waits[0] == pytest.approx(0, abs=0.02)
-    for earlier, later in zip(waits, waits[1:], strict=False):
+    for earlier, later in itertools.pairwise(waits):
         assert later - earlier == pytest.approx(0.1, abs=0.02)  # each reserves the next slot
     stats = await redis_client.hgetall(stats_key(store.service))
     assert int(stats[b"waits:rate"]) == 4
     assert float(stats[b"wait_seconds:rate"]) == pytest.approx(sum(waits), abs=0.05)
 
 
-async def test_a_rate_slot_further_than_the_task_may_wait_is_not_reserved(stores: Callable[..., FlowLimitStore]) -> None:
+async def test_a_rate_slot_further_than_the_task_may_wait_is_not_reserved(
+    stores: Callable[..., FlowLimitStore],
+) -> None:
     store = stores(FlowLimits(rate=RateLimit(1, 1)))
     assert (await store.acquire(None, max_wait=0.5, waited=0)) is not None
     too_far = await store.acquire(None, max_wait=0.5, waited=0)

@@ -197,10 +197,15 @@ class WorkerRuntime:
         self._stopped = True
         grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
         try:
-            if self.flow_gate is not None:
-                self.flow_gate.stop_waiting()  # tasks waiting for a limit never started: handed back at once
             if self._consumer is not None:
-                await self._consumer.stop(grace)
+                consumer_stopped = asyncio.ensure_future(self._consumer.stop(grace))
+                if self.flow_gate is not None:
+                    # Tasks waiting for a flow limit never started: handed back at once, not after the grace
+                    # period. After the consumer's first step (its cancel is on the way): a copy handed back
+                    # before the broker stops delivering comes straight back here, and is handed back again.
+                    await asyncio.sleep(0)
+                    self.flow_gate.stop_waiting()
+                await consumer_stopped
             if self._heartbeat is not None:
                 await self._heartbeat.stop()
         finally:
