@@ -160,3 +160,15 @@ async def test_starting_publishes_the_limits_for_the_orchestrator(
     assert (stats[b"rate_limit"], stats[b"max_concurrency"]) == (b"100/m", b"20")
     assert await redis_client.sismember(LIMITED_SERVICES_KEY, store.service)
     assert 0 < await redis_client.ttl(stats_key(store.service)) <= 24 * 3600
+
+
+async def test_concurrent_acquires_share_a_round_trip_and_keep_the_arithmetic(
+    stores: Callable[..., FlowLimitStore],
+) -> None:
+    store = stores(FlowLimits(rate=RateLimit(10, 1), max_concurrency=4))
+    answers = await asyncio.gather(*(store.acquire(f"lease-{n}", max_wait=60, waited=0) for n in range(6)))
+
+    verdicts = [a.verdict for a in answers if a is not None]
+    assert verdicts == [Verdict.GRANTED] * 4 + [Verdict.CONCURRENCY_FULL] * 2  # in call order
+    waits = [a.seconds for a in answers[:4] if a is not None]
+    assert waits == pytest.approx([0, 0.1, 0.2, 0.3], abs=0.02)

@@ -10,6 +10,9 @@ RENEW_SECONDS; a killed process's leases expire within LEASE_SECONDS and the nex
 them. A task holds its lease while it sleeps for its rate slot, so leases freeing up never turn
 reserved slots into a burst.
 
+Concurrent calls of one process share round trips (plumbing.redis_batch): the acquires that arrive
+while one is in flight go together in the next script call, in order; releases likewise in one ZREM.
+
 Waits are counted by the acquire that grants (rate: the wait it reserved; concurrency: how long the
 task had asked), in the stats hash the orchestrator reads.
 
@@ -34,6 +37,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from plumbing.burst_log import BurstLog
+from plumbing.redis_batch import RoundTripBatcher
 from protocol.flow_limits import (
     FLOW_LIMITS_TTL_SECONDS,
     LIMITED_SERVICES_KEY,
@@ -60,46 +64,58 @@ BACKOFF_SECONDS: Final[float] = 2.0
 _MICROS: Final[int] = 1_000_000
 _REDIS_ERRORS: Final = (RedisError, OSError, TimeoutError)
 
-# KEYS: leases, rate, stats. ARGV: lease id ('' without a concurrency limit), max concurrency, lease us,
-# rate interval us (0 without a rate limit), longest rate wait to reserve us, seconds the task has
-# waited for a lease, stats TTL s, then the four counter fields: rate waits, rate seconds,
-# concurrency waits, concurrency seconds. Returns {verdict, microseconds}: {0, wait before starting}
-# granted; {1, until the soonest lease expires} concurrency full; {2, wait} the rate slot is too far.
+# KEYS: leases, rate, stats. ARGV: max concurrency (0: none), lease us, rate interval us (0: none),
+# stats TTL s, the four counter fields (rate waits, rate seconds, concurrency waits, concurrency
+# seconds), then per request, in order: lease id ('' without a concurrency limit), the longest rate
+# wait it may reserve (us), the seconds it has waited for a lease already. Returns per request
+# {verdict, microseconds}: {0, wait before starting} granted; {1, until the soonest lease expires}
+# concurrency full; {2, wait} its rate slot is too far (nothing reserved).
 # Numbers go back to Redis formatted with %.0f: Lua would print 1.7e+15 and lose the microseconds.
 _ACQUIRE: Final[str] = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local lease = ARGV[1]
-if lease ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
-  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+local limit, lease_us, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local leased, counted = false, false
+if limit > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now)) end
+local replies = {}
+for i = 9, #ARGV, 3 do
+  local lease, waited = ARGV[i], tonumber(ARGV[i + 2])
+  local verdict, wait = 0, 0
+  if lease ~= '' and redis.call('ZCARD', KEYS[1]) >= limit then
     local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {1, string.format('%.0f', tonumber(soonest[2]) - now)}
+    verdict, wait = 1, tonumber(soonest[2]) - now
+  elseif interval > 0 then
+    local tat = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+    if tat > now then wait = tat - now else tat = now end
+    if wait > tonumber(ARGV[i + 1]) then
+      verdict = 2
+    else
+      local ttl_ms = math.ceil((wait + interval) / 1000) + 1000
+      redis.call('SET', KEYS[2], string.format('%.0f', tat + interval), 'PX', ttl_ms)
+    end
   end
+  if verdict == 0 then
+    if lease ~= '' then
+      redis.call('ZADD', KEYS[1], string.format('%.0f', now + wait + lease_us), lease)
+      leased = true
+    end
+    if wait > 0 then
+      redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+      redis.call('HINCRBYFLOAT', KEYS[3], ARGV[6], wait / 1000000)
+      counted = true
+    end
+    if waited > 0 then
+      redis.call('HINCRBY', KEYS[3], ARGV[7], 1)
+      redis.call('HINCRBYFLOAT', KEYS[3], ARGV[8], waited)
+      counted = true
+    end
+  end
+  replies[#replies + 1] = verdict
+  replies[#replies + 1] = string.format('%.0f', wait)
 end
-local wait = 0
-local interval = tonumber(ARGV[4])
-if interval > 0 then
-  local tat = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-  if tat > now then wait = tat - now else tat = now end
-  if wait > tonumber(ARGV[5]) then return {2, string.format('%.0f', wait)} end
-  redis.call('SET', KEYS[2], string.format('%.0f', tat + interval), 'PX', math.ceil((wait + interval) / 1000) + 1000)
-end
-if lease ~= '' then
-  redis.call('ZADD', KEYS[1], string.format('%.0f', now + wait + tonumber(ARGV[3])), lease)
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-end
-local waited = tonumber(ARGV[6])
-if wait > 0 then
-  redis.call('HINCRBY', KEYS[3], ARGV[8], 1)
-  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[9], wait / 1000000)
-end
-if waited > 0 then
-  redis.call('HINCRBY', KEYS[3], ARGV[10], 1)
-  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[11], waited)
-end
-if wait > 0 or waited > 0 then redis.call('EXPIRE', KEYS[3], ARGV[7]) end
-return {0, string.format('%.0f', wait)}
+if leased then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if counted then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+return replies
 """
 
 # KEYS: leases. ARGV: lease us, TTL s, lease ids. Only raises expiries (GT: a lease reserved for a
@@ -110,6 +126,9 @@ local expiry = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]) +
 for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 'GT', expiry, ARGV[i]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 """
+
+
+_Request = tuple[str, int, str]  # lease id, longest rate wait (us), seconds waited for a lease
 
 
 class Verdict(IntEnum):
@@ -168,6 +187,12 @@ class FlowLimitStore:
         self._renew = self._redis.register_script(_RENEW)
         self._lease_us = round(lease_seconds * _MICROS)
         self._renew_seconds = renew_seconds
+        self._acquires: RoundTripBatcher[_Request, tuple[int, int]] = RoundTripBatcher(
+            self._acquire_batch, f"baton-flow-acquires:{service}"
+        )
+        self._releases: RoundTripBatcher[str, None] = RoundTripBatcher(
+            self._release_batch, f"baton-flow-releases:{service}"
+        )
         self._held: set[str] = set()
         self._skip_until = 0.0
         self._warnings = BurstLog(log, interval=30.0)
@@ -183,37 +208,46 @@ class FlowLimitStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
             self._keeper = None
+        await self._acquires.close(ConnectionError("flow limits closed"))
+        await self._releases.close(ConnectionError("flow limits closed"))
         await self._redis.aclose()
 
     async def acquire(self, lease_id: str | None, *, max_wait: float, waited: float) -> Answer | None:
         """One round trip: a lease (when there is a concurrency limit) and a rate slot no further than
         `max_wait` seconds away; `waited` is how long this task has asked already. None: Redis did not
         answer (run unlimited)."""
-        rate, concurrency = self.limits.rate, self.limits.max_concurrency
-        args = [
-            lease_id or "",
-            concurrency or 0,
-            self._lease_us,
-            round(rate.interval_seconds * _MICROS) if rate else 0,
-            round(max(0.0, max_wait) * _MICROS),
-            f"{waited:.6f}",
-            FLOW_LIMITS_TTL_SECONDS,
-            waits_field(LimitKind.RATE),
-            wait_seconds_field(LimitKind.RATE),
-            waits_field(LimitKind.CONCURRENCY),
-            wait_seconds_field(LimitKind.CONCURRENCY),
-        ]
-        reply = await self._call("acquire", self._acquire, keys=self._keys, args=args)
+        request = (lease_id or "", round(max(0.0, max_wait) * _MICROS), f"{waited:.6f}")
+        reply = await self._call("acquire", self._acquires.submit, request, timeout=REDIS_TIMEOUT_SECONDS * 2)
         if reply is None:
             return None
-        answer = Answer(Verdict(int(reply[0])), int(reply[1]) / _MICROS)
+        answer = Answer(Verdict(reply[0]), reply[1] / _MICROS)
         if answer.verdict is Verdict.GRANTED and lease_id:
             self._held.add(lease_id)
         return answer
 
     async def release(self, lease_id: str) -> None:
         self._held.discard(lease_id)
-        await self._call("release", self._redis.zrem, self._keys[0], lease_id)
+        await self._call("release", self._releases.submit, lease_id, timeout=REDIS_TIMEOUT_SECONDS * 2)
+
+    async def _acquire_batch(self, requests: list[_Request]) -> list[tuple[int, int]]:
+        rate, concurrency = self.limits.rate, self.limits.max_concurrency
+        args = [
+            concurrency or 0,
+            self._lease_us,
+            round(rate.interval_seconds * _MICROS) if rate else 0,
+            FLOW_LIMITS_TTL_SECONDS,
+            waits_field(LimitKind.RATE),
+            wait_seconds_field(LimitKind.RATE),
+            waits_field(LimitKind.CONCURRENCY),
+            wait_seconds_field(LimitKind.CONCURRENCY),
+            *(arg for request in requests for arg in request),
+        ]
+        reply = await self._acquire(keys=self._keys, args=args)
+        return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    async def _release_batch(self, lease_ids: list[str]) -> list[None]:
+        await self._redis.zrem(self._keys[0], *lease_ids)
+        return [None] * len(lease_ids)
 
     async def record_abandoned_wait(self, seconds: float) -> None:
         """A task that waited for a lease and then did not start (cancelled, stopping, past its deadline)."""
