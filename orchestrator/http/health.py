@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -233,12 +234,4 @@ async def _nothing() -> dict[str, Any]:
 
 
 def _limits_health(limits: ServiceLimits | None) -> FlowLimitsHealth | None:
-    if limits is None:
-        return None
-    return FlowLimitsHealth(
-        rate_limit=limits.rate_limit,
-        max_concurrency=limits.max_concurrency,
-        running=limits.running,
-        waits=limits.waits,
-        wait_seconds=limits.wait_seconds,
-    )
+    return FlowLimitsHealth(**dataclasses.asdict(limits)) if limits is not None else None

@@ -79,6 +79,21 @@ async def start_workers(
             await process.wait()
 
 
+async def _run_tasks(channel: AbstractChannel, service: str, count: int, seconds: float) -> None:
+    """Publish `count` tasks of `seconds` each and wait until all completed (none failed or parked)."""
+    tap = await Tap.open(channel, f"*.{service}.*")
+    tasks = [envelope(service, "work", {"seconds": seconds}, global_task_id=f"job-{i}-{service}") for i in range(count)]
+    for task in tasks:
+        await publish_task(channel, task)
+    outcomes = await _outcomes(tap, len(tasks), within=30)
+    assert set(outcomes.values()) == {EventType.TASK_COMPLETED}, outcomes
+
+
+async def _pids(redis_client: aioredis.Redis, record: str) -> set[str]:
+    """The processes that ran the recorded starts."""
+    return {line.split()[1] for line in await redis_client.lrange(f"{record}:pids", 0, -1)}
+
+
 async def _outcomes(tap: Tap, count: int, within: float) -> dict[str, EventType]:
     """The terminal event of `count` tasks, by task id."""
     terminal: dict[str, EventType] = {}
@@ -108,19 +123,13 @@ async def test_a_rate_of_10_per_second_holds_over_two_processes(
     redis_client: aioredis.Redis,
 ) -> None:
     await start_workers(2, BATON_WORKER_RATE_LIMIT="10/s")  # type: ignore[operator]
-    tap = await Tap.open(channel, f"*.{service}.*")
-    tasks = [envelope(service, "work", {"seconds": 0.05}, global_task_id=f"rate-{i}-{service}") for i in range(40)]
-    for task in tasks:
-        await publish_task(channel, task)
-    outcomes = await _outcomes(tap, len(tasks), within=30)
+    await _run_tasks(channel, service, 40, seconds=0.05)
 
-    assert set(outcomes.values()) == {EventType.TASK_COMPLETED}, outcomes
     starts = [float(t) for t in await redis_client.lrange(f"{record}:starts", 0, -1)]
     assert len(starts) == 40
     assert _most_in_any_window(starts, 1.0) <= 11
     assert max(starts) - min(starts) >= 3.8  # 40 starts at 10/s: about 3.9 s from first to last
-    pids = {line.split()[1] for line in await redis_client.lrange(f"{record}:pids", 0, -1)}
-    assert len(pids) == 2  # both processes took part
+    assert len(await _pids(redis_client, record)) == 2  # both processes took part
     stats = await redis_client.hgetall(stats_key(service))
     assert int(stats[b"waits:rate"]) >= 30 and stats[b"rate_limit"] == b"10/s"
 
@@ -133,18 +142,12 @@ async def test_at_most_3_run_at_once_over_two_processes_of_concurrency_5(
     redis_client: aioredis.Redis,
 ) -> None:
     await start_workers(2, BATON_WORKER_MAX_CONCURRENCY="3")  # type: ignore[operator]
-    tap = await Tap.open(channel, f"*.{service}.*")
-    tasks = [envelope(service, "work", {"seconds": 0.3}, global_task_id=f"conc-{i}-{service}") for i in range(20)]
-    for task in tasks:
-        await publish_task(channel, task)
-    outcomes = await _outcomes(tap, len(tasks), within=30)
+    await _run_tasks(channel, service, 20, seconds=0.3)
 
-    assert set(outcomes.values()) == {EventType.TASK_COMPLETED}, outcomes
     seen = [int(n) for n in await redis_client.lrange(f"{record}:running_seen", 0, -1)]
     assert len(seen) == 20
     assert max(seen) == 3  # never more, and the limit was used
-    pids = {line.split()[1] for line in await redis_client.lrange(f"{record}:pids", 0, -1)}
-    assert len(pids) == 2
+    assert len(await _pids(redis_client, record)) == 2
     assert await redis_client.zcard(leases_key(service)) == 0  # every lease released
 
 

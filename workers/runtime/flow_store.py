@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from plumbing.burst_log import BurstLog
@@ -50,8 +47,8 @@ from protocol.flow_limits import (
     wait_seconds_field,
     waits_field,
 )
-from workers.errors import ConfigurationError
 from workers.rate_limit import RateLimit
+from workers.runtime.redis_client import worker_redis
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +167,7 @@ class FlowLimitStore:
         lease_seconds: float = LEASE_SECONDS,
         renew_seconds: float = RENEW_SECONDS,
     ) -> None:
-        try:
-            self._redis: aioredis.Redis = aioredis.Redis.from_url(
-                redis_url,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                retry=Retry(NoBackoff(), 0),
-                client_name="baton-worker-limits",
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"REDIS_URL is not usable: {exc}") from exc
+        self._redis = worker_redis(redis_url, timeout_seconds=REDIS_TIMEOUT_SECONDS, client_name="baton-worker-limits")
         self.service = service
         self.limits = limits
         self._keys = [leases_key(service), rate_key(service), stats_key(service)]

@@ -25,16 +25,13 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Final, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from plumbing.burst_log import BurstLog
 from plumbing.redis_batch import RoundTripBatcher
 from protocol.envelope import TaskEnvelope
 from protocol.ledger import LEDGER_TTL_SECONDS, cancelled_key, done_key
-from workers.errors import ConfigurationError
+from workers.runtime.redis_client import worker_redis
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +72,7 @@ class _BackingOff(Exception):
 
 class TaskLedger:
     def __init__(self, redis_url: str, *, timeout_seconds: float = LEDGER_TIMEOUT_SECONDS) -> None:
-        try:
-            self._redis: aioredis.Redis = aioredis.Redis.from_url(
-                redis_url,
-                socket_timeout=timeout_seconds,
-                socket_connect_timeout=timeout_seconds,
-                retry=Retry(NoBackoff(), 0),
-                client_name="baton-worker",
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"REDIS_URL is not usable: {exc}") from exc
+        self._redis = worker_redis(redis_url, timeout_seconds=timeout_seconds, client_name="baton-worker")
         self._mark_done = self._redis.register_script(_MARK_DONE)
         self._timeout = timeout_seconds
         self._checks: RoundTripBatcher[tuple[str, str], tuple[_Raw, _Raw]] = RoundTripBatcher(
