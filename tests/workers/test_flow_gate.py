@@ -103,11 +103,19 @@ async def test_a_task_whose_deadline_passes_while_it_waits_times_out_unrun(
 
 
 async def test_a_graceful_stop_hands_a_waiting_task_back_unstarted(
-    rabbitmq_url: str, redis_url: str, channel: AbstractChannel, service: str, limit_keys: None
+    rabbitmq_url: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    channel: AbstractChannel,
+    service: str,
+    limit_keys: None,
 ) -> None:
     started: list[str] = []
     async with running(
-        gated(service, started, rate_limit="1/m"), rabbitmq_url, redis_url=redis_url, shutdown_grace_seconds=10
+        gated(service, started, rate_limit="1/m", max_concurrency=5),
+        rabbitmq_url,
+        redis_url=redis_url,
+        shutdown_grace_seconds=10,
     ) as runtime:
         first, second = job(service, "first", 0), job(service, "second", 0)
         await publish_task(channel, first)
@@ -120,6 +128,7 @@ async def test_a_graceful_stop_hands_a_waiting_task_back_unstarted(
         stopped_in = loop.time() - stop_began
 
     assert stopped_in < 5  # not the grace period: a waiting task never started
+    assert await redis_client.zcard(leases_key(service)) == 0  # the lease it held for its rate slot too
     assert runtime.stats.handed_back >= 1  # again, should a copy come back before the consumer's cancel
     queue = await channel.declare_queue(task_queue(service), passive=True)
     message = await queue.get(timeout=5, fail=True)

@@ -124,7 +124,13 @@ class FlowGate:
                     continue
                 waiter.wants_lease = False
                 admitted = Admitted(lease_id)
-                refused = await self._sleep_for_slot(waiter, answer.seconds)
+                try:
+                    refused = await self._sleep_for_slot(waiter, answer.seconds)
+                except BaseException:
+                    # Cancelled while it slept (a handler stuck past the stop's grace period, say): no longer
+                    # renewed, its lease expires on its own.
+                    self._store.abandon(lease_id)
+                    raise
                 if refused is not None:
                     await self.release(admitted)
                     return refused

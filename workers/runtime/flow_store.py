@@ -213,8 +213,12 @@ class FlowLimitStore:
             self._held.add(lease_id)
         return answer
 
+    def abandon(self, lease_id: str | None) -> None:
+        """Stop renewing a lease that cannot be released now: it expires within LEASE_SECONDS."""
+        self._held.discard(lease_id or "")
+
     async def release(self, lease_id: str) -> None:
-        self._held.discard(lease_id)
+        self.abandon(lease_id)
         await self._call("release", self._releases.submit, lease_id, timeout=REDIS_TIMEOUT_SECONDS * 2)
 
     async def _acquire_batch(self, requests: list[_Request]) -> list[tuple[int, int]]:
