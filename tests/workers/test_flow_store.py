@@ -17,6 +17,7 @@ from workers.runtime.flow_gate import resolve_limits
 from workers.runtime.flow_store import FlowLimits, FlowLimitStore, Verdict
 from workers.sdk import Worker
 from workers.services.query import llm_rate_limit
+from workers.services.query import worker as query_worker
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,8 @@ def test_the_query_service_limits_its_llm_calls_only_when_it_makes_them() -> Non
     assert llm_rate_limit(WorkerSettings()) is None  # local answers
     remote = WorkerSettings.from_env({"LLM_BASE_URL": "http://llm.example"})
     assert llm_rate_limit(remote) == RateLimit(100, 60)  # the query profile's rate_limit_per_minute
+    assert resolve_limits(query_worker, remote) == FlowLimits(RateLimit(100, 60))  # what its processes hold
+    assert not resolve_limits(query_worker, WorkerSettings())  # no gate: the tests and benchmark run unslowed
     assert llm_rate_limit(WorkerSettings.from_env({"LLM_BASE_URL": "http://x", "LLM_RATE_LIMIT": "2/s"})) == RateLimit(
         2, 1
     )
