@@ -132,6 +132,7 @@ async def test_a_rate_of_10_per_second_holds_over_two_processes(
     assert len(await _pids(redis_client, record)) == 2  # both processes took part
     stats = await redis_client.hgetall(stats_key(service))
     assert int(stats[b"waits:rate"]) >= 30 and stats[b"rate_limit"] == b"10/s"
+    assert b"waits:concurrency" not in stats  # no concurrency limit: nobody waited for a lease
 
 
 async def test_at_most_3_run_at_once_over_two_processes_of_concurrency_5(
@@ -149,6 +150,8 @@ async def test_at_most_3_run_at_once_over_two_processes_of_concurrency_5(
     assert max(seen) == 3  # never more, and the limit was used
     assert len(await _pids(redis_client, record)) == 2
     assert await redis_client.zcard(leases_key(service)) == 0  # every lease released
+    stats = await redis_client.hgetall(stats_key(service))
+    assert 0 < int(stats[b"waits:concurrency"]) < 20 and b"waits:rate" not in stats
 
 
 async def test_a_killed_process_leases_free_within_their_expiry(

@@ -111,7 +111,8 @@ class FlowGate:
                         await self._store.record_abandoned_wait(waited)
                     return refused
                 lease_id = uuid.uuid4().hex if self.limits.max_concurrency else None
-                answer = await self._store.acquire(lease_id, max_wait=max_wait - waited, waited=waited)
+                lease_wait = waited if waiter.wants_lease else 0.0  # counted as a concurrency wait when granted
+                answer = await self._store.acquire(lease_id, max_wait=max_wait - waited, waited=lease_wait)
                 if answer is None:
                     return Admitted(None)
                 if answer.verdict is Verdict.RATE_TOO_FAR:
