@@ -331,7 +331,7 @@ async def test_health_and_metrics(api: Api) -> None:
     assert (health["status"], health["broker"], health["redis"]) == ("ok", "up", "up")
     ours = health["services"][api.service]
     expected = {"queue": task_queue(api.service), "messages": 1, "consumers": 0, "live_workers": 1}
-    assert ours == {**expected, "circuit_breakers": []}
+    assert ours == {**expected, "circuit_breakers": [], "limits": None}
     assert "query" in health["services"]
 
     text = await (await api.client.get("/metrics")).text()
