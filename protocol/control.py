@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from protocol.envelope import PROTOCOL_VERSION, utc_now
 from protocol.names import JOB_TYPE_PATTERN, SERVICE_NAME_PATTERN, TENANT_ID_PATTERN
@@ -20,6 +28,10 @@ MAX_DECLARED_WORKFLOWS: Final[int] = 100  # per service
 BREAKERS_KIND: Final[str] = "circuit_breakers"  # the last part of the breaker report's routing key
 MAX_REPORTED_BREAKERS: Final[int] = 100  # per worker process
 MAX_BREAKER_TARGET_CHARS: Final[int] = 300
+# The longest result-cache TTL a worker may declare for a job type (and a client ask for): 7 days.
+MAX_CACHE_TTL_SECONDS: Final[int] = 7 * 24 * 3600
+
+CacheTtl = Annotated[int, Field(ge=1, le=MAX_CACHE_TTL_SECONDS)]
 
 
 class CancelCommand(BaseModel):
@@ -53,7 +65,18 @@ class WorkerHeartbeat(BaseModel):
     timestamp: datetime = Field(default_factory=utc_now)
     interval_seconds: float = Field(gt=0)
     stopping: bool = False
+    # Protocol version 1 addition: job type -> result-cache TTL (seconds) its handler declares. Sent only
+    # when not empty: an older orchestrator refuses a heartbeat with a field it does not know, so a worker
+    # that declares no cache TTL stays readable to it (one that does needs an orchestrator of this release).
+    cache_ttls: dict[JobType, CacheTtl] = Field(default_factory=dict, max_length=1000)
     v: Literal[1] = PROTOCOL_VERSION
+
+    @model_serializer(mode="wrap")
+    def _without_empty_cache_ttls(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("cache_ttls"):
+            data.pop("cache_ttls", None)
+        return data
 
 
 class DeclaredWorkflow(BaseModel):

@@ -46,6 +46,11 @@ BUILTIN_JOB_TYPES: Final[dict[str, str]] = {
     job_type: profile.name for profile in BUILTIN_SERVICES.values() for job_type in profile.job_types
 }
 
+# Result-cache TTL (seconds) of the built-in job types whose result is a pure function of the payload:
+# an embedding of the same text by the same model is the same vector. An LLM answer is not (sampling,
+# a changing knowledge base), nor are an agent run or a document's indexing (side effects): off.
+BUILTIN_CACHE_TTLS: Final[dict[str, int]] = {"embedding_request": 3600}
+
 # Workflow executions are jobs of this reserved type and service: their events come from the
 # orchestrator's workflow engine, never from a worker, and no worker may announce either name.
 WORKFLOW_SERVICE: Final[str] = "workflows"

@@ -5,6 +5,11 @@
     @worker.handler("echo_request", retry=RetryPolicy(max_retries=5), time_limit=60)
     async def echo(payload: EchoIn, ctx: TaskContext) -> dict: ...
 
+`cache_ttl=3600` on a handler whose result is a pure function of its payload makes the orchestrator's
+result cache on by default for its job type (the worker announces it in its heartbeats): an identical
+job of the same tenant within the hour is answered with the stored result, and one identical to a job
+still running attaches to it. Clients may still ask otherwise per job (`cache` in POST /jobs).
+
 A workflow may be declared beside the handlers (see workers.workflows); the worker announces it and
 the orchestrator offers it to every tenant:
 
@@ -44,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
+from protocol.control import MAX_CACHE_TTL_SECONDS
 from protocol.names import JOB_TYPE_PATTERN, check_service_name, is_job_type
 from workers.errors import ConfigurationError
 from workers.rate_limit import RateLimit, parse_rate_limit
@@ -72,6 +78,7 @@ class HandlerSpec:
     adapter: TypeAdapter[Any]
     retry: RetryPolicy | None = None  # None: the Worker's
     time_limit: float | None = None  # seconds; None: the Worker's
+    cache_ttl: int | None = None  # seconds the orchestrator caches a result by default; None: off
 
     @property
     def name(self) -> str:
@@ -155,6 +162,11 @@ class Worker:
         """The Worker's own rate limit (BATON_WORKER_RATE_LIMIT, which overrides it, is the runtime's call)."""
         return self._rate_limit(settings) if callable(self._rate_limit) else self._rate_limit
 
+    @property
+    def cache_ttls(self) -> dict[str, int]:
+        """Job type -> default result-cache TTL, for the handlers that declare one."""
+        return {t: spec.cache_ttl for t, spec in self._handlers.items() if spec.cache_ttl is not None}
+
     def handler_for(self, job_type: str) -> HandlerSpec | None:
         return self._handlers.get(job_type)
 
@@ -165,12 +177,19 @@ class Worker:
         return spec.time_limit if spec.time_limit is not None else self.time_limit
 
     def handler(
-        self, job_type: str, *, retry: RetryPolicy | None = None, time_limit: float | None = None
+        self,
+        job_type: str,
+        *,
+        retry: RetryPolicy | None = None,
+        time_limit: float | None = None,
+        cache_ttl: int | None = None,
     ) -> Callable[[F], F]:
         """Register `async def f(payload: Model, ctx: TaskContext)` for `job_type`."""
         if not is_job_type(job_type):
             raise ConfigurationError(f"job type {job_type!r} must match {JOB_TYPE_PATTERN}")
         limit = None if time_limit is None else _check_time_limit(time_limit)
+        if cache_ttl is not None:
+            _check_cache_ttl(cache_ttl)
 
         def register(func: F) -> F:
             if job_type in self._handlers:
@@ -185,7 +204,7 @@ class Worker:
                 raise ConfigurationError(
                     f"handler {func.__qualname__}: payload type {payload_type!r} cannot be validated: {exc}"
                 ) from exc
-            self._handlers[job_type] = HandlerSpec(job_type, func, payload_type, adapter, retry, limit)
+            self._handlers[job_type] = HandlerSpec(job_type, func, payload_type, adapter, retry, limit, cache_ttl)
             return func
 
         return register
@@ -195,6 +214,13 @@ def _check_time_limit(seconds: float) -> float:
     if not seconds > 0:
         raise ConfigurationError(f"time_limit must be a positive number of seconds, got {seconds}")
     return float(seconds)
+
+
+def _check_cache_ttl(seconds: int) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_CACHE_TTL_SECONDS:
+        raise ConfigurationError(
+            f"cache_ttl must be a whole number of seconds, 1 to {MAX_CACHE_TTL_SECONDS}, got {seconds!r}"
+        )
 
 
 def payload_annotation(func: HandlerFunc) -> Any:

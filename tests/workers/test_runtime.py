@@ -40,7 +40,7 @@ class Sum(BaseModel):
 def adder(service: str, calls: list[Any] | None = None) -> Worker:
     worker = Worker(service, concurrency=4)
 
-    @worker.handler("add")
+    @worker.handler("add", cache_ttl=30)
     async def add(payload: Numbers, ctx: TaskContext) -> Sum:
         if calls is not None:
             calls.append(payload)
@@ -244,5 +244,6 @@ async def test_heartbeat_announces_job_types_and_says_goodbye(
 
     assert first.worker_id == runtime.worker_id == second.worker_id == last.worker_id
     assert sorted(first.job_types) == ["add", "explode", "sleep"]
+    assert first.cache_ttls == {"add": 30}  # the orchestrator's result-cache default for the type
     assert (first.service, first.concurrency, first.in_flight, first.stopping) == (service, 4, 0, False)
     assert second.timestamp > first.timestamp

@@ -94,3 +94,20 @@ def test_duplicate_job_types_and_bad_names_are_refused() -> None:
         Worker("Bad.Service")
     with pytest.raises(ConfigurationError, match="concurrency"):
         Worker("svc", concurrency=0)
+
+
+def test_a_handler_may_declare_a_cache_ttl_and_the_worker_lists_them() -> None:
+    worker = Worker("embedder")
+
+    @worker.handler("embed_request", cache_ttl=600)
+    async def embed(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        return {}
+
+    @worker.handler("plain_request")
+    async def plain(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        return {}
+
+    assert worker.cache_ttls == {"embed_request": 600}
+    for bad in (0, -1, 7 * 24 * 3600 + 1, 1.5, True):
+        with pytest.raises(ConfigurationError, match="cache_ttl"):
+            worker.handler("other_request", cache_ttl=bad)  # type: ignore[arg-type]

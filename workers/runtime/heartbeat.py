@@ -63,6 +63,7 @@ class Heartbeat:
             started_at=self._started_at,
             interval_seconds=self._interval,
             stopping=stopping,
+            cache_ttls=self._worker.cache_ttls,
         )
 
     async def start(self) -> None:
