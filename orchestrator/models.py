@@ -85,6 +85,20 @@ class CreateStatus(StrEnum):
     CREATED = "created"
     EXISTING = "existing"  # same tenant, same idempotency key, same request
     CONFLICT = "conflict"  # same tenant and key, different request
+    COALESCED = "coalesced"  # an identical cache-enabled job is open: the record is that job's
+    CACHED = "cached"  # the identical job completed within its cache TTL: the record is that job's
+
+
+@dataclass(frozen=True)
+class CacheSlot:
+    """A cache-enabled job's place in the result cache: its tenant's entry for `job_type` and the payload's
+    digest, kept `ttl_seconds` once the job completes; identical requests attach to it while it runs, for
+    at most `in_flight_seconds` (a lost job must not hold them off for ever)."""
+
+    job_type: str
+    digest: str
+    ttl_seconds: int
+    in_flight_seconds: int
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.broker.dead_letter_queues import DeadLetter
 from orchestrator.broker.queue_inspector import QueueStats
-from orchestrator.models import CancelResult, CreateResult, JobRecord, JobUpdate
+from orchestrator.models import CacheSlot, CancelResult, CreateResult, JobRecord, JobUpdate
 from orchestrator.store.registry import ApplyOutcome
 from protocol.control import CancelCommand, WorkerHeartbeat
 from protocol.envelope import TaskEnvelope
@@ -38,10 +38,16 @@ class TaskRegistry(Protocol):
     """The GlobalTaskRegistry of jobs. Errors: `orchestrator.errors.RegistryError` and its subclasses."""
 
     async def create(
-        self, record: JobRecord, idempotency_key: str | None = None, fingerprint: str | None = None
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        cache: CacheSlot | None = None,
     ) -> CreateResult:
         """Store a new job; with an idempotency key, the same request finds the first job (EXISTING)
-        and a different one is refused (CONFLICT), both carrying the stored record."""
+        and a different one is refused (CONFLICT), both carrying the stored record. With a cache slot
+        (and no key), an identical open job is found (COALESCED) or one that completed within the TTL
+        (CACHED); else the new job takes the slot until it ends."""
         ...
 
     async def get(self, tenant_id: str, job_id: str) -> JobRecord | None: ...

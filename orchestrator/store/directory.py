@@ -1,7 +1,8 @@
 """ServiceDirectory: which service serves a job type, and which worker processes are alive.
 
-Workers announce their job types in heartbeats; the map lives in Redis so every replica
-routes alike, and the built-in types are known in advance. A worker counts as live until
+Workers announce their job types in heartbeats, with the result-cache TTL a handler declares;
+the maps live in Redis so every replica routes (and caches) alike, and the built-in types are
+known in advance. A worker counts as live until
 `heartbeat_grace_intervals` of its own heartbeat intervals pass without one, measured on
 this side's clock (worker clocks may drift).
 
@@ -28,7 +29,7 @@ from orchestrator.store.codec import text
 from orchestrator.store.registry import redis_errors
 from plumbing.burst_log import BurstLog
 from protocol.control import BreakerStatus, CircuitBreakerReport, WorkerHeartbeat
-from protocol.services import BUILTIN_JOB_TYPES, BUILTIN_SERVICES
+from protocol.services import BUILTIN_CACHE_TTLS, BUILTIN_JOB_TYPES, BUILTIN_SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ end
 return removed
 """
 
-# KEYS: workers hash, routes hash, announced services set, services' last-seen sorted set
+# KEYS: workers hash, routes hash, announced services set, services' last-seen sorted set, cache defaults hash
 # ARGV: service, worker_id, entry ('' when stopping), now, builtin ('1'/'0'), max services,
-#       max job types, max workers, workers ttl, job types...
-# Returns {1 if recorded else 0, job types refused}.
+#       max job types, max workers, workers ttl, then per job type: type, cache ttl ('' for none)
+# Returns {1 if recorded else 0, job types refused}. A type's cache default follows the service its route names.
 _RECORD: Final[str] = """
 local service = ARGV[1]
 local builtin = ARGV[5] == '1'
@@ -87,7 +88,7 @@ if not builtin then
 end
 local routes = redis.call('HLEN', KEYS[2])
 local refused = 0
-for i = 10, #ARGV do
+for i = 10, #ARGV, 2 do
   local current = redis.call('HGET', KEYS[2], ARGV[i])
   if current ~= service then
     if not current and routes >= tonumber(ARGV[7]) then
@@ -95,6 +96,14 @@ for i = 10, #ARGV do
     else
       redis.call('HSET', KEYS[2], ARGV[i], service)
       if not current then routes = routes + 1 end
+      current = service
+    end
+  end
+  if current == service then
+    if ARGV[i + 1] == '' then
+      redis.call('HDEL', KEYS[5], ARGV[i])
+    else
+      redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
     end
   end
 end
@@ -110,7 +119,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
-# KEYS: announced services set, services' last-seen sorted set, routes hash; ARGV: cutoff, now.
+# KEYS: announced services set, services' last-seen sorted set, routes hash, cache defaults hash; ARGV: cutoff, now.
 # Forgets the services last seen before the cutoff with their routes; returns their names.
 _EXPIRE: Final[str] = """
 for _, service in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -127,7 +136,10 @@ for _, service in ipairs(expired) do
 end
 local routes = redis.call('HGETALL', KEYS[3])
 for i = 1, #routes, 2 do
-  if gone[routes[i + 1]] then redis.call('HDEL', KEYS[3], routes[i]) end
+  if gone[routes[i + 1]] then
+    redis.call('HDEL', KEYS[3], routes[i])
+    redis.call('HDEL', KEYS[4], routes[i])
+  end
 end
 return expired
 """
@@ -165,6 +177,7 @@ class ServiceDirectory:
         self._expire_interval = expire_interval_seconds
         self._clock = clock  # wall clock shared by replicas: seen-at times are compared across them
         self._routes: dict[str, str] = {}
+        self._cache_ttls: dict[str, int] = {}
         self._routes_read_at = float("-inf")
         self._expired_at = float("-inf")
         self._refusal_log = BurstLog(log, interval=_REFUSAL_LOG_INTERVAL_SECONDS)
@@ -177,8 +190,9 @@ class ServiceDirectory:
         """Record the worker and its job types; False when a bound refused the worker or its service."""
         now = self._clock()
         entry = "" if hb.stopping else json.dumps({"seen_at": now, "heartbeat": hb.model_dump(mode="json")})
-        # Built-in types stay with their built-in service whatever a worker claims.
+        # Built-in types stay with their built-in service (and cache default) whatever a worker claims.
         announced = [t for t in dict.fromkeys(hb.job_types) if t not in BUILTIN_JOB_TYPES]
+        cache_ttls = [(t, str(hb.cache_ttls.get(t, ""))) for t in announced]
         args = [
             hb.service,
             hb.worker_id,
@@ -189,17 +203,24 @@ class ServiceDirectory:
             self._max_job_types,
             self._max_workers,
             _WORKERS_TTL_SECONDS,
-            *announced,
+            *(value for pair in cache_ttls for value in pair),
         ]
         with redis_errors("recording a heartbeat"):
             recorded, refused = await self._record(
-                keys=[keys.workers(hb.service), keys.ROUTES, keys.ANNOUNCED_SERVICES, keys.SERVICES_SEEN], args=args
+                keys=[
+                    keys.workers(hb.service),
+                    keys.ROUTES,
+                    keys.ANNOUNCED_SERVICES,
+                    keys.SERVICES_SEEN,
+                    keys.CACHE_DEFAULTS,
+                ],
+                args=args,
             )
         if not recorded or refused:
             self._note_refusal(hb, recorded=bool(recorded), types=int(refused))
         if not recorded:
             return False
-        if any(self._routes.get(t) != hb.service for t in announced):
+        if any(self._routes.get(t) != hb.service or self._cache_ttls.get(t) != hb.cache_ttls.get(t) for t in announced):
             self._routes_read_at = float("-inf")
         return True
 
@@ -239,6 +260,13 @@ class ServiceDirectory:
         with redis_errors("resolving a job type"):
             raw = await self._redis.hget(keys.ROUTES, job_type)
         return text(raw) if raw is not None else None
+
+    async def cache_ttl_for(self, job_type: str) -> int | None:
+        """The result-cache TTL a job type has by default (its worker's declaration); None: off."""
+        if job_type in BUILTIN_JOB_TYPES:
+            return BUILTIN_CACHE_TTLS.get(job_type)
+        await self._announced_routes()
+        return self._cache_ttls.get(job_type)
 
     async def known_job_types(self) -> dict[str, str]:
         return {**await self._announced_routes(), **BUILTIN_JOB_TYPES}
@@ -317,7 +345,8 @@ class ServiceDirectory:
         now = self._clock()
         with redis_errors("expiring services"):
             raw = await self._expire(
-                keys=[keys.ANNOUNCED_SERVICES, keys.SERVICES_SEEN, keys.ROUTES], args=[now - self._service_ttl, now]
+                keys=[keys.ANNOUNCED_SERVICES, keys.SERVICES_SEEN, keys.ROUTES, keys.CACHE_DEFAULTS],
+                args=[now - self._service_ttl, now],
             )
             expired = sorted(text(s) for s in raw)
             if expired:
@@ -337,8 +366,12 @@ class ServiceDirectory:
         if time.monotonic() - self._routes_read_at > self._cache_seconds:
             await self._expire_if_due()
             with redis_errors("reading routes"):
-                raw = await self._redis.hgetall(keys.ROUTES)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hgetall(keys.ROUTES)
+                    pipe.hgetall(keys.CACHE_DEFAULTS)
+                    raw, ttls = await pipe.execute()
             self._routes = {text(k): text(v) for k, v in raw.items()}
+            self._cache_ttls = {text(k): int(v) for k, v in ttls.items()}
             self._routes_read_at = time.monotonic()
         return self._routes
 

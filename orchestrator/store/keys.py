@@ -18,8 +18,13 @@ TASK_UPDATES_CHANNEL: Final[str] = f"{PREFIX}:task_updates"
 # Service directory: job type -> service, and worker liveness per service.
 ROUTES: Final[str] = f"{PREFIX}:routes"
 ANNOUNCED_SERVICES: Final[str] = f"{PREFIX}:services"
+# Hash: announced job type -> the result-cache TTL (seconds) its worker declares (none: off by default).
+CACHE_DEFAULTS: Final[str] = f"{PREFIX}:cache-defaults"
 # Sorted set: announced service -> when a worker of it was last heard from (epoch seconds).
 SERVICES_SEEN: Final[str] = f"{PREFIX}:services:seen"
+
+# Result cache: sorted set of every tenant's live entry keys, scored by expiry (ms): the size metric.
+CACHE_ENTRIES: Final[str] = f"{PREFIX}:cache-entries"
 
 # Status indexes are passed to the Lua scripts in this fixed order.
 STATUS_ORDER: Final[tuple[str, ...]] = tuple(status.value for status in JobStatus)
@@ -61,6 +66,21 @@ def status_indexes(tenant_id: str) -> list[str]:
 def idempotency(tenant_id: str, key: str) -> str:
     """Hash {job_id, fingerprint} of the job an idempotency key created."""
     return f"{PREFIX}:idempotency:{tenant_id}:{key}"
+
+
+def cache_entry(tenant_id: str, job_type: str, digest: str) -> str:
+    """Hash {job_id, result, created_at} of a completed job's result, kept for its cache TTL."""
+    return f"{PREFIX}:cache:{tenant_id}:{job_type}:{digest}"
+
+
+def cache_index(tenant_id: str, job_type: str) -> str:
+    """Sorted set of the tenant's entry keys of one job type, scored by expiry (ms): DELETE /cache/{type}."""
+    return f"{PREFIX}:cache-index:{tenant_id}:{job_type}"
+
+
+def cache_in_flight(tenant_id: str, job_type: str, digest: str) -> str:
+    """Hash {job_id} of the open job identical requests attach to (held like an idempotency key)."""
+    return f"{PREFIX}:cache-inflight:{tenant_id}:{job_type}:{digest}"
 
 
 def sweeper_lock() -> str:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -19,6 +20,7 @@ import redis.exceptions as redis_exc
 
 from orchestrator.errors import RegistryError, RegistryUnavailable
 from orchestrator.models import (
+    CacheSlot,
     CancelResult,
     CancelStatus,
     CreateResult,
@@ -36,7 +38,7 @@ from plumbing.redis_batch import PipelineBatcher
 from protocol import ledger
 from protocol.codec import compact_json
 from protocol.envelope import utc_now
-from protocol.events import EventType, JobStatus, TaskEvent
+from protocol.events import TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
 
 DEFAULT_TTL_SECONDS: Final[int] = 24 * 3600
 # Entries of a job's delegated_services (the root task included). Children are learnt from their own
@@ -92,15 +94,22 @@ class RedisTaskRegistry:
         self._finish = redis.register_script(registry_scripts.FINISH_JOB)
         self._discard = redis.register_script(registry_scripts.DISCARD)
         self._release_idempotency = redis.register_script(registry_scripts.RELEASE_IDEMPOTENCY)
+        self._fill_cache = redis.register_script(registry_scripts.FILL_CACHE)
 
     async def ping(self) -> None:
         with redis_errors("ping"):
             await self._redis.ping()
 
     async def create(
-        self, record: JobRecord, idempotency_key: str | None = None, fingerprint: str | None = None
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        cache: CacheSlot | None = None,
     ) -> CreateResult:
-        """Store a new job atomically; with an idempotency key, a repeat gets the first job back."""
+        """Store a new job atomically; with an idempotency key, a repeat gets the first job back. With a
+        cache slot and no key, an identical open job is found instead (COALESCED), or one that completed
+        within the TTL (CACHED); else the new job holds the slot's in-flight marker until it ends."""
         record = with_root_entry(record)
         tenant = record.tenant_id
         fields = to_hash(record)
@@ -111,6 +120,10 @@ class RedisTaskRegistry:
             script_keys.append(keys.session(tenant, record.session_id))
         if idempotency_key is not None:
             script_keys.append(keys.idempotency(tenant, idempotency_key))
+        marker = None if cache is None else keys.cache_in_flight(tenant, cache.job_type, cache.digest)
+        if cache is not None and marker is not None:
+            script_keys.append(marker)
+            fields.update(_cache_fields(tenant, cache, marker))
         args: list[str | int] = [
             self._ttl,
             score(record.created_at),
@@ -119,31 +132,68 @@ class RedisTaskRegistry:
             "1" if record.session_id is not None else "0",
             "1" if idempotency_key is not None else "0",
             fingerprint or "",
+            "1" if marker is not None else "0",
+            cache.in_flight_seconds if cache is not None else 0,
         ]
         for name, value in fields.items():
             args.extend((name, value))
-        # A held key may name a job that expired or was discarded meanwhile: free it and retry once.
-        for _ in range(2):
+        # A held key or marker may name a job that expired or was discarded meanwhile (a marker: one that
+        # ended under an older replica): free it and retry, at most once per kind.
+        for _ in range(3):
             with redis_errors("creating a job"):
                 reply = await self._batch.script(self._create, script_keys, [packed_args(args)])
             outcome, job_id = text(reply[0]), text(reply[1])
             if outcome == "created":
                 return CreateResult(CreateStatus.CREATED, record)
             stored = await self.get(tenant, job_id)
-            if stored is not None:
+            if outcome == "coalesced" and cache is not None and marker is not None:
+                found = await self._held_by(stored, tenant, cache, marker)
+                if found is not None:
+                    return found
+                held_key = marker
+            elif stored is not None:
                 status = CreateStatus.EXISTING if outcome == "existing" else CreateStatus.CONFLICT
                 return CreateResult(status, stored)
-            if idempotency_key is not None:
-                with redis_errors("freeing an idempotency key"):
-                    await self._release_idempotency(keys=[keys.idempotency(tenant, idempotency_key)], args=[job_id])
+            elif idempotency_key is not None:
+                held_key = keys.idempotency(tenant, idempotency_key)
+            else:
+                continue
+            with redis_errors("freeing an idempotency key"):
+                await self._release_idempotency(keys=[held_key], args=[job_id])
         raise RegistryError(f"job {record.job_id} could not be created: its idempotency key keeps changing")
+
+    async def _held_by(
+        self, stored: JobRecord | None, tenant: str, cache: CacheSlot, marker: str
+    ) -> CreateResult | None:
+        """What an in-flight marker's job means for an identical request; None when the marker is stale."""
+        if stored is None:
+            return None
+        if stored.status not in TERMINAL_STATUSES:
+            return CreateResult(CreateStatus.COALESCED, stored)
+        # Ended, yet its marker is still held: an older replica applied its end. A completed result still
+        # within its TTL is stored now (what that replica would have done); anything else frees the marker.
+        age = time.time() - datetime.fromisoformat(stored.updated_at).timestamp()
+        if stored.status != JobStatus.COMPLETED.value or age >= cache.ttl_seconds:
+            return None
+        entry = keys.cache_entry(tenant, cache.job_type, cache.digest)
+        with redis_errors("storing a cached result"):
+            await self._fill_cache(
+                keys=[entry, keys.cache_index(tenant, cache.job_type), keys.CACHE_ENTRIES, marker],
+                args=[
+                    stored.job_id,
+                    max(1, int(cache.ttl_seconds - age)),
+                    compact_json(stored.result),
+                    stored.created_at,
+                ],
+            )
+        return CreateResult(CreateStatus.CACHED, stored)
 
     async def discard(self, tenant_id: str, job_id: str) -> None:
         """Undo a create whose publish failed: the job, its index entries and its idempotency key."""
         job_key = keys.job(tenant_id, job_id)
         with redis_errors("discarding a job"):
-            job_type, session_id, idempotency_key = await self._redis.hmget(
-                job_key, ["type", "session_id", "idempotency_key"]
+            job_type, session_id, idempotency_key, marker = await self._redis.hmget(
+                job_key, ["type", "session_id", "idempotency_key", "cache_marker"]
             )
             if job_type is None:
                 return
@@ -152,10 +202,10 @@ class RedisTaskRegistry:
                 script_keys.append(keys.session(tenant_id, text(session_id)))
             if idempotency_key is not None:
                 script_keys.append(keys.idempotency(tenant_id, text(idempotency_key)))
-            await self._discard(
-                keys=script_keys,
-                args=[job_id, "1" if session_id is not None else "0", "1" if idempotency_key is not None else "0"],
-            )
+            if marker is not None:
+                script_keys.append(text(marker))
+            flags = ["1" if value is not None else "0" for value in (session_id, idempotency_key, marker)]
+            await self._discard(keys=script_keys, args=[job_id, *flags])
 
     async def get(self, tenant_id: str, job_id: str) -> JobRecord | None:
         with redis_errors("reading a job"):
@@ -225,7 +275,7 @@ class RedisTaskRegistry:
             attempt_of(event),
             self._max_tasks,
         ]
-        script_keys = keys.script_keys(event.tenant_id, job_id)
+        script_keys = [*keys.script_keys(event.tenant_id, job_id), keys.CACHE_ENTRIES]
         with redis_errors("applying an event"):
             reply = await self._batch.script(self._apply, script_keys, [packed_args(apply_args)])
         outcome = text(reply[0])
@@ -308,6 +358,16 @@ class RedisTaskRegistry:
             for index in {*indexes, keys.tenant_jobs(tenant_id), *keys.status_indexes(tenant_id)}:
                 pipe.zrem(index, *job_ids)
             await pipe.execute()
+
+
+def _cache_fields(tenant: str, cache: CacheSlot, marker: str) -> dict[str, str]:
+    """The job hash's fields that name its cache keys, for the scripts that end the job (scripts.py)."""
+    return {
+        "cache_marker": marker,
+        "cache_entry": keys.cache_entry(tenant, cache.job_type, cache.digest),
+        "cache_index": keys.cache_index(tenant, cache.job_type),
+        "cache_ttl": str(cache.ttl_seconds),
+    }
 
 
 def with_root_entry(record: JobRecord) -> JobRecord:

@@ -8,6 +8,13 @@ The two that run for every job (CREATE, APPLY_EVENT) take their arguments as one
 of strings in ARGV[1] (`registry_codec.packed_args`), read into a local ARGV: redis-py packs a
 command in Python, argument by argument: one argument instead of thirty saves the orchestrator
 about 40 % of a call's CPU, and Redis none (tests/bench/redis_client.py).
+
+One exception to declared keys: a cache-enabled job's result-cache keys (its entry, its tenant and
+type's index and its in-flight marker) are named in its hash when it is created, and the scripts that
+end a job read them from there: the caller of APPLY_EVENT has only the event, and ending the job,
+releasing the marker and storing the result must be one step (no window where an identical request
+attaches to a finished job, none where a failed job's marker outlives it). Baton runs on one Redis
+(every script already spans one tenant's several keys), so the undeclared keys are always local.
 """
 
 from __future__ import annotations
@@ -48,17 +55,54 @@ local function move_status(job_id, from, to, ttl)
 end
 """
 
-# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash]
-# ARGV (packed): ttl, score, job_id, status, has_session, has_idempotency, fingerprint, field, value, ...
+# The result cache's side of a job that ends (see the module docstring): its in-flight marker goes if it
+# still names the job, and a completed job's result becomes the entry, in the tenant and type's index and
+# the all-entries set (both scored by expiry in ms, pruned of expired entries as they grow).
+_CACHE = """
+local function store_entry(entry, index, entries, ttl, job_id, result, created_at)
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('HSET', entry, 'job_id', job_id, 'result', result, 'created_at', created_at)
+  redis.call('EXPIRE', entry, ttl)
+  for _, key in ipairs({index, entries}) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+    redis.call('ZADD', key, now_ms + ttl * 1000, entry)
+  end
+  if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end
+end
+
+local function release_marker(marker, job_id)
+  if marker and redis.call('HGET', marker, 'job_id') == job_id then redis.call('DEL', marker) end
+end
+
+-- entries: the all-entries set's key, nil where the job cannot complete (FINISH_JOB)
+local function settle_cache(job_key, job_id, status, result, created_at, entries)
+  local c = redis.call('HMGET', job_key, 'cache_marker', 'cache_entry', 'cache_index', 'cache_ttl')
+  if not c[4] then return end
+  release_marker(c[1], job_id)
+  if status == 'completed' and entries then
+    if result == '' then result = 'null' end
+    store_entry(c[2], c[3], entries, tonumber(c[4]), job_id, result, created_at)
+  end
+end
+"""
+
+# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash], [in-flight marker]
+# ARGV (packed): ttl, score, job_id, status, has_session, has_idempotency, fingerprint, has_marker, marker ttl,
+# field, value, ...
+# The in-flight marker is held like an idempotency key: an open job identical to this one (same tenant,
+# type and payload) holding it answers 'coalesced' with its id, unless the request has an idempotency
+# key (its key decides alone); otherwise the new job takes it if free.
 CREATE: Final[str] = (
     _PACKED_ARGV
     + _COMMON
     + """
 local ttl, score, job_id, status = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local next_key = 11
-local session_key, idem_key
+local session_key, idem_key, marker_key
 if ARGV[5] == '1' then session_key = KEYS[next_key]; next_key = next_key + 1 end
-if ARGV[6] == '1' then idem_key = KEYS[next_key] end
+if ARGV[6] == '1' then idem_key = KEYS[next_key]; next_key = next_key + 1 end
+if ARGV[8] == '1' then marker_key = KEYS[next_key] end
 local fingerprint = ARGV[7]
 
 if idem_key then
@@ -67,10 +111,13 @@ if idem_key then
     if held[2] == fingerprint then return {'existing', held[1]} end
     return {'conflict', held[1]}
   end
+elseif marker_key then
+  local held = redis.call('HGET', marker_key, 'job_id')
+  if held then return {'coalesced', held} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate', job_id} end
 
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('EXPIRE', KEYS[1], ttl)
 for _, key in ipairs({KEYS[2], KEYS[STATUS_KEY[status]], KEYS[10], session_key}) do
   redis.call('ZADD', key, score, job_id)
@@ -80,11 +127,14 @@ if idem_key then
   redis.call('HSET', idem_key, 'job_id', job_id, 'fingerprint', fingerprint)
   redis.call('EXPIRE', idem_key, ttl)
 end
+if marker_key and redis.call('HSETNX', marker_key, 'job_id', job_id) == 1 then
+  redis.call('EXPIRE', marker_key, tonumber(ARGV[9]))
+end
 return {'created', job_id}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes
+# KEYS: job, all-jobs index, 7 status indexes, the result cache's all-entries set
 # ARGV (packed): job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt,
 # max tasks per job
 # (progress, result and error are JSON text, '' when the event carries none; attempt 0 when unknown)
@@ -96,6 +146,7 @@ return {'created', job_id}
 APPLY_EVENT: Final[str] = (
     _PACKED_ARGV
     + _COMMON
+    + _CACHE
     + f"""
 local MAX_ATTEMPT_LEAP, MAX_SEQ = {MAX_ATTEMPT_LEAP}, {MAX_SEQ}
 """
@@ -156,6 +207,7 @@ if task_id == cur[2] then
   if attempt > tonumber(cur[7] or '1') and attempt <= math.max(seq_attempt, 1) then
     table.insert(fields, 'attempt'); table.insert(fields, string.format('%d', attempt))
   end
+  if TERMINAL[task_status] then settle_cache(KEYS[1], job_id, task_status, ARGV[9], cur[6] or '', KEYS[10]) end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
@@ -235,6 +287,7 @@ return {'reopened', redis.call('HGETALL', KEYS[1])}
 # Answers 'finished' or 'terminal' with the job's hash, 'not_found', or 'changed'.
 FINISH_JOB: Final[str] = (
     _COMMON
+    + _CACHE
     + """
 local job_id, final, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services')
@@ -254,27 +307,57 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('SET', KEYS[10], ARGV[8], 'EX', tonumber(ARGV[7]))
+settle_cache(KEYS[1], job_id, final, '', '', nil)
 return {'finished', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash]
-# ARGV: job_id, has_session, has_idempotency
+# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash], [in-flight marker]
+# ARGV: job_id, has_session, has_idempotency, has_marker
 DISCARD: Final[str] = """
 local job_id = ARGV[1]
 redis.call('DEL', KEYS[1])
 for i = 2, 10 do redis.call('ZREM', KEYS[i], job_id) end
 local next_key = 11
 if ARGV[2] == '1' then redis.call('ZREM', KEYS[next_key], job_id); next_key = next_key + 1 end
--- Free the idempotency key only if it still names this job.
-if ARGV[3] == '1' and redis.call('HGET', KEYS[next_key], 'job_id') == job_id then
-  redis.call('DEL', KEYS[next_key])
+-- Free the idempotency key and the in-flight marker only if they still name this job.
+for _, flag in ipairs({ARGV[3], ARGV[4]}) do
+  if flag == '1' then
+    if redis.call('HGET', KEYS[next_key], 'job_id') == job_id then redis.call('DEL', KEYS[next_key]) end
+    next_key = next_key + 1
+  end
 end
 return 1
 """
 
-# KEYS: idempotency hash; ARGV: job_id. Frees a key whose job expired or was discarded.
+# KEYS: idempotency hash or in-flight marker; ARGV: job_id. Frees a key whose job expired, was discarded
+# or (a marker) ended under a replica of an older release, which knew no markers.
 RELEASE_IDEMPOTENCY: Final[str] = """
 if redis.call('HGET', KEYS[1], 'job_id') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: cache entry, the tenant and type's index, the all-entries set, in-flight marker
+# ARGV: job_id, ttl, result JSON, created_at
+# A completed job's result stored after the fact: its end was applied by a replica of an older release,
+# which left the marker and stored nothing (found when an identical request meets the marker).
+FILL_CACHE: Final[str] = (
+    _CACHE
+    + """
+store_entry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), ARGV[1], ARGV[3], ARGV[4])
+release_marker(KEYS[4], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: the tenant and type's index, the all-entries set. Removes every entry of the index; answers how
+# many still existed (expired ones are not counted).
+CLEAR_CACHE: Final[str] = """
+local removed = 0
+for _, entry in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  removed = removed + redis.call('DEL', entry)
+  redis.call('ZREM', KEYS[2], entry)
+end
+redis.call('DEL', KEYS[1])
+return removed
 """

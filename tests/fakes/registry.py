@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.models import (
+    CacheSlot,
     CancelResult,
     CancelStatus,
     CreateResult,
@@ -46,7 +47,11 @@ class FakeTaskRegistry:
         self._max_tasks = max(1, max_tasks_per_job)
 
     async def create(
-        self, record: JobRecord, idempotency_key: str | None = None, fingerprint: str | None = None
+        self,
+        record: JobRecord,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        cache: CacheSlot | None = None,  # the fake keeps no result cache: every job is created
     ) -> CreateResult:
         tenant, job_key = record.tenant_id, (record.tenant_id, record.job_id)
         if idempotency_key is not None:

@@ -137,3 +137,30 @@ async def test_a_claimed_heartbeat_interval_is_capped(redis_client: aioredis.Red
     then = ServiceDirectory(redis_client, clock=lambda: time.time() - 4 * MAX_HEARTBEAT_INTERVAL_SECONDS)
     assert await then.record_heartbeat(heartbeat(service, "sleepy", [], interval=1e9))
     assert await ServiceDirectory(redis_client).live_workers(service) == []
+
+
+async def test_cache_defaults_follow_the_announcing_service(
+    redis_client: aioredis.Redis, service: str, unique: str
+) -> None:
+    here, there = ServiceDirectory(redis_client), ServiceDirectory(redis_client, cache_seconds=0)
+    assert await here.cache_ttl_for("embedding_request") == 3600  # built-in: a pure function of the payload
+    assert await here.cache_ttl_for("llm_request") is None
+    typed = heartbeat(service, "w1", [f"type-{unique}", f"other-{unique}", "llm_request"])
+    try:
+        await here.record_heartbeat(typed.model_copy(update={"cache_ttls": {f"type-{unique}": 90, "llm_request": 5}}))
+        assert await there.cache_ttl_for(f"type-{unique}") == 90
+        assert await there.cache_ttl_for(f"other-{unique}") is None
+        assert await there.cache_ttl_for("llm_request") is None  # built-ins keep their own default
+        # The default goes with the route: the service that announced the type last serves it, with its TTL.
+        taker = heartbeat(f"{service}-x", "w2", [f"type-{unique}"])
+        await here.record_heartbeat(taker.model_copy(update={"cache_ttls": {f"type-{unique}": 5}}))
+        assert await there.service_for(f"type-{unique}") == f"{service}-x"
+        assert await there.cache_ttl_for(f"type-{unique}") == 5
+        # A redeployed worker without the declaration turns the default off.
+        await here.record_heartbeat(typed)
+        assert await here.cache_ttl_for(f"type-{unique}") is None
+    finally:
+        await redis_client.hdel(keys.CACHE_DEFAULTS, f"type-{unique}", f"other-{unique}")
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, f"{service}-x")
+        await redis_client.zrem(keys.SERVICES_SEEN, f"{service}-x")
+        await redis_client.delete(keys.workers(f"{service}-x"))
