@@ -25,6 +25,7 @@ from orchestrator.broker.dead_letter_queues import DeadLetterQueues
 from orchestrator.broker.deployment_check import DeploymentCheck, DeploymentSettings
 from orchestrator.broker.event_consumer import EventConsumer
 from orchestrator.broker.publisher import TaskPublisher
+from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.errors import error_middleware, metrics_middleware
 from orchestrator.http.execution_routes import ExecutionRoutes
@@ -37,6 +38,7 @@ from orchestrator.http.workflow_routes import WorkflowRoutes
 from orchestrator.jobs.dead_letter_replay import DeadLetterService
 from orchestrator.jobs.event_sink import EventSink
 from orchestrator.jobs.recovery import JobRecovery
+from orchestrator.jobs.result_cache import JobCache
 from orchestrator.jobs.service import JobService
 from orchestrator.jobs.sweeper import Sweeper
 from orchestrator.live.hub import WebSocketHub
@@ -48,6 +50,7 @@ from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.flow_limits import FlowLimitStats
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
+from orchestrator.store.result_cache import RedisResultCache
 from orchestrator.store.task_owners import TaskOwners
 from orchestrator.workflows.declared import DeclaredDefinitions, WorkflowDeclarations
 from orchestrator.workflows.engine import WorkflowEngine
@@ -144,6 +147,7 @@ def create_app(
         )
 
     consumer = ConsumerLink(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}", event_consumer)
+    result_cache = RedisResultCache(redis)
     jobs = JobService(
         live.registry,
         live.directory,
@@ -152,6 +156,7 @@ def create_app(
         metrics,
         cancel_workflow=ExecutionJobCancel(workflows, live.registry),
         workflows=DeclaredWorkflowJobs(declared, workflows, live.registry),
+        cache=JobCache(result_cache, live.directory, in_flight_seconds=settings.cache_in_flight_seconds),
     )
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)
@@ -187,7 +192,8 @@ def create_app(
             WorkflowRoutes(workflows, live.directory, authenticator),
             ExecutionRoutes(workflows, live.directory, authenticator),
             DeadLetterRoutes(dead_letters, authenticator),
-            SystemRoutes(health, metrics, openapi_document()),
+            CacheRoutes(result_cache, authenticator),
+            SystemRoutes(health, metrics, openapi_document(), cache_entries=result_cache.count),
             WebSocketEndpoint(
                 authenticator=authenticator,
                 cancel_job=jobs.cancel,

@@ -9,6 +9,7 @@
     │   ├── UnknownJobType      no service has announced the job type
     │   ├── IdempotencyConflict the idempotency key was used before with a different request
     │   ├── UnpublishableJob    the task envelope cannot be encoded, or exceeds the message cap
+    │   ├── CacheUnsupported    `cache` asked for a job type that runs as a workflow
     │   └── JobNotFound         no such job for this tenant
     └── RegistryError           Redis refused a command (a bug or a misconfigured server)
         └── RegistryUnavailable Redis cannot be reached right now; retry later (HTTP 503)
@@ -88,6 +89,15 @@ class UnpublishableJob(JobError):
     def __init__(self, detail: str, *, too_large: bool) -> None:
         super().__init__(detail)
         self.too_large = too_large
+
+
+class CacheUnsupported(JobError):
+    def __init__(self, job_type: str) -> None:
+        super().__init__(
+            f"job type {job_type!r} runs as a workflow, which the result cache does not serve: "
+            "its steps have effects of their own (a document is indexed), so it runs every time"
+        )
+        self.job_type = job_type
 
 
 class JobNotFound(JobError):

@@ -39,6 +39,17 @@ class OrchestratorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
             registry=r,
         )
+        self.cache_hits = Counter("baton_cache_hits", "Jobs answered from the result cache", ["type"], registry=r)
+        self.cache_misses = Counter(
+            "baton_cache_misses", "Cache-enabled jobs run because no stored result matched", ["type"], registry=r
+        )
+        self.cache_coalesced = Counter(
+            "baton_cache_coalesced", "Requests attached to an identical job still running", ["type"], registry=r
+        )
+        # Read from Redis at scrape, so every replica reports the same total.
+        self.cache_entries = Gauge(
+            "baton_cache_entries", "Result-cache entries not expired, every tenant's", registry=r
+        )
         self.jobs_swept = Counter("baton_jobs_swept", "Stuck jobs the sweeper resolved", ["action"], registry=r)
         self.publish_failures = Counter("baton_publish_failures", "Task publishes that failed", ["reason"], registry=r)
         self.events_applied = Counter("baton_events_applied", "Events applied to the registry", ["event"], registry=r)

@@ -44,6 +44,8 @@ class OrchestratorSettings(SharedSettings):
     api_keys: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_API_KEYS", repr=False)
     admin_key: str | None = Field(default=None, validation_alias="BATON_ADMIN_KEY", repr=False)
     sweeper: SweeperSettings = Field(default_factory=SweeperSettings)
+    # Identical requests attach to one running cache-enabled job for at most this long (a lost job).
+    cache_in_flight_seconds: PositiveInt = Field(default=3600, validation_alias="BATON_CACHE_IN_FLIGHT_SECONDS")
 
     @field_validator("api_keys", mode="before")
     @classmethod

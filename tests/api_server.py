@@ -43,13 +43,16 @@ class Api:
     job_type: str
     amqp: AbstractConnection
     codecs: CodecSet
+    settings: OrchestratorSettings | None = None  # what the app was made with: serve_replica makes another
 
-    async def announce(self, *more_types: str) -> None:
-        """The test service's heartbeat: its job type (and `more_types`) route to it."""
+    async def announce(self, *more_types: str, cache_ttls: dict[str, int] | None = None) -> None:
+        """The test service's heartbeat: its job type (and `more_types`) route to it, with `cache_ttls` as
+        its handlers' declared result-cache TTLs."""
         heartbeat = WorkerHeartbeat(
             worker_id=f"test-{self.service}",
             service=self.service,
             job_types=[self.job_type, *more_types],
+            cache_ttls=cache_ttls or {},
             concurrency=1,
             in_flight=0,
             hostname=socket.gethostname(),
@@ -126,6 +129,9 @@ async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:
     doomed += [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}", count=1000)]
     if doomed:
         await redis.delete(*doomed)
+    cached = [entry async for entry, _ in redis.zscan_iter(keys.CACHE_ENTRIES, match=f"*:{tenant_id}:*")]
+    if cached:
+        await redis.zrem(keys.CACHE_ENTRIES, *cached)
 
 
 @asynccontextmanager
@@ -161,17 +167,15 @@ async def serve_api(
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
     service, job_type = f"svc-{unique}", f"job_{unique}"
     tenants = frozenset({tenant_a, tenant_b})
-    app = create_app(
-        _settings(
-            app_rabbitmq_url or rabbitmq_url,
-            redis_url,
-            {key_a: tenant_a, key_b: tenant_b},
-            admin_key=f"admin-{unique}",
-            max_message_bytes=max_message_bytes,
-            service_tokens=service_tokens,
-        ),
-        sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
+    settings = _settings(
+        app_rabbitmq_url or rabbitmq_url,
+        redis_url,
+        {key_a: tenant_a, key_b: tenant_b},
+        admin_key=f"admin-{unique}",
+        max_message_bytes=max_message_bytes,
+        service_tokens=service_tokens,
     )
+    app = create_app(settings, sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants))
     # A plain connection: a channel closed by a failed passive declare must stay closed.
     amqp = await aio_pika.connect(rabbitmq_url, client_properties={"connection_name": f"test-api-{unique}"})
     try:
@@ -187,6 +191,7 @@ async def serve_api(
                 job_type=job_type,
                 amqp=amqp,
                 codecs=CodecSet(),
+                settings=settings,
             )
             await api.announce()
             yield api
@@ -198,8 +203,19 @@ async def serve_api(
         for tenant in (tenant_a, tenant_b):
             await _forget_tenant(redis_client, tenant)
         await redis_client.hdel(keys.ROUTES, job_type)
+        await redis_client.hdel(keys.CACHE_DEFAULTS, job_type)
         await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
         await redis_client.delete(keys.workers(service), f"test:sweeper:{unique}")
+
+
+@asynccontextmanager
+async def serve_replica(api: Api) -> AsyncIterator[Client]:
+    """A second orchestrator replica of `api`'s deployment: the same settings and keys, its own process state."""
+    assert api.settings is not None, "serve_api makes the first replica"
+    unique = api.service.removeprefix("svc-")
+    app = create_app(api.settings, sweeper=quiet_sweeper(f"{unique}-2", frozenset({api.tenant_a, api.tenant_b})))
+    async with _serve(app) as client:
+        yield client
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from orchestrator.errors import (
     BrokerUnavailable,
+    CacheUnsupported,
     IdempotencyConflict,
     JobNotFound,
     PublishFailed,
@@ -81,6 +82,8 @@ def api_error_for(exc: Exception) -> ApiError | None:
         if exc.too_large:
             return ApiError(413, "payload_too_large", str(exc))
         return ApiError(422, "unencodable_payload", str(exc))
+    if isinstance(exc, CacheUnsupported):
+        return ApiError(422, "cache_unsupported", str(exc))
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", str(exc), extra={"job_id": exc.job_id})
     if isinstance(exc, PublishUncertain):

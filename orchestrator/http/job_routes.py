@@ -63,12 +63,14 @@ def accepted_body(submission: Submission) -> dict[str, Any]:
         created=submission.created,
         result=record.result if record.status == JobStatus.COMPLETED else None,
         error=record.error if submission.terminal else None,
+        from_cache=submission.from_cache,
+        coalesced=submission.coalesced,
     )
     return body.model_dump(mode="json")
 
 
 def submission_response(submission: Submission) -> web.Response:
-    """200 once the job is terminal (an idempotent replay or a `wait` that saw the end), else 202.
+    """200 once the job is terminal (a cache hit, an idempotent replay or a `wait` that saw the end), else 202.
 
     A job that failed within `wait` is still a 200: the request to run it succeeded, and the
     body says how the job ended (status and error), as GET /jobs/{id} would.
@@ -169,7 +171,15 @@ class JobRoutes:
 def _batch_item(index: int, outcome: Submission | Exception) -> BatchItem:
     if isinstance(outcome, Submission):
         record = outcome.record
-        return BatchItem(index=index, job_id=record.job_id, status=JobStatus(record.status), created=outcome.created)
+        return BatchItem(
+            index=index,
+            job_id=record.job_id,
+            status=JobStatus(record.status),
+            created=outcome.created,
+            from_cache=outcome.from_cache or None,
+            coalesced=outcome.coalesced or None,
+            result=record.result if outcome.from_cache else None,
+        )
     error = api_error_for(outcome)
     if error is None:
         # A bug, not a bad item; still only this item's error: the other items' jobs exist and

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.job_creator import PARENT_JOB_HEADER, PARENT_TASK_HEADER, TENANT_HEADER
@@ -23,6 +24,7 @@ from orchestrator.http.schemas import (
     AgentExecuteRequest,
     BatchRequest,
     BatchResponse,
+    CacheCleared,
     CancelResponse,
     DeadLetterList,
     DeadLetterQuery,
@@ -78,14 +80,23 @@ _BAD_JSON = Response("the body is not JSON", ErrorBody)
 _TOO_LARGE = Response("the body is over the size cap", ErrorBody)
 _UNAVAILABLE = Response("RabbitMQ or Redis is down, or the broker did not confirm; see Retry-After", ErrorBody)
 _CREATE_RESPONSES: Final[dict[int, Response]] = {
-    200: Response("the job is terminal: a replay of a finished job, or it ended within `wait`", JobAccepted),
-    202: Response("accepted: the job is queued or running", JobAccepted),
+    200: Response(
+        "the job is terminal: a result-cache hit (from_cache), a replay of a finished job, or it ended within `wait`",
+        JobAccepted,
+    ),
+    202: Response(
+        "accepted: the job is queued or running (coalesced: an identical job that was running already)", JobAccepted
+    ),
     400: _BAD_JSON,
     401: _UNAUTHORIZED,
     403: _FORBIDDEN,
     409: Response("the idempotency key was used with a different body", ErrorBody),
     413: _TOO_LARGE,
-    422: Response("invalid body, or a job type no service serves (with the known types)", UnknownJobTypeBody),
+    422: Response(
+        "invalid body, a job type no service serves (with the known types), or `cache` asked of a job type that runs "
+        "as a workflow (cache_unsupported)",
+        UnknownJobTypeBody,
+    ),
     503: Response(
         "RabbitMQ or Redis is down, or the broker did not confirm (publish_unconfirmed: the job was kept and may "
         "still run, see job_id); see Retry-After",
@@ -155,7 +166,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             "call holds on until the job ends or `wait` seconds pass; a job that failed within `wait` answers 200 "
             "with its status and error. A service token (a worker's `ctx.submit_job`) creates a job for one of its "
             "tasks: X-Baton-Tenant names the task's tenant and X-Global-Task-Id its job, which must be running "
-            "there; the new job's `parent` names them.",
+            "there; the new job's `parent` names them. With the result cache on (`cache`), a result stored for the "
+            "same tenant, type and payload answers 200 at once (`from_cache`), and an identical job still running is "
+            "attached to (202, `coalesced`: `wait` waits for it, and its failure is this request's).",
             headers=(
                 Header(TENANT_HEADER, "with a service token: the tenant to create the job for"),
                 Header(PARENT_JOB_HEADER, "with a service token: the parent task's job (running, in that tenant)"),
@@ -256,6 +269,24 @@ ROUTES: Final[tuple[Route, ...]] = (
                 404: _NOT_FOUND,
                 409: Response("the job already ended; `status` says how", ErrorBody),
             },
+        ),
+    ),
+    Route(
+        CacheRoutes.clear,
+        Operation(
+            "delete",
+            "/cache/{type}",
+            "Clear the tenant's result-cache entries of a job type",
+            {
+                200: Response("cleared: how many entries there were", CacheCleared),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                422: Response("not a valid job type", ErrorBody),
+                503: _UNAVAILABLE,
+            },
+            tags=("cache",),
+            description="Other tenants' entries, and other types', stay. Jobs still running store their result "
+            "when they complete.",
         ),
     ),
     Route(

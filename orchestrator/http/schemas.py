@@ -12,6 +12,7 @@ from orchestrator.broker.event_consumer import ConsumerState
 from orchestrator.jobs.service import NewJob
 from orchestrator.live.update_bus import BusState
 from orchestrator.models import JobParent
+from protocol.control import MAX_CACHE_TTL_SECONDS
 from protocol.envelope import ContextIds
 from protocol.events import JobStatus
 from protocol.names import JOB_TYPE_PATTERN
@@ -54,6 +55,38 @@ TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS), BeforeValidator(_json
 WaitSeconds = Annotated[float, Field(ge=0), BeforeValidator(_json_number)]
 
 
+class CacheRequest(BaseModel):
+    """Use the result cache for this job, keeping its result `ttl_seconds` once it completes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_CACHE_TTL_SECONDS), BeforeValidator(_json_number)] = Field(
+        description=f"seconds the result is kept, 1 to {MAX_CACHE_TTL_SECONDS} (7 days)"
+    )
+
+
+def _cache_choice(value: Any) -> Any:
+    # Only false itself: JSON 0 is not a choice (pydantic's Literal[False] would take it).
+    if value is not None and value is not False and not isinstance(value, dict | CacheRequest):
+        raise ValueError(
+            'cache takes {"ttl_seconds": N} to use the result cache or false to skip it; leave it out for the '
+            "job type's default"
+        )
+    return value
+
+
+Cache = Annotated[
+    Literal[False] | CacheRequest | None,
+    BeforeValidator(_cache_choice),
+    Field(
+        description="the result cache: {ttl_seconds} to use it, false to skip it; left out, the job type's default "
+        "(off unless its worker declares a cache_ttl; embedding_request: 3600 s). A hit answers 200 at once with "
+        "from_cache; a job identical (tenant, type, payload) to one still running attaches to it (coalesced). "
+        "Ignored with an idempotency_key, whose job is always its own (its result is still stored)."
+    ),
+]
+
+
 def _priority_value(value: Any) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 6.0 is an integer to JSON Schema, as to the document
@@ -89,6 +122,7 @@ class JobSpec(BaseModel):
         max_length=256,
         description="the same key and body within the job TTL return the same job; another body answers 409",
     )
+    cache: Cache = None
 
     def to_job(self) -> NewJob:
         return NewJob(
@@ -99,6 +133,7 @@ class JobSpec(BaseModel):
             context=self.context,
             timeout_ms=self.timeout_ms,
             idempotency_key=self.idempotency_key,
+            cache_ttl=None if self.cache is None else self.cache.ttl_seconds if self.cache else 0,
         )
 
 
@@ -186,7 +221,7 @@ class UnknownJobTypeBody(ErrorBody):
 
 
 class JobAccepted(BaseModel):
-    """202 while the job runs; 200 once terminal (from an idempotent replay or within `wait`)."""
+    """202 while the job runs; 200 once terminal (from the result cache, an idempotent replay or within `wait`)."""
 
     job_id: str
     status: JobStatus
@@ -196,6 +231,17 @@ class JobAccepted(BaseModel):
     created: bool = Field(description="false when an idempotency key returned an earlier job")
     result: Any = Field(default=None, description="set when status is completed")
     error: dict[str, Any] | None = Field(default=None, description="set when failed, cancelled or timed_out")
+    from_cache: bool = Field(
+        default=False, description="the result cache answered: job_id names the job that computed the result"
+    )
+    coalesced: bool = Field(
+        default=False, description="an identical job was running: job_id names it, and its outcome is this request's"
+    )
+
+
+class CacheCleared(BaseModel):
+    type: str
+    removed: int = Field(description="entries removed (expired ones not counted)")
 
 
 class JobView(BaseModel):
@@ -256,6 +302,9 @@ class BatchItem(BaseModel):
     job_id: str | None = None
     status: JobStatus | None = None
     created: bool | None = None
+    from_cache: bool | None = Field(default=None, description="as in POST /jobs; the item then carries the result")
+    coalesced: bool | None = Field(default=None, description="as in POST /jobs")
+    result: Any = None
     error: str | None = None
     detail: Any = None
 

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from orchestrator.errors import RegistryError
 from orchestrator.http.health import HealthChecker
 from orchestrator.metrics import OrchestratorMetrics
 
 
 class SystemRoutes:
-    def __init__(self, health: HealthChecker, metrics: OrchestratorMetrics, openapi_document: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        health: HealthChecker,
+        metrics: OrchestratorMetrics,
+        openapi_document: dict[str, Any],
+        *,
+        cache_entries: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
         self._health = health
         self._metrics = metrics
         self._openapi_document = openapi_document
+        self._cache_entries = cache_entries
 
     async def health(self, request: web.Request) -> web.Response:
         report, body = await self._health.report_json()
@@ -24,6 +35,10 @@ class SystemRoutes:
 
     async def metrics(self, request: web.Request) -> web.Response:
         await self._health.refresh_metrics()
+        if self._cache_entries is not None:
+            # One ZCOUNT; when Redis is down the gauge keeps its last value (health says Redis is down).
+            with contextlib.suppress(RegistryError):
+                self._metrics.cache_entries.set(await self._cache_entries())
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -11,16 +11,19 @@ the job, and the sweeper publishes the task again if its message turns out to be
 A job of a type that its service declared a workflow for (`WorkflowStarter`) runs as an execution of
 that workflow instead of as one task: the engine records the job (under the job's id and type) in the
 same stored step that starts the execution, so it is never left recorded and unstarted.
+
+A job that uses the result cache (`JobCache`) is answered from it when an identical one completed
+within the TTL, and attaches to an identical open one, without a job or a publish. A request with an
+idempotency key skips both: its key alone decides which job it gets (its result is still stored).
+Workflow jobs never use the cache (`CacheUnsupported` when a request asks).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.errors import (
@@ -32,9 +35,20 @@ from orchestrator.errors import (
     PublishUncertain,
     UnknownJobType,
 )
+from orchestrator.jobs.canonical import canonical_digest
 from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus, WorkflowStarter
+from orchestrator.jobs.result_cache import JobCache
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, CancelStatus, CreateStatus, JobParent, JobRecord, created_update
+from orchestrator.models import (
+    CacheSlot,
+    CancelResult,
+    CancelStatus,
+    CreateStatus,
+    JobParent,
+    JobRecord,
+    created_update,
+)
+from orchestrator.store.result_cache import CachedResult
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
@@ -63,6 +77,7 @@ class NewJob:
     # A service's job for one of its tasks (POST /jobs with its token); left out of the fingerprint: the
     # parent's idempotency keys are its own (`<task id>:<n>`).
     parent: JobParent | None = None
+    cache_ttl: int | None = None  # seconds to cache the result; None: the job type's default; 0: skip the cache
 
     def fingerprint(self) -> str:
         """What makes two requests with one idempotency key "the same request".
@@ -78,15 +93,15 @@ class NewJob:
             "context": self.context.model_dump(exclude={"request_id"}, exclude_none=True),
             "timeout_ms": self.timeout_ms,
         }
-        raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        # surrogatepass: a lone surrogate must reach the encoder's clear refusal, not fail here.
-        return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+        return canonical_digest(canonical)
 
 
 @dataclass(frozen=True)
 class Submission:
     record: JobRecord  # the latest state known when the call returns
-    created: bool  # False when an idempotency key found an earlier job
+    created: bool  # False when an idempotency key found an earlier job, or the cache answered
+    from_cache: bool = False  # the record is the completed job whose stored result answered
+    coalesced: bool = False  # the record is an identical job that was open: this request attached to it
 
     @property
     def terminal(self) -> bool:
@@ -108,6 +123,7 @@ class JobService:
         *,
         cancel_workflow: CancelWorkflow | None = None,
         workflows: WorkflowStarter | None = None,
+        cache: JobCache | None = None,
     ) -> None:
         self._registry = registry
         self._directory = directory
@@ -116,23 +132,32 @@ class JobService:
         self._metrics = metrics
         self._cancel_workflow = cancel_workflow
         self._workflows = workflows
+        self._cache = cache
 
     async def submit(self, tenant_id: str, job: NewJob, *, request_id: str, wait: float | None = None) -> Submission:
-        """Create (or find by idempotency key) a job; with `wait`, hold on until it ends or `wait` passes."""
+        """Create (or find by idempotency key, or in the result cache) a job; with `wait`, hold on until
+        it ends or `wait` passes."""
         service = await self._service_for(job.type)
+        slot = None if self._cache is None else await self._cache.slot_for(job.type, job.payload, job.cache_ttl)
+        if slot is not None and self._cache is not None and job.idempotency_key is None:
+            hit = await self._cache.lookup(tenant_id, slot)
+            if hit is not None:
+                self._metrics.cache_hits.labels(type=job.type).inc()
+                return Submission(cached_record(tenant_id, service, job, hit), created=False, from_cache=True)
         job_id = new_id()
         if not wait:
-            return await self._start(tenant_id, job_id, service, job, request_id)
+            return await self._start(tenant_id, job_id, service, job, request_id, slot)
         # Watch before creating, so an outcome that comes before we start waiting is not missed (a
         # workflow job's terminal event goes through the bus like a task's).
         with self._bus.watch(tenant_id, job_id) as watch:
-            submission = await self._start(tenant_id, job_id, service, job, request_id)
+            submission = await self._start(tenant_id, job_id, service, job, request_id, slot)
             if submission.created:
                 await watch.terminal(wait)
                 return Submission(await self._reload(submission.record), created=True)
         if submission.terminal:
             return submission
-        return Submission(await self.wait_for(tenant_id, submission.record.job_id, wait), created=False)
+        # An earlier job (idempotency key, or an identical open one this request attached to): wait for it.
+        return replace(submission, record=await self.wait_for(tenant_id, submission.record.job_id, wait))
 
     async def submit_many(
         self, tenant_id: str, jobs: Sequence[NewJob], *, request_id: str
@@ -221,7 +246,9 @@ class JobService:
             raise UnknownJobType(job_type, await self._directory.known_job_types())
         return service
 
-    async def _start(self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> Submission:
+    async def _start(
+        self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str, slot: CacheSlot | None
+    ) -> Submission:
         """The job as the workflow its service declared for its type, if any; else as one task."""
         envelope = build_envelope(tenant_id, job_id, service, job, request_id)
         # Before anything is stored or started: no job left unsendable. A workflow job is refused the same
@@ -236,18 +263,26 @@ class JobService:
                 if created:
                     self._metrics.jobs_created.labels(type=job.type).inc()
                 return Submission(record, created=created)
-        return await self._create(job, envelope, body)
+        return await self._create(job, envelope, body, slot)
 
-    async def _create(self, job: NewJob, envelope: TaskEnvelope, body: bytes) -> Submission:
+    async def _create(self, job: NewJob, envelope: TaskEnvelope, body: bytes, slot: CacheSlot | None) -> Submission:
         tenant_id, job_id = envelope.tenant_id, envelope.global_task_id
         record = record_for(envelope)
         key = job.idempotency_key
         fingerprint = job.fingerprint() if key else None
-        created = await self._registry.create(record, idempotency_key=key, fingerprint=fingerprint)
+        created = await self._registry.create(record, idempotency_key=key, fingerprint=fingerprint, cache=slot)
         if created.status is CreateStatus.CONFLICT:
             raise IdempotencyConflict(key or "", created.record.job_id)
         if created.status is CreateStatus.EXISTING:
             return Submission(created.record, created=False)
+        if created.status is CreateStatus.COALESCED:
+            self._metrics.cache_coalesced.labels(type=job.type).inc()
+            return Submission(created.record, created=False, coalesced=True)
+        if created.status is CreateStatus.CACHED:
+            self._metrics.cache_hits.labels(type=job.type).inc()
+            return Submission(created.record, created=False, from_cache=True)
+        if slot is not None:
+            self._metrics.cache_misses.labels(type=job.type).inc()
         try:
             await self._publisher.publish_task(envelope, body=body)
         except BrokerError as exc:
@@ -273,6 +308,23 @@ class JobService:
 def job_context(job: NewJob, request_id: str) -> ContextIds:
     """The ids the job's tasks carry: the request's, with the HTTP call's request id unless it gave one."""
     return job.context if job.context.request_id else job.context.model_copy(update={"request_id": request_id})
+
+
+def cached_record(tenant_id: str, service: str, job: NewJob, hit: CachedResult) -> JobRecord:
+    """The answer of a cache hit as a completed record of the job that made it (which may have expired:
+    only its id, creation time and result are kept with the entry)."""
+    return JobRecord(
+        global_task_id=hit.job_id,
+        tenant_id=tenant_id,
+        type=job.type,
+        service=service,
+        root_task_id=hit.job_id,
+        priority=job.priority,
+        status=JobStatus.COMPLETED.value,
+        created_at=hit.created_at,
+        updated_at=hit.created_at,
+        result=hit.result,
+    )
 
 
 def build_envelope(tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> TaskEnvelope:

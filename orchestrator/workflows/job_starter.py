@@ -7,6 +7,10 @@ the client sees the job it asked for, with its progress aggregated from the step
 counts, and only one made by the service that serves the type: a tenant's own definition of the same
 id, or another service's declaration, never takes a job type over.
 
+The result cache does not serve these jobs (a request that asks for it is refused with CacheUnsupported):
+the workflow's steps have effects of their own (the ingestion pipeline indexes the document), and the job
+is recorded by the engine's step rather than by the registry's create that holds the in-flight marker.
+
 Idempotency keys are the execution's own, kept apart from `execute-async`'s by a prefix; the request's
 fingerprint is kept in the execution's metadata, so the same key with another request is refused with
 IdempotencyConflict as for any job.
@@ -18,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, Unpack
 
-from orchestrator.errors import IdempotencyConflict
+from orchestrator.errors import CacheUnsupported, IdempotencyConflict
 from orchestrator.jobs.service import NewJob, job_context
 from orchestrator.models import JobRecord
 from orchestrator.workflows.definition import WorkflowDefinition
@@ -84,6 +88,8 @@ class DeclaredWorkflowJobs:
         stored = await self._declared_for(job.type)
         if stored is None or stored.declared_by != service:
             return None
+        if job.cache_ttl:
+            raise CacheUnsupported(job.type)
         key = job.idempotency_key
         fingerprint = job.fingerprint() if key else None
         state, created = await self._engine.execute_definition(

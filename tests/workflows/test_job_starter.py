@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import IdempotencyConflict
+from orchestrator.errors import CacheUnsupported, IdempotencyConflict
 from orchestrator.jobs.service import NewJob
 from orchestrator.models import JobRecord
 from orchestrator.workflows import advance
@@ -144,3 +144,14 @@ async def test_an_idempotency_key_finds_the_first_job_and_refuses_another_reques
     with pytest.raises(IdempotencyConflict) as refused:
         await starter.start("t1", "job-3", "docs", other, "r-3")
     assert refused.value.job_id == "job-1"
+
+
+async def test_a_workflow_job_that_asks_for_the_result_cache_is_refused_before_anything_starts() -> None:
+    engine = Engine()
+    starter = DeclaredWorkflowJobs(Declared(), engine, Jobs())
+    with pytest.raises(CacheUnsupported, match="runs as a workflow"):
+        await starter.start("t1", "job-1", "docs", doc(cache_ttl=60), "req-1")
+    assert engine.calls == []
+    # Skipping it (0) or leaving it to the type's default (None) runs the workflow uncached.
+    assert await starter.start("t1", "job-2", "docs", doc(cache_ttl=0), "req-2") is not None
+    assert await starter.start("t1", "job-3", "docs", doc(), "req-3") is not None
