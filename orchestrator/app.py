@@ -143,6 +143,7 @@ def create_app(
             metrics,
             codecs,
             queue_name=deployment_settings.events_queue,
+            routing_keys=deployment_settings.events_routing_keys,
             workflows=WorkflowDeclarations(declared, live.directory),
         )
 

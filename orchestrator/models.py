@@ -107,6 +107,31 @@ class CreateResult:
     record: JobRecord
 
 
+@dataclass(frozen=True)
+class CachedResult:
+    """A result-cache entry."""
+
+    job_id: str  # the job that computed it (its record may have expired before the entry)
+    result: Any
+    created_at: str  # that job's
+
+    def as_record(self, tenant_id: str, job_type: str, service: str, priority: int) -> JobRecord:
+        """The answer to a request it serves: a completed record of the job that made it, as far as the
+        entry keeps it (its id, creation time and result)."""
+        return JobRecord(
+            global_task_id=self.job_id,
+            tenant_id=tenant_id,
+            type=job_type,
+            service=service,
+            root_task_id=self.job_id,
+            priority=priority,
+            status=JobStatus.COMPLETED.value,
+            created_at=self.created_at,
+            updated_at=self.created_at,
+            result=self.result,
+        )
+
+
 class CancelStatus(StrEnum):
     CANCELLED = "cancelled"
     ALREADY_TERMINAL = "already_terminal"

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import LIVE, create_app
+from orchestrator.broker.deployment_check import DeploymentSettings
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store import keys
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
@@ -44,6 +45,7 @@ class Api:
     amqp: AbstractConnection
     codecs: CodecSet
     settings: OrchestratorSettings | None = None  # what the app was made with: serve_replica makes another
+    deployment: DeploymentSettings | None = None
 
     async def announce(self, *more_types: str, cache_ttls: dict[str, int] | None = None) -> None:
         """The test service's heartbeat: its job type (and `more_types`) route to it, with `cache_ttls` as
@@ -157,11 +159,15 @@ async def serve_api(
     app_rabbitmq_url: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     service_tokens: dict[str, str] | None = None,
+    own_events: bool = False,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
     `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy;
-    `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does.
+    `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does. With `own_events` it consumes an
+    events queue of its own, bound to its tenants' events and its service's announcements only: it sees
+    every one of them (on the shared queue, other test runs' orchestrators, maybe of older code, take
+    their share).
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
@@ -175,7 +181,20 @@ async def serve_api(
         max_message_bytes=max_message_bytes,
         service_tokens=service_tokens,
     )
-    app = create_app(settings, sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants))
+    deployment = (
+        DeploymentSettings(
+            events_queue=f"test.events.{unique}",
+            events_routing_keys=(f"{tenant_a}.#", f"{tenant_b}.#", f"_system.{service}.#"),
+            replicas_key=f"test:replicas:{unique}",
+        )
+        if own_events
+        else None
+    )
+    app = create_app(
+        settings,
+        sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
+        deployment=deployment,
+    )
     # A plain connection: a channel closed by a failed passive declare must stay closed.
     amqp = await aio_pika.connect(rabbitmq_url, client_properties={"connection_name": f"test-api-{unique}"})
     try:
@@ -192,6 +211,7 @@ async def serve_api(
                 amqp=amqp,
                 codecs=CodecSet(),
                 settings=settings,
+                deployment=deployment,
             )
             await api.announce()
             yield api
@@ -199,6 +219,9 @@ async def serve_api(
         channel = await amqp.channel()
         for spec in service_queues(service):
             await channel.queue_delete(spec.name)
+        if deployment is not None:
+            await channel.queue_delete(deployment.events_queue)
+            await redis_client.delete(deployment.replicas_key)
         await amqp.close()
         for tenant in (tenant_a, tenant_b):
             await _forget_tenant(redis_client, tenant)
@@ -213,7 +236,8 @@ async def serve_replica(api: Api) -> AsyncIterator[Client]:
     """A second orchestrator replica of `api`'s deployment: the same settings and keys, its own process state."""
     assert api.settings is not None, "serve_api makes the first replica"
     unique = api.service.removeprefix("svc-")
-    app = create_app(api.settings, sweeper=quiet_sweeper(f"{unique}-2", frozenset({api.tenant_a, api.tenant_b})))
+    tenants = frozenset({api.tenant_a, api.tenant_b})
+    app = create_app(api.settings, sweeper=quiet_sweeper(f"{unique}-2", tenants), deployment=api.deployment)
     async with _serve(app) as client:
         yield client
 

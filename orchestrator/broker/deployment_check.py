@@ -72,6 +72,7 @@ class DeploymentSettings:
     Tests give a queue and a replica set of their own, so they never meet a real deployment."""
 
     events_queue: str = ORCHESTRATOR_EVENTS_QUEUE
+    events_routing_keys: tuple[str, ...] = ("#",)  # its bindings on the events exchange
     replicas_key: str = keys.replicas()
     period_seconds: float = DEFAULT_PERIOD_SECONDS
     confirmations: int = 2

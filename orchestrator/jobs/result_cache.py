@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any, Final, Protocol
 
 from orchestrator.jobs.canonical import canonical_digest
-from orchestrator.models import CacheSlot
-from orchestrator.store.result_cache import CachedResult
+from orchestrator.models import CachedResult, CacheSlot
 
 # How long identical requests may attach to one open job: past it (a job lost without an end, which the
 # sweeper fails within the hour anyway) the next identical request starts a job of its own.

@@ -48,7 +48,6 @@ from orchestrator.models import (
     JobRecord,
     created_update,
 )
-from orchestrator.store.result_cache import CachedResult
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
@@ -143,7 +142,8 @@ class JobService:
             hit = await self._cache.lookup(tenant_id, slot)
             if hit is not None:
                 self._metrics.cache_hits.labels(type=job.type).inc()
-                return Submission(cached_record(tenant_id, service, job, hit), created=False, from_cache=True)
+                record = hit.as_record(tenant_id, job.type, service, job.priority)
+                return Submission(record, created=False, from_cache=True)
         job_id = new_id()
         if not wait:
             return await self._start(tenant_id, job_id, service, job, request_id, slot)
@@ -308,23 +308,6 @@ class JobService:
 def job_context(job: NewJob, request_id: str) -> ContextIds:
     """The ids the job's tasks carry: the request's, with the HTTP call's request id unless it gave one."""
     return job.context if job.context.request_id else job.context.model_copy(update={"request_id": request_id})
-
-
-def cached_record(tenant_id: str, service: str, job: NewJob, hit: CachedResult) -> JobRecord:
-    """The answer of a cache hit as a completed record of the job that made it (which may have expired:
-    only its id, creation time and result are kept with the entry)."""
-    return JobRecord(
-        global_task_id=hit.job_id,
-        tenant_id=tenant_id,
-        type=job.type,
-        service=service,
-        root_task_id=hit.job_id,
-        priority=job.priority,
-        status=JobStatus.COMPLETED.value,
-        created_at=hit.created_at,
-        updated_at=hit.created_at,
-        result=hit.result,
-    )
 
 
 def build_envelope(tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str) -> TaskEnvelope:

@@ -8,6 +8,7 @@ The client must be created with `decode_responses=False` (the default).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ import redis.exceptions as redis_exc
 
 from orchestrator.errors import RegistryError, RegistryUnavailable
 from orchestrator.models import (
+    CachedResult,
     CacheSlot,
     CancelResult,
     CancelStatus,
@@ -122,7 +124,7 @@ class RedisTaskRegistry:
             script_keys.append(keys.idempotency(tenant, idempotency_key))
         marker = None if cache is None else keys.cache_in_flight(tenant, cache.job_type, cache.digest)
         if cache is not None and marker is not None:
-            script_keys.append(marker)
+            script_keys.extend((marker, keys.cache_entry(tenant, cache.job_type, cache.digest)))
             fields.update(_cache_fields(tenant, cache, marker))
         args: list[str | int] = [
             self._ttl,
@@ -145,6 +147,11 @@ class RedisTaskRegistry:
             outcome, job_id = text(reply[0]), text(reply[1])
             if outcome == "created":
                 return CreateResult(CreateStatus.CREATED, record)
+            if outcome == "cached":
+                hit = CachedResult(job_id, json.loads(reply[2]), text(reply[3]))
+                return CreateResult(
+                    CreateStatus.CACHED, hit.as_record(tenant, record.type, record.service, record.priority)
+                )
             stored = await self.get(tenant, job_id)
             if outcome == "coalesced" and cache is not None and marker is not None:
                 found = await self._held_by(stored, tenant, cache, marker)

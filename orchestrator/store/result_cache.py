@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 
+from orchestrator.models import CachedResult
 from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import text
 from orchestrator.store.registry import redis_errors
-
-
-@dataclass(frozen=True)
-class CachedResult:
-    job_id: str  # the job that computed it (its record may have expired before the entry)
-    result: Any
-    created_at: str  # that job's
 
 
 class RedisResultCache:

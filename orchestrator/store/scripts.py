@@ -87,12 +87,15 @@ local function settle_cache(job_key, job_id, status, result, created_at, entries
 end
 """
 
-# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash], [in-flight marker]
+# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash],
+# [in-flight marker, cache entry]
 # ARGV (packed): ttl, score, job_id, status, has_session, has_idempotency, fingerprint, has_marker, marker ttl,
 # field, value, ...
 # The in-flight marker is held like an idempotency key: an open job identical to this one (same tenant,
-# type and payload) holding it answers 'coalesced' with its id, unless the request has an idempotency
-# key (its key decides alone); otherwise the new job takes it if free.
+# type and payload) holding it answers 'coalesced' with its id, and a stored result 'cached' with the
+# entry (it may have been stored since the caller looked: an end releases the marker and stores the
+# entry in one step, so one of the two is always seen), unless the request has an idempotency key (its
+# key decides alone); otherwise the new job takes the marker if free.
 CREATE: Final[str] = (
     _PACKED_ARGV
     + _COMMON
@@ -103,6 +106,7 @@ local session_key, idem_key, marker_key
 if ARGV[5] == '1' then session_key = KEYS[next_key]; next_key = next_key + 1 end
 if ARGV[6] == '1' then idem_key = KEYS[next_key]; next_key = next_key + 1 end
 if ARGV[8] == '1' then marker_key = KEYS[next_key] end
+local entry_key = KEYS[next_key + 1]
 local fingerprint = ARGV[7]
 
 if idem_key then
@@ -114,6 +118,8 @@ if idem_key then
 elseif marker_key then
   local held = redis.call('HGET', marker_key, 'job_id')
   if held then return {'coalesced', held} end
+  local entry = redis.call('HMGET', entry_key, 'job_id', 'result', 'created_at')
+  if entry[1] then return {'cached', entry[1], entry[2], entry[3]} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate', job_id} end
 
@@ -156,7 +162,17 @@ local ttl = tonumber(ARGV[6])
 local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at',
                       'attempt', 'service')
 if not cur[1] then return {'unknown_job'} end
-if TERMINAL[cur[1]] then return {'job_terminal'} end
+if TERMINAL[cur[1]] then
+  -- The root task's end again (a copy, or a redelivery) while the job's cache marker still names it: an
+  -- older replica, which knew no cache, applied the end first. Settle the cache now, from the record.
+  if task_id == cur[2] and task_status == cur[1] and service == cur[8] then
+    local marker = redis.call('HGET', KEYS[1], 'cache_marker')
+    if marker and redis.call('HGET', marker, 'job_id') == job_id then
+      settle_cache(KEYS[1], job_id, cur[1], redis.call('HGET', KEYS[1], 'result') or '', cur[6] or '', KEYS[10])
+    end
+  end
+  return {'job_terminal'}
+end
 if task_id == cur[2] and cur[8] and service ~= cur[8] then return {'wrong_service'} end
 
 -- The producer's seq, per task: later attempts start higher, so a retry is never "stale".

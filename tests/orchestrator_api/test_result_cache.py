@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from orchestrator.app import METRICS
 from orchestrator.store import keys
-from tests.api_server import Api, serve_replica
+from tests.api_server import Api, serve_api, serve_replica
 from tests.workers.helpers import running
 from workers import RetryPolicy, TaskContext, Worker
 
@@ -24,6 +24,14 @@ Runs = Counter[str]
 
 def second_type(api: Api) -> str:
     return f"{api.job_type}_b"
+
+
+@pytest.fixture
+async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
+    """The folder's api, consuming its own events: a result is stored by the replica that applies the job's
+    end, and on the shared events queue that may be another test run's orchestrator of older code."""
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
+        yield api
 
 
 @pytest.fixture
@@ -120,7 +128,7 @@ async def test_the_worker_declared_default_applies_and_false_skips_it(api: Api, 
     assert skipped["from_cache"] is False and skipped["job_id"] != first["job_id"]
     # The other type declares no TTL: off unless asked.
     response = await api.client.post(
-        "/jobs", json={"type": second_type(api), "payload": {"n": 1}}, headers=api.headers_a
+        "/jobs", json={"type": second_type(api), "payload": {"n": 1}, "wait": 10}, headers=api.headers_a
     )
     assert (await response.json())["from_cache"] is False
     assert runs[json.dumps({"n": 1})] == 3

@@ -45,6 +45,10 @@ async def test_identical_jobs_attach_until_the_first_completes_and_its_result_is
     assert 0 < await redis_client.ttl(keys.cache_entry(tenant, SLOT.job_type, SLOT.digest)) <= SLOT.ttl_seconds
     assert await marker_holder(redis_client, tenant) is None
     assert await cache.count() >= 1
+    # A request that missed the entry before it was stored finds it in CREATE (no second run).
+    late = await registry.create(make_record(tenant), cache=SLOT)
+    assert late.status is CreateStatus.CACHED
+    assert (late.record.job_id, late.record.status, late.record.result) == (first.job_id, "completed", {"answer": 42})
     # Another tenant's identical request finds nothing of it.
     assert await cache.get(tenant + "x", SLOT.job_type, SLOT.digest) is None
     assert await cache.clear(tenant, SLOT.job_type) == 1
