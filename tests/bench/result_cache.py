@@ -45,7 +45,8 @@ async def one_mode(
     unique = f"bench{uuid.uuid4().hex[:8]}"
     runs: Counter[str] = Counter()
     try:
-        async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
+        # Its own events queue: on the shared one, other runs' orchestrators (maybe on another Redis db) take a share.
+        async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
             worker = Worker(api.service, concurrency=workers)
 
             @worker.handler(api.job_type)

@@ -32,10 +32,13 @@ async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, u
     end, and on the shared events queue that may be another test run's orchestrator of older code."""
     async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
         yield api
+    # After the app stopped: the worker's goodbye heartbeat, applied late, would route the type again.
+    await redis_client.hdel(keys.ROUTES, second_type(api))
+    await redis_client.hdel(keys.CACHE_DEFAULTS, second_type(api))
 
 
 @pytest.fixture
-async def runs(api: Api, rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis) -> AsyncIterator[Runs]:
+async def runs(api: Api, rabbitmq_url: str, redis_url: str) -> AsyncIterator[Runs]:
     """A worker of the test's service serving its two job types, the first with a 60 s cache TTL by default;
     counts each payload's runs. A payload may say `sleep` (seconds) and `fail` (raise, with no retry).
 
@@ -55,12 +58,8 @@ async def runs(api: Api, rabbitmq_url: str, redis_url: str, redis_client: aiored
     worker.handler(api.job_type, retry=no_retry, cache_ttl=60)(run)
     worker.handler(second_type(api), retry=no_retry)(run)
     await api.announce(second_type(api), cache_ttls={api.job_type: 60})
-    try:
-        async with running(worker, rabbitmq_url, redis_url=redis_url):
-            yield counted
-    finally:
-        await redis_client.hdel(keys.ROUTES, second_type(api))
-        await redis_client.hdel(keys.CACHE_DEFAULTS, second_type(api))
+    async with running(worker, rabbitmq_url, redis_url=redis_url):
+        yield counted
 
 
 async def post(api: Api, body: dict[str, Any], *, tenant: str = "a", status: int | None = None) -> dict[str, Any]:
