@@ -1,4 +1,5 @@
-"""Job records and the task events about them, as the registry and the event consumer see them."""
+"""Job records and the task events about them, as the registry and the event consumer see them; workers'
+heartbeats."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.models import JobRecord
+from protocol.control import WorkerHeartbeat
 from protocol.envelope import new_id, utc_now
 from protocol.events import EventType, TaskEvent
 
@@ -59,3 +61,17 @@ def event_for(
         seq=seq,
         data=data,
     )
+
+
+def worker_heartbeat(service: str, job_types: list[str], **fields: Any) -> WorkerHeartbeat:
+    """A heartbeat of worker `w-1` of `service` announcing `job_types`; `fields` set or override the rest."""
+    defaults: dict[str, Any] = {
+        "worker_id": "w-1",
+        "concurrency": 1,
+        "in_flight": 0,
+        "hostname": "h",
+        "pid": 7,
+        "started_at": utc_now(),
+        "interval_seconds": 30,
+    }
+    return WorkerHeartbeat(service=service, job_types=job_types, **{**defaults, **fields})

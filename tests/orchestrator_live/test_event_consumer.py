@@ -38,7 +38,7 @@ from protocol.envelope import utc_now
 from protocol.events import EventType, TaskEvent
 from protocol.topology import event_routing_key, system_routing_key
 from tests.polling import eventually
-from tests.records import event_for, make_record
+from tests.records import event_for, make_record, worker_heartbeat
 
 CODECS = CodecSet()
 
@@ -210,17 +210,7 @@ async def test_stale_events_are_acked_and_counted(rig: Rig, tenant: str) -> None
 
 
 def heartbeat(service: str, job_type: str) -> WorkerHeartbeat:
-    return WorkerHeartbeat(
-        worker_id="w-1",
-        service=service,
-        job_types=[job_type],
-        concurrency=1,
-        in_flight=0,
-        hostname="h",
-        pid=7,
-        started_at=utc_now(),
-        interval_seconds=30,
-    )
+    return worker_heartbeat(service, [job_type])
 
 
 async def test_heartbeats_reach_the_directory(rig: Rig, unique: str) -> None:

@@ -9,24 +9,13 @@ from pydantic import ValidationError
 
 from protocol.codec import JSON, MSGPACK, CodecSet
 from protocol.control import MAX_CACHE_TTL_SECONDS, WorkerHeartbeat
-from protocol.envelope import utc_now
+from tests.records import worker_heartbeat
 
 CODECS = CodecSet()
 
 
 def heartbeat(**fields: object) -> WorkerHeartbeat:
-    return WorkerHeartbeat(
-        worker_id="w-1",
-        service="embedding",
-        job_types=["embedding_request"],
-        concurrency=1,
-        in_flight=0,
-        hostname="h",
-        pid=1,
-        started_at=utc_now(),
-        interval_seconds=5,
-        **fields,  # type: ignore[arg-type]
-    )
+    return worker_heartbeat("embedding", ["embedding_request"], **fields)
 
 
 def test_without_a_declared_ttl_the_field_is_not_sent() -> None:
