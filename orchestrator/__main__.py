@@ -14,8 +14,8 @@ import sys
 from aiohttp import web
 
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
-from orchestrator.auth import DEV_TENANT, Authenticator
-from orchestrator.settings import OrchestratorSettings
+from orchestrator.auth import Authenticator
+from orchestrator.settings import DEV_TENANT, OrchestratorSettings
 from plumbing.process import run_loop
 from plumbing.settings import SettingsError
 

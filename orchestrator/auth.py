@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from orchestrator.settings import OrchestratorSettings
-
-DEV_TENANT = "dev"
+from orchestrator.settings import DEV_TENANT, OrchestratorSettings
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,25 @@ the object is built (`from_env` reads variables, keyword arguments never do).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Self
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from yarl import URL
 
+from orchestrator.rates import Rate, parse_rate
 from orchestrator.store import keys
 from plumbing.settings import EnvSettings, SharedSettings, secrets_by_owner
 from protocol.names import check_tenant_id
 
 DEFAULT_ORCHESTRATOR_PORT: Final[int] = 8000
 DEFAULT_ORCHESTRATOR_HOST: Final[str] = "127.0.0.1"
+DEV_TENANT: Final[str] = "dev"  # the tenant of the key made at start when BATON_API_KEYS is unset
+# 200 jobs/s per tenant, 2,000 at once: above what one client of the test suite posts, far below what
+# one tenant would need to crowd a deployment's Redis and broker out (the benchmark sets its own).
+DEFAULT_JOB_QUOTA: Final[Rate] = Rate(200.0, 2000)
+# Client messages per WebSocket: a client subscribes, pings and cancels; a burst covers a page load.
+DEFAULT_WS_MESSAGE_RATE: Final[Rate] = Rate(100.0, 500)
+ANY_ORIGIN: Final[str] = "*"
 
 
 class SweeperSettings(EnvSettings):
@@ -37,6 +46,75 @@ class SweeperSettings(EnvSettings):
         return max(3 * self.interval_seconds, 10.0)
 
 
+class QuotaSettings(EnvSettings):
+    """Job creation per tenant (orchestrator.jobs.quota): a token bucket in Redis, shared by every replica."""
+
+    # None: no quota
+    jobs: Rate | None = Field(default=DEFAULT_JOB_QUOTA, validation_alias="BATON_JOB_QUOTA")
+    per_tenant: Mapping[str, Rate | None] = Field(default_factory=dict, validation_alias="BATON_TENANT_JOB_QUOTAS")
+
+    def rate_for(self, tenant_id: str) -> Rate | None:
+        return self.per_tenant.get(tenant_id, self.jobs)
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _parse_rate(cls, value: Any) -> Any:
+        return parse_rate(value) if isinstance(value, str) else value
+
+    @field_validator("per_tenant", mode="before")
+    @classmethod
+    def _parse_tenant_rates(cls, value: Any) -> Any:
+        """`tenant:200/s:2000,tenant:off` -> {tenant: Rate or None}."""
+        if not isinstance(value, str):
+            return value
+        found: dict[str, Rate | None] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            tenant, sep, rate = item.partition(":")
+            if not sep:
+                raise ValueError("entries are tenant:<count>/<s|m|h>:<burst> or tenant:off")
+            if check_tenant_id(tenant) in found:
+                raise ValueError(f"tenant {tenant!r} is given twice")
+            found[tenant] = parse_rate(rate)
+        return found
+
+
+class WebSocketSettings(EnvSettings):
+    """Limits of one process's WebSockets (orchestrator.live.admission)."""
+
+    max_connections: PositiveInt = Field(default=10_000, validation_alias="BATON_WS_MAX_CONNECTIONS")
+    max_per_tenant: PositiveInt = Field(default=1_000, validation_alias="BATON_WS_MAX_PER_TENANT")
+    # Sockets opened without credentials, waiting for their first-message auth.
+    max_unauthenticated: PositiveInt = Field(default=1_000, validation_alias="BATON_WS_MAX_UNAUTHENTICATED")
+    auth_timeout_seconds: PositiveFloat = Field(default=10.0, validation_alias="BATON_WS_AUTH_TIMEOUT_SECONDS")
+    message_rate: Rate | None = Field(default=DEFAULT_WS_MESSAGE_RATE, validation_alias="BATON_WS_MESSAGE_RATE")
+    # Origins (scheme://host[:port]) browsers may upgrade from; None: the request's own host only.
+    allowed_origins: frozenset[str] | None = Field(default=None, validation_alias="BATON_ALLOWED_ORIGINS")
+
+    @field_validator("message_rate", mode="before")
+    @classmethod
+    def _parse_rate(cls, value: Any) -> Any:
+        return parse_rate(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        """`https://app.example.com,http://localhost:3000`, or `*` for any origin."""
+        if not isinstance(value, str):
+            return value
+        return frozenset(normal_origin(item) for item in value.split(",") if item.strip())
+
+
+def normal_origin(origin: str) -> str:
+    """An Origin as browsers send it (`scheme://host[:port]`, lower case), or `*`; ValueError otherwise."""
+    origin = origin.strip().rstrip("/").lower()
+    if origin == ANY_ORIGIN:
+        return origin
+    url = URL(origin)
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/") or url.query_string:
+        raise ValueError(f"an origin is scheme://host[:port] (or {ANY_ORIGIN}), not {origin!r}")
+    return origin
+
+
 class OrchestratorSettings(SharedSettings):
     orchestrator_port: PositiveInt = Field(default=DEFAULT_ORCHESTRATOR_PORT, validation_alias="ORCHESTRATOR_PORT")
     orchestrator_host: str = Field(default=DEFAULT_ORCHESTRATOR_HOST, validation_alias="ORCHESTRATOR_HOST")
@@ -46,6 +124,8 @@ class OrchestratorSettings(SharedSettings):
     sweeper: SweeperSettings = Field(default_factory=SweeperSettings)
     # Identical requests attach to one running cache-enabled job for at most this long (a lost job).
     cache_in_flight_seconds: PositiveInt = Field(default=3600, validation_alias="BATON_CACHE_IN_FLIGHT_SECONDS")
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    websockets: WebSocketSettings = Field(default_factory=WebSocketSettings)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -54,3 +134,12 @@ class OrchestratorSettings(SharedSettings):
         if isinstance(value, str):
             return secrets_by_owner(value, "tenant:key", check_tenant_id, "tenants")
         return value
+
+    @model_validator(mode="after")
+    def _quotas_name_known_tenants(self) -> Self:
+        """A quota for a tenant no key has is a typo that would leave the real tenant on the default."""
+        tenants = set(self.api_keys.values()) if self.api_keys is not None else {DEV_TENANT}
+        unknown = sorted(set(self.quotas.per_tenant) - tenants)
+        if unknown:
+            raise ValueError(f"BATON_TENANT_JOB_QUOTAS names tenants no key of BATON_API_KEYS has: {unknown}")
+        return self

@@ -150,5 +150,6 @@ def _summary(exc: ValidationError) -> str:
         variable = ".".join(str(part) for part in error["loc"])
         # A validator's own ValueError says what is wrong; pydantic's msg would prefix it with "Value error, ".
         reason = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
-        parts.append(f"{variable}: {reason}")
+        # A check across variables (a model validator) has no location: its message names them.
+        parts.append(f"{variable}: {reason}" if variable else reason)
     return "; ".join(parts)
