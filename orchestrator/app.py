@@ -37,6 +37,7 @@ from orchestrator.http.system_routes import SystemRoutes
 from orchestrator.http.workflow_routes import WorkflowRoutes
 from orchestrator.jobs.dead_letter_replay import DeadLetterService
 from orchestrator.jobs.event_sink import EventSink
+from orchestrator.jobs.quota import JobQuota
 from orchestrator.jobs.recovery import JobRecovery
 from orchestrator.jobs.result_cache import JobCache
 from orchestrator.jobs.service import JobService
@@ -52,6 +53,7 @@ from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.result_cache import RedisResultCache
 from orchestrator.store.task_owners import TaskOwners
+from orchestrator.store.token_bucket import RedisTokenBucket
 from orchestrator.workflows.declared import DeclaredDefinitions, WorkflowDeclarations
 from orchestrator.workflows.engine import WorkflowEngine
 from orchestrator.workflows.execution_jobs import RegistryExecutionJobs
@@ -116,6 +118,7 @@ def create_app(
         hub=WebSocketHub(metrics),
     )
     recovery = JobRecovery(redis)
+    quota = JobQuota(RedisTokenBucket(redis, batcher), settings.quotas, metrics)
 
     async def on_step_event(event: TaskEvent) -> None:
         await workflows.on_step_event(event)  # bound below: the engine emits through this sink
@@ -189,8 +192,8 @@ def create_app(
     add_routes(
         app.router,
         [
-            JobRoutes(jobs, authenticator),
-            WorkflowRoutes(workflows, live.directory, authenticator),
+            JobRoutes(jobs, authenticator, quota),
+            WorkflowRoutes(workflows, live.directory, authenticator, quota),
             ExecutionRoutes(workflows, live.directory, authenticator),
             DeadLetterRoutes(dead_letters, authenticator),
             CacheRoutes(result_cache, authenticator),

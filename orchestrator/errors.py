@@ -10,7 +10,8 @@
     │   ├── IdempotencyConflict the idempotency key was used before with a different request
     │   ├── UnpublishableJob    the task envelope cannot be encoded, or exceeds the message cap
     │   ├── CacheUnsupported    `cache` asked for a job type that runs as a workflow
-    │   └── JobNotFound         no such job for this tenant
+    │   ├── JobNotFound         no such job for this tenant
+    │   └── QuotaExceeded       the tenant created jobs faster than its quota allows (HTTP 429)
     └── RegistryError           Redis refused a command (a bug or a misconfigured server)
         └── RegistryUnavailable Redis cannot be reached right now; retry later (HTTP 503)
 
@@ -112,3 +113,28 @@ class RegistryError(OrchestratorError):
 
 class RegistryUnavailable(RegistryError):
     """Redis cannot be reached; the operation may be retried later."""
+
+
+class QuotaExceeded(JobError):
+    """The tenant's job-creation bucket holds fewer tokens than the request costs; nothing was created.
+
+    `retry_after` is the seconds until enough tokens are there, None when the request costs more
+    than the bucket ever holds (its burst)."""
+
+    def __init__(self, tenant_id: str, cost: int, available: int, burst: int, retry_after: float | None) -> None:
+        if retry_after is None:
+            detail = (
+                f"this request creates {cost} jobs, more than the quota of tenant {tenant_id!r} allows at once "
+                f"({burst}): split it"
+            )
+        else:
+            detail = (
+                f"tenant {tenant_id!r} is over its job creation quota: this request creates {cost} job(s), "
+                f"{available} can be created now; retry in {retry_after:.2f} s"
+            )
+        super().__init__(detail)
+        self.tenant_id = tenant_id
+        self.cost = cost
+        self.available = available
+        self.burst = burst
+        self.retry_after = retry_after

@@ -82,6 +82,20 @@ class OrchestratorMetrics:
         self.ws_clients_dropped = Counter(
             "baton_websocket_clients_dropped", "Clients cut off because their buffer was full", registry=r
         )
+        # Tenants are those of the configured keys: the label's values are bounded.
+        self.quota_rejections = Counter(
+            "baton_quota_rejections",
+            "Job creation requests refused over the tenant's quota",
+            ["tenant", "kind"],
+            registry=r,
+        )
+        self.ws_refusals = Counter(
+            "baton_websocket_refusals",
+            "WebSockets refused or closed by a limit (tenant_cap, process_cap, unauthenticated_cap, origin, "
+            "message_rate)",
+            ["reason"],
+            registry=r,
+        )
         self.http_requests = Counter("baton_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
         self.http_duration = Histogram(
             "baton_http_request_duration_seconds", "HTTP request time", ["route"], registry=r

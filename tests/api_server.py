@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import LIVE, create_app
 from orchestrator.broker.deployment_check import DeploymentSettings
-from orchestrator.settings import OrchestratorSettings, SweeperSettings
+from orchestrator.settings import OrchestratorSettings, QuotaSettings, SweeperSettings, WebSocketSettings
 from orchestrator.store import keys
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat
@@ -110,6 +110,8 @@ def _settings(
     admin_key: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     service_tokens: dict[str, str] | None = None,
+    quotas: QuotaSettings | None = None,
+    websockets: WebSocketSettings | None = None,
 ) -> OrchestratorSettings:
     return OrchestratorSettings(
         rabbitmq_url=rabbitmq_url,
@@ -118,6 +120,8 @@ def _settings(
         admin_key=admin_key,
         max_message_bytes=max_message_bytes,
         service_tokens=service_tokens,
+        quotas=quotas or QuotaSettings(),
+        websockets=websockets or WebSocketSettings(),
     )
 
 
@@ -160,6 +164,8 @@ async def serve_api(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     service_tokens: dict[str, str] | None = None,
     own_events: bool = False,
+    quotas: Callable[[str, str], QuotaSettings] | None = None,
+    websockets: WebSocketSettings | None = None,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
@@ -167,7 +173,8 @@ async def serve_api(
     `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does. With `own_events` it consumes an
     events queue of its own, bound to its tenants' events and its service's announcements only: it sees
     every one of them (on the shared queue, other test runs' orchestrators, maybe of older code, take
-    their share).
+    their share). `quotas` makes the job quotas from the two tenants' ids (the defaults otherwise),
+    `websockets` the WebSocket limits.
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
@@ -180,6 +187,8 @@ async def serve_api(
         admin_key=f"admin-{unique}",
         max_message_bytes=max_message_bytes,
         service_tokens=service_tokens,
+        quotas=quotas(tenant_a, tenant_b) if quotas is not None else None,
+        websockets=websockets,
     )
     deployment = (
         DeploymentSettings(

@@ -4,6 +4,7 @@ the registry's and aiohttp's own (404, 405, 413, ...) into that shape; another c
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -19,6 +20,7 @@ from orchestrator.errors import (
     JobNotFound,
     PublishFailed,
     PublishUncertain,
+    QuotaExceeded,
     RegistryUnavailable,
     UnknownJobType,
     UnpublishableJob,
@@ -86,6 +88,13 @@ def api_error_for(exc: Exception) -> ApiError | None:
         return ApiError(422, "cache_unsupported", str(exc))
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", str(exc), extra={"job_id": exc.job_id})
+    if isinstance(exc, QuotaExceeded):
+        extra = {"requested": exc.cost, "available": exc.available, "burst": exc.burst}
+        if exc.retry_after is None:
+            return ApiError(429, "quota_exceeded", str(exc), extra=extra)
+        # Whole seconds, rounded up: a client that waits that long finds the tokens there.
+        seconds = max(1, math.ceil(exc.retry_after))
+        return ApiError(429, "quota_exceeded", str(exc), headers={"Retry-After": str(seconds)}, extra=extra)
     if isinstance(exc, PublishUncertain):
         detail = (
             f"the broker did not confirm job {exc.job_id} in time; the job may still run: track it at "

@@ -35,6 +35,7 @@ from orchestrator.http.schemas import (
     JobResult,
     JobSpec,
 )
+from orchestrator.jobs.quota import Creation, JobQuota
 from orchestrator.jobs.service import JobService, NewJob, Submission
 from orchestrator.models import CancelStatus, JobRecord
 from protocol.events import JobStatus
@@ -81,14 +82,17 @@ def submission_response(submission: Submission) -> web.Response:
 class JobRoutes:
     """The handlers of the /jobs routes (the table in `orchestrator.http.routes` maps paths to them)."""
 
-    def __init__(self, jobs: JobService, authenticator: Authenticator) -> None:
+    def __init__(self, jobs: JobService, authenticator: Authenticator, quota: JobQuota) -> None:
         self._jobs = jobs
         self._auth = authenticator
+        self._quota = quota
 
     async def create_job(self, request: web.Request) -> web.Response:
         creator = await require_job_creator(self._auth, self._jobs, request)
         body = validate(JobCreateRequest, await read_json(request))
         job = replace(body.to_job(), parent=creator.parent)
+        # A service's child job spends from the quota of the tenant it is made for.
+        await self._quota.charge(creator.tenant_id, Creation.JOB)
         submission = await self._jobs.submit(creator.tenant_id, job, request_id=request_id(request), wait=body.wait)
         return submission_response(submission)
 
@@ -96,6 +100,7 @@ class JobRoutes:
         tenant_id = require_tenant(self._auth, request)
         agent_id = request.match_info["agent_id"]
         body = validate(AgentExecuteRequest, await read_json(request))
+        await self._quota.charge(tenant_id, Creation.JOB)
         submission = await self._jobs.submit(
             tenant_id, body.to_job(agent_id), request_id=request_id(request), wait=body.wait
         )
@@ -104,6 +109,8 @@ class JobRoutes:
     async def create_batch(self, request: web.Request) -> web.Response:
         tenant_id = require_tenant(self._auth, request)
         batch = validate(BatchRequest, await read_json(request, MAX_BATCH_BODY_BYTES))
+        # Every item costs a token, also one that fails validation: the whole batch or none of it.
+        await self._quota.charge(tenant_id, Creation.BATCH, len(batch.jobs))
         items: list[BatchItem | None] = [None] * len(batch.jobs)
         valid: list[tuple[int, NewJob]] = []
         for index, raw in enumerate(batch.jobs):

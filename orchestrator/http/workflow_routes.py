@@ -16,6 +16,7 @@ from orchestrator.http.workflow_schemas import (
     LegacyExecuteRequest,
     WorkflowList,
 )
+from orchestrator.jobs.quota import Creation, JobQuota
 from orchestrator.workflows.definition import parse_definition
 from orchestrator.workflows.engine import WorkflowEngine, WorkflowNotFound
 from orchestrator.workflows.state import ExecutionState
@@ -41,10 +42,13 @@ class JobTypes(Protocol):
 class WorkflowRoutes:
     """The handlers of the /workflows routes and of POST /execute-async/."""
 
-    def __init__(self, engine: WorkflowEngine, job_types: JobTypes, authenticator: Authenticator) -> None:
+    def __init__(
+        self, engine: WorkflowEngine, job_types: JobTypes, authenticator: Authenticator, quota: JobQuota
+    ) -> None:
         self._engine = engine
         self._job_types = job_types
         self._auth = authenticator
+        self._quota = quota
 
     async def put_workflow(self, request: web.Request) -> web.Response:
         tenant_id = require_tenant(self._auth, request)
@@ -94,6 +98,7 @@ class WorkflowRoutes:
         return await self._start(tenant_id, body.workflow_id, body)
 
     async def _start(self, tenant_id: str, workflow_id: str, body: ExecuteRequest) -> web.Response:
+        await self._quota.charge(tenant_id, Creation.WORKFLOW)
         state, created = await self._engine.execute(
             tenant_id,
             workflow_id,

@@ -10,6 +10,7 @@ can be run on the in-memory fakes of `tests/fakes` as well as on the real ones:
     DeadLetterSource  orchestrator.broker.dead_letter_queues.DeadLetterQueues
     TaskOwnership     orchestrator.store.task_owners.TaskOwners
     WorkflowStarter   orchestrator.workflows.job_starter.DeclaredWorkflowJobs
+    TokenBuckets      orchestrator.store.token_bucket.RedisTokenBucket
 
 Each port lists only the members the job side calls; `tests/contracts` holds the behaviour every
 implementation of the first three must show, run against both the fake and the real one.
@@ -25,7 +26,9 @@ from typing import TYPE_CHECKING, Protocol
 from orchestrator.broker.dead_letter_queues import DeadLetter
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.models import CacheSlot, CancelResult, CreateResult, JobRecord, JobUpdate
+from orchestrator.rates import Rate
 from orchestrator.store.registry import ApplyOutcome
+from orchestrator.store.token_bucket import Taken
 from protocol.control import CancelCommand, WorkerHeartbeat
 from protocol.envelope import TaskEnvelope
 from protocol.events import TaskEvent
@@ -176,4 +179,12 @@ class WorkflowStarter(Protocol):
         """Start the workflow declared under `job.type` by `service` (the one that serves the type) as
         job `job_id`: (its record, True), or (the job an idempotency key found, False); None when no
         such workflow is declared, and the job runs as one task. IdempotencyConflict as for any job."""
+        ...
+
+
+class TokenBuckets(Protocol):
+    """Token buckets by key, shared by every replica."""
+
+    async def take(self, key: str, rate: Rate, cost: int) -> Taken:
+        """Spend `cost` tokens if the bucket holds them; RegistryError when the store failed."""
         ...

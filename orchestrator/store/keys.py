@@ -83,6 +83,11 @@ def cache_in_flight(tenant_id: str, job_type: str, digest: str) -> str:
     return f"{PREFIX}:cache-inflight:{tenant_id}:{job_type}:{digest}"
 
 
+def job_quota(tenant_id: str) -> str:
+    """Hash {tokens, at}: the tenant's job-creation token bucket, shared by every replica."""
+    return f"{PREFIX}:job_quota:{tenant_id}"
+
+
 def sweeper_lock() -> str:
     """The lock the replica that sweeps stuck jobs holds (one replica at a time)."""
     return f"{PREFIX}:sweeper:lock"
