@@ -205,6 +205,7 @@ def create_app(
                 hub=live.hub,
                 events=events,
                 max_message_bytes=settings.max_message_bytes,
+                limits=settings.websockets,
                 snapshot_extras=ExecutionSnapshots(executions).extras,
             ),
         ],

@@ -1,7 +1,7 @@
 """The WebSocket routes (DESIGN "WebSockets"): /ws/task_updates, /ws/jobs/{job_id}, /ws/{execution_id}.
 
 A client authenticates with `Authorization: Bearer`, `?token=` (here only, never on HTTP routes), or a first message
-{"type": "auth", "token": ...} within 10 s, and then speaks JSON:
+{"type": "auth", "token": ...} within BATON_WS_AUTH_TIMEOUT_SECONDS (10 s), and then speaks JSON:
 
     client -> server                               server -> client
     {"type": "subscribe", "job_ids": [...]}        {"type": "job_snapshot", "job_id", "seq", "job"[, "execution"]},
@@ -17,6 +17,7 @@ status view under "execution" (from the injected snapshot provider). A service-t
 TaskEvent JSON (no "type" field) of its own service's tasks and gets {"type": "event_ack", ...};
 it cannot subscribe.
 Another tenant's job is answered exactly like a job that does not exist.
+Origins, caps on sockets and the message rate are `orchestrator.live.admission`'s.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from pydantic import ValidationError
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
 from orchestrator.errors import RegistryError
+from orchestrator.live.admission import Refusal, SocketAdmission
 from orchestrator.live.hub import ClientConnection, WebSocketHub
 from orchestrator.models import CancelResult, JobRecord, JobUpdate
+from orchestrator.settings import WebSocketSettings
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.errors import summarise_validation
 from protocol.events import TaskEvent
 
-AUTH_TIMEOUT_SECONDS: Final[float] = 10.0
 MAX_JOB_IDS_PER_MESSAGE: Final[int] = 1000
 MAX_JOBS_PER_CONNECTION: Final[int] = 10_000
 MAX_JOB_ID_LENGTH: Final[int] = 128
@@ -47,6 +49,8 @@ MAX_JOB_ID_LENGTH: Final[int] = 128
 CLOSE_UNAUTHORIZED: Final[int] = 4401
 CLOSE_FORBIDDEN: Final[int] = 4403
 CLOSE_NOT_FOUND: Final[int] = 4404
+# Client frames that spend the connection's message budget (pongs answer the server's own pings).
+_COUNTED: Final[frozenset[WSMsgType]] = frozenset({WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING})
 
 CancelJob = Callable[[str, str], Awaitable[CancelResult]]
 # (tenant_id, job record) -> what a snapshot of that job carries besides the record, e.g.
@@ -83,7 +87,7 @@ class WebSocketEndpoint:
         hub: WebSocketHub,
         events: EventAcceptor,
         max_message_bytes: int,
-        auth_timeout: float = AUTH_TIMEOUT_SECONDS,
+        limits: WebSocketSettings | None = None,
         snapshot_extras: SnapshotExtras = no_extras,
     ) -> None:
         self._auth = authenticator
@@ -92,7 +96,9 @@ class WebSocketEndpoint:
         self._hub = hub
         self._events = events
         self._max_message_bytes = max_message_bytes
-        self._auth_timeout = auth_timeout
+        limits = limits or WebSocketSettings()
+        self._auth_timeout = limits.auth_timeout_seconds
+        self._admission = SocketAdmission(limits, hub.metrics)
         self._snapshot_extras = snapshot_extras
 
     async def task_updates(self, request: web.Request) -> web.StreamResponse:
@@ -105,6 +111,9 @@ class WebSocketEndpoint:
         return await self._serve(request, request.match_info["execution_id"])
 
     async def _serve(self, request: web.Request, job_id: str | None) -> web.StreamResponse:
+        if not self._admission.origin_allowed(request):
+            detail = f"origin {request.headers['Origin']!r} may not open WebSockets here (BATON_ALLOWED_ORIGINS)"
+            return web.json_response({"error": "forbidden_origin", "detail": detail}, status=403)
         principal = self._auth.authenticate(request, allow_query_token=True)
         if principal is None and _offers_credentials(request):
             return web.json_response({"error": "unauthorized", "detail": "invalid API key"}, status=401)
@@ -113,12 +122,30 @@ class WebSocketEndpoint:
         ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, compress=False, autoping=False)
         await ws.prepare(request)
         if principal is None:
-            principal = await self._authenticate_by_message(ws)
+            if refusal := self._admission.wait_for_auth():
+                return await _refuse(ws, refusal)
+            try:
+                principal = await self._authenticate_by_message(ws)
+            finally:
+                self._admission.done_waiting()
             if principal is None:
                 return ws
         if principal.is_admin or (principal.is_service and job_id is not None):
             await ws.close(code=CLOSE_FORBIDDEN, message=b"this key cannot follow jobs")
             return ws
+        if refusal := self._admission.admit(principal.tenant_id):
+            return await _refuse(ws, refusal)
+        try:
+            await self._converse(request, ws, principal, job_id)
+        finally:
+            self._admission.leave(principal.tenant_id)
+        return ws
+
+    async def _converse(
+        self, request: web.Request, ws: web.WebSocketResponse, principal: Principal, job_id: str | None
+    ) -> None:
+        """The authenticated socket's life, from connection_established to its close."""
+        budget = self._admission.message_bucket()
         conn = self._hub.connect(ws, principal.tenant_id, request.transport)
         try:
             conn.send(
@@ -137,6 +164,10 @@ class WebSocketEndpoint:
                     conn.close_after_flush(WSCloseCode.TRY_AGAIN_LATER, "job registry unavailable")
             async for msg in ws:
                 conn.heard = time.monotonic()  # any frame, a pong included, shows the client is alive
+                if budget is not None and msg.type in _COUNTED and not conn.closed and not budget.take():
+                    refusal = self._admission.too_fast()
+                    conn.send(refusal.message())
+                    conn.close_after_flush(refusal.code, refusal.close_reason)
                 if msg.type is WSMsgType.PING:
                     await _pong(ws, msg.data)
                 elif conn.closed:
@@ -147,7 +178,6 @@ class WebSocketEndpoint:
                     conn.send(_error("bad_message", "send JSON in text frames"))
         finally:
             await self._hub.disconnect(conn)
-        return ws
 
     async def _authenticate_by_message(self, ws: web.WebSocketResponse) -> Principal | None:
         """Browsers without a token in the URL send {"type": "auth", "token": ...} first."""
@@ -279,6 +309,14 @@ class WebSocketEndpoint:
                 "job_seq": update.seq if update is not None else None,
             }
         )
+
+
+async def _refuse(ws: web.WebSocketResponse, refusal: Refusal) -> web.WebSocketResponse:
+    """Say which limit refused the socket, then close it with the limit's code."""
+    with contextlib.suppress(ConnectionError):
+        await ws.send_json(refusal.message())
+    await ws.close(code=refusal.code, message=refusal.close_reason.encode())
+    return ws
 
 
 async def _pong(ws: web.WebSocketResponse, data: bytes) -> None:

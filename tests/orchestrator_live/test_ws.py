@@ -23,6 +23,7 @@ from orchestrator.live.update_bus import UpdateBus
 from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, JobRecord, JobUpdate
+from orchestrator.settings import WebSocketSettings
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import EventType
@@ -133,7 +134,7 @@ async def server(
         hub=hub,
         events=EventSink(registry, bus, metrics),
         max_message_bytes=1 << 20,
-        auth_timeout=0.3,
+        limits=WebSocketSettings(auth_timeout_seconds=0.3),
     )
     app = web.Application()
     add_routes(app.router, [endpoint], tuple(route for route in ROUTES if route.operation.path.startswith("/ws/")))
