@@ -21,6 +21,7 @@ class Response:
     description: str
     model: type[BaseModel] | None = None
     content_type: str = "application/json"
+    retry_after: bool = False  # the answer may carry a Retry-After header
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,13 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
             entry["content"] = {response.content_type: {"schema": _ref(response.model)}}
         elif response.content_type != "application/json":
             entry["content"] = {response.content_type: {"schema": {"type": "string"}}}
+        if response.retry_after:
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "whole seconds to wait first",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            }
         body["responses"][str(status)] = entry
     return body
 

@@ -38,6 +38,7 @@ from orchestrator.http.schemas import (
     JobResult,
     JobSpec,
     JobView,
+    QuotaExceededBody,
     ReplayRequest,
     ReplayResponse,
     UnavailableBody,
@@ -79,6 +80,12 @@ _INVALID = Response("invalid body or query (pydantic's error list in detail)", E
 _BAD_JSON = Response("the body is not JSON", ErrorBody)
 _TOO_LARGE = Response("the body is over the size cap", ErrorBody)
 _UNAVAILABLE = Response("RabbitMQ or Redis is down, or the broker did not confirm; see Retry-After", ErrorBody)
+_OVER_QUOTA = Response(
+    "over the tenant's job creation quota (a token per job; nothing was created): retry after Retry-After seconds; "
+    "none when the request asks for more jobs than the quota's burst",
+    QuotaExceededBody,
+    retry_after=True,
+)
 _CREATE_RESPONSES: Final[dict[int, Response]] = {
     200: Response(
         "the job is terminal: a result-cache hit (from_cache), a replay of a finished job, or it ended within `wait`",
@@ -97,6 +104,7 @@ _CREATE_RESPONSES: Final[dict[int, Response]] = {
         "as a workflow (cache_unsupported)",
         UnknownJobTypeBody,
     ),
+    429: _OVER_QUOTA,
     503: Response(
         "RabbitMQ or Redis is down, or the broker did not confirm (publish_unconfirmed: the job was kept and may "
         "still run, see job_id); see Retry-After",
@@ -107,6 +115,7 @@ _WS_RESPONSES: Final[dict[int, Response]] = {
     101: Response("switching to the WebSocket protocol"),
     400: Response("not a WebSocket upgrade request", ErrorBody),
     401: Response("an invalid API key or ?token=", ErrorBody),
+    403: Response("a browser's upgrade from an origin that is not allowed (BATON_ALLOWED_ORIGINS)", ErrorBody),
 }
 _NO_ROUTE = Response("no such route (an empty path parameter)", ErrorBody)
 _NO_WORKFLOW = Response("no such workflow for this tenant", ErrorBody)
@@ -121,6 +130,7 @@ _EXECUTE_RESPONSES: Final[dict[int, Response]] = {
     409: Response("the idempotency key started an execution of another workflow", ErrorBody),
     413: _TOO_LARGE,
     422: _INVALID,
+    429: _OVER_QUOTA,
     503: _UNAVAILABLE,
 }
 _STATUS_VIEW = Response("the execution's status, after the control", ExecutionStatusView)
@@ -199,6 +209,7 @@ ROUTES: Final[tuple[Route, ...]] = (
                 403: _FORBIDDEN,
                 413: _TOO_LARGE,
                 422: _INVALID,
+                429: _OVER_QUOTA,
                 503: _UNAVAILABLE,
             },
             body=BatchRequest,
@@ -206,7 +217,8 @@ ROUTES: Final[tuple[Route, ...]] = (
                 "Each item of `jobs` is a JobSpec, validated, encoded and size-checked on its own: an item that fails "
                 "is that entry's error (validation_error, unknown_job_type, unencodable_payload, payload_too_large) "
                 "and the others are still created. The body is at most 2 MiB (413 otherwise): a batch carries many "
-                "small jobs; a large one goes alone through POST /jobs (1 MiB)."
+                "small jobs; a large one goes alone through POST /jobs (1 MiB). Each item costs a token of the "
+                "tenant's job creation quota: a batch over it is refused whole (429)."
             ),
             extra_models=(JobSpec,),
         ),
@@ -525,7 +537,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             tags=("websocket",),
             description="Authenticate with the Bearer header or `?token=`. Send {type: subscribe, job_ids: [...]} or "
             "{type: subscribe, all: true}, unsubscribe, cancel_job, ping; the server sends connection_established, "
-            "each subscribed job's current state, then its events as they happen.",
+            "each subscribed job's current state, then its events as they happen. Over a cap of this server (sockets "
+            "per tenant, in all, or waiting for their auth message) the socket gets an error message naming the cap "
+            "and is closed with 1013; a client sending faster than its message rate, with 1008.",
         ),
     ),
     Route(

@@ -216,6 +216,12 @@ class UnavailableBody(ErrorBody):
     )
 
 
+class QuotaExceededBody(ErrorBody):
+    requested: int = Field(description="the jobs this request would have created (a batch: its item count)")
+    available: int = Field(description="the jobs the tenant may create right now")
+    burst: int = Field(description="the most the tenant's quota allows at once")
+
+
 class UnknownJobTypeBody(ErrorBody):
     known_types: dict[str, str] | None = Field(default=None, description="unknown_job_type only: job type -> service")
 

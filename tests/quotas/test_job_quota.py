@@ -6,10 +6,12 @@ import asyncio
 import time
 from typing import Any
 
+import jsonschema_rs
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import METRICS, create_app
+from orchestrator.http.routes import openapi_document
 from orchestrator.rates import Rate
 from orchestrator.settings import OrchestratorSettings, QuotaSettings
 from orchestrator.store import keys
@@ -43,6 +45,17 @@ async def job_count(api: Api, headers: dict[str, str]) -> int:
 def rejections(api: Api, tenant: str, kind: str) -> float:
     value = api.app[METRICS].registry.get_sample_value("baton_quota_rejections_total", {"tenant": tenant, "kind": kind})
     return value or 0.0
+
+
+def documented_429(method: str, path: str) -> tuple[Any, dict[str, Any]]:
+    """The OpenAPI document's validator of a route's 429 body, and the headers it names."""
+    doc = openapi_document()
+    answer = doc["paths"][path][method]["responses"]["429"]
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **answer["content"]["application/json"]["schema"],
+    }
+    return jsonschema_rs.validator_for({**schema, "components": doc["components"]}), answer["headers"]
 
 
 async def test_a_burst_then_429_with_retry_after_then_tokens_refill(serve: ServeApi) -> None:
@@ -92,6 +105,9 @@ async def test_a_batch_over_the_quota_is_refused_whole(serve: ServeApi) -> None:
         too_big = await post_batch(api, 6)
         assert too_big.status == 429 and "Retry-After" not in too_big.headers
         assert "split" in (await too_big.json())["detail"]
+        validator, headers = documented_429("post", "/jobs/batch")
+        assert validator.is_valid(body) and validator.is_valid(await too_big.json())
+        assert "Retry-After" in headers
         assert rejections(api, api.tenant_a, "batch") == 2
         assert (await post_job(api)).status == 202  # the last token is still there
 
@@ -109,6 +125,11 @@ async def test_agent_and_workflow_runs_cost_a_token_each(serve: ServeApi) -> Non
         agent = await api.client.post("/jobs/agent/a1/execute", json={"input": "hi"}, headers=api.headers_a)
         assert agent.status == 429
         assert (rejections(api, api.tenant_a, "workflow"), rejections(api, api.tenant_a, "job")) == (1, 1)
+        for method, path in (("post", "/jobs"), ("post", "/jobs/agent/{agent_id}/execute")):
+            validator, _ = documented_429(method, path)
+            assert validator.is_valid(await agent.json())
+        for path in ("/workflows/{workflow_id}/execute-async", "/execute-async/"):
+            assert documented_429("post", path)[1]["Retry-After"]
 
 
 async def test_two_replicas_spend_from_one_bucket(
