@@ -28,7 +28,14 @@ import redis.asyncio as aioredis
 
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
 from orchestrator.http.schemas import MAX_BATCH_ITEMS
-from tests.bench.common import NOOP_SERVICE, NOOP_TYPE, delete_matching, delete_service_queues, latency_summary
+from tests.bench.common import (
+    BENCH_LIMITS,
+    NOOP_SERVICE,
+    NOOP_TYPE,
+    delete_matching,
+    delete_service_queues,
+    latency_summary,
+)
 from tests.e2e.harness import BatonSystem, Tenant, wait_for_workers
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 
@@ -133,7 +140,7 @@ async def main() -> None:
     rabbitmq_url = os.environ.get("RABBITMQ_URL") or LOCAL_RABBITMQ_URL
     redis_url = os.environ.get("REDIS_URL") or LOCAL_REDIS_URL
     tenant = Tenant(f"bench-stall-{os.urandom(4).hex()}", os.urandom(16).hex())
-    system = BatonSystem(rabbitmq_url, redis_url, [tenant])
+    system = BatonSystem(rabbitmq_url, redis_url, [tenant], extra_env=BENCH_LIMITS)
     try:
         base_url = await system.start_orchestrator()
         system.start_worker("tests.bench.noop_worker:worker", name="worker")

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from tests.bench.baton_runs import BatonBench
 from tests.bench.celery_peer import CeleryPeer
-from tests.bench.common import NOOP_SERVICE, WARMUP_JOBS, delete_matching, delete_service_queues, progress
+from tests.bench.common import BENCH_LIMITS, NOOP_SERVICE, WARMUP_JOBS, delete_matching, delete_service_queues, progress
 from tests.bench.raw_limit import RawLimit
 from tests.e2e.harness import ROOT, BatonSystem, Tenant
 
@@ -36,7 +36,7 @@ async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> t
     """Jobs/s through POST /jobs, then through POST /jobs/batch, on a fresh orchestrator and worker."""
     run = os.urandom(5).hex()
     tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in ("warmup", "single", "batch")}
-    system = BatonSystem(*urls, list(tenants.values()))
+    system = BatonSystem(*urls, list(tenants.values()), extra_env=BENCH_LIMITS)
     try:
         base_url = await system.start_orchestrator()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency * 2)) as session:
