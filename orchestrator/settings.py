@@ -7,9 +7,9 @@ the object is built (`from_env` reads variables, keyword arguments never do).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from yarl import URL
 
 from orchestrator.rates import Rate, parse_rate
@@ -26,6 +26,14 @@ DEFAULT_JOB_QUOTA: Final[Rate] = Rate(200.0, 2000)
 # Client messages per WebSocket: a client subscribes, pings and cancels; a burst covers a page load.
 DEFAULT_WS_MESSAGE_RATE: Final[Rate] = Rate(100.0, 500)
 ANY_ORIGIN: Final[str] = "*"
+
+
+def _rate_or_off(value: Any) -> Any:
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+# A rate variable: `200/s:2000`, or `off` (None).
+RateSetting = Annotated[Rate | None, BeforeValidator(_rate_or_off)]
 
 
 class SweeperSettings(EnvSettings):
@@ -50,16 +58,11 @@ class QuotaSettings(EnvSettings):
     """Job creation per tenant (orchestrator.jobs.quota): a token bucket in Redis, shared by every replica."""
 
     # None: no quota
-    jobs: Rate | None = Field(default=DEFAULT_JOB_QUOTA, validation_alias="BATON_JOB_QUOTA")
+    jobs: RateSetting = Field(default=DEFAULT_JOB_QUOTA, validation_alias="BATON_JOB_QUOTA")
     per_tenant: Mapping[str, Rate | None] = Field(default_factory=dict, validation_alias="BATON_TENANT_JOB_QUOTAS")
 
     def rate_for(self, tenant_id: str) -> Rate | None:
         return self.per_tenant.get(tenant_id, self.jobs)
-
-    @field_validator("jobs", mode="before")
-    @classmethod
-    def _parse_rate(cls, value: Any) -> Any:
-        return parse_rate(value) if isinstance(value, str) else value
 
     @field_validator("per_tenant", mode="before")
     @classmethod
@@ -86,14 +89,9 @@ class WebSocketSettings(EnvSettings):
     # Sockets opened without credentials, waiting for their first-message auth.
     max_unauthenticated: PositiveInt = Field(default=1_000, validation_alias="BATON_WS_MAX_UNAUTHENTICATED")
     auth_timeout_seconds: PositiveFloat = Field(default=10.0, validation_alias="BATON_WS_AUTH_TIMEOUT_SECONDS")
-    message_rate: Rate | None = Field(default=DEFAULT_WS_MESSAGE_RATE, validation_alias="BATON_WS_MESSAGE_RATE")
+    message_rate: RateSetting = Field(default=DEFAULT_WS_MESSAGE_RATE, validation_alias="BATON_WS_MESSAGE_RATE")
     # Origins (scheme://host[:port]) browsers may upgrade from; None: the request's own host only.
     allowed_origins: frozenset[str] | None = Field(default=None, validation_alias="BATON_ALLOWED_ORIGINS")
-
-    @field_validator("message_rate", mode="before")
-    @classmethod
-    def _parse_rate(cls, value: Any) -> Any:
-        return parse_rate(value) if isinstance(value, str) else value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
