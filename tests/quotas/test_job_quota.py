@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -11,6 +12,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.app import METRICS, create_app
+from orchestrator.errors import QuotaExceeded
+from orchestrator.http.errors import api_error_for
 from orchestrator.http.routes import openapi_document
 from orchestrator.rates import Rate
 from orchestrator.settings import OrchestratorSettings, QuotaSettings
@@ -61,27 +64,35 @@ def documented_429(method: str, path: str) -> tuple[Any, dict[str, Any]]:
 async def test_a_burst_then_429_with_retry_after_then_tokens_refill(serve: ServeApi) -> None:
     # 30 a minute is one token every 2 s: a client refused right after the burst waits 2 s.
     async with serve(quotas=only_a(Rate(0.5, 5))) as api:
-        for _ in range(5):
-            assert (await post_job(api)).status == 202
+        started = time.monotonic()
+        burst = await asyncio.gather(*(post_job(api) for _ in range(5)))
+        assert [response.status for response in burst] == [202] * 5
         refused = await post_job(api)
+        elapsed = time.monotonic() - started  # refilled meanwhile: 0.5 a second
         assert refused.status == 429
-        assert refused.headers["Retry-After"] == "2"
+        retry_after = int(refused.headers["Retry-After"])
+        assert math.ceil(2 - elapsed) <= retry_after <= 2
         body = await refused.json()
         assert body["error"] == "quota_exceeded" and api.tenant_a in body["detail"]
         assert (body["requested"], body["available"], body["burst"]) == (1, 0, 5)
         assert await job_count(api, api.headers_a) == 5  # the refused request created nothing
         assert rejections(api, api.tenant_a, "job") == 1
 
-        started = time.monotonic()
-        await asyncio.sleep(int(refused.headers["Retry-After"]))
-        assert (await post_job(api)).status == 202  # one token refilled, as Retry-After said
+        await asyncio.sleep(retry_after)
+        assert (await post_job(api)).status == 202  # the token is there, as Retry-After said
         again = await post_job(api)
-        assert again.status == 429 and again.headers["Retry-After"] == "2"
-        assert time.monotonic() - started < 4
+        assert again.status == 429 and again.headers["Retry-After"] in ("1", "2")
+        assert rejections(api, api.tenant_a, "job") == 2
+
+
+def test_retry_after_is_whole_seconds_rounded_up() -> None:
+    for seconds, header in ((0.001, "1"), (1.0, "1"), (1.01, "2"), (59.5, "60")):
+        answer = api_error_for(QuotaExceeded("t", 1, available=0, burst=5, retry_after=seconds))
+        assert answer is not None and answer.status == 429 and answer.headers["Retry-After"] == header
 
 
 async def test_another_tenant_keeps_its_own_quota(serve: ServeApi) -> None:
-    async with serve(quotas=only_a(Rate(1.0, 3))) as api:
+    async with serve(quotas=only_a(Rate(1 / 60, 3))) as api:
         for _ in range(3):
             assert (await post_job(api)).status == 202
         assert (await post_job(api)).status == 429
