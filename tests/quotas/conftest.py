@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,11 +18,12 @@ ServeApi = Callable[..., AbstractAsyncContextManager[Api]]
 
 @pytest.fixture
 def serve(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> ServeApi:
-    """`async with serve(quotas=..., websockets=...) as api`: an orchestrator with those limits."""
+    """`async with serve(quotas=..., websockets=...) as api`: an orchestrator with those limits (and
+    serve_api's other options)."""
 
     def start(
-        quotas: QuotasOf | None = None, websockets: WebSocketSettings | None = None
+        quotas: QuotasOf | None = None, websockets: WebSocketSettings | None = None, **options: Any
     ) -> AbstractAsyncContextManager[Api]:
-        return serve_api(rabbitmq_url, redis_url, redis_client, unique, quotas=quotas, websockets=websockets)
+        return serve_api(rabbitmq_url, redis_url, redis_client, unique, quotas=quotas, websockets=websockets, **options)
 
     return start

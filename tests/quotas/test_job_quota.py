@@ -97,7 +97,9 @@ async def test_another_tenant_keeps_its_own_quota(serve: ServeApi) -> None:
             assert (await post_job(api)).status == 202
         assert (await post_job(api)).status == 429
         # Tenant b is on the default (1,000 at once): a's override and a's empty bucket do not touch it.
-        statuses = [(await post_job(api, api.headers_b)).status for _ in range(10)]
+        answers = [await post_job(api, api.headers_b) for _ in range(10)]
+        statuses = [a.status for a in answers]
+        assert statuses == [202] * 10, [await a.text() for a in answers]
         assert statuses == [202] * 10
         assert rejections(api, api.tenant_b, "job") == 0
 
@@ -141,6 +143,21 @@ async def test_agent_and_workflow_runs_cost_a_token_each(serve: ServeApi) -> Non
             assert validator.is_valid(await agent.json())
         for path in ("/workflows/{workflow_id}/execute-async", "/execute-async/"):
             assert documented_429("post", path)[1]["Retry-After"]
+
+
+async def test_a_services_child_job_spends_the_quota_of_its_tenant(serve: ServeApi, unique: str) -> None:
+    async with serve(quotas=only_a(Rate(1 / 60, 2)), service_tokens={f"token-{unique}": f"svc-{unique}"}) as api:
+        parent = (await (await post_job(api)).json())["job_id"]
+        service = {
+            "Authorization": f"Bearer token-{unique}",
+            "X-Baton-Tenant": api.tenant_a,
+            "X-Global-Task-Id": parent,
+            "X-Task-Id": "task-1",
+        }
+        assert (await post_job(api, service)).status == 202  # the tenant's second token
+        refused = await post_job(api, service)
+        assert refused.status == 429 and "Retry-After" in refused.headers
+        assert (await post_job(api)).status == 429  # the tenant's own requests see the same bucket
 
 
 async def test_two_replicas_spend_from_one_bucket(
