@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from schemathesis import Case
 
+from orchestrator.workflows.definition import STEP_NAME_PATTERN
 from protocol.names import JOB_TYPE_PATTERN
 
 CREATE_PATHS: Final[frozenset[str]] = frozenset({"/jobs", "/jobs/agent/{agent_id}/execute"})
@@ -59,7 +60,8 @@ def _fit_workflow(body: dict[str, Any], job_type: str) -> None:
     for index, step in enumerate(steps):
         if not isinstance(step, dict):
             continue
-        step["name"] = f"s{index}"
+        if isinstance(step.get("name"), str) and re.fullmatch(STEP_NAME_PATTERN, step["name"]):
+            step["name"] = f"s{index}"  # distinct; a name the pattern refuses stays, and the case negative
         if isinstance(step.get("type"), str) and re.fullmatch(JOB_TYPE_PATTERN, step["type"]):
             step["type"] = job_type
         step.pop("after", None)
