@@ -5,7 +5,8 @@ definitions (`DefinitionStore`) come first: a declared one is what a tenant sees
 that id. An announcement is validated like a `PUT /workflows/{id}` body, against the job types the
 directory knows; an invalid declaration is refused and logged, never stored. Anything that can publish
 on `baton.events` can announce, so what it can make is bounded: at most MAX_DECLARED workflows, and an
-id declared by one service is not taken over by another while the first is still known.
+id declared by one service is not taken over by another while the first is still known. An id that is a
+job type belongs to the service serving that type (it is what `POST /jobs` of the type runs).
 A declaration stays when its service goes (a workflow may outlive a deploy); the next announcement
 of the same id replaces it.
 """
@@ -129,14 +130,25 @@ class WorkflowDeclarations:
         return known
 
     async def _conflict(self, workflow_id: str, service: str) -> str | None:
+        served_by = await self._services.service_for(workflow_id)
+        if served_by is not None:
+            # A workflow under a job type's id is what POST /jobs of that type runs, so the id is the type's
+            # own service's: it takes the id back from any other, and no other may hold it (a stray worker
+            # declaring `document_processing` would otherwise turn every such job into a failing task).
+            if served_by != service:
+                return f"job type {workflow_id!r} is served by {served_by!r}: only it may declare a workflow of that id"
+            return await self._over_the_cap(workflow_id)
         current = await self._declared.get(workflow_id)
         if current is None:
-            if await self._declared.count() >= self._max:
-                return f"at most {self._max} workflows may be declared"
-            return None
+            return await self._over_the_cap(workflow_id)
         owner = current.declared_by
         if owner is not None and owner != service and owner in await self._services.services():
             return f"service {owner!r} declares it"
+        return None
+
+    async def _over_the_cap(self, workflow_id: str) -> str | None:
+        if await self._declared.get(workflow_id) is None and await self._declared.count() >= self._max:
+            return f"at most {self._max} workflows may be declared"
         return None
 
     def _refuse(self, announcement: WorkflowAnnouncement, workflow_id: str, reason: str) -> None:

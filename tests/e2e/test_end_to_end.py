@@ -126,7 +126,7 @@ async def test_built_in_services_do_real_work_and_call_each_other(system: BatonS
                 assert response.status == 200, await response.text()
                 results[job_type] = await response.json()
         for job_type, answer in results.items():
-            assert answer["status"] == "completed", (job_type, answer)
+            assert answer["status"] == "completed", (job_type, answer, answer.get("error"))
             async with session.get(f"{base_url}/jobs/{answer['job_id']}", headers=tenant.headers) as response:
                 record = await response.json()
             assert record["status"] == "completed"

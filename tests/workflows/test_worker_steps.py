@@ -179,6 +179,32 @@ async def test_an_invalid_or_contested_declaration_is_refused_and_never_stored(
     assert stored is not None and stored.declared_by == api.service and stored.definition.name == "Fine"
 
 
+async def test_a_workflow_under_a_job_types_id_belongs_to_the_service_serving_that_type(
+    api: Api, declarations: WorkflowDeclarations, redis_client: aioredis.Redis, unique: str
+) -> None:
+    """A stray service declaring a workflow under another service's job type (a test worker registering
+    the ingestion handlers under their default names did, and every `document_processing` job then ran as a
+    plain task and failed) is refused; the type's own service takes the id back from whoever holds it."""
+    await api.announce()
+    stray = Worker(f"stray-{unique}")
+    stray.workflow(api.job_type, name="Not yours", steps=[step("a", api.job_type)])
+    assert await declarations.record(announcement(stray)) == []
+    assert not await redis_client.hexists(DECLARED_KEY, api.job_type)
+
+    # Held by another service (stored before this rule): the owner's announcement replaces it.
+    await DeclaredDefinitions(redis_client).put(
+        api.job_type, {"name": "Stale", "steps": [{"name": "a", "type": api.job_type}]}, f"stray-{unique}", utc_now()
+    )
+    owner = Worker(api.service)
+    owner.workflow(api.job_type, name="Mine", steps=[step("a", api.job_type)])
+    try:
+        assert await declarations.record(announcement(owner)) == [api.job_type]
+        stored = await DeclaredDefinitions(redis_client).get(api.job_type)
+        assert stored is not None and stored.declared_by == api.service and stored.definition.name == "Mine"
+    finally:
+        await redis_client.hdel(DECLARED_KEY, api.job_type)
+
+
 async def test_document_processing_runs_as_a_workflow_with_its_embedding_fanned_out(
     api: Api,
     declarations: WorkflowDeclarations,
