@@ -33,7 +33,13 @@ async def post_jobs(
 
 
 def embedding_job(i: int) -> dict[str, Any]:
-    return {"type": "embedding_request", "payload": {"texts": [f"document number {i}"], "dimensions": 8}}
+    # Without the cache: these tests count jobs and events, and the same body sent twice (as the
+    # two-replica test does) would otherwise come back coalesced or from the cache instead of as a new job.
+    return {
+        "type": "embedding_request",
+        "payload": {"texts": [f"document number {i}"], "dimensions": 8},
+        "cache": False,
+    }
 
 
 async def test_a_thousand_jobs_reach_the_websocket_and_none_is_lost(system: BatonSystem) -> None:
