@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from protocol.control import WORKFLOW_ID_PATTERN
+from protocol.names import JOB_TYPE_PATTERN
 
 API_VERSION: Final[str] = "1.0.0"
 _REF: Final[str] = "#/components/schemas/{model}"
@@ -133,7 +134,10 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _path_schema(name: str) -> dict[str, str]:
-    # A workflow id is refused (422) unless it has this shape; other ids are looked up (404 when unknown).
+    # A workflow id or a job type is refused (422) unless it has this shape; other ids are looked up
+    # (404 when unknown).
     if name == "workflow_id":
         return {"type": "string", "pattern": WORKFLOW_ID_PATTERN}
+    if name == "type":
+        return {"type": "string", "pattern": JOB_TYPE_PATTERN}
     return {"type": "string"}
