@@ -47,6 +47,20 @@ class CancelCommand(BaseModel):
     v: Literal[1] = PROTOCOL_VERSION
 
 
+class LaneOpened(BaseModel):
+    """Broadcast on `baton.control` when the orchestrator opens a tenant's lane of a service (protocol
+    version 1 addition): the service's running workers start consuming it at once. An older worker
+    drops it as undecodable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["lane_opened"] = "lane_opened"
+    service: str = Field(pattern=SERVICE_NAME_PATTERN)
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
+    issued_at: datetime = Field(default_factory=utc_now)
+    v: Literal[1] = PROTOCOL_VERSION
+
+
 class WorkerHeartbeat(BaseModel):
     """Published by every worker process at start and then periodically, on the events
     exchange under `_system.<service>.worker_heartbeat`; it announces the job types it serves."""

@@ -37,6 +37,10 @@ RETRY_DELAY_TIERS_MS: Final[tuple[int, ...]] = (
     300_000,
     1_800_000,
 )
+# Tenant lanes (`baton.<service>.tenant.<tenant_id>`): the orchestrator publishes each job's task to
+# its tenant's lane, so one tenant's backlog queues apart from another's; workers consume the service
+# queue and every lane of their service, and share their slots fairly among tenants.
+LANE_INFIX: Final[str] = "tenant"
 SYSTEM_ROUTING_PREFIX: Final[str] = "_system"  # not a valid tenant id, so never a tenant's key
 
 # Headers Baton sets on messages it dead-letters itself.
@@ -63,6 +67,17 @@ class DeadLetterReason(StrEnum):
 
 def task_queue(service: str) -> str:
     return f"baton.{check_service_name(service)}"
+
+
+def lane_routing_key(service: str, tenant_id: str) -> str:
+    """The key on `baton.tasks` of a tenant's lane. Neither a service name nor a tenant id holds a
+    dot, so it never equals a service's own key, and the parts read back unambiguously."""
+    return f"{check_service_name(service)}.{LANE_INFIX}.{check_tenant_id(tenant_id)}"
+
+
+def lane_queue(service: str, tenant_id: str) -> str:
+    """A tenant's lane of a service: at most 6 + 63 + 8 + 64 = 141 bytes, within AMQP's 255."""
+    return f"baton.{lane_routing_key(service, tenant_id)}"
 
 
 def dead_letter_queue(service: str) -> str:
@@ -120,19 +135,19 @@ EXCHANGES: Final[tuple[ExchangeSpec, ...]] = (
 )
 
 
+def _work_queue_arguments(service: str) -> dict[str, Any]:
+    return {
+        "x-queue-type": "classic",  # priorities need classic queues on RabbitMQ 3.x
+        "x-max-priority": QUEUE_MAX_PRIORITY,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": service,
+    }
+
+
 def service_queues(service: str) -> tuple[QueueSpec, ...]:
     """The work queue of a service, the queue its dead letters are parked in, and its retry delay queues."""
     return (
-        QueueSpec(
-            task_queue(service),
-            {
-                "x-queue-type": "classic",  # priorities need classic queues on RabbitMQ 3.x
-                "x-max-priority": QUEUE_MAX_PRIORITY,
-                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-                "x-dead-letter-routing-key": service,
-            },
-            (Binding(TASKS_EXCHANGE, service),),
-        ),
+        QueueSpec(task_queue(service), _work_queue_arguments(service), (Binding(TASKS_EXCHANGE, service),)),
         QueueSpec(
             dead_letter_queue(service),
             {"x-queue-type": "classic"},
@@ -151,6 +166,16 @@ def service_queues(service: str) -> tuple[QueueSpec, ...]:
             )
             for delay_ms in RETRY_DELAY_TIERS_MS
         ),
+    )
+
+
+def lane_queue_spec(service: str, tenant_id: str) -> QueueSpec:
+    """A tenant's lane: a work queue like the service's own, dead-lettering under the service's key.
+    No `x-expires`: an expiring queue would drop the messages it holds."""
+    return QueueSpec(
+        lane_queue(service, tenant_id),
+        _work_queue_arguments(service),
+        (Binding(TASKS_EXCHANGE, lane_routing_key(service, tenant_id)),),
     )
 
 
@@ -191,3 +216,8 @@ async def declare_service(channel: TopologyChannel, service: str) -> None:
     """Exchanges plus a service's queues; safe to call from every process, any number of times."""
     await declare_exchanges(channel)
     await declare_queues(channel, service_queues(service))
+
+
+async def declare_lane(channel: TopologyChannel, service: str, tenant_id: str) -> None:
+    """A tenant's lane of a service (its exchange must exist: `declare_service` first)."""
+    await declare_queues(channel, (lane_queue_spec(service, tenant_id),))
