@@ -6,12 +6,14 @@ the object is built (`from_env` reads variables, keyword arguments never do).
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from plumbing.settings import EnvSettings, SharedSettings
 from protocol.control import MAX_REPORTED_BREAKERS
+from protocol.names import check_tenant_id
 from workers.breaker import DEFAULT_COOLDOWN_SECONDS, DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_TARGETS
 from workers.errors import ConfigurationError
 from workers.rate_limit import RateLimit, parse_rate_limit
@@ -29,6 +31,8 @@ DEFAULT_LLM_TIMEOUT_SECONDS: Final[float] = 120.0
 # `consumer_timeout` (30 min by default on 3.x), which would kill every task on that channel.
 # Time limits are capped below this; deploy raises the broker's value and sets this to match.
 DEFAULT_CONSUMER_TIMEOUT_SECONDS: Final[float] = 1800.0
+DEFAULT_LANE_REFRESH_SECONDS: Final[float] = 15.0
+EVERY_OTHER_TENANT: Final[str] = "*"  # in BATON_TENANT_WEIGHTS and BATON_TENANT_MAX_RUNNING: the default
 
 
 def _rate_limit_setting(value: object) -> object:
@@ -99,6 +103,15 @@ class WorkerSettings(SharedSettings):
     consumer_timeout_seconds: PositiveFloat = Field(
         default=DEFAULT_CONSUMER_TIMEOUT_SECONDS, validation_alias="BATON_CONSUMER_TIMEOUT_SECONDS"
     )
+    # Tenant fairness in this process: `tenant:n,...`, `*:n` for every tenant not named.
+    tenant_weights: Mapping[str, PositiveInt] = Field(default_factory=dict, validation_alias="BATON_TENANT_WEIGHTS")
+    tenant_max_running: Mapping[str, PositiveInt] = Field(
+        default_factory=dict, validation_alias="BATON_TENANT_MAX_RUNNING"
+    )
+    # How often the lane set is read again, for a lane whose broadcast this process missed.
+    lane_refresh_seconds: PositiveFloat = Field(
+        default=DEFAULT_LANE_REFRESH_SECONDS, validation_alias="BATON_LANE_REFRESH_SECONDS"
+    )
     llm: LlmSettings = Field(default_factory=LlmSettings)
     # Where `ctx.submit_job` creates child jobs (POST /jobs), with this service's token.
     orchestrator_url: str = Field(default=DEFAULT_ORCHESTRATOR_URL, validation_alias="BATON_ORCHESTRATOR_URL")
@@ -115,3 +128,22 @@ class WorkerSettings(SharedSettings):
         """The token `service` speaks with to the orchestrator (the last one given, while rotating)."""
         found = [token for token, owner in (self.service_tokens or {}).items() if owner == service]
         return found[-1] if found else None
+
+    @field_validator("tenant_weights", "tenant_max_running", mode="before")
+    @classmethod
+    def _parse_per_tenant(cls, value: Any) -> Any:
+        """`tenant:n,tenant:n,*:n` -> {tenant: n}; the numbers are checked by the field's type."""
+        if not isinstance(value, str):
+            return value
+        found: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            tenant, sep, number = item.partition(":")
+            if not sep or not number.strip():
+                raise ValueError("each item must be tenant:number (or *:number for every other tenant)")
+            tenant = tenant.strip()
+            if tenant != EVERY_OTHER_TENANT:
+                check_tenant_id(tenant)
+            if tenant in found:
+                raise ValueError(f"tenant {tenant!r} is named twice")
+            found[tenant] = number.strip()
+        return found

@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
+from protocol.control import LaneOpened
 from protocol.topology import declare_service
 from workers.breaker import BreakerPolicy, CircuitBreakers
 from workers.config import WorkerSettings
@@ -33,10 +34,12 @@ from workers.runtime.child_jobs import OrchestratorJobs
 from workers.runtime.consumer import TaskConsumer
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Executions, TimeLimits
+from workers.runtime.fair_slots import FairSlots, TenantPolicy
 from workers.runtime.flow_gate import FlowGate, resolve_limits
 from workers.runtime.flow_store import FlowLimitStore
 from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
+from workers.runtime.lanes import LaneDirectory
 from workers.runtime.ledger import TaskLedger
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
 from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner
@@ -84,6 +87,7 @@ class WorkerRuntime:
         self._ledger: TaskLedger | None = None
         self._flow_store: FlowLimitStore | None = None
         self.flow_gate: FlowGate | None = None
+        self._lanes: LaneDirectory | None = None
         self._connection: AbstractRobustConnection | None = None
         self._http: aiohttp.ClientSession | None = None
         self._consumer: TaskConsumer | None = None
@@ -125,9 +129,9 @@ class WorkerRuntime:
         router = ReplyRouter(f"baton.reply.{self.worker_id}", self._codecs)
         await router.start(consume_channel)
         cancelled = CancelledJobs()
-        await ControlListener(f"baton.control.{self.worker_id}", self._codecs, cancelled, self.executions).start(
-            consume_channel
-        )
+        await ControlListener(
+            f"baton.control.{self.worker_id}", self._codecs, cancelled, self.executions, self._lane_opened
+        ).start(consume_channel)
         self._http = aiohttp.ClientSession()
         self._ledger = TaskLedger(self.settings.redis_url)
         if self.flow_limits:
@@ -176,19 +180,34 @@ class WorkerRuntime:
             announcer=WorkflowAnnouncer(worker_id=self.worker_id, worker=self.worker, events=events),
             breakers=BreakerReporter(worker_id=self.worker_id, service=service, breakers=self.breakers, events=events),
         )
-        self._consumer = TaskConsumer(service, runner, self.executions, self.concurrency)
+        self._lanes = LaneDirectory(self.settings.redis_url)
+        policy = TenantPolicy.from_settings(self.settings.tenant_weights, self.settings.tenant_max_running)
+        self._consumer = TaskConsumer(
+            service,
+            runner,
+            self.executions,
+            FairSlots(self.concurrency, policy),
+            self._lanes,
+            lane_refresh_seconds=self.settings.lane_refresh_seconds,
+        )
         await self._consumer.start(consume_channel)
         await self._heartbeat.start()
         log.info(
-            "worker %s serving %s on %s (concurrency %d, prefetch %d; limits over all processes: %s) via %s",
+            "worker %s serving %s on %s and %d tenant lane(s) (concurrency %d, prefetch %d each; "
+            "limits over all processes: %s) via %s",
             self.worker_id,
             ", ".join(self.worker.job_types),
             self._consumer.queue_name,
+            len(self._consumer.lanes),
             self.concurrency,
             self.prefetch,
             self.flow_limits,
             redact(self.settings.rabbitmq_url),
         )
+
+    async def _lane_opened(self, lane: LaneOpened) -> None:
+        if self._consumer is not None and lane.service == self.worker.service:
+            await self._consumer.open_lane(lane.tenant_id)
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Drain (in-flight tasks finish within the grace period, the rest are requeued), say goodbye, close."""
@@ -222,6 +241,9 @@ class WorkerRuntime:
         if self._flow_store is not None:
             await self._flow_store.close()
             self._flow_store = None
+        if self._lanes is not None:
+            await self._lanes.close()
+            self._lanes = None
         if self._connection is not None:
             try:
                 await self._connection.close()

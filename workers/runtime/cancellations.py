@@ -1,17 +1,18 @@
-"""Cancellations: the broadcasts of baton.control, remembered and applied to the running tasks."""
+"""The broadcasts of baton.control: cancellations, remembered and applied to the running tasks, and
+`lane_opened`, handed to the consumer of the lane's service."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
-from protocol.control import CancelCommand
+from protocol.control import CancelCommand, LaneOpened
 from protocol.envelope import TaskEnvelope
 from protocol.errors import DecodeError
 from protocol.topology import CONTROL_EXCHANGE
@@ -69,11 +70,19 @@ class CancelledJobs:
 class ControlListener:
     """An exclusive, auto-delete queue of this process bound to the baton.control fanout."""
 
-    def __init__(self, queue_name: str, codecs: CodecSet, cancelled: CancelledJobs, executions: Executions) -> None:
+    def __init__(
+        self,
+        queue_name: str,
+        codecs: CodecSet,
+        cancelled: CancelledJobs,
+        executions: Executions,
+        on_lane_opened: Callable[[LaneOpened], Awaitable[None]] | None = None,
+    ) -> None:
         self.queue_name = queue_name
         self._codecs = codecs
         self._cancelled = cancelled
         self._executions = executions
+        self._on_lane_opened = on_lane_opened
         self._queue: AbstractQueue | None = None
 
     async def start(self, channel: AbstractChannel) -> None:
@@ -85,7 +94,13 @@ class ControlListener:
             raise BrokerError(f"cannot listen on {CONTROL_EXCHANGE}: {exc}") from exc
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # A broadcast says its kind in the AMQP type; one that does not is a cancel, as before kinds.
         try:
+            if message.type == "lane_opened":
+                lane = self._codecs.decode(LaneOpened, message.body, message.content_type)
+                if self._on_lane_opened is not None:
+                    await self._on_lane_opened(lane)
+                return
             command = self._codecs.decode(CancelCommand, message.body, message.content_type)
         except DecodeError as exc:
             # Other broadcast kinds may come later; an old worker ignores what it does not know.
