@@ -49,6 +49,7 @@ from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.flow_limits import FlowLimitStats
+from orchestrator.store.lanes import RedisLanes
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.store.result_cache import RedisResultCache
@@ -106,8 +107,8 @@ def create_app(
         authenticator, _ = Authenticator.from_settings(settings)
     codecs = CodecSet(settings.max_message_bytes)
 
-    publisher = TaskPublisher(settings.rabbitmq_url, codecs)
     redis = make_redis(settings.redis_url)
+    publisher = TaskPublisher(settings.rabbitmq_url, codecs, lanes=RedisLanes(redis))
     # One batcher: a lane's event application and another's update publish share a round trip.
     batcher = PipelineBatcher(redis)
     live = LiveState(

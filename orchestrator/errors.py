@@ -50,7 +50,7 @@ class PublishFailed(BrokerError):
 
     def __init__(self, reason: str, detail: str, *, maybe_sent: bool = False) -> None:
         super().__init__(detail, maybe_sent=maybe_sent)
-        self.reason = reason  # unroutable, nacked, timeout or channel_error: a metric label
+        self.reason = reason  # unroutable, nacked, timeout, channel_error or lane_unrecorded: a metric label
 
 
 class PublishUncertain(BrokerError):

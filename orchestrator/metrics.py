@@ -55,7 +55,10 @@ class OrchestratorMetrics:
         self.events_applied = Counter("baton_events_applied", "Events applied to the registry", ["event"], registry=r)
         self.events_dropped = Counter("baton_events_dropped", "Events not applied", ["reason"], registry=r)
         self.queue_depth = Gauge(
-            "baton_queue_depth_messages", "Ready messages per service queue", ["queue"], registry=r
+            "baton_queue_depth_messages",
+            "Ready messages per service, in its queue and its tenant lanes",
+            ["queue"],
+            registry=r,
         )
         self.queue_consumers = Gauge("baton_queue_consumers", "Consumers per service queue", ["queue"], registry=r)
         self.live_workers = Gauge(

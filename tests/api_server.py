@@ -27,7 +27,8 @@ from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import TaskEvent
-from protocol.topology import EVENTS_EXCHANGE, event_routing_key, service_queues, task_queue
+from protocol.lanes import lanes_key
+from protocol.topology import EVENTS_EXCHANGE, event_routing_key, lane_queue, service_queues, task_queue
 
 Client = TestClient[web.Request, web.Application]
 
@@ -64,29 +65,41 @@ class Api:
         )
         await self.app[LIVE].directory.record_heartbeat(heartbeat)
 
+    @property
+    def work_queues(self) -> tuple[str, ...]:
+        """The service queue and the two tenants' lanes of it."""
+        return (task_queue(self.service), *(lane_queue(self.service, t) for t in (self.tenant_a, self.tenant_b)))
+
     async def queued_envelopes(self) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, TaskEnvelope]]:
-        """Every message in the service queue, taken off it."""
-        channel = await self.amqp.channel()
-        try:
-            queue = await channel.declare_queue(task_queue(self.service), passive=True)
-            found = []
-            while (message := await queue.get(no_ack=True, fail=False)) is not None:
-                found.append((message, self.codecs.decode(TaskEnvelope, message.body, message.content_type)))
-            return found
-        finally:
-            await channel.close()
+        """Every message in the service queue and the tenants' lanes, taken off them."""
+        found = []
+        for name in self.work_queues:
+            channel = await self.amqp.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                continue  # the broker closed the channel
+            try:
+                while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                    found.append((message, self.codecs.decode(TaskEnvelope, message.body, message.content_type)))
+            finally:
+                await channel.close()
+        return found
 
     async def queue_depth(self) -> int:
-        """Ready messages in the service queue; 0 while it does not exist yet."""
-        channel = await self.amqp.channel()
-        try:
-            queue = await channel.declare_queue(task_queue(self.service), passive=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return 0
-        try:
-            return queue.declaration_result.message_count or 0
-        finally:
-            await channel.close()
+        """Ready messages in the service queue and the tenants' lanes; 0 for a queue that does not exist yet."""
+        depth = 0
+        for name in self.work_queues:
+            channel = await self.amqp.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                continue
+            try:
+                depth += queue.declaration_result.message_count or 0
+            finally:
+                await channel.close()
+        return depth
 
     async def emit(self, event: TaskEvent) -> None:
         """Publish a task event as a worker would."""
@@ -231,7 +244,10 @@ async def serve_api(
         if deployment is not None:
             await channel.queue_delete(deployment.events_queue)
             await redis_client.delete(deployment.replicas_key)
+        for tenant in (tenant_a, tenant_b):
+            await channel.queue_delete(lane_queue(service, tenant))
         await amqp.close()
+        await redis_client.delete(lanes_key(service))
         for tenant in (tenant_a, tenant_b):
             await _forget_tenant(redis_client, tenant)
         await redis_client.hdel(keys.ROUTES, job_type)

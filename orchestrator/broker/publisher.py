@@ -4,8 +4,10 @@ One robust connection of its own (consumers live on another connection, so a slo
 never holds up a publish); queue stats and dead-letter channels go through a third one
 (orchestrator.broker.queue_inspector), so a channel the broker closes there never touches publishing.
 Publishes wait for the broker's confirm with `mandatory` set, so an unroutable or nacked message
-is an error, never a silent loss. When the connection is down the publisher refuses at once
-instead of waiting for the reconnect: HTTP callers get a fast 503.
+is an error, never a silent loss. Each task goes to its tenant's lane (`baton.<service>.tenant.<tenant>`,
+protocol.topology), declared, recorded for the workers and announced on `baton.control` once per
+process before its first publish; after that a publish costs no extra round trip. When the connection
+is down the publisher refuses at once instead of waiting for the reconnect: HTTP callers get a fast 503.
 aio-pika and aiormq errors do not leave this module; they become `BrokerError`s, with
 `maybe_sent` set when the message may have reached the broker (no confirm in time, or the link
 broke while the message was on its way): a caller must then not assume the message is lost.
@@ -19,6 +21,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aio_pika
 import aiormq
@@ -29,16 +32,24 @@ from aiormq import spec
 from orchestrator.broker.connect import connect_robust, retry_with_backoff
 from orchestrator.broker.queue_inspector import QueueInspector, QueueStats
 from orchestrator.broker.stall_guard import StallGuard
-from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed, UnpublishableJob
+from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed, RegistryError, UnpublishableJob
 from plumbing.amqp import AMQP_ERRORS, publish_confirmed
 from protocol.codec import CodecSet
-from protocol.control import CancelCommand
+from protocol.control import CancelCommand, LaneOpened
 from protocol.envelope import TaskEnvelope
-from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchanges
+from protocol.topology import CONTROL_EXCHANGE, TASKS_EXCHANGE, declare_exchanges, lane_queue, lane_routing_key
 
 log = logging.getLogger(__name__)
 
 APP_ID = "baton-orchestrator"
+
+
+class LaneRecords(Protocol):
+    """The Redis set of each service's tenant lanes (orchestrator.store.lanes). Errors: RegistryError."""
+
+    async def record(self, service: str, tenant_id: str) -> None: ...
+
+    async def tenants(self, services: Sequence[str]) -> dict[str, list[str]]: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,10 @@ class TaskPublisher:
         reconnect_interval: float = 2.0,
         max_reconnect_interval: float = 30.0,
         connection_name: str | None = None,
+        lanes: LaneRecords | None = None,
     ) -> None:
+        """Without `lanes` every task goes to its service's shared queue, as before lanes existed
+        (benchmarks compare the two; tests of the publishing itself need no Redis)."""
         self._url = url
         self._codecs = codecs
         self._publish_timeout = publish_timeout
@@ -75,6 +89,8 @@ class TaskPublisher:
         )
         self._connector: asyncio.Task[None] | None = None
         self._declared: set[str] = set()
+        self._lanes = lanes
+        self._open_lanes: dict[tuple[str, str], str] = {}  # (service, tenant) -> routing key
         self._declare_lock = asyncio.Lock()
         self._stall = StallGuard(self._probe_link, stall_after=stall_after, probe_timeout=stall_after, interval=1.0)
 
@@ -128,7 +144,7 @@ class TaskPublisher:
     async def publish_task(
         self, envelope: TaskEnvelope, *, reply_to: str | None = None, body: bytes | None = None
     ) -> None:
-        """Publish to `baton.tasks` with routing key = service; returns once the broker confirmed it.
+        """Publish to `baton.tasks`, to the tenant's lane of the service; returns once the broker confirmed it.
 
         `reply_to` is kept when a child task is published again (its caller waits on that queue).
         `body` is the envelope already encoded by `encode_task`; without it the envelope is encoded here.
@@ -136,7 +152,7 @@ class TaskPublisher:
         if body is None:
             body = self.encode_task(envelope)
         link = self._require_link()
-        await self._ensure_service(link, envelope.service)
+        routing_key = await self._route(link, envelope.service, envelope.tenant_id)
         codec = self._codecs.default
         properties = spec.Basic.Properties(
             content_type=codec.content_type,
@@ -148,26 +164,25 @@ class TaskPublisher:
             **envelope.amqp_properties(),
         )
         try:
-            await self._publish(link, TASKS_EXCHANGE, body, properties, envelope.service, mandatory=True)
+            await self._publish(link, TASKS_EXCHANGE, body, properties, routing_key, mandatory=True)
         except PublishFailed as exc:
             if exc.reason == "unroutable":
                 # The queue was deleted behind our back: declare it again on the next publish.
                 self._declared.discard(envelope.service)
+                self._open_lanes.pop((envelope.service, envelope.tenant_id), None)
             raise
 
     async def publish_cancel(self, command: CancelCommand) -> None:
         """Broadcast on `baton.control`; not mandatory, since no worker running is not an error."""
-        link = self._require_link()
-        codec = self._codecs.default
-        properties = spec.Basic.Properties(
-            content_type=codec.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
-            correlation_id=command.global_task_id,
-            message_type=command.kind,
-            app_id=APP_ID,
-        )
-        body = self._codecs.encode(command, codec)
-        await self._publish(link, CONTROL_EXCHANGE, body, properties, "", mandatory=False)
+        await self._broadcast(self._require_link(), command, correlation_id=command.global_task_id)
+
+    async def lane_queues(self, services: Sequence[str]) -> dict[str, list[str]]:
+        """The tenant lanes of each service (queue names), read from Redis in one round trip; every
+        service maps to an empty list when lanes are off. Errors: RegistryError."""
+        if self._lanes is None:
+            return {service: [] for service in services}
+        tenants = await self._lanes.tenants(services)
+        return {service: [lane_queue(service, tenant) for tenant in tenants.get(service, [])] for service in services}
 
     @asynccontextmanager
     async def raw_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
@@ -197,6 +212,54 @@ class TaskPublisher:
         if link is None:
             raise BrokerUnavailable("no connection to RabbitMQ")
         await link.topology.get_exchange(TASKS_EXCHANGE, ensure=True)
+
+    async def _broadcast(self, link: _Link, command: CancelCommand | LaneOpened, **properties: Any) -> None:
+        codec = self._codecs.default
+        props = spec.Basic.Properties(
+            content_type=codec.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
+            message_type=command.kind,
+            app_id=APP_ID,
+            **properties,
+        )
+        await self._publish(link, CONTROL_EXCHANGE, self._codecs.encode(command, codec), props, "", mandatory=False)
+
+    async def _route(self, link: _Link, service: str, tenant_id: str) -> str:
+        """The routing key of the task's queue, declaring what it needs first (once per process)."""
+        if self._lanes is None:
+            await self._ensure_service(link, service)
+            return service
+        routing_key = self._open_lanes.get((service, tenant_id))
+        if routing_key is not None:
+            return routing_key  # the fast path: no round trip
+        await self._ensure_service(link, service)
+        if await self._open_lane(self._lanes, service, tenant_id):
+            try:
+                await self._broadcast(link, LaneOpened(service=service, tenant_id=tenant_id))
+            except BrokerError as exc:
+                # The workers' periodic read of the lane set finds it instead, a little later.
+                log.warning("lane_opened broadcast for %s of tenant %s failed: %s", service, tenant_id, exc)
+        return self._open_lanes.get((service, tenant_id)) or lane_routing_key(service, tenant_id)
+
+    async def _open_lane(self, lanes: LaneRecords, service: str, tenant_id: str) -> bool:
+        """Declare the lane and record it for the workers; False when another publish just did."""
+        async with self._declare_lock:
+            if (service, tenant_id) in self._open_lanes:
+                return False
+            what = f"the lane of tenant {tenant_id!r} on {service!r}"
+            try:
+                await self._stall.guard(self._inspector.declare_lane(service, tenant_id), self._publish_timeout)
+            except TimeoutError as exc:
+                raise PublishFailed("timeout", f"declaring {what} timed out") from exc
+            except AMQP_ERRORS as exc:
+                raise self._translate(exc, f"declaring {what} failed", maybe_sent=False) from exc
+            try:
+                # Before the first publish: a worker that starts later must find the lane to consume it.
+                await lanes.record(service, tenant_id)
+            except RegistryError as exc:
+                raise PublishFailed("lane_unrecorded", f"recording {what} failed: {exc}") from exc
+            self._open_lanes[(service, tenant_id)] = lane_routing_key(service, tenant_id)
+            return True
 
     async def _ensure_service(self, link: _Link, service: str) -> None:
         if service in self._declared:
@@ -274,7 +337,13 @@ class TaskPublisher:
             log.warning("RabbitMQ connected but channel setup failed: %s", exc)
             await connection.close()
             return None
+        connection.reconnect_callbacks.add(self._forget_declarations)
         return _Link(connection, channel, topology)
+
+    def _forget_declarations(self, *_: object) -> None:
+        # After a reconnect (perhaps to a broker that lost its definitions) declare everything again.
+        self._declared.clear()
+        self._open_lanes.clear()
 
 
 def _encode_failure(exc: Exception) -> str:

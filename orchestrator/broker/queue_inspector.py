@@ -29,7 +29,7 @@ import aiormq.abc
 
 from orchestrator.errors import BrokerUnavailable
 from plumbing.amqp import AMQP_ERRORS, connect_or_close
-from protocol.topology import declare_service
+from protocol.topology import TopologyChannel, declare_lane, declare_service
 
 DEFAULT_LANES: Final[int] = 4  # channels asking in parallel: hundreds of queues one after another take too long
 _MAX_CHANNEL_NUMBER: Final[int] = 65535
@@ -111,12 +111,22 @@ class QueueInspector:
         """Exchanges plus the service's queues and bindings (protocol.topology.declare_service).
 
         aiormq errors are raised as they are (a refused declare: the caller tells the user why)."""
+        async with self._declaring_channel() as channel:
+            await declare_service(channel, service)
+
+    async def declare_lane(self, service: str, tenant_id: str) -> None:
+        """A tenant's lane of a service, after `declare_service`; errors as there."""
+        async with self._declaring_channel() as channel:
+            await declare_lane(channel, service, tenant_id)
+
+    @asynccontextmanager
+    async def _declaring_channel(self) -> AsyncIterator[TopologyChannel]:
         connection = await self._connect()
         async with self._declaring.lock:
             channel = self._declaring.channel
             if channel is None or channel.is_closed or channel.connection is not connection:
                 channel = self._declaring.channel = await self._open_channel(connection)
-            await declare_service(_Topology(channel, self._rpc_timeout), service)
+            yield _Topology(channel, self._rpc_timeout)
 
     async def close(self) -> None:
         connecting, self._connecting = self._connecting, None

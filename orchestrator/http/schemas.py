@@ -343,8 +343,11 @@ class FlowLimitsHealth(BaseModel):
 
 class ServiceHealth(BaseModel):
     queue: str
-    messages: int | None = Field(description="ready messages; null when unknown (broker down, queue missing)")
-    consumers: int | None
+    messages: int | None = Field(
+        description="ready messages in the service queue and its tenant lanes; null when unknown "
+        "(broker down, queue missing, lanes unreadable)"
+    )
+    consumers: int | None = Field(description="consumers of the service queue (each worker process has one)")
     live_workers: int | None
     circuit_breakers: list[BreakerHealth] = Field(
         default_factory=list, description="the breakers of its live workers that are open or half-open"

@@ -136,6 +136,10 @@ class TaskPublisher(Protocol):
         """Ready messages and consumers per queue; None for a queue that does not exist."""
         ...
 
+    async def lane_queues(self, services: Sequence[str]) -> dict[str, list[str]]:
+        """The tenant lanes (queue names) of each service. Errors: `orchestrator.errors.RegistryError`."""
+        ...
+
 
 class ServiceLookup(Protocol):
     """Which service serves a job type, and which of its workers are alive."""

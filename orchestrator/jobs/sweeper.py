@@ -181,11 +181,13 @@ class Sweeper:
             report.failed.append(record.job_id)
 
     async def _pending_messages(self, service: str) -> int | None:
-        """Messages of the service in its work and retry queues; None when the broker cannot say."""
-        queues = [task_queue(service), *(retry_queue(service, ms) for ms in RETRY_DELAY_TIERS_MS)]
+        """Messages of the service in its work queue, tenant lanes and retry queues; None when the
+        broker (or the lane set) cannot say."""
         try:
+            lanes = (await self._publisher.lane_queues([service]))[service]
+            queues = [task_queue(service), *lanes, *(retry_queue(service, ms) for ms in RETRY_DELAY_TIERS_MS)]
             stats = await self._publisher.queue_stats(queues)
-        except BrokerError as exc:
+        except (BrokerError, RegistryError) as exc:
             log.warning("sweeper: cannot count %s's messages: %s", service, exc)
             return None
         return sum(s.messages for s in stats.values() if s is not None)

@@ -17,9 +17,11 @@ import redis.asyncio as aioredis
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.jobs import ports
 from orchestrator.live.update_bus import UpdateBus
+from orchestrator.store.lanes import RedisLanes
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.codec import CodecSet
-from protocol.topology import service_queues
+from protocol.lanes import lanes_key
+from protocol.topology import lane_queue, service_queues
 from tests.contracts.subjects import CONTRACT_MAX_MESSAGE_BYTES, BusPair
 from tests.fakes.publisher import FakeTaskPublisher
 from tests.fakes.registry import FakeTaskRegistry
@@ -82,16 +84,22 @@ async def publisher(request: pytest.FixtureRequest, unique: str, service: str) -
         yield FakeTaskPublisher(codecs)
         return
     rabbitmq_url: str = request.getfixturevalue("rabbitmq_url")
-    real = TaskPublisher(rabbitmq_url, codecs, connection_name=f"test-contract-publisher-{unique}")
+    redis = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    real = TaskPublisher(
+        rabbitmq_url, codecs, connection_name=f"test-contract-publisher-{unique}", lanes=RedisLanes(redis)
+    )
     await real.start()
     try:
         yield real
     finally:
         await real.close()
+        lanes = (await RedisLanes(redis).tenants([service]))[service]
+        await redis.delete(lanes_key(service))
+        await redis.aclose()
         connection = await aio_pika.connect(rabbitmq_url)
         try:
             channel = await connection.channel()
-            for name in (spec.name for spec in service_queues(service)):
+            for name in (*(spec.name for spec in service_queues(service)), *(lane_queue(service, t) for t in lanes)):
                 await channel.queue_delete(name)
         finally:
             await connection.close()

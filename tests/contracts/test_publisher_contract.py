@@ -8,7 +8,7 @@ from orchestrator.errors import BrokerUnavailable, UnpublishableJob
 from orchestrator.jobs.ports import TaskPublisher
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
-from protocol.topology import task_queue
+from protocol.topology import lane_queue, task_queue
 from tests.contracts.subjects import CONTRACT_MAX_MESSAGE_BYTES
 
 
@@ -18,18 +18,21 @@ def envelope(service: str, **payload: object) -> TaskEnvelope:
     )
 
 
-async def test_a_published_task_is_confirmed_into_its_services_declared_queue(
+async def test_a_published_task_is_confirmed_into_its_tenants_declared_lane(
     publisher: TaskPublisher, service: str
 ) -> None:
     assert publisher.connected
     missing = f"baton.missing-{service}"
     assert await publisher.queue_stats([missing]) == {missing: None}
+    assert await publisher.lane_queues([service]) == {service: []}
     first = envelope(service, text="hi")
     await publisher.publish_task(first)
     await publisher.publish_task(first.next_attempt(), body=publisher.encode_task(first.next_attempt()))
-    stats = await publisher.queue_stats([task_queue(service), missing])
+    lane = lane_queue(service, "t1")
+    assert await publisher.lane_queues([service]) == {service: [lane]}
+    stats = await publisher.queue_stats([lane, missing])
     assert stats[missing] is None
-    queued = stats[task_queue(service)]
+    queued = stats[lane]
     assert queued is not None and queued.messages == 2 and queued.consumers == 0
 
 

@@ -2,8 +2,8 @@
 
 Encodes with the same CodecSet and refuses what the real one refuses (UnpublishableJob past the
 message cap or for a value the wire cannot carry; BrokerUnavailable, nothing sent, while
-`connected` is False). A published task lands in its service's work queue, declared on first use,
-where `queue_stats` counts it and `taken` takes it off, as a worker would.
+`connected` is False). A published task lands in its tenant's lane of its service, declared on first
+use, where `queue_stats` counts it and `taken` takes it off, as a worker would.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from orchestrator.errors import BrokerUnavailable, UnpublishableJob
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.envelope import TaskEnvelope
-from protocol.topology import task_queue
+from protocol.topology import lane_queue
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class FakeTaskPublisher:
         self._codecs = codecs or CodecSet()
         self.connected = True  # set False to act as a publisher whose broker is down
         self.queues: dict[str, list[Published]] = {}
+        self.lanes: dict[str, set[str]] = {}  # service -> tenants with a lane
         self.cancels: list[CancelCommand] = []
 
     def encode_task(self, envelope: TaskEnvelope) -> bytes:
@@ -51,7 +52,9 @@ class FakeTaskPublisher:
         if body is None:
             body = self.encode_task(envelope)
         self._require_link()
-        self.queues.setdefault(task_queue(envelope.service), []).append(Published(envelope, body, reply_to))
+        self.lanes.setdefault(envelope.service, set()).add(envelope.tenant_id)
+        lane = lane_queue(envelope.service, envelope.tenant_id)
+        self.queues.setdefault(lane, []).append(Published(envelope, body, reply_to))
 
     async def publish_cancel(self, command: CancelCommand) -> None:
         self._require_link()
@@ -64,10 +67,19 @@ class FakeTaskPublisher:
             for name in queues
         }
 
+    async def lane_queues(self, services: Sequence[str]) -> dict[str, list[str]]:
+        return {service: [lane_queue(service, t) for t in sorted(self.lanes.get(service, ()))] for service in services}
+
+    def waiting(self, service: str) -> int:
+        """Tasks waiting in the service's lanes."""
+        return sum(len(self.queues.get(lane_queue(service, t), [])) for t in self.lanes.get(service, ()))
+
     def taken(self, service: str) -> list[TaskEnvelope]:
-        """Every task waiting in the service's work queue, taken off it."""
-        waiting = self.queues.get(task_queue(service), [])
-        taken, waiting[:] = [p.envelope for p in waiting], []
+        """Every task waiting in the service's lanes, taken off them."""
+        taken: list[TaskEnvelope] = []
+        for tenant in sorted(self.lanes.get(service, ())):
+            waiting = self.queues.get(lane_queue(service, tenant), [])
+            taken, waiting[:] = taken + [p.envelope for p in waiting], []
         return taken
 
     def _require_link(self) -> None:

@@ -14,7 +14,6 @@ from orchestrator.models import CancelResult, CancelStatus, JobRecord
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus, TaskEvent
 from protocol.services import WORKFLOW_SERVICE
-from protocol.topology import task_queue
 from tests.fakes.directory import FakeServiceLookup
 from tests.fakes.publisher import FakeTaskPublisher
 from tests.fakes.registry import FakeTaskRegistry
@@ -91,7 +90,7 @@ async def test_cancelling_a_queued_job_ends_it_broadcasts_and_announces_once(par
 
 async def test_a_submit_that_waits_returns_the_outcome_a_worker_reports(parts: Parts) -> None:
     async def worker() -> None:
-        await eventually(lambda: bool(parts.publisher.queues.get(task_queue("echo"))))
+        await eventually(lambda: parts.publisher.waiting("echo") > 0)
         [envelope] = parts.publisher.taken("echo")
         event = TaskEvent(
             event=EventType.TASK_COMPLETED,

@@ -14,7 +14,7 @@ from orchestrator.app import LIVE
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, Progress, completed_event, failed_event, status_event
-from protocol.topology import CONTROL_EXCHANGE, task_queue
+from protocol.topology import CONTROL_EXCHANGE, lane_queue, task_queue
 from tests.api_server import Api
 from tests.polling import eventually
 
@@ -308,10 +308,10 @@ async def test_bad_requests(api: Api) -> None:
     assert await api.queue_depth() == 0
 
 
-async def test_deleted_queue_fails_once_then_is_declared_again(api: Api) -> None:
+async def test_deleted_lane_fails_once_then_is_declared_again(api: Api) -> None:
     await _create(api)
     channel = await api.amqp.channel()
-    await channel.queue_delete(task_queue(api.service))
+    await channel.queue_delete(lane_queue(api.service, api.tenant_a))
     await channel.close()
     lost = await api.client.post("/jobs", json={"type": api.job_type}, headers=api.headers_a)
     assert lost.status == 503
