@@ -70,6 +70,29 @@ def test_the_orchestrator_url_and_the_services_own_token() -> None:
     assert "just-a-token" not in str(refused.value)
 
 
+def test_tenant_fairness_settings() -> None:
+    settings = WorkerSettings.from_env(
+        {
+            "BATON_TENANT_WEIGHTS": "big:3, small:1,*:2",
+            "BATON_TENANT_MAX_RUNNING": "big:5",
+            "BATON_LANE_REFRESH_SECONDS": "5",
+        }
+    )
+    assert settings.tenant_weights == {"big": 3, "small": 1, "*": 2}
+    assert (settings.tenant_max_running, settings.lane_refresh_seconds) == ({"big": 5}, 5.0)
+    defaults = WorkerSettings.from_env({})
+    assert (defaults.tenant_weights, defaults.tenant_max_running, defaults.lane_refresh_seconds) == ({}, {}, 15.0)
+    for variable, value in (
+        ("BATON_TENANT_WEIGHTS", "big"),
+        ("BATON_TENANT_WEIGHTS", "big:0"),
+        ("BATON_TENANT_WEIGHTS", "a.b:1"),
+        ("BATON_TENANT_MAX_RUNNING", "big:1,big:2"),
+        ("BATON_TENANT_MAX_RUNNING", "big:many"),
+    ):
+        with pytest.raises(SettingsError, match=variable):
+            WorkerSettings.from_env({variable: value})
+
+
 @pytest.mark.parametrize(("variable", "value"), [("BATON_WORKER_CONCURRENCY", "0"), ("BATON_LOG_LEVEL", "nonsense")])
 def test_a_bad_variable_stops_the_worker_with_status_2(variable: str, value: str) -> None:
     env = {name: found for name, found in os.environ.items() if not name.startswith(("BATON_", "LLM_"))}

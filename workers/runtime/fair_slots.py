@@ -3,7 +3,7 @@
 Deliveries wait for a slot in groups, one per tenant. Within a group the highest AMQP priority goes
 first, then the earliest arrival. Across groups a free slot goes by smooth weighted round robin
 (nginx's): every group with a delivery waiting earns its weight in credit, the richest takes the slot
-and pays the sum of the weights earned. While groups keep waiting each gets slots in proportion to
+and pays the sum of the weights earned (a tie goes to the group served longest ago). While groups keep waiting each gets slots in proportion to
 its weight, interleaved rather than in bursts, and none starves. A group with nothing waiting drops
 its credit, so a tenant cannot bank turns while idle. A group at its cap of running tasks is passed
 over without holding up the others.
@@ -61,6 +61,7 @@ class _Group:
     waiting: list[tuple[int, int, asyncio.Future[bool]]] = field(default_factory=list)  # (-priority, arrival, ...)
     running: int = 0
     credit: int = 0
+    served_at: int = -1  # when it last got a slot (a count of grants): ties go to the longest unserved
 
     @property
     def eligible(self) -> bool:
@@ -74,6 +75,7 @@ class FairSlots:
         self._groups: dict[str, _Group] = {}
         self._active = 0
         self._arrivals = itertools.count()
+        self._grants = itertools.count()
         self._stopped = False
 
     @property
@@ -129,6 +131,7 @@ class FairSlots:
             if future.done():  # cancelled while waiting
                 continue
             future.set_result(True)
+            group.served_at = next(self._grants)
             group.running += 1
             self._active += 1
         self._forget_idle()
@@ -146,7 +149,7 @@ class FairSlots:
         for _, group in eligible:
             group.credit += group.weight
             total += group.weight
-        tenant, chosen = max(eligible, key=lambda item: item[1].credit)
+        tenant, chosen = max(eligible, key=lambda item: (item[1].credit, -item[1].served_at))
         chosen.credit -= total
         return tenant
 
