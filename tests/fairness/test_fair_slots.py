@@ -37,6 +37,11 @@ class Deliveries:
             self.slots.release(tenant)
             await self.settle()
 
+    async def finish_latest(self, times: int) -> None:
+        """With one slot: end the delivery that started last, `times` over."""
+        for _ in range(times):
+            await self.finish(tenant_of(self.started[-1]))
+
 
 def tenant_of(name: str) -> str:
     return name.split("-")[0]
@@ -75,8 +80,7 @@ async def test_weights_share_the_slots_in_proportion_and_interleaved() -> None:
         deliveries.arrive("a", f"a-{i}")
         deliveries.arrive("b", f"b-{i}")
     await deliveries.settle()
-    for _ in range(40):
-        await deliveries.finish(tenant_of(deliveries.started[-1]))
+    await deliveries.finish_latest(40)
     served = [tenant_of(name) for name in deliveries.started[1:41]]
     assert Counter(served) == {"a": 30, "b": 10}
     # Smooth: b is never kept waiting more than a's weight in turns.
@@ -93,8 +97,7 @@ async def test_priority_orders_a_tenants_own_deliveries_not_the_turns() -> None:
     deliveries.arrive("a", "a-high-later", priority=9)
     deliveries.arrive("b", "b-low", priority=0)
     await deliveries.settle()
-    for _ in range(5):
-        await deliveries.finish(tenant_of(deliveries.started[-1]))
+    await deliveries.finish_latest(5)
     # Within a: 9, 9 (in arrival order), 5, 1. Across tenants: b's turn comes despite a's priority 9.
     assert deliveries.started == ["a-first", "b-low", "a-high", "a-high-later", "a-mid", "a-low"]
 
@@ -135,8 +138,7 @@ async def test_no_tenant_starves_under_a_steady_stream_from_a_heavy_one() -> Non
     await deliveries.settle()
     deliveries.arrive("light", "light-0")
     await deliveries.settle()
-    for _ in range(12):
-        await deliveries.finish(tenant_of(deliveries.started[-1]))
+    await deliveries.finish_latest(12)
     assert "light-0" in deliveries.started
 
 

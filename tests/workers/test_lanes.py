@@ -59,6 +59,16 @@ async def lanes_of(channel: AbstractChannel, redis_client: aioredis.Redis, servi
     await redis_client.delete(lanes_key(service))
 
 
+@pytest.fixture
+async def tap(channel: AbstractChannel, service: str) -> Tap:
+    return await Tap.open(channel, f"*.{service}.*")
+
+
+@pytest.fixture
+def tenant(unique: str) -> str:
+    return f"tn-{unique}"
+
+
 def task(service: str, tenant: str) -> TaskEnvelope:
     return envelope(service, "echo", {}, tenant_id=tenant)
 
@@ -72,15 +82,8 @@ async def completes_within(tap: Tap, sent: TaskEnvelope, seconds: float) -> floa
 
 
 async def test_a_running_worker_consumes_a_new_lane_as_soon_as_it_is_broadcast(
-    rabbitmq_url: str,
-    channel: AbstractChannel,
-    service: str,
-    unique: str,
-    publisher: TaskPublisher,
-    lanes_of: RedisLanes,
+    rabbitmq_url: str, service: str, tenant: str, tap: Tap, publisher: TaskPublisher, lanes_of: RedisLanes
 ) -> None:
-    tap = await Tap.open(channel, f"*.{service}.*")
-    tenant = f"tn-{unique}"
     async with running(echo(service), rabbitmq_url, lane_refresh_seconds=NO_REREAD_SECONDS) as runtime:
         assert runtime._consumer is not None and runtime._consumer.lanes == frozenset()
         sent = task(service, tenant)
@@ -91,25 +94,17 @@ async def test_a_running_worker_consumes_a_new_lane_as_soon_as_it_is_broadcast(
 
 
 async def test_a_worker_started_after_the_lane_was_opened_reads_it_from_redis(
-    rabbitmq_url: str,
-    channel: AbstractChannel,
-    service: str,
-    unique: str,
-    publisher: TaskPublisher,
-    lanes_of: RedisLanes,
+    rabbitmq_url: str, service: str, tenant: str, tap: Tap, publisher: TaskPublisher, lanes_of: RedisLanes
 ) -> None:
-    tap = await Tap.open(channel, f"*.{service}.*")
-    sent = task(service, f"tn-{unique}")
+    sent = task(service, tenant)
     await publisher.publish_task(sent)  # nobody listens to its broadcast
     async with running(echo(service), rabbitmq_url, lane_refresh_seconds=NO_REREAD_SECONDS):
         await completes_within(tap, sent, 2.0)
 
 
 async def test_a_lane_whose_broadcast_was_missed_is_found_by_the_periodic_re_read(
-    rabbitmq_url: str, channel: AbstractChannel, service: str, unique: str, lanes_of: RedisLanes
+    rabbitmq_url: str, channel: AbstractChannel, service: str, tenant: str, tap: Tap, lanes_of: RedisLanes
 ) -> None:
-    tap = await Tap.open(channel, f"*.{service}.*")
-    tenant = f"tn-{unique}"
     async with running(echo(service), rabbitmq_url, lane_refresh_seconds=0.2) as runtime:
         # The orchestrator's steps without the broadcast: declare, record, publish.
         await declare_service(channel, service)
