@@ -3,10 +3,10 @@
 Deliveries wait for a slot in groups, one per tenant. Within a group the highest AMQP priority goes
 first, then the earliest arrival. Across groups a free slot goes by smooth weighted round robin
 (nginx's): every group with a delivery waiting earns its weight in credit, the richest takes the slot
-and pays the sum of the weights earned (a tie goes to the group served longest ago). While groups keep waiting each gets slots in proportion to
-its weight, interleaved rather than in bursts, and none starves. A group with nothing waiting drops
-its credit, so a tenant cannot bank turns while idle. A group at its cap of running tasks is passed
-over without holding up the others.
+and pays the sum of the weights earned (a tie goes to the group served longest ago). While groups
+keep waiting each gets slots in proportion to its weight, interleaved rather than in bursts, and none
+starves. A group with nothing waiting drops its credit, so a tenant cannot bank turns while idle.
+A group at its cap of running tasks is passed over without holding up the others.
 
 Priorities are strict within a tenant only: across tenants fairness comes first, so one tenant's
 priority-9 backlog does not take another tenant's turns.
