@@ -85,11 +85,11 @@ async def test_a_running_worker_consumes_a_new_lane_as_soon_as_it_is_broadcast(
     rabbitmq_url: str, service: str, tenant: str, tap: Tap, publisher: TaskPublisher, lanes_of: RedisLanes
 ) -> None:
     async with running(echo(service), rabbitmq_url, lane_refresh_seconds=NO_REREAD_SECONDS) as runtime:
-        assert runtime._consumer is not None and runtime._consumer.lanes == frozenset()
+        assert runtime.lanes == frozenset()
         sent = task(service, tenant)
         await publisher.publish_task(sent)
         await completes_within(tap, sent, 2.0)
-        assert runtime._consumer.lanes == {tenant}
+        assert runtime.lanes == {tenant}
     assert await lanes_of.tenants([service]) == {service: [tenant]}
 
 
@@ -113,7 +113,7 @@ async def test_a_lane_whose_broadcast_was_missed_is_found_by_the_periodic_re_rea
         sent = task(service, tenant)
         await publish_to_lane(channel, sent)
         await completes_within(tap, sent, 2.0)
-        assert runtime._consumer is not None and runtime._consumer.lanes == {tenant}
+        assert runtime.lanes == {tenant}
 
 
 async def test_tenants_share_a_busy_worker_and_stop_hands_back_what_never_started(
@@ -141,7 +141,7 @@ async def test_tenants_share_a_busy_worker_and_stop_hands_back_what_never_starte
             await publisher.publish_task(task(service, big))
         await eventually(lambda: started == [big])
         await publisher.publish_task(task(service, small))
-        await eventually(lambda: runtime._consumer is not None and small in runtime._consumer.lanes)
+        await eventually(lambda: small in runtime.lanes)
         await asyncio.sleep(0.2)  # the small tenant's task is in this process, waiting for the slot
         turns.release()
         turns.release()

@@ -105,6 +105,11 @@ class WorkerRuntime:
     def in_flight(self) -> int:
         return len(self.executions)
 
+    @property
+    def lanes(self) -> frozenset[str]:
+        """The tenants whose lane of the service this process consumes."""
+        return self._consumer.lanes if self._consumer is not None else frozenset()
+
     async def start(self) -> None:
         try:
             await self._start()
