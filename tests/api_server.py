@@ -116,6 +116,15 @@ class Api:
             await channel.close()
 
 
+async def delete_lanes(
+    channel: aio_pika.abc.AbstractChannel, redis: aioredis.Redis, service: str, tenants: tuple[str, ...]
+) -> None:
+    """The tenants' lanes of a service the test made, and the service's lane set."""
+    for tenant in tenants:
+        await channel.queue_delete(lane_queue(service, tenant))
+    await redis.delete(lanes_key(service))
+
+
 def _settings(
     rabbitmq_url: str,
     redis_url: str,
@@ -244,10 +253,8 @@ async def serve_api(
         if deployment is not None:
             await channel.queue_delete(deployment.events_queue)
             await redis_client.delete(deployment.replicas_key)
-        for tenant in (tenant_a, tenant_b):
-            await channel.queue_delete(lane_queue(service, tenant))
+        await delete_lanes(channel, redis_client, service, (tenant_a, tenant_b))
         await amqp.close()
-        await redis_client.delete(lanes_key(service))
         for tenant in (tenant_a, tenant_b):
             await _forget_tenant(redis_client, tenant)
         await redis_client.hdel(keys.ROUTES, job_type)

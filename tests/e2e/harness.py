@@ -20,8 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
+import redis.asyncio as aioredis
 
+from protocol.lanes import lanes_key
+from protocol.services import BUILTIN_SERVICES
+from protocol.topology import lane_queue
 from tests.polling import NotReached, poll
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +122,25 @@ class BatonSystem:
                 process.popen.kill()
                 process.popen.wait()
         self.processes.clear()
+        asyncio.run(self._forget_lanes())
+
+    async def _forget_lanes(self) -> None:
+        """The tenants' lanes of the built-in services, when empty: a run's tenants never come back, and
+        every worker of the service would consume their lanes for good (a test's own services go whole)."""
+        lanes = [(service, tenant.tenant_id) for service in BUILTIN_SERVICES for tenant in self.tenants]
+        redis = aioredis.Redis.from_url(self.redis_url)
+        connection = await aio_pika.connect(self.rabbitmq_url)
+        try:
+            for service, tenant in lanes:
+                if await redis.srem(lanes_key(service), tenant):
+                    channel = await connection.channel()
+                    try:
+                        await channel.queue_delete(lane_queue(service, tenant), if_empty=True)
+                    except aio_pika.exceptions.ChannelPreconditionFailed:
+                        await redis.sadd(lanes_key(service), tenant)  # it holds messages: keep it listed
+        finally:
+            await connection.close()
+            await redis.aclose()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} (exit {p.popen.poll()}) ---\n{p.log_tail()}" for p in self.processes)

@@ -19,7 +19,7 @@ from orchestrator.workflows.state import ExecutionStatus
 from protocol.control import WorkflowAnnouncement
 from protocol.envelope import utc_now
 from protocol.services import WORKFLOW_SERVICE
-from tests.api_server import Api
+from tests.api_server import Api, delete_lanes
 from tests.polling import poll
 from tests.workers.helpers import delete_service_queues, running
 from workers import Worker
@@ -71,6 +71,7 @@ async def services(api: Api, redis_client: aioredis.Redis, unique: str) -> Async
     yield made
     channel = await api.amqp.channel()
     await delete_service_queues(channel, made.embed_service)
+    await delete_lanes(channel, redis_client, made.embed_service, (api.tenant_a, api.tenant_b))
     await channel.close()
     await redis_client.hdel(DECLARED_KEY, made.doc_type)
     await redis_client.hdel(keys.ROUTES, made.embed_type, made.doc_type)

@@ -19,7 +19,7 @@ from orchestrator.workflows.state import ExecutionState, ExecutionStatus
 from orchestrator.workflows.status import progress_view
 from protocol.control import WorkflowAnnouncement
 from protocol.envelope import utc_now
-from tests.api_server import Api
+from tests.api_server import Api, delete_lanes
 from tests.polling import poll
 from tests.workers.helpers import delete_service_queues, running
 from workers import TaskContext, Worker, WorkflowStep, step
@@ -34,6 +34,7 @@ async def embedding_service(api: Api, redis_client: aioredis.Redis, unique: str)
     yield service, job_type
     channel = await api.amqp.channel()
     await delete_service_queues(channel, service)
+    await delete_lanes(channel, redis_client, service, (api.tenant_a, api.tenant_b))
     await channel.close()
     await redis_client.hdel(keys.ROUTES, job_type, f"doc_{unique}")
     await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
