@@ -24,8 +24,7 @@ import aio_pika
 import aiohttp
 import redis.asyncio as aioredis
 
-from protocol.lanes import lanes_key
-from protocol.services import BUILTIN_SERVICES
+from protocol.lanes import LANES_PREFIX, lanes_key
 from protocol.topology import lane_queue
 from tests.polling import NotReached, poll
 
@@ -125,13 +124,16 @@ class BatonSystem:
         asyncio.run(self._forget_lanes())
 
     async def _forget_lanes(self) -> None:
-        """The tenants' lanes of the built-in services, when empty: a run's tenants never come back, and
-        every worker of the service would consume their lanes for good (a test's own services go whole)."""
-        lanes = [(service, tenant.tenant_id) for service in BUILTIN_SERVICES for tenant in self.tenants]
+        """The run's tenants' lanes, when empty, of every service (the built-in ones and the tests' fixed
+        ones outlive a run): its tenants never come back, and every worker of a service would consume
+        their lanes for good."""
         redis = aioredis.Redis.from_url(self.redis_url)
         connection = await aio_pika.connect(self.rabbitmq_url)
         try:
-            for service, tenant in lanes:
+            services = [
+                key.decode().removeprefix(LANES_PREFIX + ":") async for key in redis.scan_iter(f"{LANES_PREFIX}:*")
+            ]
+            for service, tenant in ((s, t.tenant_id) for s in services for t in self.tenants):
                 if await redis.srem(lanes_key(service), tenant):
                     channel = await connection.channel()
                     try:
