@@ -152,6 +152,22 @@ def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
     return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
 
 
+async def forget_services(redis: aioredis.Redis, *services: str) -> None:
+    """Everything the directory keeps of test services: announced, last seen, routes, workers, breakers.
+    Left behind, they count towards its cap of announced services (a crowded day once hit it) until
+    the directory forgets them a day later."""
+    if not services:
+        return
+    routes = await redis.hgetall(keys.ROUTES)
+    served = [job_type for job_type, service in routes.items() if service.decode() in services]
+    if served:
+        await redis.hdel(keys.ROUTES, *served)
+        await redis.hdel(keys.CACHE_DEFAULTS, *served)
+    await redis.srem(keys.ANNOUNCED_SERVICES, *services)
+    await redis.zrem(keys.SERVICES_SEEN, *services)
+    await redis.delete(*(keys.workers(s) for s in services), *(keys.breakers(s) for s in services))
+
+
 async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:
     doomed = [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}:*", count=1000)]
     doomed += [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}", count=1000)]
@@ -257,10 +273,10 @@ async def serve_api(
         await amqp.close()
         for tenant in (tenant_a, tenant_b):
             await _forget_tenant(redis_client, tenant)
+        await forget_services(redis_client, service)
         await redis_client.hdel(keys.ROUTES, job_type)
         await redis_client.hdel(keys.CACHE_DEFAULTS, job_type)
-        await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
-        await redis_client.delete(keys.workers(service), f"test:sweeper:{unique}")
+        await redis_client.delete(f"test:sweeper:{unique}")
 
 
 @asynccontextmanager

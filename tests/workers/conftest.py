@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from protocol.topology import declare_exchanges
+from tests.api_server import forget_services
 from tests.workers.helpers import delete_service_queues
 
 
@@ -30,7 +31,9 @@ async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChann
 
 
 @pytest.fixture
-async def service_names(amqp: AbstractRobustConnection, unique: str) -> AsyncIterator[Callable[[str], str]]:
+async def service_names(
+    amqp: AbstractRobustConnection, redis_client: aioredis.Redis, unique: str
+) -> AsyncIterator[Callable[[str], str]]:
     """`service_names("a")` -> a uuid service name; its queues are deleted at teardown."""
     made: list[str] = []
 
@@ -43,6 +46,8 @@ async def service_names(amqp: AbstractRobustConnection, unique: str) -> AsyncIte
     cleanup = await amqp.channel()
     await delete_service_queues(cleanup, *made)
     await cleanup.close()
+    # A worker's heartbeat reaches whichever orchestrator consumes the events queue at the time.
+    await forget_services(redis_client, *made)
 
 
 @pytest.fixture
