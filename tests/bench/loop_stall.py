@@ -159,6 +159,7 @@ async def main() -> None:
             )
     finally:
         system.close()
+        await system.forget_lanes()  # its tenant's lanes of the services it used
         redis = aioredis.Redis.from_url(redis_url)
         try:
             await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")

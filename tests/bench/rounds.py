@@ -65,8 +65,9 @@ async def single_and_batch(
 
 
 async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[Tenant]) -> None:
-    """Stop Baton's processes and remove what the run left: its tenants' registry keys, the no-op queues."""
+    """Stop Baton's processes and remove what the run left: its tenants' registry keys and lanes, the no-op queues."""
     system.close()
+    await system.forget_lanes()
     redis = aioredis.Redis.from_url(urls[1])
     try:
         for tenant in tenants:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -15,4 +16,5 @@ def system(rabbitmq_url: str, redis_url: str) -> Iterator[BatonSystem]:
     finally:
         logs = baton.logs()
         baton.close()
+        asyncio.run(baton.forget_lanes())
         print(logs)

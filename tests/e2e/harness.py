@@ -121,9 +121,8 @@ class BatonSystem:
                 process.popen.kill()
                 process.popen.wait()
         self.processes.clear()
-        asyncio.run(self._forget_lanes())
 
-    async def _forget_lanes(self) -> None:
+    async def forget_lanes(self) -> None:
         """The run's tenants' lanes, when empty, of every service (the built-in ones and the tests' fixed
         ones outlive a run): its tenants never come back, and every worker of a service would consume
         their lanes for good."""

@@ -95,4 +95,5 @@ async def test_a_thousand_random_cancels(rabbitmq_url: str, redis_url: str, redi
         assert set(refused.values()) <= {409}
     finally:
         system.close()
+        await system.forget_lanes()  # its tenant's lanes of the services it used
         await drop_probe(redis_client, run)

@@ -125,6 +125,7 @@ async def test_duplicated_shuffled_and_late_events_give_one_terminal_event(rabbi
     finally:
         await connection.close()
         system.close()
+        await system.forget_lanes()  # its tenant's lanes of the services it used
 
 
 async def announce_fault_service(connection: aio_pika.abc.AbstractConnection, codecs: CodecSet) -> None:

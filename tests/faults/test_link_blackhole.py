@@ -79,5 +79,6 @@ async def test_blackholed_broker_link_fails_fast_and_loses_nothing(
         assert len(after.accepted) == 100
     finally:
         system.close()
+        await system.forget_lanes()  # its tenant's lanes of the services it used
         await proxy.close()
         await drop_probe(redis_client, run)

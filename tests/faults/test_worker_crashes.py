@@ -84,4 +84,5 @@ async def test_five_random_worker_kills_lose_nothing(
         assert reruns <= KILLS * PREFETCH
     finally:
         system.close()
+        await system.forget_lanes()  # its tenant's lanes of the services it used
         await drop_probe(redis_client, run)
