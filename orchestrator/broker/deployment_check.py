@@ -72,10 +72,11 @@ class DeploymentSettings:
     Tests give a queue and a replica set of their own, so they never meet a real deployment."""
 
     events_queue: str = ORCHESTRATOR_EVENTS_QUEUE
-    events_routing_keys: tuple[str, ...] = ("#",)  # its bindings on the events exchange
     replicas_key: str = keys.replicas()
     period_seconds: float = DEFAULT_PERIOD_SECONDS
     confirmations: int = 2
+    # Last, so that the positional (queue, replicas key) of earlier callers keeps its meaning.
+    events_routing_keys: tuple[str, ...] = ("#",)  # its bindings on the events exchange
 
     @property
     def ttl_seconds(self) -> float:
