@@ -97,5 +97,6 @@ async def test_rabbitmq_killed_and_restarted_loses_no_accepted_job(
         assert poster.slowest_refusal <= 2.5
     finally:
         system.close()
+        await system.forget_lanes()  # listed in the shared Redis, held by the private broker
         await asyncio.to_thread(broker.cleanup)
         await drop_probe(redis_client, run)
