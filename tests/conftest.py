@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from tests.directory_cleanup import forget_session_services
 from tests.services import resolve_rabbitmq_url, resolve_redis_url
 
 TESTS = Path(__file__).parent
@@ -52,14 +53,24 @@ def rabbitmq_url(_service_stack: ExitStack) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url(_service_stack: ExitStack) -> str:
-    return resolve_redis_url(_service_stack)
+def _uniques() -> list[str]:
+    """Every `unique` suffix the session handed out."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def redis_url(_service_stack: ExitStack, _uniques: list[str]) -> Iterator[str]:
+    url = resolve_redis_url(_service_stack)
+    yield url
+    forget_session_services(url, _uniques)
 
 
 @pytest.fixture
-def unique() -> str:
+def unique(_uniques: list[str]) -> str:
     """A short unique suffix for service names, tenants and queues of one test."""
-    return uuid.uuid4().hex[:10]
+    value = uuid.uuid4().hex[:10]
+    _uniques.append(value)
+    return value
 
 
 @pytest.fixture
