@@ -161,7 +161,7 @@ def create_app(
         metrics,
         cancel_workflow=ExecutionJobCancel(workflows, live.registry),
         workflows=DeclaredWorkflowJobs(declared, workflows, live.registry),
-        cache=JobCache(result_cache, live.directory, in_flight_seconds=settings.cache_in_flight_seconds),
+        cache=JobCache(live.directory, in_flight_seconds=settings.cache_in_flight_seconds),
     )
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)

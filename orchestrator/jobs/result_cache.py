@@ -1,9 +1,10 @@
-"""Which jobs use the result cache, and the lookup that answers a request before any job is made.
+"""Which jobs use the result cache, and under which slot.
 
 A job uses the cache when its request asks (`cache: {ttl_seconds}`), or when it says nothing and its
 job type has a default (its worker's `cache_ttl`, or a built-in type's). Its slot is tenant + type +
 the payload's canonical digest; the registry stores the result there when the job completes and lets
-identical requests attach to it while it runs (`RedisTaskRegistry.create`).
+identical requests attach to it while it runs, and answers a request from it when the job is made
+(`RedisTaskRegistry.create`, one script for all three).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Final, Protocol
 
 from orchestrator.jobs.canonical import canonical_digest
-from orchestrator.models import CachedResult, CacheSlot
+from orchestrator.models import CacheSlot
 
 # How long identical requests may attach to one open job: past it (a job lost without an end, which the
 # sweeper fails within the hour anyway) the next identical request starts a job of its own.
@@ -24,17 +25,8 @@ class CacheDefaults(Protocol):
     async def cache_ttl_for(self, job_type: str) -> int | None: ...
 
 
-class CacheReader(Protocol):
-    """`orchestrator.store.result_cache.RedisResultCache`."""
-
-    async def get(self, tenant_id: str, job_type: str, digest: str) -> CachedResult | None: ...
-
-
 class JobCache:
-    def __init__(
-        self, reader: CacheReader, defaults: CacheDefaults, *, in_flight_seconds: int = DEFAULT_IN_FLIGHT_SECONDS
-    ) -> None:
-        self._reader = reader
+    def __init__(self, defaults: CacheDefaults, *, in_flight_seconds: int = DEFAULT_IN_FLIGHT_SECONDS) -> None:
         self._defaults = defaults
         self._in_flight = in_flight_seconds
 
@@ -44,6 +36,3 @@ class JobCache:
         if not ttl:
             return None
         return CacheSlot(job_type, canonical_digest(payload), ttl, self._in_flight)
-
-    async def lookup(self, tenant_id: str, slot: CacheSlot) -> CachedResult | None:
-        return await self._reader.get(tenant_id, slot.job_type, slot.digest)

@@ -137,13 +137,8 @@ class JobService:
         """Create (or find by idempotency key, or in the result cache) a job; with `wait`, hold on until
         it ends or `wait` passes."""
         service = await self._service_for(job.type)
+        # A hit or an open identical job is found by the registry's create, in the same round trip.
         slot = None if self._cache is None else await self._cache.slot_for(job.type, job.payload, job.cache_ttl)
-        if slot is not None and self._cache is not None and job.idempotency_key is None:
-            hit = await self._cache.lookup(tenant_id, slot)
-            if hit is not None:
-                self._metrics.cache_hits.labels(type=job.type).inc()
-                record = hit.as_record(tenant_id, job.type, service, job.priority)
-                return Submission(record, created=False, from_cache=True)
         job_id = new_id()
         if not wait:
             return await self._start(tenant_id, job_id, service, job, request_id, slot)
