@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from plumbing.burst_log import BurstLog
 from protocol.lanes import lanes_key
 from protocol.names import is_tenant_id
-from workers.errors import ConfigurationError
+from workers.runtime.redis_client import worker_redis
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,9 @@ WARNING_INTERVAL_SECONDS: Final[float] = 60.0
 
 class LaneDirectory:
     def __init__(self, redis_url: str, *, timeout_seconds: float = LANES_TIMEOUT_SECONDS) -> None:
-        try:
-            self._redis: aioredis.Redis = aioredis.Redis.from_url(
-                redis_url,
-                socket_timeout=timeout_seconds,
-                socket_connect_timeout=timeout_seconds,
-                client_name="baton-worker-lanes",
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"REDIS_URL is not usable: {exc}") from exc
+        self._redis: aioredis.Redis = worker_redis(
+            redis_url, timeout_seconds=timeout_seconds, client_name="baton-worker-lanes"
+        )
         self._warnings = BurstLog(log, interval=WARNING_INTERVAL_SECONDS)
 
     async def tenants(self, service: str) -> list[str]:
