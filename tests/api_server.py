@@ -29,6 +29,7 @@ from protocol.envelope import TaskEnvelope, utc_now
 from protocol.events import TaskEvent
 from protocol.lanes import lanes_key
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, lane_queue, service_queues, task_queue
+from tests.directory_cleanup import forget_services
 
 Client = TestClient[web.Request, web.Application]
 
@@ -150,22 +151,6 @@ def _settings(
 def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
     """A sweeper that only ever looks at the test's own tenants, with its own lock."""
     return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
-
-
-async def forget_services(redis: aioredis.Redis, *services: str) -> None:
-    """Everything the directory keeps of test services: announced, last seen, routes, workers, breakers.
-    Left behind, they count towards its cap of announced services (a crowded day once hit it) until
-    the directory forgets them a day later."""
-    if not services:
-        return
-    routes = await redis.hgetall(keys.ROUTES)
-    served = [job_type for job_type, service in routes.items() if service.decode() in services]
-    if served:
-        await redis.hdel(keys.ROUTES, *served)
-        await redis.hdel(keys.CACHE_DEFAULTS, *served)
-    await redis.srem(keys.ANNOUNCED_SERVICES, *services)
-    await redis.zrem(keys.SERVICES_SEEN, *services)
-    await redis.delete(*(keys.workers(s) for s in services), *(keys.breakers(s) for s in services))
 
 
 async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from orchestrator.store import keys
-from tests.directory_cleanup import forget_session_services
+from tests.directory_cleanup import forget_named_services
 
 
 async def test_only_services_named_with_the_sessions_suffixes_are_forgotten(
-    redis_url: str, redis_client: aioredis.Redis, unique: str
+    redis_client: aioredis.Redis, unique: str
 ) -> None:
     ours, theirs = f"t-svc-{unique}", f"someone-{unique[::-1]}x"
     await redis_client.sadd(keys.ANNOUNCED_SERVICES, ours, theirs)
@@ -17,7 +17,7 @@ async def test_only_services_named_with_the_sessions_suffixes_are_forgotten(
     await redis_client.hset(keys.ROUTES, mapping={f"job_{unique}": ours, f"other_{unique}": theirs})
     await redis_client.hset(keys.workers(ours), "w-1", "{}")
     try:
-        assert forget_session_services(redis_url, [unique]) == 1
+        assert await forget_named_services(redis_client, [unique]) == 1
         assert not await redis_client.sismember(keys.ANNOUNCED_SERVICES, ours)
         assert await redis_client.zscore(keys.SERVICES_SEEN, ours) is None
         assert not await redis_client.hexists(keys.ROUTES, f"job_{unique}")

@@ -14,7 +14,8 @@ from orchestrator.app import HEALTH, PUBLISHER
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.store import keys
 from protocol.topology import declare_service, task_queue
-from tests.api_server import Api, forget_services
+from tests.api_server import Api
+from tests.directory_cleanup import forget_services
 
 
 def count_queue_checks(api: Api) -> list[float]:

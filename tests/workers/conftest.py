@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from protocol.topology import declare_exchanges
-from tests.api_server import forget_services
+from tests.directory_cleanup import forget_services
 from tests.workers.helpers import delete_service_queues
 
 
