@@ -6,6 +6,7 @@ has to start a Redis there. The machine's Redis and RabbitMQ are never stopped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,9 +16,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import aio_pika
 import pytest
 import redis
 
+from protocol.topology import lane_queue
 from tests.e2e.harness import ROOT, free_port, new_tenants
 from tests.services import reachable
 
@@ -78,10 +81,20 @@ def test_up_starts_everything_even_with_redis_down_and_down_stops_only_that(
         kept = shared.get(sentinel)
         shared.delete(sentinel)
         shared.close()
+        # The lane its job opened: listed in the private Redis (gone now), held by the shared broker.
+        asyncio.run(delete_queues(rabbitmq_url, [lane_queue("query", tenant.tenant_id)]))
     assert down.returncode == 0, down.stderr
     assert [pid for pid in pids if process_alive(pid)] == [], "down.sh left processes running"
     assert not reachable(private_redis, redis_port), "down.sh did not stop the Redis up.sh started"
     assert kept == b"kept", "the machine's Redis lost data"
+
+
+async def delete_queues(rabbitmq_url: str, names: list[str]) -> None:
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
 
 
 def started_here(pid: int, run_dir: Path, redis_port: int) -> bool:
