@@ -186,18 +186,17 @@ async def serve_api(
     app_rabbitmq_url: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     service_tokens: dict[str, str] | None = None,
-    own_events: bool = False,
     quotas: Callable[[str, str], QuotaSettings] | None = None,
     websockets: WebSocketSettings | None = None,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
     `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy;
-    `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does. With `own_events` it consumes an
-    events queue of its own, bound to its tenants' events and its service's announcements only: it sees
-    every one of them (on the shared queue, other test runs' orchestrators, maybe of older code, take
-    their share). `quotas` makes the job quotas from the two tenants' ids (the defaults otherwise),
-    `websockets` the WebSocket limits.
+    `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does. It consumes an events queue of
+    its own, bound to its tenants' events and its service's announcements only, so it sees every one of them
+    (on the shared `baton.orchestrator.events`, another test run's orchestrators would take their share).
+    `quotas` makes the job quotas from the two tenants' ids (the defaults otherwise), `websockets` the
+    WebSocket limits.
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
@@ -213,14 +212,10 @@ async def serve_api(
         quotas=quotas(tenant_a, tenant_b) if quotas is not None else None,
         websockets=websockets,
     )
-    deployment = (
-        DeploymentSettings(
-            events_queue=f"test.events.{unique}",
-            events_routing_keys=(f"{tenant_a}.#", f"{tenant_b}.#", f"_system.{service}.#"),
-            replicas_key=f"test:replicas:{unique}",
-        )
-        if own_events
-        else None
+    deployment = DeploymentSettings(
+        events_queue=f"test.events.{unique}",
+        events_routing_keys=(f"{tenant_a}.#", f"{tenant_b}.#", f"_system.{service}.#"),
+        replicas_key=f"test:replicas:{unique}",
     )
     app = create_app(
         settings,
@@ -251,9 +246,8 @@ async def serve_api(
         channel = await amqp.channel()
         for spec in service_queues(service):
             await channel.queue_delete(spec.name)
-        if deployment is not None:
-            await channel.queue_delete(deployment.events_queue)
-            await redis_client.delete(deployment.replicas_key)
+        await channel.queue_delete(deployment.events_queue)
+        await redis_client.delete(deployment.replicas_key)
         await delete_lanes(channel, redis_client, service, (tenant_a, tenant_b))
         await amqp.close()
         for tenant in (tenant_a, tenant_b):

@@ -46,7 +46,7 @@ async def one_mode(
     runs: Counter[str] = Counter()
     try:
         # Its own events queue: on the shared one, other runs' orchestrators (maybe on another Redis db) take a share.
-        async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
+        async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
             worker = Worker(api.service, concurrency=workers)
 
             @worker.handler(api.job_type)

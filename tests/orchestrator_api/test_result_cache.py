@@ -30,7 +30,7 @@ def second_type(api: Api) -> str:
 async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
     """The folder's api, consuming its own events: a result is stored by the replica that applies the job's
     end, and on the shared events queue that may be another test run's orchestrator of older code."""
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
         yield api
     # After the app stopped: the worker's goodbye heartbeat, applied late, would route the type again.
     await redis_client.hdel(keys.ROUTES, second_type(api))
