@@ -30,6 +30,7 @@ from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.errors import error_middleware, metrics_middleware
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
+from orchestrator.http.job_event_routes import JobEventRoutes
 from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
 from orchestrator.http.routes import add_routes, openapi_document
@@ -48,6 +49,7 @@ from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.event_history import EventHistory
 from orchestrator.store.flow_limits import FlowLimitStats
 from orchestrator.store.lanes import RedisLanes
 from orchestrator.store.redis_client import make_redis
@@ -113,12 +115,13 @@ def create_app(
     batcher = PipelineBatcher(redis)
     live = LiveState(
         redis=redis,
-        registry=RedisTaskRegistry(redis, batcher=batcher),
+        registry=RedisTaskRegistry(redis, batcher=batcher, history_max=settings.event_history_max),
         directory=ServiceDirectory(redis),
         bus=UpdateBus(redis, batcher=batcher),
         hub=WebSocketHub(metrics),
     )
-    recovery = JobRecovery(redis)
+    recovery = JobRecovery(redis, history_max=settings.event_history_max)
+    history = EventHistory(redis, batcher)
     quota = JobQuota(RedisTokenBucket(redis, batcher), settings.quotas, metrics)
 
     async def on_step_event(event: TaskEvent) -> None:
@@ -194,6 +197,7 @@ def create_app(
         app.router,
         [
             JobRoutes(jobs, authenticator, quota),
+            JobEventRoutes(history, authenticator),
             WorkflowRoutes(workflows, live.directory, authenticator, quota),
             ExecutionRoutes(workflows, live.directory, authenticator),
             DeadLetterRoutes(dead_letters, authenticator),
@@ -208,6 +212,7 @@ def create_app(
                 max_message_bytes=settings.max_message_bytes,
                 limits=settings.websockets,
                 snapshot_extras=ExecutionSnapshots(executions).extras,
+                history=history,
             ),
         ],
     )

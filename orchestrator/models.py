@@ -161,10 +161,20 @@ class JobUpdate:
 
 
 def job_update(tenant_id: str, job_id: str, seq: int, status: str, event: dict[str, Any]) -> JobUpdate:
-    """The one place a JobUpdate is made: `terminal` follows from the job's status, never set apart from it."""
+    """The one place a JobUpdate is made: `terminal` follows from the job's status, never set apart from it,
+    and the event says the job's seq and status (`job_status`) first, as the job's history keeps it."""
+    body = {"seq": seq, "job_status": status, **event_tail(event)}
     return JobUpdate(
-        tenant_id=tenant_id, job_id=job_id, seq=seq, status=status, terminal=status in TERMINAL_STATUSES, event=event
+        tenant_id=tenant_id, job_id=job_id, seq=seq, status=status, terminal=status in TERMINAL_STATUSES, event=body
     )
+
+
+def event_tail(event: dict[str, Any], *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A client event without what only the registry's scripts know (`seq`, `job_status`, and `without`)."""
+    return {name: value for name, value in event.items() if name not in _REGISTRY_FIELDS and name not in without}
+
+
+_REGISTRY_FIELDS = frozenset({"seq", "job_status"})
 
 
 def record_update(
@@ -178,18 +188,35 @@ def record_update(
 ) -> JobUpdate:
     """An update the orchestrator itself makes about a job (created, cancelled, reopened, failed as stuck),
     numbered with the record's seq and stating the record's status."""
+    event = announcement(
+        kind,
+        data,
+        tenant_id=record.tenant_id,
+        job_id=record.global_task_id,
+        task_id=task_id or record.root_task_id,
+        service=service or record.service,
+        at=at or record.updated_at,
+        seq=record.seq,
+    )
+    return job_update(record.tenant_id, record.global_task_id, record.seq, record.status, event)
+
+
+def announcement(
+    kind: EventType, data: dict[str, Any], *, tenant_id: str, job_id: str, task_id: str, service: str, at: str, seq: int
+) -> dict[str, Any]:
+    """The TaskEvent JSON of an event the orchestrator itself makes about a job."""
     event = TaskEvent(
         event=kind,
-        service=service or record.service,
-        task_id=task_id or record.root_task_id,
-        global_task_id=record.global_task_id,
-        tenant_id=record.tenant_id,
-        timestamp=datetime.fromisoformat(at or record.updated_at),
-        seq=record.seq,
+        service=service,
+        task_id=task_id,
+        global_task_id=job_id,
+        tenant_id=tenant_id,
+        timestamp=datetime.fromisoformat(at),
+        seq=seq,
         data=data,
         metadata={"source": "orchestrator"},
     )
-    return job_update(record.tenant_id, record.global_task_id, record.seq, record.status, event.model_dump(mode="json"))
+    return event.model_dump(mode="json")
 
 
 def created_update(record: JobRecord) -> JobUpdate:

@@ -14,6 +14,7 @@ from yarl import URL
 
 from orchestrator.rates import Rate, parse_rate
 from orchestrator.store import keys
+from orchestrator.store.event_tails import DEFAULT_HISTORY_MAX, MAX_HISTORY_MAX
 from plumbing.settings import EnvSettings, SharedSettings, secrets_by_owner
 from protocol.names import check_tenant_id
 
@@ -124,6 +125,10 @@ class OrchestratorSettings(SharedSettings):
     cache_in_flight_seconds: PositiveInt = Field(default=3600, validation_alias="BATON_CACHE_IN_FLIGHT_SECONDS")
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     websockets: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    # Client events kept per job for resuming clients (WebSocket `since`, GET /jobs/{id}/events).
+    event_history_max: int = Field(
+        default=DEFAULT_HISTORY_MAX, ge=1, le=MAX_HISTORY_MAX, validation_alias="BATON_EVENT_HISTORY_MAX"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

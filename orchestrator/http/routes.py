@@ -18,6 +18,7 @@ from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.job_creator import PARENT_JOB_HEADER, PARENT_TASK_HEADER, TENANT_HEADER
+from orchestrator.http.job_event_routes import JobEventRoutes, JobEvents, JobEventsQuery
 from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.openapi import Header, Operation, Response, build_openapi
 from orchestrator.http.schemas import (
@@ -266,6 +267,26 @@ ROUTES: Final[tuple[Route, ...]] = (
                 404: _NOT_FOUND,
                 409: Response("the job failed, was cancelled or timed out: its error", JobFailedBody),
             },
+        ),
+    ),
+    Route(
+        JobEventRoutes.job_events,
+        Operation(
+            "get",
+            "/jobs/{job_id}/events",
+            "A job's kept events after a seq (the WebSocket's resume, by polling)",
+            {
+                200: Response("the events, and whether the history still reaches back to since + 1", JobEvents),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                404: _NOT_FOUND,
+                422: Response("invalid since or limit, or since past the job's seq (since_beyond_job)", ErrorBody),
+                503: _UNAVAILABLE,
+            },
+            query=JobEventsQuery,
+            description="The orchestrator keeps each job's last BATON_EVENT_HISTORY_MAX events (default 500) as "
+            "long as the job's record. Page on with since = the last event's seq; when complete is false, "
+            "events were missed: GET /jobs/{job_id} for the current state.",
         ),
     ),
     Route(

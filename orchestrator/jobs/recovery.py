@@ -23,10 +23,11 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from orchestrator.errors import RegistryError
-from orchestrator.models import JobRecord, JobUpdate, record_update
+from orchestrator.models import JobRecord, JobUpdate, announcement, record_update
 from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, pairs, text
+from orchestrator.store.event_tails import DEFAULT_HISTORY_MAX, finish_tail, tail
 from orchestrator.store.registry import DEFAULT_TTL_SECONDS, redis_errors
 from protocol import ledger
 from protocol.codec import compact_json
@@ -57,9 +58,12 @@ class ReopenResult:
 
 
 class JobRecovery:
-    def __init__(self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS, *, history_max: int = DEFAULT_HISTORY_MAX
+    ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
+        self._history_max = max(1, history_max)
         self._reopen = redis.register_script(registry_scripts.REOPEN)
         self._finish = redis.register_script(registry_scripts.FINISH_JOB)
 
@@ -76,12 +80,25 @@ class JobRecovery:
         attempt = min_attempt if min_attempt is not None else envelope.attempt + 1
         for _ in range(_REOPEN_ROUNDS):
             attempt_envelope = envelope.model_copy(update={"attempt": attempt})
+            at = utc_now().isoformat()
+            data = {"status": JobStatus.QUEUED.value, "attempt": attempt, "reason": reason}
+            announced = announcement(
+                EventType.TASK_STATUS_UPDATE,
+                data,
+                tenant_id=tenant_id,
+                job_id=job_id,
+                task_id=task_id,
+                service=envelope.service,
+                at=at,
+                seq=0,
+            )
             with redis_errors("reopening a job"):
                 reply = await self._reopen(
                     keys=[
                         *keys.script_keys(tenant_id, job_id),
                         ledger.done_key(task_id),
                         ledger.cancelled_key(tenant_id, job_id),
+                        keys.job_events(tenant_id, job_id),
                     ],
                     args=[
                         job_id,
@@ -89,9 +106,11 @@ class JobRecovery:
                         attempt,
                         ATTEMPT_SEQ_STRIDE,
                         self._ttl,
-                        utc_now().isoformat(),
+                        at,
                         compact_json(attempt_envelope.model_dump(mode="json")),
                         "" if expected_seq is None else str(expected_seq),
+                        self._history_max,
+                        tail(announced),
                     ],
                 )
             outcome = text(reply[0])
@@ -102,13 +121,8 @@ class JobRecovery:
                 task_status = text(reply[2]) if len(reply) > 2 else ""
                 return ReopenResult(ReopenStatus(outcome), job_status=text(reply[1]), task_status=task_status)
             record = from_hash(pairs(reply[1]))
-            update = record_update(
-                record,
-                EventType.TASK_STATUS_UPDATE,
-                {"status": JobStatus.QUEUED.value, "attempt": attempt, "reason": reason},
-                task_id=task_id,
-                service=envelope.service,
-            )
+            kind = EventType.TASK_STATUS_UPDATE
+            update = record_update(record, kind, data, task_id=task_id, service=envelope.service)
             return ReopenResult(
                 ReopenStatus.REOPENED, job_status=record.status, record=record, envelope=attempt_envelope, update=update
             )
@@ -117,21 +131,26 @@ class JobRecovery:
     async def fail_stuck(self, record: JobRecord, reason: str) -> JobUpdate | None:
         """Fail a job that is still exactly as `record` saw it; None when it moved on meanwhile."""
         error = {"error": reason, "error_type": STUCK_ERROR_TYPE, "attempts": record.attempt, "status": "failed"}
+        tenant_id, job_id = record.tenant_id, record.job_id
+        at = utc_now().isoformat()
         with redis_errors("failing a stuck job"):
             reply = await self._finish(
                 keys=[
-                    *keys.script_keys(record.tenant_id, record.job_id),
-                    ledger.cancelled_key(record.tenant_id, record.job_id),
+                    *keys.script_keys(tenant_id, job_id),
+                    ledger.cancelled_key(tenant_id, job_id),
+                    keys.job_events(tenant_id, job_id),
                 ],
                 args=[
-                    record.job_id,
+                    job_id,
                     JobStatus.FAILED.value,
                     str(record.seq),
                     self._ttl,
-                    utc_now().isoformat(),
+                    at,
                     compact_json(error),
                     ledger.LEDGER_TTL_SECONDS,
                     reason,
+                    self._history_max,
+                    finish_tail(EventType.TASK_FAILED, error, tenant_id=tenant_id, job_id=job_id, at=at),
                 ],
             )
         if text(reply[0]) != "finished":

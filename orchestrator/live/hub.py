@@ -14,8 +14,9 @@ Per client and job the hub remembers the last seq sent and drops anything not ne
 job the client subscribed to by id (their number is capped by the routes), and for the most
 recent few thousand jobs it follows only through "all" (their number is not capped, and a job
 whose terminal update never came would otherwise stay for the connection's lifetime). When a
-client subscribes to a job, that job's live updates are held until its snapshot is queued,
-then only those newer than the snapshot are released: no gap, no duplicate.
+client subscribes to a job, that job's live updates are held until what catches the client up
+is queued (the job's snapshot, or the events it missed from the job's history), then only those
+newer are released: no gap, no duplicate.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import KeysView
+from collections.abc import KeysView, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -159,17 +160,39 @@ class ClientConnection:
             self._held = {}
         self._held.setdefault(job_id, [])
 
-    def release(self, job_id: str, seq: int, snapshot: str) -> None:
-        """Queue the snapshot at `seq`, then the held updates newer than it, in order."""
+    @property
+    def room(self) -> int:
+        """How many more messages the outbox takes before the client counts as slow."""
+        return self._hub.client_buffer - (len(self._outbox) if self._outbox is not None else 0)
+
+    def release(self, job_id: str, seq: int, snapshot: str | None, events: Sequence[tuple[int, str]] = ()) -> None:
+        """Queue what brings the client to `seq` (the snapshot at `seq`, or the events it missed up to it,
+        those it has not had yet), then the held updates newer than `seq`, in order."""
         held = self._pop_held(job_id) or []
         from_all = self._all_seq.pop(job_id, 0) if self._all_seq is not None else 0
-        last = max(self._last_seq.get(job_id, 0), from_all, seq)
-        self.send_text(snapshot)
+        had = max(self._last_seq.get(job_id, 0), from_all)
+        last = max(had, seq)
+        if snapshot is not None:
+            self.send_text(snapshot)
+        for event_seq, text in events:
+            if event_seq > had:
+                self.send_text(text)
         for update_seq, text in sorted(held, key=lambda item: item[0]):
             if update_seq > last:
                 last = update_seq
                 self.send_text(text)
         self._last_seq[job_id] = last
+
+    def follow_through_all(self, job_id: str) -> None:
+        """A job caught up by id that the client follows through "all" from now on (no subscription of its own)."""
+        last = self._last_seq.pop(job_id, None)
+        if last is None:
+            return
+        if self._all_seq is None:
+            self._all_seq = OrderedDict()
+        self._all_seq[job_id] = last
+        if len(self._all_seq) > self._hub.all_jobs_remembered:
+            self._all_seq.popitem(last=False)
 
     def forget(self, job_id: str) -> None:
         self._pop_held(job_id)
@@ -317,11 +340,23 @@ class WebSocketHub:
     def finish_snapshot(self, conn: ClientConnection, job_id: str, seq: int, snapshot: dict[str, Any]) -> None:
         conn.release(job_id, seq, compact_json(snapshot))
 
+    def finish_replay(self, conn: ClientConnection, job_id: str, seq: int, events: Sequence[tuple[int, str]]) -> None:
+        """Like finish_snapshot, with the events the client missed up to `seq` instead of a snapshot."""
+        conn.release(job_id, seq, None, events)
+
+    def follow_through_all(self, conn: ClientConnection, job_id: str) -> None:
+        """After a catch-up: the job's updates reach the client through its "all" subscription only."""
+        conn.follow_through_all(job_id)
+        self._unfollow(conn, job_id)
+
     def abort_snapshot(self, conn: ClientConnection, job_id: str) -> None:
         self.unsubscribe_job(conn, job_id)
 
     def unsubscribe_job(self, conn: ClientConnection, job_id: str) -> None:
         conn.forget(job_id)
+        self._unfollow(conn, job_id)
+
+    def _unfollow(self, conn: ClientConnection, job_id: str) -> None:
         if conn.tenant_id is None:
             return
         followers = self._by_job.get((conn.tenant_id, job_id))

@@ -7,12 +7,16 @@ A client authenticates with `Authorization: Bearer`, `?token=` (here only, never
     {"type": "subscribe", "job_ids": [...]}        {"type": "job_snapshot", "job_id", "seq", "job"[, "execution"]},
                                                    then events
     {"type": "subscribe", "all": true}             events of every job of the tenant
+    ... "since": {"<job_id>": <seq>}               instead of the snapshot, the job's events after that seq (its
+                                                   kept history), then live ones; the snapshot when the history
+                                                   no longer reaches back (with "all": the jobs the client knows)
     {"type": "unsubscribe", "job_ids"|"all"}       (nothing)
     {"type": "cancel_job", "job_id": ...}          {"type": "cancel_result", "job_id", "status", "job_status"}
     {"type": "ping"}                               {"type": "pong"}
     anything wrong                                 {"type": "error", "error", "detail"}; the socket stays open
 
-Events are the TaskEvent JSON with the job's seq. A workflow execution's snapshot also carries the execution's
+Events are the TaskEvent JSON with the job's seq and its status after the event (`job_status`); /ws/jobs/{job_id}
+and /ws/{execution_id} take `?since=N` for their job. A workflow execution's snapshot also carries the execution's
 status view under "execution" (from the injected snapshot provider). A service-token connection may publish
 TaskEvent JSON (no "type" field) of its own service's tasks and gets {"type": "event_ack", ...};
 it cannot subscribe.
@@ -38,7 +42,10 @@ from orchestrator.live.admission import Refusal, SocketAdmission
 from orchestrator.live.hub import ClientConnection, WebSocketHub
 from orchestrator.models import CancelResult, JobRecord, JobUpdate
 from orchestrator.settings import WebSocketSettings
+from orchestrator.store.event_history import EventHistory, HistoryRead
+from orchestrator.store.event_tails import entry_seq
 from orchestrator.store.registry import RedisTaskRegistry
+from orchestrator.store.scripts import MAX_SEQ
 from protocol.errors import summarise_validation
 from protocol.events import TaskEvent
 
@@ -88,6 +95,7 @@ class WebSocketEndpoint:
         events: EventAcceptor,
         max_message_bytes: int,
         limits: WebSocketSettings | None = None,
+        history: EventHistory,
         snapshot_extras: SnapshotExtras = no_extras,
     ) -> None:
         self._auth = authenticator
@@ -100,6 +108,7 @@ class WebSocketEndpoint:
         self._auth_timeout = limits.auth_timeout_seconds
         self._admission = SocketAdmission(limits, hub.metrics)
         self._snapshot_extras = snapshot_extras
+        self._history = history
 
     async def task_updates(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, None)
@@ -158,8 +167,11 @@ class WebSocketEndpoint:
             )
             if job_id is not None:
                 try:
-                    if not await self._subscribe_jobs(conn, [job_id], report_missing=False):
+                    since = _query_since(request, job_id)
+                    if not await self._subscribe_jobs(conn, [job_id], since, report_missing=False):
                         conn.close_after_flush(CLOSE_NOT_FOUND, "job not found")
+                except ClientError as exc:
+                    conn.send(_error(exc.error, exc.detail))  # open: the client may subscribe again
                 except RegistryError:
                     conn.close_after_flush(WSCloseCode.TRY_AGAIN_LATER, "job registry unavailable")
             async for msg in ws:
@@ -230,18 +242,28 @@ class WebSocketEndpoint:
             conn.send(_error("unavailable", "the job registry is unavailable; retry shortly"))
 
     async def _subscribe(self, conn: ClientConnection, body: dict[str, Any]) -> None:
-        if body.get("all") is True:
-            self._hub.subscribe_all(conn)
-        if "job_ids" in body:
-            job_ids = _job_ids(body)
-            if len(conn.jobs | set(job_ids)) > MAX_JOBS_PER_CONNECTION:
-                raise ClientError("too_many_subscriptions", f"at most {MAX_JOBS_PER_CONNECTION} jobs per connection")
-            await self._subscribe_jobs(conn, job_ids, report_missing=True)
-        elif body.get("all") is not True:
+        follow_all = body.get("all") is True
+        if "job_ids" not in body and not follow_all:
             raise ClientError("bad_message", 'subscribe needs "job_ids": [...] or "all": true')
+        job_ids = _job_ids(body) if "job_ids" in body else []
+        since = _since(body, job_ids, follow_all)
+        if len(conn.jobs | set(job_ids)) > MAX_JOBS_PER_CONNECTION:
+            raise ClientError("too_many_subscriptions", f"at most {MAX_JOBS_PER_CONNECTION} jobs per connection")
+        if follow_all:
+            self._hub.subscribe_all(conn)
+        # With "all", jobs of `since` alone are caught up like subscribed ones, then followed through "all".
+        only_all = [job_id for job_id in since if job_id not in job_ids and job_id not in conn.jobs]
+        resumed = [job_id for job_id in since if job_id not in job_ids]
+        if job_ids or resumed:
+            await self._subscribe_jobs(conn, [*job_ids, *resumed], since, report_missing=True)
+        for job_id in only_all:
+            self._hub.follow_through_all(conn, job_id)
 
-    async def _subscribe_jobs(self, conn: ClientConnection, job_ids: list[str], *, report_missing: bool) -> bool:
-        """Snapshot then live for each job; False when one was not found (or not the tenant's)."""
+    async def _subscribe_jobs(
+        self, conn: ClientConnection, job_ids: list[str], since: dict[str, int], *, report_missing: bool
+    ) -> bool:
+        """For each job, what catches the client up (the events after its `since`, else a snapshot), then
+        live; False when one was not found (or not the tenant's)."""
         tenant_id = conn.tenant_id
         if tenant_id is None:
             return False
@@ -250,28 +272,49 @@ class WebSocketEndpoint:
         all_found = True
         for index, job_id in enumerate(job_ids):
             try:
-                record = await self._registry.get(tenant_id, job_id)
-                # Read after the record: what it adds is never older than the record's seq.
-                extras = None if record is None else await self._snapshot_extras(tenant_id, record)
+                found = await self._catch_up(conn, tenant_id, job_id, since.get(job_id))
             except RegistryError:
                 for pending in job_ids[index:]:
                     self._hub.abort_snapshot(conn, pending)
                 raise
-            if record is None:
+            except ClientError as exc:
+                self._hub.abort_snapshot(conn, job_id)
+                conn.send({**_error(exc.error, exc.detail), "job_id": job_id})
+                continue
+            if not found:
                 self._hub.abort_snapshot(conn, job_id)
                 all_found = False
                 if report_missing:
                     conn.send(_error("not_found", f"job {job_id} not found"))
-                continue
-            snapshot = {
-                **(extras or {}),
-                "type": "job_snapshot",
-                "job_id": job_id,
-                "seq": record.seq,
-                "job": record.public(),
-            }
-            self._hub.finish_snapshot(conn, job_id, record.seq, snapshot)
         return all_found
+
+    async def _catch_up(self, conn: ClientConnection, tenant_id: str, job_id: str, since: int | None) -> bool:
+        """Queue the job's events after `since`, or its snapshot; False when there is no such job."""
+        if since is not None:
+            # Never more than the outbox takes: a job that missed more gets its snapshot (one message).
+            page = await self._history.after(tenant_id, job_id, since, conn.room)
+            if page.outcome is HistoryRead.NOT_FOUND:
+                return False
+            if page.outcome is HistoryRead.BEYOND:
+                raise ClientError("since_beyond_job", f"since {since} is past job {job_id}'s seq {page.seq}")
+            if page.complete and since + len(page.entries) == page.seq:
+                events = [(entry_seq(entry), entry) for entry in page.entries]
+                self._hub.finish_replay(conn, job_id, page.seq, events)
+                return True
+        record = await self._registry.get(tenant_id, job_id)
+        if record is None:
+            return False
+        # Read after the record: what it adds is never older than the record's seq.
+        extras = await self._snapshot_extras(tenant_id, record)
+        snapshot = {
+            **(extras or {}),
+            "type": "job_snapshot",
+            "job_id": job_id,
+            "seq": record.seq,
+            "job": record.public(),
+        }
+        self._hub.finish_snapshot(conn, job_id, record.seq, snapshot)
+        return True
 
     def _unsubscribe(self, hub: WebSocketHub, conn: ClientConnection, body: dict[str, Any]) -> None:
         if body.get("all") is True:
@@ -342,6 +385,40 @@ def _job_ids(body: dict[str, Any]) -> list[str]:
     if len(job_ids) > MAX_JOB_IDS_PER_MESSAGE:
         raise ClientError("bad_message", f"at most {MAX_JOB_IDS_PER_MESSAGE} job ids per message")
     return list(dict.fromkeys(job_ids))
+
+
+def _since(body: dict[str, Any], job_ids: list[str], follow_all: bool) -> dict[str, int]:
+    """The subscribe message's `since` ({job_id: last seq seen}), checked; {} without one."""
+    since = body.get("since")
+    if since is None:
+        return {}
+    if not isinstance(since, dict):
+        raise ClientError("bad_message", '"since" must be an object of job id -> the last seq seen')
+    if len(since) > MAX_JOB_IDS_PER_MESSAGE:
+        raise ClientError("bad_message", f'"since" names at most {MAX_JOB_IDS_PER_MESSAGE} jobs')
+    for job_id, seq in since.items():
+        if not _is_job_id(job_id):
+            raise ClientError("bad_message", f'"since" keys are job ids of at most {MAX_JOB_ID_LENGTH} characters')
+        if not _is_seq(seq):
+            raise ClientError("bad_message", f'"since" of job {job_id} must be an integer seq from 0 to {MAX_SEQ}')
+        if not follow_all and job_id not in job_ids:
+            raise ClientError("bad_message", f'"since" names job {job_id}, which is not in "job_ids" (nor "all": true)')
+    return since
+
+
+def _query_since(request: web.Request, job_id: str) -> dict[str, int]:
+    """`?since=N` of a one-job socket, as a subscribe message's `since`."""
+    raw = request.query.get("since")
+    if raw is None:
+        return {}
+    seq = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 16 else -1
+    if not _is_seq(seq):
+        raise ClientError("bad_message", f"?since must be an integer seq from 0 to {MAX_SEQ}, not {raw!r}")
+    return {job_id: seq}
+
+
+def _is_seq(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
 
 
 def _is_job_id(value: Any) -> TypeGuard[str]:

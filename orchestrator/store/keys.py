@@ -35,6 +35,11 @@ def job(tenant_id: str, job_id: str) -> str:
     return f"{PREFIX}:tasks:{tenant_id}:{job_id}"
 
 
+def job_events(tenant_id: str, job_id: str) -> str:
+    """List of the job's last client events (JSON), oldest first: its history (store.event_history)."""
+    return f"{PREFIX}:events:{tenant_id}:{job_id}"
+
+
 def script_keys(tenant_id: str, job_id: str) -> list[str]:
     """The KEYS every registry script starts with: the job, the tenant index, the status indexes in order."""
     return [job(tenant_id, job_id), tenant_jobs(tenant_id), *status_indexes(tenant_id)]

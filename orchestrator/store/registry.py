@@ -29,6 +29,7 @@ from orchestrator.models import (
     CreateStatus,
     JobRecord,
     JobUpdate,
+    created_update,
     job_update,
     record_update,
 )
@@ -36,6 +37,7 @@ from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
 from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
 from orchestrator.store.event_rules import attempt_of, recorded_fields
+from orchestrator.store.event_tails import DEFAULT_HISTORY_MAX, finish_tail, tail
 from plumbing.redis_batch import PipelineBatcher
 from protocol import ledger
 from protocol.codec import compact_json
@@ -85,9 +87,11 @@ class RedisTaskRegistry:
         batcher: PipelineBatcher | None = None,
         *,
         max_tasks_per_job: int = DEFAULT_MAX_TASKS_PER_JOB,
+        history_max: int = DEFAULT_HISTORY_MAX,
     ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
+        self._history_max = max(1, history_max)
         self._max_tasks = max(1, max_tasks_per_job)
         self._create = redis.register_script(registry_scripts.CREATE)
         self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
@@ -117,7 +121,11 @@ class RedisTaskRegistry:
         fields = to_hash(record)
         if idempotency_key is not None:
             fields["idempotency_key"] = idempotency_key
-        script_keys = [*keys.script_keys(tenant, record.job_id), keys.tenant_jobs_by_type(tenant, record.type)]
+        script_keys = [
+            *keys.script_keys(tenant, record.job_id),
+            keys.tenant_jobs_by_type(tenant, record.type),
+            keys.job_events(tenant, record.job_id),
+        ]
         if record.session_id is not None:
             script_keys.append(keys.session(tenant, record.session_id))
         if idempotency_key is not None:
@@ -136,6 +144,8 @@ class RedisTaskRegistry:
             fingerprint or "",
             "1" if marker is not None else "0",
             cache.in_flight_seconds if cache is not None else 0,
+            self._history_max,
+            compact_json(created_update(record).event),
         ]
         for name, value in fields.items():
             args.extend((name, value))
@@ -204,7 +214,11 @@ class RedisTaskRegistry:
             )
             if job_type is None:
                 return
-            script_keys = [*keys.script_keys(tenant_id, job_id), keys.tenant_jobs_by_type(tenant_id, text(job_type))]
+            script_keys = [
+                *keys.script_keys(tenant_id, job_id),
+                keys.tenant_jobs_by_type(tenant_id, text(job_type)),
+                keys.job_events(tenant_id, job_id),
+            ]
             if session_id is not None:
                 script_keys.append(keys.session(tenant_id, text(session_id)))
             if idempotency_key is not None:
@@ -268,6 +282,7 @@ class RedisTaskRegistry:
             return ApplyOutcome(None, "invalid_status")
         progress, result, error = recorded_fields(event, status)
         job_id = event.global_task_id
+        body = event.model_dump(mode="json")
         apply_args: list[str | int] = [
             job_id,
             event.task_id,
@@ -281,16 +296,20 @@ class RedisTaskRegistry:
             error,
             attempt_of(event),
             self._max_tasks,
+            self._history_max,
+            tail(body),
         ]
-        script_keys = [*keys.script_keys(event.tenant_id, job_id), keys.CACHE_ENTRIES]
+        script_keys = [
+            *keys.script_keys(event.tenant_id, job_id),
+            keys.CACHE_ENTRIES,
+            keys.job_events(event.tenant_id, job_id),
+        ]
         with redis_errors("applying an event"):
             reply = await self._batch.script(self._apply, script_keys, [packed_args(apply_args)])
         outcome = text(reply[0])
         if outcome != "applied":
             return ApplyOutcome(None, outcome)
         job_seq, job_status = int(reply[1]), text(reply[2])
-        body = event.model_dump(mode="json")
-        body["seq"] = job_seq
         update = job_update(event.tenant_id, job_id, job_seq, job_status, body)
         return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
 
@@ -301,18 +320,26 @@ class RedisTaskRegistry:
         task of the job later (after a restart, when the broadcast is long gone) never starts it.
         """
         error = compact_json({"reason": reason, "status": JobStatus.CANCELLED.value})
+        data = {"status": JobStatus.CANCELLED.value, "reason": reason}
+        at = utc_now().isoformat()
         with redis_errors("cancelling a job"):
             reply = await self._finish(
-                keys=[*keys.script_keys(tenant_id, job_id), ledger.cancelled_key(tenant_id, job_id)],
+                keys=[
+                    *keys.script_keys(tenant_id, job_id),
+                    ledger.cancelled_key(tenant_id, job_id),
+                    keys.job_events(tenant_id, job_id),
+                ],
                 args=[
                     job_id,
                     JobStatus.CANCELLED.value,
                     "",
                     self._ttl,
-                    utc_now().isoformat(),
+                    at,
                     error,
                     ledger.LEDGER_TTL_SECONDS,
                     reason,
+                    self._history_max,
+                    finish_tail(EventType.TASK_CANCELLED, data, tenant_id=tenant_id, job_id=job_id, at=at),
                 ],
             )
         outcome = text(reply[0])
@@ -321,9 +348,7 @@ class RedisTaskRegistry:
         record = from_hash(pairs(reply[1]))
         if outcome == "terminal":
             return CancelResult(CancelStatus.ALREADY_TERMINAL, record), None
-        update = record_update(
-            record, EventType.TASK_CANCELLED, {"status": JobStatus.CANCELLED.value, "reason": reason}
-        )
+        update = record_update(record, EventType.TASK_CANCELLED, data)
         return CancelResult(CancelStatus.CANCELLED, record), update
 
     async def _page(self, indexes: Sequence[str], offset: int, limit: int) -> tuple[list[str], int]:

@@ -15,6 +15,11 @@ end a job read them from there: the caller of APPLY_EVENT has only the event, an
 releasing the marker and storing the result must be one step (no window where an identical request
 attaches to a finished job, none where a failed job's marker outlives it). Baton runs on one Redis
 (every script already spans one tenant's several keys), so the undeclared keys are always local.
+
+Every script that gives a job a new seq (CREATE, APPLY_EVENT, REOPEN, FINISH_JOB) appends the client event
+of that seq to the job's history list in the same step, so the history has every seq once and in order.
+The caller renders the event as compact JSON without `seq` and `job_status` (the "tail"), which only the
+script knows; the script puts them first. A history entry therefore always starts with `{"seq":N,`.
 """
 
 from __future__ import annotations
@@ -55,6 +60,20 @@ local function move_status(job_id, from, to, ttl)
 end
 """
 
+# A job's history (KEYS given by the caller): the last `max_len` client events, oldest first, kept as long as the job.
+_HISTORY = """
+local function client_event(job_seq, job_status, head, tail)
+  return '{"seq":' .. string.format('%d', job_seq) .. ',"job_status":"' .. job_status .. '"' .. head .. ','
+         .. string.sub(tail, 2)
+end
+
+local function record_event(key, max_len, ttl, entry)
+  redis.call('RPUSH', key, entry)
+  redis.call('LTRIM', key, -max_len, -1)
+  redis.call('EXPIRE', key, ttl)
+end
+"""
+
 # The result cache's side of a job that ends (see the module docstring): its in-flight marker goes if it
 # still names the job, and a completed job's result becomes the entry, in the tenant and type's index and
 # the all-entries set (both scored by expiry in ms, pruned of expired entries as they grow).
@@ -87,10 +106,10 @@ local function settle_cache(job_key, job_id, status, result, created_at, entries
 end
 """
 
-# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash],
+# KEYS: job, all-jobs index, 7 status indexes, type index, history, [session index], [idempotency hash],
 # [in-flight marker, cache entry]
 # ARGV (packed): ttl, score, job_id, status, has_session, has_idempotency, fingerprint, has_marker, marker ttl,
-# field, value, ...
+# history max, the creation's client event (whole), field, value, ...
 # The in-flight marker is held like an idempotency key: an open job identical to this one (same tenant,
 # type and payload) holding it answers 'coalesced' with its id, and a stored result 'cached' with the
 # entry (it may have been stored since the caller looked: an end releases the marker and stores the
@@ -99,9 +118,10 @@ end
 CREATE: Final[str] = (
     _PACKED_ARGV
     + _COMMON
+    + _HISTORY
     + """
 local ttl, score, job_id, status = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local next_key = 11
+local next_key = 12
 local session_key, idem_key, marker_key
 if ARGV[5] == '1' then session_key = KEYS[next_key]; next_key = next_key + 1 end
 if ARGV[6] == '1' then idem_key = KEYS[next_key]; next_key = next_key + 1 end
@@ -123,8 +143,10 @@ elseif marker_key then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate', job_id} end
 
-redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('HSET', KEYS[1], unpack(ARGV, 12))
 redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('DEL', KEYS[11])  -- a job id used again after its record expired: not its predecessor's events
+record_event(KEYS[11], tonumber(ARGV[10]), ttl, ARGV[11])
 for _, key in ipairs({KEYS[2], KEYS[STATUS_KEY[status]], KEYS[10], session_key}) do
   redis.call('ZADD', key, score, job_id)
   redis.call('EXPIRE', key, ttl)
@@ -140,9 +162,9 @@ return {'created', job_id}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes, the result cache's all-entries set
+# KEYS: job, all-jobs index, 7 status indexes, the result cache's all-entries set, history
 # ARGV (packed): job_id, task_id, seq, task status, service, ttl, updated_at, progress, result, error, attempt,
-# max tasks per job
+# max tasks per job, history max, the event's tail (its client JSON without seq and job_status)
 # (progress, result and error are JSON text, '' when the event carries none; attempt 0 when unknown)
 # Refuses, with the reason as the answer, what no producer of the job's tasks could have sent: an event
 # whose service is not the one that runs the task (the job's service for the root task, the one its
@@ -153,6 +175,7 @@ APPLY_EVENT: Final[str] = (
     _PACKED_ARGV
     + _COMMON
     + _CACHE
+    + _HISTORY
     + f"""
 local MAX_ATTEMPT_LEAP, MAX_SEQ = {MAX_ATTEMPT_LEAP}, {MAX_SEQ}
 """
@@ -228,12 +251,14 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
+record_event(KEYS[11], tonumber(ARGV[13]), ttl, client_event(job_seq, job_status, '', ARGV[14]))
 return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes, the task's done ledger key, the job's cancelled ledger key
-# ARGV: job_id, task_id, attempt, attempt seq stride, ttl, updated_at, envelope JSON, expected job seq ('' = a replay)
+# KEYS: job, all-jobs index, 7 status indexes, the task's done ledger key, the job's cancelled ledger key, history
+# ARGV: job_id, task_id, attempt, attempt seq stride, ttl, updated_at, envelope JSON, expected job seq ('' = a replay),
+# history max, the announcement's tail
 # A new attempt of a task, about to be published. Only a task that is provably not running may get one:
 # - a replayed dead letter (no expected seq): a root task's job only from failed or timed_out; a child
 #   task only while its job is open and its own entry says failed or timed_out;
@@ -244,6 +269,7 @@ return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
 # (a late outcome, a redelivered one) are dropped from now on instead of ending the new attempt's job.
 REOPEN: Final[str] = (
     _COMMON
+    + _HISTORY
     + """
 local job_id, task_id, attempt, stride = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
@@ -279,7 +305,9 @@ end
 local job_seq = tonumber(cur[3] or '0') + 1
 local fields = {'seq', tostring(job_seq), 'updated_at', ARGV[6], 'delegated_services', cjson.encode(delegated),
                 seq_field, string.format('%d', attempt * stride)}
+local job_status = cur[1]
 if is_root then
+  job_status = 'queued'
   move_status(job_id, cur[1], 'queued', ttl)
   for _, f in ipairs({'status', 'queued', 'attempt', tostring(attempt), 'envelope', ARGV[7]}) do
     table.insert(fields, f)
@@ -290,12 +318,14 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
 -- The earlier attempt's outcome and a sweeper's "never run" must not stop the new attempt.
 redis.call('DEL', KEYS[10], KEYS[11])
+record_event(KEYS[12], tonumber(ARGV[9]), ttl, client_event(job_seq, job_status, '', ARGV[10]))
 return {'reopened', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes, the job's cancelled ledger key
-# ARGV: job_id, final status, expected job seq ('' = any), ttl, updated_at, error JSON, ledger ttl, ledger value
+# KEYS: job, all-jobs index, 7 status indexes, the job's cancelled ledger key, history
+# ARGV: job_id, final status, expected job seq ('' = any), ttl, updated_at, error JSON, ledger ttl, ledger value,
+# history max, the announcement's tail (without service and task_id too: the root task's, read here)
 # Ends an open job from outside its tasks: a client's cancel (cancelled) or the sweeper's verdict on a
 # stuck job (failed, only if no event moved the job since the sweeper looked). Its open tasks get the
 # same status, and the job's cancelled ledger key is set in the same step as the status, so no worker
@@ -304,9 +334,10 @@ return {'reopened', redis.call('HGETALL', KEYS[1])}
 FINISH_JOB: Final[str] = (
     _COMMON
     + _CACHE
+    + _HISTORY
     + """
 local job_id, final, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
-local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services')
+local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'delegated_services', 'service', 'root_task_id')
 if not cur[1] then return {'not_found'} end
 if TERMINAL[cur[1]] then return {'terminal', redis.call('HGETALL', KEYS[1])} end
 if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return {'changed'} end
@@ -324,17 +355,20 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('SET', KEYS[10], ARGV[8], 'EX', tonumber(ARGV[7]))
 settle_cache(KEYS[1], job_id, final, '', '', nil)
+local head = ',"service":' .. cjson.encode(cur[4] or '') .. ',"task_id":' .. cjson.encode(cur[5] or job_id)
+record_event(KEYS[11], tonumber(ARGV[9]), ttl, client_event(job_seq, final, head, ARGV[10]))
 return {'finished', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: job, all-jobs index, 7 status indexes, type index, [session index], [idempotency hash], [in-flight marker]
+# KEYS: job, all-jobs index, 7 status indexes, type index, history, [session index], [idempotency hash],
+# [in-flight marker]
 # ARGV: job_id, has_session, has_idempotency, has_marker
 DISCARD: Final[str] = """
 local job_id = ARGV[1]
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[11])
 for i = 2, 10 do redis.call('ZREM', KEYS[i], job_id) end
-local next_key = 11
+local next_key = 12
 if ARGV[2] == '1' then redis.call('ZREM', KEYS[next_key], job_id); next_key = next_key + 1 end
 -- Free the idempotency key and the in-flight marker only if they still name this job.
 for _, flag in ipairs({ARGV[3], ARGV[4]}) do
@@ -376,4 +410,26 @@ for _, entry in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 redis.call('DEL', KEYS[1])
 return removed
+"""
+
+# KEYS: job, history; ARGV: since, limit
+# Up to `limit` of the job's kept events after seq `since`, oldest first. Answers 'not_found'; 'beyond' with the
+# job's seq when `since` is past it; or 'events', the job's seq, 1 when the events start at since + 1 (0 when the
+# history no longer reaches back that far: they start at the oldest kept), and the entries. A job's history
+# ends at its seq and has no gap (see the module docstring), so the entries after `since` are its last ones.
+READ_HISTORY: Final[str] = """
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if not seq then return {'not_found'} end
+seq = tonumber(seq)
+local since, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if since > seq then return {'beyond', seq} end
+local wanted = seq - since
+if wanted == 0 then return {'events', seq, 1, {}} end
+local first = math.max(redis.call('LLEN', KEYS[2]) - wanted, 0)
+local entries = {}
+if limit > 0 then entries = redis.call('LRANGE', KEYS[2], first, first + limit - 1) end
+local oldest = entries[1] or redis.call('LINDEX', KEYS[2], first)
+local complete = 0
+if oldest and tonumber(string.match(oldest, '^{"seq":(%d+)')) == since + 1 then complete = 1 end
+return {'events', seq, complete, entries}
 """

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from orchestrator.errors import RegistryUnavailable
 from orchestrator.live.update_bus import UpdateBus, update_body
-from orchestrator.models import JobUpdate
+from orchestrator.models import JobUpdate, job_update
 from tests.polling import eventually
 
 
@@ -32,7 +32,7 @@ async def replicas(redis_url: str, unique: str) -> AsyncIterator[tuple[UpdateBus
 def update(tenant: str, job: str, seq: int, *, terminal: bool = False) -> JobUpdate:
     status = "completed" if terminal else "running"
     event = {"event": "task_completed" if terminal else "task_status_update", "seq": seq, "data": {"r": "é"}}
-    return JobUpdate(tenant_id=tenant, job_id=job, seq=seq, status=status, terminal=terminal, event=event)
+    return job_update(tenant, job, seq, status, event)
 
 
 async def test_an_update_reaches_listeners_of_both_replicas(replicas: tuple[UpdateBus, UpdateBus]) -> None:

@@ -24,6 +24,7 @@ from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, JobRecord, JobUpdate
 from orchestrator.settings import WebSocketSettings
+from orchestrator.store.event_history import EventHistory
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id
 from protocol.events import EventType
@@ -135,6 +136,7 @@ async def server(
         events=EventSink(registry, bus, metrics),
         max_message_bytes=1 << 20,
         limits=WebSocketSettings(auth_timeout_seconds=0.3),
+        history=EventHistory(redis_client),
     )
     app = web.Application()
     add_routes(app.router, [endpoint], tuple(route for route in ROUTES if route.operation.path.startswith("/ws/")))
