@@ -41,6 +41,14 @@ def test_bad_port_is_refused() -> None:
         OrchestratorSettings.from_env({"ORCHESTRATOR_PORT": "eighty"})
 
 
+def test_event_history_length() -> None:
+    assert OrchestratorSettings.from_env({}).event_history_max == 500
+    assert OrchestratorSettings.from_env({"BATON_EVENT_HISTORY_MAX": "20"}).event_history_max == 20
+    for bad in ("0", "-1", "10001", "many"):
+        with pytest.raises(SettingsError, match="BATON_EVENT_HISTORY_MAX"):
+            OrchestratorSettings.from_env({"BATON_EVENT_HISTORY_MAX": bad})
+
+
 def test_service_tokens_are_scoped_to_one_service() -> None:
     settings = OrchestratorSettings.from_env({"BATON_SERVICE_TOKEN": "ocr:tok-1, query:tok-2"})
     assert settings.service_tokens == {"tok-1": "ocr", "tok-2": "query"}

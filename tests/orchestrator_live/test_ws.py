@@ -22,8 +22,9 @@ from orchestrator.live.hub import SLOW_CONSUMER_CODE, WebSocketHub
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.live.websocket import WebSocketEndpoint
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import CancelResult, JobRecord, JobUpdate
+from orchestrator.models import CancelResult, JobRecord, JobUpdate, created_update
 from orchestrator.settings import WebSocketSettings
+from orchestrator.store import keys
 from orchestrator.store.event_history import EventHistory
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.envelope import new_id
@@ -454,3 +455,133 @@ async def test_protocol_pings_from_the_client_get_pongs_also_before_auth(server:
     pong = await ws.receive(timeout=5)
     assert pong.type is WSMsgType.PONG and pong.data == b"after"
     await ws.close()
+
+
+async def events_until_pong(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    """Every message sent before the answer to a ping sent now."""
+    await ws.send_json({"type": "ping"})
+    got = []
+    while (body := await receive(ws)) != {"type": "pong"}:
+        got.append(body)
+    return got
+
+
+async def test_resume_after_a_disconnect_gets_exactly_the_missed_events(server: Server) -> None:
+    record = await server.job()
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id]})
+    assert (await receive(ws))["type"] == "job_snapshot"
+    await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    seen = await receive(ws)
+    assert seen["seq"] == 2 and seen["job_status"] == "running"
+    await ws.close()
+    missed = [
+        await server.emit(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress={"percentage": 50.0}),
+        await server.emit(record, EventType.TASK_COMPLETED, 3, task_id="child", service="tool", result=1),
+    ]
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id], "since": {record.job_id: seen["seq"]}})
+    assert await events_until_pong(ws) == [update.event for update in missed]
+    assert missed[1].event["event"] == "task_completed" and missed[1].event["job_status"] == "running"
+    done = await server.emit(record, EventType.TASK_COMPLETED, 4, result="done")
+    assert await receive(ws) == done.event and done.event["job_status"] == "completed"
+    # Caught up already: nothing again, nothing missing.
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id], "since": {record.job_id: done.seq}})
+    await nothing_more(ws)
+
+
+async def test_resume_where_the_history_falls_short_gets_the_snapshot(
+    server: Server, redis_client: aioredis.Redis
+) -> None:
+    trimmed, long = await server.job(), await server.job()
+    for seq in range(1, 4):
+        await server.emit(trimmed, EventType.TASK_STATUS_UPDATE, seq, status="running")
+    await redis_client.ltrim(keys.job_events(server.tenant, trimmed.job_id), -2, -1)  # keeps seqs 3 and 4
+    for seq in range(1, 10):  # more events than the client's outbox takes (8)
+        await server.emit(long, EventType.TASK_STATUS_UPDATE, seq, status="running")
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "job_ids": [trimmed.job_id], "since": {trimmed.job_id: 1}})
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "job_snapshot" and snapshot["seq"] == 4 and snapshot["job"]["status"] == "running"
+    await ws.send_json({"type": "subscribe", "job_ids": [trimmed.job_id], "since": {trimmed.job_id: 2}})
+    assert [event["seq"] for event in await events_until_pong(ws)] == []  # had them: the snapshot said 4
+    await ws.send_json({"type": "subscribe", "job_ids": [long.job_id], "since": {long.job_id: 0}})
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "job_snapshot" and snapshot["seq"] == 10
+    await nothing_more(ws)
+
+
+async def test_all_with_since_resumes_the_jobs_the_client_knows(server: Server) -> None:
+    known = await server.job()
+    missed = [await server.emit(known, EventType.TASK_STATUS_UPDATE, seq, status="running") for seq in (1, 2)]
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "all": True, "since": {known.job_id: 1}})
+    assert await events_until_pong(ws) == [update.event for update in missed]
+    later = await server.emit(known, EventType.TASK_STATUS_UPDATE, 3, status="running")
+    assert await receive(ws) == later.event  # once, through "all"
+    await nothing_more(ws)
+    await ws.send_json({"type": "unsubscribe", "all": True})
+    await server.emit(known, EventType.TASK_STATUS_UPDATE, 4, status="running")
+    await nothing_more(ws)  # it was followed through "all" only
+
+
+async def test_one_job_sockets_resume_with_since_in_the_url(server: Server) -> None:
+    record = await server.job()
+    updates = [await server.emit(record, EventType.TASK_STATUS_UPDATE, seq, status="running") for seq in (1, 2)]
+    for path in (f"/ws/jobs/{record.job_id}", f"/ws/{record.job_id}"):
+        ws = await server.connect(f"{path}?since=2")
+        assert await events_until_pong(ws) == [updates[1].event]
+        await ws.close()
+    ws = await server.connect(f"/ws/jobs/{record.job_id}?since=0")
+    assert await events_until_pong(ws) == [
+        {"seq": 1, "job_status": "queued", **created_update(record).event},
+        *(update.event for update in updates),
+    ]
+    await ws.close()
+    refusals = [("abc", "bad_message"), ("-1", "bad_message"), ("1.5", "bad_message"), ("99", "since_beyond_job")]
+    for seq, (since, error) in enumerate(refusals, 3):
+        ws = await server.connect(f"/ws/jobs/{record.job_id}?since={since}")
+        refused = await receive(ws)
+        assert refused["type"] == "error" and refused["error"] == error, refused
+        await nothing_more(ws)  # open, and subscribed to nothing
+        await server.emit(record, EventType.TASK_STATUS_UPDATE, seq, status="running")
+        await nothing_more(ws)
+        await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("since", "detail"),
+    [
+        ([1], "must be an object"),
+        ({"JOB": -1}, "integer seq"),
+        ({"JOB": 1.5}, "integer seq"),
+        ({"JOB": "1"}, "integer seq"),
+        ({"JOB": True}, "integer seq"),
+        ({"JOB": 2**53}, "integer seq"),
+        ({"other-job": 1}, "not in \"job_ids\""),
+        ({f"j{i}": 0 for i in range(1001)}, "at most 1000 jobs"),
+    ],
+)
+async def test_a_bad_since_gets_an_error_and_the_socket_stays(server: Server, since: Any, detail: str) -> None:
+    record = await server.job()
+    if isinstance(since, dict) and "JOB" in since:
+        since = {record.job_id: since["JOB"]}
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "job_ids": [record.job_id], "since": since})
+    refused = await receive(ws)
+    assert refused["type"] == "error" and refused["error"] == "bad_message" and detail in refused["detail"]
+    await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    await nothing_more(ws)  # nothing subscribed
+
+
+async def test_since_past_the_job_is_refused_for_that_job_only(server: Server) -> None:
+    ahead, fine = await server.job(), await server.job()
+    ws = await server.connect()
+    await ws.send_json(
+        {"type": "subscribe", "job_ids": [ahead.job_id, fine.job_id], "since": {ahead.job_id: 5, fine.job_id: 1}}
+    )
+    refused = await receive(ws)
+    assert refused["type"] == "error" and refused["error"] == "since_beyond_job" and refused["job_id"] == ahead.job_id
+    await server.emit(ahead, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    update = await server.emit(fine, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    assert await events_until_pong(ws) == [update.event]
