@@ -135,8 +135,11 @@ def _settings(
     service_tokens: dict[str, str] | None = None,
     quotas: QuotaSettings | None = None,
     websockets: WebSocketSettings | None = None,
+    event_history_max: int | None = None,
 ) -> OrchestratorSettings:
+    history = {} if event_history_max is None else {"event_history_max": event_history_max}
     return OrchestratorSettings(
+        **history,
         rabbitmq_url=rabbitmq_url,
         redis_url=redis_url,
         api_keys=keys_to_tenants,
@@ -188,6 +191,7 @@ async def serve_api(
     service_tokens: dict[str, str] | None = None,
     quotas: Callable[[str, str], QuotaSettings] | None = None,
     websockets: WebSocketSettings | None = None,
+    event_history_max: int | None = None,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
@@ -196,7 +200,7 @@ async def serve_api(
     its own, bound to its tenants' events and its service's announcements only, so it sees every one of them
     (on the shared `baton.orchestrator.events`, another test run's orchestrators would take their share).
     `quotas` makes the job quotas from the two tenants' ids (the defaults otherwise), `websockets` the
-    WebSocket limits.
+    WebSocket limits, `event_history_max` the events kept per job.
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
@@ -211,6 +215,7 @@ async def serve_api(
         service_tokens=service_tokens,
         quotas=quotas(tenant_a, tenant_b) if quotas is not None else None,
         websockets=websockets,
+        event_history_max=event_history_max,
     )
     deployment = DeploymentSettings(
         events_queue=f"test.events.{unique}",

@@ -414,9 +414,10 @@ return removed
 
 # KEYS: job, history; ARGV: since, limit
 # Up to `limit` of the job's kept events after seq `since`, oldest first. Answers 'not_found'; 'beyond' with the
-# job's seq when `since` is past it; or 'events', the job's seq, 1 when the events start at since + 1 (0 when the
-# history no longer reaches back that far: they start at the oldest kept), and the entries. A job's history
-# ends at its seq and has no gap (see the module docstring), so the entries after `since` are its last ones.
+# job's seq when `since` is past it; or 'events', the job's seq, 1 when the kept events are every one from
+# since + 1 to the job's seq (0 when the history no longer reaches back that far, or has a gap: seqs given by a
+# replica of an older release, which kept none), and the entries. A history's seqs only grow, so the last
+# `seq - since` entries are those events exactly when the first is since + 1 and the last the job's seq.
 READ_HISTORY: Final[str] = """
 local seq = redis.call('HGET', KEYS[1], 'seq')
 if not seq then return {'not_found'} end
@@ -425,11 +426,15 @@ local since, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 if since > seq then return {'beyond', seq} end
 local wanted = seq - since
 if wanted == 0 then return {'events', seq, 1, {}} end
-local first = math.max(redis.call('LLEN', KEYS[2]) - wanted, 0)
+local function seq_of(entry) return entry and tonumber(string.match(entry, '^{"seq":(%d+)')) end
+local length = redis.call('LLEN', KEYS[2])
+local first = math.max(length - wanted, 0)
 local entries = {}
 if limit > 0 then entries = redis.call('LRANGE', KEYS[2], first, first + limit - 1) end
-local oldest = entries[1] or redis.call('LINDEX', KEYS[2], first)
 local complete = 0
-if oldest and tonumber(string.match(oldest, '^{"seq":(%d+)')) == since + 1 then complete = 1 end
+if length >= wanted and seq_of(redis.call('LINDEX', KEYS[2], first)) == since + 1
+   and seq_of(redis.call('LINDEX', KEYS[2], -1)) == seq then
+  complete = 1
+end
 return {'events', seq, complete, entries}
 """

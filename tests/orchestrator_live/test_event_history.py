@@ -145,3 +145,20 @@ async def test_a_discarded_job_leaves_no_history(redis_client: aioredis.Redis, t
     assert len(await kept(redis_client, record)) == 1
     await registry.discard(tenant, record.job_id)
     assert not await redis_client.exists(keys.job_events(tenant, record.job_id))
+
+
+async def test_a_gap_left_by_an_older_replica_makes_the_history_incomplete(
+    redis_client: aioredis.Redis, tenant: str
+) -> None:
+    registry = RedisTaskRegistry(redis_client, ttl_seconds=600)
+    history = EventHistory(redis_client)
+    record = make_record(tenant)
+    await registry.create(record)
+    await applied(registry, record, EventType.TASK_STATUS_UPDATE, SEQ + 1, **RUNNING)
+    # An older replica applies seq 3 and keeps no event of it.
+    await redis_client.hincrby(keys.job(tenant, record.job_id), "seq", 1)
+    await applied(registry, record, EventType.TASK_STATUS_UPDATE, SEQ + 3, **RUNNING)
+    assert [event["seq"] for event in await kept(redis_client, record)] == [1, 2, 4]
+    gapped = await history.after(tenant, record.job_id, 1, 100)
+    assert gapped.seq == 4 and not gapped.complete
+    assert (await history.after(tenant, record.job_id, 3, 100)).complete
