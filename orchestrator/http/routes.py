@@ -558,7 +558,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             tags=("websocket",),
             description="Authenticate with the Bearer header or `?token=`. Send {type: subscribe, job_ids: [...]} or "
             "{type: subscribe, all: true}, unsubscribe, cancel_job, ping; the server sends connection_established, "
-            "each subscribed job's current state, then its events as they happen. Over a cap of this server (sockets "
+            "each subscribed job's current state, then its events as they happen (each with the job's seq and "
+            "job_status). With since: {job_id: seq} (with all: true, for jobs the client knows) a job's events after "
+            "that seq replace its state when the server still keeps them all. Over a cap of this server (sockets "
             "per tenant, in all, or waiting for their auth message) the socket gets an error message naming the cap "
             "and is closed with 1013; a client sending faster than its message rate, with 1008.",
         ),
@@ -568,7 +570,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         Operation(
             "get",
             "/ws/jobs/{job_id}",
-            "WebSocket: one job's events",
+            "WebSocket: one job's events (?since=N: those after seq N first, when still kept)",
             {**_WS_RESPONSES, 404: _NO_ROUTE},
             optional_auth=True,
             tags=("websocket",),
@@ -579,7 +581,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         Operation(
             "get",
             "/ws/{execution_id}",
-            "WebSocket: one job's (or workflow execution's) events",
+            "WebSocket: one job's (or workflow execution's) events (?since=N as on /ws/jobs/{job_id})",
             {**_WS_RESPONSES, 404: _NO_ROUTE},
             optional_auth=True,
             tags=("websocket",),
