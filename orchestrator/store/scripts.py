@@ -68,8 +68,7 @@ local function client_event(job_seq, job_status, head, tail)
 end
 
 local function record_event(key, max_len, ttl, entry)
-  redis.call('RPUSH', key, entry)
-  redis.call('LTRIM', key, -max_len, -1)
+  if redis.call('RPUSH', key, entry) > max_len then redis.call('LTRIM', key, -max_len, -1) end
   redis.call('EXPIRE', key, ttl)
 end
 """
