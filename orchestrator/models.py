@@ -160,6 +160,10 @@ class JobUpdate:
     event: dict[str, Any]
 
 
+# What a client event says that only the registry knows: the job's seq and its status after the event.
+_REGISTRY_FIELDS = frozenset({"seq", "job_status"})
+
+
 def job_update(tenant_id: str, job_id: str, seq: int, status: str, event: dict[str, Any]) -> JobUpdate:
     """The one place a JobUpdate is made: `terminal` follows from the job's status, never set apart from it,
     and the event says the job's seq and status (`job_status`) first, as the job's history keeps it."""
@@ -172,9 +176,6 @@ def job_update(tenant_id: str, job_id: str, seq: int, status: str, event: dict[s
 def event_tail(event: dict[str, Any], *, without: tuple[str, ...] = ()) -> dict[str, Any]:
     """A client event without what only the registry's scripts know (`seq`, `job_status`, and `without`)."""
     return {name: value for name, value in event.items() if name not in _REGISTRY_FIELDS and name not in without}
-
-
-_REGISTRY_FIELDS = frozenset({"seq", "job_status"})
 
 
 def record_update(
