@@ -32,6 +32,7 @@ DEFAULT_LLM_TIMEOUT_SECONDS: Final[float] = 120.0
 # Time limits are capped below this; deploy raises the broker's value and sets this to match.
 DEFAULT_CONSUMER_TIMEOUT_SECONDS: Final[float] = 1800.0
 DEFAULT_LANE_REFRESH_SECONDS: Final[float] = 15.0
+DEFAULT_METRICS_HOST: Final[str] = "127.0.0.1"
 EVERY_OTHER_TENANT: Final[str] = "*"  # in BATON_TENANT_WEIGHTS and BATON_TENANT_MAX_RUNNING: the default
 
 
@@ -112,6 +113,11 @@ class WorkerSettings(SharedSettings):
     lane_refresh_seconds: PositiveFloat = Field(
         default=DEFAULT_LANE_REFRESH_SECONDS, validation_alias="BATON_LANE_REFRESH_SECONDS"
     )
+    # GET /metrics of this process (Prometheus); 0: off; unset: the Worker's `metrics_port` (off by default).
+    # Each process on one host needs a port of its own.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="BATON_WORKER_METRICS_PORT")
+    # Where the metrics port listens: 0.0.0.0 in a container, so Prometheus in another one reaches it.
+    metrics_host: str = Field(default=DEFAULT_METRICS_HOST, validation_alias="BATON_WORKER_METRICS_HOST")
     llm: LlmSettings = Field(default_factory=LlmSettings)
     # Where `ctx.submit_job` creates child jobs (POST /jobs), with this service's token.
     orchestrator_url: str = Field(default=DEFAULT_ORCHESTRATOR_URL, validation_alias="BATON_ORCHESTRATOR_URL")

@@ -28,6 +28,9 @@ Limits over every process of the service, kept in Redis (see workers.runtime.flo
 process's WorkerSettings returning a RateLimit or None), `max_concurrency` tasks running at once. A task
 over a limit waits, its message unacked, until it may start.
 
+`metrics_port`: each process serves Prometheus metrics at GET /metrics on it (BATON_WORKER_METRICS_PORT
+overrides it; workers.runtime.worker_metrics says what they count).
+
 Retry policy and time limit: the handler's, else the Worker's, else the defaults (3 retries
 from 0.5 s up to 10 s; 300 s). A handler running past its time limit is cancelled and the
 attempt fails with `TimeLimitExceeded`, which is retried like any other error.
@@ -66,6 +69,7 @@ F = TypeVar("F", bound=HandlerFunc)
 
 
 DEFAULT_TIME_LIMIT_SECONDS: Final[float] = 300.0
+MAX_PORT: Final[int] = 65535
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Worker:
         time_limit: float | None = None,
         rate_limit: str | RateLimitFromSettings | None = None,
         max_concurrency: int | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         try:
             self.service = check_service_name(service)
@@ -120,6 +125,10 @@ class Worker:
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
+        if metrics_port is not None and not 0 <= metrics_port <= MAX_PORT:
+            raise ConfigurationError(f"metrics_port must be 0 (off) to {MAX_PORT}, got {metrics_port}")
+        # GET /metrics of each process on this port; None or 0: off. BATON_WORKER_METRICS_PORT overrides it.
+        self.metrics_port = metrics_port or None
         self._rate_limit = parse_rate_limit(rate_limit) if isinstance(rate_limit, str) else rate_limit
         self._handlers: dict[str, HandlerSpec] = {}
         self._workflows: dict[str, WorkflowDeclaration] = {}

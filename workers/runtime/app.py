@@ -16,6 +16,7 @@ from typing import Final
 
 import aiohttp
 from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import CollectorRegistry
 
 from plumbing.amqp import AMQP_ERRORS
 from protocol.codec import CodecSet
@@ -41,8 +42,10 @@ from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
 from workers.runtime.lanes import LaneDirectory
 from workers.runtime.ledger import TaskLedger
+from workers.runtime.metrics_server import MetricsServer
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
 from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner
+from workers.runtime.worker_metrics import ProcessGauges, WorkerMetrics
 from workers.sdk import Worker
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,18 @@ class WorkerRuntime:
         self.time_limits = TimeLimits(worker, settings.consumer_timeout_seconds)
         self.flow_limits = resolve_limits(worker, settings)
         self.stats = RunnerStats()
+        # A registry per runtime (one per process), so that tests running several never share counters.
+        self.metrics = WorkerMetrics(worker.service, frozenset(worker.job_types), CollectorRegistry(auto_describe=True))
+        self.metrics.show(
+            ProcessGauges(
+                in_flight=lambda: self.in_flight,
+                unacked=lambda: self._consumer.unacked if self._consumer is not None else 0,
+                prefetch_window=lambda: self.prefetch * (self._consumer.consumed_queues if self._consumer else 0),
+                concurrency=self.concurrency,
+            )
+        )
+        metrics_port = worker.metrics_port if settings.metrics_port is None else settings.metrics_port
+        self.metrics_server = MetricsServer(self.metrics, settings.metrics_host, metrics_port) if metrics_port else None
         # One per process: every task's calls to a target share its breaker.
         self.breakers = CircuitBreakers(
             BreakerPolicy(
@@ -119,6 +134,8 @@ class WorkerRuntime:
 
     async def _start(self) -> None:
         service = self.worker.service
+        if self.metrics_server is not None:
+            await self.metrics_server.start()  # first: a port in use fails the start before anything else
         self._connection = await connect(
             self.settings.rabbitmq_url, f"baton-worker:{self.worker_id}", self.settings.connect_timeout_seconds
         )
@@ -171,6 +188,7 @@ class WorkerRuntime:
                 ledger=self._ledger,
                 limits=self.time_limits,
                 cancelled=cancelled,
+                observer=self.metrics,
                 flow_gate=self.flow_gate,
             ),
             self.stats,
@@ -237,6 +255,8 @@ class WorkerRuntime:
         log.info("worker %s stopped", self.worker_id)
 
     async def _close(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -264,7 +284,7 @@ async def run_worker(worker: Worker, settings: WorkerSettings) -> int:
     with stop_on_signals(stop_requested.set):
         try:
             await runtime.start()
-        except BrokerError as exc:
+        except (BrokerError, ConfigurationError) as exc:
             log.error("cannot start worker %s: %s", worker.service, exc)
             return 1
         try:

@@ -79,6 +79,16 @@ class TaskConsumer:
         """The tenants whose lane this process consumes."""
         return frozenset(self._open_lanes)
 
+    @property
+    def unacked(self) -> int:
+        """Deliveries received and not yet settled (waiting for a slot, running, or being settled)."""
+        return len(self._tasks)
+
+    @property
+    def consumed_queues(self) -> int:
+        """The queues this process consumes, each with a prefetch window of its own."""
+        return len(self._consumers)
+
     async def start(self, channel: AbstractChannel) -> None:
         self._channel = channel
         await self._consume(service_queues(self._service)[0], None)

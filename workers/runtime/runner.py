@@ -44,6 +44,7 @@ from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.intake import Accepted, Rejection, classify
 from workers.runtime.ledger import LedgerState, TaskLedger
 from workers.runtime.settle import Happened, Settlement, decide, settle
+from workers.runtime.task_observer import TaskObserver
 from workers.sdk import Worker
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class RunnerDeps:
     ledger: TaskLedger
     limits: TimeLimits
     cancelled: CancelledJobs
+    observer: TaskObserver  # the process's metrics
     flow_gate: FlowGate | None = None  # None: the service has no flow limits, and no delivery asks Redis for them
 
 
@@ -146,11 +148,13 @@ class TaskRunner:
             if isinstance(verdict, Refused):
                 return await self._refused(accepted, message, verdict)
             admitted = verdict
+        self._d.observer.attempt_started(envelope)
         started = time.monotonic()
         try:
             # The budget counts any wait for a flow limit: the broker's consumer timeout runs from delivery.
             result = await self._d.attempts.run(accepted, self._d.limits.budget(envelope.type, received_at))
         finally:
+            self._d.observer.attempt_ran(envelope, time.monotonic() - started)
             if gate is not None and admitted is not None:
                 await gate.release(admitted)
         log.debug(
@@ -202,6 +206,7 @@ class TaskRunner:
             log.warning("retry of task %s not scheduled (%s); requeueing it", envelope.task_id, exc)
             return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.retries_scheduled += 1
+        self._d.observer.retried(envelope)
         retrying = status_event(envelope, JobStatus.RETRYING, failed.seq.next())
         data = {
             **retrying.data,
@@ -232,6 +237,7 @@ class TaskRunner:
             log.warning("redelivered task %s not republished (%s); requeueing it", envelope.task_id, exc)
             return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.redeliveries_republished += 1
+        self._d.observer.retried(envelope)
         log.info(
             "task %s attempt %d was redelivered; republished as attempt %d",
             envelope.task_id,
@@ -253,6 +259,7 @@ class TaskRunner:
             log.warning("task %s not dead-lettered (%s); requeueing it", envelope.task_id, exc)
             return await self._settle(message, Happened.PUBLISH_FAILED)
         self.stats.dead_lettered += 1
+        self._d.observer.parked(envelope)
         log.warning(
             "task %s dead-lettered after %d attempt(s): %s: %s",
             envelope.task_id,
@@ -270,6 +277,7 @@ class TaskRunner:
             await settle_running(outcome.running)
         if not published:
             return await self._settle(message, Happened.PUBLISH_FAILED)
+        self._d.observer.finished(envelope, outcome.event.status.value)
         await self._d.ledger.mark_done(envelope.task_id, envelope.attempt)
         self._remember_finished(envelope)
         settlement = await self._settle(message, Happened.OUTCOME_PUBLISHED)
@@ -288,6 +296,7 @@ class TaskRunner:
             return
         self.stats.dead_lettered += 1
         envelope = rejection.envelope
+        self._d.observer.parked(envelope)
         if envelope is None:
             await self._settle(message, Happened.DEAD_LETTERED)  # nothing decodable: no job to tell
             return
