@@ -61,6 +61,9 @@ class OrchestratorMetrics:
             registry=r,
         )
         self.queue_consumers = Gauge("baton_queue_consumers", "Consumers per service queue", ["queue"], registry=r)
+        self.dead_letter_depth = Gauge(
+            "baton_dead_letter_depth", "Messages parked in a service's dead-letter queue", ["service"], registry=r
+        )
         self.live_workers = Gauge(
             "baton_live_workers", "Worker processes with a recent heartbeat", ["service"], registry=r
         )

@@ -30,7 +30,7 @@ from orchestrator.store.directory import LiveService, ServiceDirectory
 from orchestrator.store.flow_limits import FlowLimitStats, ServiceLimits
 from orchestrator.store.registry import RedisTaskRegistry
 from protocol.services import BUILTIN_SERVICES
-from protocol.topology import task_queue
+from protocol.topology import dead_letter_queue, task_queue
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,12 @@ class HealthChecker:
         for service in services:
             queue = task_queue(service)
             queue_stats = stats.get(queue)
+            dead = stats.get(dead_letter_queue(service))
             by_service[service] = ServiceHealth(
                 queue=queue,
                 messages=queue_stats.messages + lanes[service] if queue_stats and lanes is not None else None,
                 consumers=queue_stats.consumers if queue_stats else None,
+                dead_letters=dead.messages if dead else None,
                 live_workers=live[service].workers if service in live else None,
                 circuit_breakers=[b.health() for b in breakers.get(service, []) if b.state != CLOSED],
                 limits=_limits_health(limits.get(service)),
@@ -160,6 +162,7 @@ class HealthChecker:
                 (self._metrics.queue_depth, queue),
                 (self._metrics.queue_consumers, queue),
                 (self._metrics.live_workers, gone),
+                (self._metrics.dead_letter_depth, gone),
             ):
                 with contextlib.suppress(KeyError):
                     gauge.remove(label)
@@ -171,6 +174,8 @@ class HealthChecker:
                 self._metrics.queue_consumers.labels(queue=health.queue).set(health.consumers)
             if health.live_workers is not None:
                 self._metrics.live_workers.labels(service=service).set(health.live_workers)
+            if health.dead_letters is not None:
+                self._metrics.dead_letter_depth.labels(service=service).set(health.dead_letters)
         self._refresh_breaker_gauges()
         self._metrics.show_flow_limits({s: h.limits for s, h in report.services.items() if h.limits is not None})
 
@@ -202,12 +207,14 @@ class HealthChecker:
             return sorted(BUILTIN_SERVICES)
 
     async def _queue_stats(self, services: list[str]) -> dict[str, QueueStats | None] | None:
-        """Stats per queue; None when the broker is down or does not answer in time."""
+        """Stats per queue, the services' work and dead-letter queues; None when the broker is down or does not
+        answer in time."""
         if not self._publisher.connected:
             return None
+        queues = [name for service in services for name in (task_queue(service), dead_letter_queue(service))]
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._publisher.queue_stats([task_queue(service) for service in services])
+                return await self._publisher.queue_stats(queues)
         except (BrokerError, TimeoutError) as exc:
             log.warning("health: RabbitMQ did not answer: %s", exc)
             return None

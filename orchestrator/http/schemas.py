@@ -348,6 +348,9 @@ class ServiceHealth(BaseModel):
         "(broker down, queue missing, lanes unreadable)"
     )
     consumers: int | None = Field(description="consumers of the service queue (each worker process has one)")
+    dead_letters: int | None = Field(
+        default=None, description="messages parked in its dead-letter queue; null when unknown (broker down)"
+    )
     live_workers: int | None
     circuit_breakers: list[BreakerHealth] = Field(
         default_factory=list, description="the breakers of its live workers that are open or half-open"

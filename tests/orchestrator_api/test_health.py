@@ -8,12 +8,13 @@ import itertools
 import time
 from collections.abc import Sequence
 
+import aio_pika
 import redis.asyncio as aioredis
 
 from orchestrator.app import HEALTH, PUBLISHER
 from orchestrator.broker.queue_inspector import QueueStats
 from orchestrator.store import keys
-from protocol.topology import declare_service, task_queue
+from protocol.topology import DEAD_LETTER_EXCHANGE, declare_service, task_queue
 from tests.api_server import Api
 from tests.directory_cleanup import forget_services
 
@@ -112,7 +113,22 @@ async def test_metrics_drop_the_series_of_a_forgotten_service(api: Api, redis_cl
     text = await (await api.client.get("/metrics")).text()
     assert series not in text
     assert f'baton_queue_depth_messages{{queue="{task_queue(api.service)}"}}' not in text
+    assert f'baton_dead_letter_depth{{service="{api.service}"}}' not in text
     assert 'baton_live_workers{service="query"}' in text
+
+
+async def test_dead_letter_depth_is_reported_by_health_and_metrics(api: Api) -> None:
+    channel = await api.amqp.channel()
+    await declare_service(channel, api.service)  # as its first job or worker does
+    dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
+    for n in range(3):  # as a worker parks a task: to baton.dlx, keyed by its service
+        await dlx.publish(aio_pika.Message(f"parked {n}".encode()), api.service, mandatory=True)
+    await channel.close()
+    await asyncio.sleep(api.app[HEALTH]._cache_seconds)
+    health = await (await api.client.get("/health")).json()
+    assert health["services"][api.service]["dead_letters"] == 3
+    text = await (await api.client.get("/metrics")).text()
+    assert f'baton_dead_letter_depth{{service="{api.service}"}} 3.0' in text
 
 
 async def test_ten_thousand_announced_services_still_leave_live_workers_and_depth_shown(

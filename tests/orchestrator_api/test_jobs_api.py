@@ -331,13 +331,14 @@ async def test_health_and_metrics(api: Api) -> None:
     assert (health["status"], health["broker"], health["redis"]) == ("ok", "up", "up")
     ours = health["services"][api.service]
     expected = {"queue": task_queue(api.service), "messages": 1, "consumers": 0, "live_workers": 1}
-    assert ours == {**expected, "circuit_breakers": [], "limits": None}
+    assert ours == {**expected, "dead_letters": 0, "circuit_breakers": [], "limits": None}
     assert "query" in health["services"]
 
     text = await (await api.client.get("/metrics")).text()
     assert f'baton_jobs_created_total{{type="{api.job_type}"}} 1.0' in text
     assert f'baton_queue_depth_messages{{queue="{task_queue(api.service)}"}} 1.0' in text
     assert f'baton_live_workers{{service="{api.service}"}} 1.0' in text
+    assert f'baton_dead_letter_depth{{service="{api.service}"}} 0.0' in text
     assert 'baton_http_requests_total{method="POST",route="/jobs",status="202"} 1.0' in text
 
 
