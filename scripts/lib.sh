@@ -106,3 +106,10 @@ url_port() {  # url default_port
 }
 is_local() { [ "$1" = 127.0.0.1 ] || [ "$1" = localhost ]; }
 url_reachable() { port_open "$(url_host "$1")" "$(url_port "$1" "$2")"; }  # url default_port
+
+# The suite checks deploy/prometheus with promtool, from Debian's prometheus package.
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  apt_install prometheus || die "the suite checks the alert rules with promtool: apt-get install prometheus (as root or with sudo)"
+  command -v promtool >/dev/null || die "prometheus installed but promtool is not on PATH"
+}

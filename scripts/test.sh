@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_venv test
+ensure_promtool
 ensure_services
 
 say "ruff"
