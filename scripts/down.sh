@@ -3,7 +3,9 @@
 # then the Redis it started if it did). A RabbitMQ it started keeps running.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-if docker_engine && [ "${BATON_NO_DOCKER:-}" != 1 ] && [ ! -d "$RUN_DIR" ]; then
+# up.sh leaves $RUN_DIR/compose when it ran the compose project.
+if docker_engine && [ "${BATON_NO_DOCKER:-}" != 1 ] && { [ -f "$RUN_DIR/compose" ] || [ ! -d "$RUN_DIR" ]; }; then
+  rm -f "$RUN_DIR/compose"
   exec docker compose -f "$ROOT/docker-compose.yml" down
 fi
 # Signals a pid only while it still runs what the scripts started (a stale pid file may name a reused pid).

@@ -35,7 +35,7 @@ def test_up_starts_everything_even_with_redis_down_and_down_stops_only_that(
     if shutil.which("redis-server") is None:
         pytest.fail("this test has up.sh start a Redis of its own: install redis-server (apt-get install redis-server)")
     tenant = new_tenants(1)[0]
-    port, redis_port = free_port(), free_port()
+    port, redis_port, metrics_port = free_port(), free_port(), free_port()  # the query worker's metrics: the first
     private_redis = f"redis://127.0.0.1:{redis_port}/0"
     assert not reachable(private_redis, redis_port)
     env = {
@@ -43,6 +43,7 @@ def test_up_starts_everything_even_with_redis_down_and_down_stops_only_that(
         "BATON_NO_DOCKER": "1",
         "BATON_RUN_DIR": str(tmp_path),
         "ORCHESTRATOR_PORT": str(port),
+        "BATON_WORKER_METRICS_PORT": str(metrics_port),
         "BATON_API_KEYS": f"{tenant.tenant_id}:{tenant.key}",
         "RABBITMQ_URL": rabbitmq_url,
         "REDIS_URL": private_redis,
@@ -71,6 +72,10 @@ def test_up_starts_everything_even_with_redis_down_and_down_stops_only_that(
         assert answer["status"] == "completed", answer
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert "<html" in response.read().decode().lower()
+        assert f"query  http://127.0.0.1:{metrics_port}/metrics" in up.stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert 'baton_worker_tasks_total{outcome="completed",service="query",type="llm_request"} 1.0' in text
     finally:
         down = subprocess.run(
             ["bash", "scripts/down.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
