@@ -15,7 +15,9 @@ PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("promtool")
     if tool is None:
-        pytest.fail("promtool not found: install Debian's prometheus package (apt-get install prometheus; scripts/test.sh does)")
+        pytest.fail(
+            "promtool not found: install Debian's prometheus package (apt-get install prometheus; scripts/test.sh does)"
+        )
     return subprocess.run([tool, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -52,3 +54,9 @@ def test_every_alert_has_a_unit_test() -> None:
     assert len(alerts) == 8
     tested = {case["alertname"] for test in tests["tests"] for case in test["alert_rule_test"] if case["exp_alerts"]}
     assert alerts - tested == set(), "alerts with no test that makes them fire"
+
+
+def test_without_promtool_the_test_fails_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(pytest.fail.Exception, match="promtool not found: install Debian's prometheus package"):
+        promtool("check", "rules", "alerts.yml")
