@@ -114,9 +114,10 @@ class HealthChecker:
         builtin = [service for service in services if service in BUILTIN_SERVICES]
         announced = [s for s in services if s not in BUILTIN_SERVICES and s in live and live[s].workers]
         # Lanes are detail too: however many tenants a service has, they never make the broker look down.
-        builtin_stats, announced_stats, limits, lanes = await asyncio.gather(
+        builtin_stats, announced_stats, dead_letters, limits, lanes = await asyncio.gather(
             self._queue_stats(builtin),
             self._queue_stats(announced) if announced else _nothing(),
+            self._dead_letter_stats([*builtin, *announced]),
             self._limits() if redis_up else _nothing(),
             self._lane_messages([*builtin, *announced]) if redis_up else _unknown(),
         )
@@ -127,7 +128,7 @@ class HealthChecker:
         for service in services:
             queue = task_queue(service)
             queue_stats = stats.get(queue)
-            dead = stats.get(dead_letter_queue(service))
+            dead = dead_letters.get(dead_letter_queue(service))
             by_service[service] = ServiceHealth(
                 queue=queue,
                 messages=queue_stats.messages + lanes[service] if queue_stats and lanes is not None else None,
@@ -207,17 +208,26 @@ class HealthChecker:
             return sorted(BUILTIN_SERVICES)
 
     async def _queue_stats(self, services: list[str]) -> dict[str, QueueStats | None] | None:
-        """Stats per queue, the services' work and dead-letter queues; None when the broker is down or does not
-        answer in time."""
+        """Stats per queue; None when the broker is down or does not answer in time."""
         if not self._publisher.connected:
             return None
-        queues = [name for service in services for name in (task_queue(service), dead_letter_queue(service))]
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._publisher.queue_stats(queues)
+                return await self._publisher.queue_stats([task_queue(service) for service in services])
         except (BrokerError, TimeoutError) as exc:
             log.warning("health: RabbitMQ did not answer: %s", exc)
             return None
+
+    async def _dead_letter_stats(self, services: list[str]) -> dict[str, QueueStats | None]:
+        """Stats of the services' dead-letter queues; detail like the lanes: never makes the broker look down."""
+        if not self._publisher.connected or not services:
+            return {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._publisher.queue_stats([dead_letter_queue(service) for service in services])
+        except (BrokerError, TimeoutError) as exc:
+            log.warning("health: cannot count the dead letters: %s", exc)
+            return {}
 
     async def _limits(self) -> dict[str, ServiceLimits]:
         if self._flow_limits is None:
