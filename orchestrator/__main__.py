@@ -10,20 +10,26 @@ import logging
 import os
 import signal
 import sys
+from typing import Final
 
 from aiohttp import web
 
 from orchestrator.app import SHUTDOWN_TIMEOUT_SECONDS, create_app
 from orchestrator.auth import Authenticator
 from orchestrator.settings import DEV_TENANT, OrchestratorSettings
+from plumbing.log_context import bind_log_context
+from plumbing.logs import configure_logging
 from plumbing.process import run_loop
 from plumbing.settings import SettingsError
+from plumbing.tracing import Tracing, TracingUnavailable, build_tracing
 
 log = logging.getLogger("orchestrator")
 
+SERVICE_NAME: Final[str] = "orchestrator"  # the `service` of its log records
 
-async def serve(settings: OrchestratorSettings, authenticator: Authenticator) -> None:
-    app = create_app(settings, authenticator=authenticator)
+
+async def serve(settings: OrchestratorSettings, authenticator: Authenticator, tracing: Tracing) -> None:
+    app = create_app(settings, authenticator=authenticator, tracing=tracing)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
@@ -41,12 +47,6 @@ async def serve(settings: OrchestratorSettings, authenticator: Authenticator) ->
         await runner.cleanup()
 
 
-def configure_logging(level: str) -> None:
-    """`level` is a checked level name (OrchestratorSettings.log_level)."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)  # also when something had configured logging before
-
-
 def main() -> int:
     try:
         settings = OrchestratorSettings.from_env(os.environ)
@@ -54,11 +54,20 @@ def main() -> int:
         # Before logging is configured: the log level is one of the settings.
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    bind_log_context(service=SERVICE_NAME)
+    try:
+        tracing = build_tracing(settings.tracing, f"baton-{SERVICE_NAME}")
+    except TracingUnavailable as exc:
+        log.error("%s", exc)
+        return 2
     authenticator, dev_key = Authenticator.from_settings(settings)
     if dev_key is not None:
         print(f"BATON_API_KEYS is not set; API key for tenant {DEV_TENANT!r}: {dev_key}", flush=True)
-    run_loop(serve(settings, authenticator))
+    try:
+        run_loop(serve(settings, authenticator, tracing))
+    finally:
+        tracing.shutdown()  # exports the spans still batched
     return 0
 
 

@@ -32,6 +32,7 @@ from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
 from orchestrator.http.job_event_routes import JobEventRoutes
 from orchestrator.http.job_routes import JobRoutes
+from orchestrator.http.observe import observe_middleware
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
 from orchestrator.http.routes import add_routes, openapi_document
 from orchestrator.http.system_routes import SystemRoutes
@@ -66,6 +67,7 @@ from orchestrator.workflows.running_gauge import RunningExecutionsGauge
 from orchestrator.workflows.snapshots import ExecutionSnapshots
 from orchestrator.workflows.storage import DefinitionStore, ExecutionStore
 from plumbing.redis_batch import PipelineBatcher
+from plumbing.tracing import NoTracing, Tracing
 from protocol.codec import CodecSet
 from protocol.events import TaskEvent
 
@@ -100,8 +102,11 @@ def create_app(
     authenticator: Authenticator | None = None,
     sweeper: SweeperSettings | None = None,
     deployment: DeploymentSettings | None = None,
+    tracing: Tracing | None = None,
 ) -> web.Application:
-    """The application; `authenticator` is passed by `__main__`, which prints the dev key it made."""
+    """The application; `authenticator` is passed by `__main__`, which prints the dev key it made, and
+    `tracing` too, built from BATON_TRACING (off when not given)."""
+    tracing = tracing or NoTracing()
     sweeper_settings = sweeper or settings.sweeper
     deployment_settings = deployment or DeploymentSettings()
     metrics = metrics or OrchestratorMetrics()
@@ -110,7 +115,7 @@ def create_app(
     codecs = CodecSet(settings.max_message_bytes)
 
     redis = make_redis(settings.redis_url)
-    publisher = TaskPublisher(settings.rabbitmq_url, codecs, lanes=RedisLanes(redis))
+    publisher = TaskPublisher(settings.rabbitmq_url, codecs, lanes=RedisLanes(redis), tracing=tracing)
     # One batcher: a lane's event application and another's update publish share a round trip.
     batcher = PipelineBatcher(redis)
     live = LiveState(
@@ -152,6 +157,7 @@ def create_app(
             queue_name=deployment_settings.events_queue,
             routing_keys=deployment_settings.events_routing_keys,
             workflows=WorkflowDeclarations(declared, live.directory),
+            tracing=tracing,
         )
 
     consumer = ConsumerLink(settings.rabbitmq_url, f"baton-orchestrator-events-{os.getpid()}", event_consumer)
@@ -182,7 +188,8 @@ def create_app(
 
     # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().
     app = web.Application(
-        client_max_size=MAX_BATCH_BODY_BYTES, middlewares=[metrics_middleware(metrics), error_middleware]
+        client_max_size=MAX_BATCH_BODY_BYTES,
+        middlewares=[observe_middleware(tracing), metrics_middleware(metrics), error_middleware],
     )
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator

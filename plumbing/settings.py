@@ -22,12 +22,17 @@ from pydantic import Field, PositiveInt, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from plumbing.logs import LogFormat
+from plumbing.tracing import TracingMode
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.names import check_service_name
 
 DEFAULT_RABBITMQ_URL: Final[str] = "amqp://guest:guest@localhost:5672/"
 DEFAULT_REDIS_URL: Final[str] = "redis://localhost:6379/0"
 DEFAULT_LOG_LEVEL: Final[str] = "INFO"
+# Text by default: scripts/up.sh writes each process's log to a file a person reads; deployments that
+# ship logs to a collector set BATON_LOG_FORMAT=json.
+DEFAULT_LOG_FORMAT: Final[LogFormat] = "text"
 
 
 class SettingsError(ValueError):
@@ -101,6 +106,10 @@ class SharedSettings(EnvSettings):
         default=DEFAULT_MAX_MESSAGE_BYTES, validation_alias="BATON_MAX_MESSAGE_BYTES"
     )
     log_level: str = Field(default=DEFAULT_LOG_LEVEL, validation_alias="BATON_LOG_LEVEL")
+    log_format: LogFormat = Field(default=DEFAULT_LOG_FORMAT, validation_alias="BATON_LOG_FORMAT")
+    # OpenTelemetry spans (plumbing.tracing): off, printed (console) or sent over OTLP/HTTP, where the
+    # standard OTEL_EXPORTER_OTLP_* and OTEL_SERVICE_NAME variables, read by the OpenTelemetry SDK, apply.
+    tracing: TracingMode = Field(default="off", validation_alias="BATON_TRACING")
     # token -> the one service it speaks for: the orchestrator lets it act for that service, a worker
     # sends its own service's token.
     service_tokens: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_SERVICE_TOKEN", repr=False)
@@ -112,6 +121,11 @@ class SharedSettings(EnvSettings):
         if name not in logging.getLevelNamesMapping():
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return name
+
+    @field_validator("log_format", "tracing", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("service_tokens", mode="before")
     @classmethod

@@ -13,8 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from plumbing.logs import configure_logging
 from plumbing.process import run_loop
 from plumbing.settings import SettingsError
+from plumbing.tracing import TracingUnavailable, build_tracing
 from workers.config import WorkerSettings
 from workers.errors import ConfigurationError
 from workers.runtime import run_worker
@@ -48,15 +50,6 @@ def load_worker(target: str) -> Worker:
     return obj
 
 
-def configure_logging(level: str) -> None:
-    """`level` is a checked level name (WorkerSettings.log_level)."""
-    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
-    logging.getLogger().setLevel(level)  # also when something had configured logging before
-    # aio-pika logs every reconnect attempt with a traceback; one line is enough.
-    logging.getLogger("aio_pika").setLevel(max(logging.WARNING, logging.getLogger().level))
-    logging.getLogger("aiormq").setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description="Run one Baton worker process.")
     parser.add_argument("target", help="built-in service (query, embedding, ingestion, agent) or module:attr")
@@ -67,13 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before logging is configured: the log level is one of the settings.
         print(f"workers: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         worker = load_worker(args.target)
-    except ConfigurationError as exc:
+        tracing = build_tracing(settings.tracing, f"baton-worker-{worker.service}")
+    except (ConfigurationError, TracingUnavailable) as exc:
         log.error("%s", exc)
         return 2
-    return run_loop(run_worker(worker, settings))
+    try:
+        return run_loop(run_worker(worker, settings, tracing=tracing))
+    finally:
+        tracing.shutdown()  # exports the spans still batched
 
 
 if __name__ == "__main__":

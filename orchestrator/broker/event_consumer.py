@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Final, Literal, Protocol, TypeVar
 
 import aio_pika
@@ -42,6 +42,9 @@ from aio_pika.exceptions import AMQPError
 from orchestrator.errors import RegistryError
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
+from plumbing.log_context import log_context
+from plumbing.task_spans import MESSAGING_SYSTEM, event_attributes
+from plumbing.tracing import NoTracing, Tracing
 from protocol.codec import CodecSet
 from protocol.control import (
     BREAKERS_KIND,
@@ -113,8 +116,10 @@ class EventConsumer:
         retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
         lanes: int = DEFAULT_LANES,
         workflows: WorkflowAnnouncements | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._connection = connection
+        self._tracing: Tracing = tracing or NoTracing()
         self._directory = directory
         self._metrics = metrics
         self._codecs = codecs
@@ -200,10 +205,11 @@ class EventConsumer:
                 await self._directory.record_heartbeat(heartbeat)
             else:
                 event = self._codecs.decode(TaskEvent, message.body, message.content_type)
-                if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
-                    await self._sink.accept(event)
-                else:
-                    self._sink.refuse("routing_mismatch", event, message.routing_key)
+                with self._applying(event, message):
+                    if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
+                        await self._sink.accept(event)
+                    else:
+                        self._sink.refuse("routing_mismatch", event, message.routing_key)
         except DecodeError as exc:
             log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
             self._metrics.events_dropped.labels(reason="undecodable").inc()
@@ -217,6 +223,20 @@ class EventConsumer:
             await self._requeue_later(message)
             return
         await _settle(message.ack())
+
+    @contextlib.contextmanager
+    def _applying(self, event: TaskEvent, message: AbstractIncomingMessage) -> Iterator[None]:
+        """The event's ids in the log records, and its span: the child of the worker's publish span."""
+        with (
+            log_context(tenant_id=event.tenant_id, job_id=event.global_task_id, task_id=event.task_id),
+            self._tracing.span(
+                f"apply {event.event.value}",
+                kind="consumer",
+                attributes={**MESSAGING_SYSTEM, **event_attributes(event)},
+                parent=message.headers or {},
+            ),
+        ):
+            yield
 
     async def _announced(self, message: AbstractIncomingMessage) -> None:
         announcement = self._system_message(WorkflowAnnouncement, WORKFLOWS_KIND, message)

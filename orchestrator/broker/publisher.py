@@ -34,6 +34,8 @@ from orchestrator.broker.queue_inspector import QueueInspector, QueueStats
 from orchestrator.broker.stall_guard import StallGuard
 from orchestrator.errors import BrokerError, BrokerUnavailable, PublishFailed, RegistryError, UnpublishableJob
 from plumbing.amqp import AMQP_ERRORS, publish_confirmed
+from plumbing.task_spans import MESSAGING_SYSTEM, task_attributes
+from plumbing.tracing import NoTracing, Tracing
 from protocol.codec import CodecSet
 from protocol.control import CancelCommand, LaneOpened
 from protocol.envelope import TaskEnvelope
@@ -72,10 +74,12 @@ class TaskPublisher:
         max_reconnect_interval: float = 30.0,
         connection_name: str | None = None,
         lanes: LaneRecords | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """Without `lanes` every task goes to its service's shared queue, as before lanes existed
         (benchmarks compare the two; tests of the publishing itself need no Redis)."""
         self._url = url
+        self._tracing: Tracing = tracing or NoTracing()
         self._codecs = codecs
         self._publish_timeout = publish_timeout
         self._connect_timeout = connect_timeout
@@ -154,6 +158,7 @@ class TaskPublisher:
         link = self._require_link()
         routing_key = await self._route(link, envelope.service, envelope.tenant_id)
         codec = self._codecs.default
+        amqp_properties = envelope.amqp_properties()
         properties = spec.Basic.Properties(
             content_type=codec.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
@@ -161,16 +166,19 @@ class TaskPublisher:
             message_type=envelope.type,
             app_id=APP_ID,
             reply_to=reply_to,
-            **envelope.amqp_properties(),
+            **amqp_properties,
         )
-        try:
-            await self._publish(link, TASKS_EXCHANGE, body, properties, routing_key, mandatory=True)
-        except PublishFailed as exc:
-            if exc.reason == "unroutable":
-                # The queue was deleted behind our back: declare it again on the next publish.
-                self._declared.discard(envelope.service)
-                self._open_lanes.pop((envelope.service, envelope.tenant_id), None)
-            raise
+        attributes = {**MESSAGING_SYSTEM, "messaging.destination.name": TASKS_EXCHANGE, **task_attributes(envelope)}
+        with self._tracing.span(f"publish {TASKS_EXCHANGE}", kind="producer", attributes=attributes):
+            self._tracing.inject(amqp_properties["headers"])  # the worker's span continues this trace
+            try:
+                await self._publish(link, TASKS_EXCHANGE, body, properties, routing_key, mandatory=True)
+            except PublishFailed as exc:
+                if exc.reason == "unroutable":
+                    # The queue was deleted behind our back: declare it again on the next publish.
+                    self._declared.discard(envelope.service)
+                    self._open_lanes.pop((envelope.service, envelope.tenant_id), None)
+                raise
 
     async def publish_cancel(self, command: CancelCommand) -> None:
         """Broadcast on `baton.control`; not mandatory, since no worker running is not an error."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
@@ -13,14 +12,15 @@ from pydantic import BaseModel, ValidationError
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
 from orchestrator.http.errors import ApiError
+from orchestrator.http.observe import REQUEST_ID, new_request_id
 from orchestrator.jobs.service import YIELD_PAST_BYTES
+from plumbing.log_context import bind_log_context
 
 MAX_BODY_BYTES: Final[int] = 1024 * 1024
 # A batch carries many small jobs (a thousand of ~2 KiB); a large job goes alone through POST /jobs.
 # Parsing is not interruptible: a body this size of the parser's slowest input (many tiny values)
 # holds the loop for tens of milliseconds; 16 MiB held it for 0.7 s (tests/bench/loop_stall.py).
 MAX_BATCH_BODY_BYTES: Final[int] = 2 * 1024 * 1024
-REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -35,6 +35,7 @@ def require_principal(authenticator: Authenticator, request: web.Request) -> Pri
             "missing or invalid API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": 'Bearer realm="baton"'},
         )
+    bind_log_context(tenant_id=principal.tenant_id)  # the rest of the request's records name its tenant
     return principal
 
 
@@ -47,8 +48,8 @@ def require_tenant(authenticator: Authenticator, request: web.Request) -> str:
 
 
 def request_id(request: web.Request) -> str:
-    value = request.headers.get(REQUEST_ID_HEADER, "").strip()
-    return value[:128] if value else str(uuid.uuid4())
+    """The request's id, as `observe_middleware` made it (from X-Request-Id, or a new one)."""
+    return request.get(REQUEST_ID) or new_request_id(request)
 
 
 async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> Any:

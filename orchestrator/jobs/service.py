@@ -48,6 +48,7 @@ from orchestrator.models import (
     JobRecord,
     created_update,
 )
+from plumbing.log_context import bind_log_context
 from protocol.control import CancelCommand
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, new_id, utc_now
 from protocol.events import TERMINAL_STATUSES, JobStatus
@@ -140,6 +141,7 @@ class JobService:
         # A hit or an open identical job is found by the registry's create, in the same round trip.
         slot = None if self._cache is None else await self._cache.slot_for(job.type, job.payload, job.cache_ttl)
         job_id = new_id()
+        bind_log_context(tenant_id=tenant_id, job_id=job_id)  # for the rest of this request (or batch item)
         if not wait:
             return await self._start(tenant_id, job_id, service, job, request_id, slot)
         # Watch before creating, so an outcome that comes before we start waiting is not missed (a

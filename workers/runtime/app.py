@@ -19,6 +19,8 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry
 
 from plumbing.amqp import AMQP_ERRORS
+from plumbing.log_context import bind_log_context
+from plumbing.tracing import Tracing
 from protocol.codec import CodecSet
 from protocol.control import LaneOpened
 from protocol.topology import declare_service
@@ -45,6 +47,7 @@ from workers.runtime.ledger import TaskLedger
 from workers.runtime.metrics_server import MetricsServer
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
 from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner
+from workers.runtime.telemetry import TaskTelemetry
 from workers.runtime.worker_metrics import ProcessGauges, WorkerMetrics
 from workers.sdk import Worker
 
@@ -65,12 +68,15 @@ def _scaled_prefetch(worker: Worker, concurrency: int) -> int:
 class WorkerRuntime:
     """Runs one Worker: `await start()`, then `await stop()` (or `async with`)."""
 
-    def __init__(self, worker: Worker, settings: WorkerSettings, *, worker_id: str | None = None) -> None:
+    def __init__(
+        self, worker: Worker, settings: WorkerSettings, *, worker_id: str | None = None, tracing: Tracing | None = None
+    ) -> None:
         if not worker.handlers:
             raise ConfigurationError(f"worker {worker.service!r} has no handlers")
         self.worker = worker
         self.settings = settings
         self.worker_id = worker_id or new_worker_id(worker.service)
+        self.telemetry = TaskTelemetry(worker.service, self.worker_id, tracing)
         self.concurrency = settings.concurrency or worker.concurrency
         self.prefetch = settings.prefetch or _scaled_prefetch(worker, self.concurrency)
         self.executions = Executions()
@@ -147,7 +153,7 @@ class WorkerRuntime:
             raise BrokerError(f"cannot declare the topology of {service!r}: {exc}") from exc
 
         amqp = AmqpPublisher(publish_channel)
-        events = EventPublisher(amqp, self._codecs)
+        events = EventPublisher(amqp, self._codecs, self.telemetry)
         router = ReplyRouter(f"baton.reply.{self.worker_id}", self._codecs)
         await router.start(consume_channel)
         cancelled = CancelledJobs()
@@ -175,6 +181,7 @@ class WorkerRuntime:
                     max_retry_after_seconds=self.settings.http_max_retry_after_seconds,
                 ),
                 breakers=self.breakers,
+                telemetry=self.telemetry,
             )
         )
         runner = TaskRunner(
@@ -212,6 +219,7 @@ class WorkerRuntime:
             FairSlots(self.concurrency, policy),
             self._lanes,
             lane_refresh_seconds=self.settings.lane_refresh_seconds,
+            telemetry=self.telemetry,
         )
         await self._consumer.start(consume_channel)
         await self._heartbeat.start()
@@ -277,10 +285,12 @@ class WorkerRuntime:
             self._connection = None
 
 
-async def run_worker(worker: Worker, settings: WorkerSettings) -> int:
+async def run_worker(worker: Worker, settings: WorkerSettings, *, tracing: Tracing | None = None) -> int:
     """The process's main coroutine: run until SIGTERM/SIGINT, then stop gracefully; the exit code."""
     stop_requested = asyncio.Event()
-    runtime = WorkerRuntime(worker, settings)
+    runtime = WorkerRuntime(worker, settings, tracing=tracing)
+    # Every record of the process names it; tasks started from here on inherit the ids.
+    bind_log_context(service=worker.service, worker_id=runtime.worker_id)
     with stop_on_signals(stop_requested.set):
         try:
             await runtime.start()

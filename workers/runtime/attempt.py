@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -46,6 +46,7 @@ from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Execution, Executions, Interrupted, StopReason, seconds_until
 from workers.runtime.intake import Accepted
+from workers.runtime.telemetry import TaskTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class AttemptDeps:
     http_session: aiohttp.ClientSession
     http_policy: HttpPolicy
     breakers: CircuitBreakers
+    telemetry: TaskTelemetry = field(default_factory=lambda: TaskTelemetry("", ""))
 
 
 class AttemptRunner:
@@ -189,7 +191,8 @@ class AttemptRunner:
                 name=f"running-event:{envelope.task_id}",
             )
             try:
-                result = await self._run_handler(execution, handler.func, payload, seq, time_limit)
+                with self._d.telemetry.handler(envelope):
+                    result = await self._run_handler(execution, handler.func, payload, seq, time_limit)
             except BaseException:
                 await _abandon(running)
                 raise

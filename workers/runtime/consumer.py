@@ -32,6 +32,7 @@ from workers.runtime.executions import Executions, StopReason
 from workers.runtime.fair_slots import UNATTRIBUTED, FairSlots
 from workers.runtime.runner import TaskRunner
 from workers.runtime.settle import Happened, decide, settle
+from workers.runtime.telemetry import TaskTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ class TaskConsumer:
         lanes: LaneSource,
         *,
         lane_refresh_seconds: float = DEFAULT_LANE_REFRESH_SECONDS,
+        telemetry: TaskTelemetry | None = None,
     ) -> None:
         self._service = service
+        self._telemetry = telemetry or TaskTelemetry(service, "")
         self._runner = runner
         self._executions = executions
         self._slots = slots
@@ -150,7 +153,8 @@ class TaskConsumer:
             await self._runner.hand_back(message)
             return
         try:
-            await self._runner.process(message, received_at)
+            with self._telemetry.delivery(message):
+                await self._runner.process(message, received_at)
         except Exception as exc:
             # A bug in the pipeline (not the handler, whose errors are outcomes): log it and park the
             # message rather than requeue it into a hot loop; the worker keeps serving.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import aio_pika
 from aio_pika import DeliveryMode
@@ -17,6 +17,7 @@ from protocol.events import TaskEvent
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing_key
 from workers.errors import BrokerError
 from workers.runtime.broker import AmqpPublisher
+from workers.runtime.telemetry import TaskTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ OUTCOME_RETRY_DELAYS: Final[Sequence[float]] = (0.5, 1.0, 2.0, 4.0)
 
 
 class EventPublisher:
-    def __init__(self, amqp: AmqpPublisher, codecs: CodecSet) -> None:
+    def __init__(self, amqp: AmqpPublisher, codecs: CodecSet, telemetry: TaskTelemetry | None = None) -> None:
         self._amqp = amqp
         self._codecs = codecs
+        self._telemetry = telemetry or TaskTelemetry("", "")
 
     @property
     def codecs(self) -> CodecSet:
@@ -40,13 +42,17 @@ class EventPublisher:
 
     async def publish_event(self, event: TaskEvent, body: bytes | None = None) -> None:
         """Publish on baton.events; not mandatory: no subscriber is not an error."""
-        await self._amqp.send(
-            EVENTS_EXCHANGE,
-            event_routing_key(event.tenant_id, event.service, event.event.value),
-            body if body is not None else self.encode(event),
-            self._properties(event, DeliveryMode.PERSISTENT),
-            mandatory=False,
-        )
+        properties = self._properties(event, DeliveryMode.PERSISTENT)
+        headers: dict[str, Any] = {}
+        with self._telemetry.event_publish(event, headers):
+            properties.headers = headers or None  # the trace context, when tracing is on
+            await self._amqp.send(
+                EVENTS_EXCHANGE,
+                event_routing_key(event.tenant_id, event.service, event.event.value),
+                body if body is not None else self.encode(event),
+                properties,
+                mandatory=False,
+            )
 
     async def publish_reply(self, reply_to: str, event: TaskEvent, body: bytes | None = None) -> None:
         """The outcome, sent straight to the calling worker's reply queue."""
