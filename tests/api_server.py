@@ -23,6 +23,7 @@ from orchestrator.app import LIVE, create_app
 from orchestrator.broker.deployment_check import DeploymentSettings
 from orchestrator.settings import OrchestratorSettings, QuotaSettings, SweeperSettings, WebSocketSettings
 from orchestrator.store import keys
+from plumbing.tracing import Tracing
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, CodecSet
 from protocol.control import WorkerHeartbeat
 from protocol.envelope import TaskEnvelope, utc_now
@@ -192,6 +193,7 @@ async def serve_api(
     quotas: Callable[[str, str], QuotaSettings] | None = None,
     websockets: WebSocketSettings | None = None,
     event_history_max: int | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
 
@@ -200,7 +202,7 @@ async def serve_api(
     its own, bound to its tenants' events and its service's announcements only, so it sees every one of them
     (on the shared `baton.orchestrator.events`, another test run's orchestrators would take their share).
     `quotas` makes the job quotas from the two tenants' ids (the defaults otherwise), `websockets` the
-    WebSocket limits, `event_history_max` the events kept per job.
+    WebSocket limits, `event_history_max` the events kept per job, `tracing` the app's spans (off by default).
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"
@@ -226,6 +228,7 @@ async def serve_api(
         settings,
         sweeper=sweeper(tenants) if sweeper is not None else quiet_sweeper(unique, tenants),
         deployment=deployment,
+        tracing=tracing,
     )
     # A plain connection: a channel closed by a failed passive declare must stay closed.
     amqp = await aio_pika.connect(rabbitmq_url, client_properties={"connection_name": f"test-api-{unique}"})

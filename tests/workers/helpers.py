@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from plumbing.tracing import Tracing
 from protocol.codec import MSGPACK, CodecSet
 from protocol.control import CancelCommand, WorkerHeartbeat
 from protocol.envelope import TaskEnvelope
@@ -160,8 +161,10 @@ def settings(rabbitmq_url: str, **overrides: Any) -> WorkerSettings:
 
 
 @contextlib.asynccontextmanager
-async def running(worker: Worker, rabbitmq_url: str, **overrides: Any) -> AsyncIterator[WorkerRuntime]:
-    runtime = WorkerRuntime(worker, settings(rabbitmq_url, **overrides))
+async def running(
+    worker: Worker, rabbitmq_url: str, *, tracing: Tracing | None = None, **overrides: Any
+) -> AsyncIterator[WorkerRuntime]:
+    runtime = WorkerRuntime(worker, settings(rabbitmq_url, **overrides), tracing=tracing)
     await runtime.start()
     try:
         yield runtime
