@@ -26,8 +26,14 @@ async def channel(rabbitmq_url: str, request: pytest.FixtureRequest) -> AsyncIte
 
 
 @pytest.fixture
-async def service(channel: AbstractChannel, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str]:
-    name = f"t-obs-{unique}"
-    yield name
-    await delete_service_queues(channel, name)
-    await forget_services(redis_client, name)  # the worker's heartbeats reach some orchestrator's directory
+async def services(channel: AbstractChannel, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[list[str]]:
+    """Two uuid service names; their queues are deleted and their directory entries forgotten after."""
+    names = [f"t-obs-{unique}", f"t-obs-b-{unique}"]
+    yield names
+    await delete_service_queues(channel, *names)
+    await forget_services(redis_client, *names)  # the workers' heartbeats reach some orchestrator's directory
+
+
+@pytest.fixture
+def service(services: list[str]) -> str:
+    return services[0]

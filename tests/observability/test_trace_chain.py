@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from aio_pika.abc import AbstractChannel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -18,7 +19,7 @@ from protocol.events import ATTEMPT_SEQ_STRIDE
 from protocol.topology import EVENTS_EXCHANGE, TASKS_EXCHANGE
 from tests.api_server import serve_api
 from tests.polling import poll
-from tests.workers.helpers import running
+from tests.workers.helpers import Tap, envelope, publish_task, running
 from workers import TaskContext, Worker
 
 
@@ -128,6 +129,43 @@ async def test_one_trace_runs_from_the_http_call_through_the_worker_to_the_appli
     assert applied.attributes is not None and applied.attributes["baton.tenant_id"] == api.tenant_a
     assert {span.resource.attributes["service.name"] for span in (http, publish, applied)} == {"baton-orchestrator"}
     assert {span.resource.attributes["service.name"] for span in (process, handle, completed)} == {"baton-worker"}
+
+
+async def test_a_child_task_called_by_a_handler_joins_the_callers_trace(
+    rabbitmq_url: str, redis_url: str, channel: AbstractChannel, services: list[str]
+) -> None:
+    caller_service, callee_service = services
+    exporter = InMemorySpanExporter()
+    caller, callee = Worker(caller_service), Worker(callee_service)
+
+    @caller.handler("ask")
+    async def ask(payload: dict[str, Any], ctx: TaskContext) -> Any:
+        return await ctx.call_service(callee_service, "answer", {"q": payload["q"]}, timeout=10)
+
+    @callee.handler("answer")
+    async def answer(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        return {"a": payload["q"] * 2}
+
+    task = envelope(caller_service, "ask", {"q": 21})
+    tap = await Tap.open(channel, f"{task.tenant_id}.{caller_service}.task_completed")
+    async with (
+        running(callee, rabbitmq_url, redis_url=redis_url, tracing=in_memory_tracing(exporter, "callee")),
+        running(caller, rabbitmq_url, redis_url=redis_url, tracing=in_memory_tracing(exporter, "caller")),
+    ):
+        await publish_task(channel, task)
+        completed = await tap.next_event(within=20)
+    assert completed.data["result"] == {"a": 42}
+
+    spans = exporter.get_finished_spans()
+    ask_span = one(spans, "handle ask")
+    child_publish = one(spans, f"publish {TASKS_EXCHANGE}")
+    child_process = one(spans, f"process {callee_service}")
+    answer_span = one(spans, "handle answer")
+    assert parent_of(child_publish) == span_id(ask_span)
+    assert parent_of(child_process) == span_id(child_publish)
+    assert parent_of(answer_span) == span_id(child_process)
+    assert child_publish.attributes is not None and child_publish.attributes["baton.service"] == callee_service
+    assert len({span.context.trace_id for span in spans if span.context}) == 1
 
 
 async def _finished(exporter: InMemorySpanExporter) -> tuple[ReadableSpan, ...]:

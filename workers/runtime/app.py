@@ -172,7 +172,7 @@ class WorkerRuntime:
                 events=events,
                 executions=self.executions,
                 cancelled=cancelled,
-                caller=ChildTaskCaller(amqp, router, self._codecs),
+                caller=ChildTaskCaller(amqp, router, self._codecs, self.telemetry),
                 jobs=OrchestratorJobs(self.settings.orchestrator_url, service, self.settings.service_token(service)),
                 http_session=self._http,
                 http_policy=HttpPolicy(

@@ -19,6 +19,7 @@ from protocol.events import EventType, TaskEvent
 from protocol.topology import TASKS_EXCHANGE
 from workers.errors import BrokerError, ServiceCallError, ServiceCallTimeout
 from workers.runtime.broker import AmqpPublisher
+from workers.runtime.telemetry import TaskTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,13 @@ class ReplyRouter:
 class ChildTaskCaller:
     """`ctx.call_service`: publish a child envelope to the target service and wait for its reply."""
 
-    def __init__(self, amqp: AmqpPublisher, router: ReplyRouter, codecs: CodecSet) -> None:
+    def __init__(
+        self, amqp: AmqpPublisher, router: ReplyRouter, codecs: CodecSet, telemetry: TaskTelemetry | None = None
+    ) -> None:
         self._amqp = amqp
         self._router = router
         self._codecs = codecs
+        self._telemetry = telemetry or TaskTelemetry("", "")
 
     async def call(
         self,
@@ -106,14 +110,16 @@ class ChildTaskCaller:
         raise ServiceCallTimeout(service, job_type, timeout_seconds, attempts)
 
     async def _publish(self, child: TaskEnvelope) -> None:
-        message = aio_pika.Message(
-            self._codecs.encode(child),
-            content_type=self._codecs.default.content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            reply_to=self._router.queue_name,
-            **child.amqp_properties(),
-        )
-        await self._amqp.publish(TASKS_EXCHANGE, child.service, message, mandatory=True)
+        properties = child.amqp_properties()
+        with self._telemetry.task_publish(child, properties["headers"]):
+            message = aio_pika.Message(
+                self._codecs.encode(child),
+                content_type=self._codecs.default.content_type,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                reply_to=self._router.queue_name,
+                **properties,
+            )
+            await self._amqp.publish(TASKS_EXCHANGE, child.service, message, mandatory=True)
 
 
 def _result_of(event: TaskEvent, service: str, job_type: str) -> Any:

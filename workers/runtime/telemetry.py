@@ -19,7 +19,7 @@ from plumbing.task_spans import MESSAGING_SYSTEM, event_attributes, task_attribu
 from plumbing.tracing import AttributeValue, NoTracing, Tracing
 from protocol.envelope import TaskEnvelope
 from protocol.events import TaskEvent
-from protocol.topology import ATTEMPTS_HEADER, EVENTS_EXCHANGE, TENANT_HEADER
+from protocol.topology import ATTEMPTS_HEADER, EVENTS_EXCHANGE, TASKS_EXCHANGE, TENANT_HEADER
 
 
 def _text(value: Any) -> str | None:
@@ -72,5 +72,17 @@ class TaskTelemetry:
             return
         attributes = {**MESSAGING_SYSTEM, "messaging.destination.name": EVENTS_EXCHANGE, **event_attributes(event)}
         with self.tracing.span(f"publish {EVENTS_EXCHANGE}", kind="producer", attributes=attributes):
+            self.tracing.inject(headers)
+            yield
+
+    @contextmanager
+    def task_publish(self, envelope: TaskEnvelope, headers: MutableMapping[str, Any]) -> Iterator[None]:
+        """Around the publish of a child task (`ctx.call_service`): a producer span, its context put
+        into `headers`, so the child's processing joins the caller's trace."""
+        if not self.tracing.enabled:
+            yield
+            return
+        attributes = {**MESSAGING_SYSTEM, "messaging.destination.name": TASKS_EXCHANGE, **task_attributes(envelope)}
+        with self.tracing.span(f"publish {TASKS_EXCHANGE}", kind="producer", attributes=attributes):
             self.tracing.inject(headers)
             yield
