@@ -45,7 +45,7 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    return int(span.context.span_id)
 
 
 async def test_one_trace_runs_from_the_http_call_through_the_worker_to_the_applied_event(
@@ -113,7 +113,8 @@ async def test_one_trace_runs_from_the_http_call_through_the_worker_to_the_appli
     assert (completed.kind, applied.kind) == (SpanKind.PRODUCER, SpanKind.CONSUMER)
     assert completed.attributes is not None and completed.attributes["baton.event"] == "task_completed"
     assert http.attributes is not None and http.attributes["http.response.status_code"] == 200
-    assert handle.attributes == {
+    assert handle.attributes is not None
+    assert dict(handle.attributes) == {
         "baton.service": api.service,
         "baton.type": api.job_type,
         "baton.task_id": handle.attributes["baton.task_id"],
