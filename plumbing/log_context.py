@@ -31,13 +31,13 @@ def _merged(ids: Mapping[str, str | None]) -> Mapping[str, str]:
     if unknown:
         raise ValueError(f"not a log context id: {sorted(unknown)} (known: {', '.join(CONTEXT_IDS)})")
     merged = dict(_ids.get())
-    merged.update({name: value for name, value in ids.items() if value is not None})
+    merged.update({name: value for name, value in ids.items() if value})
     return MappingProxyType(merged)
 
 
 @contextmanager
 def log_context(**ids: str | None) -> Iterator[None]:
-    """Records logged inside the block carry `ids` (None values are left out), on top of the outer ones."""
+    """Records logged inside the block carry `ids` (None and empty ones left out), on top of the outer ones."""
     token = _ids.set(_merged(ids))
     try:
         yield

@@ -46,7 +46,7 @@ def record(name: str, message: str, exc_info: Any = None) -> logging.LogRecord:
 
 
 def test_a_json_record_has_its_fields_and_the_known_context_ids() -> None:
-    with log_context(tenant_id="t1", job_id="j1"), log_context(task_id="k1", request_id=None):
+    with log_context(tenant_id="t1", job_id="j1"), log_context(task_id="k1", request_id=None, worker_id=""):
         line = JsonFormatter().format(record("workers.runtime", "hello \u00e9"))
     entry = json.loads(line)
     assert entry.keys() == {"time", "level", "logger", "message", "tenant_id", "job_id", "task_id"}

@@ -58,11 +58,12 @@ class TaskTelemetry:
     @contextmanager
     def handler(self, envelope: TaskEnvelope) -> Iterator[None]:
         """Around one run of a task's handler (its progress events are the span's children)."""
-        with (
-            log_context(tenant_id=envelope.tenant_id, job_id=envelope.global_task_id, task_id=envelope.task_id),
-            self.tracing.span(f"handle {envelope.type}", attributes=task_attributes(envelope)),
-        ):
-            yield
+        with log_context(tenant_id=envelope.tenant_id, job_id=envelope.global_task_id, task_id=envelope.task_id):
+            if not self.tracing.enabled:
+                yield
+                return
+            with self.tracing.span(f"handle {envelope.type}", attributes=task_attributes(envelope)):
+                yield
 
     @contextmanager
     def event_publish(self, event: TaskEvent, headers: MutableMapping[str, Any]) -> Iterator[None]:
