@@ -44,10 +44,10 @@ from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
 from workers.runtime.lanes import LaneDirectory
 from workers.runtime.ledger import TaskLedger
+from workers.runtime.logs_and_traces import TaskTelemetry
 from workers.runtime.metrics_server import MetricsServer
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
 from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner
-from workers.runtime.telemetry import TaskTelemetry
 from workers.runtime.worker_metrics import ProcessGauges, WorkerMetrics
 from workers.sdk import Worker
 

@@ -46,7 +46,7 @@ from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Execution, Executions, Interrupted, StopReason, seconds_until
 from workers.runtime.intake import Accepted
-from workers.runtime.telemetry import TaskTelemetry
+from workers.runtime.logs_and_traces import TaskTelemetry
 
 log = logging.getLogger(__name__)
 
