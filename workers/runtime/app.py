@@ -42,9 +42,9 @@ from workers.runtime.flow_gate import FlowGate, resolve_limits
 from workers.runtime.flow_store import FlowLimitStore
 from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
+from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.lanes import LaneDirectory
 from workers.runtime.ledger import TaskLedger
-from workers.runtime.logs_and_traces import TaskTelemetry
 from workers.runtime.metrics_server import MetricsServer
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
 from workers.runtime.runner import RunnerDeps, RunnerStats, TaskRunner

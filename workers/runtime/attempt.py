@@ -45,8 +45,8 @@ from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Execution, Executions, Interrupted, StopReason, seconds_until
+from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.intake import Accepted
-from workers.runtime.logs_and_traces import TaskTelemetry
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from protocol.topology import TENANT_HEADER, QueueSpec, lane_queue_spec, service
 from workers.errors import BrokerError
 from workers.runtime.executions import Executions, StopReason
 from workers.runtime.fair_slots import UNATTRIBUTED, FairSlots
-from workers.runtime.logs_and_traces import TaskTelemetry
+from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.runner import TaskRunner
 from workers.runtime.settle import Happened, decide, settle
 

@@ -17,7 +17,7 @@ from protocol.events import TaskEvent
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing_key
 from workers.errors import BrokerError
 from workers.runtime.broker import AmqpPublisher
-from workers.runtime.logs_and_traces import TaskTelemetry
+from workers.runtime.ids_and_spans import TaskTelemetry
 
 log = logging.getLogger(__name__)
 

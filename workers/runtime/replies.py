@@ -19,7 +19,7 @@ from protocol.events import EventType, TaskEvent
 from protocol.topology import TASKS_EXCHANGE
 from workers.errors import BrokerError, ServiceCallError, ServiceCallTimeout
 from workers.runtime.broker import AmqpPublisher
-from workers.runtime.logs_and_traces import TaskTelemetry
+from workers.runtime.ids_and_spans import TaskTelemetry
 
 log = logging.getLogger(__name__)
 
