@@ -32,8 +32,8 @@ from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
 from orchestrator.http.job_event_routes import JobEventRoutes
 from orchestrator.http.job_routes import JobRoutes
-from orchestrator.http.observe import observe_middleware
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
+from orchestrator.http.request_context import request_context_middleware
 from orchestrator.http.routes import add_routes, openapi_document
 from orchestrator.http.system_routes import SystemRoutes
 from orchestrator.http.workflow_routes import WorkflowRoutes
@@ -189,7 +189,7 @@ def create_app(
     # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().
     app = web.Application(
         client_max_size=MAX_BATCH_BODY_BYTES,
-        middlewares=[observe_middleware(tracing), metrics_middleware(metrics), error_middleware],
+        middlewares=[request_context_middleware(tracing), metrics_middleware(metrics), error_middleware],
     )
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator

@@ -188,21 +188,22 @@ async def serve_api(
     unique: str,
     sweeper: Callable[[frozenset[str]], SweeperSettings] | None = None,
     app_rabbitmq_url: str | None = None,
+    tracing: Tracing | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     service_tokens: dict[str, str] | None = None,
     quotas: Callable[[str, str], QuotaSettings] | None = None,
     websockets: WebSocketSettings | None = None,
     event_history_max: int | None = None,
-    tracing: Tracing | None = None,
 ) -> AsyncIterator[Api]:
     """An orchestrator for two fresh tenants and a fresh service; everything it made is removed after.
+    `tracing` gives it spans (off by default).
 
     `app_rabbitmq_url` points the orchestrator (not the test's own connection) elsewhere, e.g. a proxy;
     `service_tokens` maps token -> service, as BATON_SERVICE_TOKEN does. It consumes an events queue of
     its own, bound to its tenants' events and its service's announcements only, so it sees every one of them
     (on the shared `baton.orchestrator.events`, another test run's orchestrators would take their share).
     `quotas` makes the job quotas from the two tenants' ids (the defaults otherwise), `websockets` the
-    WebSocket limits, `event_history_max` the events kept per job, `tracing` the app's spans (off by default).
+    WebSocket limits, `event_history_max` the events kept per job.
     """
     tenant_a, tenant_b = f"ta-{unique}", f"tb-{unique}"
     key_a, key_b = f"key-a-{unique}", f"key-b-{unique}"

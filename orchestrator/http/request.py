@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from orchestrator import strict_json
 from orchestrator.auth import Authenticator, Principal
 from orchestrator.http.errors import ApiError
-from orchestrator.http.observe import REQUEST_ID, new_request_id
+from orchestrator.http.request_context import REQUEST_ID, new_request_id
 from orchestrator.jobs.service import YIELD_PAST_BYTES
 from plumbing.log_context import bind_log_context
 
@@ -48,7 +48,7 @@ def require_tenant(authenticator: Authenticator, request: web.Request) -> str:
 
 
 def request_id(request: web.Request) -> str:
-    """The request's id, as `observe_middleware` made it (from X-Request-Id, or a new one)."""
+    """The request's id, as `request_context_middleware` made it (from X-Request-Id, or a new one)."""
     return request.get(REQUEST_ID) or new_request_id(request)
 
 

@@ -118,7 +118,7 @@ async def test_a_real_requests_records_carry_its_request_tenant_and_job_ids(
         job_id = (await response.json())["job_id"]
         [(_, task)] = await api.queued_envelopes()
     mine = [r for r in records(captured) if r.get("request_id") == f"req-{unique}"]
-    access = [r for r in mine if r["logger"] == "orchestrator.http.observe"]
+    access = [r for r in mine if r["logger"] == "orchestrator.http.request_context"]
     assert [r["message"] for r in access] == [f"POST /jobs 202 in {access[0]['message'].split(' in ')[1]}"]
     assert access[0]["tenant_id"] == api.tenant_a and access[0]["job_id"] == job_id
     assert task.context.request_id == f"req-{unique}"  # the job's tasks carry the same id

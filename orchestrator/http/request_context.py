@@ -29,9 +29,9 @@ def new_request_id(request: web.Request) -> str:
     return value[:MAX_REQUEST_ID_CHARS] if value else str(uuid.uuid4())
 
 
-def observe_middleware(tracing: Tracing) -> Middleware:
+def request_context_middleware(tracing: Tracing) -> Middleware:
     @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def in_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[REQUEST_ID] = request_id = new_request_id(request)
         resource = request.match_info.route.resource
         # The route pattern, not the path: span names stay few, whatever the job ids.
@@ -58,4 +58,4 @@ def observe_middleware(tracing: Tracing) -> Middleware:
                 elapsed_ms = (time.perf_counter() - started) * 1e3
                 log.debug("%s %s %d in %.1f ms", request.method, request.path, status, elapsed_ms)
 
-    return observe
+    return in_context
