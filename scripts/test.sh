@@ -10,8 +10,8 @@ ensure_promtool
 ensure_services
 
 say "ruff"
-"$VENV/bin/ruff" check protocol orchestrator workers tests plumbing
+"$VENV/bin/ruff" check protocol orchestrator workers tests plumbing clients
 say "mypy"
-"$VENV/bin/mypy" protocol orchestrator workers plumbing
+"$VENV/bin/mypy" protocol orchestrator workers plumbing clients
 say "pytest"
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"

@@ -1,0 +1,104 @@
+"""Running the real `baton` command (`python -m clients.cli`) as a subprocess against a test orchestrator,
+and the worker of the test service that the CLI's jobs run on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from workers import PermanentError, RetryPolicy, TaskContext, Worker
+
+ROOT = Path(__file__).resolve().parents[2]
+# rich reads these: a test that wants the terminal view sets them itself.
+_TERMINAL_FORCING = frozenset({"TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR", "COLUMNS"})
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+class Baton:
+    """`baton ...` with BATON_URL and BATON_API_KEY set for a test tenant (flags override them)."""
+
+    def __init__(self, url: str, key: str, command: tuple[str, ...] = (sys.executable, "-m", "clients.cli")) -> None:
+        self.url = url
+        self.key = key
+        self.command = command
+
+    def environment(self, **extra: str) -> dict[str, str]:
+        inherited = {name: value for name, value in os.environ.items() if name not in _TERMINAL_FORCING}
+        env = {
+            **inherited,
+            "PYTHONPATH": str(ROOT),
+            "BATON_URL": self.url,
+            "BATON_API_KEY": self.key,
+            "NO_COLOR": "1",
+            "COLUMNS": "250",
+            **extra,
+        }
+        return env
+
+    async def start(self, *args: str, **env: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.command,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.environment(**env),
+            cwd=ROOT,
+        )
+
+    async def __call__(self, *args: str, stdin: str = "", within: float = 60.0, **env: str) -> Ran:
+        process = await self.start(*args, **env)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(stdin.encode()), within)
+        except TimeoutError:
+            process.kill()
+            out, err = await process.communicate()
+            raise AssertionError(f"baton {' '.join(args)} still ran after {within} s: {out!r} {err!r}") from None
+        assert process.returncode is not None
+        return Ran(process.returncode, out.decode(), err.decode())
+
+
+class Work(BaseModel):
+    """What the test service's job does: report each progress (pausing after it), fail if asked, echo."""
+
+    progress: list[tuple[float, str]] = []
+    pause: float = 0.05
+    hold: float = 0.0
+    fail: str | None = None
+    text: str | None = None
+
+
+def cli_worker(service: str, job_type: str) -> Worker:
+    # No retry: a failure is final at once and parks the task in the service's dead letters.
+    worker = Worker(service, concurrency=4, retry=RetryPolicy(max_retries=0))
+
+    @worker.handler(job_type)
+    async def work(payload: Work, ctx: TaskContext) -> dict[str, Any]:
+        for percentage, message in payload.progress:
+            await ctx.progress(percentage, message)
+            await asyncio.sleep(payload.pause)
+        await asyncio.sleep(payload.hold)
+        if payload.fail is not None:
+            raise PermanentError(payload.fail)
+        return {"echo": payload.text, "step": ctx.workflow.step if ctx.workflow else None}
+
+    return worker
