@@ -34,11 +34,16 @@ async def follow_to_end(
     view = _view(output)
     try:
         async with aclosing(stream.messages()) as messages:
+            # Where the job ended, when an event without `job_status` made its record say so: the record may
+            # be ahead of the stream, whose events up to that seq are still shown.
+            ending: tuple[int, str] | None = None
             async for message in messages:
-                if state.apply(message):  # an event that may have ended the job: its record says
-                    status = (await http.get(f"/jobs/{segment(job_id)}")).get("status")
-                    if status in TERMINAL_STATUSES:
-                        state.status = status
+                if state.apply(message) and ending is None:
+                    record = await http.get(f"/jobs/{segment(job_id)}")
+                    if record.get("status") in TERMINAL_STATUSES:
+                        ending = (int(record.get("seq") or 0), str(record["status"]))
+                if ending is not None and int(message.get("seq") or 0) >= ending[0]:
+                    state.status = ending[1]
                 view.show(state, message)
                 if state.ended:
                     break

@@ -31,6 +31,7 @@ class StepState:
 class JobState:
     job_id: str
     type: str | None = None
+    root_task_id: str | None = None
     status: str | None = None
     percentage: float | None = None
     message: str | None = None
@@ -51,7 +52,8 @@ class JobState:
             _take_progress(step, entry.get("progress"))
 
     def apply(self, message: dict[str, Any]) -> bool:
-        """Take a snapshot or an event; True when it may have ended the job but does not say so."""
+        """Take a snapshot or an event; True when it may have ended the job but does not say so (then the
+        job's record does: see clients.cli.live)."""
         if message.get("type") == "job_snapshot":
             self._apply_snapshot(message)
             return False
@@ -61,8 +63,9 @@ class JobState:
         if isinstance(job_status, str):
             self.status = job_status
         if event == "task_status_update":
-            if job_status is None and not self.ended and isinstance(data.get("status"), str):
-                self.status = data["status"]
+            own_task = message.get("task_id") == self.root_task_id
+            if job_status is None and own_task and not self.ended and isinstance(data.get("status"), str):
+                self.status = data["status"]  # a child task's status is not its job's
             _take_progress(self, data.get("progress"))
         elif event == "workflow_started" and job_status is None and not self.ended:
             self.status = "running"
@@ -73,6 +76,7 @@ class JobState:
     def _apply_snapshot(self, message: dict[str, Any]) -> None:
         job = _object(message.get("job"))
         self.type = job.get("type", self.type)
+        self.root_task_id = job.get("root_task_id", self.root_task_id)
         self.status = job.get("status", self.status)
         _take_progress(self, job.get("progress"))
         execution = message.get("execution")
@@ -95,7 +99,9 @@ class JobState:
             step.status = str(data.get("status") or "completed")
             if step.status == "completed":
                 step.percentage = 100.0
-        if self.steps:
+        if isinstance(data.get("execution_progress"), dict):
+            _take_progress(self, data["execution_progress"])
+        elif self.steps:
             finished = sum(s.done for s in self.steps.values())
             self.percentage = round(100 * finished / len(self.steps), 1)
 

@@ -3,6 +3,7 @@ runtime for its test service, and the `baton` command pointed at it with tenant 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,8 +21,14 @@ async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, u
 
 
 @pytest.fixture
-async def worker(api: Api, rabbitmq_url: str, redis_url: str) -> AsyncIterator[None]:
-    async with running(cli_worker(api.service, api.job_type), rabbitmq_url, redis_url=redis_url):
+def gate() -> asyncio.Event:
+    """What the worker's `gated` jobs wait for: the test sets it once the CLI has shown what came before."""
+    return asyncio.Event()
+
+
+@pytest.fixture
+async def worker(api: Api, rabbitmq_url: str, redis_url: str, gate: asyncio.Event) -> AsyncIterator[None]:
+    async with running(cli_worker(api.service, api.job_type, gate), rabbitmq_url, redis_url=redis_url):
         yield
 
 

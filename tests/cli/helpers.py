@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workers import PermanentError, RetryPolicy, TaskContext, Worker
+from workers import RetryPolicy, TaskContext, Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 # rich reads these: a test that wants the terminal view sets them itself.
@@ -70,25 +70,36 @@ class Baton:
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin.encode()), within)
         except TimeoutError:
-            process.kill()
-            out, err = await process.communicate()
-            raise AssertionError(f"baton {' '.join(args)} still ran after {within} s: {out!r} {err!r}") from None
+            raise AssertionError(f"baton {' '.join(args)} still ran after {within} s") from None
+        finally:
+            await stopped(process)
         assert process.returncode is not None
         return Ran(process.returncode, out.decode(), err.decode())
 
 
+async def stopped(process: asyncio.subprocess.Process) -> None:
+    """Killed if still running (a test that failed or a poll that gave up), and reaped."""
+    if process.returncode is None:
+        process.kill()
+        await process.communicate()
+
+
 class Work(BaseModel):
-    """What the test service's job does: report each progress (pausing after it), fail if asked, echo."""
+    """What the test service's job does: report each of `progress` (pausing after each), wait for the test's
+    gate if `gated`, report each of `then`, fail if asked, else echo `text`."""
 
     progress: list[tuple[float, str]] = []
     pause: float = 0.05
+    gated: bool = False
+    then: list[tuple[float, str]] = []
     hold: float = 0.0
     fail: str | None = None
     text: str | None = None
 
 
-def cli_worker(service: str, job_type: str) -> Worker:
-    # No retry: a failure is final at once and parks the task in the service's dead letters.
+def cli_worker(service: str, job_type: str, gate: asyncio.Event | None = None) -> Worker:
+    # No retry: a failure is final at once and parks the task in the service's dead letters (a
+    # PermanentError would not: it fails the job without parking).
     worker = Worker(service, concurrency=4, retry=RetryPolicy(max_retries=0))
 
     @worker.handler(job_type)
@@ -96,9 +107,31 @@ def cli_worker(service: str, job_type: str) -> Worker:
         for percentage, message in payload.progress:
             await ctx.progress(percentage, message)
             await asyncio.sleep(payload.pause)
+        if payload.gated:
+            assert gate is not None, "a gated job needs the worker's gate"
+            await gate.wait()
+        for percentage, message in payload.then:
+            await ctx.progress(percentage, message)
+            await asyncio.sleep(payload.pause)
         await asyncio.sleep(payload.hold)
         if payload.fail is not None:
-            raise PermanentError(payload.fail)
+            raise RuntimeError(payload.fail)
         return {"echo": payload.text, "step": ctx.workflow.step if ctx.workflow else None}
 
     return worker
+
+
+async def read_until(stream: asyncio.StreamReader | None, text: str, within: float = 30.0) -> list[str]:
+    """Lines of a running command's output up to the first that holds `text`."""
+    assert stream is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(within):
+            while not lines or text not in lines[-1]:
+                line = await stream.readline()
+                if not line:
+                    raise AssertionError(f"the output ended without {text!r}: {lines}")
+                lines.append(line.decode().rstrip("\n"))
+    except TimeoutError:
+        raise AssertionError(f"no {text!r} within {within} s: {lines}") from None
+    return lines

@@ -3,6 +3,7 @@ there is one, and its exit code: 2 usage and bad input, 3 auth, 4 not found, 5 u
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -45,11 +46,13 @@ async def test_a_bad_payload_is_refused_before_anything_is_sent(
 
 
 async def test_usage_errors_exit_2(api: Api, baton: Baton) -> None:
-    unknown_option = await baton("submit", api.job_type, "--colour", "red")
-    no_type = await baton("submit")
-    bad_priority = await baton("submit", api.job_type, "--priority", "urgent")
-    both_replays = await baton("dead-letters", api.service, "--replay", "--replay-all")
-    bad_url = await baton("jobs", "--url", "localhost:8000")
+    unknown_option, no_type, bad_priority, both_replays, bad_url = await asyncio.gather(
+        baton("submit", api.job_type, "--colour", "red"),
+        baton("submit"),
+        baton("submit", api.job_type, "--priority", "urgent"),
+        baton("dead-letters", api.service, "--replay", "--replay-all"),
+        baton("jobs", "--url", "localhost:8000"),
+    )
 
     assert one_error_line(unknown_option.err).startswith("usage error: No such option: --colour"), unknown_option
     assert unknown_option.err.rstrip().endswith("(see: baton submit --help)")
@@ -68,9 +71,11 @@ async def test_the_servers_refusal_of_bad_input_exits_2(api: Api, baton: Baton) 
 
 
 async def test_a_wrong_key_exits_3(api: Api, baton: Baton) -> None:
-    by_flag = await baton("jobs", "--key", "not-a-key")
-    by_environment = await baton("status", "some-job", BATON_API_KEY="not-a-key")
-    without = await baton("jobs", BATON_API_KEY="")
+    by_flag, by_environment, without = await asyncio.gather(
+        baton("jobs", "--key", "not-a-key"),
+        baton("status", "some-job", BATON_API_KEY="not-a-key"),
+        baton("jobs", BATON_API_KEY=""),
+    )
 
     assert (by_flag.code, by_environment.code, without.code) == (3, 3, 3)
     assert one_error_line(by_flag.err).startswith("401 "), by_flag.err
@@ -79,8 +84,10 @@ async def test_a_wrong_key_exits_3(api: Api, baton: Baton) -> None:
 
 
 async def test_an_unknown_job_exits_4(api: Api, baton: Baton) -> None:
-    status = await baton("status", "f00dfeed-0000-4000-8000-000000000000")
-    cancel = await baton("cancel", "f00dfeed-0000-4000-8000-000000000000")
+    status, cancel = await asyncio.gather(
+        baton("status", "f00dfeed-0000-4000-8000-000000000000"),
+        baton("cancel", "f00dfeed-0000-4000-8000-000000000000"),
+    )
 
     assert (status.code, cancel.code) == (4, 4)
     assert one_error_line(status.err) == "404 job_not_found: job f00dfeed-0000-4000-8000-000000000000 not found"
@@ -91,7 +98,7 @@ async def test_an_unreachable_orchestrator_exits_5() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     baton = Baton(url, "any-key")
 
-    for args in (("jobs",), ("submit", "x", "--follow"), ("health",), ("status", "x"), ("workflows", "run", "w")):
-        ran = await baton(*args)
+    commands = (("jobs",), ("submit", "x", "--follow"), ("health",), ("status", "x"), ("workflows", "run", "w"))
+    for args, ran in zip(commands, await asyncio.gather(*(baton(*args) for args in commands)), strict=True):
         assert ran.code == 5, (args, ran)
         assert one_error_line(ran.err).startswith(f"cannot reach the orchestrator at {url}: "), ran.err

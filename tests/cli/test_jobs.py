@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tests.api_server import Api
@@ -20,10 +21,12 @@ async def test_jobs_lists_newest_first_with_filters(api: Api, baton: Baton) -> N
     made = [await submitted(baton, api, "--session", "s-list") for _ in range(3)]
     other = await submitted(baton, api, "--session", "s-other")
 
-    as_json = await baton("jobs", "--session", "s-list", "--json")
-    table = await baton("jobs", "--session", "s-list")
-    limited = await baton("jobs", "--limit", "2", "--json")
-    queued = await baton("jobs", "--status", "queued", "--type", api.job_type, "--json")
+    as_json, table, limited, queued = await asyncio.gather(
+        baton("jobs", "--session", "s-list", "--json"),
+        baton("jobs", "--session", "s-list"),
+        baton("jobs", "--limit", "2", "--json"),
+        baton("jobs", "--status", "queued", "--type", api.job_type, "--json"),
+    )
 
     assert as_json.code == 0, as_json
     assert [job["job_id"] for job in as_json.json()["jobs"]] == made[::-1]
@@ -36,11 +39,10 @@ async def test_jobs_lists_newest_first_with_filters(api: Api, baton: Baton) -> N
 
 
 async def test_status_shows_the_record(api: Api, baton: Baton, worker: None) -> None:
-    job_id = await submitted(baton, api, "--follow", payload='{"text": "done"}')
-    job_id = (await baton("jobs", "--json")).json()["jobs"][0]["job_id"]
+    assert (await baton("submit", api.job_type, "--payload", '{"text": "done"}', "--follow")).code == 0
+    job_id = (await (await api.client.get("/jobs", headers=api.headers_a)).json())["jobs"][0]["job_id"]
 
-    table = await baton("status", job_id)
-    raw = await baton("status", job_id, "--json")
+    table, raw = await asyncio.gather(baton("status", job_id), baton("status", job_id, "--json"))
 
     assert raw.code == 0 and raw.json()["status"] == "completed" and raw.json()["result"]["echo"] == "done"
     assert table.code == 0, table
@@ -68,8 +70,7 @@ async def test_cancel_a_running_job_then_again(api: Api, baton: Baton, worker: N
 
 
 async def test_health_needs_no_key(api: Api, baton: Baton) -> None:
-    table = await baton("health", BATON_API_KEY="")
-    raw = await baton("health", "--json")
+    table, raw = await asyncio.gather(baton("health", BATON_API_KEY=""), baton("health", "--json"))
 
     assert table.code == 0, table
     assert "status ok" in table.out and "broker up" in table.out and "redis up" in table.out

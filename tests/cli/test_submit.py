@@ -3,10 +3,11 @@ and its result (exit 0) or its error (exit 1)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tests.api_server import Api
-from tests.cli.helpers import Baton
+from tests.cli.helpers import Baton, read_until, stopped
 
 
 async def test_submit_prints_the_new_jobs_id_and_the_job_exists(api: Api, baton: Baton, worker: None) -> None:
@@ -20,19 +21,24 @@ async def test_submit_prints_the_new_jobs_id_and_the_job_exists(api: Api, baton:
     assert f"job {job_id} queued" in ran.err
 
 
-async def test_submit_follow_shows_each_progress_then_prints_the_result(
-    api: Api, baton: Baton, worker: None
+async def test_submit_follow_shows_each_progress_live_then_prints_the_result(
+    api: Api, baton: Baton, worker: None, gate: asyncio.Event
 ) -> None:
-    payload = {"text": "hi", "progress": [[30, "warming up"], [70, "nearly there"]]}
+    payload = {"text": "hi", "progress": [[30, "warming up"]], "gated": True, "then": [[70, "nearly there"]]}
 
-    ran = await baton("submit", api.job_type, "--payload", json.dumps(payload), "--follow")
+    process = await baton.start("submit", api.job_type, "--payload", json.dumps(payload), "--follow")
+    try:
+        before = await read_until(process.stderr, "running 30% warming up")
+        gate.set()
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await stopped(process)
 
-    assert ran.code == 0, ran
-    assert json.loads(ran.out) == {"echo": "hi", "step": None}
-    lines = ran.err.splitlines()
-    assert any(line.endswith("running 30% warming up") for line in lines), ran.err
-    assert any(line.endswith("running 70% nearly there") for line in lines), ran.err
-    assert lines[-1].split()[2] == "completed", ran.err
+    assert process.returncode == 0, (before, out, err)
+    assert json.loads(out) == {"echo": "hi", "step": None}
+    after = err.decode().splitlines()
+    assert after[0].endswith("running 70% nearly there"), after
+    assert after[-1].split()[2] == "completed", after
 
 
 async def test_the_terminal_view_draws_a_progress_bar(api: Api, baton: Baton, worker: None) -> None:
@@ -52,7 +58,7 @@ async def test_a_failing_job_prints_its_error_and_exits_1(api: Api, baton: Baton
     assert ran.code == 1, ran
     assert ran.out == ""
     last = ran.err.strip().splitlines()[-1]
-    assert " failed: PermanentError: the disk is full" in last, ran.err
+    assert " failed: RuntimeError: the disk is full (attempts: 1)" in last, ran.err
 
 
 async def test_follow_with_json_prints_every_message_then_the_record(api: Api, baton: Baton, worker: None) -> None:
