@@ -16,6 +16,8 @@ FORBIDDEN = {
     "plumbing": {"orchestrator", "workers"},
     "orchestrator": {"workers"},
     "workers": {"orchestrator"},
+    # What users run on their side talks to the orchestrator over HTTP and WebSockets only.
+    "clients": {"protocol", "plumbing", "orchestrator", "workers", "aio_pika", "aiormq", "redis"},
 }
 
 

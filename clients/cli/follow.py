@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,12 +43,18 @@ class Backoff:
 
 class JobStream:
     def __init__(
-        self, target: Target, session: aiohttp.ClientSession, job_id: str, backoff: Backoff | None = None
+        self,
+        target: Target,
+        session: aiohttp.ClientSession,
+        job_id: str,
+        backoff: Backoff | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._target = target
         self._session = session
         self._job_id = job_id
         self._backoff = backoff or Backoff()
+        self._on_retry = on_retry  # told why, before each reconnection
         self.last_seq: int | None = None
         self.reconnects = 0
 
@@ -72,7 +78,11 @@ class JobStream:
                     f"lost the live updates of job {self._job_id} for {self._backoff.give_up_seconds:g} s "
                     f"({reason}); the job goes on: baton status {self._job_id}"
                 )
-            await asyncio.sleep(self._backoff.delay(failures))
+            delay = self._backoff.delay(failures)
+            if self._on_retry is not None:
+                since = "" if self.last_seq is None else f", resuming after seq {self.last_seq}"
+                self._on_retry(f"lost the live updates ({reason}); reconnecting in {delay:.1f} s{since}")
+            await asyncio.sleep(delay)
             failures += 1
             self.reconnects += 1
 

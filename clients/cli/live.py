@@ -30,7 +30,7 @@ async def follow_to_end(
     if workflow:
         steps = await http.get(f"/executions/{segment(job_id)}/steps")
         state.take_steps(steps.get("steps") or [])
-    stream = JobStream(http.target, http.session, job_id, backoff)
+    stream = JobStream(http.target, http.session, job_id, backoff, on_retry=output.note)
     view = _view(output)
     try:
         async with aclosing(stream.messages()) as messages:
@@ -39,9 +39,9 @@ async def follow_to_end(
             ending: tuple[int, str] | None = None
             async for message in messages:
                 if state.apply(message) and ending is None:
-                    record = await http.get(f"/jobs/{segment(job_id)}")
-                    if record.get("status") in TERMINAL_STATUSES:
-                        ending = (int(record.get("seq") or 0), str(record["status"]))
+                    current = await http.get(f"/jobs/{segment(job_id)}")
+                    if current.get("status") in TERMINAL_STATUSES:
+                        ending = (int(current.get("seq") or 0), str(current["status"]))
                 if ending is not None and int(message.get("seq") or 0) >= ending[0]:
                     state.status = ending[1]
                 view.show(state, message)
