@@ -7,8 +7,9 @@ import asyncio
 import socket
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.api_server import Api
+from tests.api_server import Api, serve_api_without_broker
 from tests.cli.helpers import Baton
 
 
@@ -102,3 +103,15 @@ async def test_an_unreachable_orchestrator_exits_5() -> None:
     for args, ran in zip(commands, await asyncio.gather(*(baton(*args) for args in commands)), strict=True):
         assert ran.code == 5, (args, ran)
         assert one_error_line(ran.err).startswith(f"cannot reach the orchestrator at {url}: "), ran.err
+
+
+async def test_an_orchestrator_without_its_broker_exits_5(
+    redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> None:
+    async with serve_api_without_broker(redis_url, redis_client, unique) as api:
+        baton = Baton(str(api.client.make_url("")).rstrip("/"), api.headers_a["Authorization"].removeprefix("Bearer "))
+        health, submit = await asyncio.gather(baton("health"), baton("submit", api.job_type))
+
+    assert health.code == 5 and "status unavailable" in health.out and "broker down" in health.out, health
+    assert submit.code == 5, submit
+    assert one_error_line(submit.err).startswith("503 "), submit.err
