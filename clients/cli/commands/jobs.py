@@ -9,7 +9,7 @@ import typer
 from clients.cli.commands import optional, run_with
 from clients.cli.commands.outcome import finish
 from clients.cli.config import DEFAULT_URL, AsJson, Key, Url, target
-from clients.cli.errors import OK
+from clients.cli.errors import OK, NotFound
 from clients.cli.http import BatonHttp, segment
 from clients.cli.inputs import json_object, priority
 from clients.cli.live import follow_to_end
@@ -133,7 +133,14 @@ def retry(
     """Run a failed, timed-out or cancelled job again, as a new job."""
 
     async def action(http: BatonHttp, output: Output) -> int:
-        accepted = await http.post(f"/jobs/{segment(job_id)}/retry")
+        try:
+            accepted = await http.post(f"/jobs/{segment(job_id)}/retry")
+        except NotFound as exc:
+            if exc.error == "job_not_found":
+                raise
+            # The route, not the job, is missing.
+            message = "this orchestrator has no POST /jobs/{job_id}/retry (older than the CLI)"
+            raise NotFound(404, exc.error, message) from None
         return await _accepted(http, output, accepted, follow)
 
     return run_with(target(url, key, as_json), action)
