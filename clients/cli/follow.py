@@ -11,7 +11,8 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -55,22 +56,24 @@ class JobStream:
         self._job_id = job_id
         self._backoff = backoff or Backoff()
         self._on_retry = on_retry  # told why, before each reconnection
+        self._refusal: str | None = None  # the server's last error message, e.g. a cap on sockets
         self.last_seq: int | None = None
-        self.reconnects = 0
 
     async def messages(self) -> AsyncGenerator[dict[str, Any], None]:
         """Snapshots and events, newest seq only, until the caller stops iterating."""
         failures = 0
         failing_since: float | None = None
         while True:
+            self._refusal = None
             try:
-                async for message in self._one_connection():
-                    failures, failing_since = 0, None
-                    yield message
+                async with aclosing(self._one_connection()) as connection:
+                    async for message in connection:
+                        failures, failing_since = 0, None
+                        yield message
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
             else:
-                reason = "the server closed the socket"
+                reason = self._refusal or "the server closed the socket"
             now = time.monotonic()
             failing_since = failing_since if failing_since is not None else now
             if now - failing_since > self._backoff.give_up_seconds:
@@ -84,9 +87,8 @@ class JobStream:
                 self._on_retry(f"lost the live updates ({reason}); reconnecting in {delay:.1f} s{since}")
             await asyncio.sleep(delay)
             failures += 1
-            self.reconnects += 1
 
-    async def _one_connection(self) -> AsyncIterator[dict[str, Any]]:
+    async def _one_connection(self) -> AsyncGenerator[dict[str, Any], None]:
         params = {} if self.last_seq is None else {"since": str(self.last_seq)}
         url = f"{self._target.websocket_url}/ws/jobs/{segment(self._job_id)}"
         try:
@@ -107,7 +109,9 @@ class JobStream:
     def _is_new(self, message: dict[str, Any]) -> bool:
         kind = message.get("type")
         if kind == "error":
-            raise CliError(f"the server refused to follow job {self._job_id}: {message.get('detail')}")
+            # A cap on sockets or messages: the server closes the socket next, and a later try may pass.
+            self._refusal = f"{message.get('error')}: {message.get('detail')}"
+            return False
         seq = message.get("seq")
         if not isinstance(seq, int) or (kind != "job_snapshot" and "event" not in message):
             return False  # connection_established, pong, ...

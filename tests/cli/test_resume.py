@@ -10,10 +10,13 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.api_server import Api
-from tests.cli.helpers import Baton, read_until, stopped
+from orchestrator.settings import WebSocketSettings
+from tests.api_server import Api, serve_api
+from tests.cli.helpers import Baton, cli_worker, read_until, stopped
 from tests.tcp_proxy import TcpProxy
+from tests.workers.helpers import running
 
 
 @pytest.fixture
@@ -51,3 +54,26 @@ async def test_follow_resumes_after_the_link_is_cut(
         # No gap: each event follows the one before it, unless a snapshot brought the job up to date.
         if message.get("type") != "job_snapshot":
             assert message["seq"] == previous["seq"] + 1, (previous, message)
+
+
+async def test_follow_waits_out_a_cap_on_sockets(
+    rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> None:
+    limits = WebSocketSettings(max_per_tenant=1)
+    async with (
+        serve_api(rabbitmq_url, redis_url, redis_client, unique, websockets=limits) as api,
+        running(cli_worker(api.service, api.job_type), rabbitmq_url, redis_url=redis_url),
+    ):
+        baton = Baton(str(api.client.make_url("")).rstrip("/"), api.headers_a["Authorization"].removeprefix("Bearer "))
+        holder = await api.client.ws_connect("/ws/task_updates", headers=api.headers_a)  # the tenant's one socket
+        process = await baton.start("submit", api.job_type, "-p", '{"text": "let in"}', "--follow")
+        try:
+            notes = await read_until(process.stderr, "lost the live updates")
+            await holder.close()
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            await stopped(process)
+
+    assert process.returncode == 0, (notes, out, err)
+    assert "too_many_connections" in notes[-1], notes
+    assert json.loads(out)["echo"] == "let in"
