@@ -4,6 +4,7 @@ file, or every message as a JSON line with --json. Returns the job's final recor
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -47,6 +48,10 @@ async def follow_to_end(
                 view.show(state, message)
                 if state.ended:
                     break
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this, then raises KeyboardInterrupt
+        view.close()
+        output.note(f"stopped following; job {job_id} goes on: baton status {job_id}")
+        raise
     finally:
         view.close()
     record: dict[str, Any] = await http.get(f"/jobs/{segment(job_id)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 from tests.api_server import Api
 from tests.cli.helpers import Baton, read_until, stopped
@@ -87,3 +88,22 @@ async def test_a_payload_from_a_file_and_from_stdin(api: Api, baton: Baton, work
 
     assert (from_file.code, json.loads(from_file.out)["echo"]) == (0, "from a file"), from_file
     assert (from_stdin.code, json.loads(from_stdin.out)["echo"]) == (0, "from stdin"), from_stdin
+
+
+async def test_ctrl_c_stops_following_and_leaves_the_job_running(
+    api: Api, baton: Baton, worker: None, gate: asyncio.Event
+) -> None:
+    process = await baton.start("submit", api.job_type, "-p", '{"progress": [[20, "started"]], "gated": true}', "-f")
+    try:
+        await read_until(process.stderr, "running 20% started")
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await stopped(process)
+        gate.set()
+
+    assert process.returncode == 130, (out, err)
+    job_id = (await (await api.client.get("/jobs", headers=api.headers_a)).json())["jobs"][0]["job_id"]
+    assert err.decode().splitlines()[-1] == f"stopped following; job {job_id} goes on: baton status {job_id}"
+    record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
+    assert record["status"] == "running"
