@@ -98,12 +98,13 @@ async def test_ctrl_c_stops_following_and_leaves_the_job_running(
         await read_until(process.stderr, "running 20% started")
         process.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(process.communicate(), 30)
+        listed = await (await api.client.get("/jobs", headers=api.headers_a)).json()
     finally:
         await stopped(process)
         gate.set()
 
     assert process.returncode == 130, (out, err)
-    job_id = (await (await api.client.get("/jobs", headers=api.headers_a)).json())["jobs"][0]["job_id"]
+    [job] = listed["jobs"]
+    assert job["status"] == "running"  # still, after the CLI stopped
+    job_id = job["job_id"]
     assert err.decode().splitlines()[-1] == f"stopped following; job {job_id} goes on: baton status {job_id}"
-    record = await (await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)).json()
-    assert record["status"] == "running"
