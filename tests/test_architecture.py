@@ -11,12 +11,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# clients/ is what users run on their side: the orchestrator serves its JS as package data, never imports it.
 FORBIDDEN = {
-    "protocol": {"aio_pika", "aiormq", "aiohttp", "redis", "prometheus_client", "plumbing", "orchestrator", "workers"},
-    "plumbing": {"orchestrator", "workers"},
-    "orchestrator": {"workers"},
-    "workers": {"orchestrator"},
-    # What users run on their side talks to the orchestrator over HTTP and WebSockets only.
+    "protocol": {
+        "aio_pika",
+        "aiormq",
+        "aiohttp",
+        "redis",
+        "prometheus_client",
+        "plumbing",
+        "orchestrator",
+        "workers",
+        "clients",
+    },
+    "plumbing": {"orchestrator", "workers", "clients"},
+    "orchestrator": {"workers", "clients"},
+    "workers": {"orchestrator", "clients"},
+    # The CLI talks to the orchestrator over HTTP and WebSockets only.
     "clients": {"protocol", "plumbing", "orchestrator", "workers", "aio_pika", "aiormq", "redis"},
 }
 
