@@ -166,7 +166,7 @@ def health_table(report: dict[str, Any]) -> Table:
         f"  broker {report.get('broker')}  redis {report.get('redis')}",
     )
     table = Table(title=title, title_justify="left")
-    for name in ("service", "queue", "messages", "consumers", "live workers", "breakers"):
+    for name in ("service", "queue", "messages", "consumers", "live workers", "dead letters", "breakers"):
         table.add_column(name, no_wrap=name in ("service", "queue"))
     for service, health in sorted((report.get("services") or {}).items()):
         breakers = ", ".join(f"{b.get('target')} {b.get('state')}" for b in health.get("circuit_breakers") or [])
@@ -176,6 +176,7 @@ def health_table(report: dict[str, Any]) -> Table:
             cell(health.get("messages")),
             cell(health.get("consumers")),
             cell(health.get("live_workers")),
+            cell(health.get("dead_letters")),
             cell(breakers or None),
         )
     return table

@@ -75,3 +75,8 @@ async def test_health_needs_no_key(api: Api, baton: Baton) -> None:
     assert table.code == 0, table
     assert "status ok" in table.out and "broker up" in table.out and "redis up" in table.out
     assert raw.code == 0 and raw.json()["status"] == "ok"
+    [row] = [line for line in table.out.splitlines() if api.service in line]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    # The test service's queues were never declared: their depths are unknown; its announced worker is live.
+    assert cells == [api.service, f"baton.{api.service}", "-", "-", "1", "-", "-"], table.out
+    assert "dead letters" in table.out.splitlines()[2], table.out
