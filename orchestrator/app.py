@@ -171,6 +171,7 @@ def create_app(
         cancel_workflow=ExecutionJobCancel(workflows, live.registry),
         workflows=DeclaredWorkflowJobs(declared, workflows, live.registry),
         cache=JobCache(live.directory, in_flight_seconds=settings.cache_in_flight_seconds),
+        stored_envelope=recovery.stored_envelope,
     )
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)

@@ -107,6 +107,21 @@ class JobNotFound(JobError):
         self.job_id = job_id
 
 
+class NotRetryable(JobError):
+    """POST /jobs/{id}/retry of a job that did not end failed, timed out or cancelled, or of a workflow
+    execution's job (`execution`: those are retried through /executions/{id}/retry)."""
+
+    def __init__(self, job_id: str, status: str, *, execution: bool = False) -> None:
+        if execution:
+            detail = f"job {job_id} is a workflow execution: retry it with POST /executions/{job_id}/retry"
+        else:
+            detail = f"job {job_id} is {status}: only a failed, timed out or cancelled job runs again"
+        super().__init__(detail)
+        self.job_id = job_id
+        self.status = status
+        self.execution = execution
+
+
 class RegistryError(OrchestratorError):
     """Redis refused a registry command."""
 

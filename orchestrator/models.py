@@ -67,6 +67,7 @@ class JobRecord(BaseModel):
     context: dict[str, Any] = {}
     attempt: int = 1  # of the root task: grows with every retry and replay
     parent: JobParent | None = None  # set when a service made the job for one of its tasks
+    retry_of: str | None = None  # the job POST /jobs/{id}/retry ran again as this one
     # The root task's envelope as last published (JSON), so the sweeper and replay can publish it again.
     envelope: dict[str, Any] | None = None
 

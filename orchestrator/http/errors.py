@@ -18,6 +18,7 @@ from orchestrator.errors import (
     CacheUnsupported,
     IdempotencyConflict,
     JobNotFound,
+    NotRetryable,
     PublishFailed,
     PublishUncertain,
     QuotaExceeded,
@@ -84,6 +85,11 @@ def api_error_for(exc: Exception) -> ApiError | None:
         if exc.too_large:
             return ApiError(413, "payload_too_large", str(exc))
         return ApiError(422, "unencodable_payload", str(exc))
+    if isinstance(exc, NotRetryable):
+        extra: dict[str, Any] = {"job_id": exc.job_id, "status": exc.status}
+        if exc.execution:
+            extra["retry_url"] = f"/executions/{exc.job_id}/retry"
+        return ApiError(409, "not_retryable", str(exc), extra=extra)
     if isinstance(exc, CacheUnsupported):
         return ApiError(422, "cache_unsupported", str(exc))
     if isinstance(exc, IdempotencyConflict):

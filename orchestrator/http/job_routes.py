@@ -141,11 +141,21 @@ class JobRoutes:
             status=query.status.value if query.status else None,
             type=query.type,
             session_id=query.session_id,
+            created_after=query.created_after,
+            created_before=query.created_before,
             offset=query.offset,
             limit=query.limit,
         )
         page = {"jobs": [r.public() for r in records], "total": total, "offset": query.offset, "limit": query.limit}
         return web.json_response(JobList.model_validate(page).model_dump(mode="json"))
+
+    async def retry_job(self, request: web.Request) -> web.Response:
+        tenant_id = require_tenant(self._auth, request)
+        job_id = request.match_info["job_id"]
+        await self._jobs.get(tenant_id, job_id)  # 404 before a token is spent on a job that is not there
+        await self._quota.charge(tenant_id, Creation.JOB)
+        submission = await self._jobs.retry(tenant_id, job_id, request_id=request_id(request))
+        return submission_response(submission)
 
     async def get_result(self, request: web.Request) -> web.Response:
         tenant_id = require_tenant(self._auth, request)

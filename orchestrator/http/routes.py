@@ -305,6 +305,31 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        JobRoutes.retry_job,
+        Operation(
+            "post",
+            "/jobs/{job_id}/retry",
+            "Run a failed, timed out or cancelled job again, as a new job",
+            {
+                202: Response("the new job is queued (its record's retry_of names this job)", JobAccepted),
+                401: _UNAUTHORIZED,
+                403: _FORBIDDEN,
+                404: _NOT_FOUND,
+                409: Response(
+                    "not_retryable: the job is queued, running, retrying or completed (`status`), or it is a "
+                    "workflow execution (`retry_url`: POST /executions/{execution_id}/retry)",
+                    ErrorBody,
+                ),
+                422: Response("no service serves the job's type any more (with the known types)", UnknownJobTypeBody),
+                429: _OVER_QUOTA,
+                503: _UNAVAILABLE,
+            },
+            description="The new job has the old one's type, payload, priority, session, context and timeout, and "
+            "goes through the same path as POST /jobs: the tenant's quota, the job type's service as routed now, "
+            "and never the result cache (a retry must run). The old job stays as it ended.",
+        ),
+    ),
+    Route(
         CacheRoutes.clear,
         Operation(
             "delete",

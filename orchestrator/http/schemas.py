@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -199,8 +199,25 @@ class JobListQuery(BaseModel):
     status: JobStatus | None = None
     type: str | None = Field(default=None, pattern=JOB_TYPE_PATTERN)
     session_id: Text | None = Field(default=None, min_length=1, max_length=256)
+    created_after: datetime | None = Field(
+        default=None, description="ISO-8601; jobs created at or after it (to the millisecond; no zone: UTC)"
+    )
+    created_before: datetime | None = Field(
+        default=None, description="ISO-8601; jobs created before it (to the millisecond; no zone: UTC)"
+    )
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
+
+    @model_validator(mode="after")
+    def _ordered_window(self) -> JobListQuery:
+        after, before = self.created_after, self.created_before
+        if after is not None and before is not None and _utc(after) > _utc(before):
+            raise ValueError("created_after is later than created_before")
+        return self
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class ErrorBody(BaseModel):
@@ -275,6 +292,9 @@ class JobView(BaseModel):
         default=None,
         description="set when a service made the job for one of its tasks (a worker's ctx.submit_job): that "
         "task's job, task id and service",
+    )
+    retry_of: str | None = Field(
+        default=None, description="set on a job made by POST /jobs/{job_id}/retry: the job it runs again"
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,6 +63,8 @@ class TaskRegistry(Protocol):
         status: str | None = None,
         type: str | None = None,
         session_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[JobRecord], int]:

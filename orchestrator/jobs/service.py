@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from orchestrator.errors import (
@@ -31,6 +32,7 @@ from orchestrator.errors import (
     BrokerUnavailable,
     IdempotencyConflict,
     JobNotFound,
+    NotRetryable,
     PublishFailed,
     PublishUncertain,
     UnknownJobType,
@@ -78,6 +80,7 @@ class NewJob:
     # parent's idempotency keys are its own (`<task id>:<n>`).
     parent: JobParent | None = None
     cache_ttl: int | None = None  # seconds to cache the result; None: the job type's default; 0: skip the cache
+    retry_of: str | None = None  # the job this one runs again (POST /jobs/{id}/retry)
 
     def fingerprint(self) -> str:
         """What makes two requests with one idempotency key "the same request".
@@ -110,6 +113,12 @@ class Submission:
 
 # Cancels a workflow execution through its engine (tenant, execution id); NOT_FOUND when none is kept.
 CancelWorkflow = Callable[[str, str], Awaitable[CancelResult]]
+# A job's root task envelope as last published (tenant, job id), JSON; None when not kept.
+StoredEnvelope = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+# The statuses a job can be run again from (POST /jobs/{id}/retry).
+RETRYABLE_STATUSES: frozenset[str] = frozenset(
+    {JobStatus.FAILED.value, JobStatus.TIMED_OUT.value, JobStatus.CANCELLED.value}
+)
 
 
 class JobService:
@@ -124,7 +133,9 @@ class JobService:
         cancel_workflow: CancelWorkflow | None = None,
         workflows: WorkflowStarter | None = None,
         cache: JobCache | None = None,
+        stored_envelope: StoredEnvelope | None = None,
     ) -> None:
+        self._stored_envelope = stored_envelope
         self._registry = registry
         self._directory = directory
         self._bus = bus
@@ -190,12 +201,47 @@ class JobService:
         status: str | None = None,
         type: str | None = None,
         session_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[JobRecord], int]:
         return await self._registry.list_jobs(
-            tenant_id, status=status, type=type, session_id=session_id, offset=offset, limit=limit
+            tenant_id,
+            status=status,
+            type=type,
+            session_id=session_id,
+            created_after=created_after,
+            created_before=created_before,
+            offset=offset,
+            limit=limit,
         )
+
+    async def retry(self, tenant_id: str, job_id: str, *, request_id: str) -> Submission:
+        """Run a job that ended failed, timed out or cancelled again, as a new job through the same path as
+        POST /jobs (routing as of now), with its type, payload, priority, session, context and timeout;
+        never answered from the result cache, since a retry is asked for because it must run."""
+        record = await self.get(tenant_id, job_id)
+        if record.service == WORKFLOW_SERVICE:
+            raise NotRetryable(job_id, record.status, execution=True)
+        if record.status not in RETRYABLE_STATUSES:
+            raise NotRetryable(job_id, record.status)
+        stored = await self._stored_envelope(tenant_id, job_id) if self._stored_envelope is not None else None
+        if stored is None:
+            raise NotRetryable(job_id, record.status)  # a record without its envelope: nothing to run again
+        envelope = TaskEnvelope.model_validate(stored)
+        job = NewJob(
+            type=record.type,
+            payload=envelope.payload,
+            priority=envelope.priority,
+            session_id=envelope.session_id,
+            # The original call's request id traced that call; this one gets the retry's.
+            context=envelope.context.model_copy(update={"request_id": None}),
+            timeout_ms=envelope.metadata.timeout_ms,
+            cache_ttl=0,
+            retry_of=job_id,
+        )
+        return await self.submit(tenant_id, job, request_id=request_id)
 
     async def wait_for(self, tenant_id: str, job_id: str, seconds: float) -> JobRecord:
         """The job once terminal, or its state when `seconds` run out."""
@@ -264,7 +310,7 @@ class JobService:
 
     async def _create(self, job: NewJob, envelope: TaskEnvelope, body: bytes, slot: CacheSlot | None) -> Submission:
         tenant_id, job_id = envelope.tenant_id, envelope.global_task_id
-        record = record_for(envelope)
+        record = record_for(envelope, retry_of=job.retry_of)
         key = job.idempotency_key
         fingerprint = job.fingerprint() if key else None
         created = await self._registry.create(record, idempotency_key=key, fingerprint=fingerprint, cache=slot)
@@ -328,7 +374,7 @@ def build_envelope(tenant_id: str, job_id: str, service: str, job: NewJob, reque
     )
 
 
-def record_for(envelope: TaskEnvelope) -> JobRecord:
+def record_for(envelope: TaskEnvelope, *, retry_of: str | None = None) -> JobRecord:
     created_at = envelope.created_at.isoformat()
     return JobRecord(
         global_task_id=envelope.global_task_id,
@@ -345,5 +391,6 @@ def record_for(envelope: TaskEnvelope) -> JobRecord:
         context=envelope.context.model_dump(exclude_none=True),
         attempt=envelope.attempt,
         parent=JobParent.of(envelope.metadata),
+        retry_of=retry_of,
         envelope=envelope.model_dump(mode="json"),
     )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -240,10 +240,13 @@ class RedisTaskRegistry:
         status: str | None = None,
         type: str | None = None,
         session_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[JobRecord], int]:
-        """A page of the tenant's jobs, newest first, and how many match in total."""
+        """A page of the tenant's jobs, newest first, and how many match in total; `created_after` is
+        inclusive and `created_before` exclusive, to the millisecond (the indexes' score)."""
         indexes = []
         if status is not None:
             indexes.append(keys.tenant_jobs_by_status(tenant_id, status))
@@ -254,11 +257,12 @@ class RedisTaskRegistry:
         if not indexes:
             indexes.append(keys.tenant_jobs(tenant_id))
         offset, limit = max(offset, 0), max(limit, 0)
+        window = ScoreWindow.of(created_after, created_before)
         with redis_errors("listing jobs"):
             await self._sweep(tenant_id, indexes)
             # Index entries whose job hash is gone are pruned as they are met, then the page is re-read.
             while True:
-                ids, total = await self._page(indexes, offset, limit)
+                ids, total = await self._page(indexes, window, offset, limit)
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for job_id in ids:
                         pipe.hmget(keys.job(tenant_id, job_id), READ_FIELDS)
@@ -351,23 +355,23 @@ class RedisTaskRegistry:
         update = record_update(record, EventType.TASK_CANCELLED, data)
         return CancelResult(CancelStatus.CANCELLED, record), update
 
-    async def _page(self, indexes: Sequence[str], offset: int, limit: int) -> tuple[list[str], int]:
-        if limit == 0:
-            return [], await self._count(indexes)
+    async def _page(
+        self, indexes: Sequence[str], window: ScoreWindow, offset: int, limit: int
+    ) -> tuple[list[str], int]:
         if len(indexes) == 1:
+            # One sorted set: a count and a range by score, however many jobs the tenant has.
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zcard(indexes[0])
-                pipe.zrevrange(indexes[0], offset, offset + limit - 1)
-                total, ids = await pipe.execute()
-            return [text(i) for i in ids], int(total)
+                pipe.zcount(indexes[0], window.low, window.high)
+                if limit:
+                    pipe.zrevrangebyscore(indexes[0], window.high, window.low, start=offset, num=limit)
+                replies = await pipe.execute()
+            ids = replies[1] if limit else []
+            return [text(i) for i in ids], int(replies[0])
         pairs: list[Any] = await self._redis.zinter(list(indexes), aggregate="MAX", withscores=True)
-        ordered = sorted(((float(score), text(member)) for member, score in pairs), reverse=True)
+        ordered = sorted(
+            ((float(score), text(member)) for member, score in pairs if window.holds(float(score))), reverse=True
+        )
         return [member for _, member in ordered[offset : offset + limit]], len(ordered)
-
-    async def _count(self, indexes: Sequence[str]) -> int:
-        if len(indexes) == 1:
-            return int(await self._redis.zcard(indexes[0]))
-        return len(await self._redis.zinter(list(indexes)))
 
     async def _sweep(self, tenant_id: str, indexes: Sequence[str]) -> None:
         """Prune index entries created over a TTL ago whose job hash has expired, so totals stay true."""
@@ -390,6 +394,36 @@ class RedisTaskRegistry:
             for index in {*indexes, keys.tenant_jobs(tenant_id), *keys.status_indexes(tenant_id)}:
                 pipe.zrem(index, *job_ids)
             await pipe.execute()
+
+
+@dataclass(frozen=True)
+class ScoreWindow:
+    """The creation times a listing keeps, as index scores (ms): [low, high) in Redis's range syntax."""
+
+    low: str = "-inf"
+    high: str = "+inf"
+    low_ms: float = float("-inf")
+    high_ms: float = float("inf")
+
+    @classmethod
+    def of(cls, after: datetime | None, before: datetime | None) -> ScoreWindow:
+        low_ms = float("-inf") if after is None else float(_ms(after))
+        high_ms = float("inf") if before is None else float(_ms(before))
+        return cls(
+            low="-inf" if after is None else str(int(low_ms)),
+            high="+inf" if before is None else f"({int(high_ms)}",
+            low_ms=low_ms,
+            high_ms=high_ms,
+        )
+
+    def holds(self, value: float) -> bool:
+        return self.low_ms <= value < self.high_ms
+
+
+def _ms(moment: datetime) -> int:
+    """A time as an index score; a time without a zone is taken as UTC, as every stored one is."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1000)
 
 
 def _cache_fields(tenant: str, cache: CacheSlot, marker: str) -> dict[str, str]:

@@ -79,6 +79,31 @@ async def test_listing_is_newest_first_filtered_and_paged(registry: TaskRegistry
     assert (await registry.list_jobs(tenant + "x")) == ([], 0)
 
 
+async def test_a_time_window_keeps_jobs_created_at_or_after_and_strictly_before(
+    registry: TaskRegistry, tenant: str
+) -> None:
+    start = utc_now().replace(microsecond=0) - timedelta(seconds=100)
+    records = [
+        make_record(tenant, created_at=start + timedelta(seconds=i), session_id="s-1" if i % 2 else None)
+        for i in range(5)
+    ]
+    for record in records:
+        await registry.create(record)
+    at = [start + timedelta(seconds=i) for i in range(5)]
+
+    window, total = await registry.list_jobs(tenant, created_after=at[1], created_before=at[4])
+    assert total == 3 and [r.job_id for r in window] == [records[3].job_id, records[2].job_id, records[1].job_id]
+    paged, total = await registry.list_jobs(tenant, created_after=at[1], offset=1, limit=1)
+    assert total == 4 and [r.job_id for r in paged] == [records[3].job_id]
+    # With another filter the window applies to the intersection.
+    session, total = await registry.list_jobs(tenant, session_id="s-1", created_before=at[3])
+    assert total == 1 and [r.job_id for r in session] == [records[1].job_id]
+    # A time without a zone is UTC.
+    naive = at[3].replace(tzinfo=None)
+    assert (await registry.list_jobs(tenant, created_after=naive))[1] == 2
+    assert await registry.list_jobs(tenant, created_after=at[4] + timedelta(milliseconds=1)) == ([], 0)
+
+
 async def test_events_apply_in_seq_order_and_renumber_with_the_jobs_own_seq(
     registry: TaskRegistry, tenant: str
 ) -> None:

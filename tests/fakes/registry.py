@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from orchestrator.models import (
@@ -26,7 +27,7 @@ from orchestrator.models import (
 )
 from orchestrator.store.codec import score
 from orchestrator.store.event_rules import attempt_of, recorded_fields
-from orchestrator.store.registry import DEFAULT_MAX_TASKS_PER_JOB, ApplyOutcome, with_root_entry
+from orchestrator.store.registry import DEFAULT_MAX_TASKS_PER_JOB, ApplyOutcome, ScoreWindow, with_root_entry
 from orchestrator.store.scripts import MAX_ATTEMPT_LEAP, MAX_SEQ
 from protocol.envelope import utc_now
 from protocol.events import ATTEMPT_SEQ_STRIDE, TERMINAL_STATUSES, EventType, JobStatus, TaskEvent
@@ -88,9 +89,12 @@ class FakeTaskRegistry:
         status: str | None = None,
         type: str | None = None,
         session_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[JobRecord], int]:
+        window = ScoreWindow.of(created_after, created_before)
         matching = [
             record
             for (tenant, _), record in self._jobs.items()
@@ -98,6 +102,7 @@ class FakeTaskRegistry:
             and (status is None or record.status == status)
             and (type is None or record.type == type)
             and (session_id is None or record.session_id == session_id)
+            and window.holds(score(record.created_at))
         ]
         matching.sort(key=lambda r: (score(r.created_at), r.job_id), reverse=True)
         offset, limit = max(offset, 0), max(limit, 0)

@@ -79,7 +79,7 @@ def test_security_and_parameters() -> None:
     }
     assert {"200", "202", "400", "401", "409", "413", "422", "503"} <= set(create["responses"])
     listed = {p["name"] for p in paths["/jobs"]["get"]["parameters"]}
-    assert listed == {"status", "type", "session_id", "offset", "limit"}
+    assert listed == {"status", "type", "session_id", "created_after", "created_before", "offset", "limit"}
 
 
 def _validator(doc: dict[str, Any], model: str) -> Any:
