@@ -32,6 +32,8 @@ from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
 from orchestrator.http.job_event_routes import JobEventRoutes
 from orchestrator.http.job_routes import JobRoutes
+from orchestrator.http.overview_routes import OverviewRoutes
+from orchestrator.http.queue_overview import QueueOverview
 from orchestrator.http.request import MAX_BATCH_BODY_BYTES
 from orchestrator.http.request_context import request_context_middleware
 from orchestrator.http.routes import add_routes, openapi_document
@@ -52,6 +54,7 @@ from orchestrator.settings import OrchestratorSettings, SweeperSettings
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.event_history import EventHistory
 from orchestrator.store.flow_limits import FlowLimitStats
+from orchestrator.store.job_stats import JobStats
 from orchestrator.store.lanes import RedisLanes
 from orchestrator.store.redis_client import make_redis
 from orchestrator.store.registry import RedisTaskRegistry
@@ -127,12 +130,13 @@ def create_app(
     )
     recovery = JobRecovery(redis, history_max=settings.event_history_max)
     history = EventHistory(redis, batcher)
+    stats = JobStats(redis)
     quota = JobQuota(RedisTokenBucket(redis, batcher), settings.quotas, metrics)
 
     async def on_step_event(event: TaskEvent) -> None:
         await workflows.on_step_event(event)  # bound below: the engine emits through this sink
 
-    events = EventSink(live.registry, live.bus, metrics, on_step_event=on_step_event)
+    events = EventSink(live.registry, live.bus, metrics, on_step_event=on_step_event, stats=stats)
     executions = ExecutionStore(redis)
     declared = DeclaredDefinitions(redis)
     workflows = WorkflowEngine(
@@ -172,11 +176,14 @@ def create_app(
         workflows=DeclaredWorkflowJobs(declared, workflows, live.registry),
         cache=JobCache(live.directory, in_flight_seconds=settings.cache_in_flight_seconds),
         stored_envelope=recovery.stored_envelope,
+        stats=stats,
     )
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)
     )
-    sweeper_task = Sweeper(redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings)
+    sweeper_task = Sweeper(
+        redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings, stats=stats
+    )
     deployment_check = DeploymentCheck(redis, publisher.queue_stats, deployment_settings)
     health = HealthChecker(
         publisher,
@@ -211,6 +218,7 @@ def create_app(
             DeadLetterRoutes(dead_letters, authenticator),
             CacheRoutes(result_cache, authenticator),
             SystemRoutes(health, metrics, openapi_document(), cache_entries=result_cache.count),
+            OverviewRoutes(QueueOverview(publisher, live.directory, dead_letters, stats), stats, authenticator),
             WebSocketEndpoint(
                 authenticator=authenticator,
                 cancel_job=jobs.cancel,
@@ -237,6 +245,7 @@ def create_app(
             _lifecycle(_sync(workflows.start), workflows.stop),
             _lifecycle(_sync(running_gauge.start), running_gauge.stop),
             _lifecycle(_sync(deployment_check.start), deployment_check.stop),
+            _lifecycle(_nothing, stats.flush),  # stopped before Redis closes: the counts under way are sent
         ]
     )
 

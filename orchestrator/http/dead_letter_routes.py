@@ -10,7 +10,7 @@ from aiohttp import web
 
 from orchestrator.auth import Authenticator
 from orchestrator.http.errors import ApiError
-from orchestrator.http.request import read_json, require_principal, validate, validate_query
+from orchestrator.http.request import read_json, require_tenant_or_admin, validate, validate_query
 from orchestrator.http.schemas import DeadLetterList, DeadLetterQuery, ReplayRequest, ReplayResponse
 from orchestrator.jobs.dead_letter_replay import DeadLetterService
 from protocol.names import check_service_name
@@ -19,12 +19,7 @@ from protocol.topology import dead_letter_queue
 
 def _caller_tenant(authenticator: Authenticator, request: web.Request) -> str | None:
     """The tenant whose parked tasks the caller may touch; None for the admin (all of them)."""
-    principal = require_principal(authenticator, request)
-    if principal.is_admin:
-        return None
-    if principal.tenant_id is None:
-        raise ApiError(403, "forbidden", "a service token cannot read dead letters")
-    return principal.tenant_id
+    return require_tenant_or_admin(authenticator, request, "dead letters")
 
 
 def _service(request: web.Request) -> str:

@@ -47,6 +47,17 @@ def require_tenant(authenticator: Authenticator, request: web.Request) -> str:
     return principal.tenant_id
 
 
+def require_tenant_or_admin(authenticator: Authenticator, request: web.Request, what: str) -> str | None:
+    """The tenant whose figures the caller sees; None for the admin key (every tenant's); 401 without a
+    valid key, 403 for a service token (`what` names what it may not read)."""
+    principal = require_principal(authenticator, request)
+    if principal.is_admin:
+        return None
+    if principal.tenant_id is None:
+        raise ApiError(403, "forbidden", f"a service token cannot read {what}")
+    return principal.tenant_id
+
+
 def request_id(request: web.Request) -> str:
     """The request's id, as `request_context_middleware` made it (from X-Request-Id, or a new one)."""
     return request.get(REQUEST_ID) or new_request_id(request)

@@ -21,6 +21,7 @@ from orchestrator.http.job_creator import PARENT_JOB_HEADER, PARENT_TASK_HEADER,
 from orchestrator.http.job_event_routes import JobEventRoutes, JobEvents, JobEventsQuery
 from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.openapi import Header, Operation, Response, build_openapi
+from orchestrator.http.overview_routes import OverviewRoutes
 from orchestrator.http.schemas import (
     AgentExecuteRequest,
     BatchRequest,
@@ -39,9 +40,12 @@ from orchestrator.http.schemas import (
     JobResult,
     JobSpec,
     JobView,
+    QueuesReport,
     QuotaExceededBody,
     ReplayRequest,
     ReplayResponse,
+    StatsQuery,
+    StatsReport,
     UnavailableBody,
     UnknownJobTypeBody,
 )
@@ -624,6 +628,44 @@ ROUTES: Final[tuple[Route, ...]] = (
             },
             auth=False,
             tags=("operations",),
+        ),
+    ),
+    Route(
+        OverviewRoutes.queues,
+        Operation(
+            "get",
+            "/queues",
+            "Per service: queue depth, consumers, dead letters, rates over the last minute, live workers",
+            {
+                200: Response("every service shown (see `services`), by name", QueuesReport),
+                401: _UNAUTHORIZED,
+                403: Response("a service token", ErrorBody),
+            },
+            tags=("operations",),
+            description="The admin key sees every tenant's figures; a tenant key its own where they are per "
+            "tenant (its lane's depth, its parked tasks, its rates) and the shared ones (consumers, workers). "
+            "A figure the broker or Redis could not give in time is null.",
+        ),
+    ),
+    Route(
+        OverviewRoutes.stats,
+        Operation(
+            "get",
+            "/stats",
+            "Jobs made and ended, and their latency, per minute",
+            {
+                200: Response("one bucket per minute, oldest first, and the totals", StatsReport),
+                401: _UNAUTHORIZED,
+                403: Response("a service token", ErrorBody),
+                422: _INVALID,
+                503: _UNAVAILABLE,
+            },
+            query=StatsQuery,
+            tags=("operations",),
+            description="Kept in Redis for 25 hours (they survive orchestrator restarts, and every replica adds to "
+            "them). A tenant key sees its tenant's; the admin key every tenant's summed. Latency is the time "
+            "from a job's creation to its end, read from a histogram with fixed bounds "
+            "(`latency_bucket_bounds_ms`).",
         ),
     ),
     Route(

@@ -471,3 +471,82 @@ class ReplayResponse(BaseModel):
     replayed: list[ReplayedTask]
     errors: list[ReplayItemError]
     truncated: bool = Field(description="the scan stopped at its bound; run the replay again for the rest")
+
+
+class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: int = Field(default=60, ge=1, le=1440, description="how many minutes, up to now, 1 to 1440 (a day)")
+
+
+class LatencyFigures(BaseModel):
+    latency_p50_ms: float | None = Field(
+        description="median time from creation to the end (completed, failed, timed out or cancelled), from the "
+        "latency histogram; null when no job ended"
+    )
+    latency_p95_ms: float | None = Field(description="95th percentile of the same")
+
+
+class StatsCounts(LatencyFigures):
+    created: int = Field(description="jobs made")
+    completed: int
+    failed: int = Field(description="jobs that ended failed (timed out and cancelled ones are counted apart)")
+    timed_out: int
+    cancelled: int
+
+
+class StatsMinute(StatsCounts):
+    minute: datetime = Field(description="the minute's start (UTC)")
+
+
+class StatsReport(BaseModel):
+    tenant_id: str | None = Field(description="the key's tenant; null for the admin key (every tenant summed)")
+    minutes: int
+    latency_bucket_bounds_ms: list[int] = Field(
+        description="the histogram's upper bounds, ms; a percentile is interpolated inside its bucket, and one past "
+        "the last bound reads as the last bound"
+    )
+    buckets: list[StatsMinute] = Field(description="one per minute, oldest first, the current (partial) one last")
+    totals: StatsCounts = Field(description="over every bucket (percentiles from the summed histograms)")
+
+
+class QueueRates(BaseModel):
+    """Jobs per second over about the last minute (this minute's count plus the share of the previous
+    minute still inside the window)."""
+
+    published_per_second: float
+    completed_per_second: float
+    failed_per_second: float
+
+
+class WorkerView(BaseModel):
+    worker_id: str
+    host: str | None
+    pid: int | None
+    concurrency: int | None
+    in_flight: int | None = Field(description="tasks running as of its last heartbeat")
+    last_heartbeat: datetime
+    age_seconds: float = Field(description="since its last heartbeat")
+
+
+class QueueView(BaseModel):
+    service: str
+    queue: str
+    depth: int | None = Field(
+        description="ready messages: the admin key, the service queue and every tenant lane; a tenant key, its own "
+        "lane; null when the broker or Redis cannot say"
+    )
+    consumers: int | None = Field(description="consumers of the service queue (each worker process has one)")
+    dead_letters: int | None = Field(
+        description="parked tasks in baton.<service>.dead: all of them for the admin key, the tenant's own for a "
+        "tenant key (a bounded scan, as GET /dead-letters/{service}); null when unknown"
+    )
+    rates: QueueRates = Field(description="the admin key: every tenant's jobs of the service; a tenant key: its own")
+    workers: list[WorkerView] = Field(description="the live worker processes of the service (shared by every tenant)")
+
+
+class QueuesReport(BaseModel):
+    tenant_id: str | None = Field(description="the key's tenant; null for the admin key")
+    services: list[QueueView] = Field(
+        description="the built-in services and every announced service with a live worker, by name"
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from orchestrator.jobs.ports import TaskRegistry, UpdateBus
+from orchestrator.jobs.ports import JobCounters, TaskRegistry, UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
 from orchestrator.store.registry import REFUSALS, ApplyOutcome
@@ -32,7 +32,9 @@ class EventSink:
         bus: UpdateBus,
         metrics: OrchestratorMetrics,
         on_step_event: StepListener | None = None,
+        stats: JobCounters | None = None,
     ) -> None:
+        self._stats = stats
         self._registry = registry
         self._bus = bus
         self._metrics = metrics
@@ -72,6 +74,9 @@ class EventSink:
         self._metrics.events_applied.labels(event=event.event.value).inc()
         if update.terminal:
             self._metrics.job_finished(outcome.job_type, update.status, outcome.created_at)
+            if self._stats is not None:
+                # The root task's service: the event that ends a job is its root task's (or the engine's).
+                self._stats.job_finished(update.tenant_id, event.service, update.status, outcome.created_at)
         # Not awaited: the update's place in the bus's order is taken now, and waiting for the
         # PUBLISH would only hold this lane's next event back a round trip. Should it fail, the
         # event stays applied: requeueing would only find it stale.

@@ -11,6 +11,7 @@ can be run on the in-memory fakes of `tests/fakes` as well as on the real ones:
     TaskOwnership     orchestrator.store.task_owners.TaskOwners
     WorkflowStarter   orchestrator.workflows.job_starter.DeclaredWorkflowJobs
     TokenBuckets      orchestrator.store.token_bucket.RedisTokenBucket
+    JobCounters       orchestrator.store.job_stats.JobStats
 
 Each port lists only the members the job side calls; `tests/contracts` holds the behaviour every
 implementation of the first three must show, run against both the fake and the real one.
@@ -83,6 +84,14 @@ class TaskRegistry(Protocol):
         """Apply one event atomically, in seq order per task: late, repeated and after-terminal events
         are dropped, ones no producer of the job could have sent refused (`ApplyOutcome.dropped` says why)."""
         ...
+
+
+class JobCounters(Protocol):
+    """Per-minute figures of jobs made and ended (GET /stats, GET /queues): counted without waiting."""
+
+    def job_created(self, tenant_id: str, service: str) -> None: ...
+
+    def job_finished(self, tenant_id: str, service: str, status: str, created_at: str) -> None: ...
 
 
 class TerminalWatch(Protocol):

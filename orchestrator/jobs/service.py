@@ -38,7 +38,7 @@ from orchestrator.errors import (
     UnknownJobType,
 )
 from orchestrator.jobs.canonical import canonical_digest
-from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus, WorkflowStarter
+from orchestrator.jobs.ports import JobCounters, ServiceLookup, TaskPublisher, TaskRegistry, UpdateBus, WorkflowStarter
 from orchestrator.jobs.result_cache import JobCache
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import (
@@ -134,7 +134,9 @@ class JobService:
         workflows: WorkflowStarter | None = None,
         cache: JobCache | None = None,
         stored_envelope: StoredEnvelope | None = None,
+        stats: JobCounters | None = None,
     ) -> None:
+        self._stats = stats
         self._stored_envelope = stored_envelope
         self._registry = registry
         self._directory = directory
@@ -269,7 +271,10 @@ class JobService:
         if result.status is not CancelStatus.CANCELLED:
             return result
         if result.record is not None:
-            self._metrics.job_finished(result.record.type, JobStatus.CANCELLED.value, result.record.created_at)
+            record = result.record
+            self._metrics.job_finished(record.type, JobStatus.CANCELLED.value, record.created_at)
+            if self._stats is not None:
+                self._stats.job_finished(tenant_id, record.service, JobStatus.CANCELLED.value, record.created_at)
         # The registry already says cancelled (terminal) and the job's cancelled ledger key is set
         # with it, so late events are dropped and a queued task is never started, whatever happens
         # next; the broadcast stops work that is running right now.
@@ -304,7 +309,7 @@ class JobService:
             if started is not None:
                 record, created = started
                 if created:
-                    self._metrics.jobs_created.labels(type=job.type).inc()
+                    self._count_created(tenant_id, record.service, job.type)
                 return Submission(record, created=created)
         return await self._create(job, envelope, body, slot)
 
@@ -335,14 +340,19 @@ class JobService:
                 await self._registry.discard(tenant_id, job_id)
                 raise
             log.warning("job %s kept: its task may have been queued (%s)", job_id, exc)
-            self._metrics.jobs_created.labels(type=job.type).inc()
+            self._count_created(tenant_id, envelope.service, job.type)
             self._bus.announce(created_update(created.record))
             raise PublishUncertain(job_id, exc) from exc
-        self._metrics.jobs_created.labels(type=job.type).inc()
+        self._count_created(tenant_id, envelope.service, job.type)
         # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists; not
         # awaited, the answer does not depend on it (the bus logs a failed PUBLISH).
         self._bus.announce(created_update(created.record))
         return Submission(created.record, created=True)
+
+    def _count_created(self, tenant_id: str, service: str, job_type: str) -> None:
+        self._metrics.jobs_created.labels(type=job_type).inc()
+        if self._stats is not None:
+            self._stats.job_created(tenant_id, service)
 
     async def _reload(self, record: JobRecord) -> JobRecord:
         return await self._registry.get(record.tenant_id, record.job_id) or record

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from orchestrator.errors import BrokerError, BrokerUnavailable, RegistryError, RegistryUnavailable, UnpublishableJob
-from orchestrator.jobs.ports import ServiceLookup, TaskPublisher, UpdateBus
+from orchestrator.jobs.ports import JobCounters, ServiceLookup, TaskPublisher, UpdateBus
 from orchestrator.jobs.recovery import JobRecovery, ReopenStatus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobRecord, JobUpdate
@@ -80,7 +80,9 @@ class Sweeper:
         bus: UpdateBus,
         metrics: OrchestratorMetrics,
         settings: SweeperSettings,
+        stats: JobCounters | None = None,
     ) -> None:
+        self._stats = stats
         self._redis = redis
         self._recovery = recovery
         self._directory = directory
@@ -219,6 +221,8 @@ class Sweeper:
             return False
         self._metrics.jobs_swept.labels(action="failed").inc()
         self._metrics.job_finished(record.type, JobStatus.FAILED.value, record.created_at)
+        if self._stats is not None:
+            self._stats.job_finished(record.tenant_id, record.service, JobStatus.FAILED.value, record.created_at)
         await self._announce(update)
         try:
             # The ledger key already stops a later delivery; this stops a handler still running somewhere.

@@ -113,6 +113,23 @@ def breakers(service: str) -> str:
     return f"{PREFIX}:breakers:{service}"
 
 
+def stats_minute(tenant_id: str, minute: int) -> str:
+    """Hash of a tenant's job counts and latency histogram in one minute (orchestrator.store.job_stats)."""
+    return f"{PREFIX}:stats:{tenant_id}:{minute}"
+
+
+def stats_all_minute(minute: int) -> str:
+    """The same over every tenant: the admin's view."""
+    return f"{PREFIX}:stats-all:{minute}"
+
+
+def service_rates(service: str, tenant_id: str | None, minute: int) -> str:
+    """Hash of a service's jobs published, completed and failed in one minute: every tenant's, or one's."""
+    if tenant_id is None:
+        return f"{PREFIX}:rates:{service}:{minute}"
+    return f"{PREFIX}:rates:{service}:{tenant_id}:{minute}"
+
+
 def replicas() -> str:
     """Sorted set replica_id -> last seen (Redis time) of this deployment's orchestrator replicas."""
     return f"{PREFIX}:replicas"
