@@ -27,6 +27,7 @@ from orchestrator.broker.event_consumer import EventConsumer
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
+from orchestrator.http.docs_routes import DocsRoutes, swagger_static_folder
 from orchestrator.http.errors import error_middleware, metrics_middleware
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
@@ -218,6 +219,7 @@ def create_app(
             DeadLetterRoutes(dead_letters, authenticator),
             CacheRoutes(result_cache, authenticator),
             SystemRoutes(health, metrics, openapi_document(), cache_entries=result_cache.count),
+            DocsRoutes(swagger_static_folder()),
             OverviewRoutes(QueueOverview(publisher, live.directory, dead_letters, stats), stats, authenticator),
             WebSocketEndpoint(
                 authenticator=authenticator,

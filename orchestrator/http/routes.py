@@ -16,6 +16,7 @@ from aiohttp import web
 
 from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
+from orchestrator.http.docs_routes import DocsRoutes
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.job_creator import PARENT_JOB_HEADER, PARENT_TASK_HEADER, TENANT_HEADER
 from orchestrator.http.job_event_routes import JobEventRoutes, JobEvents, JobEventsQuery
@@ -686,6 +687,34 @@ ROUTES: Final[tuple[Route, ...]] = (
             "/openapi.json",
             "This document",
             {200: Response("OpenAPI 3.1")},
+            auth=False,
+            tags=("operations",),
+        ),
+    ),
+    Route(
+        DocsRoutes.page,
+        Operation(
+            "get",
+            "/docs",
+            "Swagger UI over /openapi.json, served offline",
+            {200: Response("HTML", content_type="text/html")},
+            auth=False,
+            tags=("operations",),
+            description="Every file the page loads is served by the orchestrator (GET /docs/{name}): no CDN. "
+            "Authorize with a key to try the routes from the page.",
+        ),
+    ),
+    Route(
+        DocsRoutes.asset,
+        Operation(
+            "get",
+            "/docs/{name}",
+            "A file of the Swagger UI page (its script, stylesheet and icons)",
+            {
+                200: Response("the file (JavaScript, CSS or PNG)", content_type="application/octet-stream"),
+                404: Response("not a file of the page", ErrorBody),
+                503: Response("Swagger UI's files are not installed", ErrorBody),
+            },
             auth=False,
             tags=("operations",),
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -193,16 +194,26 @@ class BatchRequest(BaseModel):
     )
 
 
+def _plus_in_query(value: Any) -> Any:
+    # A query string decodes an unescaped "+" as a space: "...T10:00:00+02:00" arrives as "...T10:00:00 02:00".
+    if isinstance(value, str) and re.search(r" \d\d(:?\d\d)?$", value):
+        return value[: value.rindex(" ")] + "+" + value[value.rindex(" ") + 1 :]
+    return value
+
+
+QueryTime = Annotated[datetime, BeforeValidator(_plus_in_query)]
+
+
 class JobListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: JobStatus | None = None
     type: str | None = Field(default=None, pattern=JOB_TYPE_PATTERN)
     session_id: Text | None = Field(default=None, min_length=1, max_length=256)
-    created_after: datetime | None = Field(
+    created_after: QueryTime | None = Field(
         default=None, description="ISO-8601; jobs created at or after it (to the millisecond; no zone: UTC)"
     )
-    created_before: datetime | None = Field(
+    created_before: QueryTime | None = Field(
         default=None, description="ISO-8601; jobs created before it (to the millisecond; no zone: UTC)"
     )
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -147,6 +147,9 @@ async def test_the_time_window_keeps_jobs_created_at_or_after_and_before(api: Ap
     # Z, and a time without a zone (UTC), mean the same instant.
     utc_z = created[2].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert ids(await listing(api, f"created_after={quote(utc_z)}")) == [job_ids[3], job_ids[2]]
+    # An unescaped "+" of a zone reads as a space in a query string: it is taken as the "+" it was.
+    plus_two = created[2].astimezone(timezone(timedelta(hours=2))).isoformat()
+    assert ids(await listing(api, f"created_after={plus_two}")) == [job_ids[3], job_ids[2]]
     naive = created[2].astimezone(UTC).replace(tzinfo=None).isoformat()
     assert ids(await listing(api, f"created_after={quote(naive)}")) == [job_ids[3], job_ids[2]]
     late = created[3] + timedelta(hours=1)

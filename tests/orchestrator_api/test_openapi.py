@@ -15,7 +15,14 @@ from orchestrator.app import create_app
 from orchestrator.http.routes import ROUTES, add_routes, openapi_document
 from orchestrator.settings import OrchestratorSettings
 
-PUBLIC = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/")}
+PUBLIC = {
+    ("get", "/health"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/"),
+    ("get", "/docs"),
+    ("get", "/docs/{name}"),
+}
 
 
 def _refs(node: Any) -> list[str]:
