@@ -24,8 +24,8 @@ Runs = Counter[str]
 
 @pytest.fixture
 async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    # Its own events queue: the replica that applies a job's end is this one (see test_result_cache).
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
+    # The folder's api, and the clean-up of the workflow execution one test starts.
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
         yield api
     # The execution owner index is keyed by execution, not tenant: the tenants' cleanup does not see it.
     owned = [

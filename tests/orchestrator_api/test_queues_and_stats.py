@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator.http.schemas import StatsReport
 from orchestrator.store import keys
 from orchestrator.store.job_stats import LATENCY_BOUNDS_MS, JobStats, latency_bucket, percentile
 from protocol.envelope import TaskEnvelope
@@ -38,9 +39,9 @@ def service_token(api: Api) -> dict[str, str]:
 
 @pytest.fixture
 async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Api]:
-    # Its own events queue: this replica applies its jobs' ends and hears its worker's heartbeats.
+    # With a token of the test's service: it reports outcomes over the socket, and is refused here.
     tokens = {f"tok-{unique}": f"svc-{unique}"}
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True, service_tokens=tokens) as api:
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, service_tokens=tokens) as api:
         yield api
     # The service-wide rate counters are keyed by service, not tenant: the tenants' cleanup does not see them.
     rates = [key async for key in redis_client.scan_iter(match=f"{keys.PREFIX}:rates:svc-{unique}:*", count=1000)]
@@ -193,6 +194,7 @@ async def test_stats_count_jobs_per_minute_for_the_tenant_and_the_admin(api: Api
     wanted = {"created": 6, "completed": 3, "failed": 1, "timed_out": 1, "cancelled": 1}
     await poll(counted, lambda totals: all(totals[k] == v for k, v in wanted.items()), what="the tenant's counts")
     report = await get(api, "/stats?minutes=5", api.headers_a)
+    assert StatsReport.model_validate(report).model_dump(mode="json") == report  # the documented shape
     assert report["tenant_id"] == api.tenant_a and report["minutes"] == 5
     assert report["latency_bucket_bounds_ms"] == list(LATENCY_BOUNDS_MS)
     minutes = [datetime.fromisoformat(bucket["minute"]) for bucket in report["buckets"]]
@@ -231,7 +233,8 @@ async def test_stats_minutes_must_be_1_to_1440(api: Api) -> None:
         assert refused["error"] == "validation_error"
     assert (await get(api, "/stats?color=red", api.headers_a, status=422))["error"] == "validation_error"
     assert len((await get(api, "/stats", api.headers_a))["buckets"]) == 60
-    assert len((await get(api, "/stats?minutes=1440", api.headers_a))["buckets"]) == 1440
+    day = await get(api, "/stats?minutes=1440", api.headers_a)
+    assert len(day["buckets"]) == 1440 and StatsReport.model_validate(day).model_dump(mode="json") == day
 
 
 async def test_percentiles_are_read_from_the_histogram(redis_client: aioredis.Redis, unique: str) -> None:
