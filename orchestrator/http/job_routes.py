@@ -151,10 +151,10 @@ class JobRoutes:
 
     async def retry_job(self, request: web.Request) -> web.Response:
         tenant_id = require_tenant(self._auth, request)
-        job_id = request.match_info["job_id"]
-        await self._jobs.get(tenant_id, job_id)  # 404 before a token is spent on a job that is not there
+        # 404 and 409 before a token of the quota is spent.
+        job = await self._jobs.rerun_of(tenant_id, request.match_info["job_id"])
         await self._quota.charge(tenant_id, Creation.JOB)
-        submission = await self._jobs.retry(tenant_id, job_id, request_id=request_id(request))
+        submission = await self._jobs.submit(tenant_id, job, request_id=request_id(request))
         return submission_response(submission)
 
     async def get_result(self, request: web.Request) -> web.Response:

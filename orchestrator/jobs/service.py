@@ -219,10 +219,11 @@ class JobService:
             limit=limit,
         )
 
-    async def retry(self, tenant_id: str, job_id: str, *, request_id: str) -> Submission:
-        """Run a job that ended failed, timed out or cancelled again, as a new job through the same path as
-        POST /jobs (routing as of now), with its type, payload, priority, session, context and timeout;
-        never answered from the result cache, since a retry is asked for because it must run."""
+    async def rerun_of(self, tenant_id: str, job_id: str) -> NewJob:
+        """The new job that runs a job that ended failed, timed out or cancelled again: its type, payload,
+        priority, session, context and timeout, never answered from the result cache (a retry is asked
+        for because it must run); `submit` makes it, through the same path as POST /jobs. JobNotFound,
+        or NotRetryable (a workflow execution's job, or one that did not end so)."""
         record = await self.get(tenant_id, job_id)
         if record.service == WORKFLOW_SERVICE:
             raise NotRetryable(job_id, record.status, execution=True)
@@ -232,7 +233,7 @@ class JobService:
         if stored is None:
             raise NotRetryable(job_id, record.status)  # a record without its envelope: nothing to run again
         envelope = TaskEnvelope.model_validate(stored)
-        job = NewJob(
+        return NewJob(
             type=record.type,
             payload=envelope.payload,
             priority=envelope.priority,
@@ -243,7 +244,6 @@ class JobService:
             cache_ttl=0,
             retry_of=job_id,
         )
-        return await self.submit(tenant_id, job, request_id=request_id)
 
     async def wait_for(self, tenant_id: str, job_id: str, seconds: float) -> JobRecord:
         """The job once terminal, or its state when `seconds` run out."""

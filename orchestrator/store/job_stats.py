@@ -180,7 +180,7 @@ class JobStats:
         span = range(last - count + 1, last + 1)
         pipe = self._redis.pipeline(transaction=False)
         for minute in span:
-            pipe.hgetall(keys.stats_minute(tenant_id, minute) if tenant_id else keys.stats_all_minute(minute))
+            pipe.hgetall(keys.stats_all_minute(minute) if tenant_id is None else keys.stats_minute(tenant_id, minute))
         with redis_errors("reading job statistics"):
             replies = await pipe.execute()
         found = []

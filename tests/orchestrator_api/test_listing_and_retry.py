@@ -13,6 +13,8 @@ from urllib.parse import quote
 import pytest
 import redis.asyncio as aioredis
 
+from orchestrator.rates import Rate
+from orchestrator.settings import QuotaSettings
 from orchestrator.store import keys
 from tests.api_server import Api, serve_api
 from tests.polling import eventually
@@ -253,3 +255,21 @@ async def test_a_workflow_execution_points_to_its_own_retry(api: Api) -> None:
     assert refused.status == 409
     body = await refused.json()
     assert body["error"] == "not_retryable" and body["retry_url"] == f"/executions/{execution_id}/retry"
+
+
+async def test_a_retry_spends_a_token_of_the_quota_and_a_refused_one_none(
+    rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> None:
+    # Tenant a may make two jobs, with next to no refill within the test.
+    def quotas(tenant_a: str, tenant_b: str) -> QuotaSettings:
+        return QuotaSettings(jobs=Rate(1000.0, 1000), per_tenant={tenant_a: Rate(0.001, 2)})
+
+    async with serve_api(rabbitmq_url, redis_url, redis_client, f"{unique}q", quotas=quotas) as api:
+        queued = await create(api, payload={"n": 1})
+        for _ in range(3):  # refused as not retryable: no token spent
+            assert (await api.client.post(f"/jobs/{queued['job_id']}/retry", headers=api.headers_a)).status == 409
+        assert (await api.client.post(f"/jobs/{queued['job_id']}/cancel", headers=api.headers_a)).status == 200
+        retried = await api.client.post(f"/jobs/{queued['job_id']}/retry", headers=api.headers_a)
+        assert retried.status == 202, await retried.text()  # the second token
+        again = await api.client.post(f"/jobs/{queued['job_id']}/retry", headers=api.headers_a)
+        assert again.status == 429 and (await again.json())["error"] == "quota_exceeded"
