@@ -51,6 +51,13 @@ ensure_venv() {
   fi
 }
 
+# The browser tests drive Debian's chromium (never playwright's downloaded browsers).
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  apt_install chromium || die "the browser tests need chromium: apt-get install chromium (as root or with sudo)"
+  command -v chromium >/dev/null || die "chromium installed but not on PATH"
+}
+
 docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
 
 start_rabbitmq() {  # url

@@ -8,6 +8,7 @@ cd "$ROOT"
 ensure_venv test
 ensure_promtool
 ensure_services
+ensure_chromium
 
 say "ruff"
 "$VENV/bin/ruff" check protocol orchestrator workers tests plumbing clients

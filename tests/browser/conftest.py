@@ -1,0 +1,105 @@
+"""Fixtures of the browser tests: a real orchestrator on an HTTP port, a worker of its test service, and a
+page of Debian's chromium driven by playwright, failing the test on any console or page error.
+
+Fixtures:
+- `orchestrator`: tests/api_server.py's `Api` (two uuid tenants, a uuid service and job type), served on a
+  real loopback port.
+- `orchestrator_url`: its base URL, "http://127.0.0.1:<port>" (no trailing slash).
+- `api_key` / `other_api_key`: tenant A's and tenant B's API keys; `admin_key`: the admin key.
+- `worker`: a running worker of the test service (harness.stepping_worker: {"steps", "delay", "fail"}).
+- `browser`: a headless chromium (playwright Browser), closed after the test.
+- `page_errors`: the page's ErrorLog; `page_errors.allow(regex)` lets an expected error through.
+- `page`: a fresh page (about:blank) whose console errors and page errors fail the test at teardown.
+- `origin_page`: `page` on a blank document of the orchestrator's origin (for `import('/static/baton.js')`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.api_server import Api, serve_api
+from tests.browser.harness import ErrorLog, chromium_executable, open_blank, stepping_worker
+from tests.workers.helpers import running
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright
+except ImportError as missing:  # a clear failure, never a skip
+    raise RuntimeError(
+        "the browser tests need playwright's Python package: pip install -e '.[test]' "
+        "(never `playwright install`: the tests drive Debian's chromium)"
+    ) from missing
+
+
+@pytest.fixture
+async def orchestrator(
+    rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> AsyncIterator[Api]:
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
+        yield api
+
+
+@pytest.fixture
+def orchestrator_url(orchestrator: Api) -> str:
+    return str(orchestrator.client.make_url("/")).rstrip("/")
+
+
+@pytest.fixture
+def api_key(orchestrator: Api) -> str:
+    return orchestrator.headers_a["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.fixture
+def other_api_key(orchestrator: Api) -> str:
+    return orchestrator.headers_b["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.fixture
+def admin_key(orchestrator: Api) -> str:
+    assert orchestrator.settings is not None and orchestrator.settings.admin_key is not None
+    return orchestrator.settings.admin_key
+
+
+@pytest.fixture
+async def worker(orchestrator: Api, rabbitmq_url: str, redis_url: str) -> AsyncIterator[None]:
+    async with running(stepping_worker(orchestrator.service, orchestrator.job_type), rabbitmq_url, redis_url=redis_url):
+        yield
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    executable = chromium_executable()
+    async with async_playwright() as playwright:
+        # --no-sandbox: CI and this machine run the tests as root, where chromium's sandbox refuses to start.
+        launched = await playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def page_errors() -> ErrorLog:
+    return ErrorLog()
+
+
+@pytest.fixture
+async def page(browser: Browser, page_errors: ErrorLog) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    opened = await context.new_page()
+    opened.on("console", page_errors.on_console)
+    opened.on("pageerror", page_errors.on_page_error)
+    try:
+        yield opened
+    finally:
+        await context.close()
+    unexpected = page_errors.unexpected()
+    assert not unexpected, "the page logged errors:\n" + "\n".join(unexpected)
+
+
+@pytest.fixture
+async def origin_page(page: Page, orchestrator_url: str) -> Page:
+    await open_blank(page, orchestrator_url)
+    return page
