@@ -730,6 +730,23 @@ ROUTES: Final[tuple[Route, ...]] = (
             tags=("operations",),
         ),
     ),
+    Route(
+        SystemRoutes.static_file,
+        Operation(
+            "get",
+            "/static/{name}",
+            "A static file: the JS client (baton.js, its types baton.d.ts) and the dashboard's files",
+            {
+                200: Response("the file, with its ETag; Cache-Control: no-cache (revalidate)", content_type="*/*"),
+                304: Response("If-None-Match named the file's current ETag"),
+                404: Response("no such file", ErrorBody),
+            },
+            auth=False,
+            tags=("operations",),
+            description="`import { Baton } from '/static/baton.js'` in a page of this origin: a dependency-free "
+            "ES module (DESIGN \"Clients\"). Only files of the packaged folders are served, by plain name.",
+        ),
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""Routes that need no API key: health, Prometheus metrics, the OpenAPI document, the dashboard page."""
+"""Routes that need no API key: health, Prometheus metrics, the OpenAPI document, the dashboard page and its
+static files (the JS client among them)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.errors import RegistryError
+from orchestrator.http.errors import ApiError
 from orchestrator.http.health import HealthChecker
+from orchestrator.http.static_files import StaticFiles
 from orchestrator.metrics import OrchestratorMetrics
 
 
@@ -23,11 +26,13 @@ class SystemRoutes:
         openapi_document: dict[str, Any],
         *,
         cache_entries: Callable[[], Awaitable[int]] | None = None,
+        static_files: StaticFiles | None = None,
     ) -> None:
         self._health = health
         self._metrics = metrics
         self._openapi_document = openapi_document
         self._cache_entries = cache_entries
+        self._static_files = static_files if static_files is not None else StaticFiles.packaged()
 
     async def health(self, request: web.Request) -> web.Response:
         report, body = await self._health.report_json()
@@ -47,3 +52,18 @@ class SystemRoutes:
     async def dashboard(self, request: web.Request) -> web.Response:
         page = resources.files("orchestrator").joinpath("static/dashboard.html").read_text(encoding="utf-8")
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def static_file(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        found = self._static_files.get(name)
+        if found is None:
+            raise ApiError(404, "static_file_not_found", f"no static file {name!r}")
+        headers = {"ETag": found.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if found.etag in _etags(request.headers.get("If-None-Match", "")):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=found.body, headers={**headers, "Content-Type": found.content_type})
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compare as strong: the bytes are what we hash)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
