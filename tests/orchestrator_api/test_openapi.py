@@ -22,6 +22,7 @@ PUBLIC = {
     ("get", "/"),
     ("get", "/docs"),
     ("get", "/docs/{name}"),
+    ("get", "/static/{name}"),
 }
 
 
