@@ -15,6 +15,8 @@
 // trying the socket at the longest backoff, and goes back to it as soon as it opens.
 
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
+// Events that may end a job: a task's end ends the job only when it is the root task's (job_status says).
+const ENDING_EVENTS = new Set(["task_completed", "task_failed", "task_cancelled", "workflow_completed", "workflow_failed"]);
 const DEFAULT_RECONNECT = { initialMs: 500, maxMs: 15000, failuresBeforePolling: 3 };
 const DEFAULT_POLL_INTERVAL_MS = 2000;
 const DEFAULT_PING_INTERVAL_MS = 20000;
@@ -294,7 +296,21 @@ class LiveUpdates {
     const watchers = this._watches.get(jobId);
     if (watchers) for (const watch of watchers) watch._receive(msg);
     for (const watchAll of this._watchAlls) watchAll._receive(msg);
-    if (watchers && TERMINAL.has(statusOf(msg))) this._finishWatchers(jobId, msg);
+    if (!watchers) return;
+    const status = statusOf(msg);
+    if (TERMINAL.has(status)) {
+      this._finishWatchers(jobId, msg);
+    } else if (status === null && ENDING_EVENTS.has(msg.event)) {
+      // A server that does not say the job's status after the event: the record does.
+      this._baton.get(jobId).then(
+        (job) => {
+          if (!TERMINAL.has(job.status)) return;
+          this._status.set(jobId, job.status);
+          this._finishWatchers(jobId, { type: "job_snapshot", job });
+        },
+        () => {},
+      );
+    }
   }
 
   _remember(jobId, seq, status) {

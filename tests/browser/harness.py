@@ -9,11 +9,11 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.async_api import ConsoleMessage, Error, Page, Route
+from playwright.async_api import ConsoleMessage, Error, Page
 
 from workers import TaskContext, Worker
 
-BLANK_PATH = "/__browser_test_blank__"  # answered by the page itself (page.route), never by the server
+BLANK_PATH = "/static/baton.d.ts"  # a plain-text page of the orchestrator: nothing runs in it
 
 
 def chromium_executable() -> str:
@@ -33,7 +33,8 @@ class ErrorLog:
     that no `allow` pattern matches (e.g. the browser's own log line for an expected 401)."""
 
     errors: list[str] = field(default_factory=list)
-    allowed: list[re.Pattern[str]] = field(default_factory=list)
+    # The browser asks every document's origin for /favicon.ico on its own; a page can say `<link rel="icon">`.
+    allowed: list[re.Pattern[str]] = field(default_factory=lambda: [re.compile(r"status of 404 .*/favicon\.ico\)$")])
 
     def allow(self, pattern: str) -> None:
         self.allowed.append(re.compile(pattern))
@@ -50,14 +51,35 @@ class ErrorLog:
 
 
 async def open_blank(page: Page, origin: str) -> None:
-    """Put the page on an empty HTML document of `origin`, so `import('/static/baton.js')` and the client's
-    requests are same-origin, without loading the dashboard."""
+    """Put the page on a document of `origin` that runs nothing (the client's types, as text), so
+    `import('/static/baton.js')` and the client's requests are same-origin without loading the dashboard.
 
-    async def blank(route: Route) -> None:
-        await route.fulfill(status=200, content_type="text/html", body="<!doctype html><title>blank</title>")
+    A real answer of the server, not one made up by the page: chromium gives a made-up document no
+    network address, and its local-network checks then block sockets to the loopback orchestrator."""
+    answer = await page.goto(f"{origin}{BLANK_PATH}")
+    assert answer is not None and answer.ok, f"{origin}{BLANK_PATH}: {answer.status if answer else 'no answer'}"
 
-    await page.route(f"{origin}{BLANK_PATH}", blank)
-    await page.goto(f"{origin}{BLANK_PATH}")
+
+# Loads the client into the page as window.baton (and window.Baton, window.BatonError), records its states
+# in window.states, and defines window.waitFor(check, ms) for the tests' page scripts.
+_LOAD_CLIENT = """async ({ token, options }) => {
+    const { Baton, BatonError } = await import("/static/baton.js");
+    Object.assign(window, { Baton, BatonError, states: [] });
+    window.baton = new Baton({ token, ...options });
+    window.baton.onState((state) => window.states.push(state));
+    window.waitFor = async (check, ms = 30000) => {
+        const end = Date.now() + ms;
+        while (!check()) {
+            if (Date.now() > end) throw new Error(`timed out waiting for ${check}`);
+            await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+    };
+}"""
+
+
+async def load_client(page: Page, token: str, **options: Any) -> None:
+    """`new Baton({token, ...options})` as window.baton, imported from the orchestrator's /static/baton.js."""
+    await page.evaluate(_LOAD_CLIENT, {"token": token, "options": options})
 
 
 def stepping_worker(service: str, job_type: str) -> Worker:

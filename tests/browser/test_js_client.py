@@ -1,0 +1,393 @@
+"""The JS client (clients/js/baton.js) in Debian's chromium against a real orchestrator and a real worker.
+
+Each test imports /static/baton.js into a page of the orchestrator's origin (conftest's `origin_page`) and
+drives it with page scripts; the worker runs the test service's stepping handler (harness.stepping_worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, WebSocketRoute
+
+from tests.api_server import Api
+from tests.browser.harness import ErrorLog, load_client, open_blank
+from tests.polling import poll
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+WITHIN = 60.0  # seconds a page script may take
+
+
+async def run(page: Page, script: str, arg: Any = None) -> Any:
+    return await asyncio.wait_for(page.evaluate(script, arg), WITHIN)
+
+
+def assert_no_gap_and_no_duplicate(seen: list[dict[str, Any]]) -> None:
+    """The messages of one job: a snapshot first, then every seq after it exactly once, in order."""
+    assert seen and seen[0].get("type") == "job_snapshot", seen[:1]
+    seqs = [message["seq"] for message in seen]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+
+def progress_of(seen: list[dict[str, Any]]) -> list[float]:
+    return [
+        message["data"]["progress"]["percentage"]
+        for message in seen
+        if message.get("event") == "task_status_update" and (message.get("data") or {}).get("progress")
+    ]
+
+
+async def test_http_calls_submit_batch_get_list_cancel(origin_page: Page, orchestrator: Api, api_key: str) -> None:
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const quick = await baton.submit(type, { steps: 1 }, { priority: 7, sessionId: "s-1",
+                                                               context: { request_id: "r-1" } });
+            const waited = await baton.submit(type, { steps: 1 }, { wait: 10 });
+            const batch = await baton.batch([{ type, payload: { steps: 1 } }, { type: "Not A Type!" },
+                                             { type, payload: { steps: 1 }, sessionId: "s-batch" }]);
+            const slow = await baton.submit(type, { steps: 100, delay: 0.2 });
+            const cancelled = await baton.cancel(slow.job_id);
+            const record = await baton.get(quick.job_id);
+            const listed = await baton.list({ sessionId: "s-1", limit: 10 });
+            const health = await baton.request("GET", "/health");
+            return { quick, waited, batch, cancelled, record, listed, health, slow };
+        }""",
+        orchestrator.job_type,
+    )
+    assert out["quick"]["status"] in ("queued", "running", "completed") and out["quick"]["created"] is True
+    assert out["waited"]["status"] == "completed" and out["waited"]["result"] == {"steps": 1}
+    batch = out["batch"]
+    assert (batch["accepted"], batch["rejected"]) == (2, 1)
+    assert [item.get("error") for item in batch["jobs"]] == [None, "validation_error", None]
+    assert out["cancelled"] == {"job_id": out["slow"]["job_id"], "status": "cancelled"}
+    record = out["record"]
+    assert (record["job_id"], record["priority"], record["session_id"]) == (out["quick"]["job_id"], 7, "s-1")
+    assert record["context"]["request_id"] == "r-1"
+    assert [job["job_id"] for job in out["listed"]["jobs"]] == [out["quick"]["job_id"]]
+    assert out["health"]["status"] in ("ok", "degraded", "down")
+
+
+async def test_watch_delivers_progress_in_order_and_done_resolves_with_the_record(
+    origin_page: Page, orchestrator: Api, api_key: str
+) -> None:
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const accepted = await baton.submit(type, { steps: 5, delay: 0.15 });
+            const seen = [];
+            const watch = baton.watch(accepted.job_id, (msg) => seen.push(msg));
+            const record = await watch.done;
+            watch.close();
+            return { accepted, seen, record, states: window.states };
+        }""",
+        orchestrator.job_type,
+    )
+    record, seen = out["record"], out["seen"]
+    assert record["status"] == "completed" and record["result"] == {"steps": 5}
+    assert record["job_id"] == out["accepted"]["job_id"]
+    assert_no_gap_and_no_duplicate(seen)
+    progress = progress_of(seen)
+    assert progress == sorted(set(progress)) and progress[-1] == 100 and len(progress) >= 3, progress
+    assert seen[-1]["job_status"] == "completed"
+    assert out["states"][:2] == ["connecting", "open"]
+
+
+async def test_a_second_watch_of_a_followed_job_gets_its_state_and_its_end(
+    origin_page: Page, orchestrator: Api, api_key: str
+) -> None:
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const accepted = await baton.submit(type, { steps: 4, delay: 0.15 });
+            const first = [], second = [];
+            const one = baton.watch(accepted.job_id, (msg) => first.push(msg));
+            await waitFor(() => first.length >= 2);
+            const two = baton.watch(accepted.job_id, (msg) => second.push(msg));
+            const [a, b] = await Promise.all([one.done, two.done]);
+            const ended = baton.watch(accepted.job_id, () => {});  // a watch of a job that has ended
+            const c = await ended.done;
+            return { first, second, statuses: [a.status, b.status, c.status] };
+        }""",
+        orchestrator.job_type,
+    )
+    assert out["statuses"] == ["completed"] * 3
+    for seen in (out["first"], out["second"]):
+        seqs = [message["seq"] for message in seen]
+        assert seqs == sorted(set(seqs)), seqs
+    assert out["second"][0]["type"] == "job_snapshot"
+
+
+async def test_watch_all_sees_every_job_of_the_tenant_and_no_other(
+    origin_page: Page, orchestrator: Api, api_key: str
+) -> None:
+    await load_client(origin_page, api_key)
+    await run(
+        origin_page,
+        """async () => {
+            window.everything = [];
+            window.all = baton.watchAll((msg) => everything.push(msg));
+            await waitFor(() => baton.state === "open");
+        }""",
+    )
+    others = await orchestrator.client.post(
+        "/jobs", json={"type": orchestrator.job_type, "payload": {"steps": 2}}, headers=orchestrator.headers_b
+    )
+    assert others.status == 202
+    other_id = (await others.json())["job_id"]
+    ours = await orchestrator.client.post(
+        "/jobs", json={"type": orchestrator.job_type, "payload": {"steps": 3}}, headers=orchestrator.headers_a
+    )
+    our_id = (await ours.json())["job_id"]
+
+    async def other_status() -> str:
+        answer = await orchestrator.client.get(f"/jobs/{other_id}", headers=orchestrator.headers_b)
+        return str((await answer.json())["status"])
+
+    await poll(other_status, lambda status: status == "completed", what="the other tenant's job completing")
+    everything = await run(
+        origin_page,
+        """async (jobId) => {
+            await waitFor(() => everything.some((m) => m.global_task_id === jobId && m.event === "task_completed"));
+            all.close();
+            return everything;
+        }""",
+        our_id,
+    )
+    jobs = {message.get("global_task_id") or message.get("job_id") for message in everything}
+    assert jobs == {our_id}, jobs
+    ours_seen = [message for message in everything if message.get("global_task_id") == our_id]
+    seqs = [message["seq"] for message in ours_seen]
+    assert seqs == sorted(set(seqs)) and len(progress_of(ours_seen)) == 3, seqs
+
+
+async def test_a_workflow_is_started_and_followed_to_its_end(
+    origin_page: Page, orchestrator: Api, api_key: str, unique: str
+) -> None:
+    workflow_id = f"wf-{unique}"
+    steps = [
+        {"name": "first", "type": orchestrator.job_type, "payload": {"steps": 2, "delay": 0.1}},
+        {"name": "second", "type": orchestrator.job_type, "payload": {"steps": 2, "delay": 0.1}},
+    ]
+    stored = await orchestrator.client.put(
+        f"/workflows/{workflow_id}", json={"name": "two steps", "steps": steps}, headers=orchestrator.headers_a
+    )
+    assert stored.status == 201, await stored.text()
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (workflowId) => {
+            const accepted = await baton.startWorkflow(workflowId, { n: 1 }, { idempotencyKey: "once" });
+            const again = await baton.startWorkflow(workflowId, { n: 1 }, { idempotencyKey: "once" });
+            const seen = [];
+            const follow = baton.followWorkflow(accepted.execution_id, (msg) => seen.push(msg));
+            const record = await follow.done;
+            return { accepted, again, seen, record };
+        }""",
+        workflow_id,
+    )
+    accepted, seen = out["accepted"], out["seen"]
+    assert accepted["workflow_id"] == workflow_id and out["again"]["execution_id"] == accepted["execution_id"]
+    assert out["record"]["status"] == "completed" and out["record"]["job_id"] == accepted["execution_id"]
+    assert seen[0]["type"] == "job_snapshot" and "execution" in seen[0], seen[0]
+    seqs = [message["seq"] for message in seen]
+    assert seqs == sorted(set(seqs)), seqs
+    events = [message.get("event") for message in seen[1:]]
+    assert "workflow_completed" in events, events
+
+
+async def test_http_errors_are_baton_errors(
+    origin_page: Page, orchestrator: Api, api_key: str, page_errors: ErrorLog
+) -> None:
+    page_errors.allow(r"status of (401|404|422) ")  # chromium logs every 4xx fetch; these are the test's
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async () => {
+            const caught = async (call) => {
+                try {
+                    await call();
+                    return null;
+                } catch (e) {
+                    return { baton: e instanceof BatonError, name: e.name, status: e.status, error: e.error,
+                             detail: e.detail, retryAfter: e.retryAfter, message: e.message };
+                }
+            };
+            const stranger = new Baton({ token: "not-a-key" });
+            const missing = baton.watch("no-such-job", () => {});
+            return {
+                invalid: await caught(() => baton.submit("Not A Type!", {})),
+                badPriority: await caught(() => baton.submit("some_type", {}, { priority: 99 })),
+                unauthorized: await caught(() => stranger.get("anything")),
+                notFound: await caught(() => baton.get("no-such-job")),
+                watchMissing: await caught(() => missing.done),
+                badId: await caught(() => baton.get("")),
+                badCallback: await caught(async () => baton.watch("x")),
+            };
+        }""",
+    )
+    invalid = out["invalid"]
+    assert (invalid["baton"], invalid["name"], invalid["status"], invalid["error"]) == (
+        True,
+        "BatonError",
+        422,
+        "validation_error",
+    )
+    assert isinstance(invalid["detail"], list) and invalid["detail"][0]["loc"][-1] == "type", invalid["detail"]
+    assert (out["badPriority"]["status"], out["badPriority"]["error"]) == (422, "validation_error")
+    assert (out["unauthorized"]["baton"], out["unauthorized"]["status"]) == (True, 401)
+    assert out["unauthorized"]["error"] and out["unauthorized"]["retryAfter"] is None
+    assert (out["notFound"]["status"], out["notFound"]["error"]) == (404, "job_not_found")
+    assert (out["watchMissing"]["baton"], out["watchMissing"]["status"]) == (True, 404)
+    assert (out["badId"]["status"], out["badId"]["error"]) == (0, "bad_argument")
+    assert (out["badCallback"]["status"], out["badCallback"]["error"]) == (0, "bad_argument")
+
+
+async def test_idempotent_gets_honour_retry_after_and_other_calls_are_never_retried(
+    origin_page: Page, api_key: str, page_errors: ErrorLog
+) -> None:
+    """The orchestrator's quotas answer 429 on job creation only, so the 429s here are the page's own (routed)."""
+    page_errors.allow(r"status of 429 ")
+    answered: list[str] = []
+
+    async def busy_then_fine(route: Any) -> None:
+        answered.append(route.request.method)
+        if len(answered) == 1 or route.request.method == "POST":
+            await route.fulfill(
+                status=429,
+                headers={"Retry-After": "1"},
+                content_type="application/json",
+                body='{"error": "quota_exceeded", "detail": "slow down"}',
+            )
+        else:
+            await route.fulfill(status=200, content_type="application/json", body='{"ok": true}')
+
+    await origin_page.route("**/busy", busy_then_fine)
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async () => {
+            const started = performance.now();
+            const answer = await baton.request("GET", "/busy");
+            const waited = performance.now() - started;
+            let refused = null;
+            try {
+                await baton.request("POST", "/busy", { a: 1 });
+            } catch (e) {
+                refused = { status: e.status, error: e.error, detail: e.detail, retryAfter: e.retryAfter };
+            }
+            return { answer, waited, refused };
+        }""",
+    )
+    assert out["answer"] == {"ok": True} and out["waited"] >= 950, out
+    assert out["refused"] == {"status": 429, "error": "quota_exceeded", "detail": "slow down", "retryAfter": 1}
+    assert answered == ["GET", "GET", "POST"]
+
+
+@pytest.fixture
+async def proxy(orchestrator_url: str) -> AsyncIterator[TcpProxy]:
+    host, port = orchestrator_url.removeprefix("http://").split(":")
+    link = TcpProxy(host, int(port))
+    await link.start()
+    yield link
+    await link.close()
+
+
+async def test_a_cut_socket_resumes_with_every_seq_once(
+    page: Page, orchestrator: Api, api_key: str, proxy: TcpProxy, page_errors: ErrorLog
+) -> None:
+    page_errors.allow(r"WebSocket connection to .* failed|ERR_CONNECTION|ERR_EMPTY_RESPONSE|Failed to fetch")
+    await open_blank(page, f"http://127.0.0.1:{proxy.port}")  # the page, its requests and its socket: through it
+    await load_client(page, api_key, reconnect={"initialMs": 100, "maxMs": 1000})
+    await run(
+        page,
+        """async (type) => {
+            const accepted = await baton.submit(type, { steps: 40, delay: 0.1 });
+            window.seen = [];
+            window.watched = baton.watch(accepted.job_id, (msg) => seen.push(msg));
+            window.ended = watched.done.then((record) => record);
+            await waitFor(() => seen.length >= 4);
+        }""",
+        orchestrator.job_type,
+    )
+    for cut in range(3):
+        proxy.cut()
+        await asyncio.sleep(0.4)  # the job goes on emitting while the client is away
+        opened = cut + 2
+        await run(page, "async (n) => waitFor(() => states.filter((s) => s === 'open').length >= n)", opened)
+    out = await run(page, "async () => ({ record: await ended, seen, states })")
+    assert out["record"]["status"] == "completed"
+    seen = out["seen"]
+    assert_no_gap_and_no_duplicate(seen)
+    assert progress_of(seen)[-1] == 100
+    assert [state for state in out["states"] if state != "connecting"][:2] == ["open", "reconnecting"]
+    assert out["states"].count("reconnecting") >= 3 and out["states"][-1] == "open", out["states"]
+
+
+async def test_without_websockets_events_arrive_by_polling(origin_page: Page, orchestrator: Api, api_key: str) -> None:
+    await origin_page.evaluate("delete window.WebSocket")
+    await load_client(origin_page, api_key, pollIntervalMs=200)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const accepted = await baton.submit(type, { steps: 6, delay: 0.2 });
+            const seen = [];
+            const record = await baton.watch(accepted.job_id, (msg) => seen.push(msg)).done;
+            return { record, seen, states };
+        }""",
+        orchestrator.job_type,
+    )
+    assert out["record"]["status"] == "completed"
+    assert out["states"] == ["polling"]
+    assert_no_gap_and_no_duplicate(out["seen"])
+    assert len([message for message in out["seen"] if "event" in message]) >= 4  # events, not only snapshots
+    assert progress_of(out["seen"])[-1] == 100
+
+
+async def test_refused_sockets_fall_back_to_polling_and_switch_back(
+    origin_page: Page, orchestrator: Api, api_key: str
+) -> None:
+    refusing = True
+
+    async def gatekeeper(ws: WebSocketRoute) -> None:
+        if refusing:
+            await ws.close(code=1011, reason="refused by the test")
+        else:
+            ws.connect_to_server()
+
+    await origin_page.route_web_socket("**/ws/task_updates*", gatekeeper)
+    await load_client(
+        origin_page, api_key, pollIntervalMs=200, reconnect={"initialMs": 50, "maxMs": 400, "failuresBeforePolling": 3}
+    )
+    await run(
+        origin_page,
+        """async (type) => {
+            const accepted = await baton.submit(type, { steps: 30, delay: 0.1 });
+            window.seen = [];
+            window.ended = baton.watch(accepted.job_id, (msg) => seen.push(msg)).done;
+            await waitFor(() => baton.state === "polling" && seen.some((m) => m.event));
+        }""",
+        orchestrator.job_type,
+    )
+    refusing = False
+    out = await run(
+        origin_page,
+        """async () => {
+            await waitFor(() => baton.state === "open");
+            const record = await ended;
+            return { record, seen, states };
+        }""",
+    )
+    assert out["record"]["status"] == "completed"
+    assert_no_gap_and_no_duplicate(out["seen"])
+    states = out["states"]
+    assert states[:2] == ["connecting", "reconnecting"] and "polling" in states, states
+    assert states.index("open") > states.index("polling"), states
