@@ -20,6 +20,7 @@ const ENDING_EVENTS = new Set(["task_completed", "task_failed", "task_cancelled"
 const DEFAULT_RECONNECT = { initialMs: 500, maxMs: 15000, failuresBeforePolling: 3 };
 const DEFAULT_POLL_INTERVAL_MS = 2000;
 const DEFAULT_PING_INTERVAL_MS = 20000;
+const CONNECT_TIMEOUT_MS = 10000; // a socket not established by then (a black-holed link) counts as failed
 const GET_RETRIES = 3; // idempotent GETs only: after a 429/503 (honouring Retry-After) or a network failure
 const MAX_RETRY_AFTER_MS = 30000;
 const MAX_KNOWN_JOBS = 10000; // last seqs kept (oldest forgotten first)
@@ -196,6 +197,7 @@ class LiveUpdates {
     this._failures = 0; // consecutive attempts that never reached connection_established
     this._retryTimer = null;
     this._pingTimer = null;
+    this._connectTimer = null;
     this._heardAt = 0;
     this._polling = false;
     this._pollTimer = null;
@@ -269,6 +271,7 @@ class LiveUpdates {
   close() {
     this._closed = true;
     clearTimeout(this._retryTimer);
+    clearTimeout(this._connectTimer);
     this._stopPolling();
     this._stopPinging();
     if (this._socket) {
@@ -376,6 +379,12 @@ class LiveUpdates {
     }
     this._socket = socket;
     this._established = false;
+    clearTimeout(this._connectTimer);
+    this._connectTimer = setTimeout(() => {
+      if (socket !== this._socket || this._established) return;
+      socket.close();
+      this._onSocketGone(socket);
+    }, CONNECT_TIMEOUT_MS);
     socket.onmessage = (event) => this._onSocketMessage(socket, event);
     socket.onclose = () => this._onSocketGone(socket);
     socket.onerror = () => {}; // onclose follows; the browser logs the failure itself
@@ -402,6 +411,8 @@ class LiveUpdates {
   }
 
   _onEstablished() {
+    const resumed = this._everOpened;
+    clearTimeout(this._connectTimer);
     this._established = true;
     this._everOpened = true;
     this._failures = 0;
@@ -409,7 +420,11 @@ class LiveUpdates {
     this._setState("open");
     this._startPinging();
     if (this._watches.size > 0) this._send(this._subscription([...this._watches.keys()]));
-    if (this._watchAlls.size > 0) this._send(this._allSubscription());
+    if (this._watchAlls.size > 0) {
+      this._send(this._allSubscription());
+      // `since` resumes the jobs the client knew; the newest jobs' records show those made while it was away.
+      if (resumed) this._pollAll();
+    }
   }
 
   _onServerError(msg) {
@@ -427,6 +442,7 @@ class LiveUpdates {
     if (socket !== null && socket !== this._socket) return;
     this._socket = null;
     this._stopPinging();
+    clearTimeout(this._connectTimer);
     if (this._closed) return;
     if (!this._established) this._failures += 1;
     this._established = false;
@@ -540,7 +556,9 @@ class LiveUpdates {
       // The history no longer reaches back to since+1: the record says where the job is now.
       if (page.complete === false) await this._pollRecord(jobId);
     } catch (err) {
-      if (err instanceof BatonError && err.status === 404) {
+      if (err instanceof BatonError && (err.status === 401 || err.status === 403)) {
+        this._failWatchers(jobId, err); // the key is refused: polling again will not change that
+      } else if (err instanceof BatonError && err.status === 404) {
         if (err.error === "job_not_found") {
           this._failWatchers(jobId, err);
         } else {
@@ -651,7 +669,12 @@ export class Baton {
     const text = await response.text();
     if (text === "") return null;
     const type = response.headers.get("Content-Type") ?? "";
-    return type.includes("json") ? JSON.parse(text) : text;
+    if (!type.includes("json")) return text;
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new BatonError(response.status, "bad_response", `the answer is not the JSON it says it is: ${text.slice(0, 200)}`);
+    }
   }
 
   async _error(response) {

@@ -200,8 +200,10 @@ async def test_a_workflow_is_started_and_followed_to_its_end(
     assert seen[0]["type"] == "job_snapshot" and "execution" in seen[0], seen[0]
     seqs = [message["seq"] for message in seen]
     assert seqs == sorted(set(seqs)), seqs
-    events = [message.get("event") for message in seen[1:]]
-    assert "workflow_completed" in events, events
+    # The execution's job ends with workflow_completed; its steps' task events leave it running.
+    assert (seen[-1]["event"], seen[-1]["job_status"]) == ("workflow_completed", "completed"), seen[-1]
+    step_ends = [message for message in seen if message.get("event") == "task_completed"]
+    assert len(step_ends) == 2 and {message["job_status"] for message in step_ends} == {"running"}, step_ends
 
 
 async def test_http_errors_are_baton_errors(
@@ -338,10 +340,15 @@ async def test_without_websockets_events_arrive_by_polling(origin_page: Page, or
     out = await run(
         origin_page,
         """async (type) => {
+            const everything = [];
+            const all = baton.watchAll((msg) => everything.push(msg));
             const accepted = await baton.submit(type, { steps: 6, delay: 0.2 });
             const seen = [];
             const record = await baton.watch(accepted.job_id, (msg) => seen.push(msg)).done;
-            return { record, seen, states };
+            const ended = (m) => m.job?.status === "completed" || m.job_status === "completed";
+            await waitFor(() => everything.some((m) => (m.job_id ?? m.global_task_id) === accepted.job_id && ended(m)));
+            all.close();
+            return { record, seen, everything, states };
         }""",
         orchestrator.job_type,
     )
@@ -350,6 +357,26 @@ async def test_without_websockets_events_arrive_by_polling(origin_page: Page, or
     assert_no_gap_and_no_duplicate(out["seen"])
     assert len([message for message in out["seen"] if "event" in message]) >= 4  # events, not only snapshots
     assert progress_of(out["seen"])[-1] == 100
+    listed = [message["seq"] for message in out["everything"]]
+    assert listed == sorted(set(listed)), listed  # one job: watchAll's snapshots and the watch's events, in order
+
+
+async def test_a_refused_key_ends_watches_with_a_401(origin_page: Page, page_errors: ErrorLog) -> None:
+    page_errors.allow(r"WebSocket connection to .* failed|status of 401 ")
+    await load_client(origin_page, "not-a-key", pollIntervalMs=100, reconnect={"initialMs": 50, "maxMs": 200})
+    out = await run(
+        origin_page,
+        """async () => {
+            try {
+                await baton.watch("some-job", () => {}).done;
+                return null;
+            } catch (e) {
+                return { baton: e instanceof BatonError, status: e.status, states };
+            }
+        }""",
+    )
+    assert out is not None and out["baton"] and out["status"] == 401, out
+    assert "polling" in out["states"], out
 
 
 async def test_refused_sockets_fall_back_to_polling_and_switch_back(
