@@ -418,3 +418,35 @@ async def test_refused_sockets_fall_back_to_polling_and_switch_back(
     states = out["states"]
     assert states[:2] == ["connecting", "reconnecting"] and "polling" in states, states
     assert states.index("open") > states.index("polling"), states
+
+
+async def test_a_thousand_jobs_watched_all_lose_no_event(origin_page: Page, orchestrator: Api, api_key: str) -> None:
+    """The issue's figure: 1,000 jobs made in one batch and watched in the browser, events dropped: 0."""
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const byJob = new Map();
+            const all = baton.watchAll((msg) => {
+                const jobId = msg.job_id ?? msg.global_task_id;
+                if (!byJob.has(jobId)) byJob.set(jobId, []);
+                byJob.get(jobId).push(msg.seq);
+                if (msg.job_status === "completed") ended.add(jobId);
+            });
+            const ended = new Set();
+            await waitFor(() => baton.state === "open");
+            const started = performance.now();
+            const batch = await baton.batch(Array.from({ length: 1000 }, (_, n) => ({ type, payload: { steps: 1 } })));
+            const ids = batch.jobs.map((item) => item.job_id);
+            await waitFor(() => ids.every((id) => ended.has(id)), 55000);
+            const seconds = (performance.now() - started) / 1000;
+            all.close();
+            return { accepted: batch.accepted, seconds, seqs: ids.map((id) => byJob.get(id) ?? []) };
+        }""",
+        orchestrator.job_type,
+    )
+    assert out["accepted"] == 1000
+    gaps = [seqs for seqs in out["seqs"] if seqs != list(range(1, len(seqs) + 1))]
+    assert not gaps, gaps[:3]
+    events = sum(len(seqs) for seqs in out["seqs"])
+    print(f"1,000 jobs watched: {events} events in {out['seconds']:.1f} s, dropped: 0")
