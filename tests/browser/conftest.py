@@ -37,9 +37,7 @@ except ImportError as missing:  # a clear failure, never a skip
 async def orchestrator(
     rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
 ) -> AsyncIterator[Api]:
-    # Its own events queue: on the shared one, orchestrators of other runs (maybe of older code) would apply
-    # some of this test's events, and the page would see the gaps they leave in the job's history.
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
         yield api
 
 
