@@ -190,6 +190,7 @@ class LiveUpdates {
     /** @type {Set<WatchAll>} */ this._watchAlls = new Set();
     /** @type {Map<string, number>} */ this._lastSeq = new Map();
     /** @type {Map<string, string>} */ this._status = new Map();
+    /** @type {Map<string, object[]>} */ this._filling = new Map(); // jobs whose gap is being filled: held messages
     /** @type {Set<(state: ConnectionState) => void>} */ this._stateListeners = new Set();
     /** @type {ConnectionState} */ this.state = "closed";
     this._socket = null;
@@ -293,8 +294,44 @@ class LiveUpdates {
   _dispatch(msg) {
     const jobId = jobOf(msg);
     if (typeof jobId !== "string" || typeof msg.seq !== "number") return;
+    const filling = this._filling.get(jobId);
+    if (filling) {
+      filling.push(msg); // delivered in seq order once the history has filled the gap
+      return;
+    }
     const last = this._lastSeq.get(jobId);
     if (last !== undefined && msg.seq <= last) return;
+    if (last !== undefined && msg.seq > last + 1 && msg.type !== "job_snapshot") {
+      this._fillGap(jobId, last, msg);
+      return;
+    }
+    this._deliver(jobId, msg);
+  }
+
+  /**
+   * An event came with seqs missing before it (the socket dropped or reordered some): the job's history on the
+   * server has them; fetch them, then deliver everything in seq order. What the history no longer holds is
+   * skipped (the messages after it still carry the job's state).
+   */
+  async _fillGap(jobId, last, msg) {
+    const waiting = [msg];
+    this._filling.set(jobId, waiting);
+    try {
+      const page = await this._baton.events(jobId, last);
+      waiting.push(...(page.events ?? []));
+    } catch {
+      // No history to be had (an older server, the network): deliver what there is.
+    } finally {
+      this._filling.delete(jobId);
+    }
+    waiting.sort((a, b) => a.seq - b.seq);
+    for (const held of waiting) {
+      const known = this._lastSeq.get(jobId);
+      if (known === undefined || held.seq > known) this._deliver(jobId, held);
+    }
+  }
+
+  _deliver(jobId, msg) {
     this._remember(jobId, msg.seq, statusOf(msg));
     const watchers = this._watches.get(jobId);
     if (watchers) for (const watch of watchers) watch._receive(msg);
