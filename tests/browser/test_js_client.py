@@ -7,6 +7,7 @@ drives it with page scripts; the worker runs the test service's stepping handler
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -480,3 +481,69 @@ async def test_a_thousand_jobs_watched_all_lose_no_event(origin_page: Page, orch
         f"1,000 jobs watched in the browser: {events} events in {out['seconds']:.1f} s, dropped: 0 "
         f"({out['wireGaps']} seq gaps on the socket filled from the jobs' history)"
     )
+
+
+async def test_an_event_lost_on_the_socket_is_fetched_from_the_history(
+    origin_page: Page, orchestrator: Api, api_key: str
+) -> None:
+    # The page's WebSocket loses the progress event of step 2 on its way to the client.
+    await origin_page.evaluate(
+        """() => {
+            window.lost = [];
+            const Native = window.WebSocket;
+            window.WebSocket = class extends Native {
+                set onmessage(handler) {
+                    super.onmessage = (event) => {
+                        const msg = JSON.parse(event.data);
+                        if (lost.length === 0 && msg.data?.progress?.message === "step 2") {
+                            lost.push(msg.seq);
+                            return;
+                        }
+                        handler(event);
+                    };
+                }
+            };
+        }"""
+    )
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const accepted = await baton.submit(type, { steps: 5, delay: 0.15 });
+            const seen = [];
+            const record = await baton.watch(accepted.job_id, (msg) => seen.push(msg)).done;
+            return { record, seen, lost };
+        }""",
+        orchestrator.job_type,
+    )
+    assert out["record"]["status"] == "completed"
+    assert len(out["lost"]) == 1
+    assert_no_gap_and_no_duplicate(out["seen"])
+    assert out["lost"][0] in [message["seq"] for message in out["seen"]]
+    assert progress_of(out["seen"]) == [20, 40, 60, 80, 100]
+
+
+async def test_reconnect_delays_grow_exponentially_with_jitter_up_to_the_cap(
+    origin_page: Page, api_key: str
+) -> None:
+    attempts: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def refuse(ws: WebSocketRoute) -> None:
+        attempts.append(loop.time())
+        await ws.close(code=1011, reason="refused by the test")
+
+    await origin_page.route_web_socket("**/ws/task_updates*", refuse)
+    backoff = {"initialMs": 200, "maxMs": 800, "failuresBeforePolling": 2}
+    await load_client(origin_page, api_key, pollIntervalMs=60000, reconnect=backoff)
+    await run(origin_page, "async () => { baton.watchAll(() => {}); }")
+    await poll(lambda: asyncio.sleep(0, len(attempts)), lambda count: count >= 7, within=20, what="7 socket attempts")
+    delays = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    ceilings = [0.2, 0.4, 0.8, 0.8, 0.8, 0.8]  # initialMs doubled per failure, capped at maxMs
+    for delay, ceiling in zip(delays, ceilings, strict=False):
+        assert ceiling / 2 - 0.05 <= delay <= ceiling + 0.25, (delays, ceilings)
+    assert len({round(delay, 2) for delay in delays[2:6]}) > 1, delays  # jitter: the capped delays differ
+    states = await origin_page.evaluate("states")
+    assert states[:3] == ["connecting", "reconnecting", "polling"], states
+    await origin_page.evaluate("baton.close()")
+    assert (await origin_page.evaluate("[baton.state, states.at(-1)]")) == ["closed", "closed"]
