@@ -547,3 +547,36 @@ async def test_reconnect_delays_grow_exponentially_with_jitter_up_to_the_cap(
     assert states[:3] == ["connecting", "reconnecting", "polling"], states
     await origin_page.evaluate("baton.close()")
     assert (await origin_page.evaluate("[baton.state, states.at(-1)]")) == ["closed", "closed"]
+
+
+async def test_retry_runs_an_ended_job_again_and_list_filters_by_creation_time(
+    origin_page: Page, orchestrator: Api, api_key: str, page_errors: ErrorLog
+) -> None:
+    page_errors.allow(r"status of 409 ")
+    await load_client(origin_page, api_key)
+    out = await run(
+        origin_page,
+        """async (type) => {
+            const before = new Date(Date.now() - 1000);
+            const slow = await baton.submit(type, { steps: 100, delay: 0.2 }, { sessionId: "s-retry" });
+            await baton.cancel(slow.job_id);
+            const again = await baton.retry(slow.job_id);
+            const record = await baton.get(again.job_id);
+            await baton.cancel(again.job_id);
+            let refused = null;
+            try {
+                await baton.retry((await baton.submit(type, { steps: 0 }, { wait: 10 })).job_id);
+            } catch (e) {
+                refused = { status: e.status, error: e.error };
+            }
+            const recent = await baton.list({ sessionId: "s-retry", createdAfter: before });
+            const none = await baton.list({ sessionId: "s-retry", createdBefore: before });
+            return { slow, again, record, refused, recent, none };
+        }""",
+        orchestrator.job_type,
+    )
+    assert out["again"]["job_id"] != out["slow"]["job_id"]
+    assert out["record"]["retry_of"] == out["slow"]["job_id"] and out["record"]["session_id"] == "s-retry"
+    assert out["refused"] == {"status": 409, "error": "not_retryable"}
+    assert [job["job_id"] for job in out["recent"]["jobs"]] == [out["again"]["job_id"], out["slow"]["job_id"]]
+    assert out["recent"]["total"] == 2 and out["none"]["jobs"] == []
