@@ -24,7 +24,7 @@ const CONNECT_TIMEOUT_MS = 10000; // a socket not established by then (a black-h
 const GET_RETRIES = 3; // idempotent GETs only: after a 429/503 (honouring Retry-After) or a network failure
 const MAX_RETRY_AFTER_MS = 30000;
 const MAX_KNOWN_JOBS = 10000; // last seqs kept (oldest forgotten first)
-const MAX_RESUMED_JOBS = 1000; // `since` entries sent for watchAll on a reconnect
+const MAX_JOBS_PER_MESSAGE = 1000; // the server's cap on the job ids (and `since` entries) of one message
 const WATCH_ALL_PAGE = 100; // jobs per GET /jobs poll in polling mode
 
 /** @typedef {"connecting" | "open" | "reconnecting" | "polling" | "closed"} ConnectionState */
@@ -456,7 +456,10 @@ class LiveUpdates {
     this._stopPolling();
     this._setState("open");
     this._startPinging();
-    if (this._watches.size > 0) this._send(this._subscription([...this._watches.keys()]));
+    const watched = [...this._watches.keys()];
+    for (let start = 0; start < watched.length; start += MAX_JOBS_PER_MESSAGE) {
+      this._send(this._subscription(watched.slice(start, start + MAX_JOBS_PER_MESSAGE)));
+    }
     if (this._watchAlls.size > 0) {
       this._send(this._allSubscription());
       // `since` resumes the jobs the client knew; the newest jobs' records show those made while it was away.
@@ -536,7 +539,7 @@ class LiveUpdates {
     const since = {};
     const known = [...this._lastSeq.entries()].reverse();
     for (const [jobId, seq] of known) {
-      if (Object.keys(since).length >= MAX_RESUMED_JOBS) break;
+      if (Object.keys(since).length >= MAX_JOBS_PER_MESSAGE) break;
       if (!TERMINAL.has(this._status.get(jobId))) since[jobId] = seq;
     }
     return withoutUndefined({ type: "subscribe", all: true, since: Object.keys(since).length ? since : undefined });
