@@ -463,7 +463,7 @@ class LiveUpdates {
     if (this._watchAlls.size > 0) {
       this._send(this._allSubscription());
       // `since` resumes the jobs the client knew; the newest jobs' records show those made while it was away.
-      if (resumed) this._pollAll();
+      if (resumed) this._pollAll({ onlyNew: true });
     }
   }
 
@@ -614,11 +614,17 @@ class LiveUpdates {
     this._dispatch({ type: "job_snapshot", job_id: jobId, seq: job.seq, job });
   }
 
-  async _pollAll() {
+  /**
+   * watchAll's view from the newest jobs' records. A job watched on its own is left out: its events come (by
+   * socket or by polling its history) and a record running ahead of them would make the older ones look stale.
+   * With `onlyNew`, so are the jobs the client knows: the socket's `since` replays their events.
+   */
+  async _pollAll({ onlyNew = false } = {}) {
     try {
       const page = await this._baton.list({ limit: WATCH_ALL_PAGE });
       // Oldest first, so listeners see the jobs in the order they were made.
       for (const job of [...(page.jobs ?? [])].reverse()) {
+        if (this._watches.has(job.job_id) || (onlyNew && this._lastSeq.has(job.job_id))) continue;
         this._dispatch({ type: "job_snapshot", job_id: job.job_id, seq: job.seq, job });
       }
     } catch {
