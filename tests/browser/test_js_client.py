@@ -464,16 +464,20 @@ async def test_a_thousand_jobs_watched_all_lose_no_event(origin_page: Page, orch
                 const jobs = Array.from({ length: 1000 }, () => ({ type, payload: { steps: 1 } }));
                 const batch = await baton.batch(jobs);
                 const ids = batch.jobs.map((item) => item.job_id);
-                await waitFor(() => ids.every((id) => ended.has(id)), 200000);
+                const allEnded = () => ids.every((id) => ended.has(id));
+                const finished = await waitFor(allEnded, 200000).then(() => true, () => false);
                 const seconds = (performance.now() - started) / 1000;
                 all.close();
-                return { accepted: batch.accepted, seconds, wireGaps, seqs: ids.map((id) => byJob.get(id) ?? []) };
+                const seqs = ids.map((id) => byJob.get(id) ?? []);
+                return { accepted: batch.accepted, finished, ended: ended.size, seconds, wireGaps, seqs, states };
             }""",
             orchestrator.job_type,
         ),
         220,
     )
     assert out["accepted"] == 1000
+    seen_ending = f"{out['ended']} of 1,000 jobs seen ending in {out['seconds']:.0f} s"
+    assert out["finished"], f"{seen_ending}; the client's states: {out['states']}"
     gaps = [seqs for seqs in out["seqs"] if seqs != list(range(1, len(seqs) + 1))]
     assert not gaps, gaps[:3]
     events = sum(len(seqs) for seqs in out["seqs"])
