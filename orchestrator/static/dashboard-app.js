@@ -207,19 +207,25 @@ class Dashboard {
     return this.knownServices;
   }
 
+  /** Tells the views about jobs this page created, so that their rows show a type at once. */
+  announce(jobId, known) {
+    this.submitted.set(jobId, known);
+    for (const listener of this.listeners) listener({ type: "job_submitted", job_id: jobId, job: known });
+  }
+
   async submitJobs(type, payload, options, count) {
     if (count === 1) {
       const accepted = await this.baton.submit(type, payload, options);
-      this.submitted.set(accepted.job_id, { type, created_at: accepted.created_at });
+      this.announce(accepted.job_id, { type, status: accepted.status, created_at: accepted.created_at });
       return [accepted.job_id];
     }
     const items = Array.from({ length: count }, () => ({
-      type, payload, priority: options.priority, ...(options.sessionId ? { session_id: options.sessionId } : {}),
+      type, payload, priority: options.priority, sessionId: options.sessionId,
     }));
     const answer = await this.baton.batch(items);
-    const entries = answer.jobs || answer.items || answer.results || [];
+    const entries = answer.jobs;
     const ids = entries.filter((entry) => entry.job_id).map((entry) => entry.job_id);
-    for (const id of ids) this.submitted.set(id, { type });
+    for (const entry of entries) if (entry.job_id) this.announce(entry.job_id, { type, status: entry.status });
     const failed = entries.filter((entry) => !entry.job_id);
     if (failed.length) throw new Error(`${failed.length} of ${count} refused: ${JSON.stringify(failed[0])}`);
     return ids;
@@ -237,7 +243,7 @@ class Dashboard {
   async retryJob(jobId, say, open = false) {
     try {
       const accepted = await this.baton.retry(jobId);
-      this.submitted.set(accepted.job_id, { created_at: accepted.created_at });
+      this.announce(accepted.job_id, { status: accepted.status, created_at: accepted.created_at });
       say.say(`retried as ${accepted.job_id}`, "ok");
       if (open) this.navigate(`#/jobs/${accepted.job_id}`);
     } catch (error) {

@@ -158,6 +158,12 @@ export function mountRuns(app, container, params) {
   function onMessage(message) {
     const jobId = message.type === "job_snapshot" ? message.job_id : message.global_task_id || message.job_id;
     if (!jobId) return;
+    if (message.type === "job_submitted") {
+      // What this page knows from its own request: the type, never a status newer than the events'.
+      if (rows.has(jobId)) merge(jobId, { type: message.job.type, created_at: message.job.created_at, seq: -1 });
+      else if (liveInsert && !filters.status) insertLive(jobId, { status: message.job.status, ...message.job });
+      return;
+    }
     const change = message.type === "job_snapshot"
       ? { ...message.job, seq: message.seq }
       : {
@@ -176,7 +182,11 @@ export function mountRuns(app, container, params) {
     }
     if (filters.status && change.status !== filters.status) return;
     const known = app.submitted.get(jobId) || {};
-    const row = makeRow({ job_id: jobId, ...known, ...change, created_at: known.created_at || change.updated_at });
+    insertLive(jobId, { ...known, ...change, created_at: known.created_at || change.updated_at });
+  }
+
+  function insertLive(jobId, job) {
+    const row = makeRow({ job_id: jobId, ...job });
     row.live = true;
     order.unshift(jobId);
     total += 1;

@@ -1,0 +1,109 @@
+"""What the dashboard's browser tests share: a worker whose failures the test switches on and off, opening
+the dashboard with a key, reading its rows and timeline, and screenshots of each view in /tmp/shots/."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Page
+
+from tests.api_server import Api
+from workers import RetryPolicy, TaskContext, Worker
+
+SHOTS = Path("/tmp/shots")
+WAIT_MS = 20_000  # the longest a view may take to show what the test waits for
+
+
+@dataclass
+class FailSwitch:
+    """While `on`, jobs whose payload says "fail" raise it; a test turns it off to watch a retry or a replay run."""
+
+    on: bool = True
+
+
+def switchable_worker(service: str, job_type: str, failing: FailSwitch) -> Worker:
+    """The test service's worker: payload {"steps": n, "delay": s, "fail": message?} reports progress n times
+    (100*i/n, "step i"), then returns {"steps": n}, or raises `fail` while the switch is on. No retries: a
+    failure fails the job and parks its task at once."""
+    worker = Worker(service, concurrency=8, retry=RetryPolicy(max_retries=0))
+
+    @worker.handler(job_type)
+    async def steps(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        count = int(payload.get("steps", 0))
+        for step in range(1, count + 1):
+            await asyncio.sleep(float(payload.get("delay", 0)))
+            await ctx.progress(100 * step / count, f"step {step}")
+        if payload.get("fail") and failing.on:
+            raise RuntimeError(str(payload["fail"]))
+        return {"steps": count}
+
+    return worker
+
+
+async def open_dashboard(page: Page, base_url: str, key: str, route: str = "") -> None:
+    """The dashboard with the key in the URL, once its shell is up (the role badge says which key)."""
+    await page.goto(f"{base_url}/?token={key}{route}")
+    await page.wait_for_selector("#role", timeout=WAIT_MS)
+
+
+async def wait_live(page: Page) -> None:
+    await page.wait_for_selector('#conn[data-state="open"]', timeout=WAIT_MS)
+
+
+async def shot(page: Page, name: str) -> None:
+    """A full-page screenshot of the view for the report (not committed)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def row_ids(page: Page) -> list[str]:
+    """The job ids of the runs table, top to bottom."""
+    ids: list[str] = await page.eval_on_selector_all("#runs-body tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
+    return ids
+
+
+async def row(page: Page, job_id: str) -> dict[str, Any]:
+    """A runs row as the page shows it: type, status, bar percentage."""
+    found: dict[str, Any] = await page.eval_on_selector(
+        f'#runs-body tr[data-job-id="{job_id}"]',
+        """tr => ({
+            type: tr.querySelector("td.type").textContent,
+            status: tr.dataset.status,
+            percent: Number(tr.querySelector("[role=progressbar]").getAttribute("aria-valuenow")),
+        })""",
+    )
+    return found
+
+
+async def timeline_seqs(page: Page) -> list[int]:
+    seqs: list[int] = await page.eval_on_selector_all("#timeline-body tr[data-seq]", "rows => rows.map(r => Number(r.dataset.seq))")
+    return seqs
+
+
+async def history_seqs(api: Api, job_id: str) -> list[int]:
+    """The seqs of the job's kept events, as the server holds them."""
+    answer = await api.client.get(f"/jobs/{job_id}/events", params={"limit": "500"}, headers=api.headers_a)
+    assert answer.status == 200, await answer.text()
+    body = await answer.json()
+    assert body["complete"], body
+    return [event["seq"] for event in body["events"]]
+
+
+async def create_jobs(api: Api, count: int, payload: dict[str, Any], **fields: Any) -> list[str]:
+    """`count` jobs of the test type through the API (POST /jobs/batch), their ids in order."""
+    jobs = [{"type": api.job_type, "payload": payload, **fields} for _ in range(count)]
+    answer = await api.client.post("/jobs/batch", json={"jobs": jobs}, headers=api.headers_a)
+    assert answer.status == 200, await answer.text()
+    body = await answer.json()
+    assert body["rejected"] == 0, body
+    return [item["job_id"] for item in body["jobs"]]
+
+
+async def job_record(api: Api, job_id: str) -> dict[str, Any]:
+    answer = await api.client.get(f"/jobs/{job_id}", headers=api.headers_a)
+    assert answer.status == 200, await answer.text()
+    record: dict[str, Any] = await answer.json()
+    return record
