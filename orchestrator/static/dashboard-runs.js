@@ -119,7 +119,7 @@ export function mountRuns(app, container, params) {
     body.replaceChildren(...order.map((jobId) => rows.get(jobId).tr));
     if (!order.length) body.append(h("tr", {}, h("td", { colspan: "7", class: "empty" }, "No jobs match.")));
     const first = total ? filters.offset + 1 : 0;
-    pageInfo.textContent = `${first}–${filters.offset + order.length} of ${total}`;
+    pageInfo.textContent = `${first}-${filters.offset + order.length} of ${total}`;
     prev.disabled = filters.offset === 0;
     next.disabled = filters.offset + filters.limit >= total;
   }

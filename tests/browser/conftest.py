@@ -7,6 +7,7 @@ Fixtures:
 - `orchestrator_url`: its base URL, "http://127.0.0.1:<port>" (no trailing slash).
 - `api_key` / `other_api_key`: tenant A's and tenant B's API keys; `admin_key`: the admin key.
 - `worker`: a running worker of the test service (harness.stepping_worker: {"steps", "delay", "fail"}).
+- `switchable_worker`: one without retries whose "fail" payloads fail only while `failing.on` (a FailSwitch).
 - `browser`: a headless chromium (playwright Browser), closed after the test.
 - `page_errors`: the page's ErrorLog; `page_errors.allow(regex)` lets an expected error through.
 - `page`: a fresh page (about:blank) whose console errors and page errors fail the test at teardown.
@@ -21,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.api_server import Api, serve_api
+from tests.browser.dashboard_pages import FailSwitch, failing_worker
 from tests.browser.harness import ErrorLog, chromium_executable, open_blank, stepping_worker
 from tests.workers.helpers import running
 
@@ -37,7 +39,9 @@ except ImportError as missing:  # a clear failure, never a skip
 async def orchestrator(
     rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
 ) -> AsyncIterator[Api]:
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
+    # Its own events queue: on the shared one, other runs' orchestrators take a share of the test's events,
+    # and a page would miss events for reasons that are not the page's.
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
         yield api
 
 
@@ -65,6 +69,22 @@ def admin_key(orchestrator: Api) -> str:
 @pytest.fixture
 async def worker(orchestrator: Api, rabbitmq_url: str, redis_url: str) -> AsyncIterator[None]:
     async with running(stepping_worker(orchestrator.service, orchestrator.job_type), rabbitmq_url, redis_url=redis_url):
+        yield
+
+
+@pytest.fixture
+def failing() -> FailSwitch:
+    """Turns the `switchable_worker`'s failures on (the default) and off."""
+    return FailSwitch()
+
+
+@pytest.fixture
+async def switchable_worker(
+    orchestrator: Api, rabbitmq_url: str, redis_url: str, failing: FailSwitch
+) -> AsyncIterator[None]:
+    """A worker of the test service without retries whose "fail" payloads fail only while `failing.on`."""
+    worker = failing_worker(orchestrator.service, orchestrator.job_type, failing)
+    async with running(worker, rabbitmq_url, redis_url=redis_url):
         yield
 
 

@@ -24,7 +24,7 @@ class FailSwitch:
     on: bool = True
 
 
-def switchable_worker(service: str, job_type: str, failing: FailSwitch) -> Worker:
+def failing_worker(service: str, job_type: str, failing: FailSwitch) -> Worker:
     """The test service's worker: payload {"steps": n, "delay": s, "fail": message?} reports progress n times
     (100*i/n, "step i"), then returns {"steps": n}, or raises `fail` while the switch is on. No retries: a
     failure fails the job and parks its task at once."""
@@ -49,19 +49,25 @@ async def open_dashboard(page: Page, base_url: str, key: str, route: str = "") -
     await page.wait_for_selector("#role", timeout=WAIT_MS)
 
 
+def page_info_is(text: str) -> str:
+    """A wait_for_function expression: the pager says `text` (e.g. "1-25 of 30")."""
+    return f"document.getElementById('page-info').textContent === {text!r}"
+
+
 async def wait_live(page: Page) -> None:
     await page.wait_for_selector('#conn[data-state="open"]', timeout=WAIT_MS)
 
 
 async def shot(page: Page, name: str) -> None:
-    """A full-page screenshot of the view for the report (not committed)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """A full-page screenshot of the view for the report (not committed; chromium makes the folder)."""
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 async def row_ids(page: Page) -> list[str]:
     """The job ids of the runs table, top to bottom."""
-    ids: list[str] = await page.eval_on_selector_all("#runs-body tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
+    ids: list[str] = await page.eval_on_selector_all(
+        "#runs-body tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)"
+    )
     return ids
 
 
@@ -79,7 +85,9 @@ async def row(page: Page, job_id: str) -> dict[str, Any]:
 
 
 async def timeline_seqs(page: Page) -> list[int]:
-    seqs: list[int] = await page.eval_on_selector_all("#timeline-body tr[data-seq]", "rows => rows.map(r => Number(r.dataset.seq))")
+    seqs: list[int] = await page.eval_on_selector_all(
+        "#timeline-body tr[data-seq]", "rows => rows.map(r => Number(r.dataset.seq))"
+    )
     return seqs
 
 

@@ -3,13 +3,9 @@ filters and paging, job detail, cancel, a failure retried in one click."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-import redis.asyncio as aioredis
 from playwright.async_api import Page
 
-from tests.api_server import Api, serve_api
+from tests.api_server import Api
 from tests.browser.dashboard_pages import (
     WAIT_MS,
     FailSwitch,
@@ -17,47 +13,19 @@ from tests.browser.dashboard_pages import (
     history_seqs,
     job_record,
     open_dashboard,
+    page_info_is,
     row,
     row_ids,
     shot,
-    switchable_worker,
     timeline_seqs,
     wait_live,
 )
 from tests.browser.harness import ErrorLog
 from tests.polling import eventually
-from tests.workers.helpers import running
-
-
-@pytest.fixture
-async def orchestrator(
-    rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
-) -> AsyncIterator[Api]:
-    # Its own events queue: on the shared one, other runs' orchestrators would take a share of this test's
-    # events, and the page would miss them for reasons that are not the dashboard's.
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
-        yield api
-
-
-@pytest.fixture
-def page(orchestrator: Api, page: Page) -> Page:
-    """The conftest's page, closed before the orchestrator stops (its socket would log a refused reconnect)."""
-    return page
-
-
-@pytest.fixture
-def failing() -> FailSwitch:
-    return FailSwitch()
-
-
-@pytest.fixture
-async def worker(orchestrator: Api, rabbitmq_url: str, redis_url: str, failing: FailSwitch) -> AsyncIterator[None]:
-    async with running(switchable_worker(orchestrator.service, orchestrator.job_type, failing), rabbitmq_url, redis_url=redis_url):
-        yield
 
 
 async def test_the_key_is_taken_from_the_url_kept_and_removed_from_the_address_bar(
-    page: Page, orchestrator_url: str, api_key: str
+    orchestrator_url: str, api_key: str, page: Page
 ) -> None:
     await open_dashboard(page, orchestrator_url, api_key)
     await wait_live(page)
@@ -77,7 +45,7 @@ async def test_the_key_is_taken_from_the_url_kept_and_removed_from_the_address_b
     await wait_live(page)
 
 
-async def test_a_refused_key_asks_for_another(page: Page, page_errors: ErrorLog, orchestrator_url: str) -> None:
+async def test_a_refused_key_asks_for_another(orchestrator_url: str, page_errors: ErrorLog, page: Page) -> None:
     page_errors.allow(r"status of 401")  # chromium logs the refused request itself
     await page.goto(orchestrator_url + "/?token=not-a-key")
     await page.wait_for_selector("#key-input")
@@ -87,7 +55,7 @@ async def test_a_refused_key_asks_for_another(page: Page, page_errors: ErrorLog,
 
 
 async def test_submitted_jobs_appear_on_top_with_their_type_and_bars_move_to_completed(
-    page: Page, orchestrator: Api, orchestrator_url: str, api_key: str, worker: None
+    orchestrator: Api, orchestrator_url: str, api_key: str, switchable_worker: None, page: Page
 ) -> None:
     before = await create_jobs(orchestrator, 2, {"steps": 1})
     await open_dashboard(page, orchestrator_url, api_key)
@@ -131,7 +99,7 @@ async def test_submitted_jobs_appear_on_top_with_their_type_and_bars_move_to_com
     await shot(page, "runs")
 
 
-async def test_filters_and_paging(page: Page, orchestrator: Api, orchestrator_url: str, api_key: str) -> None:
+async def test_filters_and_paging(orchestrator: Api, orchestrator_url: str, api_key: str, page: Page) -> None:
     ids = await create_jobs(orchestrator, 27, {"steps": 1})  # no worker: they stay queued
     tagged = await create_jobs(orchestrator, 3, {"steps": 1}, session_id="dash-session")
     await open_dashboard(page, orchestrator_url, api_key)
@@ -139,10 +107,10 @@ async def test_filters_and_paging(page: Page, orchestrator: Api, orchestrator_ur
     first_page = await row_ids(page)
     assert len(first_page) == 25
     assert set(first_page[:3]) == set(tagged)  # newest first (a batch's jobs share their creation time)
-    assert (await page.text_content("#page-info")) == "1–25 of 30"
+    assert (await page.text_content("#page-info")) == "1-25 of 30"
 
     await page.click("#page-next")
-    await page.wait_for_function("document.getElementById('page-info').textContent.startsWith('26–30')", timeout=WAIT_MS)
+    await page.wait_for_function(page_info_is("26-30 of 30"), timeout=WAIT_MS)
     second_page = await row_ids(page)
     assert len(second_page) == 5 and set(first_page + second_page) == set(ids + tagged)
     assert "offset=25" in page.url
@@ -151,30 +119,31 @@ async def test_filters_and_paging(page: Page, orchestrator: Api, orchestrator_ur
     await page.wait_for_selector("#filter-session")
     await page.fill("#filter-session", "dash-session")
     await page.click("#apply-filters")
-    await page.wait_for_function("document.getElementById('page-info').textContent === '1–3 of 3'", timeout=WAIT_MS)
+    await page.wait_for_function(page_info_is("1-3 of 3"), timeout=WAIT_MS)
     assert set(await row_ids(page)) == set(tagged)
     assert "session=dash-session" in page.url
 
     await page.goto(orchestrator_url + "/#/runs?status=completed")
-    await page.wait_for_function("document.getElementById('page-info').textContent === '0–0 of 0'", timeout=WAIT_MS)
+    await page.wait_for_function(page_info_is("0-0 of 0"), timeout=WAIT_MS)
 
     await page.goto(orchestrator_url + "/#/runs?before=2000-01-01T00:00")
-    await page.wait_for_function("document.getElementById('page-info').textContent === '0–0 of 0'", timeout=WAIT_MS)
+    await page.wait_for_function(page_info_is("0-0 of 0"), timeout=WAIT_MS)
     await page.goto(orchestrator_url + "/#/runs?after=2000-01-01T00:00&type=" + orchestrator.job_type)
-    await page.wait_for_function("document.getElementById('page-info').textContent === '1–25 of 30'", timeout=WAIT_MS)
+    await page.wait_for_function(page_info_is("1-25 of 30"), timeout=WAIT_MS)
     await shot(page, "runs-filtered")
 
 
 async def test_job_detail_shows_the_timeline_and_the_result(
-    page: Page, orchestrator: Api, orchestrator_url: str, api_key: str, worker: None
+    orchestrator: Api, orchestrator_url: str, api_key: str, switchable_worker: None, page: Page
 ) -> None:
     await open_dashboard(page, orchestrator_url, api_key)
     await wait_live(page)
     [job_id] = await create_jobs(orchestrator, 1, {"steps": 4, "delay": 0.3})
     await page.goto(f"{orchestrator_url}/#/jobs/{job_id}")
-    await page.wait_for_selector('#job-overview dd', timeout=WAIT_MS)
+    await page.wait_for_selector("#job-overview dd", timeout=WAIT_MS)
     await page.wait_for_selector('.job-status-line [data-status="completed"]', timeout=WAIT_MS)
-    await page.wait_for_function("document.getElementById('job-outcome').textContent.includes('\"steps\": 4')", timeout=WAIT_MS)
+    outcome = "document.getElementById('job-outcome').textContent.includes('\"steps\": 4')"
+    await page.wait_for_function(outcome, timeout=WAIT_MS)
 
     async def timeline_is_the_history() -> bool:
         return await timeline_seqs(page) == await history_seqs(orchestrator, job_id)
@@ -187,7 +156,7 @@ async def test_job_detail_shows_the_timeline_and_the_result(
 
 
 async def test_a_running_job_is_cancelled_from_its_page(
-    page: Page, orchestrator: Api, orchestrator_url: str, api_key: str, worker: None
+    orchestrator: Api, orchestrator_url: str, api_key: str, switchable_worker: None, page: Page
 ) -> None:
     [job_id] = await create_jobs(orchestrator, 1, {"steps": 100, "delay": 0.2})
     await open_dashboard(page, orchestrator_url, api_key, f"#/jobs/{job_id}")
@@ -200,7 +169,7 @@ async def test_a_running_job_is_cancelled_from_its_page(
 
 
 async def test_a_failed_job_shows_its_error_and_one_click_retry_runs_a_new_job(
-    page: Page, orchestrator: Api, orchestrator_url: str, api_key: str, worker: None, failing: FailSwitch
+    orchestrator: Api, orchestrator_url: str, api_key: str, switchable_worker: None, failing: FailSwitch, page: Page
 ) -> None:
     [job_id] = await create_jobs(orchestrator, 1, {"steps": 1, "fail": "the model is down"})
     await open_dashboard(page, orchestrator_url, api_key, f"#/jobs/{job_id}")
@@ -212,7 +181,8 @@ async def test_a_failed_job_shows_its_error_and_one_click_retry_runs_a_new_job(
 
     failing.on = False
     await page.click("#job-retry")
-    await page.wait_for_function(f"location.hash.startsWith('#/jobs/') && !location.hash.endsWith('{job_id}')", timeout=WAIT_MS)
+    another_job = f"location.hash.startsWith('#/jobs/') && !location.hash.endsWith('{job_id}')"
+    await page.wait_for_function(another_job, timeout=WAIT_MS)
     new_id = page.url.rsplit("/", 1)[-1]
     await page.wait_for_selector('.job-status-line [data-status="completed"]', timeout=WAIT_MS)
     assert f'href="#/jobs/{job_id}"' in (await page.inner_html("#job-overview"))  # "Retry of" the old job
