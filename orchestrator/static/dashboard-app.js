@@ -3,7 +3,7 @@
 // through the Baton client.
 
 import { Baton } from "/static/baton.js";
-import { describeError, h, notice } from "/static/dashboard-dom.js";
+import { describeError, fill, h, notice } from "/static/dashboard-dom.js";
 import { forgetKey, keepKey, takeKey } from "/static/dashboard-key.js";
 import { mountRuns } from "/static/dashboard-runs.js";
 import { mountJob } from "/static/dashboard-job.js";
@@ -77,7 +77,7 @@ class Dashboard {
     const input = h("input", { id: "key-input", type: "password", autocomplete: "off", required: true });
     const say = notice();
     if (problem) say.say(problem, "error");
-    this.root.replaceChildren(h("main", { class: "signin" },
+    fill(this.root, h("main", { class: "signin" },
       h("h1", {}, "Baton dashboard"),
       h("form", {
         class: "card", "aria-label": "sign in",
@@ -102,7 +102,7 @@ class Dashboard {
     this.nav = h("nav", { class: "tabs", "aria-label": "views" },
       NAV.filter((item) => !item.tenant || this.role === "tenant").map((item) => h("a", { href: item.hash, dataset: { view: item.hash } }, item.label)));
     this.main = h("main", { id: "view", tabindex: "-1" });
-    this.root.replaceChildren(
+    fill(this.root,
       h("a", { class: "skip", href: "#view", onclick: (e) => { e.preventDefault(); this.main.focus(); } }, "Skip to content"),
       h("header", { class: "top" },
         h("span", { class: "brand" }, "Baton"),
@@ -141,7 +141,7 @@ class Dashboard {
     const view = parts[0] || fallback;
     if (this.unmount) this.unmount();
     this.unmount = null;
-    this.main.replaceChildren();
+    fill(this.main);
     for (const link of this.nav.querySelectorAll("a")) {
       const current = link.dataset.view === `#/${view}` || (view === "jobs" && link.dataset.view === "#/runs")
         || (view === "executions" && link.dataset.view === "#/workflows");

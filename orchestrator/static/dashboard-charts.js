@@ -1,7 +1,7 @@
 // Charts of GET /stats: jobs created, completed and failed per minute, and latency p50/p95, drawn as
 // inline SVG polylines (no chart library).
 
-import { field, h, notice, svg } from "/static/dashboard-dom.js";
+import { fill, field, h, notice, svg } from "/static/dashboard-dom.js";
 
 const WIDTH = 720;
 const HEIGHT = 220;
@@ -29,14 +29,14 @@ export function mountCharts(app, container, params) {
       const stats = await app.baton.request("GET", `/stats?minutes=${minutes}`);
       if (closed) return;
       const buckets = stats.buckets || stats.minutes || [];
-      totals.replaceChildren(...Object.entries(stats.totals || {}).flatMap(([name, value]) => [
+      fill(totals, ...Object.entries(stats.totals || {}).flatMap(([name, value]) => [
         h("dt", {}, name.replaceAll("_", " ")), h("dd", {}, typeof value === "number" ? String(Math.round(value * 100) / 100) : String(value ?? "—"))]));
-      throughput.replaceChildren(chart(buckets, [
+      fill(throughput, chart(buckets, [
         { key: "created", label: "created", color: "#2563eb" },
         { key: "completed", label: "completed", color: "#15803d" },
         { key: "failed", label: "failed", color: "#b91c1c" },
       ], "Jobs per minute"));
-      latency.replaceChildren(chart(buckets, [
+      fill(latency, chart(buckets, [
         { key: "latency_p50_ms", label: "p50 ms", color: "#7c3aed" },
         { key: "latency_p95_ms", label: "p95 ms", color: "#c2410c" },
       ], "Latency, created to terminal (ms)"));

@@ -1,7 +1,7 @@
 // Dead letters per service: the parked tasks (a tenant's own, or every tenant's for the admin key), with
 // a Replay button per task and bulk replay of the selected ones or of all.
 
-import { describeError, field, h, notice, shortId, table, time } from "/static/dashboard-dom.js";
+import { fill, describeError, field, h, notice, shortId, table, time } from "/static/dashboard-dom.js";
 
 const SERVICE_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,99}$/i;
 
@@ -24,7 +24,7 @@ export function mountDeadLetters(app, container, service) {
     say);
 
   app.services().then((names) => {
-    options.replaceChildren(...names.map((name) => h("option", { value: name })));
+    fill(options, ...names.map((name) => h("option", { value: name })));
   });
 
   if (!service) {
@@ -64,7 +64,7 @@ export function mountDeadLetters(app, container, service) {
     try {
       const page = await app.baton.request("GET", `/dead-letters/${service}?limit=200`);
       if (closed) return;
-      body.replaceChildren(...page.entries.map((entry) => h("tr", { dataset: { taskId: entry.task_id || "" } },
+      fill(body, ...page.entries.map((entry) => h("tr", { dataset: { taskId: entry.task_id || "" } },
         h("td", {}, h("input", {
           type: "checkbox", value: entry.task_id || "", disabled: !entry.decodable || !entry.task_id,
           "aria-label": `select task ${entry.task_id}`, onchange: syncButtons,

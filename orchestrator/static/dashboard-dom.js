@@ -20,6 +20,13 @@ export function h(tag, attrs = {}, ...children) {
   return element;
 }
 
+/** Replaces an element's children; like replaceChildren, but nested arrays and null/false are allowed. */
+export function fill(element, ...children) {
+  element.replaceChildren();
+  append(element, children);
+  return element;
+}
+
 function append(element, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;

@@ -2,7 +2,7 @@
 // (the server's kept history, then live events), the child-task tree, and retry and cancel.
 
 import {
-  RETRYABLE, TERMINAL, h, jobPercentage, json, notice, progressBar, setProgress, shortId, statusBadge,
+  RETRYABLE, TERMINAL, fill, h, jobPercentage, json, notice, progressBar, setProgress, shortId, statusBadge,
   table, time,
 } from "/static/dashboard-dom.js";
 
@@ -71,7 +71,7 @@ export function mountJob(app, container, jobId) {
 
   function render() {
     const percentage = jobPercentage(job.status, job.progress);
-    header.replaceChildren(
+    fill(header,
       h("h1", {}, "Job ", h("code", {}, job.job_id)),
       h("div", { class: "job-status-line" },
         statusBadge(job.status), progressBar(percentage, "job progress"),
@@ -83,7 +83,7 @@ export function mountJob(app, container, jobId) {
         RETRYABLE.has(job.status)
           ? h("button", { type: "button", id: "job-retry", onclick: () => app.retryJob(jobId, say, true) }, "Retry as a new job")
           : null));
-    overview.replaceChildren(
+    fill(overview,
       h("h2", {}, "Overview"),
       h("dl", { class: "facts" },
         fact("Type", job.type), fact("Service", job.service), fact("Priority", job.priority),
@@ -91,10 +91,10 @@ export function mountJob(app, container, jobId) {
         fact("Created", time(job.created_at)), fact("Updated", time(job.updated_at)), fact("Seq", job.seq),
         job.retry_of ? fact("Retry of", h("a", { href: `#/jobs/${job.retry_of}` }, job.retry_of)) : null,
         job.parent ? fact("Parent job", h("a", { href: `#/jobs/${job.parent.job_id}` }, job.parent.job_id)) : null),
-      h("h3", {}, "Payload"), json(job.payload ?? null),
+      job.payload !== undefined ? [h("h3", {}, "Payload"), json(job.payload)] : null,
       job.context && Object.keys(job.context).length ? [h("h3", {}, "Context"), json(job.context)] : null);
-    outcome.replaceChildren(...outcomeOf(job));
-    tree.replaceChildren(h("h2", {}, "Tasks"), taskTree(job));
+    fill(outcome, ...outcomeOf(job));
+    fill(tree, h("h2", {}, "Tasks"), taskTree(job));
   }
 
   async function reload() {

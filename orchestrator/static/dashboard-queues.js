@@ -1,7 +1,7 @@
 // Queues and workers: per service the ready depth, consumers, dead letters and rates of the last minute,
 // and its live workers with in-flight tasks and heartbeat age; read again every few seconds.
 
-import { ago, h, notice, table } from "/static/dashboard-dom.js";
+import { fill, ago, h, notice, table } from "/static/dashboard-dom.js";
 
 export const QUEUES_REFRESH_MS = 3000;
 
@@ -32,7 +32,7 @@ export function mountQueues(app, container) {
       if (closed) return;
       const services = Array.isArray(answer) ? answer : answer.services || answer.queues || [];
       app.knownServices = services.map((s) => s.service);
-      body.replaceChildren(...services.map((service) => h("tr", { dataset: { service: service.service } },
+      fill(body, ...services.map((service) => h("tr", { dataset: { service: service.service } },
         h("th", { scope: "row" }, service.service),
         h("td", { class: "num" }, String(service.depth ?? "—")),
         h("td", { class: "num" }, String(service.consumers ?? "—")),

@@ -3,7 +3,7 @@
 // status of the task the event is about.
 
 import {
-  JOB_STATUSES, RETRYABLE, TERMINAL, describeError, field, h, jobPercentage, notice, progressBar,
+  JOB_STATUSES, RETRYABLE, TERMINAL, describeError, field, fill, h, jobPercentage, notice, progressBar,
   setProgress, shortId, statusBadge, table, time,
 } from "/static/dashboard-dom.js";
 
@@ -67,13 +67,13 @@ export function mountRuns(app, container, params) {
   function paint(row) {
     const { job, cells } = row;
     cells.type.textContent = job.type || "…";
-    cells.status.replaceChildren(statusBadge(job.status));
+    fill(cells.status, statusBadge(job.status));
     setProgress(cells.bar, jobPercentage(job.status, job.progress));
     cells.message.textContent = (job.progress && job.progress.message) || "";
     cells.created.textContent = time(job.created_at);
     cells.updated.textContent = time(job.updated_at);
     row.tr.dataset.status = job.status || "";
-    cells.actions.replaceChildren(...actions(job));
+    fill(cells.actions, ...actions(job));
   }
 
   function actions(job) {
@@ -116,7 +116,7 @@ export function mountRuns(app, container, params) {
   function renderOrder() {
     for (const jobId of order.slice(filters.limit)) rows.delete(jobId);
     order = order.slice(0, filters.limit);
-    body.replaceChildren(...order.map((jobId) => rows.get(jobId).tr));
+    fill(body, ...order.map((jobId) => rows.get(jobId).tr));
     if (!order.length) body.append(h("tr", {}, h("td", { colspan: "7", class: "empty" }, "No jobs match.")));
     const first = total ? filters.offset + 1 : 0;
     pageInfo.textContent = `${first}-${filters.offset + order.length} of ${total}`;

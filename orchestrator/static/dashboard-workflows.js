@@ -1,7 +1,7 @@
 // Workflows: the tenant's definitions and executions; an execution's steps laid out by dependency
 // (one column per depth) with their live statuses, refreshed on each of the execution's events.
 
-import { describeError, field, h, notice, progressBar, shortId, statusBadge, table, time } from "/static/dashboard-dom.js";
+import { fill, describeError, field, h, notice, progressBar, shortId, statusBadge, table, time } from "/static/dashboard-dom.js";
 
 export function mountWorkflows(app, container) {
   const say = notice();
@@ -43,14 +43,14 @@ export function mountWorkflows(app, container) {
         app.baton.request("GET", "/executions?limit=50"),
       ]);
       if (closed) return;
-      definitions.replaceChildren(...defs.workflows.map((wf) => h("tr", {},
+      fill(definitions, ...defs.workflows.map((wf) => h("tr", {},
         h("td", {}, h("code", {}, wf.workflow_id)), h("td", {}, wf.name),
         h("td", {}, wf.steps.map((s) => s.name).join(" → ")), h("td", { class: "time" }, time(wf.updated_at)))));
       if (!defs.workflows.length) definitions.append(h("tr", {}, h("td", { colspan: "4", class: "empty" }, "No workflow definitions.")));
       const selected = choice.value;
-      choice.replaceChildren(...defs.workflows.map((wf) => h("option", { value: wf.workflow_id }, wf.workflow_id)));
+      fill(choice, ...defs.workflows.map((wf) => h("option", { value: wf.workflow_id }, wf.workflow_id)));
       if (selected) choice.value = selected;
-      executions.replaceChildren(...runs.executions.map((run) => h("tr", { dataset: { executionId: run.execution_id } },
+      fill(executions, ...runs.executions.map((run) => h("tr", { dataset: { executionId: run.execution_id } },
         h("td", { class: "id" }, h("a", { href: `#/executions/${run.execution_id}` }, shortId(run.execution_id))),
         h("td", {}, run.workflow_id), h("td", {}, statusBadge(run.status)),
         h("td", { class: "progress" }, progressBar(run.progress.percentage, `progress of ${run.execution_id}`)),
@@ -81,11 +81,11 @@ export function mountExecution(app, container, executionId) {
     try {
       const steps = await app.baton.request("GET", `/executions/${executionId}/steps`);
       if (closed) return;
-      head.replaceChildren(
+      fill(head,
         h("h1", {}, "Execution ", h("code", {}, executionId)),
         h("p", {}, "Workflow ", h("code", {}, steps.workflow_id), " ", statusBadge(steps.status), " ",
           h("a", { href: `#/jobs/${executionId}` }, "its job and timeline")));
-      graph.replaceChildren(...columns(steps.steps).map((column, depth) => h("div", { class: "step-column" },
+      fill(graph, ...columns(steps.steps).map((column, depth) => h("div", { class: "step-column" },
         h("h3", {}, depth === 0 ? "Start" : `Then (${depth})`),
         column.map((step) => h("div", { class: "step", role: "listitem", dataset: { step: step.name, status: step.status } },
           h("div", { class: "step-name" }, h("strong", {}, step.name), " ", statusBadge(step.status)),
