@@ -39,9 +39,7 @@ except ImportError as missing:  # a clear failure, never a skip
 async def orchestrator(
     rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
 ) -> AsyncIterator[Api]:
-    # Its own events queue: on the shared one, other runs' orchestrators take a share of the test's events,
-    # and a page would miss events for reasons that are not the page's.
-    async with serve_api(rabbitmq_url, redis_url, redis_client, unique, own_events=True) as api:
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
         yield api
 
 
