@@ -3,7 +3,7 @@
 // through the Baton client.
 
 import { Baton } from "/static/baton.js";
-import { describeError, fill, h, notice } from "/static/dashboard-dom.js";
+import { TERMINAL, describeError, fill, h, notice } from "/static/dashboard-dom.js";
 import { forgetKey, keepKey, takeKey } from "/static/dashboard-key.js";
 import { mountRuns } from "/static/dashboard-runs.js";
 import { mountJob } from "/static/dashboard-job.js";
@@ -24,8 +24,9 @@ const STATE_TEXT = {
   connecting: "connecting…", open: "live", reconnecting: "reconnecting…", polling: "polling", closed: "offline",
 };
 
-/** Everything the page counts about what reached it, for tests and the watch benchmark. */
-const counters = { events: 0, snapshots: 0, seqs: new Map() };
+/** What reached the page, for tests and the watch benchmark: the seqs of every event per job, and the jobs
+ * an event said had ended. */
+const counters = { events: 0, snapshots: 0, seqs: new Map(), ended: new Set() };
 window.batonDashboard = counters;
 
 class Dashboard {
@@ -179,6 +180,7 @@ class Dashboard {
       const jobId = message.global_task_id || message.job_id;
       if (!counters.seqs.has(jobId)) counters.seqs.set(jobId, []);
       counters.seqs.get(jobId).push(message.seq);
+      if (TERMINAL.has(message.job_status)) counters.ended.add(jobId);
     }
     for (const listener of this.listeners) {
       try {
