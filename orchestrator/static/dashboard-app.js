@@ -25,8 +25,8 @@ const STATE_TEXT = {
 };
 
 /** What reached the page, for tests and the watch benchmark: the seqs of every event per job, and the jobs
- * an event said had ended. */
-const counters = { events: 0, snapshots: 0, seqs: new Map(), ended: new Set() };
+ * an event said had ended, the connection's states. */
+const counters = { events: 0, snapshots: 0, seqs: new Map(), ended: new Set(), states: [] };
 window.batonDashboard = counters;
 
 class Dashboard {
@@ -114,6 +114,7 @@ class Dashboard {
         h("button", { type: "button", class: "ghost small", id: "sign-out", onclick: () => this.signOut() }, "Sign out")),
       this.main);
     this.baton.onState((state) => {
+      counters.states.push(state);
       this.indicator.dataset.state = state;
       this.indicator.textContent = STATE_TEXT[state] || state;
     });

@@ -2,9 +2,10 @@
 
     python -m tests.bench.browser_watch [--jobs 1000] [--steps 3]
 
-Starts `python -m orchestrator` and `python -m workers tests.bench.progress_worker:worker` on the machine's
-RabbitMQ and Redis (or, with BATON_URL and BATON_KEY set, uses that running system: then --type names a job
-type its workers serve, and --payload its input), opens the dashboard with the key, submits the jobs through
+Serves an orchestrator and a worker of a fresh service on the machine's RabbitMQ and Redis, in this process
+(tests/api_server.py: with an events queue of its own; the worker reports progress `--steps` times per job),
+or, with BATON_URL and BATON_KEY set, uses that running system (then --type names a job type its workers
+serve, and --payload its input). It opens the dashboard with the key, submits the jobs through
 POST /jobs/batch, and waits until the page has seen each job end. Then it reads each job's kept events
 (GET /jobs/{id}/events) and compares them with the seqs the page received (window.batonDashboard):
 jobs, events expected, events seen, dropped (kept by the server, never reached the page), duplicates
@@ -18,15 +19,18 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 from playwright.async_api import Page, async_playwright
 
-from tests.browser.harness import chromium_executable
-from tests.e2e.harness import BatonSystem, new_tenants, wait_for_workers
+from tests.api_server import serve_api
+from tests.browser.harness import chromium_executable, stepping_worker
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
+from tests.workers.helpers import running
 
 BATCH = 1000  # POST /jobs/batch's most items
 
@@ -40,6 +44,8 @@ class Figures:
     duplicates: int
     incomplete_histories: int
     seconds_to_all_ended: float
+    snapshots: int
+    states: list[str]
 
     def lines(self) -> list[str]:
         return [
@@ -48,8 +54,10 @@ class Figures:
             f"events seen               {self.seen}",
             f"dropped                   {self.dropped}",
             f"duplicates                {self.duplicates}",
-            f"histories incomplete      {self.incomplete_histories}",
+            f"histories with a gap      {self.incomplete_histories}",
             f"time to all ended (page)  {self.seconds_to_all_ended:.2f} s",
+            f"snapshots seen            {self.snapshots}",
+            f"connection states         {' -> '.join(self.states)}",
         ]
 
 
@@ -89,6 +97,8 @@ async def watch(page: Page, base: str, key: str, specs: list[dict[str, Any]], ti
         await page.wait_for_function(ended_js, timeout=timeout * 1000, polling=100)
         elapsed = time.monotonic() - started
         await asyncio.sleep(1.0)  # events after the terminal one (none expected) would still count
+        states: list[str] = await page.evaluate("window.batonDashboard.states")
+        snapshots: int = await page.evaluate("window.batonDashboard.snapshots")
         page_seqs: dict[str, list[int]] = await page.evaluate(
             "ids => Object.fromEntries(ids.map(id => [id, window.batonDashboard.seqs.get(id) || []]))", ids
         )
@@ -107,40 +117,46 @@ async def watch(page: Page, base: str, key: str, specs: list[dict[str, Any]], ti
         dropped += len(set(seqs) - set(got))
         duplicates += len(got) - len(set(got))
         incomplete += not complete
-    return Figures(len(ids), expected, seen, dropped, duplicates, incomplete, elapsed)
+    return Figures(len(ids), expected, seen, dropped, duplicates, incomplete, elapsed, snapshots, states)
+
+
+async def run_in_browser(base: str, key: str, specs: list[dict[str, Any]], timeout: float) -> None:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_executable(), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            figures = await watch(page, base, key, specs, timeout)
+        finally:
+            await browser.close()
+    print("\n".join(figures.lines()))
+    print(f"console errors            {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
 
 
 async def main(jobs: int, job_type: str | None, payload: dict[str, Any], timeout: float) -> None:
     base, key = os.environ.get("BATON_URL"), os.environ.get("BATON_KEY")
-    system = None
-    if not (base and key):
-        tenant = new_tenants(1)[0]
-        system = BatonSystem(
-            os.environ.get("RABBITMQ_URL", LOCAL_RABBITMQ_URL), os.environ.get("REDIS_URL", LOCAL_REDIS_URL), [tenant]
-        )
-        base, key = await system.start_orchestrator(), tenant.key
-        system.start_worker("tests.bench.progress_worker:worker")
-        await wait_for_workers(base, ["bench-progress"])
-    specs = [{"type": job_type or "bench_progress", "payload": payload} for _ in range(jobs)]
+    if base and key:
+        specs = [{"type": job_type or "bench_progress", "payload": payload} for _ in range(jobs)]
+        await run_in_browser(base.rstrip("/"), key, specs, timeout)
+        return
+    # An orchestrator with an events queue of its own (tests/api_server.py): on the shared one, other
+    # orchestrators on this broker would take a share of the run's events and apply them without this code.
+    rabbitmq_url = os.environ.get("RABBITMQ_URL", LOCAL_RABBITMQ_URL)
+    redis_url = os.environ.get("REDIS_URL", LOCAL_REDIS_URL)
+    redis = aioredis.Redis.from_url(redis_url)
     try:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=chromium_executable(), headless=True, args=["--no-sandbox"]
-            )
-            try:
-                page = await browser.new_page()
-                errors: list[str] = []
-                page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                figures = await watch(page, base, key, specs, timeout)
-            finally:
-                await browser.close()
+        async with serve_api(rabbitmq_url, redis_url, redis, uuid.uuid4().hex[:10]) as api:
+            worker = stepping_worker(api.service, api.job_type)
+            async with running(worker, rabbitmq_url, redis_url=redis_url):
+                specs = [{"type": api.job_type, "payload": payload} for _ in range(jobs)]
+                base = str(api.client.make_url("/")).rstrip("/")
+                await run_in_browser(base, api.headers_a["Authorization"].removeprefix("Bearer "), specs, timeout)
     finally:
-        if system is not None:
-            system.close()
-            await system.forget_lanes()
-    print("\n".join(figures.lines()))
-    print(f"console errors            {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+        await redis.aclose()
 
 
 if __name__ == "__main__":

@@ -346,7 +346,7 @@ async def test_dashboard_and_openapi_are_served(api: Api) -> None:
     page = await api.client.get("/")
     assert page.content_type == "text/html"
     html = await page.text()
-    assert "/ws/task_updates" in html and "<script" in html and "https://" not in html
+    assert '<script type="module" src="/static/dashboard-app.js">' in html and "https://" not in html
     doc = await (await api.client.get("/openapi.json")).json()
     assert "/jobs/{job_id}/result" in doc["paths"]
 
