@@ -14,6 +14,7 @@ export function mountJob(app, container, jobId) {
   let job = null;
   let watch = null;
   let filling = null;
+  let refill = false;
   let closed = false;
 
   const header = h("div", { class: "job-header" });
@@ -49,16 +50,30 @@ export function mountJob(app, container, jobId) {
     lastSeq = Math.max(lastSeq, event.seq);
   }
 
-  // Reads the kept history after `lastSeq` until it is all here (each page is at most the server's limit).
+  // The seq after which the timeline may miss events: the end of its first run without a gap.
+  function heldThrough() {
+    const first = Math.min(...seen);
+    let seq = seen.size ? first : 0;
+    while (seen.has(seq + 1)) seq += 1;
+    return seq;
+  }
+
+  // Reads the kept history after the first gap until it is all here (a page is at most the server's limit).
   async function fillFromHistory() {
-    if (filling) return filling;
+    if (filling) {
+      refill = true;  // events came in during this read: read again once it ends
+      return filling;
+    }
     filling = (async () => {
       try {
         for (let round = 0; round < 20 && !closed; round += 1) {
-          const page = await app.baton.events(jobId, lastSeq);
+          refill = false;
+          const since = heldThrough();
+          const page = await app.baton.events(jobId, since);
           page.events.forEach(addEvent);
-          if (!page.complete) say.say("The oldest events are no longer kept; the timeline starts later.", "info");
-          if (!page.events.length || lastSeq >= page.seq) break;
+          if (!page.complete) say.say("Some of this job's events are no longer kept; the timeline shows the rest.", "info");
+          const done = !page.events.length || heldThrough() === since || heldThrough() >= page.seq;
+          if (done && !refill) break;
         }
       } catch (error) {
         say.fail(error);
@@ -119,8 +134,9 @@ export function mountJob(app, container, jobId) {
       scheduleReload();
       return;
     }
-    if (message.seq > lastSeq + 1) fillFromHistory();
+    const gap = message.seq > lastSeq + 1;
     addEvent(message);
+    if (gap || TERMINAL.has(message.job_status)) fillFromHistory();
     if (job && message.job_status) {
       job.status = message.job_status;
       if (message.data && message.data.progress) job.progress = message.data.progress;
