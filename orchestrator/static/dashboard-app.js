@@ -42,6 +42,18 @@ class Dashboard {
   }
 
   async start() {
+    if (!this.listening) {
+      // A #token= typed into the address bar of an open page changes only the fragment: sign in with it.
+      window.addEventListener("hashchange", () => {
+        if (location.hash.startsWith("#token=")) {
+          this.stop();
+          this.start();
+        } else if (this.baton && this.role) {
+          this.route();
+        }
+      });
+      this.listening = true;
+    }
     const key = takeKey();
     if (!key) {
       this.askForKey();
@@ -54,8 +66,6 @@ class Dashboard {
     if (this.role === "tenant") {
       this.watchAll = this.baton.watchAll((message) => this.dispatch(message));
     }
-    if (!this.routing) window.addEventListener("hashchange", () => this.route());
-    this.routing = true;
     this.route();
   }
 
@@ -120,11 +130,15 @@ class Dashboard {
     });
   }
 
-  signOut() {
+  stop() {
     if (this.unmount) this.unmount();
     if (this.watchAll) this.watchAll.close();
     if (this.baton) this.baton.close();
-    this.unmount = this.watchAll = this.baton = null;
+    this.unmount = this.watchAll = this.baton = this.role = null;
+  }
+
+  signOut() {
+    this.stop();
     forgetKey();
     this.askForKey("Signed out.");
   }

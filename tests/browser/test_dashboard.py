@@ -44,6 +44,12 @@ async def test_the_key_is_taken_from_the_url_kept_and_removed_from_the_address_b
     await page.click("#key-submit")
     await wait_live(page)
 
+    await page.click("#sign-out")
+    await page.goto(f"{orchestrator_url}/#token={api_key}")  # a fragment is never sent to the server
+    await wait_live(page)
+    assert "token" not in page.url
+    assert await page.evaluate("localStorage.getItem('baton.dashboard.key')") == api_key
+
 
 async def test_a_refused_key_asks_for_another(orchestrator_url: str, page_errors: ErrorLog, page: Page) -> None:
     page_errors.allow(r"status of 401")  # chromium logs the refused request itself
