@@ -35,7 +35,7 @@ export function mountJob(app, container, jobId) {
     const data = event.data || {};
     const progress = data.progress;
     const detail = progress
-      ? `${progress.percentage ?? ""}%${progress.message ? ` ${progress.message}` : ""}`
+      ? `${Math.round(Number(progress.percentage) || 0)}%${progress.message ? ` ${progress.message}` : ""}`
       : data.error ? `${data.error_type || "error"}: ${data.error}` : data.status || "";
     const tr = h("tr", { dataset: { seq: String(event.seq) } },
       h("td", { class: "num" }, String(event.seq)),
@@ -86,6 +86,7 @@ export function mountJob(app, container, jobId) {
 
   function render() {
     const percentage = jobPercentage(job.status, job.progress);
+    header.dataset.status = job.status;
     fill(header,
       h("h1", {}, "Job ", h("code", {}, job.job_id)),
       h("div", { class: "job-status-line" },
@@ -139,6 +140,7 @@ export function mountJob(app, container, jobId) {
     if (gap || TERMINAL.has(message.job_status)) fillFromHistory();
     if (job && message.job_status) {
       job.status = message.job_status;
+      header.dataset.status = job.status;
       if (message.data && message.data.progress) job.progress = message.data.progress;
       const bar = header.querySelector(".bar");
       if (bar) setProgress(bar, jobPercentage(job.status, job.progress));
@@ -182,7 +184,9 @@ function outcomeOf(job) {
 }
 
 function taskTree(job) {
-  const children = Array.isArray(job.delegated_services) ? job.delegated_services : [];
+  // delegated_services lists the root task too: the tree shows it once, as the root.
+  const children = (Array.isArray(job.delegated_services) ? job.delegated_services : [])
+    .filter((child) => child.task_id !== job.root_task_id);
   const root = h("li", {},
     h("span", { class: "task" }, h("strong", {}, job.service || "?"), " ", h("code", {}, shortId(job.root_task_id)), " ",
       statusBadge(job.status)));

@@ -103,6 +103,8 @@ async def test_submitted_jobs_appear_on_top_with_their_type_and_bars_move_to_com
     for job_id in new:
         assert (await job_record(orchestrator, job_id))["status"] == "completed"
     await shot(page, "runs")
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone: the table scrolls, the rest wraps
+    await shot(page, "runs-phone")
 
 
 async def test_filters_and_paging(orchestrator: Api, orchestrator_url: str, api_key: str, page: Page) -> None:
