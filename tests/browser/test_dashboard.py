@@ -197,3 +197,24 @@ async def test_a_failed_job_shows_its_error_and_one_click_retry_runs_a_new_job(
     assert f'href="#/jobs/{job_id}"' in (await page.inner_html("#job-overview"))  # "Retry of" the old job
     record = await job_record(orchestrator, new_id)
     assert record["status"] == "completed" and record["retry_of"] == job_id
+
+
+async def test_bad_input_is_said_on_the_page(
+    orchestrator_url: str, api_key: str, page_errors: ErrorLog, page: Page
+) -> None:
+    page_errors.allow(r"status of 422")  # the refused submit, logged by chromium itself
+    await open_dashboard(page, orchestrator_url, api_key)
+    await page.fill("#submit-type", "no_such_type")
+    await page.fill("#submit-payload", "{not json")
+    await page.click("#submit-job")
+    await page.wait_for_selector('.notice[data-kind="error"]:has-text("payload is not JSON")')
+
+    await page.fill("#submit-payload", "{}")
+    await page.click("#submit-job")
+    await page.wait_for_selector('.notice[data-kind="error"]:has-text("422 unknown_job_type")', timeout=WAIT_MS)
+    assert await row_ids(page) == []
+
+    await page.goto(orchestrator_url + "/#/dead-letters/not a service")
+    await page.wait_for_selector('.notice[data-kind="error"]:has-text("is not a service name")')
+    await page.goto(orchestrator_url + "/#/no-such-view")
+    await page.wait_for_selector("h1:has-text('Not found')")
