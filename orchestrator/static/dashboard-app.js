@@ -84,10 +84,10 @@ class Dashboard {
     }
   }
 
-  askForKey(problem) {
+  askForKey(problem, kind = "error") {
     const input = h("input", { id: "key-input", type: "password", autocomplete: "off", required: true });
     const say = notice();
-    if (problem) say.say(problem, "error");
+    if (problem) say.say(problem, kind);
     fill(this.root, h("main", { class: "signin" },
       h("h1", {}, "Baton dashboard"),
       h("form", {
@@ -140,7 +140,7 @@ class Dashboard {
   signOut() {
     this.stop();
     forgetKey();
-    this.askForKey("Signed out.");
+    this.askForKey("Signed out.", "info");
   }
 
   navigate(hash) {

@@ -98,9 +98,9 @@ async def test_the_admin_key_sees_queues_and_dead_letters_but_no_runs(
     assert "#/queues" in page.url or page.url.endswith("/")
     views = await page.eval_on_selector_all("nav.tabs a", "links => links.map(a => a.textContent)")
     assert views == ["Queues", "Dead letters", "Charts"]
+    await shot(page, "admin-queues")
     await page.goto(orchestrator_url + "/#/runs")
     await page.wait_for_selector("h1:has-text('Not for the admin key')")
-    await shot(page, "admin")
 
 
 async def test_the_charts_draw_throughput_and_latency(
