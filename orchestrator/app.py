@@ -31,6 +31,7 @@ from orchestrator.http.docs_routes import DocsRoutes, swagger_static_folder
 from orchestrator.http.errors import error_middleware, metrics_middleware
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
+from orchestrator.http.identity_routes import IdentityRoutes
 from orchestrator.http.job_event_routes import JobEventRoutes
 from orchestrator.http.job_routes import JobRoutes
 from orchestrator.http.overview_routes import OverviewRoutes
@@ -214,6 +215,7 @@ def create_app(
         [
             JobRoutes(jobs, authenticator, quota),
             JobEventRoutes(history, authenticator),
+            IdentityRoutes(authenticator),
             WorkflowRoutes(workflows, live.directory, authenticator, quota),
             ExecutionRoutes(workflows, live.directory, authenticator),
             DeadLetterRoutes(dead_letters, authenticator),

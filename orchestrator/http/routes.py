@@ -18,6 +18,7 @@ from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.docs_routes import DocsRoutes
 from orchestrator.http.execution_routes import ExecutionRoutes
+from orchestrator.http.identity_routes import Identity, IdentityRoutes
 from orchestrator.http.job_creator import PARENT_JOB_HEADER, PARENT_TASK_HEADER, TENANT_HEADER
 from orchestrator.http.job_event_routes import JobEventRoutes, JobEvents, JobEventsQuery
 from orchestrator.http.job_routes import JobRoutes
@@ -615,6 +616,18 @@ ROUTES: Final[tuple[Route, ...]] = (
             {**_WS_RESPONSES, 404: _NO_ROUTE},
             optional_auth=True,
             tags=("websocket",),
+        ),
+    ),
+    Route(
+        IdentityRoutes.whoami,
+        Operation(
+            "get",
+            "/whoami",
+            "What kind of key the request carries: a tenant's (and which), the admin key, or a service token",
+            {200: Response("the key's role and tenant", Identity), 401: _UNAUTHORIZED},
+            tags=("operations",),
+            description="Any valid key may ask. A client shows the views its key can use without probing a "
+            "route for a 403.",
         ),
     ),
     Route(
