@@ -32,6 +32,7 @@ from orchestrator.http.schemas import (
     JobCreateRequest,
     JobList,
     JobListQuery,
+    JobQuery,
     JobResult,
     JobSpec,
 )
@@ -130,8 +131,13 @@ class JobRoutes:
 
     async def get_job(self, request: web.Request) -> web.Response:
         tenant_id = require_tenant(self._auth, request)
-        record = await self._jobs.get(tenant_id, request.match_info["job_id"])
-        return web.json_response(record.public())
+        job_id = request.match_info["job_id"]
+        query = validate_query(JobQuery, request.query)
+        if query.include != "payload":
+            return web.json_response((await self._jobs.get(tenant_id, job_id)).public())
+        # The payload sits in the stored envelope, which a plain read leaves out: asked for, it comes in the same read.
+        record, payload = await self._jobs.get_with_payload(tenant_id, job_id)
+        return web.json_response({**record.public(), "payload": payload})
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         tenant_id = require_tenant(self._auth, request)

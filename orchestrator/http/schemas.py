@@ -309,6 +309,27 @@ class JobView(BaseModel):
     )
 
 
+class JobQuery(BaseModel):
+    """GET /jobs/{job_id}: what to add to the record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include: Literal["payload"] | None = Field(
+        default=None,
+        description="payload: the record also carries the job's payload (read with it; costs nothing when not asked)",
+    )
+
+
+class JobDetailView(JobView):
+    """GET /jobs/{job_id}: the record; with ?include=payload also the payload."""
+
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        description="only with ?include=payload: the payload the job was created with; null when it is no longer "
+        "kept (a workflow execution's job keeps none)",
+    )
+
+
 class JobList(BaseModel):
     jobs: list[JobView]
     total: int

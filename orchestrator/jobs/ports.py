@@ -57,6 +57,10 @@ class TaskRegistry(Protocol):
 
     async def get(self, tenant_id: str, job_id: str) -> JobRecord | None: ...
 
+    async def get_with_envelope(self, tenant_id: str, job_id: str) -> JobRecord | None:
+        """`get`, and the root task's stored envelope (None when not kept) in the same read."""
+        ...
+
     async def list_jobs(
         self,
         tenant_id: str,

@@ -196,6 +196,15 @@ class JobService:
             raise JobNotFound(job_id)
         return record
 
+    async def get_with_payload(self, tenant_id: str, job_id: str) -> tuple[JobRecord, dict[str, Any] | None]:
+        """The record and the job's payload, read together from its stored envelope; None when that is
+        not kept (a workflow execution's job has none). JobNotFound."""
+        record = await self._registry.get_with_envelope(tenant_id, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        payload = (record.envelope or {}).get("payload")
+        return record.model_copy(update={"envelope": None}), payload if isinstance(payload, dict) else None
+
     async def list_jobs(
         self,
         tenant_id: str,

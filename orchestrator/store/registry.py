@@ -233,6 +233,16 @@ class RedisTaskRegistry:
             values = await self._redis.hmget(keys.job(tenant_id, job_id), READ_FIELDS)
         return from_fields(values)
 
+    async def get_with_envelope(self, tenant_id: str, job_id: str) -> JobRecord | None:
+        """The record with its stored envelope (the whole payload), in the same read."""
+        with redis_errors("reading a job"):
+            values = await self._redis.hmget(keys.job(tenant_id, job_id), [*READ_FIELDS, "envelope"])
+        record = from_fields(values[:-1])
+        if record is None or values[-1] is None:
+            return record
+        envelope = json.loads(values[-1])
+        return record.model_copy(update={"envelope": envelope if isinstance(envelope, dict) else None})
+
     async def list_jobs(
         self,
         tenant_id: str,

@@ -82,6 +82,10 @@ class FakeTaskRegistry:
     async def get(self, tenant_id: str, job_id: str) -> JobRecord | None:
         return self._read(tenant_id, job_id) if (tenant_id, job_id) in self._jobs else None
 
+    async def get_with_envelope(self, tenant_id: str, job_id: str) -> JobRecord | None:
+        stored = self._jobs.get((tenant_id, job_id))
+        return None if stored is None else stored.model_copy(deep=True)
+
     async def list_jobs(
         self,
         tenant_id: str,
