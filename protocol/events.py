@@ -87,7 +87,13 @@ class TaskEvent(BaseModel):
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
     timestamp: datetime = Field(default_factory=utc_now)
     seq: int = Field(ge=0)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="by event: task_status_update {status, attempt, progress?}; task_completed {result}; "
+        "task_failed {error, error_type, attempts, status (failed or timed_out), traceback? (a handler's "
+        "exception: its formatted traceback, the last 30 frames and at most the last 8 KiB)}; task_cancelled "
+        "{status, reason}; workflow events: see DESIGN's Workflows",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     v: Literal[1] = PROTOCOL_VERSION
 
@@ -156,8 +162,11 @@ def failed_event(
     seq: int,
     status: Literal[JobStatus.FAILED, JobStatus.TIMED_OUT] = JobStatus.FAILED,
     metadata: dict[str, Any] | None = None,
+    traceback: str | None = None,
 ) -> TaskEvent:
     data = {"error": error, "error_type": error_type, "attempts": envelope.attempt, "status": status.value}
+    if traceback is not None:
+        data["traceback"] = traceback
     return TaskEvent(event=EventType.TASK_FAILED, data=data, **_base(envelope, seq, metadata))
 
 

@@ -33,4 +33,7 @@ def recorded_fields(event: TaskEvent, status: str) -> tuple[str, str, str]:
         "attempts": event.data.get("attempts"),
         "status": status,
     }
+    traceback = event.data.get("traceback")
+    if isinstance(traceback, str):
+        error["traceback"] = traceback  # a handler's exception: where it failed (the worker bounds it)
     return "", "", compact_json(error)

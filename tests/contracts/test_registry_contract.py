@@ -27,6 +27,23 @@ async def test_a_created_job_reads_back_with_its_root_task_for_its_tenant_only(
     assert await registry.get(tenant, new_id()) is None
 
 
+async def test_the_stored_envelope_is_read_only_when_asked_for(registry: TaskRegistry, tenant: str) -> None:
+    envelope = {"task_id": "t-1", "payload": {"text": "hello"}}
+    record = make_record(tenant).model_copy(update={"envelope": envelope})
+    await registry.create(record)
+    plain = await registry.get(tenant, record.job_id)
+    assert plain is not None and plain.envelope is None  # it holds the whole payload: plain reads leave it out
+    whole = await registry.get_with_envelope(tenant, record.job_id)
+    assert whole is not None and whole.envelope == envelope
+    assert whole.model_copy(update={"envelope": None}) == plain
+    without = make_record(tenant)
+    await registry.create(without)
+    found = await registry.get_with_envelope(tenant, without.job_id)
+    assert found is not None and found.envelope is None
+    assert await registry.get_with_envelope(tenant + "x", record.job_id) is None
+    assert await registry.get_with_envelope(tenant, new_id()) is None
+
+
 async def test_an_idempotency_key_finds_the_same_request_and_refuses_a_different_one(
     registry: TaskRegistry, tenant: str
 ) -> None:
@@ -158,8 +175,11 @@ async def test_a_failure_records_its_error_and_a_child_task_does_not_move_the_jo
         event_for(record, EventType.TASK_STATUS_UPDATE, FIRST + 1, task_id=child, service="embedding", status="running")
     )
     assert applied.update is not None and applied.update.status == "queued"  # the job's status, unmoved
+    trace = 'Traceback (most recent call last):\n  File "app.py", line 3, in handle\nValueError: boom\n'
     failed = await registry.apply(
-        event_for(record, EventType.TASK_FAILED, FIRST + 1, error="boom", error_type="ValueError", attempts=1)
+        event_for(
+            record, EventType.TASK_FAILED, FIRST + 1, error="boom", error_type="ValueError", attempts=1, traceback=trace
+        )
     )
     assert failed.update is not None and failed.update.status == "failed" and failed.update.seq == 3
     stored = await registry.get(tenant, record.job_id)
@@ -168,6 +188,7 @@ async def test_a_failure_records_its_error_and_a_child_task_does_not_move_the_jo
         "error_type": "ValueError",
         "attempts": 1,
         "status": "failed",
+        "traceback": trace,
     }
     assert {e["task_id"]: e["status"] for e in stored.delegated_services} == {
         record.root_task_id: "failed",

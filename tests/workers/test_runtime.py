@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -60,6 +61,9 @@ def adder(service: str, calls: list[Any] | None = None) -> Worker:
         return "slept"
 
     return worker
+
+
+SOURCE = Path(__file__).read_text(encoding="utf-8").splitlines()
 
 
 @pytest.mark.parametrize("content_type", [MSGPACK, JSON])
@@ -120,6 +124,7 @@ async def test_payload_failing_its_model_fails_with_validation_error(
     assert "payload does not match Numbers" in data["error"]
     assert "a: Input should be a valid integer" in data["error"] and "b: Field required" in data["error"]
     assert calls == []
+    assert "traceback" not in data  # the runtime refused the payload: no handler failed
 
 
 @pytest.mark.parametrize(
@@ -139,6 +144,13 @@ async def test_handler_exception_fails_the_task(
     assert events[-1].data["error_type"] == error_type
     assert events[-1].data["error"].startswith(error)
     assert events[-1].status is JobStatus.FAILED
+    # Where the handler raised: its function and line, from the handler's frame on, the exception last.
+    trace = events[-1].data["traceback"]
+    raising = next(n for n, text in enumerate(SOURCE, 1) if f"raise {error_type}(" in text)
+    assert trace.startswith("Traceback (most recent call last):\n")
+    assert f'{Path(__file__).name}", line {raising}, in explode\n' in trace
+    assert trace.endswith(f"{error_type}: {events[-1].data['error']}\n")
+    assert "workers/runtime/" not in trace
     dead = await channel.declare_queue(dead_letter_queue(service), passive=True)
     parked = await dead.get(fail=False)
     # A retryable error with no retries left is parked; a permanent one is not.
@@ -158,6 +170,7 @@ async def test_expired_task_times_out_without_running(
     assert [e.event for e in events] == [EventType.TASK_FAILED]
     assert events[0].data["status"] == "timed_out"
     assert events[0].data["error_type"] == "DeadlineExceeded"
+    assert "traceback" not in events[0].data  # the runtime's own verdict, not a handler's exception
     assert calls == []
 
 
@@ -172,6 +185,7 @@ async def test_deadline_passing_while_running_times_out(
 
     assert [e.event for e in events] == [EventType.TASK_STATUS_UPDATE, EventType.TASK_FAILED]
     assert events[-1].status is JobStatus.TIMED_OUT
+    assert "traceback" not in events[-1].data  # stopped by the runtime: the handler raised nothing
 
 
 async def test_undeliverable_messages_are_parked_with_reasons_and_the_worker_keeps_serving(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -14,6 +15,7 @@ from protocol.topology import retry_tier
 from workers import ConfigurationError, PermanentError, RetryPolicy, Worker
 from workers.runtime.attempt import EventSequence, Failure
 from workers.runtime.executions import TimeLimits
+from workers.runtime.handler_traceback import MAX_BYTES, MAX_FRAMES, handler_traceback
 from workers.services import builtin_worker
 
 
@@ -46,6 +48,50 @@ def test_failures_from_exceptions_and_validation() -> None:
     )
     assert (Failure.time_limit("slow").error_type, Failure.time_limit("slow").retryable) == ("TimeLimitExceeded", True)
     assert not Failure.deadline("late").retryable
+
+
+def _raise_deep(depth: int, size: int = 10) -> None:
+    if depth == 0:
+        raise ValueError("bottom " + "x" * size)
+    _raise_deep(depth - 1, size)
+
+
+def _caught(depth: int, size: int = 10) -> BaseException:
+    try:
+        _raise_deep(depth, size)
+    except ValueError as exc:
+        return exc
+    raise AssertionError("did not raise")
+
+
+def test_a_handler_exception_carries_its_traceback_and_runtime_failures_none() -> None:
+    line = _raise_deep.__code__.co_firstlineno + 2  # the raise
+    failure = Failure.from_exception(_caught(2))
+    assert failure.traceback is not None
+    assert failure.traceback.startswith("Traceback (most recent call last):\n")
+    assert f'line {line}, in _raise_deep\n    raise ValueError("bottom " + "x" * size)' in failure.traceback
+    assert failure.traceback.endswith("ValueError: bottom xxxxxxxxxx\n")
+    event = failure.event(make(), seq=3)
+    assert event.data["traceback"] == failure.traceback
+    # An exception never raised has no traceback; nor do the failures the runtime decides.
+    assert Failure.from_exception(RuntimeError("x")).traceback is None
+    assert Failure.deadline("late").traceback is None and Failure.time_limit("slow").traceback is None
+    assert "traceback" not in Failure.permanent("no", "ResultTooLarge").event(make(), seq=3).data
+
+
+def test_a_traceback_keeps_the_last_frames_and_bytes() -> None:
+    deep = handler_traceback(_caught(100))
+    assert deep is not None
+    # The innermost 30 frames, where it failed (Python folds a recursion's repeated lines into one).
+    repeated = re.search(r"\[Previous line repeated (\d+) more times\]", deep)
+    assert repeated is not None
+    assert deep.count(", in _raise_deep\n") + int(repeated.group(1)) == MAX_FRAMES
+    assert ", in _caught\n" not in deep
+    huge = handler_traceback(_caught(0, size=20_000))
+    assert huge is not None
+    assert len(huge.encode()) <= MAX_BYTES
+    assert huge.startswith("…(earlier lines cut)\n") and huge.endswith("x" * 100 + "\n")
+    assert handler_traceback(_caught(0).with_traceback(None)) is None
 
 
 def test_failure_event_is_final_and_counts_the_attempts() -> None:

@@ -45,6 +45,7 @@ from workers.http import ContextHttpClient, HttpPolicy, context_headers
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Execution, Executions, Interrupted, StopReason, seconds_until
+from workers.runtime.handler_traceback import handler_traceback
 from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.intake import Accepted
 
@@ -86,14 +87,20 @@ class Failure:
     # The error's own word on when another attempt could succeed (an open circuit breaker's cooldown):
     # the next attempt waits at least this long, whatever the retry policy's backoff says.
     not_before_seconds: float = 0.0
+    # Where a handler failed (handler_traceback); None for the failures the runtime itself decides.
+    traceback: str | None = None
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
-        """A handler's exception; PermanentError (and its subclasses) are never retryable."""
+        """A handler's exception, with its traceback; PermanentError (and its subclasses) are never retryable."""
         message = str(exc) or repr(exc)
         wait = exc.retry_after_seconds() if isinstance(exc, CircuitOpenError) else 0.0
         return cls(
-            clip(message), type(exc).__name__, retryable=not isinstance(exc, PermanentError), not_before_seconds=wait
+            clip(message),
+            type(exc).__name__,
+            retryable=not isinstance(exc, PermanentError),
+            not_before_seconds=wait,
+            traceback=handler_traceback(exc),
         )
 
     @classmethod
@@ -121,7 +128,14 @@ class Failure:
     def event(self, envelope: TaskEnvelope, seq: int) -> TaskEvent:
         """The final task_failed event reporting this failure. A workflow step's also says whether another
         attempt could help (`retryable`): the workflow engine, not this runtime, decides its retries."""
-        event = failed_event(envelope, error=self.error, error_type=self.error_type, seq=seq, status=self.status)
+        event = failed_event(
+            envelope,
+            error=self.error,
+            error_type=self.error_type,
+            seq=seq,
+            status=self.status,
+            traceback=self.traceback,
+        )
         if envelope.metadata.source != "workflow":
             return event
         return event.model_copy(update={"data": {**event.data, "retryable": self.retryable}})
