@@ -79,7 +79,16 @@ export interface Job {
   attempt: number;
   parent?: { job_id: string; task_id: string; service: string } | null;
   retry_of?: string | null;
+  /** Only when asked for (get's includePayload): the job's payload; null when no longer kept. */
+  payload?: Record<string, unknown> | null;
   [key: string]: unknown;
+}
+
+/** What kind of key a client holds (GET /whoami). */
+export interface Identity {
+  role: "tenant" | "admin" | "service";
+  /** The key's tenant; null for the admin key and service tokens. */
+  tenant_id: string | null;
 }
 
 export interface Progress {
@@ -200,7 +209,9 @@ export declare class Baton {
   request<T = any>(method: string, path: string, body?: unknown, query?: Record<string, unknown>): Promise<T>;
   submit(type: string, payload?: Record<string, unknown>, options?: SubmitOptions): Promise<JobAccepted>;
   batch(jobs: JobSpec[]): Promise<BatchAnswer>;
-  get(jobId: string): Promise<Job>;
+  /** With includePayload, the record also has `payload` (null once the server no longer keeps the job's task). */
+  get(jobId: string, options?: { includePayload?: boolean }): Promise<Job>;
+  whoami(): Promise<Identity>;
   list(filters?: ListFilters): Promise<JobList>;
   cancel(jobId: string): Promise<{ job_id: string; status: JobStatus; [key: string]: unknown }>;
   retry(jobId: string): Promise<JobAccepted & { retry_of?: string }>;

@@ -752,9 +752,19 @@ export class Baton {
     return this.request("POST", "/jobs/batch", { jobs: jobs.map((job) => jobSpec(job)) });
   }
 
-  /** A job's record (GET /jobs/{id}). @param {string} jobId */
-  get(jobId) {
-    return this.request("GET", `/jobs/${this._id(jobId)}`);
+  /**
+   * A job's record (GET /jobs/{id}); with `{ includePayload: true }` also its `payload` (null when the
+   * server no longer keeps the job's task).
+   * @param {string} jobId @param {{includePayload?: boolean}} [options]
+   */
+  get(jobId, options = {}) {
+    const include = options.includePayload ? "payload" : undefined;
+    return this.request("GET", `/jobs/${this._id(jobId)}`, undefined, { include });
+  }
+
+  /** What kind of key this client holds (GET /whoami): {role: "tenant" | "admin" | "service", tenant_id}. */
+  whoami() {
+    return this.request("GET", "/whoami");
   }
 
   /**

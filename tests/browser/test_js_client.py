@@ -56,9 +56,11 @@ async def test_http_calls_submit_batch_get_list_cancel(origin_page: Page, orches
             const slow = await baton.submit(type, { steps: 100, delay: 0.2 });
             const cancelled = await baton.cancel(slow.job_id);
             const record = await baton.get(quick.job_id);
+            const detailed = await baton.get(quick.job_id, { includePayload: true });
             const listed = await baton.list({ sessionId: "s-1", limit: 10 });
             const health = await baton.request("GET", "/health");
-            return { quick, waited, batch, cancelled, record, listed, health, slow };
+            const me = await baton.whoami();
+            return { quick, waited, batch, cancelled, record, detailed, listed, health, slow, me };
         }""",
         orchestrator.job_type,
     )
@@ -71,6 +73,8 @@ async def test_http_calls_submit_batch_get_list_cancel(origin_page: Page, orches
     record = out["record"]
     assert (record["job_id"], record["priority"], record["session_id"]) == (out["quick"]["job_id"], 7, "s-1")
     assert record["context"]["request_id"] == "r-1"
+    assert "payload" not in record and out["detailed"]["payload"] == {"steps": 1}
+    assert out["me"] == {"role": "tenant", "tenant_id": orchestrator.tenant_a}
     assert [job["job_id"] for job in out["listed"]["jobs"]] == [out["quick"]["job_id"]]
     assert out["health"]["status"] in ("ok", "degraded", "down")
 
