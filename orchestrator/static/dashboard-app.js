@@ -69,19 +69,22 @@ class Dashboard {
     this.route();
   }
 
-  /** "tenant" or "admin" (tenant routes answer 403 to a key without a tenant); null on a bad key. */
+  /** "tenant" or "admin", as GET /whoami says; null on a refused key or a service token (no view is theirs). */
   async whoAmI() {
+    let problem;
     try {
-      await this.baton.list({ limit: 1 });
-      return "tenant";
+      const { role } = await this.baton.whoami();
+      if (role === "tenant" || role === "admin") return role;
+      forgetKey();
+      problem = "That is a service token: sign in with a tenant's key or the admin key.";
     } catch (error) {
-      if (error.status === 403) return "admin";
-      this.baton.close();
-      this.baton = null;
       if (error.status === 401) forgetKey();
-      this.askForKey(error.status === 401 ? "That key was refused (401)." : describeError(error));
-      return null;
+      problem = error.status === 401 ? "That key was refused (401)." : describeError(error);
     }
+    this.baton.close();
+    this.baton = null;
+    this.askForKey(problem);
+    return null;
   }
 
   askForKey(problem, kind = "error") {

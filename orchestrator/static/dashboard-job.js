@@ -12,6 +12,7 @@ export function mountJob(app, container, jobId) {
   const seen = new Set();
   let lastSeq = 0;
   let job = null;
+  let payload;  // asked for once: it never changes; null when the server no longer keeps it
   let watch = null;
   let filling = null;
   let refill = false;
@@ -107,7 +108,12 @@ export function mountJob(app, container, jobId) {
         fact("Created", time(job.created_at)), fact("Updated", time(job.updated_at)), fact("Seq", job.seq),
         job.retry_of ? fact("Retry of", h("a", { href: `#/jobs/${job.retry_of}` }, job.retry_of)) : null,
         job.parent ? fact("Parent job", h("a", { href: `#/jobs/${job.parent.job_id}` }, job.parent.job_id)) : null),
-      job.payload !== undefined ? [h("h3", {}, "Payload"), json(job.payload)] : null,
+      payload === undefined ? null : [
+        h("h3", {}, "Payload"),
+        payload === null
+          ? h("p", { class: "muted", id: "job-payload" }, "The payload is no longer kept.")
+          : h("div", { id: "job-payload" }, json(payload)),
+      ],
       job.context && Object.keys(job.context).length ? [h("h3", {}, "Context"), json(job.context)] : null);
     fill(outcome, ...outcomeOf(job));
     fill(tree, h("h2", {}, "Tasks"), taskTree(job));
@@ -115,7 +121,12 @@ export function mountJob(app, container, jobId) {
 
   async function reload() {
     try {
-      job = await app.baton.get(jobId);
+      if (payload === undefined) {
+        job = await app.baton.get(jobId, { includePayload: true });
+        payload = job.payload;
+      } else {
+        job = await app.baton.get(jobId);
+      }
       render();
     } catch (error) {
       say.fail(error);
@@ -176,8 +187,11 @@ function outcomeOf(job) {
       h("h2", {}, "Error"),
       h("p", { class: "error-line", id: "job-error" },
         h("strong", {}, error.error_type || error.type || "error"), ": ", error.error || error.message || ""),
-      error.traceback ? [h("h3", {}, "Traceback"), h("pre", { class: "traceback" }, error.traceback)] : null,
-      h("details", {}, h("summary", {}, "Whole error record"), json(error)),
+      error.traceback
+        ? h("details", { id: "job-traceback", open: true },
+          h("summary", {}, "Traceback"), h("pre", { class: "traceback" }, error.traceback))
+        : null,
+      h("details", {}, h("summary", {}, "Whole error record"), json({ ...error, traceback: undefined })),
     ];
   }
   return [h("h2", {}, "Result"), h("p", { class: "muted" }, TERMINAL.has(job.status) ? "No result." : "Not finished yet.")];

@@ -4,6 +4,7 @@ the dashboard with a key, reading its rows and timeline, and screenshots of each
 from __future__ import annotations
 
 import asyncio
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ def failing_worker(service: str, job_type: str, failing: FailSwitch) -> Worker:
         return {"steps": count}
 
     return worker
+
+
+def failing_line() -> int:
+    """The line where failing_worker's handler raises: the job page's traceback names it."""
+    lines = inspect.getsource(failing_worker).splitlines()
+    offset = next(i for i, line in enumerate(lines) if line.strip().startswith("raise RuntimeError("))
+    return failing_worker.__code__.co_firstlineno + offset
 
 
 async def open_dashboard(page: Page, base_url: str, key: str, route: str = "") -> None:

@@ -3,13 +3,16 @@ filters and paging, job detail, cancel, a failure retried in one click."""
 
 from __future__ import annotations
 
-from playwright.async_api import Page
+import json
+
+from playwright.async_api import Page, Route
 
 from tests.api_server import Api
 from tests.browser.dashboard_pages import (
     WAIT_MS,
     FailSwitch,
     create_jobs,
+    failing_line,
     history_seqs,
     job_record,
     open_dashboard,
@@ -152,6 +155,8 @@ async def test_job_detail_shows_the_timeline_and_the_result(
     await page.wait_for_selector('.job-status-line [data-status="completed"]', timeout=WAIT_MS)
     outcome = "document.getElementById('job-outcome').textContent.includes('\"steps\": 4')"
     await page.wait_for_function(outcome, timeout=WAIT_MS)
+    shown = json.loads(await page.text_content("#job-payload") or "null")
+    assert shown == {"steps": 4, "delay": 0.3}  # the payload the job was created with, asked for once
 
     record = await job_record(orchestrator, job_id)
 
@@ -186,6 +191,10 @@ async def test_a_failed_job_shows_its_error_and_one_click_retry_runs_a_new_job(
     await page.wait_for_selector("#job-error", timeout=WAIT_MS)
     error = await page.text_content("#job-error") or ""
     assert "RuntimeError" in error and "the model is down" in error
+    assert await page.get_attribute("#job-traceback", "open") is not None  # shown, and folds away
+    trace = await page.text_content("#job-traceback pre") or ""
+    assert f'dashboard_pages.py", line {failing_line()}, in steps' in trace  # the handler's function and line
+    assert trace.rstrip().endswith("RuntimeError: the model is down")
     await shot(page, "job-failed")
 
     failing.on = False
@@ -197,6 +206,19 @@ async def test_a_failed_job_shows_its_error_and_one_click_retry_runs_a_new_job(
     assert f'href="#/jobs/{job_id}"' in (await page.inner_html("#job-overview"))  # "Retry of" the old job
     record = await job_record(orchestrator, new_id)
     assert record["status"] == "completed" and record["retry_of"] == job_id
+
+
+async def test_a_service_token_is_not_a_dashboard_key(orchestrator_url: str, page: Page) -> None:
+    # What GET /whoami answers a service token (tests/orchestrator_api/test_whoami.py checks the real one).
+    async def service(route: Route) -> None:
+        await route.fulfill(json={"role": "service", "tenant_id": None})
+
+    await page.route("**/whoami", service)
+    await page.goto(orchestrator_url + "/?token=some-service-token")
+    await page.wait_for_selector("#key-input", timeout=WAIT_MS)
+    assert "service token" in (await page.text_content(".notice") or "")
+    assert await page.evaluate("localStorage.getItem('baton.dashboard.key')") is None
+    assert await page.query_selector("#role") is None
 
 
 async def test_bad_input_is_said_on_the_page(
