@@ -249,6 +249,9 @@ async def test_a_workflow_execution_points_to_its_own_retry(api: Api) -> None:
     started = await api.client.post("/workflows/wf-retry/execute-async", json={"data": {}}, headers=api.headers_a)
     assert started.status == 202, await started.text()
     execution_id = (await started.json())["execution_id"]
+    # Its job keeps no task envelope of its own (its steps have theirs): no payload to show.
+    detailed = await api.client.get(f"/jobs/{execution_id}", params={"include": "payload"}, headers=api.headers_a)
+    assert (detailed.status, (await detailed.json())["payload"]) == (200, None)
     cancelled = await api.client.post(f"/executions/{execution_id}/cancel", headers=api.headers_a)
     assert cancelled.status == 200, await cancelled.text()
     refused = await api.client.post(f"/jobs/{execution_id}/retry", headers=api.headers_a)
