@@ -8,6 +8,7 @@ the text, where the exception and its innermost frames are.
 
 from __future__ import annotations
 
+import os
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +17,7 @@ from typing import Final
 MAX_FRAMES: Final[int] = 30
 MAX_BYTES: Final[int] = 8 * 1024
 CUT_MARK: Final[str] = "…(earlier lines cut)\n"
-_RUNTIME_DIR: Final[str] = str(Path(__file__).resolve().parent)
+_RUNTIME_DIR: Final[str] = str(Path(__file__).resolve().parent) + os.sep
 
 
 def handler_traceback(exc: BaseException) -> str | None:
