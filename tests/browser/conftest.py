@@ -22,9 +22,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.api_server import Api, serve_api
-from tests.browser.dashboard_pages import FailSwitch, failing_worker
-from tests.browser.harness import ErrorLog, chromium_executable, open_blank, stepping_worker
+from tests.browser.harness import ErrorLog, FailSwitch, chromium_executable, open_blank, stepping_worker
 from tests.workers.helpers import running
+from workers import RetryPolicy
 
 try:
     from playwright.async_api import Browser, Page, async_playwright
@@ -81,7 +81,7 @@ async def switchable_worker(
     orchestrator: Api, rabbitmq_url: str, redis_url: str, failing: FailSwitch
 ) -> AsyncIterator[None]:
     """A worker of the test service without retries whose "fail" payloads fail only while `failing.on`."""
-    worker = failing_worker(orchestrator.service, orchestrator.job_type, failing)
+    worker = stepping_worker(orchestrator.service, orchestrator.job_type, failing, RetryPolicy(max_retries=0))
     async with running(worker, rabbitmq_url, redis_url=redis_url):
         yield
 

@@ -1,54 +1,26 @@
-"""What the dashboard's browser tests share: a worker whose failures the test switches on and off, opening
-the dashboard with a key, reading its rows and timeline, and screenshots of each view in /tmp/shots/."""
+"""What the dashboard's browser tests share: opening the dashboard with a key, reading its rows and
+timeline, and screenshots of each view in /tmp/shots/."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page
 
 from tests.api_server import Api
-from workers import RetryPolicy, TaskContext, Worker
+from tests.browser.harness import stepping_worker
 
 SHOTS = Path("/tmp/shots")
 WAIT_MS = 20_000  # the longest a view may take to show what the test waits for
 
 
-@dataclass
-class FailSwitch:
-    """While `on`, jobs whose payload says "fail" raise it; a test turns it off to watch a retry or a replay run."""
-
-    on: bool = True
-
-
-def failing_worker(service: str, job_type: str, failing: FailSwitch) -> Worker:
-    """The test service's worker: payload {"steps": n, "delay": s, "fail": message?} reports progress n times
-    (100*i/n, "step i"), then returns {"steps": n}, or raises `fail` while the switch is on. No retries: a
-    failure fails the job and parks its task at once."""
-    worker = Worker(service, concurrency=8, retry=RetryPolicy(max_retries=0))
-
-    @worker.handler(job_type)
-    async def steps(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        count = int(payload.get("steps", 0))
-        for step in range(1, count + 1):
-            await asyncio.sleep(float(payload.get("delay", 0)))
-            await ctx.progress(100 * step / count, f"step {step}")
-        if payload.get("fail") and failing.on:
-            raise RuntimeError(str(payload["fail"]))
-        return {"steps": count}
-
-    return worker
-
-
 def failing_line() -> int:
-    """The line where failing_worker's handler raises: the job page's traceback names it."""
-    lines = inspect.getsource(failing_worker).splitlines()
+    """The line where stepping_worker's handler raises: the job page's traceback names it."""
+    lines = inspect.getsource(stepping_worker).splitlines()
     offset = next(i for i, line in enumerate(lines) if line.strip().startswith("raise RuntimeError("))
-    return failing_worker.__code__.co_firstlineno + offset
+    return stepping_worker.__code__.co_firstlineno + offset
 
 
 async def open_dashboard(page: Page, base_url: str, key: str, route: str = "") -> None:

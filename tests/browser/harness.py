@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.async_api import ConsoleMessage, Error, Page
 
-from workers import TaskContext, Worker
+from workers import RetryPolicy, TaskContext, Worker
 
 BLANK_PATH = "/static/baton.d.ts"  # a plain-text page of the orchestrator: nothing runs in it
 
@@ -82,10 +82,20 @@ async def load_client(page: Page, token: str, **options: Any) -> None:
     await page.evaluate(_LOAD_CLIENT, {"token": token, "options": options})
 
 
-def stepping_worker(service: str, job_type: str) -> Worker:
+@dataclass
+class FailSwitch:
+    """While `on`, jobs whose payload says "fail" raise it; a test turns it off to watch a retry or a replay run."""
+
+    on: bool = True
+
+
+def stepping_worker(
+    service: str, job_type: str, failing: FailSwitch | None = None, retry: RetryPolicy | None = None
+) -> Worker:
     """A worker of the test service: payload {"steps": n, "delay": s, "fail": message?} reports progress
-    n times, `delay` seconds apart (percentage 100*i/n, message "step i"), then returns {"steps": n} or raises."""
-    worker = Worker(service, concurrency=8)
+    n times, `delay` seconds apart (percentage 100*i/n, message "step i"), then returns {"steps": n}, or
+    raises `fail` (only while `failing.on`, when a switch is given). `retry`: the worker's retry policy."""
+    worker = Worker(service, concurrency=8) if retry is None else Worker(service, concurrency=8, retry=retry)
 
     @worker.handler(job_type)
     async def steps(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
@@ -93,7 +103,7 @@ def stepping_worker(service: str, job_type: str) -> Worker:
         for step in range(1, count + 1):
             await asyncio.sleep(float(payload.get("delay", 0)))
             await ctx.progress(100 * step / count, f"step {step}")
-        if payload.get("fail"):
+        if payload.get("fail") and (failing is None or failing.on):
             raise RuntimeError(str(payload["fail"]))
         return {"steps": count}
 

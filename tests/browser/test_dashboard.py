@@ -10,7 +10,6 @@ from playwright.async_api import Page, Route
 from tests.api_server import Api
 from tests.browser.dashboard_pages import (
     WAIT_MS,
-    FailSwitch,
     create_jobs,
     failing_line,
     history_seqs,
@@ -23,7 +22,7 @@ from tests.browser.dashboard_pages import (
     timeline_seqs,
     wait_live,
 )
-from tests.browser.harness import ErrorLog
+from tests.browser.harness import ErrorLog, FailSwitch
 from tests.polling import eventually
 
 

@@ -8,13 +8,13 @@ from playwright.async_api import Page
 from tests.api_server import Api
 from tests.browser.dashboard_pages import (
     WAIT_MS,
-    FailSwitch,
     create_jobs,
     job_record,
     open_dashboard,
     shot,
     wait_live,
 )
+from tests.browser.harness import FailSwitch
 from tests.polling import eventually
 
 

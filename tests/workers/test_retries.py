@@ -114,12 +114,14 @@ async def test_exhausted_retries_park_the_task_with_its_story_and_fail_the_job(
     assert [e.data.get("status") for e in events].count("retrying") == 2
     final = events[-1]
     assert final.event is EventType.TASK_FAILED and final.status is JobStatus.FAILED
+    traceback = final.data.pop("traceback")
     assert final.data == {
         "error": "upstream down on attempt 3",
         "error_type": "ConnectionError",
         "attempts": 3,
         "status": "failed",
     }
+    assert 'raise ConnectionError(f"upstream down on attempt' in traceback  # the last attempt's
     dead = await channel.declare_queue(dead_letter_queue(service), passive=True)
     parked = await dead.get(timeout=5, fail=True)
     assert parked is not None
