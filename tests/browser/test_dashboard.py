@@ -192,7 +192,7 @@ async def test_a_failed_job_shows_its_error_and_one_click_retry_runs_a_new_job(
     assert "RuntimeError" in error and "the model is down" in error
     assert await page.get_attribute("#job-traceback", "open") is not None  # shown, and folds away
     trace = await page.text_content("#job-traceback pre") or ""
-    assert f'dashboard_pages.py", line {failing_line()}, in steps' in trace  # the handler's function and line
+    assert f'harness.py", line {failing_line()}, in steps' in trace  # the handler's function and line
     assert trace.rstrip().endswith("RuntimeError: the model is down")
     await shot(page, "job-failed")
 
