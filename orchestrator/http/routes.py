@@ -86,6 +86,14 @@ _FORBIDDEN = Response("the key has no tenant (admin key or service token)", Erro
 _NOT_FOUND = Response("no such job for this tenant", ErrorBody)
 _INVALID = Response("invalid body or query (pydantic's error list in detail)", ErrorBody)
 _BAD_JSON = Response("the body is not JSON", ErrorBody)
+# GET /jobs/{job_id} and its /status alias answer alike.
+_JOB_DETAIL_RESPONSES: Final[dict[int, Response]] = {
+    200: Response("the job (with `payload` when asked for)", JobDetailView),
+    401: _UNAUTHORIZED,
+    403: _FORBIDDEN,
+    404: _NOT_FOUND,
+    422: Response("an unknown query parameter, or an include other than payload", ErrorBody),
+}
 _TOO_LARGE = Response("the body is over the size cap", ErrorBody)
 _UNAVAILABLE = Response("RabbitMQ or Redis is down, or the broker did not confirm; see Retry-After", ErrorBody)
 _OVER_QUOTA = Response(
@@ -247,13 +255,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             "get",
             "/jobs/{job_id}",
             "A job's record: status, progress, delegated services, result or error (?include=payload: its payload)",
-            {
-                200: Response("the job (with `payload` when asked for)", JobDetailView),
-                401: _UNAUTHORIZED,
-                403: _FORBIDDEN,
-                404: _NOT_FOUND,
-                422: Response("an unknown query parameter, or an include other than payload", ErrorBody),
-            },
+            _JOB_DETAIL_RESPONSES,
             query=JobQuery,
             description="The record leaves the payload out: it may be large (up to the message cap) and most "
             "readers poll the status. ?include=payload adds it, read in the same Redis round trip as the record; "
@@ -267,13 +269,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             "get",
             "/jobs/{job_id}/status",
             "Alias of GET /jobs/{job_id}",
-            {
-                200: Response("the job (with `payload` when asked for)", JobDetailView),
-                401: _UNAUTHORIZED,
-                403: _FORBIDDEN,
-                404: _NOT_FOUND,
-                422: Response("an unknown query parameter, or an include other than payload", ErrorBody),
-            },
+            _JOB_DETAIL_RESPONSES,
             query=JobQuery,
         ),
     ),

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from clients.cli.commands import optional, run_with
-from clients.cli.commands.outcome import finish
+from clients.cli.commands.outcome import accepted, finish
 from clients.cli.config import DEFAULT_URL, AsJson, Key, Url, target
 from clients.cli.errors import OK, NotFound
 from clients.cli.http import BatonHttp, segment
@@ -146,18 +146,9 @@ def retry(
     return run_with(target(url, key, as_json), action)
 
 
-async def _accepted(http: BatonHttp, output: Output, accepted: dict[str, Any], follow: bool) -> int:
+async def _accepted(http: BatonHttp, output: Output, answer: dict[str, Any], follow: bool) -> int:
     """After POST /jobs (or a retry): the new job's id, or with `follow` its progress and outcome."""
-    job_id = str(accepted.get("job_id"))
-    if not follow:
-        if output.as_json:
-            output.raw(accepted)
-        else:
-            output.value(job_id)
-            output.note(f"job {job_id} {accepted.get('status')}")
-        return OK
-    if accepted.get("status") in TERMINAL_STATUSES:
-        record = await http.get(f"/jobs/{job_id}")
-    else:
-        record = await follow_to_end(http, job_id, output)
-    return finish(record, output)
+    job_id = str(answer.get("job_id"))
+    return await accepted(
+        http, output, answer, job_id, f"job {job_id} {answer.get('status')}", follow=follow, workflow=False
+    )

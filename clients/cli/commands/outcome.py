@@ -5,7 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from clients.cli.errors import JOB_FAILED, OK
+from clients.cli.http import BatonHttp, segment
+from clients.cli.live import follow_to_end
 from clients.cli.output import Output
+from clients.cli.tracking import TERMINAL_STATUSES
+
+
+async def accepted(
+    http: BatonHttp, output: Output, answer: dict[str, Any], job_id: str, note: str, *, follow: bool, workflow: bool
+) -> int:
+    """After a 202 (a job, a retry or a workflow execution): its id and `note`, or with `follow` its progress
+    and outcome (an answer that is already terminal is read once, not followed)."""
+    if not follow:
+        if output.as_json:
+            output.raw(answer)
+        else:
+            output.value(job_id)
+            output.note(note)
+        return OK
+    if answer.get("status") in TERMINAL_STATUSES:
+        record = await http.get(f"/jobs/{segment(job_id)}")
+    else:
+        record = await follow_to_end(http, job_id, output, workflow=workflow)
+    return finish(record, output)
 
 
 def finish(record: dict[str, Any], output: Output) -> int:

@@ -7,14 +7,11 @@ from typing import Annotated
 import typer
 
 from clients.cli.commands import optional, run_with
-from clients.cli.commands.outcome import finish
+from clients.cli.commands.outcome import accepted
 from clients.cli.config import DEFAULT_URL, AsJson, Key, Url, target
-from clients.cli.errors import OK
 from clients.cli.http import BatonHttp, segment
 from clients.cli.inputs import json_object, priority
-from clients.cli.live import follow_to_end
 from clients.cli.output import Output
-from clients.cli.tracking import TERMINAL_STATUSES
 
 
 def register(app: typer.Typer) -> None:
@@ -50,19 +47,9 @@ def run(
     }
 
     async def action(http: BatonHttp, output: Output) -> int:
-        accepted = await http.post(f"/workflows/{segment(workflow_id)}/execute-async", body)
-        execution_id = str(accepted.get("execution_id"))
-        if not follow:
-            if output.as_json:
-                output.raw(accepted)
-            else:
-                output.value(execution_id)
-                output.note(f"execution {execution_id} of {workflow_id} {accepted.get('status')}")
-            return OK
-        if accepted.get("status") in TERMINAL_STATUSES:
-            record = await http.get(f"/jobs/{segment(execution_id)}")
-        else:
-            record = await follow_to_end(http, execution_id, output, workflow=True)
-        return finish(record, output)
+        answer = await http.post(f"/workflows/{segment(workflow_id)}/execute-async", body)
+        execution_id = str(answer.get("execution_id"))
+        note = f"execution {execution_id} of {workflow_id} {answer.get('status')}"
+        return await accepted(http, output, answer, execution_id, note, follow=follow, workflow=True)
 
     return run_with(target(url, key, as_json), action)
