@@ -1,9 +1,12 @@
 """Per-minute job counters in Redis, for GET /stats (throughput and latency) and GET /queues (rates).
 
-Written where the orchestrator sees a job made and a job end (never inside the registry's scripts),
-one pipeline per fact, sent without holding the caller up: a counter is a figure for people, and a
-lost increment (Redis down for a moment) costs less than a slower event path. They live in Redis,
-so they survive an orchestrator restart and every replica adds to the same ones.
+Counted where the orchestrator sees a job made and a job end (never inside the registry's scripts),
+in memory, and written to Redis once per `flush_interval` (one pipeline: an HINCRBY per counter with
+the interval's sum, one EXPIRE per key), never holding the caller up. A counter is a figure for people:
+losing the last interval's counts when a process dies (or Redis is down for a moment) costs less than
+the 20 Redis commands a job cost when each fact was its own pipeline (9% of the orchestrator's CPU
+under load). They live in Redis, so they survive an orchestrator restart and every replica adds to the
+same ones.
 
     orchestrator:stats:{tenant}:{minute}    hash: created, completed, failed, timed_out, cancelled,
                                             lat:{i} (jobs whose created -> terminal time fell in bucket i)
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,23 +120,43 @@ class ServiceRates:
     failed_per_second: float = 0.0
 
 
+DEFAULT_FLUSH_INTERVAL_SECONDS: Final[float] = 1.0
+
+
 @dataclass
-class _Pending:
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+class _Counts:
+    """Increments not yet written: key -> (its TTL, field -> how many)."""
+
+    by_key: dict[str, tuple[int, Counter[str]]] = field(default_factory=dict)
+
+    def add(self, increments: Sequence[tuple[str, str, int]]) -> None:
+        for key, name, ttl in increments:
+            entry = self.by_key.get(key)
+            if entry is None:
+                entry = self.by_key[key] = (ttl, Counter())
+            entry[1][name] += 1
 
 
 class JobStats:
-    def __init__(self, redis: aioredis.Redis, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        clock: Callable[[], float] = time.time,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL_SECONDS,
+    ) -> None:
         self._redis = redis
         self._clock = clock
-        self._pending = _Pending()
+        self._flush_interval = flush_interval
+        self._counts = _Counts()
+        self._timer: asyncio.TimerHandle | None = None
+        self._writes: set[asyncio.Task[None]] = set()
         self._failures = BurstLog(log)
 
     def job_created(self, tenant_id: str, service: str) -> None:
         """Count a new job (published, or kept for the sweeper) in this minute's buckets."""
         minute = self._minute()
         self._send(
-            "created",
             [
                 (keys.stats_minute(tenant_id, minute), "created", STATS_TTL_SECONDS),
                 (keys.stats_all_minute(minute), "created", STATS_TTL_SECONDS),
@@ -166,12 +190,13 @@ class JobStats:
                 (keys.service_rates(service, None, minute), status, RATES_TTL_SECONDS),
                 (keys.service_rates(service, tenant_id, minute), status, RATES_TTL_SECONDS),
             ]
-        self._send(status, increments)
+        self._send(increments)
 
     async def flush(self) -> None:
-        """Wait for the counts sent so far (at shutdown, and in tests)."""
-        while self._pending.tasks:
-            await asyncio.gather(*self._pending.tasks, return_exceptions=True)
+        """Write the counts held now and wait for every write under way (at shutdown, and in tests)."""
+        self._start_write()
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def minutes(self, tenant_id: str | None, count: int) -> list[MinuteStats]:
         """The last `count` minutes (the current one last) of a tenant, or of every tenant (None)."""
@@ -220,17 +245,29 @@ class JobStats:
     def _minute(self) -> int:
         return int(self._clock() // 60)
 
-    def _send(self, kind: str, increments: list[tuple[str, str, int]]) -> None:
-        task = asyncio.create_task(self._write(kind, increments), name="baton-job-stats")
-        self._pending.tasks.add(task)
-        task.add_done_callback(self._pending.tasks.discard)
+    def _send(self, increments: list[tuple[str, str, int]]) -> None:
+        self._counts.add(increments)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self._start_write)
 
-    async def _write(self, kind: str, increments: list[tuple[str, str, int]]) -> None:
+    def _start_write(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        counts, self._counts = self._counts, _Counts()
+        if not counts.by_key:
+            return
+        task = asyncio.create_task(self._write(counts), name="baton-job-stats")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, counts: _Counts) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key, name, ttl in increments:
-                    pipe.hincrby(key, name, 1)
+                for key, (ttl, fields) in counts.by_key.items():
+                    for name, amount in fields.items():
+                        pipe.hincrby(key, name, amount)
                     pipe.expire(key, ttl)
                 await pipe.execute()
-        except (redis_exc.RedisError, OSError) as exc:  # a figure lost, never an event: said once per burst
-            self._failures.warning(kind, "job statistics not counted (%s): %s", kind, exc)
+        except (redis_exc.RedisError, OSError) as exc:  # figures lost, never an event: said once per burst
+            self._failures.warning("write", "job statistics not counted: %s", exc)

@@ -109,7 +109,12 @@ async def test_the_charts_draw_throughput_and_latency(
     async def all_completed() -> bool:
         return all([(await job_record(orchestrator, job_id))["status"] == "completed" for job_id in jobs])
 
+    async def counted() -> bool:  # the orchestrator writes its counters once a second
+        answer = await orchestrator.client.get("/stats?minutes=15", headers=orchestrator.headers_a)
+        return bool((await answer.json())["totals"]["completed"] >= 5)
+
     await eventually(all_completed, within=WAIT_MS / 1000)
+    await eventually(counted, within=WAIT_MS / 1000)
     await open_dashboard(page, orchestrator_url, api_key, "#/charts?minutes=15")
     await page.wait_for_selector('#chart-throughput polyline[data-series="completed"]', timeout=WAIT_MS)
     await page.wait_for_selector('#chart-latency polyline[data-series="latency_p95_ms"]', timeout=WAIT_MS)
