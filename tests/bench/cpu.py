@@ -2,8 +2,9 @@
 
 On a 2-core machine with the brokers co-located, jobs/s is bounded by the CPU all parts use per job,
 so this says which part to make cheaper. Read from /proc: user + system time (clock ticks) and
-the write-like syscalls of /proc/<pid>/io (a socket send on loopback costs the sender the whole
-TCP path, so their count matters as much as the bytes).
+the write syscalls of /proc/<pid>/io (a socket write on loopback costs the sender the whole TCP
+path, so their count matters as much as the bytes). That count holds write and writev (asyncio,
+uvloop, RabbitMQ, Redis) but not send or sendto, which blocking Python sockets use (pika, redis-py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def write_syscalls(pid: int) -> int:
-    """Write-like syscalls (write, writev, send...) of one process so far (0 once it is gone)."""
+    """Write syscalls (write, writev; not send, sendto) of one process so far (0 once it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/io").read_text().splitlines():
             if line.startswith("syscw:"):
@@ -52,15 +53,35 @@ def pids_named(command: str) -> list[int]:
     return found
 
 
+def with_descendants(pid: int) -> list[int]:
+    """The process and every process below it (a Dramatiq CLI forks its workers; so may an orchestrator)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending += children.get(current, [])
+    return found
+
+
 @dataclass
 class CpuMeter:
     """Snapshots the CPU time of named processes; `per_job` gives milliseconds per job since `start`."""
 
-    own: Mapping[str, int]  # part name -> pid of a process the benchmark started
+    own: Mapping[str, int]  # part name -> pid of a process the benchmark started (its children count too)
     _start: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def _read(self) -> dict[str, tuple[float, int]]:
-        pids = {name: [pid] for name, pid in self.own.items()}
+        pids = {name: with_descendants(pid) for name, pid in self.own.items()}
         pids.update({name: pids_named(command) for name, command in SERVICE_COMMANDS.items()})
         pids["bench client"] = [os.getpid()]
         return {
