@@ -1,11 +1,12 @@
-"""Baton side by side with the raw aio-pika limit and with Celery, on this machine's RabbitMQ and Redis.
+"""Baton side by side with the raw aio-pika limit, Celery and Dramatiq, on this machine's RabbitMQ and Redis.
 
     bash tests/bench/run.sh [--json results.json] [--quick] [--backlog-large 100000] ...
 
 (run.sh makes the benchmark's own venv with the `bench` extra, then runs `python -m tests.bench`.)
 Starts only its own processes, all on 127.0.0.1: the raw worker, Baton's orchestrator and worker
-(`python -m orchestrator`, `python -m workers tests.bench.noop_worker:worker`) and one Celery worker.
-Every queue, exchange and Redis key it makes is removed at the end (Celery's results: the keys with its run's prefix).
+(`python -m orchestrator`, `python -m workers tests.bench.noop_worker:worker`), one Celery worker and one
+Dramatiq worker. Every queue, exchange and Redis key it makes is removed at the end (the peers' results:
+the keys with their run's prefix).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,17 +25,19 @@ import redis.asyncio as aioredis
 
 from tests.bench.baton_runs import BatonBench
 from tests.bench.baton_scale import backlog, websocket_fanout
-from tests.bench.common import BENCH_LIMITS, WARMUP_JOBS, progress, raise_fd_limit
-from tests.bench.profiling import Profiler, render
+from tests.bench.common import BENCH_LIMITS, WARMUP_JOBS, latency_rates, progress, raise_fd_limit
+from tests.bench.profiling import Profiler, budget, render, render_budget
 from tests.bench.raw_limit import RawLimit
-from tests.bench.report import Row, round_ratios, spread_rows, table, write_json
-from tests.bench.rounds import celery_full_speed, close_baton, extra_round, single_and_batch
+from tests.bench.report import Row, cpu_rows, round_ratios, spread_rows, table, write_json
+from tests.bench.rounds import celery_full_speed, close_baton, dramatiq_full_speed, extra_round, single_and_batch
 from tests.e2e.harness import ROOT, BatonSystem, Tenant
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 
 BACKLOG_LARGE_DEFAULT = 20_000  # 100k takes several minutes to create and drain on 2 cores: --backlog-large 100000
 TENANT_PARTS = ("warmup", "single", "batch", "profile", "backlog-small", "backlog-large", "fanout")
 LATENCY_MODES = (("single", 0.0), ("batch", 0.1))  # batch mode: one POST /jobs/batch every 100 ms
+DEFAULT_RATES = {"single": "200", "batch": "400"}  # issue 14's targets: p99 at 200/s single, at 400/s batch
+FLAMEGRAPH_DIR = ROOT / "tests" / "bench" / "profiles"
 SKIPPABLE = ("latency", "backlog", "fanout")
 
 
@@ -44,15 +48,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64, help="requests or publishes in flight (default 64)")
     parser.add_argument("--batch-size", type=int, default=250, help="jobs per POST /jobs/batch at full speed")
     parser.add_argument("--latency-seconds", type=float, default=8.0, help="how long each offered rate lasts")
-    parser.add_argument("--rates", default="300,500", help="offered rates for Baton's latency (jobs/s)")
+    parser.add_argument(
+        "--single-rates",
+        help=f"offered rates for Baton's latency through POST /jobs (jobs/s, default {DEFAULT_RATES['single']})",
+    )
+    parser.add_argument(
+        "--batch-rates",
+        help=f"offered rates for Baton's latency through POST /jobs/batch (default {DEFAULT_RATES['batch']})",
+    )
+    parser.add_argument("--rates", help="offered rates for both modes, unless --single-rates / --batch-rates")
     parser.add_argument("--limit-rate", type=float, default=300.0, help="offered rate for the limit's latency")
     parser.add_argument("--backlog-small", type=int, default=1000)
     parser.add_argument("--backlog-large", type=int, default=BACKLOG_LARGE_DEFAULT)
     parser.add_argument("--ws-clients", type=int, default=5000, help="WebSocket clients to ramp to (default 5000)")
     parser.add_argument("--celery-pool", default="threads", help="the Celery worker's --pool (default threads)")
     parser.add_argument("--celery-concurrency", type=int, default=16)
+    parser.add_argument("--dramatiq-processes", type=int, default=1, help="the Dramatiq worker's -p (default 1)")
+    parser.add_argument("--dramatiq-threads", type=int, default=16, help="the Dramatiq worker's -t (default 16)")
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy the Baton processes for N s under load")
     parser.add_argument("--profile-batch", action="store_true", help="profile the batch route instead of single POSTs")
+    parser.add_argument(
+        "--flamegraphs",
+        metavar="LABEL",
+        help=f"with --profile: also save py-spy flame graphs as {FLAMEGRAPH_DIR.relative_to(ROOT)}/LABEL-<process>.svg",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few hundred jobs per part")
     parser.add_argument(
         "--skip",
@@ -64,17 +83,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=1,
-        help="repeat the full-speed runs (limit, Baton, Celery) this many times in all, for each ratio's "
+        help="repeat the full-speed runs (limit, Baton, Celery, Dramatiq) this many times in all, for each ratio's "
         "median and range (about a minute per extra round)",
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs, args.latency_seconds, args.backlog_small, args.backlog_large = 300, 1.0, 200, 600
         args.ws_clients = min(args.ws_clients, 300)
-    args.rate_list = [float(r) for r in args.rates.split(",") if r]
+    chosen = {mode: getattr(args, f"{mode}_rates") for mode in DEFAULT_RATES}
+    args.rate_lists = latency_rates(DEFAULT_RATES, chosen, args.rates)
     args.skipped = {part for part in args.skip.split(",") if part}
     if args.rounds < 1:
         parser.error("--rounds takes 1 or more")
+    if args.flamegraphs is not None and (args.profile <= 0 or not re.fullmatch(r"[\w.-]+", args.flamegraphs)):
+        parser.error("--flamegraphs takes a label of letters, digits, '.', '-' or '_', and needs --profile N")
     if args.skipped - set(SKIPPABLE):
         parser.error(f"--skip takes {','.join(SKIPPABLE)}, not {','.join(sorted(args.skipped - set(SKIPPABLE)))}")
     return args
@@ -109,7 +131,7 @@ async def run_baton(
     args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any], notes: list[str]
 ) -> None:
     run = os.urandom(5).hex()
-    parts = [*TENANT_PARTS, *(f"lat-{mode}-{rate:.0f}" for mode, _ in LATENCY_MODES for rate in args.rate_list)]
+    parts = [*TENANT_PARTS, *(f"lat-{mode}-{rate:.0f}" for mode, _ in LATENCY_MODES for rate in args.rate_lists[mode])]
     # API keys are read when the orchestrator starts, so every run's tenant is made up front.
     tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in parts}
     system = BatonSystem(*urls, list(tenants.values()), extra_env=BENCH_LIMITS)
@@ -126,8 +148,10 @@ async def run_baton(
                 # A run of its own, so that sampling never slows the measured ones.
                 progress(f"baton: py-spy on the orchestrator and the worker for {args.profile:.0f} s under load")
                 size, in_flight = (args.batch_size, 4) if args.profile_batch else (1, args.concurrency)
-                async with Profiler.maybe(args.profile, system, results):
-                    await bench.full_speed(tenants["profile"], args.jobs * 3, size, in_flight, args.timeout)
+                flamegraphs = FLAMEGRAPH_DIR / args.flamegraphs if args.flamegraphs else None
+                async with Profiler.maybe(args.profile, system, results, flamegraphs):
+                    profiled = await bench.full_speed(tenants["profile"], args.jobs * 3, size, in_flight, args.timeout)
+                results["profile_run"] = profiled
             rows += [
                 ("baton single (POST /jobs)", "full speed: jobs/s", single["jobs_per_s"]),
                 ("baton single (POST /jobs)", "full speed: POST rate/s", single["create_rate"]),
@@ -137,7 +161,7 @@ async def run_baton(
                 ("baton batch (POST /jobs/batch)", f"lost / registry ok ({batch['jobs']})", _health(batch)),
             ]
             for mode, every in LATENCY_MODES if "latency" not in args.skipped else ():
-                for rate in args.rate_list:
+                for rate in args.rate_lists[mode]:
                     tenant = tenants[f"lat-{mode}-{rate:.0f}"]
                     jobs = round(rate * args.latency_seconds)
                     progress(f"baton: latency, {mode}, {rate:.0f} jobs/s offered")
@@ -151,7 +175,14 @@ async def run_baton(
                             f"{measured['p50_ms']:.1f} / {measured['p99_ms']:.1f}",
                         ),
                         (part, f"at {rate:.0f}/s: done rate/s", measured["done_rate"]),
+                        (part, f"at {rate:.0f}/s: rejected (of {jobs:,})", measured["rejected"]),
                     ]
+                    if measured["rejected"]:
+                        notes.append(
+                            f"baton {mode} at {rate:.0f}/s offered: {measured['rejected']} jobs refused "
+                            f"({', '.join(f'{n} {e}' for e, n in measured['rejected_errors'].items())}): the broker "
+                            "did not confirm in time; left out of the latencies"
+                        )
                     if measured["done_rate"] < 0.9 * rate:
                         notes.append(
                             f"baton {mode} at {rate:.0f}/s offered finished only {measured['done_rate']:.0f}/s: "
@@ -228,39 +259,33 @@ async def run_fanout(
     ]
 
 
-def cpu_rows(results: dict[str, Any]) -> list[Row]:
-    """CPU ms and write syscalls per job of every process, for each full-speed run: where the two cores went."""
-    runs = {
+def cpu_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each full-speed run of the first round, by the system it measured."""
+    return {
         "limit": results["limit"]["full_speed"],
         "baton single": results["baton"]["single"],
         "baton batch": results["baton"]["batch"],
+        f"celery ({results['celery']['pool']})": results["celery"],
+        f"dramatiq ({results['dramatiq']['pool']})": results["dramatiq"],
     }
-    rows: list[Row] = []
-    for run, measured in runs.items():
-        cpu, writes = measured["cpu_ms"], measured["writes"]
-        rows += [
-            (
-                f"CPU ms/job, {run}",
-                process,
-                f"{cpu[process]:.2f}" + (f" ({writes[process]:.1f} writes)" if process in writes else ""),
-            )
-            for process in cpu
-        ]
-    return rows
 
 
 def _health(measured: dict[str, Any]) -> str:
     return f"{measured['lost']} / {measured['registry_ok']}"
 
 
-def run_celery(args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any]) -> None:
-    progress("celery: full speed")
-    measured = celery_full_speed(args, urls)
-    results["celery"] = measured
-    rows += [
-        (f"celery 5 ({measured['pool']})", "full speed: jobs/s", measured["jobs_per_s"]),
-        (f"celery 5 ({measured['pool']})", f"full speed: lost ({measured['jobs']})", measured["lost"]),
-    ]
+def run_peers(args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], results: dict[str, Any]) -> None:
+    for name, title, full_speed in (
+        ("celery", "celery 5", celery_full_speed),
+        ("dramatiq", "dramatiq", dramatiq_full_speed),
+    ):
+        progress(f"{name}: full speed")
+        measured = full_speed(args, urls)
+        results[name] = measured
+        rows += [
+            (f"{title} ({measured['pool']})", "full speed: jobs/s", measured["jobs_per_s"]),
+            (f"{title} ({measured['pool']})", f"full speed: lost ({measured['jobs']})", measured["lost"]),
+        ]
 
 
 async def main(argv: list[str]) -> int:
@@ -273,12 +298,13 @@ async def main(argv: list[str]) -> int:
     started = time.perf_counter()
     await run_limit(args, urls, rows, results)
     await run_baton(args, urls, rows, results, notes)
-    await asyncio.to_thread(run_celery, args, urls, rows, results)
+    await asyncio.to_thread(run_peers, args, urls, rows, results)
     first_round = {
         "limit": results["limit"]["full_speed"]["jobs_per_s"],
         "single": results["baton"]["single"]["jobs_per_s"],
         "batch": results["baton"]["batch"]["jobs_per_s"],
         "celery": results["celery"]["jobs_per_s"],
+        "dramatiq": results["dramatiq"]["jobs_per_s"],
     }
     ratios = round_ratios(first_round)
     results["ratios"] = ratios
@@ -293,10 +319,10 @@ async def main(argv: list[str]) -> int:
                 break
         spread, results["rounds"] = spread_rows(rounds)
         rows += spread
-    rows += cpu_rows(results)
+    rows += cpu_rows(cpu_runs(results))
     notes += [
         f"jobs per full-speed run: {args.jobs:,}; {args.concurrency} requests/publishes in flight; "
-        f"batches of {args.batch_size}; latency runs last {args.latency_seconds:.0f} s each "
+        f"batches of {args.batch_size}; latency runs last {args.latency_seconds:g} s each "
         "(batch mode: one batch per 100 ms)",
         "Baton: done = terminal event on a WebSocket client, and the registry lists every job completed at the end",
         "Baton's worker publishes 2 events per job (running, completed); the limit publishes 1",
@@ -308,6 +334,9 @@ async def main(argv: list[str]) -> int:
     print(table(rows, notes))
     if "profile" in results:
         print("\n" + render(results["profile"]))
+        if "profile_run" in results:
+            results["budget"] = budget(results["profile"], results["profile_run"]["cpu_ms"])
+            print("\n" + render_budget(results["budget"]))
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k != "json"}
         write_json(args.json, rows, results, notes, settings)

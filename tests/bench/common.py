@@ -36,6 +36,14 @@ def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def latency_rates(defaults: dict[str, str], chosen: dict[str, str | None], both: str | None) -> dict[str, list[float]]:
+    """Offered rates per latency mode: the mode's own option, else the one for both modes, else its default."""
+    return {
+        mode: [float(r) for r in (chosen.get(mode) or both or default).split(",") if r]
+        for mode, default in defaults.items()
+    }
+
+
 def run_id() -> str:
     return uuid.uuid4().hex[:10]
 

@@ -65,11 +65,32 @@ def write_json(
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
 
 
-RATIOS = (("batch", "limit"), ("single", "limit"), ("batch", "celery"), ("single", "celery"))
+PEERS = ("limit", "celery", "dramatiq")
+RATIOS = tuple((mode, peer) for peer in PEERS for mode in ("batch", "single"))
+SYSTEMS = ("limit", "single", "batch", "celery", "dramatiq")
 
 
 def round_ratios(rates: dict[str, float]) -> dict[str, float]:
-    return {f"baton_{top}/{bottom}": ratio(rates[top], rates[bottom]) for top, bottom in RATIOS}
+    """Baton's batch and single jobs/s over each peer's; NaN for a peer the round has no rate of."""
+    return {f"baton_{top}/{bottom}": ratio(rates.get(top), rates.get(bottom)) for top, bottom in RATIOS}
+
+
+def cpu_rows(runs: dict[str, dict[str, Any]]) -> list[Row]:
+    """CPU ms per job of every process (with its write syscalls per job where measured), for each
+    full-speed run; then every run's total side by side: where the two cores went, system by system."""
+    rows: list[Row] = []
+    for run, measured in runs.items():
+        cpu, writes = measured["cpu_ms"], measured.get("writes", {})
+        rows += [
+            (
+                f"CPU ms/job, {run}",
+                process,
+                f"{cpu[process]:.2f}" + (f" ({writes[process]:.1f} writes)" if process in writes else ""),
+            )
+            for process in cpu
+        ]
+    rows += [("CPU ms/job, all processes", run, f"{measured['cpu_ms']['all']:.2f}") for run, measured in runs.items()]
+    return rows
 
 
 def spread_rows(rounds: list[dict[str, float]]) -> tuple[list[Row], dict[str, Any]]:
@@ -83,8 +104,9 @@ def spread_rows(rounds: list[dict[str, float]]) -> tuple[list[Row], dict[str, An
         if values:
             summary[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
         rows.append((part, f"{name}: median (min-max)", _spread(values)))
-    for name in ("limit", "single", "batch", "celery"):
-        rows.append((f"jobs/s, {len(rounds)} rounds", f"{name}: median (min-max)", _spread([r[name] for r in rounds])))
+    for name in SYSTEMS:
+        rates = [r.get(name, float("nan")) for r in rounds]
+        rows.append((f"jobs/s, {len(rounds)} rounds", f"{name}: median (min-max)", _spread(rates)))
     return rows, summary
 
 

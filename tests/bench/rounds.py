@@ -1,4 +1,4 @@
-"""`--rounds N`: the full-speed runs (limit, Baton single and batch, Celery) repeated N - 1 more times
+"""`--rounds N`: the full-speed runs (limit, Baton single and batch, Celery, Dramatiq) repeated N - 1 more times
 after the main run, each round on freshly started processes, so that every ratio comes with its
 median and spread. On a shared two-core machine one run's ratio can be off by a fifth either way.
 """
@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from tests.bench.baton_runs import BatonBench
 from tests.bench.celery_peer import CeleryPeer
 from tests.bench.common import BENCH_LIMITS, NOOP_SERVICE, WARMUP_JOBS, delete_matching, delete_service_queues, progress
+from tests.bench.dramatiq_peer import DramatiqPeer
+from tests.bench.peer_process import full_speed
 from tests.bench.raw_limit import RawLimit
 from tests.e2e.harness import ROOT, BatonSystem, Tenant
 
@@ -78,18 +80,26 @@ async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[
 
 
 def celery_full_speed(args: argparse.Namespace, urls: tuple[str, str]) -> dict[str, Any]:
-    peer = CeleryPeer(*urls, root=str(ROOT), pool=args.celery_pool, concurrency=args.celery_concurrency)
-    peer.start()
-    try:
-        peer.run(WARMUP_JOBS, publishers=8, timeout=args.timeout)
-        return peer.run(args.jobs, publishers=8, timeout=args.timeout)
-    finally:
-        peer.close()
+    return full_speed(
+        CeleryPeer(*urls, root=str(ROOT), pool=args.celery_pool, concurrency=args.celery_concurrency), args
+    )
+
+
+def dramatiq_full_speed(args: argparse.Namespace, urls: tuple[str, str]) -> dict[str, Any]:
+    peer = DramatiqPeer(*urls, root=str(ROOT), processes=args.dramatiq_processes, threads=args.dramatiq_threads)
+    return full_speed(peer, args)
 
 
 async def extra_round(args: argparse.Namespace, urls: tuple[str, str], number: int) -> dict[str, float]:
-    progress(f"round {number} of {args.rounds}: limit, Baton single and batch, Celery at full speed")
+    progress(f"round {number} of {args.rounds}: limit, Baton single and batch, Celery, Dramatiq at full speed")
     limit = await limit_jobs_per_s(args, urls)
     single, batch = await baton_jobs_per_s(args, urls)
     celery = await asyncio.to_thread(celery_full_speed, args, urls)
-    return {"limit": limit, "single": single, "batch": batch, "celery": float(celery["jobs_per_s"])}
+    dramatiq = await asyncio.to_thread(dramatiq_full_speed, args, urls)
+    return {
+        "limit": limit,
+        "single": single,
+        "batch": batch,
+        "celery": float(celery["jobs_per_s"]),
+        "dramatiq": float(dramatiq["jobs_per_s"]),
+    }
