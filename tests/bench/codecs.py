@@ -31,7 +31,7 @@ from protocol.codec import JSON, MSGPACK, CodecSet, _check_plain, json_fields
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, utc_now
 from protocol.events import JobStatus, TaskEvent, completed_event, failed_event, status_event
 from protocol.names import JOB_TYPE_PATTERN, SERVICE_NAME_PATTERN, TENANT_ID_PATTERN
-from tests.protocol.codec_before import decode_before
+from tests.protocol.codec_before import CodecSetBefore
 
 NOT_EQUIVALENT = " (not equivalent)"
 
@@ -151,19 +151,20 @@ def encode_variants(codecs: CodecSet, model: Any, mirror: msgspec.Struct) -> Var
 def decode_variants(
     codecs: CodecSet, cls: type[Any], struct: type[msgspec.Struct], body: bytes, json_body: bytes
 ) -> Variants:
+    before = CodecSetBefore(codecs.max_bytes)
     any_decoder = msgspec.msgpack.Decoder()
     struct_decoder = msgspec.msgpack.Decoder(struct)
     from_struct = envelope_from_struct if cls is TaskEnvelope else event_from_struct
     return [
         (
             "today: msgpack.unpackb + isinstance walk + model_validate",
-            lambda: decode_before(codecs, cls, body, MSGPACK),
+            lambda: before.decode(cls, body, MSGPACK),
         ),
         ("now: unpackb + per-level type-set walk + model_validate", lambda: codecs.decode(cls, body, MSGPACK)),
         ("msgspec decode (Any) + walk + model_validate", lambda: _walk_then_validate(cls, any_decoder.decode(body))),
         ("msgspec Struct decode + model_construct" + NOT_EQUIVALENT, lambda: from_struct(struct_decoder.decode(body))),
         ("msgspec Struct decode alone" + NOT_EQUIVALENT, lambda: struct_decoder.decode(body)),
-        ("JSON today: json.loads + walk + model_validate", lambda: decode_before(codecs, cls, json_body, JSON)),
+        ("JSON today: json.loads + walk + model_validate", lambda: before.decode(cls, json_body, JSON)),
         ("JSON: model_validate_json (no walk)" + NOT_EQUIVALENT, lambda: cls.model_validate_json(json_body)),
     ]
 

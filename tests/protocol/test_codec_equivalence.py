@@ -15,9 +15,10 @@ from protocol.codec import JSON, MAX_NESTING, MSGPACK, CodecSet, _check_plain
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, utc_now
 from protocol.errors import DecodeError
 from protocol.events import JobStatus, TaskEvent, completed_event, failed_event, status_event
-from tests.protocol.codec_before import check_plain_before, decode_before
+from tests.protocol.codec_before import CodecSetBefore, check_plain_before
 
 CODECS = CodecSet(max_bytes=64 * 1024)
+BEFORE = CodecSetBefore(max_bytes=64 * 1024)
 NAN, INF = float("nan"), float("inf")
 
 
@@ -144,7 +145,7 @@ def _outcome(decode: Any) -> tuple[str, Any]:
 )
 def test_decode_gives_what_it_gave_before(cls: type[Any], body: bytes, content_type: str) -> None:
     now = _outcome(lambda: CODECS.decode(cls, body, content_type))
-    before = _outcome(lambda: decode_before(CODECS, cls, body, content_type))
+    before = _outcome(lambda: BEFORE.decode(cls, body, content_type))
     assert now == before
 
 
