@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 import msgpack
@@ -31,7 +31,7 @@ from protocol.codec import JSON, MSGPACK, CodecSet, _check_plain, json_fields
 from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, utc_now
 from protocol.events import JobStatus, TaskEvent, completed_event, failed_event, status_event
 from protocol.names import JOB_TYPE_PATTERN, SERVICE_NAME_PATTERN, TENANT_ID_PATTERN
-from tests.protocol.codec_before import CodecSetBefore
+from tests.protocol.codec_before import CodecSetBefore, large_envelope
 
 NOT_EQUIVALENT = " (not equivalent)"
 
@@ -101,21 +101,6 @@ def noop_envelope(n: int) -> TaskEnvelope:
         context=context,
         metadata=TaskMetadata.model_validate({"source": "api", "user_id": None, "timeout_ms": None}),
         payload={"n": n},
-    )
-
-
-def large_envelope() -> TaskEnvelope:
-    return TaskEnvelope(
-        global_task_id="job-1",
-        tenant_id="acme",
-        session_id="session-1",
-        type="llm_request",
-        service="query",
-        priority=7,
-        deadline=utc_now() + timedelta(seconds=30),
-        context=ContextIds(user_id="u-1", request_id="r-1", conversation_id="c-1"),
-        metadata=TaskMetadata(source="api", user_id="u-1", timeout_ms=30_000),
-        payload={"prompt": "hi " * 40, "n": [1, 2.5, None, True], "options": {"temperature": 0.2, "tags": ["a", "b"]}},
     )
 
 

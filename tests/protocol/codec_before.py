@@ -1,14 +1,33 @@
 """protocol.codec's decoding as it was before the plain-data check was made faster (main at 1c93b65):
-the oracle the equivalence tests hold the codecs to, and the "today" column of tests/bench/codecs.py."""
+the oracle the equivalence tests hold the codecs to, and the "today" column of tests/bench/codecs.py;
+with the larger envelope both start from."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from protocol.codec import MAX_NESTING, Codec, CodecSet
+from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, utc_now
 from protocol.errors import DecodeError
+
+
+def large_envelope() -> TaskEnvelope:
+    """Every optional part set (session, deadline, context, metadata) and a nested payload."""
+    return TaskEnvelope(
+        global_task_id="job-1",
+        tenant_id="acme",
+        session_id="session-1",
+        type="llm_request",
+        service="query",
+        priority=7,
+        deadline=utc_now() + timedelta(seconds=30),
+        context=ContextIds(user_id="u-1", request_id="r-1", conversation_id="c-1"),
+        metadata=TaskMetadata(source="api", user_id="u-1", timeout_ms=30_000),
+        payload={"prompt": "hi " * 40, "n": [1, 2.5, None, True], "options": {"temperature": 0.2, "tags": ["a", "b"]}},
+    )
 
 
 def check_plain_before(obj: Any) -> None:

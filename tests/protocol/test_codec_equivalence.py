@@ -5,36 +5,20 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
 from typing import Any
 
 import msgpack
 import pytest
 
 from protocol.codec import JSON, MAX_NESTING, MSGPACK, CodecSet, _check_plain
-from protocol.envelope import ContextIds, TaskEnvelope, TaskMetadata, utc_now
+from protocol.envelope import TaskEnvelope, utc_now
 from protocol.errors import DecodeError
 from protocol.events import JobStatus, TaskEvent, completed_event, failed_event, status_event
-from tests.protocol.codec_before import CodecSetBefore, check_plain_before
+from tests.protocol.codec_before import CodecSetBefore, check_plain_before, large_envelope
 
 CODECS = CodecSet(max_bytes=64 * 1024)
 BEFORE = CodecSetBefore(max_bytes=64 * 1024)
 NAN, INF = float("nan"), float("inf")
-
-
-def _envelope() -> TaskEnvelope:
-    return TaskEnvelope(
-        global_task_id="job-1",
-        tenant_id="acme",
-        session_id="s1",
-        type="llm_request",
-        service="query",
-        priority=7,
-        deadline=utc_now() + timedelta(seconds=30),
-        context=ContextIds(user_id="u-1", request_id="r-1"),
-        metadata=TaskMetadata(source="api", user_id="u-1", timeout_ms=30_000),
-        payload={"prompt": "hi", "n": [1, 2.5, None, True], "o": {"t": 0.2, "tags": ["a"]}},
-    )
 
 
 def _nested(depth: int, leaf: Any = None, kind: str = "list") -> Any:
@@ -47,11 +31,11 @@ def _nested(depth: int, leaf: Any = None, kind: str = "list") -> Any:
 
 
 def _envelope_fields(**changes: Any) -> dict[str, Any]:
-    return _envelope().model_dump(mode="json") | changes
+    return large_envelope().model_dump(mode="json") | changes
 
 
 def _event_fields(**changes: Any) -> dict[str, Any]:
-    return completed_event(_envelope(), {"n": 1}, seq=1_000_002).model_dump(mode="json") | changes
+    return completed_event(large_envelope(), {"n": 1}, seq=1_000_002).model_dump(mode="json") | changes
 
 
 # Maps as a peer may send them: each is encoded with both codecs (where the codec can carry it).
@@ -88,8 +72,11 @@ MESSAGES: list[tuple[type[Any], Any]] = [
     (TaskEnvelope, _envelope_fields(priority=NAN)),
     (TaskEnvelope, _envelope_fields(payload={"big": 2**64 - 1, "neg": -(2**63), "f": 1e308})),
     (TaskEvent, _event_fields()),
-    (TaskEvent, failed_event(_envelope(), error="e", error_type="E", seq=3, traceback="tb").model_dump(mode="json")),
-    (TaskEvent, status_event(_envelope(), JobStatus.RUNNING, 1).model_dump(mode="json")),
+    (
+        TaskEvent,
+        failed_event(large_envelope(), error="e", error_type="E", seq=3, traceback="tb").model_dump(mode="json"),
+    ),
+    (TaskEvent, status_event(large_envelope(), JobStatus.RUNNING, 1).model_dump(mode="json")),
     (TaskEvent, _event_fields(seq=-1)),
     (TaskEvent, _event_fields(event="task_exploded")),
     (TaskEvent, _event_fields(data={"result": {"x": [INF]}})),
@@ -192,7 +179,7 @@ def test_the_walk_decides_random_trees_as_before(seed: int) -> None:
 
 
 def _models() -> list[Any]:
-    envelope = _envelope()
+    envelope = large_envelope()
     return [
         envelope,
         TaskEnvelope(global_task_id="j", tenant_id="t", type="x", service="s", metadata={"extra": {"k": [1.5]}}),
