@@ -46,7 +46,7 @@ class Authenticator:
         """The authenticator, and the generated dev key when BATON_API_KEYS is unset (to print)."""
         if settings.api_keys is not None:
             return cls(settings.api_keys, settings.admin_key, settings.service_tokens), None
-        dev_key = "dev-" + secrets.token_urlsafe(24)
+        dev_key = new_dev_key()
         return cls({dev_key: DEV_TENANT}, settings.admin_key, settings.service_tokens), dev_key
 
     def principal_for(self, token: str | None) -> Principal | None:
@@ -69,6 +69,11 @@ class Authenticator:
         if scheme.lower() == "bearer" and token:
             return self.principal_for(token.strip())
         return self.principal_for(request.query.get("token")) if allow_query_token else None
+
+
+def new_dev_key() -> str:
+    """A key for tenant DEV_TENANT, made at start when BATON_API_KEYS is unset."""
+    return "dev-" + secrets.token_urlsafe(24)
 
 
 def _raw(token: str) -> bytes:

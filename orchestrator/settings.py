@@ -20,6 +20,8 @@ from protocol.names import check_tenant_id
 
 DEFAULT_ORCHESTRATOR_PORT: Final[int] = 8000
 DEFAULT_ORCHESTRATOR_HOST: Final[str] = "127.0.0.1"
+# `python -m orchestrator --processes N` (orchestrator.process_group): more would outnumber any host's cores.
+MAX_PROCESSES: Final[int] = 64
 DEV_TENANT: Final[str] = "dev"  # the tenant of the key made at start when BATON_API_KEYS is unset
 # 200 jobs/s per tenant, 2,000 at once: above what one client of the test suite posts, far below what
 # one tenant would need to crowd a deployment's Redis and broker out (the benchmark sets its own).
@@ -117,6 +119,8 @@ def normal_origin(origin: str) -> str:
 class OrchestratorSettings(SharedSettings):
     orchestrator_port: PositiveInt = Field(default=DEFAULT_ORCHESTRATOR_PORT, validation_alias="ORCHESTRATOR_PORT")
     orchestrator_host: str = Field(default=DEFAULT_ORCHESTRATOR_HOST, validation_alias="ORCHESTRATOR_HOST")
+    # Orchestrator processes sharing the port (SO_REUSEPORT); the --processes flag wins over it.
+    processes: int = Field(default=1, ge=1, le=MAX_PROCESSES, validation_alias="ORCHESTRATOR_PROCESSES")
     # key -> tenant; None when BATON_API_KEYS is unset (a dev key is generated then)
     api_keys: Mapping[str, str] | None = Field(default=None, validation_alias="BATON_API_KEYS", repr=False)
     admin_key: str | None = Field(default=None, validation_alias="BATON_ADMIN_KEY", repr=False)

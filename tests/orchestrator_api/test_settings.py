@@ -135,5 +135,5 @@ def test_the_orchestrator_applies_baton_log_level(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(entry, "run_loop", run_loop)
     monkeypatch.setenv("BATON_API_KEYS", "acme:k1")
     monkeypatch.setenv("BATON_LOG_LEVEL", "debug")  # the root logger starts at WARNING
-    assert entry.main() == 0
+    assert entry.main([]) == 0
     assert root_logger.level == logging.DEBUG
