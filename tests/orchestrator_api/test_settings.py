@@ -6,7 +6,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +94,10 @@ def test_keyword_arguments_never_read_the_environment(monkeypatch: pytest.Monkey
     assert (settings.api_keys, settings.orchestrator_port, settings.sweeper.interval_seconds) == (None, 8000, 30)
 
 
-def _run_orchestrator(**variables: str) -> subprocess.CompletedProcess[str]:
+def _run_orchestrator(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("BATON_", "ORCHESTRATOR_"))}
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator"],
+        [sys.executable, "-m", "orchestrator", *args],
         cwd=ROOT,
         env={**env, **variables},
         capture_output=True,
@@ -116,6 +116,46 @@ def test_a_bad_variable_stops_the_orchestrator_with_status_2(variables: dict[str
     assert result.stderr.startswith(f"orchestrator: {named}: ")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (["--processes", "0"], {}, "argument --processes: 1 to 64 processes, not 0\n"),
+        (["--processes", "65"], {}, "argument --processes: 1 to 64 processes, not 65\n"),
+        (["--processes", "two"], {}, "argument --processes: a whole number of processes, 1 to 64, not 'two'\n"),
+        ([], {"ORCHESTRATOR_PROCESSES": "0"}, "orchestrator: ORCHESTRATOR_PROCESSES: "),
+        ([], {"ORCHESTRATOR_PROCESSES": "65"}, "orchestrator: ORCHESTRATOR_PROCESSES: "),
+    ],
+)
+def test_a_bad_process_count_exits_2_with_a_clear_message(
+    args: list[str], variables: dict[str, str], message: str
+) -> None:
+    result = _run_orchestrator(*args, **variables)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_process_flag_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    groups: list[int] = []
+
+    async def run_group(count: int, host: str, port: int, env: Mapping[str, str]) -> int:
+        groups.append(count)
+        return 0
+
+    def run_loop(serving: Coroutine[Any, Any, None]) -> int:
+        serving.close()
+        groups.append(1)
+        return 0
+
+    monkeypatch.setattr(entry, "run_group", run_group)
+    monkeypatch.setattr(entry, "run_loop", run_loop)
+    monkeypatch.setenv("BATON_API_KEYS", "acme:k1")
+    monkeypatch.setenv("ORCHESTRATOR_PROCESSES", "3")
+    assert entry.main([]) == 0
+    assert entry.main(["--processes", "1"]) == 0
+    assert entry.main(["--processes", "2"]) == 0
+    assert groups == [3, 1, 2]
 
 
 @pytest.fixture
