@@ -4,6 +4,7 @@
 #   bash scripts/up.sh            in the foreground; Ctrl-C stops everything it started
 #   bash scripts/up.sh --detach   in the background; `bash scripts/down.sh` stops it
 # With a running Docker engine it runs the services of docker-compose.yml instead (and Prometheus and Grafana).
+#   ORCHESTRATOR_PROCESSES=2 bash scripts/up.sh   the orchestrator as 2 processes sharing its port (README: Settings)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -12,6 +13,7 @@ detach=0
 [ "${1:-}" = "--detach" ] && detach=1
 
 port="${ORCHESTRATOR_PORT:-8000}"
+export ORCHESTRATOR_PROCESSES="${ORCHESTRATOR_PROCESSES:-1}"
 health="http://127.0.0.1:$port/health"
 mkdir -p "$RUN_DIR"
 if [ -z "${BATON_API_KEYS:-}" ]; then
@@ -29,7 +31,7 @@ Baton is up.
   dashboard   http://127.0.0.1:$port/?token=$key
   API         http://127.0.0.1:$port/openapi.json
   health      $health
-  metrics     http://127.0.0.1:$port/metrics
+  metrics     http://127.0.0.1:$port/metrics$([ "$ORCHESTRATOR_PROCESSES" = 1 ] || echo "   (one of $ORCHESTRATOR_PROCESSES orchestrator processes per request)")
   API key     $key            (tenant ${BATON_API_KEYS%%:*})
 MSG
   if [ "${1:-}" = docker ]; then
