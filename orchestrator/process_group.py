@@ -60,11 +60,12 @@ class ProcessGroup:
     command: Sequence[str]
     env: Mapping[str, str]
     grace_seconds: float = STOP_GRACE_SECONDS
-    children: list[asyncio.subprocess.Process] = field(default_factory=list)
-    _stopping_at: float | None = None
-    _failed: bool = False
-    _killed: bool = False
-    _forwarded: set[int] = field(default_factory=set)  # the signals sent to the children
+    children: list[asyncio.subprocess.Process] = field(default_factory=list, init=False)
+    _stopping_at: float | None = field(default=None, init=False)
+    _failed: bool = field(default=False, init=False)
+    _killed: bool = field(default=False, init=False)
+    _forwarded: set[int] = field(default_factory=set, init=False)  # the signals sent to the children
+    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     async def run(self) -> int:
         """Start the children, wait for all of them; 0 when every one stopped as asked, 1 otherwise."""
@@ -73,11 +74,12 @@ class ProcessGroup:
             loop.add_signal_handler(sig, self.stop, sig)
         try:
             for number in range(1, self.count + 1):
-                if self._stopping_at is not None:
-                    break  # a signal came while starting: start no more
                 child = await asyncio.create_subprocess_exec(*self.command, env=dict(self.env))
                 self.children.append(child)
                 log.info("orchestrator process %d of %d started: pid %d", number, self.count, child.pid)
+                if self._stopping_at is not None:  # a signal came while it started: stop it, start no more
+                    self.stop(signal.SIGTERM)
+                    break
         except OSError:
             log.exception("could not start an orchestrator process; stopping the others")
             self._failed = True
@@ -91,6 +93,7 @@ class ProcessGroup:
         """Forward `sig` to every child still running (a second signal is forwarded again)."""
         if self._stopping_at is None:
             self._stopping_at = time.monotonic()
+            self._stop_requested.set()  # the wait for the children takes the grace period from now
             log.info("%s: stopping %d orchestrator processes", sig.name, len(self.children))
         self._forwarded.add(sig)
         for child in self.children:
@@ -99,16 +102,22 @@ class ProcessGroup:
 
     async def _wait_all(self) -> None:
         waits = {asyncio.ensure_future(child.wait()): child for child in self.children}
+        stop_requested = asyncio.ensure_future(self._stop_requested.wait())
         pending = set(waits)
-        while pending:
-            timeout = None
-            if self._stopping_at is not None and not self._killed:
-                timeout = max(0.0, self._stopping_at + self.grace_seconds - time.monotonic())
-            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
-                self._ended(waits[finished])
-            if not done and pending:
-                self._kill([waits[task] for task in pending])
+        try:
+            while pending:
+                timeout = None
+                if self._stopping_at is not None and not self._killed:
+                    timeout = max(0.0, self._stopping_at + self.grace_seconds - time.monotonic())
+                waiting = pending if stop_requested.done() else {*pending, stop_requested}
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done & pending:
+                    self._ended(waits[finished])
+                pending -= done
+                if not done:
+                    self._kill([waits[task] for task in pending])
+        finally:
+            stop_requested.cancel()
 
     def _ended(self, child: asyncio.subprocess.Process) -> None:
         code = child.returncode
