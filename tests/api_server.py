@@ -31,6 +31,7 @@ from protocol.events import TaskEvent
 from protocol.lanes import lanes_key
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, lane_queue, service_queues, task_queue
 from tests.directory_cleanup import forget_services
+from tests.redis_keys import keys_matching
 
 Client = TestClient[web.Request, web.Application]
 
@@ -157,14 +158,21 @@ def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
     return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
 
 
-async def _forget_tenant(redis: aioredis.Redis, tenant_id: str) -> None:
-    doomed = [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}:*", count=1000)]
-    doomed += [key async for key in redis.scan_iter(match=f"{keys.PREFIX}:*:{tenant_id}", count=1000)]
+def _of_tenants(key: bytes, tenant_ids: tuple[str, ...]) -> bool:
+    """`key` matches "<PREFIX>:*:<tenant>:*" or "<PREFIX>:*:<tenant>" for one of `tenant_ids`."""
+    rest = key.decode().removeprefix(f"{keys.PREFIX}:")
+    return any(f":{tenant}:" in rest or rest.endswith(f":{tenant}") for tenant in tenant_ids)
+
+
+async def _forget_tenants(redis: aioredis.Redis, *tenant_ids: str) -> None:
+    # One scan for all the tenants' keys (each scan walks the whole shared Redis: tests/redis_keys.py).
+    doomed = [key for key in await keys_matching(redis, f"{keys.PREFIX}:*") if _of_tenants(key, tenant_ids)]
     if doomed:
         await redis.delete(*doomed)
-    cached = [entry async for entry, _ in redis.zscan_iter(keys.CACHE_ENTRIES, match=f"*:{tenant_id}:*")]
-    if cached:
-        await redis.zrem(keys.CACHE_ENTRIES, *cached)
+    for tenant_id in tenant_ids:
+        cached = [entry async for entry, _ in redis.zscan_iter(keys.CACHE_ENTRIES, match=f"*:{tenant_id}:*")]
+        if cached:
+            await redis.zrem(keys.CACHE_ENTRIES, *cached)
 
 
 @asynccontextmanager
@@ -259,8 +267,7 @@ async def serve_api(
         await redis_client.delete(deployment.replicas_key)
         await delete_lanes(channel, redis_client, service, (tenant_a, tenant_b))
         await amqp.close()
-        for tenant in (tenant_a, tenant_b):
-            await _forget_tenant(redis_client, tenant)
+        await _forget_tenants(redis_client, tenant_a, tenant_b)
         await forget_services(redis_client, service)
         await redis_client.hdel(keys.ROUTES, job_type)
         await redis_client.hdel(keys.CACHE_DEFAULTS, job_type)
@@ -305,7 +312,7 @@ async def serve_api_without_broker(redis_url: str, redis_client: aioredis.Redis,
             await api.announce()
             yield api
     finally:
-        await _forget_tenant(redis_client, tenant)
+        await _forget_tenants(redis_client, tenant)
         await redis_client.hdel(keys.ROUTES, job_type)
         await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
         await redis_client.delete(keys.workers(service))

@@ -26,6 +26,7 @@ from tests.contracts.subjects import CONTRACT_MAX_MESSAGE_BYTES, BusPair
 from tests.fakes.publisher import FakeTaskPublisher
 from tests.fakes.registry import FakeTaskRegistry
 from tests.fakes.update_bus import FakeChannel, FakeUpdateBus
+from tests.redis_keys import keys_matching
 
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
 
@@ -45,7 +46,7 @@ async def registry(request: pytest.FixtureRequest, tenant: str) -> AsyncIterator
     try:
         yield RedisTaskRegistry(client, ttl_seconds=600)
         # `{tenant}*`: the tests' second tenant is `tenant + "x"`. Cancel ledger keys expire on their own.
-        async for key in client.scan_iter(match=f"orchestrator:*:{tenant}*", count=1000):
+        for key in await keys_matching(client, f"orchestrator:*:{tenant}*"):
             await client.delete(key)
     finally:
         await client.aclose()

@@ -18,6 +18,7 @@ from orchestrator.settings import QuotaSettings
 from orchestrator.store import keys
 from tests.api_server import Api, serve_api
 from tests.polling import eventually
+from tests.redis_keys import keys_matching
 from tests.workers.helpers import running
 from workers import RetryPolicy, TaskContext, Worker
 
@@ -32,7 +33,7 @@ async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, u
     # The execution owner index is keyed by execution, not tenant: the tenants' cleanup does not see it.
     owned = [
         key
-        async for key in redis_client.scan_iter(match=f"{keys.PREFIX}:execution_owners:*", count=1000)
+        for key in await keys_matching(redis_client, f"{keys.PREFIX}:execution_owners:*")
         if (await redis_client.get(key) or b"").decode() in {api.tenant_a, api.tenant_b}
     ]
     if owned:
@@ -242,9 +243,7 @@ async def test_a_queued_job_is_not_retried(api: Api) -> None:
 
 async def test_a_workflow_execution_points_to_its_own_retry(api: Api) -> None:
     step = {"name": "one", "type": api.job_type}
-    put = await api.client.put(
-        "/workflows/wf-retry", json={"name": "wf", "steps": [step]}, headers=api.headers_a
-    )
+    put = await api.client.put("/workflows/wf-retry", json={"name": "wf", "steps": [step]}, headers=api.headers_a)
     assert put.status in (200, 201), await put.text()
     started = await api.client.post("/workflows/wf-retry/execute-async", json={"data": {}}, headers=api.headers_a)
     assert started.status == 202, await started.text()

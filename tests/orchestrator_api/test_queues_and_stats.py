@@ -19,6 +19,7 @@ from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, JobStatus, completed_event, failed_event
 from tests.api_server import Api, serve_api, serve_replica
 from tests.polling import eventually, poll
+from tests.redis_keys import keys_matching
 from tests.workers.helpers import running
 from workers import RetryPolicy, TaskContext, Worker
 
@@ -44,7 +45,7 @@ async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, u
     async with serve_api(rabbitmq_url, redis_url, redis_client, unique, service_tokens=tokens) as api:
         yield api
     # The service-wide rate counters are keyed by service, not tenant: the tenants' cleanup does not see them.
-    rates = [key async for key in redis_client.scan_iter(match=f"{keys.PREFIX}:rates:svc-{unique}:*", count=1000)]
+    rates = await keys_matching(redis_client, f"{keys.PREFIX}:rates:svc-{unique}:*")
     if rates:
         await redis_client.delete(*rates)
 

@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.store.registry import RedisTaskRegistry
+from tests.redis_keys import keys_matching
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ async def tenant(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str
     tenant_id = f"t-{unique}"
     yield tenant_id
     for pattern in (f"orchestrator:*:{tenant_id}:*", f"orchestrator:jobs:{tenant_id}"):
-        async for key in redis_client.scan_iter(match=pattern, count=1000):
+        for key in await keys_matching(redis_client, pattern):
             await redis_client.delete(key)
 
 

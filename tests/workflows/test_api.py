@@ -16,6 +16,7 @@ from orchestrator.store.keys import PREFIX
 from orchestrator.workflows.storage import ExecutionStore
 from tests.api_server import Api, serve_api
 from tests.polling import poll
+from tests.redis_keys import keys_matching
 from tests.workers.helpers import running
 from workers import TaskContext, Worker
 
@@ -45,7 +46,7 @@ async def api(rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, u
     # The owner index is keyed by execution, not tenant: the tenants' cleanup does not see it.
     owned = [
         key
-        async for key in redis_client.scan_iter(match=f"{PREFIX}:execution_owners:*", count=1000)
+        for key in await keys_matching(redis_client, f"{PREFIX}:execution_owners:*")
         if (await redis_client.get(key) or b"").decode() in {api.tenant_a, api.tenant_b}
     ]
     if owned:
