@@ -73,9 +73,13 @@ def unique(_uniques: list[str]) -> str:
     return value
 
 
+def pooled_redis(redis_url: str) -> aioredis.Redis:
+    # Blocking pool: tests fire 100+ concurrent commands, which would exhaust a plain pool.
+    return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=256))
+
+
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    # Blocking pool: tests fire 100+ concurrent commands, which would exhaust a plain pool.
-    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=256))
+    client = pooled_redis(redis_url)
     yield client
     await client.aclose()

@@ -8,7 +8,12 @@ Fixtures:
 - `api_key` / `other_api_key`: tenant A's and tenant B's API keys; `admin_key`: the admin key.
 - `worker`: a running worker of the test service (harness.stepping_worker: {"steps", "delay", "fail"}).
 - `switchable_worker`: one without retries whose "fail" payloads fail only while `failing.on` (a FailSwitch).
-- `browser`: a headless chromium (playwright Browser), closed after the test.
+- `browser`: a headless chromium (playwright Browser), one for the session (launching it took 2-7 s a test);
+  every test gets its own context of it (`page`), so no cookie, storage or cache crosses from one to another.
+- `redis_client`: the root conftest's, on the session's loop.
+
+Every async fixture and test here runs on the session's event loop (each test module says so in `pytestmark`):
+the browser is a session fixture, and playwright's objects belong to the loop that made them.
 - `page_errors`: the page's ErrorLog; `page_errors.allow(regex)` lets an expected error through.
 - `page`: a fresh page (about:blank) whose console errors and page errors fail the test at teardown.
 - `origin_page`: `page` on a blank document of the orchestrator's origin (for `import('/static/baton.js')`).
@@ -19,10 +24,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.api_server import Api, serve_api
 from tests.browser.harness import ErrorLog, FailSwitch, chromium_executable, open_blank, stepping_worker
+from tests.conftest import pooled_redis
 from tests.workers.helpers import running
 from workers import RetryPolicy
 
@@ -35,7 +42,14 @@ except ImportError as missing:  # a clear failure, never a skip
     ) from missing
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = pooled_redis(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def orchestrator(
     rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
 ) -> AsyncIterator[Api]:
@@ -64,7 +78,7 @@ def admin_key(orchestrator: Api) -> str:
     return orchestrator.settings.admin_key
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def worker(orchestrator: Api, rabbitmq_url: str, redis_url: str) -> AsyncIterator[None]:
     async with running(stepping_worker(orchestrator.service, orchestrator.job_type), rabbitmq_url, redis_url=redis_url):
         yield
@@ -76,7 +90,7 @@ def failing() -> FailSwitch:
     return FailSwitch()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def switchable_worker(
     orchestrator: Api, rabbitmq_url: str, redis_url: str, failing: FailSwitch
 ) -> AsyncIterator[None]:
@@ -86,7 +100,7 @@ async def switchable_worker(
         yield
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
     executable = chromium_executable()
     async with async_playwright() as playwright:
@@ -103,7 +117,7 @@ def page_errors() -> ErrorLog:
     return ErrorLog()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Browser, page_errors: ErrorLog) -> AsyncIterator[Page]:
     context = await browser.new_context()
     opened = await context.new_page()
@@ -117,7 +131,7 @@ async def page(browser: Browser, page_errors: ErrorLog) -> AsyncIterator[Page]:
     assert not unexpected, "the page logged errors:\n" + "\n".join(unexpected)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def origin_page(page: Page, orchestrator_url: str) -> Page:
     await open_blank(page, orchestrator_url)
     return page

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from playwright.async_api import Page, Route
 
 from tests.api_server import Api
@@ -24,6 +25,8 @@ from tests.browser.dashboard_pages import (
 )
 from tests.browser.harness import ErrorLog, FailSwitch
 from tests.polling import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the browser's loop: conftest
 
 
 async def test_the_key_is_taken_from_the_url_kept_and_removed_from_the_address_bar(

@@ -3,6 +3,7 @@ one and in bulk, queues with their worker, the admin key's view, charts, a workf
 
 from __future__ import annotations
 
+import pytest
 from playwright.async_api import Page
 
 from tests.api_server import Api
@@ -16,6 +17,8 @@ from tests.browser.dashboard_pages import (
 )
 from tests.browser.harness import FailSwitch
 from tests.polling import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the browser's loop: conftest
 
 
 async def dead_rows(page: Page) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Page
 
 from tests.api_server import Api
@@ -23,6 +24,8 @@ from tests.browser.dashboard_pages import (
 from tests.polling import eventually
 from tests.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the browser's loop: conftest
+
 RECORD_STATES = """() => {
     window.connStates = [document.getElementById('conn').dataset.state];
     new MutationObserver(() => window.connStates.push(document.getElementById('conn').dataset.state))
@@ -30,7 +33,7 @@ RECORD_STATES = """() => {
 }"""
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def proxy(orchestrator_url: str) -> AsyncIterator[TcpProxy]:
     address = urlsplit(orchestrator_url)
     assert address.hostname is not None and address.port is not None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import pytest
 from playwright.async_api import Page, Request
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the browser's loop: conftest
 
 
 async def test_the_page_renders_the_document_with_no_request_elsewhere(page: Page, orchestrator_url: str) -> None:

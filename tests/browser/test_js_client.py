@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Page, WebSocketRoute
 
 from tests.api_server import Api
@@ -19,7 +20,8 @@ from tests.browser.harness import ErrorLog, load_client, open_blank
 from tests.polling import poll
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.usefixtures("worker")
+# The browser's loop: conftest.
+pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.asyncio(loop_scope="session")]
 
 WITHIN = 60.0  # seconds a page script may take
 
@@ -299,7 +301,7 @@ async def test_idempotent_gets_honour_retry_after_and_other_calls_are_never_retr
     assert answered == ["GET", "GET", "POST"]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def proxy(orchestrator_url: str) -> AsyncIterator[TcpProxy]:
     host, port = orchestrator_url.removeprefix("http://").split(":")
     link = TcpProxy(host, int(port))
@@ -531,9 +533,7 @@ async def test_an_event_lost_on_the_socket_is_fetched_from_the_history(
     assert progress_of(out["seen"]) == [20, 40, 60, 80, 100]
 
 
-async def test_reconnect_delays_grow_exponentially_with_jitter_up_to_the_cap(
-    origin_page: Page, api_key: str
-) -> None:
+async def test_reconnect_delays_grow_exponentially_with_jitter_up_to_the_cap(origin_page: Page, api_key: str) -> None:
     attempts: list[float] = []
     loop = asyncio.get_running_loop()
 
