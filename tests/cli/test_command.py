@@ -18,7 +18,7 @@ def console_script() -> tuple[str, ...]:
 
 async def test_the_console_script_and_the_module_are_the_same_command() -> None:
     script = Baton("http://127.0.0.1:9", "k", console_script())
-    module = Baton("http://127.0.0.1:9", "k")
+    module = Baton("http://127.0.0.1:9", "k", in_process=False)
 
     for baton in (script, module):
         ran = await baton("--help")

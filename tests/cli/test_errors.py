@@ -47,6 +47,7 @@ async def test_a_bad_payload_is_refused_before_anything_is_sent(
 
 
 async def test_usage_errors_exit_2(api: Api, baton: Baton) -> None:
+    baton = Baton(baton.url, baton.key, in_process=False)  # the exit code of the real command
     unknown_option, no_type, bad_priority, both_replays, bad_url = await asyncio.gather(
         baton("submit", api.job_type, "--colour", "red"),
         baton("submit"),
@@ -97,7 +98,7 @@ async def test_an_unknown_job_exits_4(api: Api, baton: Baton) -> None:
 
 async def test_an_unreachable_orchestrator_exits_5() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
-    baton = Baton(url, "any-key")
+    baton = Baton(url, "any-key", in_process=False)  # the exit code of the real command
 
     commands = (("jobs",), ("submit", "x", "--follow"), ("health",), ("status", "x"), ("workflows", "run", "w"))
     for args, ran in zip(commands, await asyncio.gather(*(baton(*args) for args in commands)), strict=True):
