@@ -158,18 +158,19 @@ def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
     return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
 
 
-def _of_tenants(key: bytes, tenant_ids: tuple[str, ...]) -> bool:
-    """`key` matches "<PREFIX>:*:<tenant>:*" or "<PREFIX>:*:<tenant>" for one of `tenant_ids`."""
-    rest = key.decode().removeprefix(f"{keys.PREFIX}:")
-    return any(f":{tenant}:" in rest or rest.endswith(f":{tenant}") for tenant in tenant_ids)
+def _of_tenant(key: bytes, tenant_id: str) -> bool:
+    """`key` (one of "<PREFIX>:*:<tenant>*") is "<PREFIX>:*:<tenant>:*" or "<PREFIX>:*:<tenant>"."""
+    name = key.decode()
+    return f":{tenant_id}:" in name or name.endswith(f":{tenant_id}")
 
 
 async def _forget_tenants(redis: aioredis.Redis, *tenant_ids: str) -> None:
-    # One scan for all the tenants' keys (each scan walks the whole shared Redis: tests/redis_keys.py).
-    doomed = [key for key in await keys_matching(redis, f"{keys.PREFIX}:*") if _of_tenants(key, tenant_ids)]
-    if doomed:
-        await redis.delete(*doomed)
     for tenant_id in tenant_ids:
+        # One scan for both forms: each scan walks the whole shared Redis (tests/redis_keys.py).
+        found = await keys_matching(redis, f"{keys.PREFIX}:*:{tenant_id}*")
+        doomed = [key for key in found if _of_tenant(key, tenant_id)]
+        if doomed:
+            await redis.delete(*doomed)
         cached = [entry async for entry, _ in redis.zscan_iter(keys.CACHE_ENTRIES, match=f"*:{tenant_id}:*")]
         if cached:
             await redis.zrem(keys.CACHE_ENTRIES, *cached)
