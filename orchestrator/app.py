@@ -183,9 +183,7 @@ def create_app(
     dead_letters = DeadLetterService(
         DeadLetterQueues(publisher, codecs), recovery, publisher, live.bus, TaskOwners(redis)
     )
-    sweeper_task = Sweeper(
-        redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings, stats=stats
-    )
+    sweeper_task = Sweeper(redis, recovery, live.directory, publisher, live.bus, metrics, sweeper_settings, stats=stats)
     deployment_check = DeploymentCheck(redis, publisher.queue_stats, deployment_settings)
     health = HealthChecker(
         publisher,
@@ -220,7 +218,7 @@ def create_app(
             ExecutionRoutes(workflows, live.directory, authenticator),
             DeadLetterRoutes(dead_letters, authenticator),
             CacheRoutes(result_cache, authenticator),
-            SystemRoutes(health, metrics, openapi_document(), cache_entries=result_cache.count),
+            SystemRoutes(health, metrics, openapi_document, cache_entries=result_cache.count),
             DocsRoutes(swagger_static_folder()),
             OverviewRoutes(QueueOverview(publisher, live.directory, dead_letters, stats), stats, authenticator),
             WebSocketEndpoint(
