@@ -158,19 +158,21 @@ def quiet_sweeper(unique: str, tenants: frozenset[str]) -> SweeperSettings:
     return SweeperSettings(tenants=tenants, lock_key=f"test:sweeper:{unique}")
 
 
-def _of_tenant(key: bytes, tenant_id: str) -> bool:
-    """`key` (one of "<PREFIX>:*:<tenant>*") is "<PREFIX>:*:<tenant>:*" or "<PREFIX>:*:<tenant>"."""
+def _of_tenants(key: bytes, tenant_ids: tuple[str, ...]) -> bool:
+    """`key` is "<PREFIX>:*:<tenant>:*" or "<PREFIX>:*:<tenant>" for one of `tenant_ids`."""
     name = key.decode()
-    return f":{tenant_id}:" in name or name.endswith(f":{tenant_id}")
+    return any(f":{tenant}:" in name or name.endswith(f":{tenant}") for tenant in tenant_ids)
 
 
-async def _forget_tenants(redis: aioredis.Redis, *tenant_ids: str) -> None:
+async def _forget_tenants(redis: aioredis.Redis, tenants_glob: str, *tenant_ids: str) -> None:
+    """The keys of `tenant_ids`, all of which `tenants_glob` matches: one scan finds them all, since each scan
+    walks the whole shared Redis (tests/redis_keys.py; 0.33-0.41 s for one, 0.71-0.79 s for two with
+    215,000 keys at load 3)."""
+    found = await keys_matching(redis, f"{keys.PREFIX}:*:{tenants_glob}*")
+    doomed = [key for key in found if _of_tenants(key, tenant_ids)]
+    if doomed:
+        await redis.delete(*doomed)
     for tenant_id in tenant_ids:
-        # One scan for both forms: each scan walks the whole shared Redis (tests/redis_keys.py).
-        found = await keys_matching(redis, f"{keys.PREFIX}:*:{tenant_id}*")
-        doomed = [key for key in found if _of_tenant(key, tenant_id)]
-        if doomed:
-            await redis.delete(*doomed)
         cached = [entry async for entry, _ in redis.zscan_iter(keys.CACHE_ENTRIES, match=f"*:{tenant_id}:*")]
         if cached:
             await redis.zrem(keys.CACHE_ENTRIES, *cached)
@@ -268,7 +270,7 @@ async def serve_api(
         await redis_client.delete(deployment.replicas_key)
         await delete_lanes(channel, redis_client, service, (tenant_a, tenant_b))
         await amqp.close()
-        await _forget_tenants(redis_client, tenant_a, tenant_b)
+        await _forget_tenants(redis_client, f"t[ab]-{unique}", tenant_a, tenant_b)
         await forget_services(redis_client, service)
         await redis_client.hdel(keys.ROUTES, job_type)
         await redis_client.hdel(keys.CACHE_DEFAULTS, job_type)
@@ -313,7 +315,7 @@ async def serve_api_without_broker(redis_url: str, redis_client: aioredis.Redis,
             await api.announce()
             yield api
     finally:
-        await _forget_tenants(redis_client, tenant)
+        await _forget_tenants(redis_client, tenant, tenant)
         await redis_client.hdel(keys.ROUTES, job_type)
         await redis_client.srem(keys.ANNOUNCED_SERVICES, service)
         await redis_client.delete(keys.workers(service))
