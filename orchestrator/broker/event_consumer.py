@@ -3,15 +3,18 @@ workers' workflow announcements (`_system.<service>.workflows`) to the declared 
 circuit breaker reports (`_system.<service>.circuit_breakers`) to the directory.
 
 All replicas share one durable queue, so each event is applied once; the applied update is
-published on the UpdateBus for every replica's clients. Messages are spread over a few lanes by
-job (the AMQP correlation_id): one job's events are handled one at a time in delivery order, so a
-task's events reach the registry in the order they were published, while other jobs' events
-proceed in parallel instead of waiting for each Redis round trip in turn.
+published on the UpdateBus for every replica's clients. Task events are taken by window: every
+delivery waiting when the consumer gets to run (at most the prefetch), decoded, applied in delivery
+order in one registry call (one Redis round trip), their updates announced as one bus message. One
+window runs at a time, so a job's events reach the registry in the order they were delivered.
+Heartbeats, announcements and breaker reports go their own way, one at a time.
 
-Acknowledgement rules: an event is acked once its outcome is recorded (applied or dropped as
-late/duplicate); bytes that are not a valid message are acked and counted, since no retry can
-fix them; while Redis is unreachable a message is held for a short delay and then requeued,
-so nothing is lost and the consumer never spins.
+Acknowledgement rules: a window's events are acked once their outcome is recorded (applied or
+dropped as late/duplicate) and the workflow engine heard its steps' events, with one `multiple`
+ack where that settles exactly them (`settlements`); bytes that are not a valid message are acked
+and counted, since no retry can fix them; while Redis is unreachable the window is held for a short
+delay and then requeued with the deliveries that arrived behind it, so nothing is lost, a job's
+events come back in their order, and the consumer never spins.
 
 Anybody allowed to publish on the events exchange could forge an event. RabbitMQ's topic
 permissions can tie a publisher to routing keys (its tenant's, its service's), so an event is
@@ -25,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Final, Literal, Protocol, TypeVar
 
 import aio_pika
@@ -39,6 +42,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError
 
+from orchestrator.broker.settlements import Settlements
 from orchestrator.errors import RegistryError
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.store.directory import ServiceDirectory
@@ -70,8 +74,6 @@ from protocol.topology import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
-# Each lane waits a Redis round trip per event; more lanes put more events in each pipeline.
-DEFAULT_LANES: Final[int] = 32
 _STOP_TIMEOUT_SECONDS: Final[float] = 5.0
 
 _ServiceMessage = TypeVar("_ServiceMessage", WorkflowAnnouncement, CircuitBreakerReport)
@@ -79,10 +81,21 @@ _ServiceMessage = TypeVar("_ServiceMessage", WorkflowAnnouncement, CircuitBreake
 ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
 
 
-class EventSink(Protocol):
-    """Where a decoded event goes: `orchestrator.jobs.event_sink.EventSink` applies and announces it."""
+# Entered around each event's own part of its window's handling: its log context and tracing span.
+EventScope = Callable[[TaskEvent], AbstractContextManager[object]]
 
-    async def accept(self, event: TaskEvent) -> object: ...
+
+class WindowOutcome(Protocol):
+    @property
+    def failed(self) -> Mapping[int, Exception]:
+        """The window's events (by position) whose handling failed after the registry applied them."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where decoded events go: `orchestrator.jobs.event_sink.EventSink` applies and announces them."""
+
+    async def accept_many(self, events: Sequence[TaskEvent], scope: EventScope | None = None) -> WindowOutcome: ...
 
     def refuse(self, reason: str, event: TaskEvent, routing_key: str | None = None) -> None: ...
 
@@ -114,7 +127,6 @@ class EventConsumer:
         exchange: str = EVENTS_EXCHANGE,
         routing_keys: tuple[str, ...] = ("#",),
         retry_delay: float = DEFAULT_RETRY_DELAY_SECONDS,
-        lanes: int = DEFAULT_LANES,
         workflows: WorkflowAnnouncements | None = None,
         tracing: Tracing | None = None,
     ) -> None:
@@ -131,8 +143,11 @@ class EventConsumer:
         self._workflows = workflows
         self._channel: AbstractChannel | None = None
         self._consuming: tuple[AbstractQueue, ConsumerTag] | None = None
-        # Deliveries wait in their job's lane (at most `prefetch` in all) for the task that handles it.
-        self._lanes: list[asyncio.Queue[AbstractIncomingMessage]] = [asyncio.Queue() for _ in range(max(1, lanes))]
+        # Task events wait here (at most `prefetch`) for the next window; the others in their own queue.
+        self._waiting: list[AbstractIncomingMessage] = []
+        self._arrived = asyncio.Event()
+        self._system: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._settlements = Settlements()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -149,8 +164,8 @@ class EventConsumer:
             await queue.bind(binding.exchange, routing_key=binding.routing_key)
         self._channel = channel
         self._tasks = [
-            asyncio.create_task(self._work(lane), name=f"baton-event-consumer-{n}")
-            for n, lane in enumerate(self._lanes)
+            asyncio.create_task(self._take_windows(), name="baton-event-consumer-windows"),
+            asyncio.create_task(self._take_system_messages(), name="baton-event-consumer-system"),
         ]
         self._consuming = (queue, await queue.consume(self._receive))
 
@@ -182,61 +197,108 @@ class EventConsumer:
         with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
             if channel is not None:
                 await channel.close()
-        self._lanes = [asyncio.Queue() for _ in self._lanes]
+        self._waiting, self._system, self._settlements = [], asyncio.Queue(), Settlements()
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
-        # Workers set correlation_id = job id on every event; heartbeats have none and share lane 0.
-        key = message.correlation_id or ""
-        self._lanes[zlib.crc32(key.encode()) % len(self._lanes) if key else 0].put_nowait(message)
+        self._settlements.delivered(message)
+        if (message.routing_key or "").startswith(SYSTEM_ROUTING_PREFIX + "."):
+            self._system.put_nowait(message)
+        else:
+            self._waiting.append(message)
+            self._arrived.set()
 
-    async def _work(self, lane: asyncio.Queue[AbstractIncomingMessage]) -> None:
+    async def _take_windows(self) -> None:
         while True:
-            await self._handle(await lane.get())
+            await self._arrived.wait()
+            self._arrived.clear()
+            window, self._waiting = self._waiting, []
+            if window:
+                await self._handle_window(window)
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        try:
-            routing_key = message.routing_key or ""
-            if routing_key.startswith(SYSTEM_ROUTING_PREFIX + ".") and routing_key.endswith("." + WORKFLOWS_KIND):
-                await self._announced(message)
-            elif routing_key.startswith(SYSTEM_ROUTING_PREFIX + ".") and routing_key.endswith("." + BREAKERS_KIND):
-                await self._breakers_reported(message)
-            elif routing_key.startswith(SYSTEM_ROUTING_PREFIX + "."):
-                heartbeat = self._codecs.decode(WorkerHeartbeat, message.body, message.content_type)
-                await self._directory.record_heartbeat(heartbeat)
-            else:
+    async def _handle_window(self, window: list[AbstractIncomingMessage]) -> None:
+        settled: list[AbstractIncomingMessage] = []  # acked whatever Redis says: no retry changes them
+        events: list[TaskEvent] = []
+        carriers: list[AbstractIncomingMessage] = []
+        for message in window:
+            try:
                 event = self._codecs.decode(TaskEvent, message.body, message.content_type)
+            except DecodeError as exc:
+                log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
+                self._metrics.events_dropped.labels(reason="undecodable").inc()
+                settled.append(message)
+                continue
+            if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
+                events.append(event)
+                carriers.append(message)
+            else:
                 with self._applying(event, message):
-                    if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
-                        await self._sink.accept(event)
-                    else:
-                        self._sink.refuse("routing_mismatch", event, message.routing_key)
-        except DecodeError as exc:
-            log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
-            self._metrics.events_dropped.labels(reason="undecodable").inc()
+                    self._sink.refuse("routing_mismatch", event, message.routing_key)
+                settled.append(message)
+        if not events:
+            await self._settlements.ack(settled)
+            return
+        carrier_of = {id(event): message for event, message in zip(events, carriers, strict=True)}
+        try:
+            outcome = await self._sink.accept_many(events, lambda event: self._applying(event, carrier_of[id(event)]))
         except RegistryError as exc:
-            log.warning("Redis failed (%s); requeueing %s in %.1fs", exc, message.routing_key, self._retry_delay)
-            await self._requeue_later(message)
+            log.warning("Redis failed (%s); requeueing %d event(s) in %.1fs", exc, len(events), self._retry_delay)
+            await self._settlements.ack(settled)
+            await self._requeue_later(carriers)
             return
         except Exception:
-            # A bug must not lose the event either; the delay keeps a poison message from spinning.
-            log.exception("unexpected error handling %s; requeueing", message.routing_key)
-            await self._requeue_later(message)
+            # A bug must not lose the events either; the delay keeps a poison message from spinning.
+            log.exception("unexpected error handling %d event(s); requeueing", len(events))
+            await self._settlements.ack(settled)
+            await self._requeue_later(carriers)
             return
-        await _settle(message.ack())
+        failed = [carriers[n] for n in sorted(outcome.failed)]
+        done = settled + [m for n, m in enumerate(carriers) if n not in outcome.failed]
+        await self._settlements.ack(done)
+        if failed:
+            for n in sorted(outcome.failed):
+                log.warning("the workflow engine failed on %s (%s); requeueing", events[n].task_id, outcome.failed[n])
+            await self._requeue_later(failed)
+
+    async def _take_system_messages(self) -> None:
+        while True:
+            message = await self._system.get()
+            try:
+                await self._handle_system_message(message)
+            except DecodeError as exc:
+                log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
+                self._metrics.events_dropped.labels(reason="undecodable").inc()
+            except Exception as exc:
+                # Redis failed, or a bug: held, then requeued (the delay keeps it from spinning).
+                log.warning("could not handle %s (%s); requeueing", message.routing_key, exc, exc_info=True)
+                await asyncio.sleep(self._retry_delay)
+                await self._settlements.nack((message,))
+                continue
+            await self._settlements.ack((message,))
+
+    async def _handle_system_message(self, message: AbstractIncomingMessage) -> None:
+        routing_key = message.routing_key or ""
+        if routing_key.endswith("." + WORKFLOWS_KIND):
+            await self._announced(message)
+        elif routing_key.endswith("." + BREAKERS_KIND):
+            await self._breakers_reported(message)
+        else:
+            heartbeat = self._codecs.decode(WorkerHeartbeat, message.body, message.content_type)
+            await self._directory.record_heartbeat(heartbeat)
 
     @contextlib.contextmanager
     def _applying(self, event: TaskEvent, message: AbstractIncomingMessage) -> Iterator[None]:
-        """The event's ids in the log records, and its span: the child of the worker's publish span."""
-        with (
-            log_context(tenant_id=event.tenant_id, job_id=event.global_task_id, task_id=event.task_id),
-            self._tracing.span(
+        """The event's ids in the log records, and (tracing on) its span: the child of the worker's publish span."""
+        with log_context(tenant_id=event.tenant_id, job_id=event.global_task_id, task_id=event.task_id):
+            if not self._tracing.enabled:
+                yield
+                return
+            with self._tracing.span(
                 f"apply {event.event.value}",
                 kind="consumer",
                 attributes={**MESSAGING_SYSTEM, **event_attributes(event)},
                 parent=message.headers or {},
-            ),
-        ):
-            yield
+            ):
+                yield
 
     async def _announced(self, message: AbstractIncomingMessage) -> None:
         announcement = self._system_message(WorkflowAnnouncement, WORKFLOWS_KIND, message)
@@ -259,14 +321,9 @@ class EventConsumer:
         self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
         return None
 
-    async def _requeue_later(self, message: AbstractIncomingMessage) -> None:
+    async def _requeue_later(self, messages: list[AbstractIncomingMessage]) -> None:
+        """After the retry delay, back to the queue with the events that arrived behind them meanwhile:
+        those would otherwise be applied first, ahead of their jobs' earlier events."""
         await asyncio.sleep(self._retry_delay)
-        await _settle(message.nack(requeue=True))
-
-
-async def _settle(settlement: Awaitable[None]) -> None:
-    """Await an ack or nack; if the channel is gone the broker redelivers, and the event is then stale."""
-    try:
-        await settlement
-    except (AMQPError, aio_pika.exceptions.ChannelInvalidStateError) as exc:
-        log.warning("could not settle a message: %s", exc)
+        behind, self._waiting = self._waiting, []
+        await self._settlements.nack(messages + behind)

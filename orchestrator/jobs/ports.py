@@ -89,6 +89,11 @@ class TaskRegistry(Protocol):
         are dropped, ones no producer of the job could have sent refused (`ApplyOutcome.dropped` says why)."""
         ...
 
+    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
+        """`apply` for each event in the order given, in one step: one outcome per event (a delivery
+        window's events; RegistryError for all of them when the store failed)."""
+        ...
+
 
 class JobCounters(Protocol):
     """Per-minute figures of jobs made and ended (GET /stats, GET /queues): counted without waiting."""
@@ -117,6 +122,10 @@ class UpdateBus(Protocol):
 
     def announce(self, update: JobUpdate) -> Awaitable[None]:
         """Deliver now and send on without waiting; the result is for callers that want to know."""
+        ...
+
+    def announce_many(self, updates: Sequence[JobUpdate]) -> Awaitable[None]:
+        """`announce` for each update in order, sent on together as one message (a delivery window's)."""
         ...
 
     async def publish(self, update: JobUpdate) -> None:

@@ -10,7 +10,8 @@ source of truth (clients get a fresh snapshot when they subscribe again).
 
 Updates published while a PUBLISH is in flight go out together as one message (a msgpack list):
 under load that is one pub/sub message per Redis round trip instead of one per update, for
-Redis and for every replica's reader. A reader also takes a single update (a map).
+Redis and for every replica's reader. The updates of one delivery window (`announce_many`) always
+share a message. A reader also takes a single update (a map).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import functools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -128,7 +129,7 @@ class UpdateBus:
         self._batch = batcher or PipelineBatcher(redis)
         self._origin = secrets.token_hex(8)  # this replica, in the updates it publishes
         # One PUBLISH at a time, each carrying every update published since the last one.
-        self._outgoing: RoundTripBatcher[dict[str, Any], None] = RoundTripBatcher(
+        self._outgoing: RoundTripBatcher[list[dict[str, Any]], None] = RoundTripBatcher(
             self._publish_all, "baton-update-bus-publish", gather_turn=True
         )
 
@@ -142,18 +143,27 @@ class UpdateBus:
         without waiting for it: its place in the order is taken at once. A failed PUBLISH is
         logged here; the returned future (redis-py's error, untranslated) is for callers that want
         to know."""
-        self._deliver(update)
-        body = update_body(update)
-        body["origin"] = self._origin
-        return self._outgoing.enqueue(body)
+        return self.announce_many((update,))
 
-    async def _publish_all(self, batch: list[dict[str, Any]]) -> list[None]:
-        body = msgpack.packb(batch[0] if len(batch) == 1 else batch, use_bin_type=True)
+    def announce_many(self, updates: Sequence[JobUpdate]) -> asyncio.Future[None]:
+        """`announce` for each update in order, handed to the listeners in one go and carried by one
+        PUBLISH (with whatever else is queued for it): a delivery window's updates."""
+        bodies = []
+        for update in updates:
+            self._deliver(update)
+            body = update_body(update)
+            body["origin"] = self._origin
+            bodies.append(body)
+        return self._outgoing.enqueue(bodies)
+
+    async def _publish_all(self, batch: list[list[dict[str, Any]]]) -> list[None]:
+        bodies = [body for bodies in batch for body in bodies]
+        body = msgpack.packb(bodies[0] if len(bodies) == 1 else bodies, use_bin_type=True)
         try:
             await self._batch.run(functools.partial(_publish, channel=self._channel, body=body))
         except Exception as exc:
             # The changes are saved; clients see them in the registry and their next snapshot.
-            log.warning("%d job update(s) saved but not announced: %s", len(batch), exc)
+            log.warning("%d job update(s) saved but not announced: %s", len(bodies), exc)
             raise
         return [None] * len(batch)
 

@@ -34,8 +34,13 @@ def to_hash(record: JobRecord) -> dict[str, str]:
 def packed_args(args: Sequence[str | int | float]) -> bytes:
     """A script's arguments as one msgpack array of strings, as Redis would have received them
     one by one (numbers in redis-py's text form), for scripts that read it with cmsgpack."""
-    packed: bytes = msgpack.packb([a if isinstance(a, str) else repr(a) for a in args], use_bin_type=True)
+    packed: bytes = msgpack.packb(text_args(args), use_bin_type=True)
     return packed
+
+
+def text_args(args: Sequence[str | int | float]) -> list[str]:
+    """Arguments in redis-py's text form, for a packed array (`packed_args`, or one nested in another)."""
+    return [a if isinstance(a, str) else repr(a) for a in args]
 
 
 def from_hash(raw: dict[Any, Any]) -> JobRecord:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions as redis_exc
 
@@ -35,7 +36,17 @@ from orchestrator.models import (
 )
 from orchestrator.store import keys
 from orchestrator.store import scripts as registry_scripts
-from orchestrator.store.codec import READ_FIELDS, from_fields, from_hash, packed_args, pairs, score, text, to_hash
+from orchestrator.store.codec import (
+    READ_FIELDS,
+    from_fields,
+    from_hash,
+    packed_args,
+    pairs,
+    score,
+    text,
+    text_args,
+    to_hash,
+)
 from orchestrator.store.event_rules import attempt_of, recorded_fields
 from orchestrator.store.event_tails import DEFAULT_HISTORY_MAX, finish_tail, tail
 from plumbing.redis_batch import PipelineBatcher
@@ -75,6 +86,24 @@ class ApplyOutcome:
     created_at: str = ""
 
 
+@dataclass(frozen=True)
+class _ApplyCall:
+    """One event's APPLY_EVENT call, and how its reply becomes the outcome."""
+
+    tenant_id: str
+    job_id: str
+    body: dict[str, Any]
+    keys: list[str]
+    args: list[str | int]
+
+    def outcome(self, reply: Sequence[Any]) -> ApplyOutcome:
+        outcome = text(reply[0])
+        if outcome != "applied":
+            return ApplyOutcome(None, outcome)
+        update = job_update(self.tenant_id, self.job_id, int(reply[1]), text(reply[2]), self.body)
+        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
+
+
 # The drop reasons no worker of the job causes: forged, corrupt or from a broken producer.
 REFUSALS: Final[frozenset[str]] = frozenset({"invalid_status", "wrong_service", "seq_out_of_range", "too_many_tasks"})
 
@@ -95,6 +124,7 @@ class RedisTaskRegistry:
         self._max_tasks = max(1, max_tasks_per_job)
         self._create = redis.register_script(registry_scripts.CREATE)
         self._apply = redis.register_script(registry_scripts.APPLY_EVENT)
+        self._apply_many = redis.register_script(registry_scripts.APPLY_EVENTS)
         # Concurrent creates and event applications share pipeline round trips (with the bus, when shared).
         self._batch = batcher or PipelineBatcher(redis)
         self._finish = redis.register_script(registry_scripts.FINISH_JOB)
@@ -290,6 +320,34 @@ class RedisTaskRegistry:
     async def apply(self, event: TaskEvent) -> ApplyOutcome:
         """Apply one event atomically; late, repeated and after-terminal events are dropped, and events
         no producer of the job's tasks could have sent are refused (`ApplyOutcome.dropped` says why)."""
+        call = self._apply_call(event)
+        if isinstance(call, ApplyOutcome):
+            return call
+        with redis_errors("applying an event"):
+            reply = await self._batch.script(self._apply, call.keys, [packed_args(call.args)])
+        return call.outcome(reply)
+
+    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
+        """`apply` for each event, in the order given, in one script call (one round trip): a delivery
+        window's events. One outcome per event; RegistryError for all of them when Redis failed."""
+        calls = [self._apply_call(event) for event in events]
+        pending = [call for call in calls if isinstance(call, _ApplyCall)]
+        if not pending:
+            return [call for call in calls if isinstance(call, ApplyOutcome)]
+        # Each distinct key once (a tenant's indexes serve all its events); events name theirs by position.
+        positions: dict[str, int] = {}
+        entries = [
+            [[positions.setdefault(key, len(positions) + 1) for key in call.keys], text_args(call.args)]
+            for call in pending
+        ]
+        packed = msgpack.packb(entries, use_bin_type=True)
+        with redis_errors("applying events"):
+            replies = await self._batch.script(self._apply_many, list(positions), [packed])
+        answers = iter(replies)
+        return [call if isinstance(call, ApplyOutcome) else call.outcome(next(answers)) for call in calls]
+
+    def _apply_call(self, event: TaskEvent) -> _ApplyCall | ApplyOutcome:
+        """APPLY_EVENT's keys and arguments for the event, or the outcome when Redis need not be asked."""
         try:
             status = event.checked_status().value
         except ValueError:
@@ -297,7 +355,7 @@ class RedisTaskRegistry:
         progress, result, error = recorded_fields(event, status)
         job_id = event.global_task_id
         body = json_fields(event)  # model_dump(mode="json"), 0.8x its time
-        apply_args: list[str | int] = [
+        args: list[str | int] = [
             job_id,
             event.task_id,
             event.seq,
@@ -318,14 +376,7 @@ class RedisTaskRegistry:
             keys.CACHE_ENTRIES,
             keys.job_events(event.tenant_id, job_id),
         ]
-        with redis_errors("applying an event"):
-            reply = await self._batch.script(self._apply, script_keys, [packed_args(apply_args)])
-        outcome = text(reply[0])
-        if outcome != "applied":
-            return ApplyOutcome(None, outcome)
-        job_seq, job_status = int(reply[1]), text(reply[2])
-        update = job_update(event.tenant_id, job_id, job_seq, job_status, body)
-        return ApplyOutcome(update, None, text(reply[3]), text(reply[4]))
+        return _ApplyCall(event.tenant_id, job_id, body, script_keys, args)
 
     async def cancel(self, tenant_id: str, job_id: str, reason: str) -> tuple[CancelResult, JobUpdate | None]:
         """Mark a queued or running job cancelled (terminal); the update announces it.

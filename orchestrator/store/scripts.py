@@ -49,14 +49,14 @@ local TERMINAL = {_TERMINAL_TABLE}
 local STRIDE = {ATTEMPT_SEQ_STRIDE}
 local STATUS_KEY = {_STATUS_KEY_TABLE}
 
--- Keep a job's entry in exactly one status index, scored by its creation time.
-local function move_status(job_id, from, to, ttl)
+-- Keep a job's entry in exactly one status index, scored by its creation time (K: the script's keys).
+local function move_status(K, job_id, from, to, ttl)
   if from == to then return end
-  local score = redis.call('ZSCORE', KEYS[STATUS_KEY[from]], job_id)
-  if not score then score = redis.call('ZSCORE', KEYS[2], job_id) or 0 end
-  redis.call('ZREM', KEYS[STATUS_KEY[from]], job_id)
-  redis.call('ZADD', KEYS[STATUS_KEY[to]], score, job_id)
-  redis.call('EXPIRE', KEYS[STATUS_KEY[to]], ttl)
+  local score = redis.call('ZSCORE', K[STATUS_KEY[from]], job_id)
+  if not score then score = redis.call('ZSCORE', K[2], job_id) or 0 end
+  redis.call('ZREM', K[STATUS_KEY[from]], job_id)
+  redis.call('ZADD', K[STATUS_KEY[to]], score, job_id)
+  redis.call('EXPIRE', K[STATUS_KEY[to]], ttl)
 end
 """
 
@@ -170,88 +170,118 @@ return {'created', job_id}
 # first event named for a child), a seq more than MAX_ATTEMPT_LEAP attempts beyond the task's, and a task
 # new to a job that has max tasks already (children are learnt from their first event, so new task ids are
 # bounded, not refused).
-APPLY_EVENT: Final[str] = (
-    _PACKED_ARGV
-    + _COMMON
+# The rules live in one Lua function, apply_event(KEYS, ARGV): its parameters shadow the globals, so the
+# body reads as a script of its own; APPLY_EVENT calls it once, APPLY_EVENTS once per event of a window.
+_APPLY_FUNCTION: Final[str] = (
+    _COMMON
     + _CACHE
     + _HISTORY
     + f"""
 local MAX_ATTEMPT_LEAP, MAX_SEQ = {MAX_ATTEMPT_LEAP}, {MAX_SEQ}
 """
     + """
-local job_id, task_id, seq, task_status, service = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local ttl = tonumber(ARGV[6])
-local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at',
-                      'attempt', 'service')
-if not cur[1] then return {'unknown_job'} end
-if TERMINAL[cur[1]] then
-  -- The root task's end again (a copy, or a redelivery) while the job's cache marker still names it: an
-  -- older replica, which knew no cache, applied the end first. Settle the cache now, from the record.
-  if task_id == cur[2] and task_status == cur[1] and service == cur[8] then
-    local marker = redis.call('HGET', KEYS[1], 'cache_marker')
-    if marker and redis.call('HGET', marker, 'job_id') == job_id then
-      settle_cache(KEYS[1], job_id, cur[1], redis.call('HGET', KEYS[1], 'result') or '', cur[6] or '', KEYS[10])
+local function apply_event(KEYS, ARGV)
+  local job_id, task_id, seq, task_status, service = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+  local ttl = tonumber(ARGV[6])
+  local cur = redis.call('HMGET', KEYS[1], 'status', 'root_task_id', 'seq', 'delegated_services', 'type', 'created_at',
+                        'attempt', 'service')
+  if not cur[1] then return {'unknown_job'} end
+  if TERMINAL[cur[1]] then
+    -- The root task's end again (a copy, or a redelivery) while the job's cache marker still names it: an
+    -- older replica, which knew no cache, applied the end first. Settle the cache now, from the record.
+    if task_id == cur[2] and task_status == cur[1] and service == cur[8] then
+      local marker = redis.call('HGET', KEYS[1], 'cache_marker')
+      if marker and redis.call('HGET', marker, 'job_id') == job_id then
+        settle_cache(KEYS[1], job_id, cur[1], redis.call('HGET', KEYS[1], 'result') or '', cur[6] or '', KEYS[10])
+      end
+    end
+    return {'job_terminal'}
+  end
+  if task_id == cur[2] and cur[8] and service ~= cur[8] then return {'wrong_service'} end
+
+  -- The producer's seq, per task: later attempts start higher, so a retry is never "stale".
+  local seq_field = 'task_seq:' .. task_id
+  local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
+  local seq_attempt, last_attempt = math.floor(seq / STRIDE), math.floor(last / STRIDE)
+  if seq > MAX_SEQ or seq_attempt > math.max(last_attempt, 1) + MAX_ATTEMPT_LEAP then return {'seq_out_of_range'} end
+  -- Anything from an attempt older than the latest one seen (or reopened) is history, its
+  -- outcome included: it must not end the job under the attempt that runs now.
+  if seq_attempt < last_attempt then return {'stale'} end
+  -- A task's outcome is applied even when a later-numbered event of the same attempt (a progress
+  -- report that overtook it) got here first: only a task that already ended drops it.
+  if seq <= last and not TERMINAL[task_status] then return {'stale'} end
+
+  local delegated = cjson.decode(cur[4] or '[]')
+  local found = nil
+  for _, entry in ipairs(delegated) do
+    if entry['task_id'] == task_id then
+      found = entry
+      break
     end
   end
-  return {'job_terminal'}
-end
-if task_id == cur[2] and cur[8] and service ~= cur[8] then return {'wrong_service'} end
-
--- The producer's seq, per task: later attempts start higher, so a retry is never "stale".
-local seq_field = 'task_seq:' .. task_id
-local last = tonumber(redis.call('HGET', KEYS[1], seq_field) or '-1')
-local seq_attempt, last_attempt = math.floor(seq / STRIDE), math.floor(last / STRIDE)
-if seq > MAX_SEQ or seq_attempt > math.max(last_attempt, 1) + MAX_ATTEMPT_LEAP then return {'seq_out_of_range'} end
--- Anything from an attempt older than the latest one seen (or reopened) is history, its
--- outcome included: it must not end the job under the attempt that runs now.
-if seq_attempt < last_attempt then return {'stale'} end
--- A task's outcome is applied even when a later-numbered event of the same attempt (a progress
--- report that overtook it) got here first: only a task that already ended drops it.
-if seq <= last and not TERMINAL[task_status] then return {'stale'} end
-
-local delegated = cjson.decode(cur[4] or '[]')
-local found = nil
-for _, entry in ipairs(delegated) do
-  if entry['task_id'] == task_id then
-    found = entry
-    break
+  if found and found['service'] ~= service then return {'wrong_service'} end
+  if found and TERMINAL[found['status']] and seq_attempt == last_attempt then return {'task_terminal'} end
+  if found then
+    found['status'] = task_status
+  elseif #delegated >= tonumber(ARGV[12]) then
+    return {'too_many_tasks'}
+  else
+    table.insert(delegated, {service = service, task_id = task_id, status = task_status})
   end
-end
-if found and found['service'] ~= service then return {'wrong_service'} end
-if found and TERMINAL[found['status']] and seq_attempt == last_attempt then return {'task_terminal'} end
-if found then
-  found['status'] = task_status
-elseif #delegated >= tonumber(ARGV[12]) then
-  return {'too_many_tasks'}
-else
-  table.insert(delegated, {service = service, task_id = task_id, status = task_status})
-end
-if seq < last then seq = last end
+  if seq < last then seq = last end
 
-local job_status = cur[1]
-local job_seq = tonumber(cur[3] or '0') + 1
-local fields = {seq_field, string.format('%d', seq), 'delegated_services', cjson.encode(delegated),
-                'seq', tostring(job_seq), 'updated_at', ARGV[7]}
--- Only the root task moves the job; child tasks are tracked in delegated_services.
-if task_id == cur[2] then
-  move_status(job_id, job_status, task_status, ttl)
-  job_status = task_status
-  table.insert(fields, 'status'); table.insert(fields, task_status)
-  if ARGV[8] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[8]) end
-  if ARGV[9] ~= '' then table.insert(fields, 'result'); table.insert(fields, ARGV[9]) end
-  if ARGV[10] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[10]) end
-  -- An attempt the seq does not vouch for is not recorded (the data's word alone could be anything).
-  local attempt = tonumber(ARGV[11] or '0')
-  if attempt > tonumber(cur[7] or '1') and attempt <= math.max(seq_attempt, 1) then
-    table.insert(fields, 'attempt'); table.insert(fields, string.format('%d', attempt))
+  local job_status = cur[1]
+  local job_seq = tonumber(cur[3] or '0') + 1
+  local fields = {seq_field, string.format('%d', seq), 'delegated_services', cjson.encode(delegated),
+                  'seq', tostring(job_seq), 'updated_at', ARGV[7]}
+  -- Only the root task moves the job; child tasks are tracked in delegated_services.
+  if task_id == cur[2] then
+    move_status(KEYS, job_id, job_status, task_status, ttl)
+    job_status = task_status
+    table.insert(fields, 'status'); table.insert(fields, task_status)
+    if ARGV[8] ~= '' then table.insert(fields, 'progress'); table.insert(fields, ARGV[8]) end
+    if ARGV[9] ~= '' then table.insert(fields, 'result'); table.insert(fields, ARGV[9]) end
+    if ARGV[10] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[10]) end
+    -- An attempt the seq does not vouch for is not recorded (the data's word alone could be anything).
+    local attempt = tonumber(ARGV[11] or '0')
+    if attempt > tonumber(cur[7] or '1') and attempt <= math.max(seq_attempt, 1) then
+      table.insert(fields, 'attempt'); table.insert(fields, string.format('%d', attempt))
+    end
+    if TERMINAL[task_status] then settle_cache(KEYS[1], job_id, task_status, ARGV[9], cur[6] or '', KEYS[10]) end
   end
-  if TERMINAL[task_status] then settle_cache(KEYS[1], job_id, task_status, ARGV[9], cur[6] or '', KEYS[10]) end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  record_event(KEYS[11], tonumber(ARGV[13]), ttl, client_event(job_seq, job_status, '', ARGV[14]))
+  return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
 end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-record_event(KEYS[11], tonumber(ARGV[13]), ttl, client_event(job_seq, job_status, '', ARGV[14]))
-return {'applied', job_seq, job_status, cur[5] or '', cur[6] or ''}
+"""
+)
+
+APPLY_EVENT: Final[str] = (
+    _PACKED_ARGV
+    + _APPLY_FUNCTION
+    + """
+return apply_event(KEYS, ARGV)
+"""
+)
+
+# KEYS: every distinct key of the window's events (those APPLY_EVENT takes, per event)
+# ARGV[1]: a msgpack array with one entry per event, in the order they are applied: {its keys' positions in
+# KEYS, in APPLY_EVENT's order; its arguments, as APPLY_EVENT's packed ARGV}
+# Applies a delivery window's events in one call, each exactly as APPLY_EVENT would have, one after the
+# other (a job's later event sees what its earlier one wrote); answers APPLY_EVENT's reply per event.
+APPLY_EVENTS: Final[str] = (
+    _APPLY_FUNCTION
+    + """
+local events = cmsgpack.unpack(ARGV[1])
+local replies = {}
+for i, event in ipairs(events) do
+  local event_keys = {}
+  for j, position in ipairs(event[1]) do event_keys[j] = KEYS[position] end
+  replies[i] = apply_event(event_keys, event[2])
+end
+return replies
 """
 )
 
@@ -307,7 +337,7 @@ local fields = {'seq', tostring(job_seq), 'updated_at', ARGV[6], 'delegated_serv
 local job_status = cur[1]
 if is_root then
   job_status = 'queued'
-  move_status(job_id, cur[1], 'queued', ttl)
+  move_status(KEYS, job_id, cur[1], 'queued', ttl)
   for _, f in ipairs({'status', 'queued', 'attempt', tostring(attempt), 'envelope', ARGV[7]}) do
     table.insert(fields, f)
   end
@@ -345,7 +375,7 @@ for _, entry in ipairs(delegated) do
   if not TERMINAL[entry['status']] then entry['status'] = final end
 end
 local job_seq = tonumber(cur[2] or '0') + 1
-move_status(job_id, cur[1], final, ttl)
+move_status(KEYS, job_id, cur[1], final, ttl)
 local fields = {'status', final, 'seq', tostring(job_seq), 'updated_at', ARGV[5], 'error', ARGV[6]}
 if #delegated > 0 then
   table.insert(fields, 'delegated_services'); table.insert(fields, cjson.encode(delegated))

@@ -10,6 +10,7 @@ matters it leaves out.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,6 +115,9 @@ class FakeTaskRegistry:
 
     async def apply_event(self, event: TaskEvent) -> JobUpdate | None:
         return (await self.apply(event)).update
+
+    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
+        return [await self.apply(event) for event in events]
 
     async def apply(self, event: TaskEvent) -> ApplyOutcome:
         """The APPLY_EVENT script's rules, step for step (orchestrator.store.scripts)."""

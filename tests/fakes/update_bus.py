@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from orchestrator.models import JobUpdate
@@ -75,6 +75,13 @@ class FakeUpdateBus:
             if other is not self:
                 loop.call_soon(other._deliver, update)
         sent: asyncio.Future[None] = loop.create_future()
+        sent.set_result(None)
+        return sent
+
+    def announce_many(self, updates: Sequence[JobUpdate]) -> asyncio.Future[None]:
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for update in updates:
+            self.announce(update)
         sent.set_result(None)
         return sent
 
