@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import msgpack
 import pytest
 import redis.asyncio as aioredis
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from orchestrator.broker.event_consumer import EventConsumer
 from orchestrator.jobs.event_sink import EventSink
 from orchestrator.live.update_bus import UpdateBus
-from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.models import JobUpdate
 from orchestrator.store import keys
-from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry
 from orchestrator.workflows.declared import DECLARED_KEY, DeclaredDefinitions, WorkflowDeclarations
-from protocol.codec import JSON, MSGPACK, CodecSet
+from protocol.codec import JSON
 from protocol.control import (
     BREAKERS_KIND,
     WORKFLOWS_KIND,
@@ -35,96 +27,11 @@ from protocol.control import (
     WorkflowAnnouncement,
 )
 from protocol.envelope import utc_now
-from protocol.events import EventType, TaskEvent
-from protocol.topology import event_routing_key, system_routing_key
+from protocol.events import EventType
+from protocol.topology import system_routing_key
+from tests.orchestrator_live.event_rig import CODECS, Rig, sample
 from tests.polling import eventually
 from tests.records import event_for, make_record, worker_heartbeat
-
-CODECS = CodecSet()
-
-
-@dataclass
-class Rig:
-    connection: AbstractRobustConnection
-    publisher: AbstractChannel
-    registry: RedisTaskRegistry
-    directory: ServiceDirectory
-    bus: UpdateBus
-    metrics: OrchestratorMetrics
-    updates: list[JobUpdate]
-    queue_name: str
-    exchange: str
-
-    def consumer(
-        self, registry: RedisTaskRegistry | None = None, workflows: WorkflowDeclarations | None = None
-    ) -> EventConsumer:
-        return EventConsumer(
-            self.connection,
-            EventSink(registry or self.registry, self.bus, self.metrics),
-            self.directory,
-            self.metrics,
-            CODECS,
-            prefetch=16,
-            queue_name=self.queue_name,
-            exchange=self.exchange,
-            routing_keys=("#",),
-            retry_delay=0.2,
-            workflows=workflows,
-        )
-
-    async def publish(
-        self, routing_key: str, body: bytes, content_type: str = MSGPACK, correlation_id: str | None = None
-    ) -> None:
-        exchange = await self.publisher.get_exchange(self.exchange)
-        message = aio_pika.Message(
-            body,
-            content_type=content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            correlation_id=correlation_id,
-        )
-        await exchange.publish(message, routing_key=routing_key)
-
-    async def publish_event(self, event: TaskEvent, content_type: str = MSGPACK) -> None:
-        body = CODECS.encode(event, CODECS.for_content_type(content_type))
-        key = event_routing_key(event.tenant_id, event.service, event.event)
-        await self.publish(key, body, content_type, correlation_id=event.global_task_id)  # as workers do
-
-
-@pytest.fixture
-async def rig(rabbitmq_url: str, redis_client: aioredis.Redis, unique: str) -> AsyncIterator[Rig]:
-    connection = await aio_pika.connect_robust(
-        rabbitmq_url, client_properties={"connection_name": f"test-orchestrator-live-{unique}"}
-    )
-    publisher = await connection.channel()
-    bus = UpdateBus(redis_client, channel=f"test:task_updates:{unique}")
-    await bus.start()
-    updates: list[JobUpdate] = []
-    bus.add_listener(updates.append)
-    # A private exchange: the orchestrators other tests run consume everything on baton.events and
-    # would apply these events first (the registry is shared), racing this test's consumer.
-    queue_name, exchange = f"test.orchestrator.events.{unique}", f"test.events.{unique}"
-    yield Rig(
-        connection,
-        publisher,
-        RedisTaskRegistry(redis_client, ttl_seconds=600),
-        ServiceDirectory(redis_client),
-        bus,
-        OrchestratorMetrics(),
-        updates,
-        queue_name,
-        exchange,
-    )
-    await bus.stop()
-    await publisher.queue_delete(queue_name)
-    await publisher.exchange_delete(exchange)
-    await connection.close()
-    await redis_client.srem(keys.ANNOUNCED_SERVICES, f"svc-{unique}")
-    await redis_client.hdel(keys.ROUTES, f"type-{unique}")
-    await redis_client.delete(keys.workers(f"svc-{unique}"))
-
-
-def sample(metric: OrchestratorMetrics, name: str, **labels: str) -> float:
-    return metric.registry.get_sample_value(name, labels) or 0.0
 
 
 async def test_events_flow_to_the_registry_and_listeners(rig: Rig, tenant: str) -> None:

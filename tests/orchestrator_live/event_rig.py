@@ -1,0 +1,77 @@
+"""What the event consumer's tests share: a private exchange and queue, the registry, a bus and its updates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from orchestrator.broker.event_consumer import EventConsumer
+from orchestrator.jobs.event_sink import EventSink
+from orchestrator.live.update_bus import UpdateBus
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.models import JobUpdate
+from orchestrator.store.directory import ServiceDirectory
+from orchestrator.store.registry import RedisTaskRegistry
+from orchestrator.workflows.declared import WorkflowDeclarations
+from protocol.codec import MSGPACK, CodecSet
+from protocol.events import TaskEvent
+from protocol.topology import event_routing_key
+
+CODECS = CodecSet()
+
+
+@dataclass
+class Rig:
+    connection: AbstractRobustConnection
+    publisher: AbstractChannel
+    registry: RedisTaskRegistry
+    directory: ServiceDirectory
+    bus: UpdateBus
+    metrics: OrchestratorMetrics
+    updates: list[JobUpdate]
+    queue_name: str
+    exchange: str
+    bus_channel: str
+
+    def consumer(
+        self,
+        registry: RedisTaskRegistry | None = None,
+        workflows: WorkflowDeclarations | None = None,
+        prefetch: int = 16,
+    ) -> EventConsumer:
+        return EventConsumer(
+            self.connection,
+            EventSink(registry or self.registry, self.bus, self.metrics),
+            self.directory,
+            self.metrics,
+            CODECS,
+            prefetch=prefetch,
+            queue_name=self.queue_name,
+            exchange=self.exchange,
+            routing_keys=("#",),
+            retry_delay=0.2,
+            workflows=workflows,
+        )
+
+    async def publish(
+        self, routing_key: str, body: bytes, content_type: str = MSGPACK, correlation_id: str | None = None
+    ) -> None:
+        exchange = await self.publisher.get_exchange(self.exchange)
+        message = aio_pika.Message(
+            body,
+            content_type=content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=correlation_id,
+        )
+        await exchange.publish(message, routing_key=routing_key)
+
+    async def publish_event(self, event: TaskEvent, content_type: str = MSGPACK) -> None:
+        body = CODECS.encode(event, CODECS.for_content_type(content_type))
+        key = event_routing_key(event.tenant_id, event.service, event.event)
+        await self.publish(key, body, content_type, correlation_id=event.global_task_id)  # as workers do
+
+
+def sample(metric: OrchestratorMetrics, name: str, **labels: str) -> float:
+    return metric.registry.get_sample_value(name, labels) or 0.0

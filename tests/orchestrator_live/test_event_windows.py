@@ -1,0 +1,248 @@
+"""The event consumer's delivery windows: many events applied in one registry call, in delivery order.
+
+A window is whatever waits when the consumer gets to run. To make one on purpose, the registry holds
+its first window (a blocker job's event) until the test has published the events under test and the
+broker has delivered them all: they wait together and form the next window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import msgpack
+import pytest
+import redis.asyncio as aioredis
+
+from orchestrator.broker.event_consumer import EventConsumer
+from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
+from protocol.codec import JSON
+from protocol.events import EventType, TaskEvent
+from tests.faults.private_services import PrivateRedis
+from tests.orchestrator_live.event_rig import CODECS, Rig, sample
+from tests.polling import eventually
+from tests.records import event_for, make_record, worker_heartbeat
+
+
+class HeldRegistry(RedisTaskRegistry):
+    """The real registry, recording each window it is given; the first waits for `go`."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        super().__init__(redis, ttl_seconds=600)
+        self.windows: list[list[tuple[str, int]]] = []
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
+        self.windows.append([(event.global_task_id, event.seq) for event in events])
+        if len(self.windows) == 1:
+            self.entered.set()
+            await self.go.wait()
+        return await super().apply_many(events)
+
+
+async def queue_drained(rig: Rig) -> bool:
+    """Every message published so far was delivered to the consumer (or settled)."""
+    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
+    return queue.declaration_result.message_count == 0
+
+
+async def hold_first_window(rig: Rig, registry: HeldRegistry, prefetch: int = 64) -> EventConsumer:
+    """A started consumer whose first window (a blocker job's event) is held by the registry."""
+    blocker = make_record(f"t-blocker-{rig.queue_name[-10:]}")
+    await registry.create(blocker)
+    consumer = rig.consumer(registry, prefetch=prefetch)
+    await consumer.start()
+    await rig.publish_event(event_for(blocker, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+    await asyncio.wait_for(registry.entered.wait(), 10)
+    return consumer
+
+
+async def release_when_delivered(rig: Rig, registry: HeldRegistry) -> None:
+    await eventually(lambda: queue_drained(rig))
+    await asyncio.sleep(0.1)  # the last deliveries' callbacks run
+    registry.go.set()
+
+
+def updates_of(rig: Rig, job_id: str) -> list[tuple[int, str]]:
+    return [(u.seq, u.status) for u in rig.updates if u.job_id == job_id]
+
+
+@pytest.fixture
+async def other_tenant(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str]:
+    tenant_id = f"t2-{unique}"
+    yield tenant_id
+    for pattern in (f"orchestrator:*:{tenant_id}:*", f"orchestrator:jobs:{tenant_id}"):
+        async for key in redis_client.scan_iter(match=pattern, count=1000):
+            await redis_client.delete(key)
+
+
+@pytest.fixture
+async def blocker_keys(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[None]:
+    yield
+    async for key in redis_client.scan_iter(match=f"orchestrator:*t-blocker-{unique}*", count=1000):
+        await redis_client.delete(key)
+
+
+async def test_a_window_applies_one_jobs_events_in_delivery_order(
+    rig: Rig, redis_client: aioredis.Redis, tenant: str, blocker_keys: None
+) -> None:
+    registry = HeldRegistry(redis_client)
+    record = make_record(tenant)
+    await registry.create(record)
+    consumer = await hold_first_window(rig, registry)
+    try:
+        running = event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+        progress = event_for(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress={"percentage": 50.0})
+        completed = event_for(record, EventType.TASK_COMPLETED, 3, result={"ok": True})
+        late = event_for(record, EventType.TASK_STATUS_UPDATE, 4, status="running")
+        for event in (running, progress, progress, completed, late):
+            await rig.publish_event(event)
+        await release_when_delivered(rig, registry)
+        await eventually(lambda: sample(rig.metrics, "baton_events_dropped_total", reason="job_terminal") == 1)
+    finally:
+        await consumer.stop()
+    # The five were one window, applied in the order delivered: the repeat is stale, the late one after the end.
+    assert registry.windows[1] == [(record.job_id, seq) for seq in (1, 2, 2, 3, 4)]
+    assert updates_of(rig, record.job_id) == [(2, "running"), (3, "running"), (4, "completed")]
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 1
+    stored = await registry.get(tenant, record.job_id)
+    assert stored is not None and stored.status == "completed" and stored.result == {"ok": True} and stored.seq == 4
+    assert sample(rig.metrics, "baton_jobs_finished_total", type="llm_request", status="completed") == 1
+    assert sample(rig.metrics, "baton_events_applied_total", event="task_status_update") == 3  # blocker's too
+    assert await queue_drained(rig)
+
+
+async def test_a_window_of_several_tenants_and_jobs_keeps_each_jobs_order_and_goes_out_as_one_message(
+    rig: Rig, redis_client: aioredis.Redis, tenant: str, other_tenant: str, blocker_keys: None
+) -> None:
+    registry = HeldRegistry(redis_client)
+    records = [make_record(t) for t in (tenant, other_tenant) for _ in range(3)]
+    for record in records:
+        await registry.create(record)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(rig.bus_channel)
+    consumer = await hold_first_window(rig, registry)
+    try:
+        for seq in range(1, 4):  # interleaved: every job's seq 1, then every job's seq 2, ...
+            for record in records:
+                progress = {"percentage": float(seq)}
+                await rig.publish_event(
+                    event_for(record, EventType.TASK_STATUS_UPDATE, seq, status="running", progress=progress)
+                )
+        for record in records:
+            await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 4, result=record.job_id), JSON)
+        await release_when_delivered(rig, registry)
+        await eventually(lambda: len(rig.updates) == 1 + 4 * len(records))
+        messages: list[object] = []
+        for _ in range(20):  # what the bus sent, the subscription's confirmation aside
+            message = await pubsub.get_message(timeout=0.1)
+            if message is not None and message["type"] == "message":
+                messages.append(msgpack.unpackb(message["data"]))
+    finally:
+        await consumer.stop()
+        await pubsub.aclose()
+    assert len(registry.windows[1]) == 4 * len(records)
+    for record in records:
+        assert updates_of(rig, record.job_id) == [(2, "running"), (3, "running"), (4, "running"), (5, "completed")]
+        stored = await registry.get(record.tenant_id, record.job_id)
+        assert stored is not None and stored.status == "completed" and stored.result == record.job_id
+    # The window's 24 updates are one pub/sub message, in the order applied.
+    windows = [m for m in messages if isinstance(m, list) and len(m) == 4 * len(records)]
+    assert len(windows) == 1
+    assert [(u["job_id"], u["seq"]) for u in windows[0]] == [(u.job_id, u.seq) for u in rig.updates[1:]]
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0
+
+
+async def test_undecodable_and_forged_events_in_a_window_are_acked_and_counted_the_good_applied(
+    rig: Rig, redis_client: aioredis.Redis, tenant: str, blocker_keys: None
+) -> None:
+    registry = HeldRegistry(redis_client)
+    record = make_record(tenant)
+    await registry.create(record)
+    consumer = await hold_first_window(rig, registry)
+    try:
+        await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+        await rig.publish(f"{tenant}.query.task_completed", b"\xc1 not msgpack", correlation_id=record.job_id)
+        forged = event_for(record, EventType.TASK_COMPLETED, 2, result="forged")
+        await rig.publish(f"x{tenant}.query.task_completed", CODECS.encode(forged), correlation_id=record.job_id)
+        await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 2, service="embedding", result="forged"))
+        await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 3, result="real"))
+        await release_when_delivered(rig, registry)
+        await eventually(lambda: len(updates_of(rig, record.job_id)) == 2)
+    finally:
+        await consumer.stop()
+    assert updates_of(rig, record.job_id) == [(2, "running"), (3, "completed")]
+    stored = await registry.get(tenant, record.job_id)
+    assert stored is not None and stored.result == "real"
+    for reason in ("undecodable", "routing_mismatch", "wrong_service"):
+        assert sample(rig.metrics, "baton_events_dropped_total", reason=reason) == 1
+    assert await queue_drained(rig)  # all acked: none came back when the consumer's channel closed
+
+
+async def test_a_window_that_meets_redis_down_is_requeued_whole_and_applied_once_redis_is_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    private = PrivateRedis()
+    await asyncio.to_thread(private.start)
+    client = aioredis.Redis.from_url(private.url, socket_connect_timeout=0.2)
+    try:
+        registry = HeldRegistry(client)
+        record = make_record("t-private")
+        await registry.create(record)
+        consumer = await hold_first_window(rig, registry)
+        try:
+            await asyncio.to_thread(private.kill)
+            await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
+            progress = {"percentage": 50.0}
+            await rig.publish_event(
+                event_for(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress=progress)
+            )
+            await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 3, result={"ok": True}))
+            await release_when_delivered(rig, registry)
+            await eventually(lambda: len([r for r in caplog.records if "requeueing" in r.getMessage()]) >= 2)
+            assert rig.updates == []
+            await asyncio.to_thread(private.start)  # append-only: the job is still there
+            await eventually(lambda: len(rig.updates) == 4, within=15)
+        finally:
+            await consumer.stop()
+        assert updates_of(rig, record.job_id) == [(2, "running"), (3, "running"), (4, "completed")]
+        assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0  # came back in their order
+        stored = await registry.get("t-private", record.job_id)
+        assert stored is not None and stored.status == "completed"
+        assert await queue_drained(rig)
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(private.cleanup)
+
+
+async def test_windows_leave_nothing_unacked_and_nothing_redelivered(
+    rig: Rig, redis_client: aioredis.Redis, tenant: str, unique: str
+) -> None:
+    """Multiple acks among individually acked heartbeats: every delivery settled exactly once."""
+    records = [make_record(tenant) for _ in range(20)]
+    for record in records:
+        await rig.registry.create(record)
+    consumer = rig.consumer(prefetch=32)
+    await consumer.start()
+    try:
+        for seq in range(1, 11):
+            for record in records:
+                await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, seq, status="running"))
+            heartbeat = worker_heartbeat(f"svc-{unique}", [f"type-{unique}"])
+            await rig.publish(f"_system.svc-{unique}.worker_heartbeat", CODECS.encode(heartbeat))
+        await eventually(lambda: len(rig.updates) == 200, within=30)
+    finally:
+        await consumer.stop()
+    assert await queue_drained(rig)  # nothing was left unacked (the channel's close would have requeued it)
+    again = rig.consumer()
+    await again.start()
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        await again.stop()
+    assert len(rig.updates) == 200
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0  # none redelivered
+    for record in records:
+        stored = await rig.registry.get(tenant, record.job_id)
+        assert stored is not None and stored.seq == 11

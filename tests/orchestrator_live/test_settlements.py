@@ -1,0 +1,87 @@
+"""Settlements against a real RabbitMQ: a `multiple` ack only where it settles exactly the set given."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from orchestrator.broker.settlements import Settlements
+from tests.polling import eventually
+
+
+@pytest.fixture
+async def connection(rabbitmq_url: str, unique: str) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(rabbitmq_url, client_properties={"connection_name": f"test-{unique}"})
+    yield connection
+    await connection.close()
+
+
+async def deliveries(
+    connection: AbstractRobustConnection, queue_name: str, count: int
+) -> tuple[AbstractChannel, list[AbstractIncomingMessage]]:
+    """`count` messages published to a fresh queue, delivered (unacked) to a consumer of a channel of their own."""
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=count)
+    queue = await channel.declare_queue(queue_name, auto_delete=False)
+    for n in range(count):
+        await channel.default_exchange.publish(aio_pika.Message(str(n).encode()), routing_key=queue_name)
+    received: list[AbstractIncomingMessage] = []
+
+    async def receive(message: AbstractIncomingMessage) -> None:
+        received.append(message)
+
+    await queue.consume(receive)
+    await eventually(lambda: len(received) == count)
+    return channel, received
+
+
+async def left_in_queue(connection: AbstractRobustConnection, queue_name: str) -> list[bytes]:
+    channel = await connection.channel()
+    queue = await channel.declare_queue(queue_name, passive=True)
+    bodies = []
+    while (message := await queue.get(fail=False)) is not None:
+        bodies.append(message.body)
+        await message.ack()
+    await queue.delete(if_unused=False, if_empty=False)
+    await channel.close()
+    return bodies
+
+
+async def test_a_set_that_starts_at_the_oldest_unsettled_delivery_is_acked_with_one_multiple_ack(
+    connection: AbstractRobustConnection, unique: str
+) -> None:
+    queue_name = f"test.settlements.{unique}"
+    channel, messages = await deliveries(connection, queue_name, 6)
+    settlements = Settlements()
+    for message in messages:
+        settlements.delivered(message)
+    await settlements.ack(messages[:3])
+    # One frame: only the highest is marked processed by aio-pika, the others were covered by it.
+    assert [m.processed for m in messages[:3]] == [False, False, True]
+    await settlements.ack([messages[4], messages[5]])  # messages[3] is unsettled: one by one
+    assert messages[4].processed and messages[5].processed
+    await settlements.nack([messages[3]])
+    assert settlements.unsettled() == 0
+    await channel.close()
+    await asyncio.sleep(0.2)
+    assert await left_in_queue(connection, queue_name) == [b"3"]  # the nacked one, and only it
+
+
+async def test_a_set_with_a_gap_below_it_is_acked_one_by_one_and_the_gap_stays_unsettled(
+    connection: AbstractRobustConnection, unique: str
+) -> None:
+    queue_name = f"test.settlements.{unique}"
+    channel, messages = await deliveries(connection, queue_name, 5)
+    settlements = Settlements()
+    for message in messages:
+        settlements.delivered(message)
+    await settlements.ack([messages[1], messages[2], messages[4]])
+    assert all(messages[n].processed for n in (1, 2, 4))
+    assert settlements.unsettled() == 2
+    await channel.close()  # the unsettled go back to the queue
+    await asyncio.sleep(0.2)
+    assert sorted(await left_in_queue(connection, queue_name)) == [b"0", b"3"]
