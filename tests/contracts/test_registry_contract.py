@@ -145,6 +145,41 @@ async def test_events_apply_in_seq_order_and_renumber_with_the_jobs_own_seq(
     assert stored is not None and (stored.status, stored.seq, stored.progress) == ("running", 3, progress)
 
 
+async def test_a_window_of_events_applies_in_order_as_one_by_one_would(registry: TaskRegistry, tenant: str) -> None:
+    record, other = make_record(tenant), make_record(tenant + "x")
+    for created in (record, other):
+        await registry.create(created)
+    window = [
+        event_for(record, EventType.TASK_STATUS_UPDATE, FIRST + 1, status="running"),
+        event_for(other, EventType.TASK_STATUS_UPDATE, FIRST + 1, status="running"),
+        event_for(record, EventType.TASK_STATUS_UPDATE, FIRST + 1, status="running"),  # a repeat
+        event_for(record, EventType.TASK_STATUS_UPDATE, FIRST + 1, status="completed"),  # not an outcome's event
+        event_for(record, EventType.TASK_COMPLETED, FIRST + 2, result={"answer": 42}),
+        event_for(record, EventType.TASK_STATUS_UPDATE, FIRST + 3, status="running"),  # after the end
+        event_for(make_record(tenant), EventType.TASK_STATUS_UPDATE, FIRST + 1, status="running"),
+    ]
+    outcomes = await registry.apply_many(window)
+    assert [o.dropped for o in outcomes] == [
+        None,
+        None,
+        "stale",
+        "invalid_status",
+        None,
+        "job_terminal",
+        "unknown_job",
+    ]
+    assert [(o.update.job_id, o.update.seq, o.update.status) for o in outcomes if o.update is not None] == [
+        (record.job_id, 2, "running"),
+        (other.job_id, 2, "running"),
+        (record.job_id, 3, "completed"),
+    ]
+    assert outcomes[4].job_type == record.type and outcomes[4].created_at == record.created_at
+    stored = await registry.get(tenant, record.job_id)
+    assert stored is not None and (stored.status, stored.seq, stored.result) == ("completed", 3, {"answer": 42})
+    assert await registry.apply_many([]) == []
+    await registry.discard(tenant + "x", other.job_id)
+
+
 async def test_an_outcome_is_applied_past_progress_that_overtook_it_and_then_nothing_moves_the_job(
     registry: TaskRegistry, tenant: str
 ) -> None:

@@ -35,6 +35,19 @@ async def test_an_announced_update_reaches_this_replicas_listeners_at_once_and_t
     assert len(here) == 2
 
 
+async def test_a_windows_updates_reach_every_replica_in_order(bus_pair: BusPair) -> None:
+    first, second = bus_pair
+    here: list[JobUpdate] = []
+    there: list[JobUpdate] = []
+    first.add_listener(here.append)
+    second.add_listener(there.append)
+    window = [update("a", 2), update("b", 2), update("a", 3, "completed")]
+    first.announce_many(window)
+    assert here == window  # at once, in one go
+    await eventually(lambda: len(there) == 3)
+    assert there == window
+
+
 async def test_a_broken_listener_does_not_starve_the_others(bus_pair: BusPair) -> None:
     first, _ = bus_pair
     got: list[JobUpdate] = []
