@@ -212,13 +212,43 @@ class EventConsumer:
             await self._arrived.wait()
             self._arrived.clear()
             window, self._waiting = self._waiting, []
-            if window:
+            try:
                 await self._handle_window(window)
+            except Exception:
+                # A bug must not stop the consumer, nor lose the window (what was settled stays so).
+                log.exception("unexpected error handling %d message(s); requeueing", len(window))
+                await self._requeue_later(window)
 
     async def _handle_window(self, window: list[AbstractIncomingMessage]) -> None:
-        settled: list[AbstractIncomingMessage] = []  # acked whatever Redis says: no retry changes them
+        events, carriers, settled = self._believed(window)
+        if not events:
+            await self._settlements.ack(settled)
+            return
+        carrier_of = {id(event): message for event, message in zip(events, carriers, strict=True)}
+        try:
+            outcome = await self._sink.accept_many(events, lambda event: self._applying(event, carrier_of[id(event)]))
+        except Exception as exc:
+            if isinstance(exc, RegistryError):
+                log.warning("Redis failed (%s); requeueing %d event(s) in %.1fs", exc, len(events), self._retry_delay)
+            else:  # a bug must not lose the events either; the delay keeps a poison message from spinning
+                log.exception("unexpected error handling %d event(s); requeueing", len(events))
+            await self._settlements.ack(settled)
+            await self._requeue_later(carriers)
+            return
+        await self._settlements.ack(settled + [m for n, m in enumerate(carriers) if n not in outcome.failed])
+        if outcome.failed:
+            for n, exc in sorted(outcome.failed.items()):
+                log.warning("the workflow engine failed on %s (%s); requeueing", events[n].task_id, exc)
+            await self._requeue_later([carriers[n] for n in sorted(outcome.failed)])
+
+    def _believed(
+        self, window: list[AbstractIncomingMessage]
+    ) -> tuple[list[TaskEvent], list[AbstractIncomingMessage], list[AbstractIncomingMessage]]:
+        """The window's events that say what their routing key says, their messages, and the messages
+        to ack as they are: undecodable or forged (counted here)."""
         events: list[TaskEvent] = []
         carriers: list[AbstractIncomingMessage] = []
+        settled: list[AbstractIncomingMessage] = []
         for message in window:
             try:
                 event = self._codecs.decode(TaskEvent, message.body, message.content_type)
@@ -234,30 +264,7 @@ class EventConsumer:
                 with self._applying(event, message):
                     self._sink.refuse("routing_mismatch", event, message.routing_key)
                 settled.append(message)
-        if not events:
-            await self._settlements.ack(settled)
-            return
-        carrier_of = {id(event): message for event, message in zip(events, carriers, strict=True)}
-        try:
-            outcome = await self._sink.accept_many(events, lambda event: self._applying(event, carrier_of[id(event)]))
-        except RegistryError as exc:
-            log.warning("Redis failed (%s); requeueing %d event(s) in %.1fs", exc, len(events), self._retry_delay)
-            await self._settlements.ack(settled)
-            await self._requeue_later(carriers)
-            return
-        except Exception:
-            # A bug must not lose the events either; the delay keeps a poison message from spinning.
-            log.exception("unexpected error handling %d event(s); requeueing", len(events))
-            await self._settlements.ack(settled)
-            await self._requeue_later(carriers)
-            return
-        failed = [carriers[n] for n in sorted(outcome.failed)]
-        done = settled + [m for n, m in enumerate(carriers) if n not in outcome.failed]
-        await self._settlements.ack(done)
-        if failed:
-            for n in sorted(outcome.failed):
-                log.warning("the workflow engine failed on %s (%s); requeueing", events[n].task_id, outcome.failed[n])
-            await self._requeue_later(failed)
+        return events, carriers, settled
 
     async def _take_system_messages(self) -> None:
         while True:

@@ -43,7 +43,7 @@ class Settlements:
 
     async def ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """Ack every message: with one `multiple` ack per channel where that settles exactly these."""
-        for channel, group in _by_channel(messages).items():
+        for channel, group in _by_channel(self._tracked(messages)).items():
             highest = max(group, key=_tag)
             if self._covers(channel, {_tag(m) for m in group}, _tag(highest)):
                 await self._settle(group, highest.ack(multiple=True))
@@ -53,8 +53,12 @@ class Settlements:
 
     async def nack(self, messages: Iterable[AbstractIncomingMessage]) -> None:
         """Return each message to the queue (one by one: a rare path, Redis down or a bug)."""
-        for message in messages:
+        for message in self._tracked(messages):
             await self._settle((message,), message.nack(requeue=True))
+
+    def _tracked(self, messages: Iterable[AbstractIncomingMessage]) -> list[AbstractIncomingMessage]:
+        """The messages still unsettled: settling one twice would close the channel (its tag unknown)."""
+        return [m for m in messages if _tag(m) in self._unsettled.get(m.channel, {})]
 
     def _covers(self, channel: object, tags: set[int], highest: int) -> bool:
         """Whether every unsettled delivery of the channel up to `highest` is one of `tags`."""

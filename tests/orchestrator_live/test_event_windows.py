@@ -15,6 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.broker.event_consumer import EventConsumer
+from orchestrator.jobs.event_sink import EventSink
+from orchestrator.models import JobRecord
 from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from protocol.codec import JSON
 from protocol.events import EventType, TaskEvent
@@ -246,3 +248,33 @@ async def test_windows_leave_nothing_unacked_and_nothing_redelivered(
     for record in records:
         stored = await rig.registry.get(tenant, record.job_id)
         assert stored is not None and stored.seq == 11
+
+
+async def test_step_events_of_a_window_are_heard_in_order_per_job_and_a_failure_fails_that_jobs_rest(
+    rig: Rig, tenant: str
+) -> None:
+    """The workflow engine hears a window's step events after the registry call: one job's in order, and
+    from a failed one on, that job's later ones are failed too (retried after it), other jobs' unharmed."""
+    heard: list[tuple[str, int]] = []
+    broken = make_record(tenant)
+    working = make_record(tenant)
+
+    async def engine(event: TaskEvent) -> None:
+        heard.append((event.global_task_id, event.seq))
+        if event.global_task_id == broken.job_id and event.seq == 2:
+            raise RuntimeError("the engine failed")
+
+    sink = EventSink(rig.registry, rig.bus, rig.metrics, on_step_event=engine)
+    for record in (broken, working):
+        await rig.registry.create(record)
+
+    def step(record: JobRecord, seq: int, kind: EventType = EventType.TASK_STATUS_UPDATE) -> TaskEvent:
+        return event_for(record, kind, seq, task_id=f"{record.job_id}:s:1", service="query", status="running")
+
+    window = [step(broken, 1), step(working, 1), step(broken, 2), step(working, 2), step(broken, 3)]
+    window.append(event_for(working, EventType.TASK_STATUS_UPDATE, 1, status="running"))  # not a step
+    outcome = await sink.accept_many(window)
+    assert [u is not None for u in outcome.updates] == [True] * 6
+    assert sorted(outcome.failed) == [2, 4]  # broken's seq 2 and, behind it, its seq 3
+    assert [seq for job, seq in heard if job == broken.job_id] == [1, 2]
+    assert [seq for job, seq in heard if job == working.job_id] == [1, 2]

@@ -66,6 +66,10 @@ async def test_a_set_that_starts_at_the_oldest_unsettled_delivery_is_acked_with_
     assert messages[4].processed and messages[5].processed
     await settlements.nack([messages[3]])
     assert settlements.unsettled() == 0
+    await settlements.ack([messages[1]])  # settled already: nothing sent (the broker would close the channel)
+    await settlements.nack([messages[4]])
+    await asyncio.sleep(0.2)
+    assert not channel.is_closed
     await channel.close()
     await asyncio.sleep(0.2)
     assert await left_in_queue(connection, queue_name) == [b"3"]  # the nacked one, and only it
