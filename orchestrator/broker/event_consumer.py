@@ -237,8 +237,8 @@ class EventConsumer:
             return
         await self._settlements.ack(settled + [m for n, m in enumerate(carriers) if n not in outcome.failed])
         if outcome.failed:
-            for n, exc in sorted(outcome.failed.items()):
-                log.warning("the workflow engine failed on %s (%s); requeueing", events[n].task_id, exc)
+            for n, error in sorted(outcome.failed.items()):
+                log.warning("the workflow engine failed on %s (%s); requeueing", events[n].task_id, error)
             await self._requeue_later([carriers[n] for n in sorted(outcome.failed)])
 
     def _believed(

@@ -15,17 +15,14 @@ from orchestrator.models import JobUpdate
 from orchestrator.store import keys
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry
-from tests.redis_keys import keys_matching
-from tests.orchestrator_live.event_rig import Rig
+from tests.orchestrator_live.event_rig import Rig, drop_tenant
 
 
 @pytest.fixture
 async def tenant(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str]:
     tenant_id = f"t-{unique}"
     yield tenant_id
-    for pattern in (f"orchestrator:*:{tenant_id}:*", f"orchestrator:jobs:{tenant_id}"):
-        for key in await keys_matching(redis_client, pattern):
-            await redis_client.delete(key)
+    await drop_tenant(redis_client, tenant_id)
 
 
 @pytest.fixture

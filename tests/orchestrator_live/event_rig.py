@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aio_pika
+import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from orchestrator.broker.event_consumer import EventConsumer
@@ -18,6 +19,7 @@ from orchestrator.workflows.declared import WorkflowDeclarations
 from protocol.codec import MSGPACK, CodecSet
 from protocol.events import TaskEvent
 from protocol.topology import event_routing_key
+from tests.redis_keys import keys_matching
 
 CODECS = CodecSet()
 
@@ -75,3 +77,10 @@ class Rig:
 
 def sample(metric: OrchestratorMetrics, name: str, **labels: str) -> float:
     return metric.registry.get_sample_value(name, labels) or 0.0
+
+
+async def drop_tenant(redis_client: aioredis.Redis, tenant_id: str) -> None:
+    """Delete the tenant's registry keys."""
+    for pattern in (f"orchestrator:*:{tenant_id}:*", f"orchestrator:jobs:{tenant_id}"):
+        for key in await keys_matching(redis_client, pattern):
+            await redis_client.delete(key)

@@ -21,7 +21,7 @@ from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from protocol.codec import JSON
 from protocol.events import EventType, TaskEvent
 from tests.faults.private_services import PrivateRedis
-from tests.orchestrator_live.event_rig import CODECS, Rig, sample
+from tests.orchestrator_live.event_rig import CODECS, Rig, drop_tenant, sample
 from tests.polling import eventually
 from tests.records import event_for, make_record, worker_heartbeat
 
@@ -49,11 +49,12 @@ async def queue_drained(rig: Rig) -> bool:
     return queue.declaration_result.message_count == 0
 
 
-async def hold_first_window(rig: Rig, registry: HeldRegistry, prefetch: int = 64) -> EventConsumer:
-    """A started consumer whose first window (a blocker job's event) is held by the registry."""
+async def hold_first_window(rig: Rig, registry: HeldRegistry, *records: JobRecord) -> EventConsumer:
+    """`records` created, and a started consumer whose first window (a blocker job's event) the registry holds."""
     blocker = make_record(f"t-blocker-{rig.queue_name[-10:]}")
-    await registry.create(blocker)
-    consumer = rig.consumer(registry, prefetch=prefetch)
+    for record in (blocker, *records):
+        await registry.create(record)
+    consumer = rig.consumer(registry, prefetch=64)
     await consumer.start()
     await rig.publish_event(event_for(blocker, EventType.TASK_STATUS_UPDATE, 1, status="running"))
     await asyncio.wait_for(registry.entered.wait(), 10)
@@ -74,9 +75,7 @@ def updates_of(rig: Rig, job_id: str) -> list[tuple[int, str]]:
 async def other_tenant(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str]:
     tenant_id = f"t2-{unique}"
     yield tenant_id
-    for pattern in (f"orchestrator:*:{tenant_id}:*", f"orchestrator:jobs:{tenant_id}"):
-        async for key in redis_client.scan_iter(match=pattern, count=1000):
-            await redis_client.delete(key)
+    await drop_tenant(redis_client, tenant_id)
 
 
 @pytest.fixture
@@ -89,10 +88,8 @@ async def blocker_keys(redis_client: aioredis.Redis, unique: str) -> AsyncIterat
 async def test_a_window_applies_one_jobs_events_in_delivery_order(
     rig: Rig, redis_client: aioredis.Redis, tenant: str, blocker_keys: None
 ) -> None:
-    registry = HeldRegistry(redis_client)
-    record = make_record(tenant)
-    await registry.create(record)
-    consumer = await hold_first_window(rig, registry)
+    registry, record = HeldRegistry(redis_client), make_record(tenant)
+    consumer = await hold_first_window(rig, registry, record)
     try:
         running = event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
         progress = event_for(record, EventType.TASK_STATUS_UPDATE, 2, status="running", progress={"percentage": 50.0})
@@ -120,11 +117,9 @@ async def test_a_window_of_several_tenants_and_jobs_keeps_each_jobs_order_and_go
 ) -> None:
     registry = HeldRegistry(redis_client)
     records = [make_record(t) for t in (tenant, other_tenant) for _ in range(3)]
-    for record in records:
-        await registry.create(record)
     pubsub = redis_client.pubsub()
     await pubsub.subscribe(rig.bus_channel)
-    consumer = await hold_first_window(rig, registry)
+    consumer = await hold_first_window(rig, registry, *records)
     try:
         for seq in range(1, 4):  # interleaved: every job's seq 1, then every job's seq 2, ...
             for record in records:
@@ -159,10 +154,8 @@ async def test_a_window_of_several_tenants_and_jobs_keeps_each_jobs_order_and_go
 async def test_undecodable_and_forged_events_in_a_window_are_acked_and_counted_the_good_applied(
     rig: Rig, redis_client: aioredis.Redis, tenant: str, blocker_keys: None
 ) -> None:
-    registry = HeldRegistry(redis_client)
-    record = make_record(tenant)
-    await registry.create(record)
-    consumer = await hold_first_window(rig, registry)
+    registry, record = HeldRegistry(redis_client), make_record(tenant)
+    consumer = await hold_first_window(rig, registry, record)
     try:
         await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
         await rig.publish(f"{tenant}.query.task_completed", b"\xc1 not msgpack", correlation_id=record.job_id)
@@ -189,10 +182,8 @@ async def test_a_window_that_meets_redis_down_is_requeued_whole_and_applied_once
     await asyncio.to_thread(private.start)
     client = aioredis.Redis.from_url(private.url, socket_connect_timeout=0.2)
     try:
-        registry = HeldRegistry(client)
-        record = make_record("t-private")
-        await registry.create(record)
-        consumer = await hold_first_window(rig, registry)
+        registry, record = HeldRegistry(client), make_record("t-private")
+        consumer = await hold_first_window(rig, registry, record)
         try:
             await asyncio.to_thread(private.kill)
             await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))

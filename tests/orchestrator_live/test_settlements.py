@@ -22,8 +22,9 @@ async def connection(rabbitmq_url: str, unique: str) -> AsyncIterator[AbstractRo
 
 async def deliveries(
     connection: AbstractRobustConnection, queue_name: str, count: int
-) -> tuple[AbstractChannel, list[AbstractIncomingMessage]]:
-    """`count` messages published to a fresh queue, delivered (unacked) to a consumer of a channel of their own."""
+) -> tuple[AbstractChannel, list[AbstractIncomingMessage], Settlements]:
+    """`count` messages published to a fresh queue, delivered (unacked) to a consumer of a channel of their own,
+    and tracked by a Settlements."""
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=count)
     queue = await channel.declare_queue(queue_name, auto_delete=False)
@@ -36,7 +37,10 @@ async def deliveries(
 
     await queue.consume(receive)
     await eventually(lambda: len(received) == count)
-    return channel, received
+    settlements = Settlements()
+    for message in received:
+        settlements.delivered(message)
+    return channel, received, settlements
 
 
 async def left_in_queue(connection: AbstractRobustConnection, queue_name: str) -> list[bytes]:
@@ -55,10 +59,7 @@ async def test_a_set_that_starts_at_the_oldest_unsettled_delivery_is_acked_with_
     connection: AbstractRobustConnection, unique: str
 ) -> None:
     queue_name = f"test.settlements.{unique}"
-    channel, messages = await deliveries(connection, queue_name, 6)
-    settlements = Settlements()
-    for message in messages:
-        settlements.delivered(message)
+    channel, messages, settlements = await deliveries(connection, queue_name, 6)
     await settlements.ack(messages[:3])
     # One frame: only the highest is marked processed by aio-pika, the others were covered by it.
     assert [m.processed for m in messages[:3]] == [False, False, True]
@@ -79,10 +80,7 @@ async def test_a_set_with_a_gap_below_it_is_acked_one_by_one_and_the_gap_stays_u
     connection: AbstractRobustConnection, unique: str
 ) -> None:
     queue_name = f"test.settlements.{unique}"
-    channel, messages = await deliveries(connection, queue_name, 5)
-    settlements = Settlements()
-    for message in messages:
-        settlements.delivered(message)
+    channel, messages, settlements = await deliveries(connection, queue_name, 5)
     await settlements.ack([messages[1], messages[2], messages[4]])
     assert all(messages[n].processed for n in (1, 2, 4))
     assert settlements.unsettled() == 2
