@@ -28,7 +28,7 @@ from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.http.cache_routes import CacheRoutes
 from orchestrator.http.dead_letter_routes import DeadLetterRoutes
 from orchestrator.http.docs_routes import DocsRoutes, swagger_static_folder
-from orchestrator.http.errors import error_middleware, metrics_middleware
+from orchestrator.http.errors import error_middleware
 from orchestrator.http.execution_routes import ExecutionRoutes
 from orchestrator.http.health import HealthChecker, LiveStatus
 from orchestrator.http.identity_routes import IdentityRoutes
@@ -197,7 +197,7 @@ def create_app(
     # read_json enforces the per-route caps; this is aiohttp's own backstop for request.read().
     app = web.Application(
         client_max_size=MAX_BATCH_BODY_BYTES,
-        middlewares=[request_context_middleware(tracing), metrics_middleware(metrics), error_middleware],
+        middlewares=[request_context_middleware(tracing, metrics), error_middleware],
     )
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator

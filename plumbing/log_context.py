@@ -17,6 +17,7 @@ from typing import Final
 # The ids a record may carry, in the order they are written.
 CONTEXT_IDS: Final[tuple[str, ...]] = ("service", "worker_id", "tenant_id", "job_id", "task_id", "request_id")
 
+_KNOWN: Final[frozenset[str]] = frozenset(CONTEXT_IDS)
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _ids: ContextVar[Mapping[str, str]] = ContextVar("baton_log_ids", default=_EMPTY)
 
@@ -27,11 +28,14 @@ def current_ids() -> Mapping[str, str]:
 
 
 def _merged(ids: Mapping[str, str | None]) -> Mapping[str, str]:
-    unknown = set(ids) - set(CONTEXT_IDS)
-    if unknown:
-        raise ValueError(f"not a log context id: {sorted(unknown)} (known: {', '.join(CONTEXT_IDS)})")
+    # Called several times per request and per job: no sets built when every name is known.
+    if not _KNOWN.issuperset(ids):
+        unknown = sorted(set(ids) - _KNOWN)
+        raise ValueError(f"not a log context id: {unknown} (known: {', '.join(CONTEXT_IDS)})")
     merged = dict(_ids.get())
-    merged.update({name: value for name, value in ids.items() if value})
+    for name, value in ids.items():
+        if value:
+            merged[name] = value
     return MappingProxyType(merged)
 
 

@@ -13,8 +13,8 @@ application of the event.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final, Literal, Protocol
 
 TracingMode = Literal["off", "console", "otlp"]
@@ -64,7 +64,8 @@ class _NoSpan:
         return None
 
 
-_NO_SPAN: Final = _NoSpan()
+# One reusable block for every span asked for: nothing made per request or publish.
+_UNTRACED: Final[AbstractContextManager[Span]] = nullcontext(_NoSpan())
 
 
 class NoTracing:
@@ -74,7 +75,6 @@ class NoTracing:
     def enabled(self) -> bool:
         return False
 
-    @contextmanager
     def span(
         self,
         name: str,
@@ -82,8 +82,8 @@ class NoTracing:
         kind: SpanKind = "internal",
         attributes: Attributes | None = None,
         parent: Mapping[str, Any] | None = None,
-    ) -> Iterator[Span]:
-        yield _NO_SPAN
+    ) -> AbstractContextManager[Span]:
+        return _UNTRACED
 
     def inject(self, headers: MutableMapping[str, Any]) -> None:
         return None

@@ -1,17 +1,16 @@
 """Every error the HTTP API answers is JSON {error, detail}: one middleware turns our errors,
-the registry's and aiohttp's own (404, 405, 413, ...) into that shape; another counts requests."""
+the registry's and aiohttp's own (404, 405, 413, ...) into that shape."""
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from orchestrator.errors import (
     BrokerUnavailable,
@@ -26,7 +25,6 @@ from orchestrator.errors import (
     UnknownJobType,
     UnpublishableJob,
 )
-from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.workflows.engine import ExecutionNotFound, NotAllowed, StepNotFound, WorkflowNotFound
 from orchestrator.workflows.errors import DefinitionError
 
@@ -150,27 +148,3 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.exception("unhandled error on %s %s", request.method, request.path)
             error = ApiError(500, "internal_error", "unexpected server error")
         return error.response()
-
-
-def metrics_middleware(metrics: OrchestratorMetrics) -> Middleware:
-    """Counts and times every request by route pattern."""
-
-    @web.middleware
-    async def count_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        # The route pattern, not the path: one series per route, whatever the job ids.
-        route = resource.canonical if resource is not None else "unmatched"
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.http_requests.labels(route=route, method=request.method, status=str(status)).inc()
-            metrics.http_duration.labels(route=route).observe(time.perf_counter() - started)
-
-    return count_request

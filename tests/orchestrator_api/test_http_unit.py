@@ -1,4 +1,4 @@
-"""The error and metrics middlewares, auth and body reading, on a small app without services."""
+"""The error and request-context (metrics) middlewares, auth and body reading, on a small app without services."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from orchestrator.errors import (
     RegistryUnavailable,
     UnknownJobType,
 )
-from orchestrator.http.errors import error_middleware, metrics_middleware
+from orchestrator.http.errors import error_middleware
 from orchestrator.http.request import MAX_BODY_BYTES, read_json, require_tenant, validate
+from orchestrator.http.request_context import request_context_middleware
 from orchestrator.http.schemas import JobCreateRequest
 from orchestrator.metrics import OrchestratorMetrics
+from plumbing.tracing import NoTracing
 
 KEY = "key-a"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -47,7 +49,7 @@ def raiser(exc: Exception):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
     metrics = OrchestratorMetrics()
-    app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware])
+    app = web.Application(middlewares=[request_context_middleware(NoTracing(), metrics), error_middleware])
     app[METRICS] = metrics
     app.router.add_post("/echo", echo)
     app.router.add_get("/boom", raiser(RuntimeError("secret internals")))
@@ -162,3 +164,10 @@ async def test_requests_are_counted_per_route(client: TestClient[web.Request, we
     text = client.app[METRICS].render().decode()
     assert 'baton_http_requests_total{method="POST",route="/echo",status="200"} 1.0' in text
     assert 'baton_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    # Series looked up once are counted on: a repeat adds to the same ones, a new status makes its own.
+    await client.post("/echo", json={"type": "t"}, headers=AUTH)
+    await client.post("/echo", json={"type": "t"})
+    text = client.app[METRICS].render().decode()
+    assert 'baton_http_requests_total{method="POST",route="/echo",status="200"} 2.0' in text
+    assert 'baton_http_requests_total{method="POST",route="/echo",status="401"} 1.0' in text
+    assert 'baton_http_request_duration_seconds_count{route="/echo"} 3.0' in text
