@@ -28,6 +28,7 @@ from orchestrator.store import keys
 from orchestrator.store.codec import text
 from orchestrator.store.registry import redis_errors
 from plumbing.burst_log import BurstLog
+from plumbing.single_flight import SingleFlight
 from protocol.control import BreakerStatus, CircuitBreakerReport, WorkerHeartbeat
 from protocol.services import BUILTIN_CACHE_TTLS, BUILTIN_JOB_TYPES, BUILTIN_SERVICES
 
@@ -179,6 +180,8 @@ class ServiceDirectory:
         self._routes: dict[str, str] = {}
         self._cache_ttls: dict[str, int] = {}
         self._routes_read_at = float("-inf")
+        self._routes_changed = 0  # counts changes made here, so a read that overlapped one is not kept as fresh
+        self._routes_read: SingleFlight[None, None] = SingleFlight()
         self._expired_at = float("-inf")
         self._refusal_log = BurstLog(log, interval=_REFUSAL_LOG_INTERVAL_SECONDS)
         self._prune = redis.register_script(_PRUNE_UNCHANGED)
@@ -221,7 +224,7 @@ class ServiceDirectory:
         if not recorded:
             return False
         if any(self._routes.get(t) != hb.service or self._cache_ttls.get(t) != hb.cache_ttls.get(t) for t in announced):
-            self._routes_read_at = float("-inf")
+            self._routes_outdated()
         return True
 
     async def record_breakers(self, report: CircuitBreakerReport) -> bool:
@@ -354,7 +357,7 @@ class ServiceDirectory:
         if expired:
             shown = ", ".join(expired[:20])
             log.info("forgot %d services unheard of for %.0f s: %s", len(expired), self._service_ttl, shown)
-            self._routes_read_at = float("-inf")
+            self._routes_outdated()
         return expired
 
     async def _expire_if_due(self) -> None:
@@ -364,16 +367,28 @@ class ServiceDirectory:
 
     async def _announced_routes(self) -> dict[str, str]:
         if time.monotonic() - self._routes_read_at > self._cache_seconds:
-            await self._expire_if_due()
-            with redis_errors("reading routes"):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.hgetall(keys.ROUTES)
-                    pipe.hgetall(keys.CACHE_DEFAULTS)
-                    raw, ttls = await pipe.execute()
-            self._routes = {text(k): text(v) for k, v in raw.items()}
-            self._cache_ttls = {text(k): int(v) for k, v in ttls.items()}
-            self._routes_read_at = time.monotonic()
+            # Every request finds the copy stale at once: one read serves them all.
+            await self._routes_read.run(None, self._read_routes)
         return self._routes
+
+    async def _read_routes(self) -> None:
+        changed = self._routes_changed
+        await self._expire_if_due()
+        with redis_errors("reading routes"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(keys.ROUTES)
+                pipe.hgetall(keys.CACHE_DEFAULTS)
+                raw, ttls = await pipe.execute()
+        self._routes = {text(k): text(v) for k, v in raw.items()}
+        self._cache_ttls = {text(k): int(v) for k, v in ttls.items()}
+        if changed == self._routes_changed:  # else read again at the next call: this read may predate the change
+            self._routes_read_at = time.monotonic()
+
+    def _routes_outdated(self) -> None:
+        """The routes changed here (a heartbeat, an expiry): the next lookup reads them, not a read under way."""
+        self._routes_changed += 1
+        self._routes_read_at = float("-inf")
+        self._routes_read.forget(None)
 
 
 def _breaker_report(value: bytes | str) -> CircuitBreakerReport | None:

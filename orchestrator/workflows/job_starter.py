@@ -30,6 +30,7 @@ from orchestrator.workflows.engine import RunOptions
 from orchestrator.workflows.execution_jobs import job_record
 from orchestrator.workflows.state import ExecutionState
 from orchestrator.workflows.storage import StoredDefinition
+from plumbing.single_flight import SingleFlight
 
 IDEMPOTENCY_PREFIX: Final[str] = "jobs:"
 FINGERPRINT_KEY: Final[str] = "job_fingerprint"
@@ -81,6 +82,7 @@ class DeclaredWorkflowJobs:
         self._ttl = lookup_ttl
         self._clock = clock
         self._found: dict[str, tuple[float, StoredDefinition | None]] = {}
+        self._reading: SingleFlight[str, StoredDefinition | None] = SingleFlight()
 
     async def start(
         self, tenant_id: str, job_id: str, service: str, job: NewJob, request_id: str
@@ -113,10 +115,14 @@ class DeclaredWorkflowJobs:
         return await self._jobs.get(tenant_id, state.execution_id) or job_record(state), False
 
     async def _declared_for(self, job_type: str) -> StoredDefinition | None:
-        now = self._clock()
         cached = self._found.get(job_type)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self._clock():
             return cached[1]
+        # The jobs of a batch find the copy stale together: one read serves them all.
+        return await self._reading.run(job_type, lambda: self._read(job_type))
+
+    async def _read(self, job_type: str) -> StoredDefinition | None:
+        now = self._clock()
         stored = await self._declared.get(job_type)
         if len(self._found) >= MAX_CACHED_TYPES:
             self._found.clear()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from orchestrator.store import keys
 from orchestrator.store.directory import DEFAULT_SERVICE_TTL_SECONDS, MAX_HEARTBEAT_INTERVAL_SECONDS, ServiceDirectory
@@ -164,3 +165,39 @@ async def test_cache_defaults_follow_the_announcing_service(
         await redis_client.srem(keys.ANNOUNCED_SERVICES, f"{service}-x")
         await redis_client.zrem(keys.SERVICES_SEEN, f"{service}-x")
         await redis_client.delete(keys.workers(f"{service}-x"))
+
+
+class CountingRedis(aioredis.Redis):
+    """The real client, counting the pipelines made on it (the directory reads its routes in one)."""
+
+    pipelines = 0
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        self.pipelines += 1
+        return super().pipeline(transaction, shard_hint)
+
+
+async def test_lookups_that_find_the_routes_stale_together_share_one_read(
+    redis_url: str, redis_client: aioredis.Redis, service: str, unique: str
+) -> None:
+    await ServiceDirectory(redis_client).record_heartbeat(heartbeat(service, "w1", [f"type-{unique}"]))
+    counting = CountingRedis.from_pool(aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=8))
+    try:
+        directory = ServiceDirectory(counting, cache_seconds=0.2, expire_interval_seconds=3600)
+        await directory.services()  # expiry done: only the routes' reads are left to count
+        await asyncio.sleep(0.3)  # the copy is stale
+        counting.pipelines = 0
+        found = await asyncio.gather(
+            *(directory.service_for(f"type-{unique}") for _ in range(40)),
+            *(directory.cache_ttl_for(f"type-{unique}") for _ in range(40)),
+        )
+        assert found == [service] * 40 + [None] * 40
+        assert counting.pipelines == 1
+        # A heartbeat that changes the routes here is seen by the next lookup, not answered from the copy.
+        await directory.record_heartbeat(heartbeat(f"{service}-b", "w2", [f"other-{unique}"]))
+        assert (await directory.known_job_types())[f"other-{unique}"] == f"{service}-b"
+    finally:
+        await counting.aclose()
+        await redis_client.srem(keys.ANNOUNCED_SERVICES, f"{service}-b")
+        await redis_client.zrem(keys.SERVICES_SEEN, f"{service}-b")
+        await redis_client.delete(keys.workers(f"{service}-b"))

@@ -3,6 +3,7 @@ and idempotency keys, over in-memory seams."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -155,3 +156,19 @@ async def test_a_workflow_job_that_asks_for_the_result_cache_is_refused_before_a
     # Skipping it (0) or leaving it to the type's default (None) runs the workflow uncached.
     assert await starter.start("t1", "job-2", "docs", doc(cache_ttl=0), "req-2") is not None
     assert await starter.start("t1", "job-3", "docs", doc(), "req-3") is not None
+
+
+class SlowDeclared(Declared):
+    """A declaration read that takes a while, as a Redis round trip does under load."""
+
+    async def get(self, workflow_id: str) -> StoredDefinition | None:
+        await asyncio.sleep(0.01)
+        return await super().get(workflow_id)
+
+
+async def test_jobs_that_find_the_declaration_stale_together_share_one_read() -> None:
+    declared = SlowDeclared()
+    starter = DeclaredWorkflowJobs(declared, Engine(), Jobs())
+    started = await asyncio.gather(*(starter.start("t1", f"job-{n}", "docs", doc(), "r") for n in range(20)))
+    assert all(s is not None for s in started)
+    assert declared.reads == 1
