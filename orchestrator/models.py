@@ -106,6 +106,12 @@ class CacheSlot:
 class CreateResult:
     status: CreateStatus
     record: JobRecord
+    # CREATED: the new job's first update as its history keeps it, made once (about 45 µs) for the bus too.
+    announced: JobUpdate | None = None
+
+    def created_update(self) -> JobUpdate:
+        """The announcement of the job this result created."""
+        return self.announced if self.announced is not None else created_update(self.record)
 
 
 @dataclass(frozen=True)

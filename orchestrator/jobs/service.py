@@ -48,7 +48,6 @@ from orchestrator.models import (
     CreateStatus,
     JobParent,
     JobRecord,
-    created_update,
 )
 from plumbing.log_context import bind_log_context
 from protocol.control import CancelCommand
@@ -350,12 +349,12 @@ class JobService:
                 raise
             log.warning("job %s kept: its task may have been queued (%s)", job_id, exc)
             self._count_created(tenant_id, envelope.service, job.type)
-            self._bus.announce(created_update(created.record))
+            self._bus.announce(created.created_update())
             raise PublishUncertain(job_id, exc) from exc
         self._count_created(tenant_id, envelope.service, job.type)
         # Tells WebSocket clients subscribed to all of the tenant's jobs that this one exists; not
         # awaited, the answer does not depend on it (the bus logs a failed PUBLISH).
-        self._bus.announce(created_update(created.record))
+        self._bus.announce(created.created_update())
         return Submission(created.record, created=True)
 
     def _count_created(self, tenant_id: str, service: str, job_type: str) -> None:

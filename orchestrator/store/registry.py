@@ -147,6 +147,7 @@ class RedisTaskRegistry:
         cache slot and no key, an identical open job is found instead (COALESCED), or one that completed
         within the TTL (CACHED); else the new job holds the slot's in-flight marker until it ends."""
         record = with_root_entry(record)
+        announced = created_update(record)
         tenant = record.tenant_id
         fields = to_hash(record)
         if idempotency_key is not None:
@@ -175,7 +176,7 @@ class RedisTaskRegistry:
             "1" if marker is not None else "0",
             cache.in_flight_seconds if cache is not None else 0,
             self._history_max,
-            compact_json(created_update(record).event),
+            compact_json(announced.event),
         ]
         for name, value in fields.items():
             args.extend((name, value))
@@ -186,7 +187,7 @@ class RedisTaskRegistry:
                 reply = await self._batch.script(self._create, script_keys, [packed_args(args)])
             outcome, job_id = text(reply[0]), text(reply[1])
             if outcome == "created":
-                return CreateResult(CreateStatus.CREATED, record)
+                return CreateResult(CreateStatus.CREATED, record, announced)
             if outcome == "cached":
                 hit = CachedResult(job_id, json.loads(reply[2]), text(reply[3]))
                 return CreateResult(

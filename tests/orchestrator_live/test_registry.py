@@ -31,6 +31,8 @@ async def test_create_then_get_round_trips_every_field(registry: RedisTaskRegist
     assert stored.model_dump(exclude={"delegated_services"}) == record.model_dump(exclude={"delegated_services"})
     assert stored.delegated_services == [{"service": "query", "task_id": record.root_task_id, "status": "queued"}]
     assert result.record == stored
+    # The announcement the job's history keeps, handed back so the bus sends the same one.
+    assert result.announced == created_update(stored) == result.created_update()
 
 
 async def test_a_result_with_a_lone_surrogate_is_applied_not_refused(registry: RedisTaskRegistry, tenant: str) -> None:
