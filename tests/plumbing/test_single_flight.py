@@ -24,11 +24,17 @@ class Reads:
         return number
 
 
+async def callers(flight: SingleFlight[str, int], key: str, reads: Reads, count: int) -> list[asyncio.Task[int]]:
+    """`count` callers of `key`, each waiting in the flight by the time this returns."""
+    waiting = [asyncio.create_task(flight.run(key, reads.read)) for _ in range(count)]
+    await asyncio.sleep(0)
+    return waiting
+
+
 async def test_concurrent_callers_share_one_call_then_the_next_caller_calls_again() -> None:
     flight: SingleFlight[str, int] = SingleFlight()
     reads = Reads()
-    waiting = [asyncio.create_task(flight.run("routes", reads.read)) for _ in range(50)]
-    await asyncio.sleep(0)
+    waiting = await callers(flight, "routes", reads, 50)
     reads.release.set()
     assert await asyncio.gather(*waiting) == [1] * 50
     assert reads.count == 1
@@ -49,8 +55,7 @@ async def test_an_error_reaches_every_waiter_and_the_next_caller_tries_again() -
     flight: SingleFlight[str, int] = SingleFlight()
     reads = Reads()
     reads.fail = ConnectionError("down")
-    waiting = [asyncio.create_task(flight.run("k", reads.read)) for _ in range(3)]
-    await asyncio.sleep(0)
+    waiting = await callers(flight, "k", reads, 3)
     reads.release.set()
     outcomes = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(o, ConnectionError) for o in outcomes)
@@ -61,9 +66,7 @@ async def test_an_error_reaches_every_waiter_and_the_next_caller_tries_again() -
 async def test_a_cancelled_waiter_leaves_the_call_to_the_others() -> None:
     flight: SingleFlight[str, int] = SingleFlight()
     reads = Reads()
-    first = asyncio.create_task(flight.run("k", reads.read))
-    second = asyncio.create_task(flight.run("k", reads.read))
-    await asyncio.sleep(0)
+    first, second = await callers(flight, "k", reads, 2)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
