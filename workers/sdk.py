@@ -28,6 +28,10 @@ Limits over every process of the service, kept in Redis (see workers.runtime.flo
 process's WorkerSettings returning a RateLimit or None), `max_concurrency` tasks running at once. A task
 over a limit waits, its message unacked, until it may start.
 
+`track_started=False` (on a handler, or Worker-wide) leaves out the `running` announcement, like Celery's
+`task_track_started`: the job goes from `queued` straight to its outcome (a progress report still marks
+it running). It saves one event per task; the handler's own default, True, keeps it.
+
 `metrics_port`: each process serves Prometheus metrics at GET /metrics on it (BATON_WORKER_METRICS_PORT
 overrides it; workers.runtime.worker_metrics says what they count).
 
@@ -83,6 +87,7 @@ class HandlerSpec:
     retry: RetryPolicy | None = None  # None: the Worker's
     time_limit: float | None = None  # seconds; None: the Worker's
     cache_ttl: int | None = None  # seconds the orchestrator caches a result by default; None: off
+    track_started: bool | None = None  # publish the `running` event; None: the Worker's
 
     @property
     def name(self) -> str:
@@ -107,6 +112,7 @@ class Worker:
         rate_limit: str | RateLimitFromSettings | None = None,
         max_concurrency: int | None = None,
         metrics_port: int | None = None,
+        track_started: bool = True,
     ) -> None:
         try:
             self.service = check_service_name(service)
@@ -129,6 +135,7 @@ class Worker:
             raise ConfigurationError(f"metrics_port must be 0 (off) to {MAX_PORT}, got {metrics_port}")
         # GET /metrics of each process on this port; None or 0: off. BATON_WORKER_METRICS_PORT overrides it.
         self.metrics_port = metrics_port or None
+        self.track_started = track_started
         self._rate_limit = parse_rate_limit(rate_limit) if isinstance(rate_limit, str) else rate_limit
         self._handlers: dict[str, HandlerSpec] = {}
         self._workflows: dict[str, WorkflowDeclaration] = {}
@@ -185,6 +192,10 @@ class Worker:
     def time_limit_for(self, spec: HandlerSpec) -> float:
         return spec.time_limit if spec.time_limit is not None else self.time_limit
 
+    def track_started_for(self, spec: HandlerSpec) -> bool:
+        """Whether an attempt of this handler announces `running` before the handler runs."""
+        return spec.track_started if spec.track_started is not None else self.track_started
+
     def handler(
         self,
         job_type: str,
@@ -192,6 +203,7 @@ class Worker:
         retry: RetryPolicy | None = None,
         time_limit: float | None = None,
         cache_ttl: int | None = None,
+        track_started: bool | None = None,
     ) -> Callable[[F], F]:
         """Register `async def f(payload: Model, ctx: TaskContext)` for `job_type`."""
         if not is_job_type(job_type):
@@ -213,7 +225,9 @@ class Worker:
                 raise ConfigurationError(
                     f"handler {func.__qualname__}: payload type {payload_type!r} cannot be validated: {exc}"
                 ) from exc
-            self._handlers[job_type] = HandlerSpec(job_type, func, payload_type, adapter, retry, limit, cache_ttl)
+            self._handlers[job_type] = HandlerSpec(
+                job_type, func, payload_type, adapter, retry, limit, cache_ttl, track_started
+            )
             return func
 
         return register

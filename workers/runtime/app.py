@@ -181,6 +181,7 @@ class WorkerRuntime:
                     max_retry_after_seconds=self.settings.http_max_retry_after_seconds,
                 ),
                 breakers=self.breakers,
+                track_started=self.worker.track_started_for,
                 telemetry=self.telemetry,
             )
         )

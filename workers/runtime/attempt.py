@@ -15,9 +15,9 @@ the attempt, above whatever its interrupted run emitted.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -42,12 +42,14 @@ from workers.config import WorkerSettings
 from workers.context import ChildCaller, JobSubmitter, TaskContext
 from workers.errors import BrokerError, CircuitOpenError, DeadlineExceeded, PermanentError, TimeLimitExceeded
 from workers.http import ContextHttpClient, HttpPolicy, context_headers
+from workers.runtime.advisories import Advisories
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
 from workers.runtime.executions import Execution, Executions, Interrupted, StopReason, seconds_until
 from workers.runtime.handler_traceback import handler_traceback
 from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.intake import Accepted
+from workers.sdk import HandlerSpec
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +151,10 @@ def clip(message: str, limit: int = MAX_ERROR_CHARS) -> str:
 class Outcome:
     event: TaskEvent
     body: bytes | None = None  # already encoded (and size-checked), when the runner had to encode it
-    # The attempt's running event while its confirm is still due. Its frames left ahead of the
-    # outcome's on the same channel (see AttemptRunner.run), so the outcome need not wait for it;
-    # whoever publishes the outcome settles it (`settle_running`) before acking the task.
-    running: asyncio.Task[None] | None = None
+    # The attempt's running and progress events whose confirms are still due. Their frames left ahead
+    # of the outcome's on the same channel (workers.runtime.advisories), so the outcome need not wait
+    # for them; whoever publishes the outcome settles them before acking the task.
+    advisories: Advisories | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class AttemptDeps:
     http_session: aiohttp.ClientSession
     http_policy: HttpPolicy
     breakers: CircuitBreakers
+    # Whether an attempt of a handler announces `running` (Worker.track_started_for).
+    track_started: Callable[[HandlerSpec], bool]
     telemetry: TaskTelemetry = field(default_factory=lambda: TaskTelemetry("", ""))
 
 
@@ -196,32 +200,35 @@ class AttemptRunner:
                 payload = handler.parse_payload(envelope.payload)
             except ValidationError as exc:
                 return AttemptFailed(Failure.invalid_payload(handler.payload_type, exc), seq)
-            # The running event's confirm is awaited alongside the handler and the outcome's publish,
-            # not before them. Order still holds: this task takes its first step before the
-            # handler's task (created later) and queues its frames on the channel in that step, so
-            # progress events and the outcome go out after it.
-            running = asyncio.create_task(
-                self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next())),
-                name=f"running-event:{envelope.task_id}",
-            )
+            # Running and progress events are not awaited before the handler or the outcome, only
+            # collected before the ack (workers.runtime.advisories): their frames go out first.
+            advisories = Advisories(self.publish_advisory)
+            if self._d.track_started(handler):
+                advisories.send(status_event(envelope, JobStatus.RUNNING, seq.next()))
             try:
                 with self._d.telemetry.handler(envelope):
-                    result = await self._run_handler(execution, handler.func, payload, seq, time_limit)
+                    result = await self._run_handler(execution, handler.func, payload, seq, time_limit, advisories)
             except BaseException:
-                await _abandon(running)
+                await advisories.abandon()
                 raise
             if isinstance(result, Outcome):
-                return Outcome(result.event, result.body, running)
-            await settle_running(running)  # cancelled with this task, should it be cancelled while waiting
+                return Outcome(result.event, result.body, advisories)
+            await advisories.settle()  # cancelled with this task, should it be cancelled while waiting
             return result
         finally:
             self._d.executions.remove(execution)
 
     async def _run_handler(
-        self, execution: Execution, func: Any, payload: Any, seq: EventSequence, time_limit: float
+        self,
+        execution: Execution,
+        func: Any,
+        payload: Any,
+        seq: EventSequence,
+        time_limit: float,
+        advisories: Advisories,
     ) -> Outcome | AttemptFailed | None:
         envelope = execution.envelope
-        ctx = self._context(envelope, seq, time_limit)
+        ctx = self._context(envelope, seq, time_limit, advisories)
         try:
             result = await execution.run(func(payload, ctx), time_limit)
         except Interrupted as stop:
@@ -253,9 +260,12 @@ class AttemptRunner:
             return AttemptFailed(Failure.permanent(error, "ResultTooLarge"), seq)
         return Outcome(event, body)
 
-    def _context(self, envelope: TaskEnvelope, seq: EventSequence, time_limit: float) -> TaskContext:
+    def _context(
+        self, envelope: TaskEnvelope, seq: EventSequence, time_limit: float, advisories: Advisories
+    ) -> TaskContext:
         async def report_progress(progress: Progress) -> None:
-            await self.publish_advisory(status_event(envelope, JobStatus.RUNNING, seq.next(), progress))
+            # The seq is taken when the report is made, so reports keep the handler's order.
+            await advisories.progress(status_event(envelope, JobStatus.RUNNING, seq.next(), progress))
 
         # The handler's budget, as Execution.run bounds it: the time limit, or the deadline when sooner.
         to_deadline = seconds_until(envelope.deadline)
@@ -282,31 +292,3 @@ class AttemptRunner:
             await self._d.events.publish_event(event)
         except BrokerError as exc:
             log.warning("status event of task %s not published: %s", event.task_id, exc)
-
-
-async def settle_running(publish: asyncio.Task[None] | None) -> None:
-    """Wait for an attempt's running event to settle. Its own failure is logged, never raised: the
-    event is advisory, and the outcome may be out already, so the task must still be marked done
-    and acked. Should this wait itself be cancelled, the publish is cancelled too."""
-    if publish is None:
-        return
-    try:
-        await asyncio.shield(publish)
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            await _abandon(publish)
-            raise
-        # aiormq fails the confirms still due with CancelledError when their channel closes.
-        log.warning("running event: its publish was cancelled (%s)", publish.get_name())
-    except Exception:
-        log.exception("running event: its publish failed (%s)", publish.get_name())
-
-
-async def _abandon(publish: asyncio.Task[None]) -> None:
-    """The attempt ended abnormally (cancelled, or a bug): stop the running event's publish and
-    wait until it has, so it never outlives its attempt."""
-    publish.cancel()
-    await asyncio.wait([publish])
-    if not publish.cancelled():
-        publish.exception()  # retrieved: the attempt's own error is the one that propagates

@@ -1,4 +1,29 @@
-"""Publishing what a worker says: task events, replies to callers, heartbeats."""
+"""Publishing what a worker says: task events, replies to callers, heartbeats.
+
+What each task event costs, and why (the rule: the outcome is never lost and never overtaken):
+
+| event                                  | persistent | confirmed | awaited before                  |
+|----------------------------------------|------------|-----------|---------------------------------|
+| task_completed, task_failed,           | yes        | yes       | the ledger mark and the ack;    |
+| task_cancelled (the outcome)           |            |           | retried over a broker hiccup    |
+| task_status_update{retrying}           | yes        | yes       | the ack                         |
+| task_status_update{running}, progress  | no         | yes       | the ack only, never the handler |
+|                                        |            |           | nor the outcome                 |
+
+- The outcome decides the job, and the message is acked only once it is confirmed: persistent, so it
+  outlives a broker restart. The retrying event carries the retry decision (next attempt, delay,
+  error) that nothing else records, so it is kept the same way.
+- Running and progress are informational: a later event always supersedes them, and losing one to a
+  broker restart loses nothing the outcome does not say. NOT_PERSISTENT (delivery_mode 1) keeps them
+  out of RabbitMQ's message store: no disk write, no fsync before their confirm. Their confirms are
+  still collected before the ack (workers.runtime.advisories), so a broken channel is seen.
+- Never overtaken: every event of a process goes out on its one publish channel (WorkerRuntime opens
+  one) to the topic exchange, and RabbitMQ keeps the order of one channel's publishes into one queue
+  whatever their delivery mode. A running event is queued on the channel before the handler starts,
+  the outcome after it returns, so a consumer sees them in that order; a running event lost on the way
+  is simply missing, and the registry's seq order drops anything older than what it holds.
+- Handlers with `track_started=False` publish no running event at all (workers.sdk).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +38,7 @@ from aiormq import spec
 
 from protocol.codec import CodecSet
 from protocol.control import BREAKERS_KIND, WORKFLOWS_KIND, CircuitBreakerReport, WorkerHeartbeat, WorkflowAnnouncement
-from protocol.events import TaskEvent
+from protocol.events import EventType, JobStatus, TaskEvent
 from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing_key
 from workers.errors import BrokerError
 from workers.runtime.broker import AmqpPublisher
@@ -25,6 +50,13 @@ HEARTBEAT_KIND: Final[str] = "worker_heartbeat"
 # Outcome publishing rides out a short broker hiccup (the robust connection reconnects in
 # seconds) before giving the message back to the queue.
 OUTCOME_RETRY_DELAYS: Final[Sequence[float]] = (0.5, 1.0, 2.0, 4.0)
+
+
+def delivery_mode(event: TaskEvent) -> DeliveryMode:
+    """PERSISTENT for an outcome or a retry decision, NOT_PERSISTENT for running and progress."""
+    if event.event is EventType.TASK_STATUS_UPDATE and event.status is JobStatus.RUNNING:
+        return DeliveryMode.NOT_PERSISTENT
+    return DeliveryMode.PERSISTENT
 
 
 class EventPublisher:
@@ -41,8 +73,9 @@ class EventPublisher:
         return self._codecs.encode(event)
 
     async def publish_event(self, event: TaskEvent, body: bytes | None = None) -> None:
-        """Publish on baton.events; not mandatory: no subscriber is not an error."""
-        properties = self._properties(event, DeliveryMode.PERSISTENT)
+        """Publish on baton.events and wait for the confirm, persistent or not as `delivery_mode` says;
+        not mandatory: no subscriber is not an error."""
+        properties = self._properties(event, delivery_mode(event))
         headers: dict[str, Any] = {}
         with self._telemetry.event_publish(event, headers):
             properties.headers = headers or None  # the trace context, when tracing is on

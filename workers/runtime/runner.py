@@ -1,6 +1,7 @@
 """One delivery end to end: intake, the delivery ledger, one attempt, and settling the message.
 
-Order of one attempt: task_status_update{running} -> progress updates -> one outcome:
+Order of one attempt: task_status_update{running} (unless the handler has track_started=False) ->
+progress updates -> one outcome:
 task_completed | task_cancelled | task_failed (final) | task_status_update{retrying} with the
 next attempt published to a delay queue | task_failed after the task is parked as a dead letter.
 The message is acked only after what replaces it (outcome event, next attempt, dead letter) is
@@ -34,7 +35,7 @@ from protocol.errors import DecodeError
 from protocol.events import JobStatus, cancelled_event, status_event
 from protocol.topology import DeadLetterReason
 from workers.errors import BrokerError
-from workers.runtime.attempt import AttemptFailed, AttemptRunner, EventSequence, Failure, Outcome, settle_running
+from workers.runtime.attempt import AttemptFailed, AttemptRunner, EventSequence, Failure, Outcome
 from workers.runtime.bounded_map import BoundedMap
 from workers.runtime.cancellations import CancelledJobs
 from workers.runtime.event_publisher import EventPublisher
@@ -274,7 +275,8 @@ class TaskRunner:
         try:
             published = await self._d.events.publish_outcome(outcome.event, message.reply_to, outcome.body)
         finally:
-            await settle_running(outcome.running)
+            if outcome.advisories is not None:
+                await outcome.advisories.settle()
         if not published:
             return await self._settle(message, Happened.PUBLISH_FAILED)
         self._d.observer.finished(envelope, outcome.event.status.value)
