@@ -135,7 +135,7 @@ class Worker:
             raise ConfigurationError(f"metrics_port must be 0 (off) to {MAX_PORT}, got {metrics_port}")
         # GET /metrics of each process on this port; None or 0: off. BATON_WORKER_METRICS_PORT overrides it.
         self.metrics_port = metrics_port or None
-        self.track_started = track_started
+        self.track_started = _check_flag("track_started", track_started)
         self._rate_limit = parse_rate_limit(rate_limit) if isinstance(rate_limit, str) else rate_limit
         self._handlers: dict[str, HandlerSpec] = {}
         self._workflows: dict[str, WorkflowDeclaration] = {}
@@ -211,6 +211,8 @@ class Worker:
         limit = None if time_limit is None else _check_time_limit(time_limit)
         if cache_ttl is not None:
             _check_cache_ttl(cache_ttl)
+        if track_started is not None:
+            _check_flag("track_started", track_started)
 
         def register(func: F) -> F:
             if job_type in self._handlers:
@@ -237,6 +239,12 @@ def _check_time_limit(seconds: float) -> float:
     if not seconds > 0:
         raise ConfigurationError(f"time_limit must be a positive number of seconds, got {seconds}")
     return float(seconds)
+
+
+def _check_flag(name: str, value: bool) -> bool:
+    if not isinstance(value, bool):  # "no" would read as True
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def _check_cache_ttl(seconds: int) -> None:

@@ -1,14 +1,16 @@
-"""The running event's confirm is awaited alongside the handler and the outcome's publish: neither
-waits for it, its frames go out ahead of theirs, and the task is acked only once it has settled.
+"""The running and progress events' confirms are awaited alongside the handler and the outcome's publish:
+neither waits for them, their frames go out ahead of the outcome's, and the task is acked only once
+they have settled. A progress report waits only for the confirm of the one before it.
 
-The real worker on the real broker; the running event's publish is held back after it went out
-(a confirm that is slow to come) by wrapping EventPublisher.publish_event.
+The real worker on the real broker; an event's publish is held back after it went out (a confirm that
+is slow to come) by wrapping EventPublisher.publish_event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,11 +34,16 @@ def _label(event: TaskEvent) -> str:
     return event.event.value
 
 
-class Publishes:
-    """Wraps EventPublisher.publish_event: logs each publish's start and end; the running event's
-    publish returns (its confirm arrives) only once `confirm` is set, or fails with `fail_running`."""
+def _is_progress(event: TaskEvent) -> bool:
+    return event.event is EventType.TASK_STATUS_UPDATE and "progress" in event.data
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+
+class Publishes:
+    """Wraps EventPublisher.publish_event: logs each publish's start and end; a held event's publish
+    (the running event's, unless `held` says otherwise) returns (its confirm arrives) only once
+    `confirm` is set, or fails with `fail_running`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, held: Callable[[TaskEvent], bool] = _is_running) -> None:
         self.log: list[str] = []
         self.confirm = asyncio.Event()
         self.fail_running: BaseException | None = None
@@ -54,12 +61,12 @@ class Publishes:
         async def publish_event(publisher: EventPublisher, event: TaskEvent, body: bytes | None = None) -> None:
             label = _label(event)
             self.log.append(f"start {label}")
-            if _is_running(event) and self.fail_running is not None:
+            if held(event) and self.fail_running is not None:
                 await self.confirm.wait()
                 self.log.append(f"failed {label}")
                 raise self.fail_running
             await real(publisher, event, body)
-            if _is_running(event):
+            if held(event):
                 try:
                     await self.confirm.wait()
                 except asyncio.CancelledError:
@@ -80,6 +87,14 @@ def stepper(service: str, started: asyncio.Event, returned: asyncio.Event) -> Wo
         await ctx.progress(50, "half way")
         returned.set()
         return "stepped"
+
+    @worker.handler("reports", track_started=False)
+    async def reports(payload: dict[str, Any], ctx: TaskContext) -> str:
+        started.set()
+        for n in range(payload["reports"]):
+            await ctx.progress(10 * (n + 1), f"report {n + 1}")
+        returned.set()
+        return "reported"
 
     @worker.handler("stubborn")
     async def stubborn(payload: dict[str, Any], ctx: TaskContext) -> str:
@@ -118,6 +133,44 @@ async def test_the_outcome_goes_out_behind_an_unconfirmed_running_event_and_the_
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert publishes.log.index("start task_completed") < publishes.log.index("done running")
     assert publishes.log.index("done running") < publishes.log.index("ack")
+
+
+async def test_a_progress_report_does_not_wait_for_its_confirm_and_the_next_one_waits_for_it(
+    rabbitmq_url: str, channel: AbstractChannel, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publishes = Publishes(monkeypatch, held=_is_progress)
+    started, returned = asyncio.Event(), asyncio.Event()
+    tap = await Tap.open(channel, f"*.{service}.*")
+    once, twice = envelope(service, "reports", {"reports": 1}), envelope(service, "reports", {"reports": 2})
+    async with running(stepper(service, started, returned), rabbitmq_url):
+        # One report: the handler returns and the outcome goes out while the report is unconfirmed.
+        await publish_task(channel, once)
+        events = await tap.task_events(once.task_id)
+        assert returned.is_set() and "done progress" not in publishes.log
+        await asyncio.sleep(0.3)
+        assert "ack" not in publishes.log  # the ack waits for the report's confirm
+        publishes.confirm.set()
+        await asyncio.wait_for(publishes.acked.wait(), 10)
+        assert [_label(e) for e in events] == ["progress", "task_completed"]
+        assert publishes.log.index("start task_completed") < publishes.log.index("done progress")
+        assert publishes.log.index("done progress") < publishes.log.index("ack")
+
+        # Two reports: the second waits for the first's confirm, so the handler has not returned.
+        publishes.confirm.clear()
+        publishes.acked.clear()
+        publishes.log.clear()
+        started.clear()
+        returned.clear()
+        await publish_task(channel, twice)
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.sleep(0.3)
+        assert publishes.log == ["start progress"] and not returned.is_set()
+        publishes.confirm.set()
+        events = await tap.task_events(twice.task_id)
+        await asyncio.wait_for(publishes.acked.wait(), 10)
+
+    assert [_label(e) for e in events] == ["progress", "progress", "task_completed"]
+    assert [e.data["progress"]["message"] for e in events[:2]] == ["report 1", "report 2"]
 
 
 @pytest.mark.parametrize(
