@@ -89,18 +89,20 @@ async def test_completed_task_emits_running_progress_completed_in_seq_order(
     assert queue.declaration_result.message_count == 0  # acked
 
 
-async def test_every_event_is_a_persistent_message_keyed_by_its_task_and_job(
+async def test_every_event_is_keyed_by_its_task_and_job_and_only_the_outcome_is_persistent(
     rabbitmq_url: str, channel: AbstractChannel, service: str
 ) -> None:
-    """The orchestrator's consumer spreads events over lanes by correlation_id (the job)."""
+    """The orchestrator's consumer spreads events over lanes by correlation_id (the job); running and
+    progress are transient (workers.runtime.event_publisher)."""
     tap = await Tap.open(channel, f"tenant-props.{service}.*")  # task events only, no heartbeats
     async with running(adder(service), rabbitmq_url):
         task = envelope(service, "add", {"a": 2, "b": 3}, tenant_id="tenant-props")
         await publish_task(channel, task)
         messages = [await tap.next_message() for _ in range(4)]  # running, two progress reports, completed
 
+    modes = [message.delivery_mode for message in messages]
+    assert modes == [DeliveryMode.NOT_PERSISTENT] * 3 + [DeliveryMode.PERSISTENT]
     for message in messages:
-        assert message.delivery_mode == DeliveryMode.PERSISTENT
         assert message.content_type == MSGPACK
         assert (message.message_id, message.correlation_id) == (task.task_id, task.global_task_id)
     assert msgpack.unpackb(messages[-1].body)["event"] == EventType.TASK_COMPLETED.value
