@@ -325,7 +325,8 @@ async def main(argv: list[str]) -> int:
         f"batches of {args.batch_size}; latency runs last {args.latency_seconds:g} s each "
         "(batch mode: one batch per 100 ms)",
         "Baton: done = terminal event on a WebSocket client, and the registry lists every job completed at the end",
-        "Baton's worker publishes 2 events per job (running, completed); the limit publishes 1",
+        "Baton's worker publishes 2 events per job (running: transient, completed: persistent), "
+        "1 with BATON_BENCH_TRACK_STARTED=0; the limit publishes 1 (persistent)",
         "Redis bytes/job (its keys): summed MEMORY USAGE of the tenant's registry keys once created; "
         "the used_memory delta also counts whatever other Redis users did meanwhile",
         f"open-files limit of this process and its children: {fd_limit}",
