@@ -17,6 +17,12 @@ whose terminal update never came would otherwise stay for the connection's lifet
 client subscribes to a job, that job's live updates are held until what catches the client up
 is queued (the job's snapshot, or the events it missed from the job's history), then only those
 newer are released: no gap, no duplicate.
+
+A client that asked for batched frames (`?batch=1`) gets whatever text waits in its outbox when
+the flusher writes as ONE frame {"type": "events", "events": [...]}: the messages in order, each
+exactly as it would have come alone (events, snapshots, pongs, errors alike). Under load that is one
+frame and one socket write per delivery window instead of one per update; a message that waits
+alone still goes alone. The outbox (and so the slow-consumer bound) still counts messages.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ FINISHED_JOBS_REMEMBERED: Final[int] = 100_000  # ~10 MB at most; a stale update
 # Per client: last seqs of jobs followed only through "all" (~200 KB at most; an idle client holds none).
 # A job pushed out is one nothing was heard of for thousands of other jobs' updates.
 ALL_JOBS_REMEMBERED: Final[int] = 2048
+# A batched frame takes no more messages once its text reaches this (a client's frame size limit,
+# e.g. aiohttp's 4 MiB default); one larger message still goes, alone.
+BATCH_FRAME_CHARS: Final[int] = 1 << 20
+_EVENTS_FRAME_HEAD: Final[str] = '{"type":"events","events":['
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class ClientConnection:
         "_outbox",
         "_pinged_at",
         "_transport",
+        "batch",
         "closed",
         "heard",
         "id",
@@ -88,11 +99,17 @@ class ClientConnection:
     )
 
     def __init__(
-        self, hub: WebSocketHub, ws: web.WebSocketResponse, tenant_id: str | None, transport: asyncio.Transport | None
+        self,
+        hub: WebSocketHub,
+        ws: web.WebSocketResponse,
+        tenant_id: str | None,
+        transport: asyncio.Transport | None,
+        batch: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.tenant_id = tenant_id
         self.ws = ws
+        self.batch = batch  # queued messages go out together as one "events" frame
         self.closed = False
         self.heard = time.monotonic()  # when the client last sent anything; the routes keep it current
         self._hub = hub
@@ -273,8 +290,11 @@ class ClientConnection:
         try:
             while True:
                 if isinstance(item, str):
+                    count = 1
+                    if self.batch and self._outbox:
+                        item, count = _events_frame(item, self._outbox)
                     await ws.send_str(item)
-                    metrics.ws_messages_sent.inc()
+                    metrics.ws_messages_sent.inc(count)
                 elif isinstance(item, _Ping):
                     await ws.ping()
                 else:
@@ -287,6 +307,20 @@ class ClientConnection:
             self.closed = True  # the client went away; its handler notices and disconnects it
         finally:
             self._flusher = self._outbox = None
+
+
+def _events_frame(first: str, outbox: deque[_Item]) -> tuple[str, int]:
+    """`first` and the texts queued right behind it (up to BATCH_FRAME_CHARS), taken off `outbox`, as one
+    "events" frame of already encoded messages; and how many messages it carries."""
+    texts = [first]
+    size = len(first)
+    while outbox and isinstance(text := outbox[0], str) and size + len(text) <= BATCH_FRAME_CHARS:
+        texts.append(text)
+        size += len(text)
+        outbox.popleft()
+    if len(texts) == 1:
+        return first, 1
+    return f"{_EVENTS_FRAME_HEAD}{','.join(texts)}]}}", len(texts)
 
 
 class WebSocketHub:
@@ -311,9 +345,13 @@ class WebSocketHub:
         self._heartbeats: asyncio.Task[None] | None = None  # runs while there are clients
 
     def connect(
-        self, ws: web.WebSocketResponse, tenant_id: str | None, transport: asyncio.Transport | None
+        self,
+        ws: web.WebSocketResponse,
+        tenant_id: str | None,
+        transport: asyncio.Transport | None,
+        batch: bool = False,
     ) -> ClientConnection:
-        conn = ClientConnection(self, ws, tenant_id, transport)
+        conn = ClientConnection(self, ws, tenant_id, transport, batch)
         self._connections.add(conn)
         self.metrics.ws_connections.inc()
         if self._heartbeats is None:

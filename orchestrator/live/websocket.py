@@ -16,10 +16,12 @@ A client authenticates with `Authorization: Bearer`, `?token=` (here only, never
     anything wrong                                 {"type": "error", "error", "detail"}; the socket stays open
 
 Events are the TaskEvent JSON with the job's seq and its status after the event (`job_status`); /ws/jobs/{job_id}
-and /ws/{execution_id} take `?since=N` for their job. A workflow execution's snapshot also carries the execution's
-status view under "execution" (from the injected snapshot provider). A service-token connection may publish
-TaskEvent JSON (no "type" field) of its own service's tasks and gets {"type": "event_ack", ...};
-it cannot subscribe.
+and /ws/{execution_id} take `?since=N` for their job. With `?batch=1` on any of the three routes, messages that
+wait together for the socket go out as one frame {"type": "events", "events": [<message>, ...]} (in order, each as
+it would come alone; a message that waits alone comes alone): see `orchestrator.live.hub`. A workflow execution's
+snapshot also carries the execution's status view under "execution" (from the injected snapshot provider).
+A service-token connection may publish TaskEvent JSON (no "type" field) of its own service's tasks and gets
+{"type": "event_ack", ...}; it cannot subscribe.
 Another tenant's job is answered exactly like a job that does not exist.
 Origins, caps on sockets and the message rate are `orchestrator.live.admission`'s.
 """
@@ -58,6 +60,7 @@ CLOSE_FORBIDDEN: Final[int] = 4403
 CLOSE_NOT_FOUND: Final[int] = 4404
 # Client frames that spend the connection's message budget (pongs answer the server's own pings).
 _COUNTED: Final[frozenset[WSMsgType]] = frozenset({WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING})
+_BATCH_VALUES: Final[dict[str, bool]] = {"1": True, "true": True, "0": False, "false": False}
 
 CancelJob = Callable[[str, str], Awaitable[CancelResult]]
 # (tenant_id, job record) -> what a snapshot of that job carries besides the record, e.g.
@@ -155,7 +158,8 @@ class WebSocketEndpoint:
     ) -> None:
         """The authenticated socket's life, from connection_established to its close."""
         budget = self._admission.message_bucket()
-        conn = self._hub.connect(ws, principal.tenant_id, request.transport)
+        batch = _query_batch(request)
+        conn = self._hub.connect(ws, principal.tenant_id, request.transport, batch=batch is True)
         try:
             conn.send(
                 {
@@ -165,6 +169,8 @@ class WebSocketEndpoint:
                     "role": "service" if principal.is_service else "client",
                 }
             )
+            if batch is None:
+                conn.send(_error("bad_message", f"?batch must be 1 or 0, not {request.query['batch']!r}"))
             if job_id is not None:
                 try:
                     since = _query_since(request, job_id)
@@ -415,6 +421,11 @@ def _query_since(request: web.Request, job_id: str) -> dict[str, int]:
     if not _is_seq(seq):
         raise ClientError("bad_message", f"?since must be an integer seq from 0 to {MAX_SEQ}, not {raw!r}")
     return {job_id: seq}
+
+
+def _query_batch(request: web.Request) -> bool | None:
+    """`?batch=1`: the client takes batched "events" frames; None for a value that is neither 1 nor 0."""
+    return _BATCH_VALUES.get(request.query.get("batch", "0").lower())
 
 
 def _is_seq(value: Any) -> TypeGuard[int]:

@@ -1,5 +1,5 @@
 """Fixtures of the live-state tests: a fresh tenant per test, its Redis keys deleted afterwards; the event
-consumer's rig."""
+consumer's rig; the WebSocket routes' server."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from orchestrator.store import keys
 from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import RedisTaskRegistry
 from tests.orchestrator_live.event_rig import Rig, drop_tenant
+from tests.orchestrator_live.ws_rig import Server, serve_ws
 
 
 @pytest.fixture
@@ -23,6 +24,16 @@ async def tenant(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str
     tenant_id = f"t-{unique}"
     yield tenant_id
     await drop_tenant(redis_client, tenant_id)
+
+
+@pytest.fixture
+async def server(
+    request: pytest.FixtureRequest, redis_client: aioredis.Redis, tenant: str, unique: str
+) -> AsyncIterator[Server]:
+    """The WebSocket routes on a test server; parametrize indirectly with a dict to pass other WebSocketHub
+    options (e.g. a short heartbeat)."""
+    async with serve_ws(redis_client, tenant, unique, **getattr(request, "param", {})) as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,0 +1,187 @@
+"""Batched frames (`?batch=1`): what waits in a client's outbox goes out as one {"type": "events"} frame."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType
+
+from orchestrator.live.hub import BATCH_FRAME_CHARS, SLOW_CONSUMER_CODE
+from orchestrator.models import JobUpdate
+from protocol.envelope import new_id
+from protocol.events import EventType
+from tests.orchestrator_live.ws_rig import Server, closed_with, receive
+
+BIG_BUFFER = {"client_buffer": 1000}
+
+
+def update(tenant_id: str, job_id: str, seq: int, **data: Any) -> JobUpdate:
+    event = {"event": "task_status_update", "global_task_id": job_id, "seq": seq, "data": data}
+    return JobUpdate(tenant_id=tenant_id, job_id=job_id, seq=seq, status="running", terminal=False, event=event)
+
+
+async def frames_until_pong(ws: aiohttp.ClientWebSocketResponse) -> list[list[dict[str, Any]]]:
+    """The messages of each frame sent before the answer to a ping sent now (a lone message is a frame of one);
+    the pong itself is left out, and so is the frame it came in when it came alone."""
+    await ws.send_json({"type": "ping"})
+    frames: list[list[dict[str, Any]]] = []
+    while True:
+        msg = await ws.receive(timeout=10)
+        assert msg.type is WSMsgType.TEXT, msg
+        body = json.loads(msg.data)
+        messages = body["events"] if body.get("type") == "events" else [body]
+        if body.get("type") == "events":
+            assert len(messages) >= 2, "a message that waits alone comes alone"
+        rest = [message for message in messages if message != {"type": "pong"}]
+        if rest:
+            frames.append(rest)
+        if len(rest) < len(messages):
+            assert messages[-1] == {"type": "pong"}, "the pong comes after everything sent before it"
+            return frames
+
+
+async def one_by_one_until_pong(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    """Every message sent before the answer to a ping sent now, each in a frame of its own."""
+    await ws.send_json({"type": "ping"})
+    got = []
+    while (body := await receive(ws)) != {"type": "pong"}:
+        assert body.get("type") != "events"
+        got.append(body)
+    return got
+
+
+async def batching(server: Server, path: str = "/ws/task_updates") -> aiohttp.ClientWebSocketResponse:
+    ws = await server.connect(f"{path}?batch=1")
+    await ws.send_json({"type": "subscribe", "all": True})
+    assert await frames_until_pong(ws) == []
+    return ws
+
+
+@pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
+async def test_a_window_reaches_a_batching_client_as_one_frame_and_others_one_by_one(server: Server) -> None:
+    batched = await batching(server)
+    single = await server.connect()
+    await single.send_json({"type": "subscribe", "all": True})
+    assert await one_by_one_until_pong(single) == []
+    job_a, job_b = new_id(), new_id()
+    window = [update(server.tenant, job_id, seq) for seq in (2, 3, 4) for job_id in (job_a, job_b)]
+    sent_before = server.metrics.registry.get_sample_value("baton_websocket_messages_sent_total")
+    await server.parts.bus.announce_many(window)  # the event consumer's one step per delivery window
+    assert await frames_until_pong(batched) == [[u.event for u in window]]
+    assert await one_by_one_until_pong(single) == [u.event for u in window]  # one per frame, as without batching
+    # The metric counts messages, not frames: 6 events and a pong to each client.
+    sent = server.metrics.registry.get_sample_value("baton_websocket_messages_sent_total")
+    assert sent_before is not None and sent == sent_before + 2 * (len(window) + 1)
+
+
+@pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
+async def test_a_burst_of_500_events_is_neither_lost_nor_duplicated_nor_reordered(server: Server) -> None:
+    batched = await batching(server)
+    single = await server.connect()
+    await single.send_json({"type": "subscribe", "all": True})
+    assert await one_by_one_until_pong(single) == []
+    jobs = [new_id() for _ in range(20)]
+    updates = [update(server.tenant, job_id, seq) for seq in range(2, 27) for job_id in jobs]
+    assert len(updates) == 500
+    rng = random.Random(14)
+    windows, start = 0, 0
+    while start < len(updates):
+        size = rng.randint(1, 64)
+        server.parts.bus.announce_many(updates[start : start + size])
+        windows += 1
+        start += size
+        if rng.random() < 0.5:
+            await asyncio.sleep(0)  # sometimes the flusher writes between windows, sometimes not
+    frames = await frames_until_pong(batched)
+    got = [message for frame in frames for message in frame]
+    assert got == [u.event for u in updates]
+    assert len(frames) <= windows < len(updates)
+    assert await one_by_one_until_pong(single) == [u.event for u in updates]
+
+
+@pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
+async def test_snapshots_pongs_and_errors_ride_in_order_with_the_events(server: Server) -> None:
+    record = await server.job()
+    ws = await server.connect(f"/ws/jobs/{record.job_id}?batch=1")
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "job_snapshot" and snapshot["seq"] == 1
+    [conn] = server.parts.hub._connections
+    running = await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
+    # Queued in one step behind an event still being written: everything else waits for the next frame.
+    server.parts.hub.dispatch(update(server.tenant, record.job_id, 3, n=3))
+    conn.send({"type": "error", "error": "bad_message", "detail": "in between"})
+    server.parts.hub.dispatch(update(server.tenant, record.job_id, 4, n=4))
+    frames = await frames_until_pong(ws)
+    messages = [message for frame in frames for message in frame]
+    assert messages == [
+        running.event,
+        update(server.tenant, record.job_id, 3, n=3).event,
+        {"type": "error", "error": "bad_message", "detail": "in between"},
+        update(server.tenant, record.job_id, 4, n=4).event,
+    ]
+    assert len(frames) < len(messages)
+
+
+@pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
+async def test_a_batched_frame_stays_under_its_size_cap(server: Server) -> None:
+    ws = await batching(server)
+    job_id = new_id()
+    pad = "x" * (BATCH_FRAME_CHARS // 3 - 200)  # three fit in a frame, four do not
+    window = [update(server.tenant, job_id, seq, pad=pad) for seq in range(2, 7)]
+    huge = update(server.tenant, job_id, 7, pad="y" * (BATCH_FRAME_CHARS + 10))
+    server.parts.bus.announce_many([*window, huge, update(server.tenant, job_id, 8)])
+    frames = await frames_until_pong(ws)
+    assert [len(frame) for frame in frames] == [3, 2, 1, 1]  # the huge one alone, then the last
+    assert [m["seq"] for frame in frames for m in frame] == list(range(2, 9))
+
+
+@pytest.mark.parametrize("server", [{"client_buffer": 8}], indirect=True)
+async def test_the_slow_consumer_bound_counts_messages_not_frames(server: Server) -> None:
+    ws = await batching(server)
+    job_id = new_id()
+    # One being written and 8 waiting: the outbox's 8, all in one frame.
+    server.parts.bus.announce_many([update(server.tenant, job_id, seq) for seq in range(2, 11)])
+    assert [len(frame) for frame in await frames_until_pong(ws)] == [9]
+    # One more would have gone in the same frame, but it is the 9th message waiting: cut off.
+    server.parts.bus.announce_many([update(server.tenant, job_id, seq) for seq in range(11, 21)])
+    assert await closed_with(ws, skip_text=True) == SLOW_CONSUMER_CODE
+    assert server.metrics.registry.get_sample_value("baton_websocket_clients_dropped_total") == 1
+
+
+@pytest.mark.parametrize("server", [{"client_buffer": 8}], indirect=True)
+async def test_a_slow_batching_client_is_cut_off_without_slowing_a_fast_one(server: Server) -> None:
+    fast = await batching(server)
+    slow = await batching(server)
+    padding = "x" * 512 * 1024
+    sent = 0
+    got: list[int] = []
+    # The slow client never reads: once the socket buffers fill, its 8-message outbox overflows.
+    while server.metrics.registry.get_sample_value("baton_websocket_clients_dropped_total") == 0:
+        sent += 1
+        assert sent < 400, "the slow client was never cut off"
+        server.parts.hub.dispatch(update(server.tenant, "j", sent, pad=padding))
+        for frame in await frames_until_pong(fast):
+            got.extend(message["seq"] for message in frame)
+    assert got == list(range(1, sent + 1))
+    assert await closed_with(slow, skip_text=True) == SLOW_CONSUMER_CODE
+
+
+async def test_a_bad_batch_value_gets_an_error_and_single_frames(server: Server) -> None:
+    record = await server.job()
+    ws = await server.connect(f"/ws/{record.job_id}?batch=yes")
+    refused = await receive(ws)
+    assert refused == {"type": "error", "error": "bad_message", "detail": "?batch must be 1 or 0, not 'yes'"}
+    assert (await receive(ws))["type"] == "job_snapshot"
+    [conn] = server.parts.hub._connections
+    assert conn.batch is False
+    seen = {conn}
+    for value, batch in (("1", True), ("true", True), ("0", False), ("false", False)):
+        await server.connect(f"/ws/task_updates?batch={value}")
+        [new] = server.parts.hub._connections - seen
+        assert new.batch is batch
+        seen.add(new)
