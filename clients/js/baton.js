@@ -7,8 +7,9 @@
 //   const watch = baton.watch(job_id, (msg) => console.log(msg));
 //   const record = await watch.done;
 //
-// Live updates share one WebSocket per Baton (/ws/task_updates). The client keeps the last seq of every
-// job it has seen and drops anything not newer, so a message is never delivered twice. When the socket
+// Live updates share one WebSocket per Baton (/ws/task_updates?batch=1: messages that wait together on the
+// server come as one {type: "events", events: [...]} frame, unpacked here in order). The client keeps the
+// last seq of every job it has seen and drops anything not newer, so a message is never delivered twice. When the socket
 // drops it reconnects with exponential backoff and jitter and subscribes again with `since` (the server
 // replays what was missed from its per-job history). When the socket keeps failing, or the browser has no
 // WebSocket, it polls GET /jobs/{id}/events for watched jobs and GET /jobs for watchAll, while it keeps
@@ -401,6 +402,7 @@ class LiveUpdates {
     const url = new URL(`${this._baton.baseUrl}/ws/task_updates`);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     if (this._baton.token) url.searchParams.set("token", this._baton.token);
+    url.searchParams.set("batch", "1"); // what waits together comes as one {type: "events"} frame
     return url.toString();
   }
 
@@ -437,6 +439,18 @@ class LiveUpdates {
       return; // not ours to understand
     }
     if (msg === null || typeof msg !== "object") return;
+    if (msg.type !== "events") {
+      this._onServerMessage(msg);
+      return;
+    }
+    // A batched frame: the messages it carries, in order, each as it would have come alone.
+    for (const carried of Array.isArray(msg.events) ? msg.events : []) {
+      if (socket !== this._socket) return; // a callback closed the client or the socket
+      if (carried !== null && typeof carried === "object") this._onServerMessage(carried);
+    }
+  }
+
+  _onServerMessage(msg) {
     if (msg.type === "connection_established") {
       this._onEstablished();
     } else if (msg.type === "job_snapshot" || msg.type === undefined) {

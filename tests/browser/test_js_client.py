@@ -437,17 +437,24 @@ async def test_a_thousand_jobs_watched_all_lose_no_event(origin_page: Page, orch
         """() => {
             window.wire = new Map();
             window.wireGaps = 0;
+            window.wireFrames = 0;
+            window.wireBatched = 0; // messages that came in {type: "events"} frames
             const Native = window.WebSocket;
             window.WebSocket = class extends Native {
                 constructor(...args) {
                     super(...args);
                     this.addEventListener("message", (event) => {
-                        const msg = JSON.parse(event.data);
-                        const jobId = msg.job_id ?? msg.global_task_id;
-                        if (typeof msg.seq !== "number" || !jobId) return;
-                        const last = wire.get(jobId);
-                        if (last !== undefined && msg.seq !== last + 1) wireGaps += 1;
-                        wire.set(jobId, Math.max(last ?? 0, msg.seq));
+                        const frame = JSON.parse(event.data);
+                        wireFrames += 1;
+                        const carried = frame.type === "events" ? frame.events : [frame];
+                        if (frame.type === "events") wireBatched += carried.length;
+                        for (const msg of carried) {
+                            const jobId = msg.job_id ?? msg.global_task_id;
+                            if (typeof msg.seq !== "number" || !jobId) continue;
+                            const last = wire.get(jobId);
+                            if (last !== undefined && msg.seq !== last + 1) wireGaps += 1;
+                            wire.set(jobId, Math.max(last ?? 0, msg.seq));
+                        }
                     });
                 }
             };
@@ -475,7 +482,10 @@ async def test_a_thousand_jobs_watched_all_lose_no_event(origin_page: Page, orch
                 const seconds = (performance.now() - started) / 1000;
                 all.close();
                 const seqs = ids.map((id) => byJob.get(id) ?? []);
-                return { accepted: batch.accepted, finished, ended: ended.size, seconds, wireGaps, seqs, states };
+                return {
+                    accepted: batch.accepted, finished, ended: ended.size, seconds, wireGaps, wireFrames, wireBatched,
+                    seqs, states,
+                };
             }""",
             orchestrator.job_type,
         ),
@@ -489,8 +499,10 @@ async def test_a_thousand_jobs_watched_all_lose_no_event(origin_page: Page, orch
     events = sum(len(seqs) for seqs in out["seqs"])
     print(
         f"1,000 jobs watched in the browser: {events} events in {out['seconds']:.1f} s, dropped: 0 "
-        f"({out['wireGaps']} seq gaps on the socket filled from the jobs' history)"
+        f"({out['wireGaps']} seq gaps on the socket filled from the jobs' history; {out['wireFrames']} frames, "
+        f"{out['wireBatched']} messages in batched ones)"
     )
+    assert out["wireBatched"] > 0, "the client asks for batched frames: some of 1,000 jobs' events share one"
 
 
 async def test_an_event_lost_on_the_socket_is_fetched_from_the_history(
@@ -504,12 +516,16 @@ async def test_an_event_lost_on_the_socket_is_fetched_from_the_history(
             window.WebSocket = class extends Native {
                 set onmessage(handler) {
                     super.onmessage = (event) => {
-                        const msg = JSON.parse(event.data);
-                        if (lost.length === 0 && msg.data?.progress?.message === "step 2") {
+                        const frame = JSON.parse(event.data);
+                        const batched = frame.type === "events";
+                        const kept = (batched ? frame.events : [frame]).filter((msg) => {
+                            if (lost.length > 0 || msg.data?.progress?.message !== "step 2") return true;
                             lost.push(msg.seq);
-                            return;
-                        }
-                        handler(event);
+                            return false;
+                        });
+                        if (kept.length === 0) return;
+                        const data = batched ? JSON.stringify({ type: "events", events: kept }) : event.data;
+                        handler(new MessageEvent("message", { data }));
                     };
                 }
             };
