@@ -1,4 +1,7 @@
-"""A benchmark WebSocket client of /ws/task_updates: subscribes, then records when each job's terminal event came."""
+"""A benchmark WebSocket client of /ws/task_updates: subscribes, then records when each job's terminal event came.
+
+It asks for batched frames (`?batch=1`, as the JS client does): what waits together on the server comes as one
+{"type": "events", "events": [...]} frame, unpacked here in order."""
 
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ import aiohttp
 
 TERMINAL_EVENTS = frozenset({"task_completed", "task_failed", "task_cancelled"})
 HELLO_TIMEOUT_SECONDS = 30.0
+
+
+def carried(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages of a frame: those of a batched {"type": "events"} frame, in order, or the frame itself."""
+    events: list[dict[str, Any]] = frame["events"] if frame.get("type") == "events" else [frame]
+    return events
 
 
 class WebSocketRefused(RuntimeError):
@@ -28,15 +37,23 @@ class JobWatcher:
 
     @classmethod
     async def connect(
-        cls, session: aiohttp.ClientSession, base_url: str, headers: dict[str, str], job_ids: list[str] | None = None
+        cls,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        headers: dict[str, str],
+        job_ids: list[str] | None = None,
+        *,
+        batch: bool = True,
     ) -> JobWatcher:
-        """Subscribes to `job_ids` (waiting for each one's snapshot), or to all the tenant's jobs when None."""
-        url = f"{base_url.replace('http', 'ws', 1)}/ws/task_updates"
+        """Subscribes to `job_ids` (waiting for each one's snapshot), or to all the tenant's jobs when None;
+        `batch=False` takes one message per frame."""
+        url = f"{base_url.replace('http', 'ws', 1)}/ws/task_updates?batch={int(batch)}"
         try:
             ws = await session.ws_connect(url, headers=headers, heartbeat=None, autoping=True)
         except (aiohttp.ClientError, OSError) as exc:
             raise WebSocketRefused(f"connect: {exc!r}") from exc
         try:
+            # Nothing is subscribed yet: the greeting comes alone.
             hello = await ws.receive_json(timeout=HELLO_TIMEOUT_SECONDS)
             if hello.get("type") != "connection_established":
                 raise WebSocketRefused(f"unexpected first message {hello}")
@@ -58,13 +75,13 @@ class JobWatcher:
 
     async def _snapshots(self, pending: set[str]) -> None:
         while pending:
-            message = await self.ws.receive_json(timeout=HELLO_TIMEOUT_SECONDS)
-            if message.get("type") == "job_snapshot":
-                pending.discard(message["job_id"])
-            elif message.get("type") == "error":
-                raise WebSocketRefused(f"subscription refused: {message}")
-            else:
-                self._record(message, time.perf_counter())
+            for message in carried(await self.ws.receive_json(timeout=HELLO_TIMEOUT_SECONDS)):
+                if message.get("type") == "job_snapshot":
+                    pending.discard(message["job_id"])
+                elif message.get("type") == "error":
+                    raise WebSocketRefused(f"subscription refused: {message}")
+                else:
+                    self._record(message, time.perf_counter())
 
     def _record(self, data: dict[str, Any], now: float) -> None:
         if data.get("event") in TERMINAL_EVENTS:
@@ -78,7 +95,9 @@ class JobWatcher:
         async for message in self.ws:
             if message.type is not aiohttp.WSMsgType.TEXT:
                 break
-            self._record(message.json(), time.perf_counter())
+            now = time.perf_counter()
+            for data in carried(message.json()):
+                self._record(data, now)
         if self.ws.close_code not in (None, aiohttp.WSCloseCode.OK):
             self.cut_off = f"closed by the server with code {self.ws.close_code}"  # 4008: slow consumer
         self.changed.set()
