@@ -607,7 +607,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             "job_status). With since: {job_id: seq} (with all: true, for jobs the client knows) a job's events after "
             "that seq replace its state when the server still keeps them all. Over a cap of this server (sockets "
             "per tenant, in all, or waiting for their auth message) the socket gets an error message naming the cap "
-            "and is closed with 1013; a client sending faster than its message rate, with 1008.",
+            "and is closed with 1013; a client sending faster than its message rate, with 1008. With ?batch=1 (on "
+            "every /ws/ route) the messages waiting together for the socket come as one frame {type: events, "
+            "events: [...]}, each as it would come alone, in order; a message waiting alone comes alone.",
         ),
     ),
     Route(
