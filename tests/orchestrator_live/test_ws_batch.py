@@ -62,12 +62,16 @@ async def batching(server: Server, path: str = "/ws/task_updates") -> aiohttp.Cl
     return ws
 
 
+async def one_by_one(server: Server) -> aiohttp.ClientWebSocketResponse:
+    ws = await server.connect()
+    await ws.send_json({"type": "subscribe", "all": True})
+    assert await one_by_one_until_pong(ws) == []
+    return ws
+
+
 @pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
 async def test_a_window_reaches_a_batching_client_as_one_frame_and_others_one_by_one(server: Server) -> None:
-    batched = await batching(server)
-    single = await server.connect()
-    await single.send_json({"type": "subscribe", "all": True})
-    assert await one_by_one_until_pong(single) == []
+    batched, single = await batching(server), await one_by_one(server)
     job_a, job_b = new_id(), new_id()
     window = [update(server.tenant, job_id, seq) for seq in (2, 3, 4) for job_id in (job_a, job_b)]
     sent_before = server.metrics.registry.get_sample_value("baton_websocket_messages_sent_total")
@@ -81,10 +85,7 @@ async def test_a_window_reaches_a_batching_client_as_one_frame_and_others_one_by
 
 @pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
 async def test_a_burst_of_500_events_is_neither_lost_nor_duplicated_nor_reordered(server: Server) -> None:
-    batched = await batching(server)
-    single = await server.connect()
-    await single.send_json({"type": "subscribe", "all": True})
-    assert await one_by_one_until_pong(single) == []
+    batched, single = await batching(server), await one_by_one(server)
     jobs = [new_id() for _ in range(20)]
     updates = [update(server.tenant, job_id, seq) for seq in range(2, 27) for job_id in jobs]
     assert len(updates) == 500
@@ -105,14 +106,14 @@ async def test_a_burst_of_500_events_is_neither_lost_nor_duplicated_nor_reordere
 
 
 @pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
-async def test_snapshots_pongs_and_errors_ride_in_order_with_the_events(server: Server) -> None:
+async def test_errors_and_pongs_ride_in_order_with_the_events(server: Server) -> None:
     record = await server.job()
     ws = await server.connect(f"/ws/jobs/{record.job_id}?batch=1")
     snapshot = await receive(ws)
     assert snapshot["type"] == "job_snapshot" and snapshot["seq"] == 1
     [conn] = server.parts.hub._connections
     running = await server.emit(record, EventType.TASK_STATUS_UPDATE, 1, status="running")
-    # Queued in one step behind an event still being written: everything else waits for the next frame.
+    # Queued in one step: an error between two events goes out in their frame, in its place.
     server.parts.hub.dispatch(update(server.tenant, record.job_id, 3, n=3))
     conn.send({"type": "error", "error": "bad_message", "detail": "in between"})
     server.parts.hub.dispatch(update(server.tenant, record.job_id, 4, n=4))
