@@ -142,6 +142,10 @@ export interface JobSnapshot {
   execution?: Record<string, unknown>;
 }
 
+/**
+ * What watch and watchAll callbacks get, one message per call. On the wire the client asks for batched frames
+ * (?batch=1): a {type: "events", events: LiveMessage[]} frame is unpacked into one call per message, in order.
+ */
 export type LiveMessage = JobEvent | JobSnapshot;
 
 export interface EventPage {
