@@ -9,13 +9,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
 from orchestrator.live.hub import BATCH_FRAME_CHARS, SLOW_CONSUMER_CODE
 from orchestrator.models import JobUpdate
 from protocol.envelope import new_id
 from protocol.events import EventType
+from tests.api_server import serve_api
 from tests.orchestrator_live.ws_rig import Server, closed_with, receive
+from tests.workers.helpers import running
+from workers import TaskContext, Worker
 
 BIG_BUFFER = {"client_buffer": 1000}
 
@@ -186,3 +190,57 @@ async def test_a_bad_batch_value_gets_an_error_and_single_frames(server: Server)
         [new] = server.parts.hub._connections - seen
         assert new.batch is batch
         seen.add(new)
+
+
+async def test_batched_and_single_watchers_of_a_real_system_see_the_same_events(
+    rabbitmq_url: str, redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> None:
+    """300 jobs through the real orchestrator, event consumer and a worker: the per-job seqs a batching watcher
+    unpacks are exactly those a one-per-frame watcher gets, in fewer frames."""
+    worker = Worker(f"svc-{unique}", concurrency=16)
+
+    @worker.handler(f"job_{unique}")
+    async def step(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        await ctx.progress(50.0, "half")
+        return {}
+
+    async with serve_api(rabbitmq_url, redis_url, redis_client, unique) as api:
+        assert (api.service, api.job_type) == (f"svc-{unique}", f"job_{unique}")
+        sockets = {}
+        for batch in ("1", "0"):
+            ws = await api.client.ws_connect(f"/ws/task_updates?batch={batch}", headers=api.headers_a)
+            await ws.send_json({"type": "subscribe", "all": True})
+            sockets[batch] = ws
+        for ws in sockets.values():
+            assert [m["type"] for frame in await frames_until_pong(ws) for m in frame] == ["connection_established"]
+        async with running(worker, rabbitmq_url, redis_url=redis_url):
+            response = await api.client.post(
+                "/jobs/batch", json={"jobs": [{"type": api.job_type} for _ in range(300)]}, headers=api.headers_a
+            )
+            assert response.status == 200
+            ids = {item["job_id"] for item in (await response.json())["jobs"]}
+            seen = {batch: await seqs_until_ended(ws, ids) for batch, ws in sockets.items()}
+        batched_seqs, batched_frames = seen["1"]
+        single_seqs, single_frames = seen["0"]
+        assert batched_seqs == single_seqs
+        assert all(seqs == sorted(set(seqs)) and seqs[-1] >= 4 for seqs in single_seqs.values())
+        assert single_frames == sum(len(seqs) for seqs in single_seqs.values())
+        assert batched_frames < single_frames
+
+
+async def seqs_until_ended(ws: aiohttp.ClientWebSocketResponse, ids: set[str]) -> tuple[dict[str, list[int]], int]:
+    """Each job's seqs as they came, until every one of `ids` completed; and how many frames carried them."""
+    seqs: dict[str, list[int]] = {job_id: [] for job_id in ids}
+    pending, frames = set(ids), 0
+    while pending:
+        msg = await ws.receive(timeout=60)
+        assert msg.type is WSMsgType.TEXT, msg
+        body = json.loads(msg.data)
+        frames += 1
+        for message in body["events"] if body.get("type") == "events" else [body]:
+            job_id = message.get("global_task_id")
+            if job_id in seqs:
+                seqs[job_id].append(message["seq"])
+                if message.get("job_status") == "completed":
+                    pending.discard(job_id)
+    return seqs, frames
