@@ -773,7 +773,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             auth=False,
             tags=("operations",),
             description="`import { Baton } from '/static/baton.js'` in a page of this origin: a dependency-free "
-            "ES module (DESIGN \"Clients\"). Only files of the packaged folders are served, by plain name.",
+            'ES module (DESIGN "Clients"). Only files of the packaged folders are served, by plain name.',
         ),
     ),
 )

@@ -434,7 +434,7 @@ async def test_one_job_sockets_resume_with_since_in_the_url(server: Server) -> N
         ({"JOB": "1"}, "integer seq"),
         ({"JOB": True}, "integer seq"),
         ({"JOB": 2**53}, "integer seq"),
-        ({"other-job": 1}, "not in \"job_ids\""),
+        ({"other-job": 1}, 'not in "job_ids"'),
         ({f"j{i}": 0 for i in range(1001)}, "at most 1000 jobs"),
     ],
 )
