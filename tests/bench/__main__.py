@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from tests.bench.baton_runs import BatonBench
 from tests.bench.baton_scale import backlog, websocket_fanout
-from tests.bench.common import BENCH_LIMITS, WARMUP_JOBS, latency_rates, progress, raise_fd_limit
+from tests.bench.common import BENCH_LIMITS, WARMUP_JOBS, bench_tenants, latency_rates, progress, raise_fd_limit
 from tests.bench.profiling import Profiler, budget, render, render_budget
 from tests.bench.raw_limit import RawLimit
 from tests.bench.report import Row, cpu_rows, round_ratios, spread_rows, table, write_json
@@ -133,7 +133,7 @@ async def run_baton(
     run = os.urandom(5).hex()
     parts = [*TENANT_PARTS, *(f"lat-{mode}-{rate:.0f}" for mode, _ in LATENCY_MODES for rate in args.rate_lists[mode])]
     # API keys are read when the orchestrator starts, so every run's tenant is made up front.
-    tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in parts}
+    tenants = bench_tenants(run, parts)
     system = BatonSystem(*urls, list(tenants.values()), extra_env=BENCH_LIMITS)
     redis = aioredis.Redis.from_url(urls[1])
     try:

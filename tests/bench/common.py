@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import aio_pika.exceptions
 import redis.asyncio as aioredis
 
 from protocol.topology import service_queues
+from tests.e2e.harness import Tenant
 
 # Every job any part of the benchmark creates carries this job type (tests/bench/noop_worker.py).
 NOOP_TYPE = "bench_noop"
@@ -162,3 +164,8 @@ async def delete_service_queues(rabbitmq_url: str, service: str) -> None:
                 await channel.queue_delete(spec.name, if_empty=True)
             except aio_pika.exceptions.ChannelClosed:
                 pass  # not empty (or in use): left as it is, like any queue with work in it
+
+
+def bench_tenants(run: str, parts: Iterable[str]) -> dict[str, Tenant]:
+    """One tenant per part of a run, named `bench-<run>-<part>` (the clean-up finds them by that name)."""
+    return {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in parts}

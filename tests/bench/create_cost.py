@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from tests.bench.baton_runs import BatonBench
-from tests.bench.common import BENCH_LIMITS
+from tests.bench.common import BENCH_LIMITS, bench_tenants
 from tests.bench.cpu import cpu_seconds
 from tests.bench.profiling import py_spy
 from tests.bench.rounds import close_baton
@@ -70,7 +70,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
     run = os.urandom(5).hex()
-    tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in ("warm", "single", "batch")}
+    tenants = bench_tenants(run, ("warm", "single", "batch"))
     system = BatonSystem(*urls, list(tenants.values()), extra_env=BENCH_LIMITS)
     profiles = Path(args.profile_dir) if args.profile_dir else None
     if profiles is not None:

@@ -16,7 +16,15 @@ import redis.asyncio as aioredis
 
 from tests.bench.baton_runs import BatonBench
 from tests.bench.celery_peer import CeleryPeer
-from tests.bench.common import BENCH_LIMITS, NOOP_SERVICE, WARMUP_JOBS, delete_matching, delete_service_queues, progress
+from tests.bench.common import (
+    BENCH_LIMITS,
+    NOOP_SERVICE,
+    WARMUP_JOBS,
+    bench_tenants,
+    delete_matching,
+    delete_service_queues,
+    progress,
+)
 from tests.bench.dramatiq_peer import DramatiqPeer
 from tests.bench.peer_process import full_speed
 from tests.bench.raw_limit import RawLimit
@@ -37,7 +45,7 @@ async def limit_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> f
 async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> tuple[float, float]:
     """Jobs/s through POST /jobs, then through POST /jobs/batch, on a fresh orchestrator and worker."""
     run = os.urandom(5).hex()
-    tenants = {part: Tenant(f"bench-{run}-{part}", os.urandom(16).hex()) for part in ("warmup", "single", "batch")}
+    tenants = bench_tenants(run, ("warmup", "single", "batch"))
     system = BatonSystem(*urls, list(tenants.values()), extra_env=BENCH_LIMITS)
     try:
         base_url = await system.start_orchestrator()
