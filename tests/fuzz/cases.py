@@ -11,7 +11,9 @@ negative and a positive one positive:
   and tested in tests/orchestrator_api);
 - a workflow definition's steps get distinct names, the run's job type, the default order (no `after`),
   no `$` references and no `output`: what JSON Schema cannot say (a DAG, names that exist, references
-  to earlier steps) is refused with 422 invalid_workflow, tested in tests/workflows.
+  to earlier steps) is refused with 422 invalid_workflow, tested in tests/workflows. In a negative case
+  `after` and `output` stay: removing them could remove the very value the case was made invalid with,
+  and the server would then rightly accept it (a false "schema-violating request accepted").
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def adjust(case: Case[Any], job_type: str, max_wait: float) -> None:
         # /jobs/batch is POST /jobs/batch's path: any other method on it answers 405, whatever the template says.
         parameters["job_id"] = "batch-job"
     if case.operation.method.lower() == "put" and path == WORKFLOW_PATH and isinstance(body, dict):
-        _fit_workflow(body, job_type)
+        _fit_workflow(body, job_type, keep_invalid_parts=_is_negative(case))
         return
     if case.operation.method.lower() != "post" or not isinstance(body, dict):
         return
@@ -74,8 +76,13 @@ def _order_window(case: Case[Any]) -> None:
         return  # absent or not a time: the case stays as it is
 
 
-def _fit_workflow(body: dict[str, Any], job_type: str) -> None:
-    body.pop("output", None)
+def _is_negative(case: Case[Any]) -> bool:
+    return case.meta is not None and case.meta.generation.mode.is_negative
+
+
+def _fit_workflow(body: dict[str, Any], job_type: str, keep_invalid_parts: bool) -> None:
+    if not keep_invalid_parts:
+        body.pop("output", None)
     steps = body.get("steps")
     if not isinstance(steps, list):
         return
@@ -86,7 +93,8 @@ def _fit_workflow(body: dict[str, Any], job_type: str) -> None:
             step["name"] = f"s{index}"  # distinct; a name the pattern refuses stays, and the case negative
         if isinstance(step.get("type"), str) and re.fullmatch(JOB_TYPE_PATTERN, step["type"]):
             step["type"] = job_type
-        step.pop("after", None)
+        if not keep_invalid_parts:
+            step.pop("after", None)
         if isinstance(step.get("payload"), dict):
             step["payload"] = _without_references(step["payload"])
 
