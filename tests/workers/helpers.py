@@ -28,6 +28,7 @@ from tests.polling import poll
 from tests.services import LOCAL_REDIS_URL
 from workers.config import WorkerSettings
 from workers.runtime import WorkerRuntime
+from workers.runtime.late_running import LATE_RUNNING_SECONDS
 from workers.sdk import Worker
 
 CODECS = CodecSet()
@@ -162,9 +163,16 @@ def settings(rabbitmq_url: str, **overrides: Any) -> WorkerSettings:
 
 @contextlib.asynccontextmanager
 async def running(
-    worker: Worker, rabbitmq_url: str, *, tracing: Tracing | None = None, **overrides: Any
+    worker: Worker,
+    rabbitmq_url: str,
+    *,
+    tracing: Tracing | None = None,
+    late_running_seconds: float = LATE_RUNNING_SECONDS,
+    **overrides: Any,
 ) -> AsyncIterator[WorkerRuntime]:
-    runtime = WorkerRuntime(worker, settings(rabbitmq_url, **overrides), tracing=tracing)
+    runtime = WorkerRuntime(
+        worker, settings(rabbitmq_url, **overrides), tracing=tracing, late_running_seconds=late_running_seconds
+    )
     await runtime.start()
     try:
         yield runtime

@@ -1,8 +1,9 @@
 """Informational events end to end, a real orchestrator (tests/api_server.py) and a real worker runtime:
 
 - with `track_started=False` a job goes from queued straight to its outcome, in the registry, its kept
-  events and on a following WebSocket (a progress report still marks it running), and a workflow whose
-  step handler announces nothing runs to its end;
+  events and on a following WebSocket (a progress report still marks it running), unless its handler is
+  still running after the late-running delay (then it reads running until its outcome), and a workflow
+  whose step handler announces nothing runs to its end;
 - whatever becomes of a running event (its confirm slow to come, its publish failing, or the event
   arriving after the outcome), the outcome reaches the registry and the job ends in the right state.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -107,7 +109,8 @@ async def test_without_track_started_a_job_goes_from_queued_to_its_outcome(
     api: Api, rabbitmq_url: str, redis_url: str, progress: bool
 ) -> None:
     gated = Gated(api, track_started=False)
-    async with running(gated.worker, rabbitmq_url, redis_url=redis_url):
+    # However slow the machine, the handler is not announced late while the test holds it.
+    async with running(gated.worker, rabbitmq_url, redis_url=redis_url, late_running_seconds=3600):
         job_id = await submit(api, {"gate": True, "progress": progress, "name": "quiet"})
         await asyncio.wait_for(gated.started.wait(), 10)
         ws = await api.client.ws_connect(f"/ws/jobs/{job_id}", headers=api.headers_a)
@@ -139,6 +142,31 @@ async def test_without_track_started_a_job_goes_from_queued_to_its_outcome(
     else:
         # No orchestrator can show what was never published.
         assert kept == followed == ["queued", "completed"]
+
+
+async def test_without_track_started_a_handler_still_running_after_the_delay_reads_running_until_its_outcome(
+    api: Api, rabbitmq_url: str, redis_url: str
+) -> None:
+    late = 0.5
+    gated = Gated(api, track_started=False)
+    async with running(gated.worker, rabbitmq_url, redis_url=redis_url, late_running_seconds=late):
+        job_id = await submit(api, {"gate": True, "name": "long"})
+        await asyncio.wait_for(gated.started.wait(), 10)
+        started = time.monotonic()
+        # The late running event: the record reads running while the handler still runs.
+        await poll(lambda: record(api, job_id), lambda r: r["status"] == "running")
+        assert time.monotonic() - started >= late * 0.8
+        gated.release.set()
+        gated.finish.set()
+        done = await ended(api, job_id)
+
+    # The outcome, later in the attempt's sequence, still applies.
+    assert done["status"] == "completed" and done["result"] == {"name": "long"}
+    response = await api.client.get(f"/jobs/{job_id}/events", headers=api.headers_a)
+    kept = (await response.json())["events"]
+    assert [e["seq"] for e in kept] == sorted(e["seq"] for e in kept)
+    # Another orchestrator on the shared events queue may apply an event first (see above).
+    assert in_order([e["job_status"] for e in kept], ["queued", "running", "completed"]), kept
 
 
 async def test_a_workflow_whose_step_handler_does_not_track_started_runs_to_its_end(

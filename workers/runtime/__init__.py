@@ -7,6 +7,7 @@ One delivery's way through it, in order:
       intake.py           what the delivery is: a task this worker runs, or one to park
       ledger.py           was this attempt finished before, or its job cancelled (Redis)
       attempt.py          one run of the handler, and what came of it (Outcome or Failure)
+        late_running.py     when a handler with track_started=False still announces `running`
       forwarding.py       where it goes when it does not finish here: next attempt, dead letter
       event_publisher.py  its events and the reply to its caller
       settle.py           what became of it decides ack, requeue or reject; one settle()

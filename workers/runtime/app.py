@@ -44,6 +44,7 @@ from workers.runtime.forwarding import DeadLetterer, Rescheduler
 from workers.runtime.heartbeat import Heartbeat
 from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.lanes import LaneDirectory
+from workers.runtime.late_running import LATE_RUNNING_SECONDS
 from workers.runtime.ledger import TaskLedger
 from workers.runtime.metrics_server import MetricsServer
 from workers.runtime.replies import ChildTaskCaller, ReplyRouter
@@ -69,7 +70,13 @@ class WorkerRuntime:
     """Runs one Worker: `await start()`, then `await stop()` (or `async with`)."""
 
     def __init__(
-        self, worker: Worker, settings: WorkerSettings, *, worker_id: str | None = None, tracing: Tracing | None = None
+        self,
+        worker: Worker,
+        settings: WorkerSettings,
+        *,
+        worker_id: str | None = None,
+        tracing: Tracing | None = None,
+        late_running_seconds: float = LATE_RUNNING_SECONDS,
     ) -> None:
         if not worker.handlers:
             raise ConfigurationError(f"worker {worker.service!r} has no handlers")
@@ -77,6 +84,8 @@ class WorkerRuntime:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id(worker.service)
         self.telemetry = TaskTelemetry(worker.service, self.worker_id, tracing)
+        # A constant in production; a test of the late running event shortens it.
+        self.late_running_seconds = late_running_seconds
         self.concurrency = settings.concurrency or worker.concurrency
         self.prefetch = settings.prefetch or _scaled_prefetch(worker, self.concurrency)
         self.executions = Executions()
@@ -182,6 +191,7 @@ class WorkerRuntime:
                 ),
                 breakers=self.breakers,
                 track_started=self.worker.track_started_for,
+                late_running_seconds=self.late_running_seconds,
                 telemetry=self.telemetry,
             )
         )

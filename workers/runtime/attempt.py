@@ -1,5 +1,8 @@
 """Running one attempt of a task: checks, the running event, the handler, and what came of it.
 
+The running event goes out as the handler starts; for a handler with track_started=False, only should
+it still run LATE_RUNNING_SECONDS later without having reported progress (workers.runtime.late_running).
+
 An attempt ends in an Outcome (a terminal event to publish: completed or cancelled), an
 AttemptFailed (the runner decides between retry, dead letter and final failure, as the Worker's
 RetryPolicy allows), or None when the process is shutting down and the message must go back to
@@ -49,6 +52,7 @@ from workers.runtime.executions import Execution, Executions, Interrupted, StopR
 from workers.runtime.handler_traceback import handler_traceback
 from workers.runtime.ids_and_spans import TaskTelemetry
 from workers.runtime.intake import Accepted
+from workers.runtime.late_running import LATE_RUNNING_SECONDS, LateRunning
 from workers.sdk import HandlerSpec
 
 log = logging.getLogger(__name__)
@@ -174,8 +178,10 @@ class AttemptDeps:
     http_session: aiohttp.ClientSession
     http_policy: HttpPolicy
     breakers: CircuitBreakers
-    # Whether an attempt of a handler announces `running` (Worker.track_started_for).
+    # Whether an attempt of a handler announces `running` as it starts (Worker.track_started_for).
     track_started: Callable[[HandlerSpec], bool]
+    # When one that does not still announces it, should its handler run that long (workers.runtime.late_running).
+    late_running_seconds: float = LATE_RUNNING_SECONDS
     telemetry: TaskTelemetry = field(default_factory=lambda: TaskTelemetry("", ""))
 
 
@@ -203,11 +209,19 @@ class AttemptRunner:
             # Running and progress events are not awaited before the handler or the outcome, only
             # collected before the ack (workers.runtime.advisories): their frames go out first.
             advisories = Advisories(self.publish_advisory)
+            late: LateRunning | None = None
             if self._d.track_started(handler):
                 advisories.send(status_event(envelope, JobStatus.RUNNING, seq.next()))
+            else:
+                late = LateRunning(
+                    lambda: advisories.send(status_event(envelope, JobStatus.RUNNING, seq.next())),
+                    self._d.late_running_seconds,
+                )
             try:
                 with self._d.telemetry.handler(envelope):
-                    result = await self._run_handler(execution, handler.func, payload, seq, time_limit, advisories)
+                    result = await self._run_handler(
+                        execution, handler.func, payload, seq, time_limit, advisories, late
+                    )
             except BaseException:
                 await advisories.abandon()
                 raise
@@ -226,11 +240,14 @@ class AttemptRunner:
         seq: EventSequence,
         time_limit: float,
         advisories: Advisories,
+        late: LateRunning | None,
     ) -> Outcome | AttemptFailed | None:
         envelope = execution.envelope
-        ctx = self._context(envelope, seq, time_limit, advisories)
+        ctx = self._context(envelope, seq, time_limit, advisories, late)
+        # With a late announcement the handler's coroutine is made inside its run (LateRunning.around).
+        handler_run = func(payload, ctx) if late is None else late.around(lambda: func(payload, ctx))
         try:
-            result = await execution.run(func(payload, ctx), time_limit)
+            result = await execution.run(handler_run, time_limit)
         except Interrupted as stop:
             if stop.reason is StopReason.SHUTDOWN:
                 return None
@@ -243,6 +260,9 @@ class AttemptRunner:
         except Exception as exc:
             log.debug("handler of task %s (%s) raised", envelope.task_id, envelope.type, exc_info=True)
             return AttemptFailed(Failure.from_exception(exc), seq)
+        finally:
+            if late is not None:
+                late.drop()  # however the attempt ends, its announcement ends with it
         return self._completed(envelope, result, seq)
 
     def _completed(self, envelope: TaskEnvelope, result: Any, seq: EventSequence) -> Outcome | AttemptFailed:
@@ -261,9 +281,19 @@ class AttemptRunner:
         return Outcome(event, body)
 
     def _context(
-        self, envelope: TaskEnvelope, seq: EventSequence, time_limit: float, advisories: Advisories
+        self,
+        envelope: TaskEnvelope,
+        seq: EventSequence,
+        time_limit: float,
+        advisories: Advisories,
+        late: LateRunning | None,
     ) -> TaskContext:
         async def report_progress(progress: Progress) -> None:
+            if late is not None:
+                # A progress event marks the job running already. And a running event fired while a report
+                # waits for the one before it would take a later seq yet go out first: the registry would
+                # then drop that report.
+                late.drop()
             # The seq is taken when the report is made, so reports keep the handler's order.
             await advisories.progress(status_event(envelope, JobStatus.RUNNING, seq.next(), progress))
 

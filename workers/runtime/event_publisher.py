@@ -19,10 +19,12 @@ What each task event costs, and why (the rule: the outcome is never lost and nev
   still collected before the ack (workers.runtime.advisories), so a broken channel is seen.
 - Never overtaken: every event of a process goes out on its one publish channel (WorkerRuntime opens
   one) to the topic exchange, and RabbitMQ keeps the order of one channel's publishes into one queue
-  whatever their delivery mode. A running event is queued on the channel before the handler starts,
-  the outcome after it returns, so a consumer sees them in that order; a running event lost on the way
-  is simply missing, and the registry's seq order drops anything older than what it holds.
-- Handlers with `track_started=False` publish no running event at all (workers.sdk).
+  whatever their delivery mode. A running event is queued on the channel before the handler starts
+  (or, late, while it runs), the outcome after it returns, so a consumer sees them in that order; a
+  running event lost on the way is simply missing, and the registry's seq order drops anything older
+  than what it holds.
+- Handlers with `track_started=False` publish their running event only should they still run after
+  LATE_RUNNING_SECONDS without a progress report (workers.runtime.late_running), the same way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One delivery end to end: intake, the delivery ledger, one attempt, and settling the message.
 
-Order of one attempt: task_status_update{running} (unless the handler has track_started=False) ->
-progress updates -> one outcome:
+Order of one attempt: task_status_update{running} (with track_started=False only from a handler still
+running after LATE_RUNNING_SECONDS without a progress report) -> progress updates -> one outcome:
 task_completed | task_cancelled | task_failed (final) | task_status_update{retrying} with the
 next attempt published to a delay queue | task_failed after the task is parked as a dead letter.
 The message is acked only after what replaces it (outcome event, next attempt, dead letter) is
