@@ -28,9 +28,16 @@ Limits over every process of the service, kept in Redis (see workers.runtime.flo
 process's WorkerSettings returning a RateLimit or None), `max_concurrency` tasks running at once. A task
 over a limit waits, its message unacked, until it may start.
 
-`track_started=False` (on a handler, or Worker-wide) leaves out the `running` announcement, like Celery's
-`task_track_started`: the job goes from `queued` straight to its outcome (a progress report still marks
-it running). It saves one event per task; the handler's own default, True, keeps it.
+`track_started=False` (on a handler, or Worker-wide) leaves out the `running` announcement as the handler
+starts, like Celery's `task_track_started`: a short task's job goes from `queued` straight to its outcome,
+one event less. A handler still running LATE_RUNNING_SECONDS (10 s, workers.runtime.late_running) after it
+started is announced then, unless a progress report has marked it running already: the job reads `queued`
+for at most the first 10 s of its run. The sweeper republishes a job `queued` past BATON_STUCK_QUEUED_SECONDS
+(counted from when it was queued) once the service has no ready message: keep that above a job's longest
+queue wait, plus any time its delivery waits in the worker before the handler starts (for a slot of the
+process's concurrency or its tenant's cap, and for the service's rate_limit or max_concurrency), plus these
+10 s (the README's "Your own service" says what bounds those waits). The handler's own default, True,
+announces every task as it starts.
 
 `metrics_port`: each process serves Prometheus metrics at GET /metrics on it (BATON_WORKER_METRICS_PORT
 overrides it; workers.runtime.worker_metrics says what they count).
@@ -87,7 +94,7 @@ class HandlerSpec:
     retry: RetryPolicy | None = None  # None: the Worker's
     time_limit: float | None = None  # seconds; None: the Worker's
     cache_ttl: int | None = None  # seconds the orchestrator caches a result by default; None: off
-    track_started: bool | None = None  # publish the `running` event; None: the Worker's
+    track_started: bool | None = None  # announce `running` as the handler starts (else only late); None: the Worker's
 
     @property
     def name(self) -> str:
