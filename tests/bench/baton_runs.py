@@ -57,9 +57,10 @@ class BatonBench:
     def orchestrator_pid(self) -> int:
         return next(p.popen.pid for p in self.system.processes if p.name == "orchestrator")
 
-    async def start_worker(self) -> None:
+    async def start_worker(self, **env: str) -> None:
+        """The no-op worker, with `env` on top of the system's (BATON_BENCH_TRACK_STARTED="0", say)."""
         if self.worker is None:
-            self.worker = self.system.start_worker(NOOP_WORKER, name="worker")
+            self.worker = self.system.start_worker(NOOP_WORKER, name="worker", **env)
             await wait_for_workers(self.base_url, [NOOP_SERVICE])
 
     async def stop_worker(self) -> None:

@@ -1,8 +1,10 @@
-"""The benchmark's WebSocket watcher against the real WebSocket routes: every terminal event once, batched or not."""
+"""The benchmark's WebSocket watcher against the real WebSocket routes: every terminal event once, batched or not,
+and every message shown to its observer."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
@@ -20,7 +22,9 @@ async def test_the_watcher_sees_every_terminal_event_of_a_window(
     tenant = f"t-bench-{unique}"
     async with serve_ws(redis_client, tenant, unique, client_buffer=1000) as server, aiohttp.ClientSession() as session:
         url = str(server.client.make_url("")).rstrip("/")
-        watcher = await JobWatcher.connect(session, url, {"Authorization": f"Bearer {server.key}"}, batch=batch)
+        observed: list[dict[str, Any]] = []
+        headers = {"Authorization": f"Bearer {server.key}"}
+        watcher = await JobWatcher.connect(session, url, headers, batch=batch, observe=observed.append)
         [conn] = server.parts.hub._connections
         assert conn.batch is batch
         await asyncio.sleep(0.2)  # the subscription is in place
@@ -36,4 +40,5 @@ async def test_the_watcher_sees_every_terminal_event_of_a_window(
         assert set(watcher.terminal) == set(ended)
         assert watcher.failed == {job_id: kind for job_id, kind in ended.items() if kind != "task_completed"}
         assert watcher.cut_off is None
+        assert [(m["global_task_id"], m["event"]) for m in observed] == list(ended.items())  # each message, in order
         await watcher.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class JobWatcher:
     failed: dict[str, str] = field(default_factory=dict)  # job id -> the terminal event, when not completed
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     cut_off: str | None = None
+    observe: Callable[[dict[str, Any]], None] | None = None  # called with each event message as it arrives
     _reader: asyncio.Task[None] | None = None
 
     @classmethod
@@ -44,9 +46,10 @@ class JobWatcher:
         job_ids: list[str] | None = None,
         *,
         batch: bool = True,
+        observe: Callable[[dict[str, Any]], None] | None = None,
     ) -> JobWatcher:
         """Subscribes to `job_ids` (waiting for each one's snapshot), or to all the tenant's jobs when None;
-        `batch=False` takes one message per frame."""
+        `batch=False` takes one message per frame; `observe` is shown every event message as it arrives."""
         url = f"{base_url.replace('http', 'ws', 1)}/ws/task_updates?batch={int(batch)}"
         try:
             ws = await session.ws_connect(url, headers=headers, heartbeat=None, autoping=True)
@@ -59,10 +62,10 @@ class JobWatcher:
                 raise WebSocketRefused(f"unexpected first message {hello}")
             if job_ids is None:
                 await ws.send_json({"type": "subscribe", "all": True})
-                watcher = cls(ws)
+                watcher = cls(ws, observe=observe)
             else:
                 await ws.send_json({"type": "subscribe", "job_ids": job_ids})
-                watcher = cls(ws)
+                watcher = cls(ws, observe=observe)
                 await watcher._snapshots(set(job_ids))
         except (aiohttp.ClientError, TimeoutError, TypeError, ValueError) as exc:
             await ws.close()
@@ -84,6 +87,8 @@ class JobWatcher:
                     self._record(message, time.perf_counter())
 
     def _record(self, data: dict[str, Any], now: float) -> None:
+        if self.observe is not None:
+            self.observe(data)
         if data.get("event") in TERMINAL_EVENTS:
             job_id = data["global_task_id"]
             self.terminal.setdefault(job_id, now)
