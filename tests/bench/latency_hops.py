@@ -44,7 +44,9 @@ class Post:
 class Seen:
     """What the WebSocket client learnt of one job: the first stamp of each kind."""
 
-    created: float | None = None  # the orchestrator's created_at (its queued announcement)
+    # The orchestrator's created_at, from its queued announcement: missing when the worker's first event got to
+    # the WebSocket hub first (the hub drops what is not newer than what the client has had).
+    created: float | None = None
     started: float | None = None  # the worker's running event
     completed: float | None = None  # the worker's task_completed event
     terminal: str | None = None  # the terminal event's kind
@@ -182,7 +184,10 @@ def render(result: Breakdown) -> list[str]:
             continue
         figures = "".join(f"{stats[name]:>9.1f}" for name in (*PERCENTILES, "max_ms"))
         lines.append(f"{hop:<34}{int(stats['jobs']):>7,}{figures}")
-    lines += ["", f"max {END_TO_END} per {result.window_s * 1000:g} ms of posting, ms (-: no job posted in it was done):"]
+    lines += [
+        "",
+        f"max {END_TO_END} per {result.window_s * 1000:g} ms of posting, ms (-: no job posted in it was done):",
+    ]
     for first in range(0, len(result.windows_ms), WINDOWS_PER_LINE):
         part = result.windows_ms[first : first + WINDOWS_PER_LINE]
         shown = " ".join(f"{_ms(v):>5}" for v in part)
