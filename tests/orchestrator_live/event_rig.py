@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -14,7 +16,7 @@ from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
 from orchestrator.store.directory import ServiceDirectory
-from orchestrator.store.registry import RedisTaskRegistry
+from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from orchestrator.workflows.declared import WorkflowDeclarations
 from protocol.codec import MSGPACK, CodecSet
 from protocol.events import TaskEvent
@@ -42,11 +44,13 @@ class Rig:
         registry: RedisTaskRegistry | None = None,
         workflows: WorkflowDeclarations | None = None,
         prefetch: int = 16,
+        connection: AbstractRobustConnection | None = None,
+        directory: ServiceDirectory | None = None,
     ) -> EventConsumer:
         return EventConsumer(
-            self.connection,
+            connection or self.connection,
             EventSink(registry or self.registry, self.bus, self.metrics),
-            self.directory,
+            directory or self.directory,
             self.metrics,
             CODECS,
             prefetch=prefetch,
@@ -73,6 +77,23 @@ class Rig:
         body = CODECS.encode(event, CODECS.for_content_type(content_type))
         key = event_routing_key(event.tenant_id, event.service, event.event)
         await self.publish(key, body, content_type, correlation_id=event.global_task_id)  # as workers do
+
+
+class HeldRegistry(RedisTaskRegistry):
+    """The real registry, recording each window it is given; the first waits for `go`."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        super().__init__(redis, ttl_seconds=600)
+        self.windows: list[list[tuple[str, int]]] = []
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
+        self.windows.append([(event.global_task_id, event.seq) for event in events])
+        if len(self.windows) == 1:
+            self.entered.set()
+            await self.go.wait()
+        return await super().apply_many(events)
 
 
 def sample(metric: OrchestratorMetrics, name: str, **labels: str) -> float:

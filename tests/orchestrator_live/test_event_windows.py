@@ -8,7 +8,7 @@ broker has delivered them all: they wait together and form the next window.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
@@ -17,30 +17,12 @@ import redis.asyncio as aioredis
 from orchestrator.broker.event_consumer import EventConsumer
 from orchestrator.jobs.event_sink import EventSink
 from orchestrator.models import JobRecord
-from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from protocol.codec import JSON
 from protocol.events import EventType, TaskEvent
 from tests.faults.private_services import PrivateRedis
-from tests.orchestrator_live.event_rig import CODECS, Rig, drop_tenant, sample
+from tests.orchestrator_live.event_rig import CODECS, HeldRegistry, Rig, drop_tenant, sample
 from tests.polling import eventually
 from tests.records import event_for, make_record, worker_heartbeat
-
-
-class HeldRegistry(RedisTaskRegistry):
-    """The real registry, recording each window it is given; the first waits for `go`."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        super().__init__(redis, ttl_seconds=600)
-        self.windows: list[list[tuple[str, int]]] = []
-        self.entered = asyncio.Event()
-        self.go = asyncio.Event()
-
-    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
-        self.windows.append([(event.global_task_id, event.seq) for event in events])
-        if len(self.windows) == 1:
-            self.entered.set()
-            await self.go.wait()
-        return await super().apply_many(events)
 
 
 async def queue_drained(rig: Rig) -> bool:
