@@ -87,3 +87,27 @@ async def test_a_set_with_a_gap_below_it_is_acked_one_by_one_and_the_gap_stays_u
     await channel.close()  # the unsettled go back to the queue
     await asyncio.sleep(0.2)
     assert sorted(await left_in_queue(connection, queue_name)) == [b"0", b"3"]
+
+
+async def test_deliveries_of_a_closed_channel_are_forgotten_not_settled_and_leave_the_new_ones_alone(
+    connection: AbstractRobustConnection, unique: str
+) -> None:
+    """After a reconnect the old channel's deliveries come back on the new one, with tags that start again."""
+    old_channel, old, settlements = await deliveries(connection, f"test.settlements.{unique}", 3)
+    await old_channel.close()  # the broker requeues the three
+    new_channel, new, _ = await deliveries(connection, f"test.settlements.{unique}.b", 3)
+    for message in new:
+        settlements.delivered(message)
+    assert [m.delivery_tag for m in new] == [m.delivery_tag for m in old]  # the same tags, another channel
+    await settlements.ack(old)  # neither sent nor raising (a closed channel's message raises on `.channel`)
+    await settlements.nack(old)
+    assert settlements.unsettled() == 3
+    await settlements.ack(new)  # one multiple ack: the old channel's tags are no gap below them
+    assert [m.processed for m in new] == [False, False, True]
+    assert settlements.unsettled() == 0
+    await asyncio.sleep(0.2)
+    assert not new_channel.is_closed
+    await new_channel.close()
+    await asyncio.sleep(0.2)
+    assert sorted(await left_in_queue(connection, f"test.settlements.{unique}")) == [b"0", b"1", b"2"]
+    assert await left_in_queue(connection, f"test.settlements.{unique}.b") == []
