@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAY_SECONDS: Final[float] = 1.0
 _STOP_TIMEOUT_SECONDS: Final[float] = 5.0
+# Of that, what the window under way has to finish (one Redis round trip, milliseconds when Redis is well).
+_WINDOW_FINISH_SECONDS: Final[float] = 2.0
 
 _ServiceMessage = TypeVar("_ServiceMessage", WorkflowAnnouncement, CircuitBreakerReport)
 
@@ -149,6 +151,7 @@ class EventConsumer:
         self._system: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._settlements = Settlements()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False  # the window under way is the last
 
     async def start(self) -> None:
         channel = await self._connection.channel()
@@ -163,6 +166,7 @@ class EventConsumer:
         for binding in spec.bindings:
             await queue.bind(binding.exchange, routing_key=binding.routing_key)
         self._channel = channel
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._take_windows(), name="baton-event-consumer-windows"),
             asyncio.create_task(self._take_system_messages(), name="baton-event-consumer-system"),
@@ -180,7 +184,8 @@ class EventConsumer:
         return "reconnecting"
 
     async def stop(self) -> None:
-        """Stop consuming; unsettled messages go back to the queue when the channel closes."""
+        """Stop consuming; the window under way is finished, and what waits behind it (unsettled)
+        goes back to the queue when the channel closes."""
         consuming, self._consuming = self._consuming, None
         tasks, self._tasks = self._tasks, []
         channel, self._channel = self._channel, None
@@ -188,10 +193,18 @@ class EventConsumer:
             if consuming is not None:
                 await consuming[0].cancel(consuming[1])
         if tasks:
-            for task in tasks:
+            windows, system = tasks
+            # Not cancelled: Redis may already have applied the window, and its events would come
+            # back stale after a requeue, their updates never announced (a job's end no live client
+            # hears of). A system message is simply handled again.
+            self._stopping = True
+            self._arrived.set()
+            system.cancel()
+            # Bounded: shutdown must not hang on a window stuck in a dependency call.
+            _, pending = await asyncio.wait([windows], timeout=_WINDOW_FINISH_SECONDS)
+            for task in pending:
                 task.cancel()
-            # Bounded: shutdown must not hang on a handler stuck in a dependency call.
-            _, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT_SECONDS)
+            _, pending = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT_SECONDS - _WINDOW_FINISH_SECONDS)
             if pending:
                 log.warning("the event consumer did not stop within %.0f s", _STOP_TIMEOUT_SECONDS)
         with contextlib.suppress(AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
@@ -208,8 +221,10 @@ class EventConsumer:
             self._arrived.set()
 
     async def _take_windows(self) -> None:
-        while True:
+        while not self._stopping:
             await self._arrived.wait()
+            if self._stopping:
+                return
             self._arrived.clear()
             window, self._waiting = self._waiting, []
             try:

@@ -80,20 +80,24 @@ class Rig:
 
 
 class HeldRegistry(RedisTaskRegistry):
-    """The real registry, recording each window it is given; the first waits for `go`."""
+    """The real registry, recording each window it is given; the first waits for `go`: before it is
+    applied, or with `applied_first` after (Redis ran the script, its answer is not back yet)."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, *, applied_first: bool = False) -> None:
         super().__init__(redis, ttl_seconds=600)
         self.windows: list[list[tuple[str, int]]] = []
         self.entered = asyncio.Event()
         self.go = asyncio.Event()
+        self._applied_first = applied_first
 
     async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
         self.windows.append([(event.global_task_id, event.seq) for event in events])
-        if len(self.windows) == 1:
-            self.entered.set()
-            await self.go.wait()
-        return await super().apply_many(events)
+        if len(self.windows) > 1:
+            return await super().apply_many(events)
+        outcomes = await super().apply_many(events) if self._applied_first else None
+        self.entered.set()
+        await self.go.wait()
+        return outcomes if outcomes is not None else await super().apply_many(events)
 
 
 def sample(metric: OrchestratorMetrics, name: str, **labels: str) -> float:

@@ -191,6 +191,26 @@ async def test_a_window_that_meets_redis_down_is_requeued_whole_and_applied_once
         await asyncio.to_thread(private.cleanup)
 
 
+async def test_a_stop_during_a_window_lets_it_finish_so_what_it_applied_is_announced_and_acked(
+    rig: Rig, redis_client: aioredis.Redis, tenant: str
+) -> None:
+    """Cancelled once Redis had run the window's script, the updates were never announced, and the events,
+    requeued by the channel's close, came back stale: a job's end that no live client ever heard of."""
+    registry, record = HeldRegistry(redis_client, applied_first=True), make_record(tenant)
+    await registry.create(record)
+    consumer = rig.consumer(registry)
+    await consumer.start()
+    await rig.publish_event(event_for(record, EventType.TASK_COMPLETED, 1, result={"ok": True}))
+    await asyncio.wait_for(registry.entered.wait(), 10)
+    stopping = asyncio.create_task(consumer.stop())
+    await asyncio.sleep(0.3)  # the stop is under way: the consumer cancelled, the window waiting for Redis
+    assert not stopping.done()
+    registry.go.set()
+    await asyncio.wait_for(stopping, 10)
+    assert updates_of(rig, record.job_id) == [(2, "completed")]
+    assert await queue_drained(rig)  # acked before the channel closed, not redelivered
+
+
 async def test_windows_leave_nothing_unacked_and_nothing_redelivered(
     rig: Rig, redis_client: aioredis.Redis, tenant: str, unique: str
 ) -> None:
