@@ -13,8 +13,11 @@ Acknowledgement rules: a window's events are acked once their outcome is recorde
 dropped as late/duplicate) and the workflow engine heard its steps' events, with one `multiple`
 ack where that settles exactly them (`settlements`); bytes that are not a valid message are acked
 and counted, since no retry can fix them; while Redis is unreachable the window is held for a short
-delay and then requeued with the deliveries that arrived behind it, so nothing is lost, a job's
-events come back in their order, and the consumer never spins.
+delay and then tried again, ahead of the deliveries that arrived behind it, so nothing is lost, a
+job's events are still applied in their order, and the consumer never spins. It is held here, not
+requeued: a requeued window went back to the queue while later events of its jobs were being
+delivered, and those overtook it (and dropped it as stale). What a replica holds when it goes away
+(its channel closes) the broker redelivers, in queue order.
 
 Anybody allowed to publish on the events exchange could forge an event. RabbitMQ's topic
 permissions can tie a publisher to routing keys (its tenant's, its service's), so an event is
@@ -231,8 +234,8 @@ class EventConsumer:
                 await self._handle_window(window)
             except Exception:
                 # A bug must not stop the consumer, nor lose the window (what was settled stays so).
-                log.exception("unexpected error handling %d message(s); requeueing", len(window))
-                await self._requeue_later(window)
+                log.exception("unexpected error handling %d message(s); retrying", len(window))
+                await self._retry_later(window)
 
     async def _handle_window(self, window: list[AbstractIncomingMessage]) -> None:
         events, carriers, settled = self._believed(window)
@@ -244,17 +247,17 @@ class EventConsumer:
             outcome = await self._sink.accept_many(events, lambda event: self._applying(event, carrier_of[id(event)]))
         except Exception as exc:
             if isinstance(exc, RegistryError):
-                log.warning("Redis failed (%s); requeueing %d event(s) in %.1fs", exc, len(events), self._retry_delay)
+                log.warning("Redis failed (%s); retrying %d event(s) in %.1fs", exc, len(events), self._retry_delay)
             else:  # a bug must not lose the events either; the delay keeps a poison message from spinning
-                log.exception("unexpected error handling %d event(s); requeueing", len(events))
+                log.exception("unexpected error handling %d event(s); retrying", len(events))
             await self._settlements.ack(settled)
-            await self._requeue_later(carriers)
+            await self._retry_later(carriers)
             return
         await self._settlements.ack(settled + [m for n, m in enumerate(carriers) if n not in outcome.failed])
         if outcome.failed:
             for n, error in sorted(outcome.failed.items()):
-                log.warning("the workflow engine failed on %s (%s); requeueing", events[n].task_id, error)
-            await self._requeue_later([carriers[n] for n in sorted(outcome.failed)])
+                log.warning("the workflow engine failed on %s (%s); retrying", events[n].task_id, error)
+            await self._retry_later([carriers[n] for n in sorted(outcome.failed)])
 
     def _believed(
         self, window: list[AbstractIncomingMessage]
@@ -343,9 +346,9 @@ class EventConsumer:
         self._metrics.events_dropped.labels(reason="routing_mismatch").inc()
         return None
 
-    async def _requeue_later(self, messages: list[AbstractIncomingMessage]) -> None:
-        """After the retry delay, back to the queue with the events that arrived behind them meanwhile:
-        those would otherwise be applied first, ahead of their jobs' earlier events."""
+    async def _retry_later(self, messages: list[AbstractIncomingMessage]) -> None:
+        """After the retry delay, those of the messages still unsettled head the next window, ahead of the
+        events that arrived behind them meanwhile (a closed channel's are left to the broker's redelivery)."""
         await asyncio.sleep(self._retry_delay)
-        behind, self._waiting = self._waiting, []
-        await self._settlements.nack(messages + behind)
+        self._waiting[:0] = self._settlements.pending(messages)
+        self._arrived.set()

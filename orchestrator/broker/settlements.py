@@ -43,6 +43,10 @@ class Settlements:
         """How many deliveries wait for their ack or nack (on open channels)."""
         return sum(len(tags) for channel, tags in self._unsettled.items() if not _closed(channel))
 
+    def pending(self, messages: Iterable[AbstractIncomingMessage]) -> list[AbstractIncomingMessage]:
+        """The messages still to settle: neither settled nor of a closed channel (the broker redelivers those)."""
+        return [message for group in self._tracked(messages).values() for message in group]
+
     async def ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """Ack every message: with one `multiple` ack per channel where that settles exactly these."""
         for channel, group in self._tracked(messages).items():
@@ -54,7 +58,7 @@ class Settlements:
                     await self._settle(channel, (message,), message.ack())
 
     async def nack(self, messages: Iterable[AbstractIncomingMessage]) -> None:
-        """Return each message to the queue (one by one: a rare path, Redis down or a bug)."""
+        """Return each message to the queue (one by one: a rare path, a system message that could not be handled)."""
         for channel, group in self._tracked(messages).items():
             for message in group:
                 await self._settle(channel, (message,), message.nack(requeue=True))

@@ -96,7 +96,7 @@ class EventSink:
         if announced:
             # Not awaited: the updates' place in the bus's order is taken now, and waiting for the
             # PUBLISH would only hold the next window back a round trip. Should it fail, the events
-            # stay applied: requeueing would only find them stale.
+            # stay applied: handling them again would only find them stale.
             self._bus.announce_many(announced)
         failed: dict[int, Exception] = {}
         if steps:

@@ -209,7 +209,9 @@ async def test_workflow_announcements_reach_the_declared_workflows(
     assert sample(rig.metrics, "baton_events_dropped_total", reason="routing_mismatch") == 1
 
 
-async def test_redis_outage_requeues_and_loses_nothing(rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_redis_outage_holds_events_and_loses_nothing(
+    rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
     record = make_record(tenant)
     await rig.registry.create(record)
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
@@ -217,13 +219,13 @@ async def test_redis_outage_requeues_and_loses_nothing(rig: Rig, tenant: str, ca
     await broken.start()
     try:
         await rig.publish_event(event_for(record, EventType.TASK_STATUS_UPDATE, 1, status="running"))
-        await asyncio.sleep(0.7)  # a few held-then-requeued rounds, 0.2 s apart
+        await asyncio.sleep(0.7)  # a few held-then-retried rounds, 0.2 s apart
     finally:
         await broken.stop()
         await dead.aclose()
     assert rig.updates == []
-    requeues = [r for r in caplog.records if "requeueing" in r.getMessage()]
-    assert 1 <= len(requeues) <= 5  # held between attempts, not spinning
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert 1 <= len(retries) <= 5  # held between attempts, not spinning
     healthy = rig.consumer()
     await healthy.start()
     try:
@@ -300,7 +302,7 @@ async def test_events_the_registry_refuses_are_counted_and_logged_once_per_burst
     assert len([r for r in caplog.records if "wrong_service" in r.getMessage()]) == 1
 
 
-async def test_a_body_nested_too_deep_to_decode_is_dropped_not_requeued(
+async def test_a_body_nested_too_deep_to_decode_is_dropped_not_retried(
     rig: Rig, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     record = make_record(tenant)
@@ -321,7 +323,7 @@ async def test_a_body_nested_too_deep_to_decode_is_dropped_not_requeued(
         await eventually(lambda: sample(rig.metrics, "baton_events_dropped_total", reason="undecodable") == 2)
     finally:
         await consumer.stop()
-    assert not [r for r in caplog.records if "requeueing" in r.getMessage()]
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
     queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
     assert queue.declaration_result.message_count == 0
 
