@@ -54,10 +54,12 @@ FINISHED_JOBS_REMEMBERED: Final[int] = 100_000  # ~10 MB at most; a stale update
 # Per client: last seqs of jobs followed only through "all" (~200 KB at most; an idle client holds none).
 # A job pushed out is one nothing was heard of for thousands of other jobs' updates.
 ALL_JOBS_REMEMBERED: Final[int] = 2048
-# A batched frame takes no more messages once its text reaches this (a client's frame size limit,
-# e.g. aiohttp's 4 MiB default); one larger message still goes, alone.
-BATCH_FRAME_CHARS: Final[int] = 1 << 20
+# No batched frame is larger, in UTF-8 bytes with its framing: under a client's frame size limit (the
+# `websockets` library's 1 MiB default, aiohttp's 4 MiB) whenever each message is; one larger message
+# still goes, alone.
+BATCH_FRAME_BYTES: Final[int] = 1 << 20
 _EVENTS_FRAME_HEAD: Final[str] = '{"type":"events","events":['
+_EVENTS_FRAME_TAIL: Final[str] = "]}"
 
 
 @dataclass(frozen=True)
@@ -310,17 +312,24 @@ class ClientConnection:
 
 
 def _events_frame(first: str, outbox: deque[_Item]) -> tuple[str, int]:
-    """`first` and the texts queued right behind it (up to BATCH_FRAME_CHARS), taken off `outbox`, as one
-    "events" frame of already encoded messages; and how many messages it carries."""
+    """`first` and the texts queued right behind it (the frame up to BATCH_FRAME_BYTES), taken off `outbox`,
+    as one "events" frame of already encoded messages; and how many messages it carries."""
     texts = [first]
-    size = len(first)
-    while outbox and isinstance(text := outbox[0], str) and size + len(text) <= BATCH_FRAME_CHARS:
+    size = len(_EVENTS_FRAME_HEAD) + _utf8_length(first) + len(_EVENTS_FRAME_TAIL)
+    while outbox and isinstance(text := outbox[0], str):
+        size += 1 + _utf8_length(text)  # the comma before it, and it
+        if size > BATCH_FRAME_BYTES:
+            break
         texts.append(text)
-        size += len(text)
         outbox.popleft()
     if len(texts) == 1:
         return first, 1
-    return f"{_EVENTS_FRAME_HEAD}{','.join(texts)}]}}", len(texts)
+    return f"{_EVENTS_FRAME_HEAD}{','.join(texts)}{_EVENTS_FRAME_TAIL}", len(texts)
+
+
+def _utf8_length(text: str) -> int:
+    # isascii() reads a flag CPython keeps on every str: only non-ASCII text is encoded to be measured.
+    return len(text) if text.isascii() else len(text.encode())
 
 
 class WebSocketHub:

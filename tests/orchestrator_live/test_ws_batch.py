@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
-from orchestrator.live.hub import BATCH_FRAME_CHARS, SLOW_CONSUMER_CODE
+from orchestrator.live.hub import BATCH_FRAME_BYTES, SLOW_CONSUMER_CODE
 from orchestrator.models import JobUpdate
+from protocol.codec import compact_json
 from protocol.envelope import new_id
 from protocol.events import EventType
 from tests.api_server import serve_api
@@ -136,13 +137,38 @@ async def test_errors_and_pongs_ride_in_order_with_the_events(server: Server) ->
 async def test_a_batched_frame_stays_under_its_size_cap(server: Server) -> None:
     ws = await batching(server)
     job_id = new_id()
-    pad = "x" * (BATCH_FRAME_CHARS // 3 - 200)  # three fit in a frame, four do not
+    pad = "x" * (BATCH_FRAME_BYTES // 3 - 200)  # three fit in a frame, four do not
     window = [update(server.tenant, job_id, seq, pad=pad) for seq in range(2, 7)]
-    huge = update(server.tenant, job_id, 7, pad="y" * (BATCH_FRAME_CHARS + 10))
+    huge = update(server.tenant, job_id, 7, pad="y" * (BATCH_FRAME_BYTES + 10))
     server.parts.bus.announce_many([*window, huge, update(server.tenant, job_id, 8)])
     frames = await frames_until_pong(ws)
     assert [len(frame) for frame in frames] == [3, 2, 1, 1]  # the huge one alone, then the last
     assert [m["seq"] for frame in frames for m in frame] == list(range(2, 9))
+
+
+def padded(tenant_id: str, job_id: str, seq: int, size: int, pad: str) -> JobUpdate:
+    """An update whose message is about `size` bytes of UTF-8 (at most a `pad` character less), padded with `pad`."""
+    bare = len(compact_json(update(tenant_id, job_id, seq, pad="").event).encode())
+    return update(tenant_id, job_id, seq, pad=pad * ((size - bare) // len(pad.encode())))
+
+
+@pytest.mark.parametrize("server", [BIG_BUFFER], indirect=True)
+@pytest.mark.parametrize("pad", ["x", "\u20ac"], ids=["ascii", "three-byte"])
+async def test_no_batched_frame_is_over_the_cap_in_bytes_framing_included(server: Server, pad: str) -> None:
+    """Two messages that fit the cap together, but not with the frame's head, comma and tail (and, in
+    three-byte characters, take a third of it in characters): the first must go alone. A client with a 1 MiB
+    frame limit (the `websockets` library's default) would be cut off by the frame of both."""
+    ws = await batching(server)
+    job_id = new_id()
+    window = [padded(server.tenant, job_id, seq, (BATCH_FRAME_BYTES - 12) // 2, pad) for seq in (2, 3)]
+    window.append(update(server.tenant, job_id, 4))  # fits with the second
+    assert BATCH_FRAME_BYTES - 30 < sum(len(compact_json(u.event).encode()) for u in window[:2]) <= BATCH_FRAME_BYTES
+    server.parts.bus.announce_many(window)
+    first, second = await ws.receive(timeout=10), await ws.receive(timeout=10)
+    assert json.loads(first.data) == window[0].event
+    assert json.loads(second.data) == {"type": "events", "events": [window[1].event, window[2].event]}
+    assert len(second.data.encode()) <= BATCH_FRAME_BYTES
+    assert await frames_until_pong(ws) == []
 
 
 @pytest.mark.parametrize("server", [{"client_buffer": 8}], indirect=True)
