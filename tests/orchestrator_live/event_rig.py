@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from orchestrator.broker.event_consumer import EventConsumer
-from orchestrator.jobs.event_sink import EventSink
+from orchestrator.jobs.event_sink import EventSink, StepListener
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import JobUpdate
@@ -46,10 +46,11 @@ class Rig:
         prefetch: int = 16,
         connection: AbstractRobustConnection | None = None,
         directory: ServiceDirectory | None = None,
+        on_step_event: StepListener | None = None,
     ) -> EventConsumer:
         return EventConsumer(
             connection or self.connection,
-            EventSink(registry or self.registry, self.bus, self.metrics),
+            EventSink(registry or self.registry, self.bus, self.metrics, on_step_event=on_step_event),
             directory or self.directory,
             self.metrics,
             CODECS,

@@ -325,3 +325,36 @@ async def test_step_events_of_a_window_are_heard_in_order_per_job_and_a_failure_
     assert sorted(outcome.failed) == [2, 4]  # broken's seq 2 and, behind it, its seq 3
     assert [seq for job, seq in heard if job == broken.job_id] == [1, 2]
     assert [seq for job, seq in heard if job == working.job_id] == [1, 2]
+
+
+async def test_a_step_event_the_engine_failed_on_is_heard_again_with_its_jobs_later_ones_after_it(
+    rig: Rig, tenant: str
+) -> None:
+    """Through the consumer: what the engine failed on is retried after the delay, its job's later step
+    event behind it; everything else of the window is acked once, nothing twice (the channel stays open)."""
+    record, other = make_record(tenant), make_record(tenant)
+    for job in (record, other):
+        await rig.registry.create(job)
+    heard: list[tuple[str, int]] = []
+
+    async def engine(event: TaskEvent) -> None:
+        heard.append((event.global_task_id, event.seq))
+        if heard == [(record.job_id, 1)]:
+            raise RuntimeError("the engine failed")
+
+    def step(job: JobRecord, seq: int) -> TaskEvent:
+        return event_for(job, EventType.TASK_STATUS_UPDATE, seq, task_id=f"{job.job_id}:s:1", status="running")
+
+    consumer = rig.consumer(on_step_event=engine)
+    await consumer.start()
+    try:
+        for event in (step(record, 1), step(other, 1), step(record, 2)):
+            await rig.publish_event(event)
+        await eventually(lambda: [seq for job, seq in heard if job == record.job_id] == [1, 1, 2])
+        await asyncio.sleep(0.5)  # a redelivery, had anything been left unacked or acked twice
+    finally:
+        await consumer.stop()
+    assert [seq for job, seq in heard if job == other.job_id] == [1]
+    assert [seq for job, seq in heard if job == record.job_id] == [1, 1, 2]
+    assert updates_of(rig, record.job_id) == [(2, "queued"), (3, "queued")]  # applied once (a step moves no job)
+    assert await queue_drained(rig)  # nothing came back when the channel closed
