@@ -12,6 +12,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from orchestrator.broker.settlements import Settlements
 from tests.polling import eventually
 
+QUEUE_EXPIRES_MS = 60_000
+
 
 @pytest.fixture
 async def connection(rabbitmq_url: str, unique: str) -> AsyncIterator[AbstractRobustConnection]:
@@ -27,7 +29,8 @@ async def deliveries(
     and tracked by a Settlements."""
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=count)
-    queue = await channel.declare_queue(queue_name, auto_delete=False)
+    # x-expires: a test that fails before left_in_queue deletes it leaves no queue on the shared broker.
+    queue = await channel.declare_queue(queue_name, auto_delete=False, arguments={"x-expires": QUEUE_EXPIRES_MS})
     for n in range(count):
         await channel.default_exchange.publish(aio_pika.Message(str(n).encode()), routing_key=queue_name)
     received: list[AbstractIncomingMessage] = []
