@@ -19,9 +19,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from orchestrator.http.request_series import RequestSeries
 from orchestrator.metrics import OrchestratorMetrics
 from plumbing.log_context import log_context
+from plumbing.metric_series import LabelledSeries
 from plumbing.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def new_request_id(request: web.Request) -> str:
 
 
 def request_context_middleware(tracing: Tracing, metrics: OrchestratorMetrics) -> Middleware:
-    series = RequestSeries(metrics)
+    counts = LabelledSeries(metrics.http_requests)
+    durations = LabelledSeries(metrics.http_duration)
 
     @web.middleware
     async def in_context(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -66,7 +67,9 @@ def request_context_middleware(tracing: Tracing, metrics: OrchestratorMetrics) -
             finally:
                 elapsed = time.perf_counter() - started
                 span.set_attributes({"http.response.status_code": status})
-                series.observe(route, method, status, elapsed)
+                # By route pattern (and method and status for the count).
+                counts.get(route, method, str(status)).inc()
+                durations.get(route).observe(elapsed)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %s %d in %.1f ms", method, request.path, status, elapsed * 1e3)
 

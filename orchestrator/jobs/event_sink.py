@@ -63,11 +63,7 @@ class EventSink:
         if event.service == WORKFLOW_SERVICE:
             self.refuse("wrong_service", event)
             return None
-        outcome = await self._registry.apply(event)
-        update = self._counted(event, outcome)
-        if update is not None:
-            # Not awaited (see accept_many).
-            self._bus.announce(update)
+        outcome, update = await self._apply_and_announce(event)
         if self._hears(event, outcome):
             await self._step_listener(event)
         return update
@@ -106,10 +102,14 @@ class EventSink:
 
     async def apply_own(self, event: TaskEvent) -> JobUpdate | None:
         """Apply and announce an event whatever its service: the workflow engine's own events."""
-        update = self._counted(event, await self._registry.apply(event))
+        return (await self._apply_and_announce(event))[1]
+
+    async def _apply_and_announce(self, event: TaskEvent) -> tuple[ApplyOutcome, JobUpdate | None]:
+        outcome = await self._registry.apply(event)
+        update = self._counted(event, outcome)
         if update is not None:
-            self._bus.announce(update)
-        return update
+            self._bus.announce(update)  # not awaited (see accept_many)
+        return outcome, update
 
     def _hears(self, event: TaskEvent, outcome: ApplyOutcome) -> bool:
         """Whether the step listener hears the event. A step's redelivered outcome is dropped by the

@@ -23,6 +23,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from plumbing.metric_series import LabelledSeries
 from protocol.envelope import TaskEnvelope
 from workers.runtime.bounded_map import BoundedMap
 
@@ -86,11 +87,10 @@ class WorkerMetrics:
         )
         # Task id -> attempt parked as a dead letter, until its job's failure is published.
         self._parked: BoundedMap[str, int] = BoundedMap(REMEMBERED_PARKED)
-        # The labelled series, looked up once: `labels()` costs more than the observation itself, three
-        # times per task. Bounded: type labels are the handlers' types and OTHER_TYPE.
-        self._waits: dict[str, Histogram] = {}
-        self._durations: dict[str, Histogram] = {}
-        self._counts: dict[tuple[str, TaskOutcome], Counter] = {}
+        # Looked up once per label values (three lookups per task); type labels are the handlers' types and OTHER_TYPE.
+        self._waits = LabelledSeries(self.queue_wait)
+        self._durations = LabelledSeries(self.handler_duration)
+        self._counts = LabelledSeries(self.tasks)
 
     def show(self, gauges: ProcessGauges) -> None:
         """Expose the process's own figures, read at each scrape; once per registry."""
@@ -103,18 +103,10 @@ class WorkerMetrics:
         if envelope.attempt != 1:
             return
         waited = (datetime.now(UTC) - envelope.created_at).total_seconds()
-        label = self.type_label(envelope.type)
-        series = self._waits.get(label)
-        if series is None:
-            series = self._waits[label] = self.queue_wait.labels(self.service, label)
-        series.observe(max(waited, 0.0))
+        self._waits.get(self.service, self.type_label(envelope.type)).observe(max(waited, 0.0))
 
     def attempt_ran(self, envelope: TaskEnvelope, seconds: float) -> None:
-        label = self.type_label(envelope.type)
-        series = self._durations.get(label)
-        if series is None:
-            series = self._durations[label] = self.handler_duration.labels(self.service, label)
-        series.observe(seconds)
+        self._durations.get(self.service, self.type_label(envelope.type)).observe(seconds)
 
     def retried(self, envelope: TaskEnvelope) -> None:
         self._count(envelope.type, TaskOutcome.RETRIED)
@@ -134,11 +126,7 @@ class WorkerMetrics:
             self._count(envelope.type, TaskOutcome(status))
 
     def _count(self, job_type: str, outcome: TaskOutcome) -> None:
-        key = (self.type_label(job_type), outcome)
-        series = self._counts.get(key)
-        if series is None:
-            series = self._counts[key] = self.tasks.labels(self.service, key[0], outcome.value)
-        series.inc()
+        self._counts.get(self.service, self.type_label(job_type), outcome.value).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
