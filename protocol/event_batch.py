@@ -31,7 +31,8 @@ def is_event_batch(headers: Mapping[str, Any] | None) -> bool:
 
 def pack_event_batch(bodies: Sequence[bytes]) -> bytes:
     """The body of a batch message carrying these encoded events, in this order."""
-    return msgpack.packb(list(bodies), use_bin_type=True)
+    packed: bytes = msgpack.packb(list(bodies), use_bin_type=True)
+    return packed
 
 
 def unpack_event_batch(body: bytes, max_bytes: int) -> list[bytes]:

@@ -39,6 +39,12 @@ process's concurrency or its tenant's cap, and for the service's rate_limit or m
 10 s (the README's "Your own service" says what bounds those waits). The handler's own default, True,
 announces every task as it starts.
 
+`batch_outcomes=True`: the outcomes that handlers return in the same turn of the event loop leave as one
+message per tenant, service and event kind (protocol.event_batch), confirmed once: under load one message
+carries many jobs' ends, which saves RabbitMQ, the orchestrator and this process a message each. Baton's
+orchestrator reads both forms; anything else subscribed to baton.events must read `x-baton-batch` messages
+too, so it is off by default. With tracing on, every event keeps its own message (its trace context).
+
 `metrics_port`: each process serves Prometheus metrics at GET /metrics on it (BATON_WORKER_METRICS_PORT
 overrides it; workers.runtime.worker_metrics says what they count).
 
@@ -120,6 +126,7 @@ class Worker:
         max_concurrency: int | None = None,
         metrics_port: int | None = None,
         track_started: bool = True,
+        batch_outcomes: bool = False,
     ) -> None:
         try:
             self.service = check_service_name(service)
@@ -143,6 +150,7 @@ class Worker:
         # GET /metrics of each process on this port; None or 0: off. BATON_WORKER_METRICS_PORT overrides it.
         self.metrics_port = metrics_port or None
         self.track_started = _check_flag("track_started", track_started)
+        self.batch_outcomes = _check_flag("batch_outcomes", batch_outcomes)
         self._rate_limit = parse_rate_limit(rate_limit) if isinstance(rate_limit, str) else rate_limit
         self._handlers: dict[str, HandlerSpec] = {}
         self._workflows: dict[str, WorkflowDeclaration] = {}

@@ -162,7 +162,7 @@ class WorkerRuntime:
             raise BrokerError(f"cannot declare the topology of {service!r}: {exc}") from exc
 
         amqp = AmqpPublisher(publish_channel)
-        events = EventPublisher(amqp, self._codecs, self.telemetry)
+        events = EventPublisher(amqp, self._codecs, self.telemetry, batch_outcomes=self.worker.batch_outcomes)
         router = ReplyRouter(f"baton.reply.{self.worker_id}", self._codecs)
         await router.start(consume_channel)
         cancelled = CancelledJobs()

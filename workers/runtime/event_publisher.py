@@ -23,6 +23,8 @@ What each task event costs, and why (the rule: the outcome is never lost and nev
   (or, late, while it runs), the outcome after it returns, so a consumer sees them in that order; a
   running event lost on the way is simply missing, and the registry's seq order drops anything older
   than what it holds.
+- With `Worker(batch_outcomes=True)` the outcomes of one loop turn share a message per routing key
+  (workers.runtime.outcome_batches): the same persistence and confirm, one message for many jobs.
 - Handlers with `track_started=False` publish their running event only should they still run after
   LATE_RUNNING_SECONDS without a progress report (workers.runtime.late_running), the same way.
 """
@@ -45,6 +47,7 @@ from protocol.topology import EVENTS_EXCHANGE, event_routing_key, system_routing
 from workers.errors import BrokerError
 from workers.runtime.broker import AmqpPublisher
 from workers.runtime.ids_and_spans import TaskTelemetry
+from workers.runtime.outcome_batches import OutcomeBatches
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +65,23 @@ def delivery_mode(event: TaskEvent) -> DeliveryMode:
 
 
 class EventPublisher:
-    def __init__(self, amqp: AmqpPublisher, codecs: CodecSet, telemetry: TaskTelemetry | None = None) -> None:
+    def __init__(
+        self,
+        amqp: AmqpPublisher,
+        codecs: CodecSet,
+        telemetry: TaskTelemetry | None = None,
+        *,
+        batch_outcomes: bool = False,
+    ) -> None:
         self._amqp = amqp
         self._codecs = codecs
         self._telemetry = telemetry or TaskTelemetry("", "")
+        # With tracing on, each event keeps its own message: its trace context travels in its headers.
+        self._batches = (
+            OutcomeBatches(self._send_event, codecs.max_bytes)
+            if batch_outcomes and not self._telemetry.tracing.enabled
+            else None
+        )
 
     @property
     def codecs(self) -> CodecSet:
@@ -81,13 +97,21 @@ class EventPublisher:
         headers: dict[str, Any] = {}
         with self._telemetry.event_publish(event, headers):
             properties.headers = headers or None  # the trace context, when tracing is on
-            await self._amqp.send(
-                EVENTS_EXCHANGE,
+            await self._send_event(
                 event_routing_key(event.tenant_id, event.service, event.event.value),
                 body if body is not None else self.encode(event),
                 properties,
-                mandatory=False,
             )
+
+    async def _send_event(self, routing_key: str, body: bytes, properties: spec.Basic.Properties) -> None:
+        await self._amqp.send(EVENTS_EXCHANGE, routing_key, body, properties, mandatory=False)
+
+    async def _publish_outcome_event(self, event: TaskEvent, body: bytes) -> None:
+        if self._batches is None:
+            await self.publish_event(event, body)
+            return
+        routing_key = event_routing_key(event.tenant_id, event.service, event.event.value)
+        await self._batches.publish(routing_key, body, self._properties(event, delivery_mode(event)))
 
     async def publish_reply(self, reply_to: str, event: TaskEvent, body: bytes | None = None) -> None:
         """The outcome, sent straight to the calling worker's reply queue."""
@@ -105,7 +129,7 @@ class EventPublisher:
             body = self.encode(event)
         for delay in (*OUTCOME_RETRY_DELAYS, None):
             try:
-                await self.publish_event(event, body)
+                await self._publish_outcome_event(event, body)
                 break
             except BrokerError as exc:
                 if delay is None:
