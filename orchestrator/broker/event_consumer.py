@@ -7,16 +7,20 @@ published on the UpdateBus for every replica's clients. Task events are taken by
 delivery waiting when the consumer gets to run (at most the prefetch), decoded, applied in delivery
 order in one registry call (one Redis round trip), their updates announced as one bus message. One
 window runs at a time, so a job's events reach the registry in the order they were delivered.
+A batch message (`protocol.event_batch`) carries several events; they take its place in the window,
+in the order packed, and each is checked, applied and refused as if it had come alone.
 Heartbeats, announcements and breaker reports go their own way, one at a time.
 
 Acknowledgement rules: a window's events are acked once their outcome is recorded (applied or
 dropped as late/duplicate) and the workflow engine heard its steps' events, with one `multiple`
 ack where that settles exactly them (`settlements`); bytes that are not a valid message are acked
-and counted, since no retry can fix them; while Redis is unreachable the window is held for a short
-delay and then tried again, ahead of the deliveries that arrived behind it, so nothing is lost, a
-job's events are still applied in their order, and the consumer never spins. It is held here, not
-requeued: a requeued window went back to the queue while later events of its jobs were being
-delivered, and those overtook it (and dropped it as stale). What a replica holds when it goes away
+and counted, since no retry can fix them (a batch's bad items too, its good ones applied); while
+Redis is unreachable the window is held for a short delay and then tried again, ahead of the
+deliveries that arrived behind it, so nothing is lost, a job's events are still applied in their
+order, and the consumer never spins. It is held here, not requeued: a requeued window went back to
+the queue while later events of its jobs were being delivered, and those overtook it (and dropped it
+as stale). A message is settled whole, once: a batch is acked when all its events are recorded, and
+retried whole when the workflow engine failed on any of them. What a replica holds when it goes away
 (its channel closes) the broker redelivers, in queue order.
 
 Anybody allowed to publish on the events exchange could forge an event. RabbitMQ's topic
@@ -33,6 +37,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Final, Literal, Protocol, TypeVar
 
 import aio_pika
@@ -61,6 +66,7 @@ from protocol.control import (
     WorkflowAnnouncement,
 )
 from protocol.errors import DecodeError
+from protocol.event_batch import is_event_batch, unpack_event_batch
 from protocol.events import TaskEvent
 from protocol.topology import (
     EVENTS_EXCHANGE,
@@ -116,6 +122,17 @@ def events_queue(name: str, exchange: str, routing_keys: tuple[str, ...]) -> Que
     if name == ORCHESTRATOR_EVENTS_QUEUE and exchange == EVENTS_EXCHANGE:
         return ORCHESTRATOR_QUEUES[0]
     return QueueSpec(name, {"x-queue-type": "classic"}, tuple(Binding(exchange, key) for key in routing_keys))
+
+
+@dataclass(frozen=True, slots=True)
+class _Believed:
+    """A window's believed events, each one's message (a batch's repeated), the messages to settle with
+    them (each once), and the messages to ack as they are: undecodable or forged (counted)."""
+
+    events: list[TaskEvent]
+    carriers: list[AbstractIncomingMessage]
+    messages: list[AbstractIncomingMessage]
+    settled: list[AbstractIncomingMessage]
 
 
 class EventConsumer:
@@ -238,7 +255,8 @@ class EventConsumer:
                 await self._retry_later(window)
 
     async def _handle_window(self, window: list[AbstractIncomingMessage]) -> None:
-        events, carriers, settled = self._believed(window)
+        believed = self._believed(window)
+        events, carriers, messages, settled = believed.events, believed.carriers, believed.messages, believed.settled
         if not events:
             await self._settlements.ack(settled)
             return
@@ -251,38 +269,81 @@ class EventConsumer:
             else:  # a bug must not lose the events either; the delay keeps a poison message from spinning
                 log.exception("unexpected error handling %d event(s); retrying", len(events))
             await self._settlements.ack(settled)
-            await self._retry_later(carriers)
+            await self._retry_later(messages)
             return
-        await self._settlements.ack(settled + [m for n, m in enumerate(carriers) if n not in outcome.failed])
-        if outcome.failed:
-            for n, error in sorted(outcome.failed.items()):
-                log.warning("the workflow engine failed on %s (%s); retrying", events[n].task_id, error)
-            await self._retry_later([carriers[n] for n in sorted(outcome.failed)])
+        if not outcome.failed:
+            await self._settlements.ack(settled + messages)
+            return
+        # A message is retried whole when any of its events failed. Its other events, applied now, are then
+        # dropped by the registry as repeats (stale, or task/job terminal: never refused, never counted as
+        # applied or announced again) and only heard again by the workflow engine, for which that is a no-op.
+        retried = {carriers[n] for n in outcome.failed}
+        await self._settlements.ack(settled + [m for m in messages if m not in retried])
+        for n, error in sorted(outcome.failed.items()):
+            log.warning("the workflow engine failed on %s (%s); retrying", events[n].task_id, error)
+        await self._retry_later([m for m in messages if m in retried])
 
-    def _believed(
-        self, window: list[AbstractIncomingMessage]
-    ) -> tuple[list[TaskEvent], list[AbstractIncomingMessage], list[AbstractIncomingMessage]]:
-        """The window's events that say what their routing key says, their messages, and the messages
-        to ack as they are: undecodable or forged (counted here)."""
+    def _believed(self, window: list[AbstractIncomingMessage]) -> _Believed:
+        """The window's events that say what their routing key says, with their messages."""
         events: list[TaskEvent] = []
         carriers: list[AbstractIncomingMessage] = []
         settled: list[AbstractIncomingMessage] = []
+        batched = False
         for message in window:
+            if is_event_batch(message.headers):
+                batched = True
+                unpacked = self._batch_believed(message)
+                if unpacked:
+                    events += unpacked
+                    carriers += [message] * len(unpacked)
+                else:
+                    settled.append(message)
+                continue
             try:
                 event = self._codecs.decode(TaskEvent, message.body, message.content_type)
             except DecodeError as exc:
-                log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
-                self._metrics.events_dropped.labels(reason="undecodable").inc()
+                self._undecodable(message, exc)
                 settled.append(message)
                 continue
             if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
                 events.append(event)
                 carriers.append(message)
             else:
-                with self._applying(event, message):
-                    self._sink.refuse("routing_mismatch", event, message.routing_key)
+                self._refuse_forged(event, message)
                 settled.append(message)
-        return events, carriers, settled
+        # One entry per event; a message is settled once (Settlements must never see one twice). Single
+        # events, the hot path, carry one each: only a window with a batch pays for the dedupe.
+        messages = list(dict.fromkeys(carriers)) if batched else carriers
+        return _Believed(events, carriers, messages, settled)
+
+    def _batch_believed(self, message: AbstractIncomingMessage) -> list[TaskEvent]:
+        """A batch message's events that say what its routing key says. Bad bytes (the body, an item) and
+        forged items are counted and dropped, the rest believed: no retry can fix them."""
+        try:
+            items = unpack_event_batch(message.body, self._codecs.max_bytes)
+        except DecodeError as exc:
+            self._undecodable(message, exc)
+            return []
+        believed: list[TaskEvent] = []
+        for item in items:
+            try:
+                event = self._codecs.decode(TaskEvent, item, message.content_type)
+            except DecodeError as exc:
+                self._undecodable(message, exc)
+                continue
+            if message.routing_key == event_routing_key(event.tenant_id, event.service, event.event.value):
+                believed.append(event)
+            else:
+                self._refuse_forged(event, message)
+        return believed
+
+    def _undecodable(self, message: AbstractIncomingMessage, exc: DecodeError) -> None:
+        log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
+        self._metrics.events_dropped.labels(reason="undecodable").inc()
+
+    def _refuse_forged(self, event: TaskEvent, message: AbstractIncomingMessage) -> None:
+        with self._applying(event, message):
+            self._sink.refuse("routing_mismatch", event, message.routing_key)
 
     async def _take_system_messages(self) -> None:
         while True:
@@ -290,8 +351,7 @@ class EventConsumer:
             try:
                 await self._handle_system_message(message)
             except DecodeError as exc:
-                log.warning("dropping an undecodable message (routing key %s): %s", message.routing_key, exc)
-                self._metrics.events_dropped.labels(reason="undecodable").inc()
+                self._undecodable(message, exc)
             except Exception as exc:
                 # Redis failed, or a bug: held, then requeued (the delay keeps it from spinning).
                 log.warning("could not handle %s (%s); requeueing", message.routing_key, exc, exc_info=True)

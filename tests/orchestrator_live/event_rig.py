@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import redis.asyncio as aioredis
@@ -19,6 +20,7 @@ from orchestrator.store.directory import ServiceDirectory
 from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from orchestrator.workflows.declared import WorkflowDeclarations
 from protocol.codec import MSGPACK, CodecSet
+from protocol.event_batch import BATCH_HEADER, pack_event_batch
 from protocol.events import TaskEvent
 from protocol.topology import event_routing_key
 from tests.redis_keys import keys_matching
@@ -63,11 +65,17 @@ class Rig:
         )
 
     async def publish(
-        self, routing_key: str, body: bytes, content_type: str = MSGPACK, correlation_id: str | None = None
+        self,
+        routing_key: str,
+        body: bytes,
+        content_type: str = MSGPACK,
+        correlation_id: str | None = None,
+        headers: dict[str, Any] | None = None,
     ) -> None:
         exchange = await self.publisher.get_exchange(self.exchange)
         message = aio_pika.Message(
             body,
+            headers=headers,
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             correlation_id=correlation_id,
@@ -78,6 +86,10 @@ class Rig:
         body = CODECS.encode(event, CODECS.for_content_type(content_type))
         key = event_routing_key(event.tenant_id, event.service, event.event)
         await self.publish(key, body, content_type, correlation_id=event.global_task_id)  # as workers do
+
+    async def publish_batch(self, routing_key: str, bodies: Sequence[bytes], content_type: str = MSGPACK) -> None:
+        """One event batch message carrying these encoded events (or whatever bytes a test puts in)."""
+        await self.publish(routing_key, pack_event_batch(bodies), content_type, headers={BATCH_HEADER: len(bodies)})
 
 
 class HeldRegistry(RedisTaskRegistry):
