@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from protocol.codec import JSON, MSGPACK
 from protocol.control import CancelCommand, CircuitBreakerReport, LaneOpened, WorkerHeartbeat, WorkflowAnnouncement
 from protocol.envelope import PROTOCOL_VERSION, TaskEnvelope
+from protocol.event_batch import BATCH_HEADER, MAX_BATCH_EVENTS
 from protocol.events import EventType, TaskEvent
 from protocol.topology import (
     ATTEMPTS_HEADER,
@@ -104,6 +105,16 @@ _DEAD_LETTER_HEADERS: Final = {
     },
 }
 _EVENT_HEADERS: Final = {"type": "object", "properties": dict(_TRACE)}
+_EVENT_BATCH_HEADERS: Final = {
+    "type": "object",
+    "required": [BATCH_HEADER],
+    "properties": {
+        BATCH_HEADER: _header(
+            "how many events it carries", {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_EVENTS}
+        ),
+        **_TRACE,
+    },
+}
 
 
 def _message(name: str, model: type[BaseModel], summary: str, headers: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -117,6 +128,25 @@ def _message(name: str, model: type[BaseModel], summary: str, headers: Mapping[s
     if headers is not None:
         message["headers"] = headers
     return message
+
+
+def _event_batch_message() -> dict[str, Any]:
+    """protocol.event_batch: its payload is not a model but an array of encoded TaskEvents."""
+    return {
+        "name": "task_event_batch",
+        "title": "TaskEvent batch",
+        "summary": "Several outcomes of one tenant, service and event kind that a worker finished together.",
+        "description": f"The body is a msgpack ({MSGPACK}) array whatever the content type, which is that of "
+        "each item: a TaskEvent encoded as a single event's body would be. The routing key is theirs.",
+        "contentType": MSGPACK,
+        "headers": _EVENT_BATCH_HEADERS,
+        "payload": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_BATCH_EVENTS,
+            "items": {"type": "string", "format": "binary", "description": "an encoded TaskEvent (a byte string)"},
+        },
+    }
 
 
 def _exchange_binding(exchange: str, queue: str | None = None) -> dict[str, Any]:
@@ -182,7 +212,10 @@ def asyncapi() -> dict[str, Any]:
             "description": f"`{EVENTS_EXCHANGE}` -> `{ORCHESTRATOR_EVENTS_QUEUE}`: task events.",
             "parameters": _params("tenant_id", "service", "event"),
             "bindings": _exchange_binding(EVENTS_EXCHANGE, ORCHESTRATOR_EVENTS_QUEUE),
-            "subscribe": {"operationId": "receiveTaskEvent", "message": _ref("TaskEvent")},
+            "subscribe": {
+                "operationId": "receiveTaskEvent",
+                "message": {"oneOf": [_ref("TaskEvent"), _ref("TaskEventBatch")]},
+            },
         },
         f"{SYSTEM_ROUTING_PREFIX}.{{service}}.worker_heartbeat": {
             "description": f"`{EVENTS_EXCHANGE}`: a worker's heartbeat (not persistent).",
@@ -215,6 +248,7 @@ def asyncapi() -> dict[str, Any]:
         "TaskEnvelope": _message("task", TaskEnvelope, "One unit of work on a service queue.", _TASK_HEADERS),
         "DeadLetter": _message("dead_letter", TaskEnvelope, "A task Baton parked, with why.", _DEAD_LETTER_HEADERS),
         "TaskEvent": _message("task_event", TaskEvent, "A state change of one task.", _EVENT_HEADERS),
+        "TaskEventBatch": _event_batch_message(),
         "WorkerHeartbeat": _message("worker_heartbeat", WorkerHeartbeat, "A worker is alive.", None),
         "WorkflowAnnouncement": _message(
             "workflow_announcement", WorkflowAnnouncement, "Workflows a service declares.", None

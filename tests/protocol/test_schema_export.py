@@ -11,6 +11,7 @@ import pytest
 
 from protocol.control import CancelCommand, WorkerHeartbeat
 from protocol.envelope import TaskEnvelope
+from protocol.event_batch import BATCH_HEADER, MAX_BATCH_EVENTS
 from protocol.events import JobStatus, Progress, status_event
 from protocol.schema_export import ASYNCAPI_FILE, MODELS, REGENERATE, main
 from protocol.topology import EXCHANGES
@@ -111,3 +112,17 @@ def test_the_asyncapi_document_is_well_formed_and_covers_the_topology() -> None:
     task_headers = doc["components"]["messages"]["TaskEnvelope"]["headers"]["properties"]
     assert {"x-baton-tenant", "x-baton-attempts", "traceparent"} <= task_headers.keys()
     assert set(doc["components"]["schemas"]) >= {model.__name__ for model in MODELS.values()}
+
+
+def test_the_task_event_channel_carries_single_events_and_batches() -> None:
+    doc = load(ASYNCAPI_FILE)
+    channel = doc["channels"]["{tenant_id}.{service}.{event}"]["subscribe"]["message"]
+    assert [resolve(doc, ref["$ref"])["name"] for ref in channel["oneOf"]] == ["task_event", "task_event_batch"]
+    batch = doc["components"]["messages"]["TaskEventBatch"]
+    headers = jsonschema_rs.validator_for(batch["headers"])
+    assert headers.is_valid({BATCH_HEADER: 3, "traceparent": "00-x"})
+    assert not headers.is_valid({}) and not headers.is_valid({BATCH_HEADER: 0})
+    assert not headers.is_valid({BATCH_HEADER: MAX_BATCH_EVENTS + 1})
+    payload = jsonschema_rs.validator_for(batch["payload"])  # an array of byte strings, as the JSON data model has it
+    assert payload.is_valid(["event 1", "event 2"])
+    assert not payload.is_valid([]) and not payload.is_valid(["e"] * (MAX_BATCH_EVENTS + 1))
