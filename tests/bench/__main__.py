@@ -65,6 +65,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--celery-concurrency", type=int, default=16)
     parser.add_argument("--dramatiq-processes", type=int, default=1, help="the Dramatiq worker's -p (default 1)")
     parser.add_argument("--dramatiq-threads", type=int, default=16, help="the Dramatiq worker's -t (default 16)")
+    parser.add_argument(
+        "--track-started",
+        action="store_true",
+        help="Baton's worker announces `running` as each task starts (off, like the Celery peer's default)",
+    )
+    parser.add_argument(
+        "--single-outcomes",
+        action="store_true",
+        help="Baton's worker sends each outcome in a message of its own (batch_outcomes off)",
+    )
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy the Baton processes for N s under load")
     parser.add_argument("--profile-batch", action="store_true", help="profile the batch route instead of single POSTs")
     parser.add_argument(
@@ -290,6 +300,9 @@ def run_peers(args: argparse.Namespace, urls: tuple[str, str], rows: list[Row], 
 
 async def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # Read by the no-op worker (tests/bench/noop_worker.py), which every Baton run starts as a child.
+    os.environ["BATON_BENCH_TRACK_STARTED"] = "1" if args.track_started else "0"
+    os.environ["BATON_BENCH_BATCH_OUTCOMES"] = "0" if args.single_outcomes else "1"
     urls = (os.environ.get("RABBITMQ_URL") or LOCAL_RABBITMQ_URL, os.environ.get("REDIS_URL") or LOCAL_REDIS_URL)
     fd_limit = raise_fd_limit(args.ws_clients * 2 + 1024)
     rows: list[Row] = []
@@ -325,8 +338,11 @@ async def main(argv: list[str]) -> int:
         f"batches of {args.batch_size}; latency runs last {args.latency_seconds:g} s each "
         "(batch mode: one batch per 100 ms)",
         "Baton: done = terminal event on a WebSocket client, and the registry lists every job completed at the end",
-        "Baton's worker publishes 2 events per job (running: transient, completed: persistent), "
-        "1 with BATON_BENCH_TRACK_STARTED=0; the limit publishes 1 (persistent)",
+        "Baton's worker: "
+        + ("running event (transient) as each task starts" if args.track_started else "no running event (as Celery)")
+        + ", outcome persistent, "
+        + ("one message each" if args.single_outcomes else "the outcomes of one loop turn in one message")
+        + "; the limit publishes 1 persistent message per job",
         "Redis bytes/job (its keys): summed MEMORY USAGE of the tenant's registry keys once created; "
         "the used_memory delta also counts whatever other Redis users did meanwhile",
         f"open-files limit of this process and its children: {fd_limit}",
