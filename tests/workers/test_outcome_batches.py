@@ -12,7 +12,7 @@ from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractChannel
 from aiormq import spec
 
-from protocol.event_batch import BATCH_HEADER, MAX_BATCH_EVENTS, is_event_batch, unpack_event_batch
+from protocol.event_batch import BATCH_HEADER, MAX_BATCH_EVENTS, is_event_batch, pack_event_batch, unpack_event_batch
 from protocol.events import EventType, TaskEvent, completed_event
 from protocol.topology import declare_service
 from tests.workers.helpers import CODECS, Tap, envelope, publish_task, running
@@ -68,6 +68,26 @@ async def test_nothing_waits_for_a_batch_to_fill() -> None:
     await batches.publish("t.svc.task_completed", b"first", outcome_properties("a"))
     await batches.publish("t.svc.task_completed", b"second", outcome_properties("b"))
     assert [body for _, body, _ in channel.sent] == [b"first", b"second"]
+
+
+async def test_while_a_round_waits_for_its_confirm_the_next_gathers_what_ends_meanwhile() -> None:
+    confirm = asyncio.Event()
+    sent: list[bytes] = []
+
+    async def send(routing_key: str, body: bytes, properties: spec.Basic.Properties) -> None:
+        sent.append(body)
+        await confirm.wait()
+
+    batches = OutcomeBatches(send, max_bytes=1 << 20)
+    first = batches.publish("k", b"first", outcome_properties("a"))
+    await asyncio.sleep(0.01)
+    later = [batches.publish("k", f"later-{n}".encode(), outcome_properties(str(n))) for n in range(3)]
+    await asyncio.sleep(0.01)
+    assert sent == [b"first"]  # the others wait for its confirm, not for a batch to fill
+    assert not first.done()
+    confirm.set()
+    await asyncio.gather(first, *later)
+    assert sent[1:] == [pack_event_batch([b"later-0", b"later-1", b"later-2"])]
 
 
 async def test_a_batch_never_holds_more_events_or_bytes_than_the_reader_takes() -> None:
