@@ -23,13 +23,13 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from tests.bench.baton_runs import BatonBench
+from tests.bench.baton_runs import BatonBench, close_baton, single_and_batch
 from tests.bench.baton_scale import backlog, websocket_fanout
 from tests.bench.common import BENCH_LIMITS, WARMUP_JOBS, bench_tenants, latency_rates, progress, raise_fd_limit
 from tests.bench.profiling import Profiler, budget, render, render_budget
 from tests.bench.raw_limit import RawLimit
 from tests.bench.report import Row, cpu_rows, round_ratios, spread_rows, table, write_json
-from tests.bench.rounds import celery_full_speed, close_baton, dramatiq_full_speed, extra_round, single_and_batch
+from tests.bench.rounds import celery_full_speed, dramatiq_full_speed, extra_round
 from tests.e2e.harness import ROOT, BatonSystem, Tenant
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 

@@ -21,9 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench.baton_runs import BatonBench
+from tests.bench.baton_runs import BatonBench, close_baton, single_and_batch
 from tests.bench.common import BENCH_LIMITS, bench_tenants, progress
-from tests.bench.rounds import close_baton, single_and_batch
 from tests.e2e.harness import BatonSystem
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 

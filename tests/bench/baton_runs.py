@@ -6,6 +6,7 @@ registry must also list every job of the run's tenant as completed (GET /jobs?st
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -16,8 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
-from tests.bench.common import NOOP_SERVICE, NOOP_TYPE, bounded, latency_summary, paced, wait_until
+from tests.bench.common import (
+    NOOP_SERVICE,
+    NOOP_TYPE,
+    WARMUP_JOBS,
+    bounded,
+    delete_matching,
+    delete_service_queues,
+    latency_summary,
+    paced,
+    progress,
+    wait_until,
+)
 from tests.bench.cpu import CpuMeter
 from tests.bench.ws_client import JobWatcher
 from tests.e2e.harness import BatonSystem, Process, Tenant, wait_for_workers
@@ -211,3 +224,29 @@ class BatonBench:
             "rejected_errors": dict(Counter(p.error for p in rejected)),
             **latency_summary(latencies),
         }
+
+
+async def single_and_batch(
+    args: argparse.Namespace, bench: BatonBench, tenants: dict[str, Tenant]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A warm-up, then Baton at full speed through POST /jobs, then through POST /jobs/batch."""
+    progress("baton: warm-up, then full speed with POST /jobs")
+    await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
+    single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
+    progress("baton: full speed with POST /jobs/batch")
+    in_flight = max(2, args.concurrency // 16)
+    batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
+    return single, batch
+
+
+async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[Tenant]) -> None:
+    """Stop Baton's processes and remove what the run left: its tenants' registry keys and lanes, the no-op queues."""
+    system.close()
+    await system.forget_lanes()
+    redis = aioredis.Redis.from_url(urls[1])
+    try:
+        for tenant in tenants:
+            await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")
+    finally:
+        await redis.aclose()
+    await delete_service_queues(urls[0], NOOP_SERVICE)

@@ -24,11 +24,10 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench.baton_runs import BatonBench
+from tests.bench.baton_runs import BatonBench, close_baton
 from tests.bench.common import BENCH_LIMITS, bench_tenants
 from tests.bench.cpu import cpu_seconds
 from tests.bench.profiling import py_spy
-from tests.bench.rounds import close_baton
 from tests.e2e.harness import BatonSystem, Tenant
 
 WARMUP_SINGLE = 300

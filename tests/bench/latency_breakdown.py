@@ -26,11 +26,10 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench.baton_runs import BatonBench, Posted
+from tests.bench.baton_runs import BatonBench, Posted, close_baton
 from tests.bench.common import BENCH_LIMITS, bench_tenants, paced, progress, wait_until
 from tests.bench.latency_hops import Breakdown, Post, Seen, breakdown, note_event, render
 from tests.bench.report import write_json
-from tests.bench.rounds import close_baton
 from tests.bench.ws_client import JobWatcher
 from tests.e2e.harness import BatonSystem, Tenant
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL

@@ -12,23 +12,19 @@ import sys
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 
-from tests.bench.baton_runs import BatonBench
+from tests.bench.baton_runs import BatonBench, close_baton, single_and_batch
 from tests.bench.celery_peer import CeleryPeer
 from tests.bench.common import (
     BENCH_LIMITS,
-    NOOP_SERVICE,
     WARMUP_JOBS,
     bench_tenants,
-    delete_matching,
-    delete_service_queues,
     progress,
 )
 from tests.bench.dramatiq_peer import DramatiqPeer
 from tests.bench.peer_process import full_speed
 from tests.bench.raw_limit import RawLimit
-from tests.e2e.harness import ROOT, BatonSystem, Tenant
+from tests.e2e.harness import ROOT, BatonSystem
 
 
 async def limit_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> float:
@@ -59,32 +55,6 @@ async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> t
     finally:
         await close_baton(system, urls, list(tenants.values()))
     return float(single["jobs_per_s"]), float(batch["jobs_per_s"])
-
-
-async def single_and_batch(
-    args: argparse.Namespace, bench: BatonBench, tenants: dict[str, Tenant]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A warm-up, then Baton at full speed through POST /jobs, then through POST /jobs/batch."""
-    progress("baton: warm-up, then full speed with POST /jobs")
-    await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
-    single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
-    progress("baton: full speed with POST /jobs/batch")
-    in_flight = max(2, args.concurrency // 16)
-    batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
-    return single, batch
-
-
-async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[Tenant]) -> None:
-    """Stop Baton's processes and remove what the run left: its tenants' registry keys and lanes, the no-op queues."""
-    system.close()
-    await system.forget_lanes()
-    redis = aioredis.Redis.from_url(urls[1])
-    try:
-        for tenant in tenants:
-            await delete_matching(redis, f"orchestrator:*{tenant.tenant_id}*")
-    finally:
-        await redis.aclose()
-    await delete_service_queues(urls[0], NOOP_SERVICE)
 
 
 def celery_full_speed(args: argparse.Namespace, urls: tuple[str, str]) -> dict[str, Any]:
