@@ -19,6 +19,8 @@ from tests.faults.fault_worker import SERVICE, probe_keys
 from tests.polling import NotReached, poll
 
 WORKER_TARGET = "tests.faults.fault_worker:build"
+# Its outcomes batched: the worker crashes and Redis restart tests run it, the others the plain one.
+BATCHED_WORKER_TARGET = "tests.faults.fault_worker:build_batched"
 
 
 def report(name: str, **figures: object) -> None:

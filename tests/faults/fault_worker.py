@@ -1,4 +1,5 @@
-"""The worker the fault tests run as a real process (`python -m workers tests.faults.fault_worker:build`).
+"""The worker the fault tests run as a real process (`python -m workers tests.faults.fault_worker:build`;
+`:build_batched` is the same worker with `batch_outcomes=True`, its outcomes sharing messages).
 
 Its handler sleeps as told and records, in the probe Redis named by the payload (the shared one,
 never the instance a test kills), how often each job's handler started and finished, and when.
@@ -29,7 +30,15 @@ def probe_keys(run: str) -> tuple[str, str, str]:
 
 
 def build() -> Worker:
-    worker = Worker(SERVICE, concurrency=16, prefetch=16)
+    return _build(batch_outcomes=False)
+
+
+def build_batched() -> Worker:
+    return _build(batch_outcomes=True)
+
+
+def _build(*, batch_outcomes: bool) -> Worker:
+    worker = Worker(SERVICE, concurrency=16, prefetch=16, batch_outcomes=batch_outcomes)
     clients: dict[str, aioredis.Redis] = {}
 
     def probe(url: str) -> aioredis.Redis:

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from tests.e2e.harness import BatonSystem, new_tenants, wait_for_workers
 from tests.faults.common import (
-    WORKER_TARGET,
+    BATCHED_WORKER_TARGET,
     Poster,
     drop_probe,
     fault_job,
@@ -46,7 +46,7 @@ async def test_redis_killed_and_restarted_loses_no_accepted_job(redis_url: str, 
         private.start()
         await reset_fault_queues(broker.url)
         base_url = await system.start_orchestrator()
-        system.start_worker(WORKER_TARGET)
+        system.start_worker(BATCHED_WORKER_TARGET)
         await wait_for_workers(base_url, ["faults"])
         async with aiohttp.ClientSession() as session:
             poster = Poster(session, base_url, tenant)

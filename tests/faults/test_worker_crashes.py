@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.e2e.harness import BatonSystem, TerminalCollector, new_tenants, wait_for_workers
 from tests.faults.common import (
-    WORKER_TARGET,
+    BATCHED_WORKER_TARGET,
     Poster,
     drop_probe,
     fault_job,
@@ -37,7 +37,7 @@ async def test_five_random_worker_kills_lose_nothing(
     system = BatonSystem(rabbitmq_url, redis_url, new_tenants(1))
     try:
         base_url = await system.start_orchestrator()
-        worker = system.start_worker(WORKER_TARGET, name="fault-worker-0")
+        worker = system.start_worker(BATCHED_WORKER_TARGET, name="fault-worker-0")
         await wait_for_workers(base_url, ["faults"])
         tenant = system.tenants[0]
         async with aiohttp.ClientSession() as session:
@@ -55,7 +55,7 @@ async def test_five_random_worker_kills_lose_nothing(
                 unfinished = sum(starts.values()) - sum(ends.values())
                 in_flight_at_kills.append(unfinished - unfinished_before)
                 unfinished_before = unfinished
-                worker = system.start_worker(WORKER_TARGET, name=f"fault-worker-{kill + 1}")
+                worker = system.start_worker(BATCHED_WORKER_TARGET, name=f"fault-worker-{kill + 1}")
             await posting
             assert len(poster.accepted) == JOBS, f"refused: {poster.refused[:5]}"
             missing = await collector.wait_for(set(poster.accepted), timeout=120)
