@@ -4,9 +4,10 @@ circuit breaker reports (`_system.<service>.circuit_breakers`) to the directory.
 
 All replicas share one durable queue, so each event is applied once; the applied update is
 published on the UpdateBus for every replica's clients. Task events are taken by window: every
-delivery waiting when the consumer gets to run (at most the prefetch), decoded, applied in delivery
-order in one registry call (one Redis round trip), their updates announced as one bus message. One
-window runs at a time, so a job's events reach the registry in the order they were delivered.
+delivery waiting when the consumer gets to run (at most the prefetch, and MAX_WINDOW_EVENTS events),
+decoded, applied in delivery order in one registry call (one Redis round trip), their updates
+announced as one bus message. One window runs at a time, so a job's events reach the registry in the
+order they were delivered.
 A batch message (`protocol.event_batch`) carries several events; they take its place in the window,
 in the order packed, and each is checked, applied and refused as if it had come alone.
 Heartbeats, announcements and breaker reports go their own way, one at a time.
@@ -35,10 +36,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol, TypeVar
+from typing import Final, Literal, TypeVar
 
 import aio_pika
 from aio_pika.abc import (
@@ -50,6 +50,8 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError
 
+from orchestrator.broker.event_ports import EventSink, WorkflowAnnouncements
+from orchestrator.broker.event_windows import next_window
 from orchestrator.broker.settlements import Settlements
 from orchestrator.errors import RegistryError
 from orchestrator.metrics import OrchestratorMetrics
@@ -90,31 +92,6 @@ _WINDOW_FINISH_SECONDS: Final[float] = 2.0
 _ServiceMessage = TypeVar("_ServiceMessage", WorkflowAnnouncement, CircuitBreakerReport)
 
 ConsumerState = Literal["connecting", "consuming", "reconnecting", "failed", "stopped"]
-
-
-# Entered around each event's own part of its window's handling: its log context and tracing span.
-EventScope = Callable[[TaskEvent], AbstractContextManager[object]]
-
-
-class WindowOutcome(Protocol):
-    @property
-    def failed(self) -> Mapping[int, Exception]:
-        """The window's events (by position) whose handling failed after the registry applied them."""
-        ...
-
-
-class EventSink(Protocol):
-    """Where decoded events go: `orchestrator.jobs.event_sink.EventSink` applies and announces them."""
-
-    async def accept_many(self, events: Sequence[TaskEvent], scope: EventScope | None = None) -> WindowOutcome: ...
-
-    def refuse(self, reason: str, event: TaskEvent, routing_key: str | None = None) -> None: ...
-
-
-class WorkflowAnnouncements(Protocol):
-    """Where a workflow announcement goes: `orchestrator.workflows.declared.WorkflowDeclarations`."""
-
-    async def record(self, announcement: WorkflowAnnouncement) -> object: ...
 
 
 def events_queue(name: str, exchange: str, routing_keys: tuple[str, ...]) -> QueueSpec:
@@ -246,7 +223,9 @@ class EventConsumer:
             if self._stopping:
                 return
             self._arrived.clear()
-            window, self._waiting = self._waiting, []
+            window, self._waiting = next_window(self._waiting)
+            if self._waiting:
+                self._arrived.set()
             try:
                 await self._handle_window(window)
             except Exception:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
+from aio_pika.abc import AbstractIncomingMessage
 
+from orchestrator.broker.event_windows import MAX_WINDOW_EVENTS, next_window
 from orchestrator.errors import RegistryUnavailable
 from orchestrator.models import JobRecord
 from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from protocol.codec import JSON, MSGPACK
+from protocol.event_batch import BATCH_HEADER, MAX_BATCH_EVENTS
 from protocol.events import EventType, TaskEvent
 from tests.orchestrator_live.event_rig import CODECS, Rig, drop_tenant, sample
 from tests.polling import eventually
@@ -207,3 +212,20 @@ async def test_a_batch_that_meets_redis_down_is_retried_once_not_once_per_event(
     assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0
     assert sample(rig.metrics, "baton_events_dropped_total", reason="job_terminal") == 0
     await nothing_redelivered(rig)
+
+
+def test_a_window_takes_deliveries_up_to_its_cap_in_events_counting_a_batch_as_its_declared_events() -> None:
+    def delivery(headers: dict[str, object] | None) -> AbstractIncomingMessage:
+        return cast(AbstractIncomingMessage, SimpleNamespace(headers=headers))
+
+    singles = [delivery(None) for _ in range(MAX_WINDOW_EVENTS + 5)]
+    window, rest = next_window(singles)
+    assert (window, rest) == (singles[:MAX_WINDOW_EVENTS], singles[MAX_WINDOW_EVENTS:])
+
+    batches = [delivery({BATCH_HEADER: MAX_BATCH_EVENTS}) for _ in range(3)]
+    window, rest = next_window([*batches, delivery(None)])
+    assert len(window) == 2 and len(rest) == 2  # 512 events, then the next window
+
+    # A header that is not a batch's count counts as one event (such a batch is refused when decoded).
+    huge, odd = delivery({BATCH_HEADER: 10_000}), delivery({BATCH_HEADER: "many"})
+    assert next_window([huge, odd, *singles[:3]]) == ([huge, odd, *singles[:3]], [])
