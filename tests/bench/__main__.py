@@ -341,7 +341,7 @@ async def main(argv: list[str]) -> int:
         "Baton's worker: "
         + ("running event (transient) as each task starts" if args.track_started else "no running event (as Celery)")
         + ", outcome persistent, "
-        + ("one message each" if args.single_outcomes else "the outcomes of one loop turn in one message")
+        + ("one message each" if args.single_outcomes else "outcomes batched (Worker batch_outcomes=True)")
         + "; the limit publishes 1 persistent message per job",
         "Redis bytes/job (its keys): summed MEMORY USAGE of the tenant's registry keys once created; "
         "the used_memory delta also counts whatever other Redis users did meanwhile",
