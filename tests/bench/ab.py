@@ -19,11 +19,8 @@ import statistics
 import sys
 from typing import Any
 
-import aiohttp
-
-from tests.bench.baton_runs import BatonBench, close_baton, single_and_batch
-from tests.bench.common import BENCH_LIMITS, bench_tenants, progress
-from tests.e2e.harness import BatonSystem
+from tests.bench.baton_runs import fresh_single_and_batch
+from tests.bench.common import progress
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 
 MEASURES = ("single jobs/s", "batch jobs/s", "single CPU ms/job", "batch CPU ms/job")
@@ -40,20 +37,7 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 async def one_run(args: argparse.Namespace, urls: tuple[str, str], env: dict[str, str]) -> dict[str, float]:
-    run = os.urandom(5).hex()
-    tenants = bench_tenants(run, ("warmup", "single", "batch"))
-    system = BatonSystem(*urls, list(tenants.values()), extra_env={**BENCH_LIMITS, **env})
-    try:
-        base_url = await system.start_orchestrator()
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency * 2)) as session:
-            bench = BatonBench(system, base_url, session)
-            await bench.start_worker(**env)
-            single, batch = await single_and_batch(args, bench, tenants)
-    except BaseException:
-        print(system.logs(), file=sys.stderr)
-        raise
-    finally:
-        await close_baton(system, urls, list(tenants.values()))
+    single, batch = await fresh_single_and_batch(args, urls, env)
     for outcome in (single, batch):
         if outcome["lost"] or not outcome["registry_ok"]:
             raise SystemExit(f"a run lost jobs: {outcome}")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +23,11 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from tests.bench.common import (
+    BENCH_LIMITS,
     NOOP_SERVICE,
     NOOP_TYPE,
     WARMUP_JOBS,
+    bench_tenants,
     bounded,
     delete_matching,
     delete_service_queues,
@@ -250,3 +255,25 @@ async def close_baton(system: BatonSystem, urls: tuple[str, str], tenants: list[
     finally:
         await redis.aclose()
     await delete_service_queues(urls[0], NOOP_SERVICE)
+
+
+async def fresh_single_and_batch(
+    args: argparse.Namespace, urls: tuple[str, str], env: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`single_and_batch` on a freshly started orchestrator and no-op worker (with `env` on top of the
+    benchmark's), everything they left removed after."""
+    run = os.urandom(5).hex()
+    tenants = bench_tenants(run, ("warmup", "single", "batch"))
+    extra = dict(env or {})
+    system = BatonSystem(*urls, list(tenants.values()), extra_env={**BENCH_LIMITS, **extra})
+    try:
+        base_url = await system.start_orchestrator()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency * 2)) as session:
+            bench = BatonBench(system, base_url, session)
+            await bench.start_worker(**extra)
+            return await single_and_batch(args, bench, tenants)
+    except BaseException:
+        print(system.logs(), file=sys.stderr)
+        raise
+    finally:
+        await close_baton(system, urls, list(tenants.values()))

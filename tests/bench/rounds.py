@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 from typing import Any
 
-import aiohttp
-
-from tests.bench.baton_runs import BatonBench, close_baton, single_and_batch
+from tests.bench.baton_runs import fresh_single_and_batch
 from tests.bench.celery_peer import CeleryPeer
 from tests.bench.common import (
-    BENCH_LIMITS,
     WARMUP_JOBS,
-    bench_tenants,
     progress,
 )
 from tests.bench.dramatiq_peer import DramatiqPeer
 from tests.bench.peer_process import full_speed
 from tests.bench.raw_limit import RawLimit
-from tests.e2e.harness import ROOT, BatonSystem
+from tests.e2e.harness import ROOT
 
 
 async def limit_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> float:
@@ -40,20 +34,7 @@ async def limit_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> f
 
 async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> tuple[float, float]:
     """Jobs/s through POST /jobs, then through POST /jobs/batch, on a fresh orchestrator and worker."""
-    run = os.urandom(5).hex()
-    tenants = bench_tenants(run, ("warmup", "single", "batch"))
-    system = BatonSystem(*urls, list(tenants.values()), extra_env=BENCH_LIMITS)
-    try:
-        base_url = await system.start_orchestrator()
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency * 2)) as session:
-            bench = BatonBench(system, base_url, session)
-            await bench.start_worker()
-            single, batch = await single_and_batch(args, bench, tenants)
-    except BaseException:
-        print(system.logs(), file=sys.stderr)
-        raise
-    finally:
-        await close_baton(system, urls, list(tenants.values()))
+    single, batch = await fresh_single_and_batch(args, urls)
     return float(single["jobs_per_s"]), float(batch["jobs_per_s"])
 
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from orchestrator.broker.event_consumer import EventConsumer
+from orchestrator.errors import RegistryUnavailable
 from orchestrator.jobs.event_sink import EventSink, StepListener
 from orchestrator.live.update_bus import UpdateBus
 from orchestrator.metrics import OrchestratorMetrics
@@ -122,3 +123,40 @@ async def drop_tenant(redis_client: aioredis.Redis, tenant_id: str) -> None:
     for pattern in (f"orchestrator:*:{tenant_id}:*", f"orchestrator:jobs:{tenant_id}"):
         for key in await keys_matching(redis_client, pattern):
             await redis_client.delete(key)
+
+
+class RedisDownForWindows(RedisTaskRegistry):
+    """The real registry behind a Redis that fails the first `windows` windows, each after `delay` s."""
+
+    def __init__(self, redis: aioredis.Redis, windows: int, delay: float = 0.0) -> None:
+        super().__init__(redis, ttl_seconds=600)
+        self.windows = windows
+        self.delay = delay
+        self.calls = 0
+
+    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
+        self.calls += 1
+        if self.calls <= self.windows:
+            await asyncio.sleep(self.delay)
+            raise RegistryUnavailable("Redis is unavailable (a test's outage)")
+        return await super().apply_many(events)
+
+
+async def queue_drained(rig: Rig) -> bool:
+    """No message waits in the rig's queue."""
+    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
+    return bool(queue.declaration_result.message_count == 0)
+
+
+async def nothing_redelivered(rig: Rig) -> None:
+    """Every message was acked: none waits in the queue, and a new consumer is given nothing."""
+    assert await queue_drained(rig)
+    applied, dropped = len(rig.updates), sample(rig.metrics, "baton_events_dropped_total", reason="stale")
+    again = rig.consumer()
+    await again.start()
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        await again.stop()
+    assert len(rig.updates) == applied
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == dropped

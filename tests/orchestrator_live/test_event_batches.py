@@ -13,13 +13,18 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractIncomingMessage
 
 from orchestrator.broker.event_windows import MAX_WINDOW_EVENTS, next_window
-from orchestrator.errors import RegistryUnavailable
 from orchestrator.models import JobRecord
-from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from protocol.codec import JSON, MSGPACK
 from protocol.event_batch import BATCH_HEADER, MAX_BATCH_EVENTS
 from protocol.events import EventType, TaskEvent
-from tests.orchestrator_live.event_rig import CODECS, Rig, drop_tenant, sample
+from tests.orchestrator_live.event_rig import (
+    CODECS,
+    RedisDownForWindows,
+    Rig,
+    drop_tenant,
+    nothing_redelivered,
+    sample,
+)
 from tests.polling import eventually
 from tests.records import event_for, make_record
 
@@ -37,25 +42,6 @@ async def created(rig: Rig, tenant: str, count: int) -> list[JobRecord]:
     for record in records:
         await rig.registry.create(record)
     return records
-
-
-async def queue_drained(rig: Rig) -> bool:
-    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
-    return queue.declaration_result.message_count == 0
-
-
-async def nothing_redelivered(rig: Rig) -> None:
-    """Every message was acked: none waits in the queue, and a new consumer is given nothing."""
-    assert await queue_drained(rig)
-    applied, dropped = len(rig.updates), sample(rig.metrics, "baton_events_dropped_total", reason="stale")
-    again = rig.consumer()
-    await again.start()
-    try:
-        await asyncio.sleep(1.0)
-    finally:
-        await again.stop()
-    assert len(rig.updates) == applied
-    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == dropped
 
 
 async def completed_in_registry(rig: Rig, record: JobRecord) -> bool:
@@ -181,24 +167,10 @@ async def test_a_batch_is_retried_whole_when_the_engine_failed_on_one_of_its_eve
     await nothing_redelivered(rig)
 
 
-class DownForOneWindow(RedisTaskRegistry):
-    """The real registry behind a Redis that fails the first window."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        super().__init__(redis, ttl_seconds=600)
-        self.calls = 0
-
-    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
-        self.calls += 1
-        if self.calls == 1:
-            raise RegistryUnavailable("Redis is unavailable (a test's outage)")
-        return await super().apply_many(events)
-
-
 async def test_a_batch_that_meets_redis_down_is_retried_once_not_once_per_event(
     rig: Rig, redis_client: aioredis.Redis, tenant: str
 ) -> None:
-    registry = DownForOneWindow(redis_client)
+    registry = RedisDownForWindows(redis_client, windows=1)
     records = await created(rig, tenant, 4)
     consumer = rig.consumer(registry)
     await consumer.start()

@@ -8,29 +8,30 @@ broker has delivered them all: they wait together and form the next window.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
 import redis.asyncio as aioredis
 
 from orchestrator.broker.event_consumer import EventConsumer
-from orchestrator.errors import RegistryUnavailable
 from orchestrator.jobs.event_sink import EventSink
 from orchestrator.models import JobRecord
-from orchestrator.store.registry import ApplyOutcome, RedisTaskRegistry
 from protocol.codec import JSON
 from protocol.events import EventType, TaskEvent
 from tests.faults.private_services import PrivateRedis
-from tests.orchestrator_live.event_rig import CODECS, HeldRegistry, Rig, drop_tenant, sample
+from tests.orchestrator_live.event_rig import (
+    CODECS,
+    HeldRegistry,
+    RedisDownForWindows,
+    Rig,
+    drop_tenant,
+    nothing_redelivered,
+    queue_drained,
+    sample,
+)
 from tests.polling import eventually
 from tests.records import event_for, make_record, worker_heartbeat
-
-
-async def queue_drained(rig: Rig) -> bool:
-    """Every message published so far was delivered to the consumer (or settled)."""
-    queue = await rig.publisher.declare_queue(rig.queue_name, passive=True)
-    return queue.declaration_result.message_count == 0
 
 
 async def hold_first_window(rig: Rig, registry: HeldRegistry, *records: JobRecord) -> EventConsumer:
@@ -219,28 +220,13 @@ def handled(rig: Rig) -> float:
     return applied + sample(rig.metrics, "baton_events_dropped_total", reason="stale")
 
 
-class DownForThreeWindows(RedisTaskRegistry):
-    """The real registry behind a Redis that fails the first three windows (each after 0.3 s)."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        super().__init__(redis, ttl_seconds=600)
-        self.calls = 0
-
-    async def apply_many(self, events: Sequence[TaskEvent]) -> list[ApplyOutcome]:
-        self.calls += 1
-        if self.calls <= 3:
-            await asyncio.sleep(0.3)
-            raise RegistryUnavailable("Redis is unavailable (a test's outage)")
-        return await super().apply_many(events)
-
-
 async def test_events_delivered_while_a_window_waits_to_be_retried_never_overtake_it(
     rig: Rig, redis_client: aioredis.Redis, tenant: str
 ) -> None:
     """Workers keep publishing while Redis is down. Requeued, a window went back to the queue while later
     events of its jobs were being delivered: those overtook it (1 to 5 of 100 jobs' first events dropped as
     stale, in 3 runs of 3)."""
-    registry = DownForThreeWindows(redis_client)
+    registry = RedisDownForWindows(redis_client, windows=3, delay=0.3)
     records = [make_record(tenant) for _ in range(100)]
     for record in records:
         await registry.create(record)
@@ -283,15 +269,9 @@ async def test_windows_leave_nothing_unacked_and_nothing_redelivered(
         await eventually(lambda: len(rig.updates) == 200, within=30)
     finally:
         await consumer.stop()
-    assert await queue_drained(rig)  # nothing was left unacked (the channel's close would have requeued it)
-    again = rig.consumer()
-    await again.start()
-    try:
-        await asyncio.sleep(1.0)
-    finally:
-        await again.stop()
+    await nothing_redelivered(rig)  # nothing was left unacked (the channel's close would have requeued it)
     assert len(rig.updates) == 200
-    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0  # none redelivered
+    assert sample(rig.metrics, "baton_events_dropped_total", reason="stale") == 0
     for record in records:
         stored = await rig.registry.get(tenant, record.job_id)
         assert stored is not None and stored.seq == 11
