@@ -112,8 +112,7 @@ _EVENT_BATCH_HEADERS: Final = {
         BATCH_HEADER: _header(
             "how many events it carries", {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_EVENTS}
         ),
-        **_TRACE,
-    },
+    },  # no trace context: with tracing on a worker sends each event alone, its context in its headers
 }
 
 
