@@ -229,3 +229,61 @@ async def test_calls_waiting_when_the_ledger_closes_answer_unknown(
 
     assert list(await waiting) == [LedgerState.UNKNOWN] * (len(cases) - 1)
     await leading  # whatever its own round trip made of the closed client
+
+
+async def test_checks_and_marks_that_wait_together_share_one_pipeline_and_a_check_sees_its_batchs_marks(
+    ledger: TaskLedger, redis_client: aioredis.Redis, ledger_keys: list[str], unique: str
+) -> None:
+    warm_up = f"warm-up-{unique}"
+    ledger_keys.append(done_key(warm_up))
+    await ledger.mark_done(warm_up, 1)  # loads the script
+    finished = [envelope("svc", "record", {}, global_task_id=f"job-fin-{unique}-{i}") for i in range(5)]
+    fresh = [envelope("svc", "record", {}, global_task_id=f"job-new-{unique}-{i}") for i in range(5)]
+    ledger_keys += [done_key(task.task_id) for task in finished + fresh]
+    wire = Wire(ledger)
+    pipelines: list[int] = []
+    real_pipeline = ledger._redis.pipeline
+
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipelines.append(1)
+        return real_pipeline(*args, **kwargs)
+
+    ledger._redis.pipeline = counted_pipeline  # type: ignore[method-assign]
+    release = wire.hold = asyncio.Event()
+    blocker = asyncio.create_task(ledger.check(fresh[0]))  # in flight, held: the calls below wait together
+    await wire.in_flight.wait()
+    marks = [asyncio.create_task(ledger.mark_done(task.task_id, 1)) for task in finished]
+    checks = [asyncio.create_task(ledger.check(task)) for task in finished + fresh[1:]]
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(blocker, *marks)
+    states = await asyncio.gather(*checks)
+
+    assert wire.sent == ["MGET"] and pipelines == [1]  # the held MGET, then one pipeline for the rest
+    assert list(states) == [LedgerState.DONE] * 5 + [LedgerState.CLEAR] * 4  # the marks went first
+    assert await redis_client.mget([done_key(task.task_id) for task in finished]) == [b"1"] * 5
+    assert ledger.errors == 0
+
+
+async def test_a_pipeline_that_meets_noscript_loads_the_script_and_still_answers_every_call(
+    ledger: TaskLedger, redis_client: aioredis.Redis, ledger_keys: list[str], unique: str
+) -> None:
+    ledger._mark_done.sha = "0" * 40  # as after a Redis restart: this SHA is unknown to Redis
+    done = envelope("svc", "record", {}, global_task_id=f"job-ns-done-{unique}")
+    other = envelope("svc", "record", {}, global_task_id=f"job-ns-other-{unique}")
+    ledger_keys += [done_key(done.task_id), done_key(other.task_id)]
+    await redis_client.set(done_key(other.task_id), b"1", ex=60)
+    wire = Wire(ledger)
+    release = wire.hold = asyncio.Event()
+    blocker = asyncio.create_task(ledger.check(done))
+    await wire.in_flight.wait()
+    mark = asyncio.create_task(ledger.mark_done(done.task_id, 1))
+    check = asyncio.create_task(ledger.check(other))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(blocker, mark)
+
+    assert await check is LedgerState.DONE
+    assert await redis_client.get(done_key(done.task_id)) == b"1"
+    assert ledger._mark_done.sha != "0" * 40  # loaded again
+    assert ledger.errors == 0

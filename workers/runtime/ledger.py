@@ -11,9 +11,12 @@ again for every delivery.
 
 A worker runs up to its prefetch of deliveries at once, each asking the ledger twice. Concurrent
 calls share round trips: while one is in flight, the calls that arrive wait and go together in
-the next (all checks as one MGET, all marks as one script call: plumbing.redis_batch). A call
-made while nothing is in flight is sent at once, so a lone delivery pays what it did without
-coalescing.
+the next (plumbing.redis_batch), checks and marks alike: all marks as one script call, all checks
+as one MGET, both in one pipeline when the batch holds both (the marks first, so a check sees
+every mark of its batch). One round trip in flight for both kinds, rather than one per kind,
+makes the batches larger: paired A/B (tests.bench.ab, 8 pairs) about 1.1x the jobs/s through
+POST /jobs at 0.9x the CPU per job. A call made while nothing is in flight is sent at once, so a
+lone delivery pays what it did without coalescing.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from plumbing.burst_log import BurstLog
 from plumbing.redis_batch import RoundTripBatcher
@@ -66,6 +70,21 @@ class LedgerState(StrEnum):
     CANCELLED = "cancelled"
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    done_key: str
+    cancelled_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    done_key: str
+    attempt: int
+
+
+_Reply = tuple[_Raw, _Raw] | None  # a check's (done, cancelled) values; None for a mark
+
+
 class _BackingOff(Exception):
     """A batch that came due while Redis is left alone after a failure: answered without asking it."""
 
@@ -75,32 +94,30 @@ class TaskLedger:
         self._redis = worker_redis(redis_url, timeout_seconds=timeout_seconds, client_name="baton-worker")
         self._mark_done = self._redis.register_script(_MARK_DONE)
         self._timeout = timeout_seconds
-        self._checks: RoundTripBatcher[tuple[str, str], tuple[_Raw, _Raw]] = RoundTripBatcher(
-            self._read, "baton-ledger-checks"
-        )
-        self._marks: RoundTripBatcher[tuple[str, int], None] = RoundTripBatcher(self._write, "baton-ledger-marks")
+        self._calls: RoundTripBatcher[_Check | _Mark, _Reply] = RoundTripBatcher(self._send, "baton-ledger")
         self._skip_until = 0.0
         self._warnings = BurstLog(log, interval=WARNING_INTERVAL_SECONDS)
         self.errors = 0
 
     async def close(self) -> None:
         # Calls still waiting answer UNKNOWN (a ConnectionError is one of the Redis errors).
-        await self._checks.close(ConnectionError("delivery ledger closed"))
-        await self._marks.close(ConnectionError("delivery ledger closed"))
+        await self._calls.close(ConnectionError("delivery ledger closed"))
         await self._redis.aclose()
 
     async def check(self, envelope: TaskEnvelope) -> LedgerState:
         """The task's done key and its job's cancelled key, read in one MGET with any concurrent checks."""
         if self._skipping():
             return LedgerState.UNKNOWN
-        keys = (done_key(envelope.task_id), cancelled_key(envelope.tenant_id, envelope.global_task_id))
+        check = _Check(done_key(envelope.task_id), cancelled_key(envelope.tenant_id, envelope.global_task_id))
         try:
-            done, cancelled = await self._checks.submit(keys, timeout=self._timeout * 2)
+            reply = await self._calls.submit(check, timeout=self._timeout * 2)
         except _BackingOff:
             return LedgerState.UNKNOWN
         except _REDIS_ERRORS as exc:
             self._failed("check", exc)
             return LedgerState.UNKNOWN
+        assert reply is not None  # a check's reply is its values
+        done, cancelled = reply
         done_attempt = _attempt(done)
         if done_attempt is not None and envelope.attempt <= done_attempt:
             return LedgerState.DONE
@@ -114,23 +131,44 @@ class TaskLedger:
         if self._skipping():
             return
         try:
-            await self._marks.submit((done_key(task_id), attempt), timeout=self._timeout * 2)
+            await self._calls.submit(_Mark(done_key(task_id), attempt), timeout=self._timeout * 2)
         except _BackingOff:
             return
         except _REDIS_ERRORS as exc:
             self._failed("mark_done", exc)
 
-    async def _read(self, batch: list[tuple[str, str]]) -> list[tuple[_Raw, _Raw]]:
-        """One MGET of every key in the batch, split back per call."""
-        values = await self._round_trip(lambda: self._redis.mget([key for keys in batch for key in keys]))
-        return list(zip(values[::2], values[1::2], strict=True))
+    async def _send(self, batch: list[_Check | _Mark]) -> list[_Reply]:
+        """One round trip for the batch: its marks as one script call, then its checks as one MGET."""
+        marks = [call for call in batch if isinstance(call, _Mark)]
+        checks = [call for call in batch if isinstance(call, _Check)]
+        keys = [key for check in checks for key in (check.done_key, check.cancelled_key)]
+        if not marks:
+            values = await self._round_trip(lambda: self._redis.mget(keys))
+        elif not checks:
+            await self._round_trip(lambda: self._mark(marks))
+            values = []
+        else:
+            values = await self._round_trip(lambda: self._mark_and_read(marks, keys))
+        replies = iter(zip(values[::2], values[1::2], strict=True))
+        return [next(replies) if isinstance(call, _Check) else None for call in batch]
 
-    async def _write(self, batch: list[tuple[str, int]]) -> list[None]:
-        """One script call raising every done key in the batch."""
-        keys = [key for key, _ in batch]
-        args = [LEDGER_TTL_SECONDS, *(attempt for _, attempt in batch)]
-        await self._round_trip(lambda: self._mark_done(keys=keys, args=args))
-        return [None] * len(batch)
+    def _mark(self, marks: Sequence[_Mark]) -> Awaitable[object]:
+        """The script call (redis-py loads the script on NOSCRIPT)."""
+        return self._mark_done(keys=[mark.done_key for mark in marks], args=_mark_args(marks))
+
+    async def _mark_and_read(self, marks: Sequence[_Mark], keys: list[str]) -> list[_Raw]:
+        """Marks and checks in one pipeline (by the script's SHA: a pipeline holding a redis-py Script
+        would first ask SCRIPT EXISTS, one more round trip); after a NOSCRIPT (a Redis restarted or
+        flushed since), the script call, which loads it, then the MGET."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._mark_done.sha, len(marks), *(mark.done_key for mark in marks), *_mark_args(marks))
+                pipe.mget(keys)
+                replies = await pipe.execute()
+        except NoScriptError:
+            await self._mark(marks)
+            return list(await self._redis.mget(keys))
+        return list(replies[1])
 
     async def _round_trip(self, command: Callable[[], Awaitable[_Result]]) -> _Result:
         """One command, bounded by the timeout. A failure starts the backoff at once, before its
@@ -157,6 +195,10 @@ class TaskLedger:
             type(exc).__name__,
             exc,
         )
+
+
+def _mark_args(marks: Sequence[_Mark]) -> list[int]:
+    return [LEDGER_TTL_SECONDS, *(mark.attempt for mark in marks)]
 
 
 def _attempt(raw: bytes | str | None) -> int | None:
