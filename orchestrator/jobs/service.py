@@ -61,7 +61,10 @@ log = logging.getLogger(__name__)
 # request path yields to the loop after such a step (here and in orchestrator.http.request).
 YIELD_PAST_BYTES = 256 * 1024
 # How many jobs of one batch are in flight at once (registry write + publish awaiting its confirm).
-BATCH_CONCURRENCY = 64
+# A typical batch goes in one wave: its creates share one Redis pipeline, its tasks one socket write,
+# their confirms come back together. At 64 a batch of 250 trickled out one job per confirm, each in
+# writes of its own (tests/bench A/B of 4 pairs: 1.23x the jobs/s, 0.78x the CPU per job).
+BATCH_CONCURRENCY = 256
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from orchestrator.errors import BrokerUnavailable, UnknownJobType, UnpublishableJob
-from orchestrator.jobs.service import JobService, NewJob
+from orchestrator.jobs.service import JobService, NewJob, Submission
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.models import CancelResult, CancelStatus, JobRecord
 from protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
+from protocol.envelope import TaskEnvelope
 from protocol.events import ATTEMPT_SEQ_STRIDE, EventType, JobStatus, TaskEvent
 from protocol.services import WORKFLOW_SERVICE
 from tests.fakes.directory import FakeServiceLookup
@@ -86,6 +88,29 @@ async def test_cancelling_a_queued_job_ends_it_broadcasts_and_announces_once(par
     again = await parts.service.cancel(TENANT, job_id)
     assert again.status is CancelStatus.ALREADY_TERMINAL
     assert len(parts.publisher.cancels) == 1 and len(parts.bus.announced) == 2
+
+
+async def test_a_batch_publishes_its_jobs_in_one_wave_not_one_confirm_at_a_time(parts: Parts) -> None:
+    # Every publish waits here until the whole batch is publishing: a batch held to fewer jobs in flight
+    # than it has never gets there (its tasks would leave one confirm at a time, each in a write of its own).
+    jobs = [echo(n=n) for n in range(250)]  # the benchmark's batch size
+    publishing = 0
+    all_publishing = asyncio.Event()
+    publish = parts.publisher.publish_task
+
+    async def publish_with_the_rest(envelope: TaskEnvelope, **kwargs: Any) -> None:
+        nonlocal publishing
+        publishing += 1
+        if publishing == len(jobs):
+            all_publishing.set()
+        await all_publishing.wait()
+        await publish(envelope, **kwargs)
+
+    parts.publisher.publish_task = publish_with_the_rest  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        results = await parts.service.submit_many(TENANT, jobs, request_id="r-batch")
+    assert all(isinstance(r, Submission) and r.created for r in results)
+    assert len(parts.publisher.taken("echo")) == len(jobs)
 
 
 async def test_a_submit_that_waits_returns_the_outcome_a_worker_reports(parts: Parts) -> None:
