@@ -27,6 +27,8 @@ from plumbing.coalescing import CoalescingTransport, coalesce_writes
 # errors (ConnectionError, and TimeoutError too, are OSErrors); RuntimeError for aiormq's
 # ChannelInvalidStateError and for a write on a transport that is already closed.
 AMQP_ERRORS: Final = (aiormq.exceptions.AMQPError, OSError, RuntimeError)
+# Outgoing frames a connection queues for its writer before a publisher or acker waits (widen_write_queue).
+WRITE_QUEUE_FRAMES: Final[int] = 4096
 
 
 class Closable(Protocol):
@@ -46,13 +48,36 @@ class CoalescingTransportFactory(aiormq.TransportFactory):
 
 
 class CoalescingRobustConnection(aio_pika.RobustConnection):
-    """A robust connection whose every (re)connect uses the coalescing transport."""
+    """A robust connection whose every (re)connect uses the coalescing transport and a wide write queue."""
 
     def __init__(self, url: URL, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         # self.kwargs is what aio-pika hands to aiormq.connect on every (re)connect.
         self.transport_factory = CoalescingTransportFactory()
         self.kwargs["transport_factory"] = self.transport_factory
+
+    async def _on_connected(self) -> None:
+        # Before the robust connection restores its channels and consumers on it.
+        if self.transport is not None:
+            widen_write_queue(self.transport.connection)
+        await super()._on_connected()
+
+
+def widen_write_queue(connection: aiormq.abc.AbstractConnection) -> None:
+    """Let `connection` queue WRITE_QUEUE_FRAMES outgoing frames rather than aiormq's 10.
+
+    aiormq hands every outgoing frame (a publish, an ack) to its writer task through an asyncio.Queue
+    of Connection.FRAME_BUFFER_SIZE = 10. Past 10 the publisher or acker waits for the writer to take
+    one, and each waiter gets its turn one loop turn after the other: under load the frames left one per
+    turn, each in a socket write of its own, and the coalescing transport had nothing to gather (a
+    batch of 40 tasks: one write of 10, then 30 of one). aiormq has no setting for it, so the queue
+    of each new connection is widened here. The bound throttled and nothing more: the writer never
+    waits for the socket between frames that do not ask it to. Paired A/B (tests.bench.ab, 4 pairs):
+    1.46x the jobs/s through POST /jobs at 0.67x the CPU per job, 1.27x and 0.78x through the batch route.
+    """
+    queue = connection.write_queue
+    if queue.maxsize < WRITE_QUEUE_FRAMES:
+        queue._maxsize = WRITE_QUEUE_FRAMES  # type: ignore[attr-defined]  # asyncio.Queue keeps its bound there
 
 
 async def open_robust_connection(
