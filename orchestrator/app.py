@@ -128,7 +128,7 @@ def create_app(
         registry=RedisTaskRegistry(redis, batcher=batcher, history_max=settings.event_history_max),
         directory=ServiceDirectory(redis),
         bus=UpdateBus(redis, batcher=batcher),
-        hub=WebSocketHub(metrics),
+        hub=WebSocketHub(metrics, client_buffer=settings.websockets.client_buffer),
     )
     recovery = JobRecovery(redis, history_max=settings.event_history_max)
     history = EventHistory(redis, batcher)

@@ -93,6 +93,10 @@ class WebSocketSettings(EnvSettings):
     max_unauthenticated: PositiveInt = Field(default=1_000, validation_alias="BATON_WS_MAX_UNAUTHENTICATED")
     auth_timeout_seconds: PositiveFloat = Field(default=10.0, validation_alias="BATON_WS_AUTH_TIMEOUT_SECONDS")
     message_rate: RateSetting = Field(default=DEFAULT_WS_MESSAGE_RATE, validation_alias="BATON_WS_MESSAGE_RATE")
+    # Messages waiting for one client past which it is cut off as slow (orchestrator.live.hub). A client
+    # following all of a tenant's jobs gets two per job: at 1,000 a healthy one was cut off by a burst of
+    # 2,000 jobs/s (four batches of 250 at once) whenever it paused to do its own work.
+    client_buffer: PositiveInt = Field(default=10_000, validation_alias="BATON_WS_CLIENT_BUFFER")
     # Origins (scheme://host[:port]) browsers may upgrade from; None: the request's own host only.
     allowed_origins: frozenset[str] | None = Field(default=None, validation_alias="BATON_ALLOWED_ORIGINS")
 

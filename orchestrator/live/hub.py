@@ -336,7 +336,7 @@ class WebSocketHub:
     def __init__(
         self,
         metrics: OrchestratorMetrics,
-        client_buffer: int = 1000,
+        client_buffer: int = 10_000,
         all_jobs_remembered: int = ALL_JOBS_REMEMBERED,
         heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.app import LIVE, create_app
 from orchestrator.rates import Rate, TokenBucket, parse_rate
 from orchestrator.settings import DEFAULT_JOB_QUOTA, OrchestratorSettings
 from plumbing.settings import SettingsError
@@ -46,6 +47,7 @@ def test_quota_and_websocket_variables() -> None:
             "BATON_WS_MAX_UNAUTHENTICATED": "20",
             "BATON_WS_AUTH_TIMEOUT_SECONDS": "2.5",
             "BATON_WS_MESSAGE_RATE": "off",
+            "BATON_WS_CLIENT_BUFFER": "50",
             "BATON_ALLOWED_ORIGINS": "https://App.example.com/, http://localhost:3000",
         }
     )
@@ -55,9 +57,11 @@ def test_quota_and_websocket_variables() -> None:
     assert quotas.rate_for("gamma") == Rate(50.0, 100)
     assert (sockets.max_connections, sockets.max_per_tenant, sockets.max_unauthenticated) == (300, 30, 20)
     assert sockets.auth_timeout_seconds == 2.5 and sockets.message_rate is None
+    assert sockets.client_buffer == 50
     assert sockets.allowed_origins == {"https://app.example.com", "http://localhost:3000"}
     defaults = OrchestratorSettings.from_env({})
     assert defaults.quotas.rate_for("dev") == DEFAULT_JOB_QUOTA
+    assert defaults.websockets.client_buffer == 10_000
     assert defaults.websockets.allowed_origins is None  # the request's own host
 
 
@@ -75,6 +79,7 @@ def test_quotas_can_be_turned_off() -> None:
         ({"BATON_API_KEYS": "acme:k", "BATON_TENANT_JOB_QUOTAS": "acmee:1/s:1"}, "has: ['acmee']"),
         ({"BATON_TENANT_JOB_QUOTAS": "acme:1/s:1"}, "no key of BATON_API_KEYS has"),  # only `dev` without keys
         ({"BATON_WS_MAX_PER_TENANT": "0"}, "BATON_WS_MAX_PER_TENANT"),
+        ({"BATON_WS_CLIENT_BUFFER": "none"}, "BATON_WS_CLIENT_BUFFER"),
         ({"BATON_WS_MESSAGE_RATE": "10/s"}, "BATON_WS_MESSAGE_RATE: a rate is"),
         ({"BATON_ALLOWED_ORIGINS": "app.example.com"}, "BATON_ALLOWED_ORIGINS: an origin is scheme://host"),
         ({"BATON_ALLOWED_ORIGINS": "https://app.example.com/page"}, "BATON_ALLOWED_ORIGINS"),
@@ -84,3 +89,8 @@ def test_bad_limits_stop_the_start_with_a_clear_message(variables: dict[str, str
     with pytest.raises(SettingsError) as refused:
         OrchestratorSettings.from_env(variables)
     assert message in str(refused.value)
+
+
+async def test_the_websocket_client_buffer_reaches_the_hub() -> None:
+    app = create_app(OrchestratorSettings.from_env({"BATON_WS_CLIENT_BUFFER": "7"}))
+    assert app[LIVE].hub.client_buffer == 7
