@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.bench.baton_runs import BatonBench, BenchFailure
+from tests.bench.baton_runs import BatonBench, BenchFailure, complete
 from tests.e2e.harness import BatonSystem, Tenant
 
 TENANT = Tenant("bench-posting", "key")
@@ -72,3 +72,11 @@ async def test_a_latency_run_counts_a_503_and_still_fails_on_any_other_answer(be
         await bench.post_one(TENANT, 2, strict=False)
     with pytest.raises(BenchFailure, match="answered 503"):
         await bench.post_one(TENANT, 1)
+
+
+def test_a_run_counts_only_when_every_job_reached_the_client_and_the_registry() -> None:
+    counted = {"jobs": 10, "lost": 0, "ws_cut_off": None, "registry_ok": True, "registry_completed": 10}
+    assert complete(counted) is counted
+    for spoiled in ({"lost": 3}, {"ws_cut_off": "closed by the server with code 4008"}, {"registry_ok": False}):
+        with pytest.raises(BenchFailure, match="does not count"):
+            complete(counted | spoiled)
