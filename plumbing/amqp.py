@@ -76,7 +76,7 @@ def widen_write_queue(connection: aiormq.abc.AbstractConnection) -> None:
     1.46x the jobs/s through POST /jobs at 0.67x the CPU per job, 1.27x and 0.78x through the batch route.
     """
     queue = connection.write_queue
-    if queue.maxsize < WRITE_QUEUE_FRAMES:
+    if 0 < queue.maxsize < WRITE_QUEUE_FRAMES:  # 0 is unbounded: leave it so
         queue._maxsize = WRITE_QUEUE_FRAMES  # type: ignore[attr-defined]  # asyncio.Queue keeps its bound there
 
 

@@ -1,7 +1,7 @@
 """One call in flight per key: concurrent callers asking for the same key share its outcome.
 
 A cache refilled when stale is refilled by the first caller that finds it so; without this, every
-caller that arrived while that read was under way sent the same read again (the 64 jobs of a batch in
+caller that arrived while that read was under way sent the same read again (the jobs of a batch in
 flight at once each read the directory's routes and the declared workflows when their copies expired).
 """
 

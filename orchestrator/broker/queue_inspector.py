@@ -4,7 +4,8 @@ and the declarations of a service's queues.
 Not on the publishing connection, because a passive declare of a missing queue makes the broker
 close the channel (404), and aiormq then frees the channel number as soon as the broker's
 Channel.Close arrives, but queues its Channel.CloseOk with a `put_nowait` that is silently dropped
-when the connection's write queue is full (10 frames by default; concurrent publishes fill it).
+when the connection's write queue is full (aiormq's 10 frames, or the 4096 plumbing.amqp widens it to:
+concurrent publishes can fill either).
 The broker still holds that channel, waiting for the CloseOk; the next channel aiormq opens takes
 the freed number (it picks the highest in use plus one), and the broker closes the whole
 connection with "CHANNEL_ERROR - second 'channel.open' seen", every publish on it with it.

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from tests.bench.baton_runs import BatonBench, close_baton, complete, single_and_batch
+from tests.bench.baton_runs import BatonBench, close_baton, single_and_batch
 from tests.bench.baton_scale import backlog, websocket_fanout
 from tests.bench.common import BENCH_LIMITS, WARMUP_JOBS, bench_tenants, latency_rates, progress, raise_fd_limit
 from tests.bench.profiling import Profiler, budget, render, render_budget
@@ -152,7 +152,7 @@ async def run_baton(
         async with aiohttp.ClientSession(connector=connector) as session:
             bench = BatonBench(system, base_url, session)
             await bench.start_worker()
-            single, batch = map(complete, await single_and_batch(args, bench, tenants))
+            single, batch = await single_and_batch(args, bench, tenants)
             results["baton"] = {"single": single, "batch": batch, "latency": []}
             if args.profile > 0:
                 # A run of its own, so that sampling never slows the measured ones.

@@ -19,7 +19,7 @@ import statistics
 import sys
 from typing import Any
 
-from tests.bench.baton_runs import complete, fresh_single_and_batch
+from tests.bench.baton_runs import fresh_single_and_batch
 from tests.bench.common import progress
 from tests.services import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL
 
@@ -37,7 +37,7 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 async def one_run(args: argparse.Namespace, urls: tuple[str, str], env: dict[str, str]) -> dict[str, float]:
-    single, batch = map(complete, await fresh_single_and_batch(args, urls, env))
+    single, batch = await fresh_single_and_batch(args, urls, env)
     return {
         "single jobs/s": single["jobs_per_s"],
         "batch jobs/s": batch["jobs_per_s"],

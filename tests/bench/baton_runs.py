@@ -245,13 +245,14 @@ class BatonBench:
 async def single_and_batch(
     args: argparse.Namespace, bench: BatonBench, tenants: dict[str, Tenant]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A warm-up, then Baton at full speed through POST /jobs, then through POST /jobs/batch."""
+    """A warm-up, then Baton at full speed through POST /jobs, then through POST /jobs/batch; BenchFailure as soon
+    as a run does not count (`complete`)."""
     progress("baton: warm-up, then full speed with POST /jobs")
     await bench.full_speed(tenants["warmup"], WARMUP_JOBS, 1, args.concurrency, args.timeout)
-    single = await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout)
+    single = complete(await bench.full_speed(tenants["single"], args.jobs, 1, args.concurrency, args.timeout))
     progress("baton: full speed with POST /jobs/batch")
     in_flight = max(2, args.concurrency // 16)
-    batch = await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout)
+    batch = complete(await bench.full_speed(tenants["batch"], args.jobs, args.batch_size, in_flight, args.timeout))
     return single, batch
 
 

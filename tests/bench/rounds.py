@@ -9,7 +9,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from tests.bench.baton_runs import complete, fresh_single_and_batch
+from tests.bench.baton_runs import fresh_single_and_batch
 from tests.bench.celery_peer import CeleryPeer
 from tests.bench.common import (
     WARMUP_JOBS,
@@ -35,7 +35,7 @@ async def limit_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> f
 async def baton_jobs_per_s(args: argparse.Namespace, urls: tuple[str, str]) -> tuple[float, float]:
     """Jobs/s through POST /jobs, then through POST /jobs/batch, on a fresh orchestrator and worker."""
     single, batch = await fresh_single_and_batch(args, urls)
-    return float(complete(single)["jobs_per_s"]), float(complete(batch)["jobs_per_s"])
+    return float(single["jobs_per_s"]), float(batch["jobs_per_s"])
 
 
 def celery_full_speed(args: argparse.Namespace, urls: tuple[str, str]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 A passive declare of a missing queue makes RabbitMQ close the channel; aiormq frees the number at
 once and drops its Channel.CloseOk when the write queue is full (as concurrent publishes keep it),
 so a channel opened next on the same connection got "second 'channel.open' seen" and the broker
-closed the connection with every publish on it.
+closed the connection with every publish on it. Our connections widen that queue
+(plumbing.amqp.widen_write_queue), but it stays bounded: the first test keeps aiormq's 10 frames so
+that bursts of 12 fill it, as they did when the bug was found.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
+import pytest
 
+import plumbing.amqp
 from orchestrator.broker.publisher import TaskPublisher
 from orchestrator.broker.queue_inspector import QueueInspector
 from orchestrator.errors import PublishFailed
@@ -31,12 +35,15 @@ async def _delete_queues(rabbitmq_url: str, service: str) -> None:
 
 
 async def test_stats_of_existing_and_missing_queues_never_break_concurrent_publishes(
-    rabbitmq_url: str, unique: str
+    rabbitmq_url: str, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(plumbing.amqp, "WRITE_QUEUE_FRAMES", 10)  # aiormq's own bound, which bursts of 12 fill
     service = f"insp-{unique}"
     publisher = TaskPublisher(rabbitmq_url, CodecSet(), connection_name=f"test-inspect-{unique}")
     await publisher.start()
     try:
+        assert publisher._link is not None and publisher._link.connection.transport is not None
+        assert publisher._link.connection.transport.connection.write_queue.maxsize == 10
         await publisher.publish_task(TaskEnvelope(global_task_id="job-0", tenant_id="t1", type="x", service=service))
         existing = task_queue(service)
         done = asyncio.Event()

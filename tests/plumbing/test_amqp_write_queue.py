@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import aiormq
 import pytest
+from aio_pika.abc import AbstractChannel
 from aiormq import spec
 
 from plumbing.amqp import WRITE_QUEUE_FRAMES, CoalescingRobustConnection, open_robust_connection, publish_confirmed
@@ -37,9 +38,8 @@ def underlay(connection: CoalescingRobustConnection) -> aiormq.abc.AbstractConne
     return connection.transport.connection
 
 
-async def publish_burst(connection: CoalescingRobustConnection, queue_name: str) -> int:
-    """BURST confirmed publishes at once on one channel; the socket writes they took."""
-    channel = await connection.channel(publisher_confirms=True)
+async def publish_burst(connection: CoalescingRobustConnection, channel: AbstractChannel, queue_name: str) -> int:
+    """BURST confirmed publishes at once on `channel`; the socket writes they took."""
     queue = await channel.declare_queue(queue_name, exclusive=True)
     transport = connection.transport_factory.current
     assert transport is not None
@@ -53,7 +53,6 @@ async def publish_burst(connection: CoalescingRobustConnection, queue_name: str)
     )
     sends = transport.sends - before
     assert (await queue.declare()).message_count == BURST  # every publish confirmed and queued
-    await channel.close()
     return sends
 
 
@@ -62,16 +61,20 @@ async def test_a_burst_of_publishes_on_one_channel_leaves_in_a_few_writes(
 ) -> None:
     _, connection = proxied
     assert underlay(connection).write_queue.maxsize == WRITE_QUEUE_FRAMES
+    channel = await connection.channel(publisher_confirms=True)
     # With aiormq's queue of 10 frames, the publishes past the 10th left one loop turn apart: ~190 writes.
-    assert await publish_burst(connection, f"test.write-queue.{unique}") <= 5
+    assert await publish_burst(connection, channel, f"test.write-queue.{unique}") <= 5
 
 
-async def test_a_reconnected_connection_queues_as_widely(
+async def test_a_reconnected_connection_and_its_restored_channel_queue_as_widely(
     proxied: tuple[TcpProxy, CoalescingRobustConnection], unique: str
 ) -> None:
     proxy, connection = proxied
+    channel = await connection.channel(publisher_confirms=True)  # open across the cut: restored on reconnect
     first = underlay(connection)
     proxy.cut()
     await eventually(lambda: connection.connected.is_set() and underlay(connection) is not first, within=15)
     assert underlay(connection).write_queue.maxsize == WRITE_QUEUE_FRAMES
-    assert await publish_burst(connection, f"test.write-queue-again.{unique}") <= 5
+    restored = await channel.get_underlay_channel()
+    assert restored.connection is underlay(connection)
+    assert await publish_burst(connection, channel, f"test.write-queue-again.{unique}") <= 5
