@@ -62,8 +62,8 @@ def complete(outcome: dict[str, Any]) -> dict[str, Any]:
     """`outcome` of a full-speed run, once it is known to count: BenchFailure when a job's terminal event
     never reached the WebSocket client (or the server cut it off as slow), or the registry disagrees."""
     if outcome["lost"] or outcome["ws_cut_off"] or not outcome["registry_ok"]:
-        keys = ("jobs", "lost", "ws_cut_off", "registry_completed")
-        raise BenchFailure(f"a Baton run does not count: { ({k: outcome[k] for k in keys}) }")
+        counts = {k: outcome[k] for k in ("jobs", "lost", "ws_cut_off", "registry_completed")}
+        raise BenchFailure(f"a Baton run does not count: {counts}")
     return outcome
 
 
@@ -168,8 +168,11 @@ class BatonBench:
         """Waits for every accepted job's terminal event, then for the registry to list them all completed.
         `unconfirmed` refused jobs kept their id and may still have run: the registry may list up to that many more."""
         ids = set(started)
-        # A client cut off as slow sees nothing more: no use waiting out the timeout for it.
-        done = lambda: ids <= watcher.terminal.keys() or watcher.cut_off is not None  # noqa: E731
+
+        def done() -> bool:
+            # A client cut off as slow sees nothing more: no use waiting out the timeout for it.
+            return ids <= watcher.terminal.keys() or watcher.cut_off is not None
+
         await wait_until(done, timeout, watcher.changed)
         seen = ids & watcher.terminal.keys()
         registry = await self.wait_registry(tenant, len(ids), REGISTRY_TIMEOUT_SECONDS)
